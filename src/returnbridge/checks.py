@@ -1,0 +1,98 @@
+"""``returnbridge check-config``: every problem with a configuration, in plain words."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from returnbridge.config import Settings
+from returnbridge.domain.reasons import Processing
+from returnbridge.store.db import make_engine
+from returnbridge.store.migrate import SchemaNotCurrent, require_current
+
+
+class Level(StrEnum):
+    ERROR = "error"  # returnbridge cannot do its job until this is fixed
+    WARNING = "warning"  # it runs, but something will go wrong or be refused
+    NOTE = "note"
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: Level
+    key: str
+    message: str
+
+
+_RESTOCKING = {"restock"}
+_NOT_RESTOCKING = {"write_off", "recycle", "donate", "missing"}
+
+
+def check_settings(s: Settings) -> list[Finding]:
+    f: list[Finding] = []
+
+    def add(level: Level, key: str, message: str) -> None:
+        f.append(Finding(level, key, message))
+
+    if not s.loop.webhook_secrets:
+        add(Level.ERROR, "[loop].webhook_secrets",
+            "no Loop webhook secret is configured, so every Loop webhook will be refused "
+            "with 401. Copy the secret from Loop Admin > Developer Tools.")
+    if any(not x.get_secret_value() for x in s.loop.webhook_secrets):
+        add(Level.ERROR, "[loop].webhook_secrets", "one of the Loop webhook secrets is empty.")
+    if not s.khaos.channel_username or not s.khaos.channel_password.get_secret_value():
+        add(Level.ERROR, "[khaos].channel_username/channel_password",
+            "the Khaos channel credentials are not set, so Khaos cannot fetch the "
+            "configuration file or any return. Use the user name and password set on the "
+            "3rd Party API channel in Khaos.")
+    if s.khaos.format == "XML":
+        add(Level.ERROR, "[khaos].format",
+            "XML is not available yet for returns in this version; use \"JSON\".")
+    if not s.api.tokens:
+        add(Level.WARNING, "[api].tokens",
+            "no API token is configured, so /api/v1 refuses every request (including "
+            "'returns show' over HTTP).")
+    if not s.server.public_base_url.startswith("https://"):
+        add(Level.WARNING, "[server].public_base_url",
+            f"{s.server.public_base_url} is not https; Khaos sends the channel password with "
+            "every request, so use https anywhere but a test machine.")
+    if not s.mapping.reasons:
+        add(Level.ERROR, "[[mapping.reasons]]",
+            "there is no reason mapping, so every return will be held with "
+            "unmapped_return_reason. Add [[mapping.reasons]] entries (see "
+            "docs/configuration.md).")
+    for i, entry in enumerate(s.mapping.reasons):
+        key = f"[[mapping.reasons]] #{i + 1}"
+        if entry.disposition in _RESTOCKING and entry.processing is not Processing.RESTOCK:
+            add(Level.ERROR, key,
+                f"disposition 'restock' is mapped to Khaos reason {entry.khaos_reason_id}, "
+                f"which you marked as '{entry.processing.value}': resellable goods would not "
+                "go back to stock.")
+        if entry.disposition in _NOT_RESTOCKING and entry.processing is Processing.RESTOCK:
+            add(Level.ERROR, key,
+                f"disposition '{entry.disposition}' is mapped to Khaos reason "
+                f"{entry.khaos_reason_id}, which restocks: goods that are not resellable "
+                "would be booked back into sellable stock.")
+    if not s.loop.fallback_customer_urn:
+        add(Level.NOTE, "[loop].fallback_customer_urn",
+            "no fallback customer: Loop returns whose customer cannot be matched are held "
+            "with unknown_customer until someone fixes them.")
+    return f
+
+
+def check_database(s: Settings) -> list[Finding]:
+    try:
+        engine = make_engine(s.database.url)
+        try:
+            require_current(engine)
+        finally:
+            engine.dispose()
+    except SchemaNotCurrent as exc:
+        return [Finding(Level.ERROR, "[database].url", str(exc))]
+    except SQLAlchemyError as exc:
+        reason = str(exc.orig) if getattr(exc, "orig", None) else str(exc)
+        return [Finding(Level.ERROR, "[database].url",
+                        f"the database cannot be reached: {reason.strip().splitlines()[0]}")]
+    return []

@@ -1,0 +1,229 @@
+"""The ``returnbridge`` command line. Thin: parse, call one flow, print."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from returnbridge.config import ConfigError, Settings, load_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Returns platforms (Loop Returns, ZigZag) to Khaos Control.")
+returns_app = typer.Typer(no_args_is_help=True, help="Look at returns.")
+app.add_typer(returns_app, name="returns")
+out = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Configuration file (default: $RB_CONFIG or "
+                 "./returnbridge.toml)."),
+]
+
+
+def _settings(config: Path | None) -> Settings:
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _logging(settings: Settings) -> None:
+    from returnbridge import logs
+
+    logs.configure(settings.log.level, settings.log.format, settings.secret_values())
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write the file.")] = Path(
+        "returnbridge.toml"),
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented configuration file with every key and its meaning."""
+    from returnbridge.config_docs import config_template
+
+    if path.exists() and not force:
+        err.print(f"{path} already exists; use --force to overwrite it.")
+        raise typer.Exit(1)
+    path.write_text(config_template(), encoding="utf-8")
+    out.print(f"Wrote {path}. Fill in the secrets, then run: returnbridge check-config")
+
+
+@app.command("check-config")
+def check_config(config: ConfigOpt = None) -> None:
+    """Report every problem with the configuration, in plain words."""
+    from returnbridge.checks import Level, check_database, check_settings
+
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:
+        err.print(f"[red]error[/red]: the configuration cannot be loaded ({exc.path or 'defaults'}):")
+        for problem in exc.problems:
+            err.print(f"  - {problem}")
+        raise typer.Exit(1) from None
+    findings = check_settings(settings) + check_database(settings)
+    colours = {Level.ERROR: "red", Level.WARNING: "yellow", Level.NOTE: "cyan"}
+    for finding in findings:
+        c = colours[finding.level]
+        out.print(f"[{c}]{finding.level.value}[/{c}] {finding.key}: {finding.message}",
+                  highlight=False)
+    errors = sum(1 for x in findings if x.level is Level.ERROR)
+    warnings = sum(1 for x in findings if x.level is Level.WARNING)
+    out.print(f"{errors} error(s), {warnings} warning(s).")
+    if errors:
+        raise typer.Exit(1)
+
+
+@app.command()
+def migrate(config: ConfigOpt = None) -> None:
+    """Create or upgrade the database schema."""
+    from returnbridge.store.db import make_engine
+    from returnbridge.store.migrate import upgrade
+
+    settings = _settings(config)
+    engine = make_engine(settings.database.url)
+    before, after = upgrade(engine)
+    where = engine.url.render_as_string(hide_password=True)
+    if before == after:
+        out.print(f"{where} is already at schema {after}.")
+    else:
+        out.print(f"{where}: schema {before or 'empty'} -> {after}.")
+    engine.dispose()
+
+
+def _require_schema(settings: Settings) -> None:
+    from returnbridge.store.db import make_engine
+    from returnbridge.store.migrate import SchemaNotCurrent, require_current
+
+    engine = make_engine(settings.database.url)
+    try:
+        require_current(engine)
+    except SchemaNotCurrent as exc:
+        err.print(f"[red]returnbridge will not start:[/red] {exc}")
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    worker: Annotated[bool, typer.Option(help="Also run workflows in this process.")] = True,
+    host: Annotated[str | None, typer.Option(help="Override [server].host.")] = None,
+    port: Annotated[int | None, typer.Option(help="Override [server].port.")] = None,
+) -> None:
+    """Run the HTTP service (webhooks, Khaos channel, API) and, by default, the worker."""
+    import uvicorn
+
+    from returnbridge.flows.durable import Durable, enqueue_event
+    from returnbridge.flows.runtime import Runtime
+    from returnbridge.web.app import create_app
+
+    settings = _settings(config)
+    _logging(settings)
+    _require_schema(settings)
+    rt = Runtime.from_settings(settings)
+    durable = Durable(rt, worker=worker)
+    durable.start()
+    try:
+        uvicorn.run(create_app(rt, enqueue_event), host=host or settings.server.host,
+                    port=port or settings.server.port, log_config=None,
+                    timeout_graceful_shutdown=10)
+    finally:
+        durable.stop()
+        rt.close()
+
+
+@app.command()
+def worker(config: ConfigOpt = None) -> None:
+    """Run workflows without the HTTP server (scale out next to 'serve --no-worker')."""
+    from returnbridge.flows.durable import Durable
+    from returnbridge.flows.runtime import Runtime
+
+    settings = _settings(config)
+    _logging(settings)
+    _require_schema(settings)
+    rt = Runtime.from_settings(settings)
+    durable = Durable(rt, worker=True)
+    durable.start()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    out.print("worker running; Ctrl-C to stop")
+    stop.wait()
+    durable.stop()
+    rt.close()
+
+
+@returns_app.command("show")
+def returns_show(
+    ref: Annotated[str, typer.Argument(help="AssociatedRef, e.g. LR-12345.")],
+    config: ConfigOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show one return: lines, Khaos status, timeline and open exceptions."""
+    from returnbridge.flows.queries import return_view
+    from returnbridge.flows.runtime import Runtime
+
+    settings = _settings(config)
+    rt = Runtime.from_settings(settings)
+    view = return_view(rt, ref)
+    rt.close()
+    if view is None:
+        err.print(f"no return with AssociatedRef {ref!r}")
+        raise typer.Exit(1)
+    if as_json:
+        out.print_json(json.dumps(view))
+        return
+    _print_return(view)
+
+
+def _print_return(view: dict[str, Any]) -> None:
+    out.print(f"[bold]{view['associated_ref']}[/bold]  {view['source']} return "
+              f"{view['source_return_id']}, order {view['order_ref']}", highlight=False)
+    out.print(f"state {view['state']} (source: {view['source_state']}), Khaos: "
+              f"[bold]{view['khaos_status']}[/bold]"
+              + (f", waiting: {view['waiting_for']}" if view["waiting_for"] else ""))
+    for line in view["lines"]:
+        out.print(f"  {line['quantity']} x {line['sku']} @ {line['unit_gross']} "
+                  f"{view['currency']}  reason {line['reason']!r} -> Khaos reason "
+                  f"{line['khaos_reason_id'] or '(unmapped)'}", highlight=False)
+    for t in view["timeline"]:
+        out.print(f"  {t['at'][:19]}  {t['kind']:<18} {t['message']}", highlight=False)
+    for e in view["open_exceptions"]:
+        out.print(f"  [red]{e['type']}[/red] ({e['owner']}): {e['message']} "
+                  f"Next: {e['next_action']}", highlight=False)
+
+
+@app.command()
+def demo(
+    keep_running: Annotated[bool, typer.Option(
+        help="Leave the service and sandboxes running and print their URLs.")] = False,
+    returns: Annotated[int, typer.Option(help="How many Loop returns to send.")] = 6,
+) -> None:
+    """Run the whole path on SQLite with local sandboxes of Loop and Khaos."""
+    from returnbridge.sandbox.demo import run_demo
+
+    code = run_demo(keep_running=keep_running, returns=returns, console=out)
+    raise typer.Exit(code)
+
+
+@app.command("config-docs", hidden=True)
+def config_docs() -> None:
+    """Print docs/configuration.md (generated from the settings model)."""
+    from returnbridge.config_docs import configuration_markdown
+
+    sys.stdout.write(configuration_markdown())
+
+
+def main() -> None:
+    app()

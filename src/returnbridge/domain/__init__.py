@@ -1,0 +1,1 @@
+"""Pure core: canonical model, money, lifecycle, posting policy. Imports nothing outward."""

@@ -1,0 +1,149 @@
+"""The exception vocabulary (ARCHITECTURE 7): who owns each problem and what they should do.
+
+An *exception* here is a business problem shown to a team, not a Python exception.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Owner(StrEnum):
+    CX = "cx"  # customer service
+    WAREHOUSE = "warehouse"
+    FINANCE = "finance"
+    OPS = "ops"  # whoever runs returnbridge and its configuration
+
+
+class Severity(StrEnum):
+    BLOCKING = "blocking"  # a return cannot go to Khaos until this is fixed
+    WARNING = "warning"  # the return moves on; someone should look
+
+
+@dataclass(frozen=True)
+class ExceptionType:
+    name: str
+    owner: Owner
+    severity: Severity
+    meaning: str
+    next_action: str
+
+
+CATALOGUE: dict[str, ExceptionType] = {
+    t.name: t
+    for t in (
+        ExceptionType(
+            "sku_mismatch", Owner.OPS, Severity.BLOCKING,
+            "A returned SKU does not exist in the Khaos catalogue under the configured mapping.",
+            "Correct the SKU in Khaos (StockCode, OtherRef or barcode) or in the shop, then "
+            "wait for the next stock upload; the return is released automatically.",
+        ),
+        ExceptionType(
+            "unmapped_return_reason", Owner.OPS, Severity.BLOCKING,
+            "No [[mapping.reasons]] entry matches this return reason and disposition.",
+            "Add a [[mapping.reasons]] entry for this reason in returnbridge.toml (or a "
+            "catch-all '*' entry), then restart or run 'returnbridge exceptions retry'.",
+        ),
+        ExceptionType(
+            "unknown_customer", Owner.CX, Severity.BLOCKING,
+            "No Khaos customer URN could be found for this return's customer.",
+            "Find or create the customer in Khaos, or set fallback_customer_urn for this "
+            "source; then retry the return.",
+        ),
+        ExceptionType(
+            "exchange_unknown_sku", Owner.CX, Severity.BLOCKING,
+            "An exchange item does not exist in the Khaos catalogue.",
+            "Check the exchange item with the customer and the catalogue; correct it in Khaos.",
+        ),
+        ExceptionType(
+            "exchange_not_web_enabled", Owner.CX, Severity.BLOCKING,
+            "An exchange item is not published to web in Khaos, so Khaos will refuse it.",
+            "Tick 'Publish to web' on the item in Khaos or offer the customer another item.",
+        ),
+        ExceptionType(
+            "exchange_out_of_stock", Owner.CX, Severity.BLOCKING,
+            "There is not enough stock at the exchange site for an exchange item.",
+            "Offer the customer another item or a refund, or wait for stock to arrive.",
+        ),
+        ExceptionType(
+            "non_return_outcome_unmapped", Owner.OPS, Severity.BLOCKING,
+            "A shipping refund or handling fee has no configured non-stock SKU.",
+            "Configure the non-stock SKUs for shipping refunds and handling fees.",
+        ),
+        ExceptionType(
+            "khaos_import_unconfirmed", Owner.OPS, Severity.WARNING,
+            "Khaos fetched this return but no import has been confirmed within the SLA.",
+            "Check the channel's import errors in Khaos (Channels > Imported Returns); fix "
+            "and use Retry Import there.",
+        ),
+        ExceptionType(
+            "credit_note_missing", Owner.FINANCE, Severity.WARNING,
+            "The return is in Khaos but no credit note has been raised for it.",
+            "Process the return in Khaos so that the credit note is raised.",
+        ),
+        ExceptionType(
+            "refund_before_credit", Owner.FINANCE, Severity.WARNING,
+            "Money went back to the customer before the credit note existed in Khaos.",
+            "Raise the credit note in Khaos and match it to the refund.",
+        ),
+        ExceptionType(
+            "duplicate_refund_suspected", Owner.FINANCE, Severity.BLOCKING,
+            "The order already has a refund that returnbridge did not make.",
+            "Check the order's refunds; if the customer is already paid, resolve this "
+            "exception with a note; otherwise retry it to pay.",
+        ),
+        ExceptionType(
+            "tax_drift", Owner.FINANCE, Severity.WARNING,
+            "Line values and the source's header total differ by more than the tolerance.",
+            "Compare the return in the returns platform with the Khaos credit note and "
+            "adjust the credit note if needed.",
+        ),
+        ExceptionType(
+            "amount_mismatch", Owner.FINANCE, Severity.WARNING,
+            "What the customer got back does not add up to the value of the return.",
+            "Check the refund, store credit and exchange amounts in the returns platform.",
+        ),
+        ExceptionType(
+            "status_drift", Owner.OPS, Severity.WARNING,
+            "The return changed at the source after it was handed to Khaos.",
+            "Compare the return in the returns platform with the Khaos document and amend "
+            "Khaos by hand if the change matters.",
+        ),
+        ExceptionType(
+            "source_processing_failed", Owner.CX, Severity.WARNING,
+            "The returns platform could not process this return.",
+            "Open the return in the returns platform, fix the cause it shows and process it again.",
+        ),
+        ExceptionType(
+            "signature_invalid", Owner.OPS, Severity.WARNING,
+            "Webhook deliveries arrived with a signature that matches no configured secret.",
+            "Copy the webhook secret from the platform's developer settings into the "
+            "configuration (one entry per subscription) and restart.",
+        ),
+        ExceptionType(
+            "payload_invalid", Owner.OPS, Severity.WARNING,
+            "A stored event could not be understood. The raw event is kept.",
+            "Look at the raw event ('returnbridge events show ID'); if the source changed its "
+            "format, report it with the event attached.",
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A detected problem, before it is stored as an exception row."""
+
+    type: str
+    message: str
+    dedupe_key: str
+    details: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> ExceptionType:
+        return CATALOGUE[self.type]
+
+    @property
+    def blocking(self) -> bool:
+        return self.kind.severity is Severity.BLOCKING

@@ -1,0 +1,44 @@
+"""Merging a newly reported version of a return into what we already know (monotonic)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from returnbridge.domain.lifecycle import advance, is_backwards
+from returnbridge.domain.model import ReturnCase
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    case: ReturnCase
+    content_applied: bool  # lines, money and customer taken from the incoming version
+    note: str
+
+
+def merge(current: ReturnCase | None, incoming: ReturnCase, event_id: str) -> MergeResult:
+    """Apply ``incoming``; an older version never overwrites a newer one."""
+    if current is None:
+        return MergeResult(replace(incoming, events=(event_id,)), True, "first seen")
+    if event_id in current.events:
+        return MergeResult(current, False, "event already applied")
+    events = (*current.events, event_id)
+    if is_backwards(current.state, incoming.state):
+        return MergeResult(
+            replace(current, events=events),
+            False,
+            f"older news ignored: the event says {incoming.state.value}, the return is "
+            f"already {current.state.value}",
+        )
+    state = advance(current.state, incoming.state)
+    customer = incoming.customer
+    if current.customer.urn and not customer.urn:
+        customer = replace(customer, urn=current.customer.urn)
+    merged = replace(incoming, state=state, customer=customer, events=events,
+                     created_at=current.created_at or incoming.created_at)
+    return MergeResult(merged, True, f"updated to {state.value}")
+
+
+def same_content(a: ReturnCase, b: ReturnCase) -> bool:
+    """True when two versions would produce the same Khaos document."""
+    return (a.lines, a.exchanges, a.settlement, a.customer.email) == (
+        b.lines, b.exchanges, b.settlement, b.customer.email)

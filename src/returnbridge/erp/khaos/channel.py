@@ -1,0 +1,162 @@
+"""Documents of the Khaos channel contract (reference §1): EndpointConfig and
+CustomerReturnImport. Khaos rejects JSON null, so nothing here ever emits one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from returnbridge.domain.model import Address, Customer, ExchangeLine
+
+API_VERSION = 1000
+
+# Field lengths from the Address / Contact object tables.
+_LIMITS = {"Line1": 35, "Line2": 35, "Line3": 35, "Town": 35, "County": 35, "Postcode": 10,
+           "Telephone": 25, "Organisation": 50, "Forename": 50, "Surname": 50, "Email": 100}
+
+
+class NullInDocument(ValueError):
+    """A document for Khaos contains null; Khaos would fail the import."""
+
+
+@dataclass(frozen=True)
+class ServedLine:
+    sku: str
+    quantity: int
+    khaos_reason_id: str
+    unit_net: Decimal
+    unit_gross: Decimal
+
+
+@dataclass(frozen=True)
+class ServedReturn:
+    associated_ref: str
+    created_at: datetime
+    urn: str
+    customer: Customer
+    lines: tuple[ServedLine, ...]
+    exchanges: tuple[ExchangeLine, ...]
+    process_return: bool
+    order_ref: str = ""
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class ChannelOptions:
+    unit_price: str  # "Gross" | "Net"
+    sku_mapping: str
+    match_address_on: tuple[str, ...]
+    match_contact_on: tuple[str, ...]
+    timezone: str = "Europe/London"
+
+
+def khaos_datetime(value: datetime, tz: str) -> str:
+    """RFC 3339 without an offset, in the ERP's local time."""
+    return value.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def _clip(fields: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in fields.items():
+        if value in ("", None):
+            continue
+        if isinstance(value, str) and key in _LIMITS:
+            value = value[: _LIMITS[key]]
+        out[key] = value
+    return out
+
+
+def _address(addr: Address | None, email: str) -> dict[str, Any]:
+    if addr is None:
+        return {}
+    return _clip({
+        "Line1": addr.line1, "Line2": addr.line2, "Town": addr.town, "County": addr.county,
+        "Postcode": addr.postcode,
+        "Country": {"Code": addr.country_code} if addr.country_code else None,
+        "Telephone": addr.phone, "Organisation": addr.company, "Email": email,
+    })
+
+
+def _contact(customer: Customer) -> dict[str, Any]:
+    return _clip({"Forename": customer.first_name, "Surname": customer.last_name,
+                  "Email": customer.email})
+
+
+def _price(net: Decimal, gross: Decimal, which: str) -> dict[str, float]:
+    # The contract types prices as double; Decimal -> float happens only here, at the wire.
+    value = gross if which == "Gross" else net
+    return {which: float(value)}
+
+
+def customer_return(ret: ServedReturn, opts: ChannelOptions) -> dict[str, Any]:
+    mapping = [{"Mapping": opts.sku_mapping}]
+    doc: dict[str, Any] = {
+        "AssociatedRef": ret.associated_ref,
+        "CreatedDate": khaos_datetime(ret.created_at, opts.timezone),
+        "URN": ret.urn,
+        "InvoiceAddress": _address(ret.customer.address, ret.customer.email),
+        "InvoiceContact": _contact(ret.customer),
+        "DeliveryAddress": _address(ret.customer.address, ret.customer.email),
+        "DeliveryContact": _contact(ret.customer),
+        "ReturnedItems": [
+            {
+                "SKU": line.sku,
+                "Mapping": mapping,
+                "Quantity": line.quantity,
+                "ReturnReason": {"ID": line.khaos_reason_id},
+                "ExtendedDescription": [],
+                "UnitPrice": _price(line.unit_net, line.unit_gross, opts.unit_price),
+            }
+            for line in ret.lines
+        ],
+        "ProcessReturn": ret.process_return,
+    }
+    if ret.exchanges:
+        doc["ExchangeItems"] = [
+            {"SKU": ex.sku, "Mapping": mapping, "Quantity": ex.quantity,
+             "ExtendedDescription": [],
+             "UnitPrice": _price(ex.unit_net, ex.unit_gross, opts.unit_price)}
+            for ex in ret.exchanges
+        ]
+    if ret.notes:
+        doc["Notes"] = ret.notes
+    return {k: v for k, v in doc.items() if v not in ({}, "")}
+
+
+def customer_return_import(returns: list[ServedReturn], opts: ChannelOptions) -> dict[str, Any]:
+    doc = {
+        "Returns": [customer_return(r, opts) for r in returns],
+        "ApiVersion": API_VERSION,
+        "Config": {"MatchAddressOn": list(opts.match_address_on),
+                   "MatchContactOn": list(opts.match_contact_on)},
+    }
+    assert_no_null(doc)
+    return doc
+
+
+def endpoint_config(base_url: str, fmt: str, poll_minutes: int) -> dict[str, Any]:
+    base = base_url.rstrip("/")
+    return {
+        "EndpointConfig": {
+            "CReturnDownload": {"URL": f"{base}/khaos/returns", "Format": fmt,
+                                "Frequency": poll_minutes},
+            "StockUpload": {"URL": f"{base}/khaos/stock", "Format": fmt},
+            "StockStatusUpload": {"URL": f"{base}/khaos/stock-status", "Format": fmt},
+            "OrderStatusUpload": {"URL": f"{base}/khaos/order-status", "Format": fmt},
+        }
+    }
+
+
+def assert_no_null(value: Any, path: str = "$") -> None:
+    """Raise NullInDocument naming the first null found."""
+    if value is None:
+        raise NullInDocument(f"null at {path}")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            assert_no_null(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            assert_no_null(item, f"{path}[{i}]")

@@ -1,0 +1,1 @@
+"""Flows: orchestration of adapters, domain decisions and storage."""

@@ -1,0 +1,136 @@
+"""Durable execution with DBOS (ARCHITECTURE 5).
+
+Each stored event is processed by a workflow whose id is derived from the event's
+business key (``event:{source}:{dedupe_key}``). DBOS runs a workflow id at most once to
+completion, and the step inside is itself idempotent, so a redelivery, a second process or
+a restart after a crash never applies an event twice.
+
+A pump enqueues every event that is stored but not yet processed, so an event whose
+process died between storing it and enqueueing its workflow is still picked up.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import structlog
+from dbos import DBOS, SetWorkflowID
+
+from returnbridge.flows.process import apply_event
+from returnbridge.flows.runtime import Runtime
+from returnbridge.store.db import is_sqlite, normalise_url, sqlite_path
+from returnbridge.store.events import mark_event, pending_events
+
+log = structlog.get_logger(__name__)
+
+EVENTS_QUEUE = "events"
+_runtime: Runtime | None = None
+
+
+def runtime() -> Runtime:
+    if _runtime is None:
+        raise RuntimeError("durable execution has not been started")
+    return _runtime
+
+
+def workflow_id(source: str, dedupe_key: str) -> str:
+    return f"event:{source}:{dedupe_key}"
+
+
+@DBOS.step(retries_allowed=True, max_attempts=5, interval_seconds=1.0, backoff_rate=2.0)
+def apply_event_step(event_id: int) -> str:
+    outcome = apply_event(runtime(), event_id)
+    log.info("event applied", event_id=event_id, status=outcome.status,
+             ref=outcome.associated_ref, khaos_status=outcome.khaos_status)
+    return outcome.status
+
+
+@DBOS.step()
+def mark_failed_step(event_id: int, error: str) -> None:
+    with runtime().sessions() as session, session.begin():
+        mark_event(session, event_id, "failed", error)
+
+
+@DBOS.workflow()
+def process_event_workflow(event_id: int) -> str:
+    try:
+        return apply_event_step(event_id)
+    except Exception as exc:  # retries exhausted: keep the event visible, never lose it
+        mark_failed_step(event_id, f"{type(exc).__name__}: {exc}")
+        log.error("event failed", event_id=event_id, error=str(exc))
+        return "failed"
+
+
+def enqueue_event(source: str, dedupe_key: str, event_id: int) -> None:
+    with SetWorkflowID(workflow_id(source, dedupe_key)):
+        DBOS.enqueue_workflow(EVENTS_QUEUE, process_event_workflow, event_id)
+
+
+def pump_pending(rt: Runtime, older_than: timedelta = timedelta(seconds=0)) -> int:
+    """Enqueue workflows for stored, unprocessed events; harmless to repeat."""
+    with rt.sessions() as session:
+        pending = pending_events(session, older_than)
+    for event_id, source, key in pending:
+        enqueue_event(source, key, event_id)
+    return len(pending)
+
+
+def system_database_url(rt: Runtime) -> str:
+    configured = rt.settings.database.system_url
+    if configured:
+        return normalise_url(configured)
+    url = normalise_url(rt.settings.database.url)
+    if is_sqlite(url):
+        path = sqlite_path(url)
+        base = path if path is not None else Path("returnbridge.db")
+        return f"sqlite:///{base.with_suffix('.dbos.sqlite')}"
+    return url
+
+
+class Durable:
+    """Start and stop DBOS for one process; ``worker`` decides whether it runs workflows."""
+
+    def __init__(self, rt: Runtime, *, worker: bool, pump_interval: float = 10.0) -> None:
+        self.rt = rt
+        self.worker = worker
+        self.pump_interval = pump_interval
+        self._stop = threading.Event()
+        self._pump: threading.Thread | None = None
+
+    def start(self) -> None:
+        global _runtime
+        _runtime = self.rt
+        DBOS(config={
+            "name": "returnbridge",
+            "system_database_url": system_database_url(self.rt),
+            "log_level": "WARNING",
+            "executor_id": self.rt.settings.server.executor_id,
+        })
+        if not self.worker:
+            DBOS.listen_queues([])
+        DBOS.launch()
+        DBOS.register_queue(EVENTS_QUEUE, worker_concurrency=4, polling_interval_sec=0.2)
+        if self.worker:
+            self._pump = threading.Thread(target=self._pump_loop, name="event-pump", daemon=True)
+            self._pump.start()
+
+    def _pump_loop(self) -> None:
+        while True:
+            try:
+                count = pump_pending(self.rt)
+                if count:
+                    log.info("pending events enqueued", count=count)
+            except Exception as exc:
+                log.warning("event pump failed; will retry", error=str(exc))
+            if self._stop.wait(self.pump_interval):
+                return
+
+    def stop(self) -> None:
+        global _runtime
+        self._stop.set()
+        if self._pump is not None:
+            self._pump.join(timeout=5)
+        DBOS.destroy(workflow_completion_timeout_sec=5)
+        _runtime = None

@@ -1,0 +1,1 @@
+"""Khaos Control sandbox."""

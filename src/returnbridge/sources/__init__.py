@@ -1,0 +1,1 @@
+"""Adapters for returns platforms: each owns its platform's quirks."""

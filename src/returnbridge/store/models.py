@@ -1,0 +1,255 @@
+"""Domain tables (ARCHITECTURE 9). Every change here needs an Alembic migration."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from returnbridge.store.types import Money
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(DateTime):
+    """Timezone-aware UTC datetimes on both backends (SQLite drops the zone; we restore it)."""
+
+    cache_ok = True
+
+    def __init__(self) -> None:
+        super().__init__(timezone=True)
+
+    def result_processor(self, dialect: Any, coltype: Any) -> Any:
+        parent = super().result_processor(dialect, coltype)
+
+        def process(value: Any) -> Any:
+            if parent is not None:
+                value = parent(value)
+            if isinstance(value, datetime) and value.tzinfo is None:
+                return value.replace(tzinfo=UTC)
+            return value
+
+        return process
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class InboundEvent(Base):
+    """Every event received, with its raw bytes, before anything else happens to it."""
+
+    __tablename__ = "inbound_events"
+    __table_args__ = (UniqueConstraint("source", "dedupe_key", name="uq_inbound_events_dedupe"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(20))
+    channel: Mapped[str] = mapped_column(String(20), default="webhook")  # webhook|backstop|...
+    topic: Mapped[str] = mapped_column(String(80), default="")
+    trigger: Mapped[str] = mapped_column(String(80), default="")
+    dedupe_key: Mapped[str] = mapped_column(String(128))
+    source_ref: Mapped[str] = mapped_column(String(80), default="")
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    headers: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    body_sha256: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20), default="received", index=True)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    error: Mapped[str] = mapped_column(Text, default="")
+    duplicates: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ReturnRow(Base):
+    __tablename__ = "returns"
+    __table_args__ = (
+        UniqueConstraint("source", "source_return_id", name="uq_returns_source_id"),
+        Index("ix_returns_khaos_status_ready", "khaos_status", "ready_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    associated_ref: Mapped[str] = mapped_column(String(50), unique=True)
+    source: Mapped[str] = mapped_column(String(20))
+    source_return_id: Mapped[str] = mapped_column(String(80))
+    order_ref: Mapped[str] = mapped_column(String(80), default="")
+    customer_email: Mapped[str] = mapped_column(String(255), default="")
+    currency: Mapped[str] = mapped_column(String(3), default="")
+    state: Mapped[str] = mapped_column(String(20))
+    source_state: Mapped[str] = mapped_column(String(40), default="")
+    khaos_status: Mapped[str] = mapped_column(String(20), default="pending")
+    khaos_urn: Mapped[str] = mapped_column(String(50), default="")
+    process_return: Mapped[bool] = mapped_column(Boolean, default=False)
+    source_created_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    source_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_event_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    ready_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    served_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    wait_reason: Mapped[str] = mapped_column(String(255), default="")
+    case_json: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    credit_note_code: Mapped[str] = mapped_column(String(50), default="")
+    credit_note_value: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
+
+    lines: Mapped[list[ReturnLineRow]] = relationship(
+        back_populates="ret", cascade="all, delete-orphan", order_by="ReturnLineRow.position"
+    )
+    exchanges: Mapped[list[ExchangeLineRow]] = relationship(
+        back_populates="ret", cascade="all, delete-orphan", order_by="ExchangeLineRow.position"
+    )
+
+
+class ReturnLineRow(Base):
+    __tablename__ = "return_lines"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    return_id: Mapped[int] = mapped_column(ForeignKey("returns.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    sku: Mapped[str] = mapped_column(String(100))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_net: Mapped[Decimal] = mapped_column(Money())
+    unit_tax: Mapped[Decimal] = mapped_column(Money())
+    unit_gross: Mapped[Decimal] = mapped_column(Money())
+    discount: Mapped[Decimal] = mapped_column(Money())
+    reason: Mapped[str] = mapped_column(String(255), default="")
+    parent_reason: Mapped[str] = mapped_column(String(255), default="")
+    condition: Mapped[str] = mapped_column(String(80), default="")
+    disposition: Mapped[str] = mapped_column(String(20), default="unknown")
+    physical_return_expected: Mapped[bool] = mapped_column(Boolean, default=True)
+    received_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    source_unit_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    khaos_reason_id: Mapped[str] = mapped_column(String(20), default="")
+    processing: Mapped[str] = mapped_column(String(20), default="")
+
+    ret: Mapped[ReturnRow] = relationship(back_populates="lines")
+
+
+class ExchangeLineRow(Base):
+    __tablename__ = "exchange_lines"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    return_id: Mapped[int] = mapped_column(ForeignKey("returns.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    sku: Mapped[str] = mapped_column(String(100))
+    quantity: Mapped[int] = mapped_column(Integer)
+    unit_net: Mapped[Decimal] = mapped_column(Money())
+    unit_tax: Mapped[Decimal] = mapped_column(Money())
+    unit_gross: Mapped[Decimal] = mapped_column(Money())
+    out_of_stock: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    ret: Mapped[ReturnRow] = relationship(back_populates="exchanges")
+
+
+class TimelineEntry(Base):
+    """What happened to a return, in order, with the evidence for each step."""
+
+    __tablename__ = "timeline"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    return_id: Mapped[int] = mapped_column(ForeignKey("returns.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    kind: Mapped[str] = mapped_column(String(40))
+    message: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ExceptionRow(Base):
+    __tablename__ = "exceptions"
+    __table_args__ = (
+        UniqueConstraint("type", "dedupe_key", name="uq_exceptions_dedupe"),
+        Index("ix_exceptions_status_owner", "status", "owner"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    type: Mapped[str] = mapped_column(String(50))
+    owner: Mapped[str] = mapped_column(String(20))
+    severity: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), default="open")
+    return_id: Mapped[int | None] = mapped_column(
+        ForeignKey("returns.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    associated_ref: Mapped[str] = mapped_column(String(50), default="")
+    dedupe_key: Mapped[str] = mapped_column(String(255))
+    message: Mapped[str] = mapped_column(Text)
+    next_action: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    resolved_by: Mapped[str] = mapped_column(String(120), default="")
+    resolution: Mapped[str] = mapped_column(Text, default="")
+
+
+class KhaosDelivery(Base):
+    """One answer to a Khaos poll: what was handed over, in which document."""
+
+    __tablename__ = "khaos_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    delivered_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    endpoint: Mapped[str] = mapped_column(String(40), default="returns")
+    format: Mapped[str] = mapped_column(String(10))
+    request_continuation: Mapped[str] = mapped_column(String(255), default="")
+    response_continuation: Mapped[str] = mapped_column(String(255), default="")
+    specific_ids: Mapped[str] = mapped_column(Text, default="")
+    return_count: Mapped[int] = mapped_column(Integer, default=0)
+    document: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class KhaosDeliveryItem(Base):
+    __tablename__ = "khaos_delivery_items"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("khaos_deliveries.id", ondelete="CASCADE"), index=True
+    )
+    return_id: Mapped[int] = mapped_column(ForeignKey("returns.id", ondelete="CASCADE"), index=True)
+    associated_ref: Mapped[str] = mapped_column(String(50), index=True)
+    redelivery: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AuditEntry(Base):
+    """Append-only; each row carries the hash of the previous one, so edits show."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    actor: Mapped[str] = mapped_column(String(120))
+    action: Mapped[str] = mapped_column(String(80))
+    subject: Mapped[str] = mapped_column(String(120), default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class Watermark(Base):
+    __tablename__ = "watermarks"
+
+    name: Mapped[str] = mapped_column(String(80), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -1,0 +1,1 @@
+"""HTTP face: thin routes over flows and queries."""
