@@ -1,0 +1,40 @@
+# returnbridge: everything bootstraps from PyPI; nothing relies on what the machine has.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.8
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+export UV_PYTHON_DOWNLOADS := never
+PYTEST_WORKERS ?= 2
+
+.PHONY: all demo test lint bench docs sync clean
+
+all: test
+
+$(UV):
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+.venv/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	@touch $@
+
+sync: .venv/.synced
+
+demo: sync
+	$(UV) run --frozen returnbridge demo
+
+test: sync
+	$(UV) run --frozen pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+
+lint: sync
+	$(UV) run --frozen ruff check src tests bench
+	$(UV) run --frozen mypy src
+
+bench: sync
+	$(UV) run --frozen python bench/ingest.py
+
+docs: sync
+	$(UV) run --frozen returnbridge config-docs > docs/configuration.md
+
+clean:
+	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache
