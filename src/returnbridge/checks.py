@@ -9,7 +9,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from returnbridge.config import Settings
 from returnbridge.domain.reasons import Processing
-from returnbridge.store.db import make_engine
+from returnbridge.store.db import make_engine, normalise_url, sqlite_path
 from returnbridge.store.migrate import SchemaNotCurrent, require_current
 
 
@@ -83,6 +83,11 @@ def check_settings(s: Settings) -> list[Finding]:
 
 
 def check_database(s: Settings) -> list[Finding]:
+    path = sqlite_path(normalise_url(s.database.url))
+    if path is not None and not path.exists():
+        return [Finding(Level.ERROR, "[database].url",
+                        f"the SQLite database {path} does not exist yet. Run "
+                        "'returnbridge migrate' to create it.")]
     try:
         engine = make_engine(s.database.url)
         try:

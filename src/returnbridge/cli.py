@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from returnbridge.config import ConfigError, Settings, load_settings
 
@@ -32,7 +33,7 @@ def _settings(config: Path | None) -> Settings:
     try:
         return load_settings(config)
     except ConfigError as exc:
-        err.print(f"[red]{exc}[/red]")
+        err.print(escape(str(exc)), style="red", soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -66,16 +67,17 @@ def check_config(config: ConfigOpt = None) -> None:
     try:
         settings = load_settings(config)
     except ConfigError as exc:
-        err.print(f"[red]error[/red]: the configuration cannot be loaded ({exc.path or 'defaults'}):")
+        err.print(f"[red]error[/red]: the configuration cannot be loaded "
+                  f"({escape(str(exc.path or 'defaults'))}):", soft_wrap=True)
         for problem in exc.problems:
-            err.print(f"  - {problem}")
+            err.print(f"  - {escape(problem)}", soft_wrap=True, highlight=False)
         raise typer.Exit(1) from None
     findings = check_settings(settings) + check_database(settings)
     colours = {Level.ERROR: "red", Level.WARNING: "yellow", Level.NOTE: "cyan"}
     for finding in findings:
         c = colours[finding.level]
-        out.print(f"[{c}]{finding.level.value}[/{c}] {finding.key}: {finding.message}",
-                  highlight=False)
+        out.print(f"[{c}]{finding.level.value}[/{c}] {escape(finding.key)}: "
+                  f"{escape(finding.message)}", highlight=False, soft_wrap=True)
     errors = sum(1 for x in findings if x.level is Level.ERROR)
     warnings = sum(1 for x in findings if x.level is Level.WARNING)
     out.print(f"{errors} error(s), {warnings} warning(s).")
@@ -108,7 +110,8 @@ def _require_schema(settings: Settings) -> None:
     try:
         require_current(engine)
     except SchemaNotCurrent as exc:
-        err.print(f"[red]returnbridge will not start:[/red] {exc}")
+        err.print(f"[red]returnbridge will not start:[/red] {escape(str(exc))}",
+                  soft_wrap=True)
         raise typer.Exit(2) from None
     finally:
         engine.dispose()
@@ -198,10 +201,11 @@ def _print_return(view: dict[str, Any]) -> None:
                   f"{view['currency']}  reason {line['reason']!r} -> Khaos reason "
                   f"{line['khaos_reason_id'] or '(unmapped)'}", highlight=False)
     for t in view["timeline"]:
-        out.print(f"  {t['at'][:19]}  {t['kind']:<18} {t['message']}", highlight=False)
+        out.print(f"  {t['at'][:19]}  {t['kind']:<18} {escape(t['message'])}", highlight=False,
+                  soft_wrap=True)
     for e in view["open_exceptions"]:
-        out.print(f"  [red]{e['type']}[/red] ({e['owner']}): {e['message']} "
-                  f"Next: {e['next_action']}", highlight=False)
+        out.print(f"  [red]{e['type']}[/red] ({e['owner']}): {escape(e['message'])} "
+                  f"Next: {escape(e['next_action'])}", highlight=False, soft_wrap=True)
 
 
 @app.command()

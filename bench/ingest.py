@@ -1,0 +1,356 @@
+"""Ingest benchmark: signed Loop webhooks into the real service, against a plain baseline.
+
+Starts ``returnbridge serve`` as a real process (SQLite by default, PostgreSQL with
+``--postgres``), drives N distinct signed return webhooks at it from a separate driver process
+over loopback with a small fixed concurrency, and measures accepted events/s and per-request
+latency. In the same run a baseline process does the irreducible work for the same bodies
+(HMAC-SHA256 base64 check + one committed single-row SQLite INSERT each, WAL,
+synchronous=NORMAL), so the service figure can be read as a ratio. Finally it waits (bounded)
+until the service's workflows have processed every event and reports end-to-end throughput.
+
+    uv run --frozen python bench/ingest.py [--events N] [--concurrency C] [--postgres [URL]]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import hmac
+import multiprocessing
+import queue
+import secrets
+import sqlite3
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import psycopg
+from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+
+from returnbridge.sandbox.demo import LOOP_SECRET, write_demo_config
+from returnbridge.sandbox.loop.samples import DEMO_SCENARIOS, return_payload
+from returnbridge.sandbox.loop.sender import php_json
+from returnbridge.sandbox.service import ServiceProcess, free_port
+from returnbridge.sources.loop.signature import HEADER, sign
+from returnbridge.store.db import make_engine
+from returnbridge.store.migrate import upgrade
+from returnbridge.store.models import InboundEvent
+
+DEFAULT_EVENTS = 2000
+DEFAULT_CONCURRENCY = 8
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+FIRST_ID = 500_001
+DRIVE_DEADLINE_S = 90.0  # the driver stops sending after this, whatever is left is an error
+REQUEST_TIMEOUT_S = 30.0
+PROCESS_WAIT_S = 120.0
+
+
+# --------------------------------------------------------------------------- workload
+
+
+@dataclass(frozen=True)
+class Delivery:
+    body: bytes
+    signature: str
+
+
+def make_deliveries(count: int) -> list[Delivery]:
+    """``count`` distinct return webhooks, as Loop would send them, signed with the demo secret."""
+    out = []
+    for i in range(count):
+        payload = return_payload(FIRST_ID + i, DEMO_SCENARIOS[i % len(DEMO_SCENARIOS)],
+                                 order=2000 + i % 1000)
+        body = php_json(payload)
+        out.append(Delivery(body, sign(body, LOOP_SECRET)))
+    return out
+
+
+# --------------------------------------------------------------------------- driver process
+
+
+@dataclass
+class DriveResult:
+    latencies_ms: list[float] = field(default_factory=list)  # accepted (2xx) requests only
+    statuses: Counter[str] = field(default_factory=Counter)
+    first_send_wall: float = 0.0
+    elapsed_s: float = 0.0
+
+    @property
+    def accepted(self) -> int:
+        return sum(n for s, n in self.statuses.items() if s.startswith("2"))
+
+    @property
+    def errors(self) -> int:
+        return sum(self.statuses.values()) - self.accepted
+
+
+def _client_loop(url: str, work: queue.SimpleQueue[Delivery], deadline: float,
+                 result: DriveResult, lock: threading.Lock) -> None:
+    latencies: list[float] = []
+    statuses: Counter[str] = Counter()
+    with httpx.Client(timeout=REQUEST_TIMEOUT_S) as client:
+        while True:
+            try:
+                item = work.get_nowait()
+            except queue.Empty:
+                break
+            if time.monotonic() > deadline:
+                statuses["not sent (deadline)"] += 1
+                continue
+            headers = {"Content-Type": "application/json", HEADER: item.signature,
+                       "User-Agent": "returnbridge-bench"}
+            started = time.perf_counter()
+            try:
+                status = str(client.post(url, content=item.body, headers=headers).status_code)
+            except httpx.HTTPError as exc:
+                status = type(exc).__name__
+            if status.startswith("2"):
+                latencies.append((time.perf_counter() - started) * 1000)
+            statuses[status] += 1
+    with lock:
+        result.latencies_ms.extend(latencies)
+        result.statuses.update(statuses)
+
+
+def drive(url: str, deliveries: list[Delivery], concurrency: int) -> DriveResult:
+    """Runs in the driver process: ``concurrency`` threads, one keep-alive client each."""
+    work: queue.SimpleQueue[Delivery] = queue.SimpleQueue()
+    for d in deliveries:
+        work.put(d)
+    result = DriveResult()
+    lock = threading.Lock()
+    deadline = time.monotonic() + DRIVE_DEADLINE_S
+    threads = [threading.Thread(target=_client_loop, args=(url, work, deadline, result, lock),
+                                name=f"client-{i}") for i in range(concurrency)]
+    result.first_send_wall = time.time()
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    result.elapsed_s = time.perf_counter() - started
+    return result
+
+
+# --------------------------------------------------------------------------- baseline process
+
+
+def _verify(body: bytes, presented: str, secret: str) -> bool:
+    expected = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest())
+    return hmac.compare_digest(expected, presented.encode("ascii"))
+
+
+def baseline(db_path: str, deliveries: list[Delivery]) -> tuple[float, int]:
+    """Runs in its own process: verify + one committed INSERT per event. (seconds, stored)."""
+    conn = sqlite3.connect(db_path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("""CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, dedupe_key TEXT NOT NULL,
+        received_at TEXT NOT NULL, body BLOB NOT NULL, body_sha256 TEXT NOT NULL,
+        status TEXT NOT NULL, UNIQUE (source, dedupe_key))""")
+    conn.commit()
+    stored = 0
+    started = time.perf_counter()
+    for d in deliveries:
+        if not _verify(d.body, d.signature, LOOP_SECRET):
+            continue
+        digest = hashlib.sha256(d.body).hexdigest()
+        conn.execute("INSERT INTO events (source, dedupe_key, received_at, body, body_sha256,"
+                     " status) VALUES (?, ?, ?, ?, ?, ?)",
+                     ("loop", digest, datetime.now(UTC).isoformat(), d.body, digest,
+                      "received"))
+        conn.commit()
+        stored += 1
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return elapsed, stored
+
+
+# --------------------------------------------------------------------------- service side
+
+
+@contextmanager
+def postgres_database(admin_url: str) -> Iterator[str]:
+    """A fresh database for the run; yields its SQLAlchemy URL and drops it afterwards."""
+    name = f"rb_bench_{secrets.token_hex(4)}"
+    admin = make_url(admin_url).set(drivername="postgresql")
+    conninfo = admin.render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin.set(drivername="postgresql+psycopg", database=name).render_as_string(
+            hide_password=False)
+    finally:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def write_config(directory: Path, port: int, database_url: str | None) -> tuple[Path, str]:
+    """The demo config, with the database URL swapped when one is given."""
+    config = write_demo_config(directory, port)
+    sqlite_url = f"sqlite:///{directory / 'returnbridge.db'}"
+    if database_url is None:
+        return config, sqlite_url
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace(f'url = "{sqlite_url}"', f'url = "{database_url}"', 1),
+                      encoding="utf-8")
+    return config, database_url
+
+
+def migrate(url: str) -> None:
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+@dataclass(frozen=True)
+class Processing:
+    done: int
+    statuses: dict[str, int]
+    last_processed: datetime | None
+
+
+def processing_state(url: str) -> Processing:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(InboundEvent.status, func.count(),
+                                       func.max(InboundEvent.processed_at))
+                                .group_by(InboundEvent.status)).all()
+    finally:
+        engine.dispose()
+    statuses = {r[0]: r[1] for r in rows}
+    done = sum(n for s, n in statuses.items() if s != "received")
+    stamps = [r[2] for r in rows if r[0] != "received" and r[2] is not None]
+    return Processing(done, statuses, max(stamps) if stamps else None)
+
+
+def wait_processed(url: str, expected: int, timeout: float) -> tuple[Processing, float]:
+    """Poll until ``expected`` events left 'received'; returns the last state and time waited."""
+    started = time.monotonic()
+    while True:
+        state = processing_state(url)
+        waited = time.monotonic() - started
+        if state.done >= expected or waited >= timeout:
+            return state, waited
+        time.sleep(0.5)
+
+
+# --------------------------------------------------------------------------- report
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """Nearest-rank percentile; NaN for no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * pct // 100))
+    return ordered[int(rank) - 1]
+
+
+def report_drive(result: DriveResult, baseline_rate: float) -> float:
+    rate = result.accepted / result.elapsed_s if result.elapsed_s else 0.0
+    print(f"accepted events/s: {rate:.1f}")
+    print(f"p50 latency ms: {percentile(result.latencies_ms, 50):.2f}")
+    print(f"p99 latency ms: {percentile(result.latencies_ms, 99):.2f}")
+    print(f"errors: {result.errors}")
+    if result.errors:
+        print(f"  responses: {dict(result.statuses)}")
+    print(f"baseline events/s: {baseline_rate:.1f}")
+    print(f"ratio service/baseline: {rate / baseline_rate:.3f}")
+    return rate
+
+
+def report_processing(state: Processing, waited: float, expected: int,
+                      first_send_wall: float) -> None:
+    if state.done < expected:
+        print(f"processed events/s (end to end): n/a - only {state.done}/{expected} processed "
+              f"after waiting {waited:.0f}s; statuses {state.statuses}")
+        return
+    assert state.last_processed is not None
+    span = state.last_processed.timestamp() - first_send_wall
+    print(f"processed events/s (end to end): {state.done / span:.1f}")
+    print(f"  {state.done} events processed {span:.1f}s after the first send; "
+          f"statuses {state.statuses}")
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=DEFAULT_EVENTS,
+                        help=f"webhooks to send (default {DEFAULT_EVENTS})")
+    parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
+                        help=f"concurrent clients (default {DEFAULT_CONCURRENCY})")
+    parser.add_argument("--postgres", nargs="?", const=DEFAULT_POSTGRES, default=None,
+                        metavar="URL",
+                        help="run the service on PostgreSQL; URL of a server database to "
+                             f"create a scratch database from (default {DEFAULT_POSTGRES})")
+    args = parser.parse_args()
+    if args.events < 1 or args.concurrency < 1:
+        parser.error("--events and --concurrency must be at least 1")
+    return args
+
+
+def run_baseline(mp: multiprocessing.context.SpawnContext, directory: Path,
+                 deliveries: list[Delivery]) -> float:
+    with mp.Pool(1) as pool:
+        elapsed, stored = pool.apply(baseline, (str(directory / "baseline.db"), deliveries))
+    if stored != len(deliveries):
+        print(f"baseline stored only {stored}/{len(deliveries)} (signature check failed)")
+    return stored / elapsed
+
+
+def run_service(mp: multiprocessing.context.SpawnContext, directory: Path,
+                deliveries: list[Delivery], concurrency: int, database_url: str | None,
+                baseline_rate: float) -> None:
+    port = free_port()
+    config, url = write_config(directory, port, database_url)
+    migrate(url)
+    service = ServiceProcess(config, port, directory / "service.log")
+    try:
+        service.start()
+        with mp.Pool(1) as pool:
+            result = pool.apply_async(drive, (f"{service.base_url}/webhooks/loop", deliveries,
+                                              concurrency)).get(DRIVE_DEADLINE_S + 60)
+        report_drive(result, baseline_rate)
+        state, waited = wait_processed(url, result.accepted, PROCESS_WAIT_S)
+        report_processing(state, waited, result.accepted, result.first_send_wall)
+    finally:
+        service.stop()
+
+
+def main() -> None:
+    args = parse_args()
+    mp = multiprocessing.get_context("spawn")
+    deliveries = make_deliveries(args.events)
+    backend = "postgresql" if args.postgres else "sqlite"
+    print(f"returnbridge ingest bench: {args.events} signed Loop webhooks, "
+          f"concurrency {args.concurrency}, service on {backend}, loopback 127.0.0.1")
+    with tempfile.TemporaryDirectory(prefix="returnbridge-bench-") as tmp:
+        directory = Path(tmp)
+        # The baseline runs first, on an otherwise idle machine (no service, no workflows).
+        baseline_rate = run_baseline(mp, directory, deliveries)
+        if args.postgres:
+            with postgres_database(args.postgres) as url:
+                run_service(mp, directory, deliveries, args.concurrency, url, baseline_rate)
+        else:
+            run_service(mp, directory, deliveries, args.concurrency, None, baseline_rate)
+
+
+if __name__ == "__main__":
+    with suppress(KeyboardInterrupt):
+        main()
