@@ -1,0 +1,108 @@
+"""The service as users run it: a real ``returnbridge serve`` process with DBOS."""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from returnbridge.sandbox.khaos.poller import KhaosSandbox
+from returnbridge.sandbox.loop.samples import CATALOGUE, Scenario, return_payload
+from returnbridge.sandbox.loop.sender import LoopSender
+from returnbridge.sandbox.service import ServiceProcess, free_port
+from tests.conftest import API_TOKEN, KHAOS_PASSWORD, KHAOS_USER, LOOP_SECRET
+
+pytestmark = pytest.mark.slow
+
+
+def write_config(directory: Path, db_url: str, port: int) -> Path:
+    path = directory / "returnbridge.toml"
+    path.write_text(f"""
+[database]
+url = "{db_url}"
+[server]
+port = {port}
+public_base_url = "http://127.0.0.1:{port}"
+[api]
+tokens = ["{API_TOKEN}"]
+[loop]
+webhook_secrets = ["{LOOP_SECRET}"]
+fallback_customer_urn = "LOOPWEB"
+[khaos]
+channel_username = "{KHAOS_USER}"
+channel_password = "{KHAOS_PASSWORD}"
+[log]
+format = "json"
+[[mapping.reasons]]
+khaos_reason_id = "6"
+processing = "restock"
+""")
+    return path
+
+
+def wait_for_status(base_url: str, ref: str, status: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    view: dict = {}
+    with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {API_TOKEN}"},
+                      timeout=5) as api:
+        while time.monotonic() < deadline:
+            r = api.get(f"/api/v1/returns/{ref}")
+            if r.status_code == 200:
+                view = r.json()
+                if view["khaos_status"] == status:
+                    return view
+            time.sleep(0.2)
+    raise AssertionError(f"{ref} did not reach {status} within {timeout}s; last view {view}")
+
+
+def test_sigkill_right_after_the_200_then_restart_serves_the_return_once(
+        db_url: str, tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(tmp_path, db_url, port)
+    service = ServiceProcess(config, port, tmp_path / "service.log")
+    service.start()
+    sender = LoopSender(f"{service.base_url}/webhooks/loop", LOOP_SECRET)
+    payload = return_payload(4242, Scenario("refund", ("TEE-BLK-M", "TEE-BLK-M")))
+    try:
+        assert sender.send(payload).status_code == 200
+        service.kill()  # no graceful shutdown: the event is stored, its processing may not be
+
+        service.start()
+        assert sender.send(payload).status_code == 200  # Loop's retry after the "outage"
+        view = wait_for_status(service.base_url, "LR-4242", "ready")
+        assert sum(ln["quantity"] for ln in view["lines"]) == 2
+        assert len([t for t in view["timeline"] if t["kind"] == "event"]) == 1
+
+        khaos = KhaosSandbox(f"{service.base_url}/khaos/config.json", KHAOS_USER,
+                             KHAOS_PASSWORD, catalogue=set(CATALOGUE), customers={"LOOPWEB"})
+        assert khaos.poll() == 1
+        service.kill()
+        service.start()
+        assert khaos.poll() == 0  # nothing is served a second time, even after a crash
+        view = wait_for_status(service.base_url, "LR-4242", "served")
+        assert len(view["khaos_deliveries"]) == 1
+        assert list(khaos.imported) == ["LR-4242"] and not khaos.failures
+    finally:
+        sender.close()
+        service.stop()
+
+
+def test_serve_refuses_an_unmigrated_database(empty_db_url: str, tmp_path: Path) -> None:
+    config = write_config(tmp_path, empty_db_url, free_port())
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "returnbridge", "serve", "--config", str(config)],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert "has not been set up yet" in result.stderr
+    assert "returnbridge migrate" in result.stderr
+
+
+def test_demo_exits_zero_and_shows_khaos_imports() -> None:
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "returnbridge", "demo"], capture_output=True, text=True,
+        timeout=120, check=False, env={"COLUMNS": "200", **__import__("os").environ})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "the Khaos sandbox imported 5 and refused 0" in result.stdout
+    assert "imported, credit note CN0000" in result.stdout
