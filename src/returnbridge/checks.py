@@ -97,7 +97,8 @@ def check_database(s: Settings) -> list[Finding]:
     except SchemaNotCurrent as exc:
         return [Finding(Level.ERROR, "[database].url", str(exc))]
     except SQLAlchemyError as exc:
-        reason = str(exc.orig) if getattr(exc, "orig", None) else str(exc)
+        orig = getattr(exc, "orig", None)
+        reason = str(orig) if orig is not None else str(exc)
         return [Finding(Level.ERROR, "[database].url",
                         f"the database cannot be reached: {reason.strip().splitlines()[0]}")]
     return []

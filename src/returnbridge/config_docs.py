@@ -131,7 +131,7 @@ def configuration_markdown() -> str:
         out.append("|---|---|---|---|")
         for key, info in rows:
             secret = info.annotation is SecretStr or "SecretStr" in str(info.annotation)
-            env = (f"`RB_MAPPING__REASONS` (JSON list)" if section == "mapping"
+            env = ("`RB_MAPPING__REASONS` (JSON list)" if section == "mapping"
                    else f"`RB_{section.upper()}__{key.upper()}`")
             desc = (info.description or "").replace("|", "\\|")
             out.append(f"| `{key}`{' 🔒' if secret else ''} | {_md_default(info)} | {env} | "

@@ -1,3 +1,5 @@
+from itertools import pairwise
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -45,7 +47,7 @@ def test_review_pauses_without_going_back_to_requested() -> None:
 def test_khaos_status_machine_allows_the_happy_path() -> None:
     path = [KhaosStatus.PENDING, KhaosStatus.READY, KhaosStatus.SERVED, KhaosStatus.IMPORTED,
             KhaosStatus.CREDIT_CONFIRMED, KhaosStatus.REFUND_RECORDED, KhaosStatus.DONE]
-    for a, b in zip(path, path[1:], strict=False):
+    for a, b in pairwise(path):
         assert move(a, b) == b
 
 

@@ -91,7 +91,7 @@ def test_sigkill_right_after_the_200_then_restart_serves_the_return_once(
 
 def test_serve_refuses_an_unmigrated_database(empty_db_url: str, tmp_path: Path) -> None:
     config = write_config(tmp_path, empty_db_url, free_port())
-    result = subprocess.run(  # noqa: S603
+    result = subprocess.run(
         [sys.executable, "-m", "returnbridge", "serve", "--config", str(config)],
         capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2
@@ -100,7 +100,7 @@ def test_serve_refuses_an_unmigrated_database(empty_db_url: str, tmp_path: Path)
 
 
 def test_demo_exits_zero_and_shows_khaos_imports() -> None:
-    result = subprocess.run(  # noqa: S603
+    result = subprocess.run(
         [sys.executable, "-m", "returnbridge", "demo"], capture_output=True, text=True,
         timeout=120, check=False, env={"COLUMNS": "200", **__import__("os").environ})
     assert result.returncode == 0, result.stdout + result.stderr

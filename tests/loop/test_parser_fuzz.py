@@ -42,24 +42,49 @@ BASES.append(_multi)
 
 Path = tuple[str | int, ...]
 
+# Values that real payloads, or plausible corruptions of them, put where a parser looks.
+tricky = st.sampled_from([
+    "N/A", "n/a", "", " ", "null", "0", "-1", "1e3", "12.345", "NaN", "Infinity", "1e999999999",
+    "-1e20", 1e300, -1e300, float("inf"), float("nan"), 10**30, True, False,
+    "2023-05-01T12:00:00Z", "2020-10-29 16:07:31", "2020-10-29T16:07:31+00:00",
+    "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2020-02-30 10:00:00",
+    {"date": "2020-10-29 16:07:31.000000", "timezone": "UTC", "timezone_type": 3},
+    {"date": "2020-06-01 12:00:00.000000", "timezone": "Europe/London", "timezone_type": 3},
+    {"date": "2020-06-01 12:00:00", "timezone": "Nowhere/Special", "timezone_type": 3},
+    {"date": None}, {"date": {"date": "2020-06-01"}}, {"timezone": "UTC"},
+    "open", "review", "needs review", "in_transit", "delivered", "true", "false", "yes",
+    {"email": "x@example.com"}, {"disposition_outcome": "donate"}, {"condition_category": 5},
+])
 scalars = (
     st.none()
     | st.booleans()
     | st.integers(min_value=-(10**20), max_value=10**20)
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.text(max_size=12)
-    | st.sampled_from(["N/A", "n/a", "", " ", "null", "0", "-1", "1e3", "12.345", "NaN",
-                       "2023-05-01T12:00:00Z", "2020-10-29 16:07:31", "0001-01-01T00:00:00+01:00",
-                       "open", "review", "in_transit", "delivered", "true"])
 )
 garbage = st.recursive(
-    scalars,
+    tricky | tricky | scalars,
     lambda children: st.lists(children, max_size=3)
     | st.dictionaries(st.sampled_from(["date", "timezone", "email", "sku", "id", "x"]) | st.text(
         max_size=5), children, max_size=3),
     max_leaves=6,
 )
 placeholders = st.sampled_from(["N/A", "", None])
+
+# Keys the parser reads: most random paths land on ignored fields, so one mutation kind aims
+# at these (money, timestamps, ids, states, flags and the containers holding them).
+READ_KEYS = frozenset({
+    "id", "state", "label_status", "created_at", "updated_at", "edited_at", "order_name",
+    "order_number", "provider_order_id", "currency", "customer", "customer_detail", "email",
+    "first_name", "last_name", "address", "zip", "country_code", "name", "line_items",
+    "line_item_id", "provider_line_item_id", "variant_id", "sku", "barcode", "title", "price",
+    "discount", "tax", "return_reason", "parent_return_reason", "condition", "disposition",
+    "returned_at", "exchanges", "out_of_stock", "refunds", "gateway", "amount",
+    "provider_refund_id", "refund", "gift_card", "exchange_credit_total", "upsell",
+    "handling_fee", "refund_shipping_total", "refund_shipping_tax_total",
+    "gift_card_bonus_credit", "gift_card_bonus", "return_product_total",
+    "return_discount_total", "return_tax_total", "return_total",
+})
 
 
 def all_paths(node: Any, prefix: Path = ()) -> list[Path]:
@@ -119,13 +144,18 @@ def swapped(value: Any) -> Any:
 def mutated(draw: st.DrawFn) -> dict[str, Any]:
     payload = copy.deepcopy(draw(st.sampled_from(BASES)))
     for _ in range(draw(st.integers(min_value=1, max_value=6))):
-        kind = draw(st.sampled_from(["swap", "swap", "delete", "add", "placeholder", "garbage"]))
+        kind = draw(st.sampled_from(
+            ["swap", "swap", "delete", "add", "placeholder", "garbage", "tricky", "aimed",
+             "aimed"]))
         if kind == "add":
             where = draw(st.sampled_from(container_paths(payload)))
             key = draw(st.text(max_size=8) | st.sampled_from(["new_field", "id", "sku", "date"]))
             get(payload, where)[key] = draw(garbage)
             continue
         paths = all_paths(payload)
+        if kind == "aimed":
+            paths = [p for p in paths if p[-1] in READ_KEYS] or paths
+            kind = draw(st.sampled_from(["swap", "delete", "placeholder", "garbage", "tricky"]))
         if not paths:
             continue
         path = draw(st.sampled_from(paths))
@@ -136,6 +166,8 @@ def mutated(draw: st.DrawFn) -> dict[str, Any]:
             parent[last] = swapped(parent[last])
         elif kind == "placeholder":
             parent[last] = draw(placeholders)
+        elif kind == "tricky":
+            parent[last] = copy.deepcopy(draw(tricky))
         else:
             parent[last] = draw(garbage)
     return payload
@@ -208,13 +240,15 @@ def test_value_readers_never_raise_anything_else(value: Any) -> None:
 def test_timestamps_of_any_date_and_offset(moment: Any, offset_minutes: int, style: str) -> None:
     sign = "+" if offset_minutes >= 0 else "-"
     hours, minutes = divmod(abs(offset_minutes), 60)
-    base = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    zone = f"{sign}{hours:02d}:{minutes:02d}"
+    # isoformat, not strftime: strftime("%Y") does not zero-pad years before 1000.
+    seconds = moment.replace(microsecond=0)
     raw: Any = {
-        "iso": f"{base}{sign}{hours:02d}:{minutes:02d}",
-        "z": f"{base}Z",
-        "space": moment.strftime("%Y-%m-%d %H:%M:%S"),
-        "php": {"date": moment.strftime("%Y-%m-%d %H:%M:%S.%f"),
-                "timezone": f"{sign}{hours:02d}:{minutes:02d}", "timezone_type": 1},
+        "iso": seconds.isoformat(sep="T") + zone,
+        "z": seconds.isoformat(sep="T") + "Z",
+        "space": seconds.isoformat(sep=" "),
+        "php": {"date": moment.isoformat(sep=" ", timespec="microseconds"),
+                "timezone": zone, "timezone_type": 1},
     }[style]
     try:
         parsed = timestamp(raw, "t")

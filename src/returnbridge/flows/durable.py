@@ -26,13 +26,18 @@ from returnbridge.store.events import mark_event, pending_events
 log = structlog.get_logger(__name__)
 
 EVENTS_QUEUE = "events"
-_runtime: Runtime | None = None
+
+
+class _Current:
+    """The Runtime of this process, for workflow code (DBOS itself is per process too)."""
+
+    runtime: Runtime | None = None
 
 
 def runtime() -> Runtime:
-    if _runtime is None:
+    if _Current.runtime is None:
         raise RuntimeError("durable execution has not been started")
-    return _runtime
+    return _Current.runtime
 
 
 def workflow_id(source: str, dedupe_key: str) -> str:
@@ -100,8 +105,7 @@ class Durable:
         self._pump: threading.Thread | None = None
 
     def start(self) -> None:
-        global _runtime
-        _runtime = self.rt
+        _Current.runtime = self.rt
         DBOS(config={
             "name": "returnbridge",
             "system_database_url": system_database_url(self.rt),
@@ -128,9 +132,8 @@ class Durable:
                 return
 
     def stop(self) -> None:
-        global _runtime
         self._stop.set()
         if self._pump is not None:
             self._pump.join(timeout=5)
         DBOS.destroy(workflow_completion_timeout_sec=5)
-        _runtime = None
+        _Current.runtime = None

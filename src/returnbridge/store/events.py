@@ -61,7 +61,8 @@ def store_event(
             return StoredEvent(existing.id, source, key, duplicate=True)
 
 
-def pending_events(session: Session, older_than: timedelta, limit: int = 500) -> list[tuple[int, str, str]]:
+def pending_events(session: Session, older_than: timedelta,
+                   limit: int = 500) -> list[tuple[int, str, str]]:
     """(id, source, dedupe_key) of events received but not yet processed."""
     cutoff: datetime = utcnow() - older_than
     rows = session.execute(

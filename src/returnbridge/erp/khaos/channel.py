@@ -63,9 +63,8 @@ def _clip(fields: dict[str, Any]) -> dict[str, Any]:
     for key, value in fields.items():
         if value in ("", None):
             continue
-        if isinstance(value, str) and key in _LIMITS:
-            value = value[: _LIMITS[key]]
-        out[key] = value
+        clipped = value[: _LIMITS[key]] if isinstance(value, str) and key in _LIMITS else value
+        out[key] = clipped
     return out
 
 

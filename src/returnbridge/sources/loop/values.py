@@ -61,6 +61,7 @@ def timestamp(value: Any, path: str = "") -> datetime | None:
         raise PayloadInvalid(f"expected a timestamp, got {type(value).__name__}", path=path)
     raw = value.strip()
     iso = raw[:-1] + "+00:00" if raw.endswith(("Z", "z")) else raw
+    parsed: datetime | None
     try:
         parsed = datetime.fromisoformat(iso)
     except ValueError:
