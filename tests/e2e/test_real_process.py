@@ -1,5 +1,6 @@
 """The service as users run it: a real ``returnbridge serve`` process with DBOS."""
 
+import os
 import subprocess
 import sys
 import time
@@ -102,7 +103,7 @@ def test_serve_refuses_an_unmigrated_database(empty_db_url: str, tmp_path: Path)
 def test_demo_exits_zero_and_shows_khaos_imports() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "returnbridge", "demo"], capture_output=True, text=True,
-        timeout=120, check=False, env={"COLUMNS": "200", **__import__("os").environ})
+        timeout=120, check=False, env={**os.environ, "COLUMNS": "200"})
     assert result.returncode == 0, result.stdout + result.stderr
     assert "the Khaos sandbox imported 5 and refused 0" in result.stdout
     assert "imported, credit note CN0000" in result.stdout

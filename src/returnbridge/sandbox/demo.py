@@ -111,7 +111,7 @@ def _scenario(service: ServiceProcess, count: int, console: Console, keep_runnin
     console.print(f"Loop sandbox sent {len(payloads)} signed returns "
                   f"(all answered {sorted({s for _, s in sender.log[:len(payloads)]})}), "
                   f"one duplicate delivery (answered {duplicate.status_code}) and one forged "
-                  f"delivery (answered {forged.status_code}).")
+                  f"delivery (answered {forged.status_code}).", soft_wrap=True)
     sender.close()
 
     api = httpx.Client(base_url=service.base_url, timeout=10,
@@ -144,7 +144,7 @@ def _scenario(service: ServiceProcess, count: int, console: Console, keep_runnin
     console.print(
         f"Received {len(payloads)} returns; served {served} to Khaos in "
         f"{khaos.polls} poll request(s); the Khaos sandbox imported {len(khaos.imported)} "
-        f"and refused {len(khaos.failures)}."
+        f"and refused {len(khaos.failures)}.", soft_wrap=True
     )
     ok = len(khaos.imported) > 0 and not khaos.failures and served == len(khaos.imported)
     if keep_running:
