@@ -49,7 +49,7 @@ DEFAULT_EVENTS = 2000
 DEFAULT_CONCURRENCY = 8
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 FIRST_ID = 500_001
-DRIVE_DEADLINE_S = 90.0  # the driver stops sending after this, whatever is left is an error
+DRIVE_DEADLINE_S = 60.0  # the driver stops sending after this, whatever is left is an error
 REQUEST_TIMEOUT_S = 30.0
 PROCESS_WAIT_S = 120.0
 

@@ -60,6 +60,14 @@ class ServerSettings(_Section):
         "process sharing one database its own stable name; a restarted process resumes the "
         "unfinished work of the process with the same name.",
     )
+    workflow_concurrency: int = Field(
+        16, ge=1, le=256,
+        description="Most events this process applies at once (DBOS queue worker concurrency).",
+    )
+    queue_poll_seconds: float = Field(
+        0.05, gt=0, le=10,
+        description="How often this process looks for queued events to apply, in seconds.",
+    )
     max_body_bytes: int = Field(
         5_000_000, ge=1024, description="Largest webhook or upload body accepted, in bytes."
     )

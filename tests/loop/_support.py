@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-# Byte-for-byte copies of /work/shared/fixtures/loop/*.json (see fixtures/README.md), kept in
-# the repository so that the suite runs anywhere; signature tests depend on the exact bytes.
-FIXTURES = Path(__file__).parent / "fixtures"
+# The shared fixtures (shared/ sits beside the repository, in CI too); one source of truth.
+# Signature tests depend on their exact bytes.
+FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "loop"
 GOLDEN = Path(__file__).parent.parent / "fixtures" / "loop_golden"
 
 PREFIX = "LR-"

@@ -8,9 +8,11 @@ storable (it survives the codec round trip).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -20,7 +22,7 @@ from hypothesis import strategies as st
 from returnbridge.domain.model import ReturnCase
 from returnbridge.sources.errors import PayloadInvalid
 from returnbridge.sources.loop.parser import parse_return
-from returnbridge.sources.loop.values import amount, ident, items, text, timestamp
+from returnbridge.sources.loop.values import amount, flag, ident, items, text, timestamp
 from returnbridge.store.codec import case_from_json, case_to_json
 
 from ._support import PREFIX, return_payloads, unit
@@ -43,7 +45,7 @@ BASES.append(_multi)
 Path = tuple[str | int, ...]
 
 # Values that real payloads, or plausible corruptions of them, put where a parser looks.
-tricky = st.sampled_from([
+TRICKY_VALUES: list[Any] = [
     "N/A", "n/a", "", " ", "null", "0", "-1", "1e3", "12.345", "NaN", "Infinity", "1e999999999",
     "-1e20", 1e300, -1e300, float("inf"), float("nan"), 10**30, True, False,
     "2023-05-01T12:00:00Z", "2020-10-29 16:07:31", "2020-10-29T16:07:31+00:00",
@@ -54,7 +56,9 @@ tricky = st.sampled_from([
     {"date": None}, {"date": {"date": "2020-06-01"}}, {"timezone": "UTC"},
     "open", "review", "needs review", "in_transit", "delivered", "true", "false", "yes",
     {"email": "x@example.com"}, {"disposition_outcome": "donate"}, {"condition_category": 5},
-])
+    [], {}, [1, "a"], {"nested": {"deeper": [None]}},
+]
+tricky = st.sampled_from(TRICKY_VALUES)
 scalars = (
     st.none()
     | st.booleans()
@@ -211,6 +215,34 @@ def test_mutated_fixtures_parse_or_raise_payload_invalid(payload: dict[str, Any]
     check_case(payload, case)
 
 
+def test_each_tricky_value_in_each_read_field() -> None:
+    """Deterministic sweep: every tricky value at every field the parser reads, in every base.
+
+    The hypothesis tests combine mutations at random; this one guarantees that each single
+    substitution is tried, whatever the random seed happens to explore.
+    """
+    crashes: list[str] = []
+    tried = 0
+    for base in BASES:
+        targets = [p for p in all_paths(base) if p[-1] in READ_KEYS]
+        for path in targets:
+            for value in TRICKY_VALUES:
+                payload = copy.deepcopy(base)
+                get(payload, path[:-1])[path[-1]] = copy.deepcopy(value)
+                tried += 1
+                try:
+                    case = parse_return(payload, prefix=PREFIX)
+                except PayloadInvalid:
+                    continue
+                except Exception as exc:  # collected, reported below
+                    crashes.append(f"{'.'.join(map(str, path))} = {value!r}: "
+                                   f"{type(exc).__name__}: {exc}")
+                    continue
+                check_case(payload, case)
+    assert tried > 1000
+    assert not crashes, f"{len(crashes)} crashes, e.g.:\n" + "\n".join(crashes[:15])
+
+
 @FUZZ
 @given(payload=garbage)
 def test_arbitrary_json_parses_or_raises_payload_invalid(payload: Any) -> None:
@@ -221,14 +253,25 @@ def test_arbitrary_json_parses_or_raises_payload_invalid(payload: Any) -> None:
     check_case(payload, case)
 
 
+READERS: list[Callable[[Any], object]] = [
+    lambda v: text(v, "x"), lambda v: ident(v, "x"), lambda v: amount(v, "x"),
+    lambda v: timestamp(v, "x"), lambda v: items(v, "x"), lambda v: flag(v, "x"),
+]
+
+
+def test_value_readers_on_each_tricky_value() -> None:
+    for value in TRICKY_VALUES:
+        for reader in READERS:
+            with contextlib.suppress(PayloadInvalid):
+                reader(value)
+
+
 @FUZZ
-@given(value=garbage)
+@given(value=tricky | scalars | garbage)
 def test_value_readers_never_raise_anything_else(value: Any) -> None:
-    for reader in (text, ident, amount, timestamp, lambda v: items(v, "x")):
-        try:
-            reader(value)  # type: ignore[operator]
-        except PayloadInvalid:
-            pass
+    for reader in READERS:
+        with contextlib.suppress(PayloadInvalid):
+            reader(value)
 
 
 @FUZZ

@@ -115,7 +115,8 @@ def test_exchange_by_hand() -> None:
     assert s.upsell == Decimal("10.00")
     assert s.handling_fee == Decimal("5.00")
     (gw,) = s.gateway_refunds
-    assert (gw.gateway, gw.amount, gw.provider_refund_id) == ("Stripe", Decimal("20"), "987654321")
+    # Sent as the number 20; stored with pennies like every other amount.
+    assert (gw.gateway, str(gw.amount), gw.provider_refund_id) == ("Stripe", "20.00", "987654321")
     assert (case.totals.product, case.totals.discount, case.totals.tax, case.totals.total) == (
         Decimal("50.00"), Decimal("5.00"), Decimal("2.50"), Decimal("47.50"))
 

@@ -85,6 +85,31 @@ def test_empty_or_missing_header_is_rejected(header: str | None) -> None:
     assert not verify(BODY, header, [SECRET])
 
 
+def near_misses(header: str) -> list[str]:
+    """Headers that differ from the right one only slightly, anywhere along its length."""
+    assert header.endswith("=") and len(header) == 44
+    flip = {"A": "B"}
+
+    def changed(i: int) -> str:
+        return header[:i] + flip.get(header[i], "A") + header[i + 1:]
+
+    return [
+        changed(0), changed(20), changed(42),  # one character different (42: the last one)
+        header[:-1],  # padding dropped
+        header[:20],  # truncated
+        header + "A",  # extended
+        header + header,
+        header.lower() if header.lower() != header else header.upper(),
+    ]
+
+
+def test_near_miss_headers_are_rejected() -> None:
+    header = sign(BODY, SECRET)
+    for wrong in near_misses(header):
+        assert wrong != header
+        assert not verify(BODY, wrong, [SECRET]), wrong
+
+
 def test_hex_digest_is_rejected() -> None:
     hex_header = hmac.new(SECRET.encode(), BODY, hashlib.sha256).hexdigest()
     assert not verify(BODY, hex_header, [SECRET])

@@ -115,7 +115,10 @@ class Durable:
         if not self.worker:
             DBOS.listen_queues([])
         DBOS.launch()
-        DBOS.register_queue(EVENTS_QUEUE, worker_concurrency=4, polling_interval_sec=0.2)
+        server = self.rt.settings.server
+        DBOS.register_queue(EVENTS_QUEUE, worker_concurrency=server.workflow_concurrency,
+                            polling_interval_sec=server.queue_poll_seconds,
+                            on_conflict="always_update")
         if self.worker:
             self._pump = threading.Thread(target=self._pump_loop, name="event-pump", daemon=True)
             self._pump.start()

@@ -23,7 +23,16 @@ from returnbridge.domain.model import (
 )
 from returnbridge.domain.money import ZERO, quantize
 from returnbridge.sources.errors import PayloadInvalid
-from returnbridge.sources.loop.values import amount, ident, items, obj, text, timestamp
+from returnbridge.sources.loop.values import (
+    amount,
+    flag,
+    ident,
+    is_placeholder,
+    items,
+    obj,
+    text,
+    timestamp,
+)
 
 # Loop return states (reference §3.6); the "needs review" spellings are one state.
 _STATES: dict[str, ReturnState] = {
@@ -63,18 +72,20 @@ def canonical_state(raw_state: str, label_status: str = "") -> ReturnState:
     return state
 
 
-def disposition_of(raw: Any) -> Disposition:
-    outcome = text(obj(raw, "disposition").get("disposition_outcome")).casefold()
+def disposition_of(raw: Any, path: str = "disposition") -> Disposition:
+    outcome = text(obj(raw, path).get("disposition_outcome"),
+                   f"{path}.disposition_outcome").casefold()
     if not outcome:
         return Disposition.UNKNOWN
     return _DISPOSITIONS.get(outcome, Disposition.UNKNOWN)
 
 
-def condition_of(raw: Any) -> str:
+def condition_of(raw: Any, path: str = "condition") -> str:
     if isinstance(raw, str):
-        return text(raw)
-    cond = obj(raw, "condition")
-    return text(cond.get("condition_category")) or text(cond.get("description"))
+        return text(raw, path)
+    cond = obj(raw, path)
+    return text(cond.get("condition_category"), f"{path}.condition_category") or text(
+        cond.get("description"), f"{path}.description")
 
 
 @dataclass
@@ -98,7 +109,7 @@ class _Unit:
 def _unit(raw: Any, index: int) -> _Unit:
     path = f"line_items[{index}]"
     element = obj(raw, path)
-    sku = text(element.get("sku"))
+    sku = text(element.get("sku"), f"{path}.sku")
     if not sku:
         raise PayloadInvalid("returned unit has no SKU", path=f"{path}.sku")
     price = amount(element.get("price"), f"{path}.price")
@@ -107,26 +118,28 @@ def _unit(raw: Any, index: int) -> _Unit:
         unit_id=ident(element.get("line_item_id"), f"{path}.line_item_id"),
         sku=sku,
         variant_id=ident(element.get("variant_id"), f"{path}.variant_id"),
-        barcode=text(element.get("barcode")),
-        title=text(element.get("title")),
+        barcode=text(element.get("barcode"), f"{path}.barcode"),
+        title=text(element.get("title"), f"{path}.title"),
         order_line_id=ident(element.get("provider_line_item_id"), f"{path}.provider_line_item_id"),
         net=price - discount,
         tax=amount(element.get("tax"), f"{path}.tax"),
         discount=discount,
-        reason=text(element.get("return_reason")),
-        parent_reason=text(element.get("parent_return_reason")),
-        condition=condition_of(element.get("condition")),
-        disposition=disposition_of(element.get("disposition")),
+        reason=text(element.get("return_reason"), f"{path}.return_reason"),
+        parent_reason=text(element.get("parent_return_reason"), f"{path}.parent_return_reason"),
+        condition=condition_of(element.get("condition"), f"{path}.condition"),
+        disposition=disposition_of(element.get("disposition"), f"{path}.disposition"),
         returned_at=timestamp(element.get("returned_at"), f"{path}.returned_at"),
     )
 
 
 def group_units(units: list[_Unit]) -> tuple[ReturnLine, ...]:
-    """One line per SKU and outcome (reason, condition, disposition), keeping every unit id."""
+    """One line per SKU, order line and outcome (reason, condition, disposition), keeping
+    every unit id. Units of one SKU from different order lines stay apart, so that each
+    line's ``source_order_line_id`` is true for all of its units."""
     groups: OrderedDict[tuple[str, ...], list[_Unit]] = OrderedDict()
     for unit in units:
-        key = (unit.sku, unit.variant_id, unit.reason, unit.parent_reason, unit.condition,
-               unit.disposition.value)
+        key = (unit.sku, unit.variant_id, unit.order_line_id, unit.reason, unit.parent_reason,
+               unit.condition, unit.disposition.value)
         groups.setdefault(key, []).append(unit)
     lines: list[ReturnLine] = []
     for members in groups.values():
@@ -164,7 +177,7 @@ def group_units(units: list[_Unit]) -> tuple[ReturnLine, ...]:
 def _exchange(raw: Any, index: int) -> ExchangeLine:
     path = f"exchanges[{index}]"
     element = obj(raw, path)
-    sku = text(element.get("sku"))
+    sku = text(element.get("sku"), f"{path}.sku")
     if not sku:
         raise PayloadInvalid("exchange item has no SKU", path=f"{path}.sku")
     net = amount(element.get("price"), f"{path}.price") - amount(
@@ -177,8 +190,8 @@ def _exchange(raw: Any, index: int) -> ExchangeLine:
         unit_net=net,
         unit_tax=tax,
         unit_gross=net + tax,
-        out_of_stock=element.get("out_of_stock") is True,
-        title=text(element.get("title")),
+        out_of_stock=flag(element.get("out_of_stock"), f"{path}.out_of_stock"),
+        title=text(element.get("title"), f"{path}.title"),
         variant_id=ident(element.get("variant_id"), f"{path}.variant_id"),
     )
 
@@ -203,49 +216,64 @@ def _address(raw: Any) -> Address | None:
     addr = obj(raw, "address")
     if not addr:
         return None
+
+    def field(key: str) -> str:
+        return text(addr.get(key), f"address.{key}")
+
     return Address(
-        name=text(addr.get("name")),
-        company=text(addr.get("company")),
-        line1=text(addr.get("address1")),
-        line2=text(addr.get("address2")),
-        town=text(addr.get("city")),
-        county=text(addr.get("state")),
-        postcode=text(addr.get("zip")),
-        country_code=text(addr.get("country_code")).upper(),
-        country_name=text(addr.get("country")),
-        phone=text(addr.get("phone")),
+        name=field("name"),
+        company=field("company"),
+        line1=field("address1"),
+        line2=field("address2"),
+        town=field("city"),
+        county=field("state"),
+        postcode=field("zip"),
+        country_code=field("country_code").upper(),
+        country_name=field("country"),
+        phone=field("phone"),
     )
 
 
 def _customer(payload: dict[str, Any]) -> Customer:
     detail = obj(payload.get("customer_detail"), "customer_detail")
     address = _address(payload.get("address"))
-    first = text(detail.get("first_name"))
-    last = text(detail.get("last_name"))
+    first = text(detail.get("first_name"), "customer_detail.first_name")
+    last = text(detail.get("last_name"), "customer_detail.last_name")
     if not (first or last) and address and address.name:
         first, _, last = address.name.rpartition(" ")
         if not first:
             first, last = last, ""
     customer_field = payload.get("customer")
-    email = text(detail.get("email")) or (
-        text(customer_field) if not isinstance(customer_field, dict) else ""
-    ) or text(payload.get("email"))
+    if isinstance(customer_field, dict):
+        customer_email = text(customer_field.get("email"), "customer.email")
+    else:
+        customer_email = text(customer_field, "customer")
+    email = (text(detail.get("email"), "customer_detail.email") or customer_email
+             or text(payload.get("email"), "email"))
     return Customer(email=email, first_name=first, last_name=last, address=address)
+
+
+def _gateway_refund(raw: Any, path: str) -> GatewayRefund:
+    refund = obj(raw, path)
+    return GatewayRefund(
+        gateway=text(refund.get("gateway"), f"{path}.gateway"),
+        amount=amount(refund.get("amount"), f"{path}.amount"),
+        provider_refund_id=ident(refund.get("provider_refund_id"), f"{path}.provider_refund_id"),
+    )
 
 
 def _settlement(payload: dict[str, Any]) -> Settlement:
     gateways = tuple(
-        GatewayRefund(
-            gateway=text(obj(r, f"refunds[{i}]").get("gateway")),
-            amount=amount(obj(r, f"refunds[{i}]").get("amount"), f"refunds[{i}].amount"),
-            provider_refund_id=ident(obj(r, f"refunds[{i}]").get("provider_refund_id")),
-        )
-        for i, r in enumerate(items(payload.get("refunds"), "refunds"))
+        _gateway_refund(raw, f"refunds[{i}]")
+        for i, raw in enumerate(items(payload.get("refunds"), "refunds"))
     )
     shipping = amount(payload.get("refund_shipping_total"), "refund_shipping_total") + amount(
         payload.get("refund_shipping_tax_total"), "refund_shipping_tax_total"
     )
-    bonus_raw = payload.get("gift_card_bonus_credit", payload.get("gift_card_bonus"))
+    # One older example spells the bonus "gift_card_bonus" (reference §2.5): read both.
+    bonus_key = "gift_card_bonus_credit"
+    if is_placeholder(payload.get(bonus_key)) and "gift_card_bonus" in payload:
+        bonus_key = "gift_card_bonus"
     return Settlement(
         refund_to_original=amount(payload.get("refund"), "refund"),
         gateway_refunds=gateways,
@@ -254,7 +282,7 @@ def _settlement(payload: dict[str, Any]) -> Settlement:
         upsell=amount(payload.get("upsell"), "upsell"),
         handling_fee=amount(payload.get("handling_fee"), "handling_fee"),
         shipping_refund=shipping,
-        bonus_credit=amount(bonus_raw, "gift_card_bonus_credit"),
+        bonus_credit=amount(payload.get(bonus_key), bonus_key),
     )
 
 
@@ -265,10 +293,10 @@ def parse_return(payload: Any, *, prefix: str) -> ReturnCase:
     return_id = ident(payload.get("id"), "id")
     if not return_id:
         raise PayloadInvalid("the return has no id", path="id")
-    raw_state = text(payload.get("state"))
+    raw_state = text(payload.get("state"), "state")
     if not raw_state:
         raise PayloadInvalid("the return has no state", path="state")
-    label_status = text(payload.get("label_status"))
+    label_status = text(payload.get("label_status"), "label_status")
     try:
         ref = associated_ref(prefix, return_id)
     except IdentityError as exc:
@@ -280,9 +308,10 @@ def parse_return(payload: Any, *, prefix: str) -> ReturnCase:
         source=Source.LOOP,
         source_return_id=return_id,
         associated_ref=ref,
-        order_ref=text(payload.get("order_name")) or text(payload.get("order_number")),
+        order_ref=text(payload.get("order_name"), "order_name")
+        or text(payload.get("order_number"), "order_number"),
         customer=_customer(payload),
-        currency=text(payload.get("currency")).upper(),
+        currency=text(payload.get("currency"), "currency").upper(),
         state=canonical_state(raw_state, label_status),
         source_state=raw_state,
         created_at=timestamp(payload.get("created_at"), "created_at"),
