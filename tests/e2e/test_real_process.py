@@ -9,38 +9,23 @@ from pathlib import Path
 import httpx
 import pytest
 
+from returnbridge.sandbox.demo import (
+    API_TOKEN,
+    KHAOS_PASSWORD,
+    KHAOS_USER,
+    LOOP_SECRET,
+    write_demo_config,
+)
 from returnbridge.sandbox.khaos.poller import KhaosSandbox
 from returnbridge.sandbox.loop.samples import CATALOGUE, Scenario, return_payload
 from returnbridge.sandbox.loop.sender import LoopSender
 from returnbridge.sandbox.service import ServiceProcess, free_port
-from tests.conftest import API_TOKEN, KHAOS_PASSWORD, KHAOS_USER, LOOP_SECRET
 
 pytestmark = pytest.mark.slow
 
 
 def write_config(directory: Path, db_url: str, port: int) -> Path:
-    path = directory / "returnbridge.toml"
-    path.write_text(f"""
-[database]
-url = "{db_url}"
-[server]
-port = {port}
-public_base_url = "http://127.0.0.1:{port}"
-[api]
-tokens = ["{API_TOKEN}"]
-[loop]
-webhook_secrets = ["{LOOP_SECRET}"]
-fallback_customer_urn = "LOOPWEB"
-[khaos]
-channel_username = "{KHAOS_USER}"
-channel_password = "{KHAOS_PASSWORD}"
-[log]
-format = "json"
-[[mapping.reasons]]
-khaos_reason_id = "6"
-processing = "restock"
-""")
-    return path
+    return write_demo_config(directory, port, db_url)
 
 
 def wait_for_status(base_url: str, ref: str, status: str, timeout: float = 60) -> dict:

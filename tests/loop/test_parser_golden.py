@@ -65,7 +65,7 @@ def test_matches_golden(name: str, payload: dict[str, Any]) -> None:
 def test_golden_loads_back_into_the_same_case(name: str) -> None:
     path = GOLDEN / f"{name}.json"
     if not path.exists():
-        pytest.skip("golden file not written yet")
+        pytest.fail(f"{path.name} is missing: run with RB_UPDATE_GOLDEN=1, then review it")
     assert case_from_json(json.loads(path.read_text(encoding="utf-8"))) == parsed(name)
 
 

@@ -26,11 +26,13 @@ FALLBACK_URN = "LOOPWEB"
 RESTOCK_REASON, WRITE_OFF_REASON = "6", "7"
 
 
-def write_demo_config(directory: Path, port: int) -> Path:
+def write_demo_config(directory: Path, port: int, db_url: str | None = None) -> Path:
+    """A working configuration for the sandboxes (SQLite in ``directory`` by default)."""
     path = directory / "returnbridge.toml"
+    url = db_url or f"sqlite:///{directory / 'returnbridge.db'}"
     path.write_text(f"""\
 [database]
-url = "sqlite:///{directory / 'returnbridge.db'}"
+url = "{url}"
 
 [server]
 port = {port}
