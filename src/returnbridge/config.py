@@ -229,6 +229,34 @@ class MappingSettings(_Section):
         return tuple(entry.rule() for entry in self.reasons)
 
 
+class ShopifySettings(_Section):
+    """Shopify Admin API, used by the refund gate (ARCHITECTURE 5.5)."""
+
+    shop_domain: str = Field(
+        "", description="Your shop's myshopify.com domain; empty disables Shopify refunds."
+    )
+    admin_token: SecretStr = Field(
+        SecretStr(""), description="Admin API access token with read_orders and write_orders."
+    )
+    base_url: str = Field(
+        "", description="Override the Admin API base URL (sandbox or proxy); empty: "
+        "https://{shop_domain}/admin/api/{api_version}.",
+    )
+    api_version: str = Field("2025-10", description="Admin API version to call.")
+    timeout_seconds: float = Field(
+        15.0, gt=0, description="Timeout for each Shopify API call, in seconds."
+    )
+
+
+class PolicySettings(_Section):
+    """Posting policy knobs (ARCHITECTURE 6) that are not per-source."""
+
+    tolerance: str = Field(
+        "0.01", description="Largest per-return money difference accepted without a "
+        "tax_drift / amount_mismatch exception, in the return's currency.",
+    )
+
+
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Least severe log level written."
@@ -251,6 +279,8 @@ class Settings(BaseSettings):
     zigzag: ZigZagSettings = Field(default_factory=ZigZagSettings)
     khaos: KhaosSettings = Field(default_factory=KhaosSettings)
     mapping: MappingSettings = Field(default_factory=MappingSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    shopify: ShopifySettings = Field(default_factory=ShopifySettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     def secret_values(self) -> list[str]:

@@ -22,6 +22,8 @@ _SECTION_INTRO = {
     "khaos": "Khaos Control channel (Khaos polls this service).",
     "mapping": "Reason mapping: (source, reason, condition, disposition) -> Khaos return "
     "reason. First match wins.",
+    "policy": "Posting policy (what each return becomes in Khaos, and when).",
+    "shopify": "Shopify Admin API (refunds made by returnbridge after the credit note).",
     "log": "Logging.",
 }
 

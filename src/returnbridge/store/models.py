@@ -114,6 +114,15 @@ class ReturnRow(Base):
     case_json: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     credit_note_code: Mapped[str] = mapped_column(String(50), default="")
     credit_note_value: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
+    # 0002: confirmation evidence, gap accounting and follow-up documents.
+    imported_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    credit_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    credit_source: Mapped[str] = mapped_column(String(20), default="")  # soap|file|operator|push
+    khaos_order_code: Mapped[str] = mapped_column(String(50), default="")
+    first_seen_via: Mapped[str] = mapped_column(String(20), default="webhook")  # webhook|backstop
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("returns.id", ondelete="SET NULL"), nullable=True, index=True
+    )
 
     lines: Mapped[list[ReturnLineRow]] = relationship(
         back_populates="ret", cascade="all, delete-orphan", order_by="ReturnLineRow.position"
@@ -254,3 +263,96 @@ class Watermark(Base):
     name: Mapped[str] = mapped_column(String(80), primary_key=True)
     value: Mapped[str] = mapped_column(String(255))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class StockItem(Base):
+    """Khaos stock item mirror (StockUpload); ``stock_id`` is Khaos's stable key."""
+
+    __tablename__ = "khaos_stock_items"
+
+    stock_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    stock_code: Mapped[str] = mapped_column(String(100), index=True)
+    other_ref: Mapped[str] = mapped_column(String(100), default="", index=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    barcodes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    publish_on_web: Mapped[bool] = mapped_column(Boolean, default=True)
+    discontinued: Mapped[bool] = mapped_column(Boolean, default=False)
+    stock_controlled: Mapped[bool] = mapped_column(Boolean, default=True)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    raw: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class StockBarcode(Base):
+    __tablename__ = "khaos_stock_barcodes"
+
+    barcode: Mapped[str] = mapped_column(String(100), primary_key=True)
+    stock_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+
+
+class StockLevel(Base):
+    """Khaos stock level per site (StockStatusUpload), keyed StockID + SiteID."""
+
+    __tablename__ = "khaos_stock_levels"
+
+    stock_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    site_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    stock_code: Mapped[str] = mapped_column(String(100), default="", index=True)
+    available: Mapped[Decimal] = mapped_column(Money())
+    on_order: Mapped[Decimal] = mapped_column(Money())
+    from_children: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    pushed_available: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
+    pushed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class KhaosOrderStatus(Base):
+    """Order / credit note status pushed by Khaos (OrderStatusUpload) or read over SOAP."""
+
+    __tablename__ = "khaos_order_statuses"
+
+    order_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    order_code: Mapped[str] = mapped_column(String(50), default="")
+    associated_ref: Mapped[str] = mapped_column(String(80), default="", index=True)
+    order_type: Mapped[str] = mapped_column(String(10), default="")
+    invoice_code: Mapped[str] = mapped_column(String(50), default="")
+    stage: Mapped[str] = mapped_column(String(40), default="")
+    total: Mapped[Decimal | None] = mapped_column(Money(), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    raw: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class CustomerMirror(Base):
+    """Email -> Khaos URN (ARCHITECTURE 6.5), loaded from Khaos or entered by an operator."""
+
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    email: Mapped[str] = mapped_column(String(255), unique=True)  # stored lower-case
+    urn: Mapped[str] = mapped_column(String(50))
+    name: Mapped[str] = mapped_column(String(255), default="")
+    origin: Mapped[str] = mapped_column(String(20), default="khaos")  # khaos|soap|operator
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class RefundRow(Base):
+    """A payment refund we made or saw (ARCHITECTURE 5.5), keyed by its idempotency key."""
+
+    __tablename__ = "refunds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    return_id: Mapped[int | None] = mapped_column(
+        ForeignKey("returns.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    associated_ref: Mapped[str] = mapped_column(String(50), default="", index=True)
+    provider: Mapped[str] = mapped_column(String(20))  # shopify | zigzag | loop
+    origin: Mapped[str] = mapped_column(String(20))  # returnbridge | external
+    idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
+    provider_refund_id: Mapped[str] = mapped_column(String(120), default="")
+    order_ref: Mapped[str] = mapped_column(String(80), default="")
+    amount: Mapped[Decimal] = mapped_column(Money())
+    currency: Mapped[str] = mapped_column(String(3), default="")
+    status: Mapped[str] = mapped_column(String(20), default="created")
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
