@@ -15,21 +15,7 @@ from decimal import Decimal
 
 from returnbridge.domain.exceptions import Problem
 from returnbridge.domain.lifecycle import ReturnState
-from returnbridge.domain.model import Disposition, ReturnCase
-
-
-@dataclass(frozen=True)
-class UnitReceipt:
-    """Goods physically arrived (and possibly graded). Joined to return lines by the
-    first non-empty key of: ``line_item_id`` (a source unit id), ``variant_id``, ``sku``."""
-
-    quantity: int
-    at: datetime | None
-    line_item_id: str = ""
-    variant_id: str = ""
-    sku: str = ""
-    disposition: Disposition | None = None  # None: arrival only, not graded yet
-    condition: str = ""
+from returnbridge.domain.model import ReturnCase, UnitReceipt
 
 
 @dataclass(frozen=True)
@@ -65,3 +51,42 @@ class Interpretation:
     evidence: Evidence | None = None
     problems: tuple[Problem, ...] = ()
     note: str = ""
+
+
+
+
+def apply_evidence(case: ReturnCase, evidence: Evidence, event_key: str) -> ReturnCase:
+    """Fold partial evidence into a case. Applying the same event twice changes nothing."""
+    from dataclasses import replace
+
+    from returnbridge.domain.lifecycle import advance
+    from returnbridge.domain.model import Parcel
+    from returnbridge.domain.receipts import merge_receipts
+
+    if event_key in case.events:
+        return case
+    parcel = case.parcel
+    if evidence.label_status or evidence.carrier or evidence.tracking_number or (
+        evidence.delivered_at
+    ):
+        parcel = Parcel(
+            label_status=evidence.label_status or parcel.label_status,
+            carrier=evidence.carrier or parcel.carrier,
+            tracking_number=evidence.tracking_number or parcel.tracking_number,
+            delivered_at=evidence.delivered_at or parcel.delivered_at,
+        )
+    settlement = case.settlement
+    if evidence.store_credit is not None and evidence.store_credit > settlement.store_credit:
+        settlement = replace(settlement, store_credit=evidence.store_credit)
+    state = advance(case.state, evidence.state) if evidence.state is not None else case.state
+    return replace(
+        case,
+        receipts=merge_receipts(case.receipts, evidence.receipts),
+        parcel=parcel,
+        settlement=settlement,
+        state=state,
+        events=(*case.events, event_key),
+    )
+
+
+__all__ = ["Evidence", "Interpretation", "UnitReceipt", "apply_evidence"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from returnbridge.domain.lifecycle import advance, is_backwards
-from returnbridge.domain.model import ReturnCase
+from returnbridge.domain.model import Parcel, ReturnCase
+from returnbridge.domain.receipts import effective_lines, merge_receipts
 
 
 @dataclass(frozen=True)
@@ -33,12 +34,19 @@ def merge(current: ReturnCase | None, incoming: ReturnCase, event_id: str) -> Me
     customer = incoming.customer
     if current.customer.urn and not customer.urn:
         customer = replace(customer, urn=current.customer.urn)
+    settlement = incoming.settlement
+    if settlement.store_credit == 0 and current.settlement.store_credit:
+        # a gift card reported on its own (giftcard.requested) is not undone by a snapshot
+        settlement = replace(settlement, store_credit=current.settlement.store_credit)
     merged = replace(incoming, state=state, customer=customer, events=events,
-                     created_at=current.created_at or incoming.created_at)
+                     created_at=current.created_at or incoming.created_at,
+                     receipts=merge_receipts(current.receipts, incoming.receipts),
+                     parcel=incoming.parcel if incoming.parcel != Parcel() else current.parcel,
+                     settlement=settlement)
     return MergeResult(merged, True, f"updated to {state.value}")
 
 
 def same_content(a: ReturnCase, b: ReturnCase) -> bool:
     """True when two versions would produce the same Khaos document."""
-    return (a.lines, a.exchanges, a.settlement, a.customer.email) == (
-        b.lines, b.exchanges, b.settlement, b.customer.email)
+    return (effective_lines(a), a.exchanges, a.settlement, a.customer.email) == (
+        effective_lines(b), b.exchanges, b.settlement, b.customer.email)

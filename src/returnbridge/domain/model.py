@@ -107,6 +107,42 @@ class Settlement:
 
 
 @dataclass(frozen=True)
+class UnitReceipt:
+    """Goods physically arrived (and possibly graded), as a source stated it.
+
+    Joined to return lines by the first non-empty key of ``line_item_id`` (one of a
+    line's source unit ids), ``variant_id``, ``sku``. A later statement about the same key
+    replaces an earlier one (so "received" then "graded" does not count twice).
+    """
+
+    quantity: int
+    at: datetime | None
+    line_item_id: str = ""
+    variant_id: str = ""
+    sku: str = ""
+    disposition: Disposition | None = None  # None: arrived, not graded yet
+    condition: str = ""
+
+    @property
+    def key(self) -> str:
+        if self.line_item_id:
+            return f"unit:{self.line_item_id}"
+        if self.variant_id:
+            return f"variant:{self.variant_id}"
+        return f"sku:{self.sku}"
+
+
+@dataclass(frozen=True)
+class Parcel:
+    """The customer's parcel, from label / shipment events."""
+
+    label_status: str = ""
+    carrier: str = ""
+    tracking_number: str = ""
+    delivered_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class SourceTotals:
     """Header figures as the source sent them, for identity checks."""
 
@@ -134,6 +170,8 @@ class ReturnCase:
     totals: SourceTotals = field(default_factory=SourceTotals)
     source_order_id: str = ""
     events: tuple[str, ...] = ()
+    receipts: tuple[UnitReceipt, ...] = ()
+    parcel: Parcel = field(default_factory=Parcel)
 
     @property
     def units(self) -> int:

@@ -124,6 +124,15 @@ class Durable:
             self._pump.start()
 
     def _pump_loop(self) -> None:
+        try:
+            from returnbridge.flows.reevaluate import reevaluate_if_mapping_changed
+
+            result = reevaluate_if_mapping_changed(self.rt)
+            if result is not None:
+                log.info("held returns re-evaluated after a configuration change",
+                         examined=result.examined, released=result.released)
+        except Exception as exc:
+            log.warning("re-evaluation after a configuration change failed", error=str(exc))
         while True:
             try:
                 count = pump_pending(self.rt)

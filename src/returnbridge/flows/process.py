@@ -1,24 +1,30 @@
 """Normalise + decide (ARCHITECTURE 5.2): apply one stored event, in one transaction.
 
 Idempotent: an event that is no longer ``received`` is left alone, so a retried or
-duplicated run changes nothing.
+duplicated run changes nothing. The source adapter turns the event into an
+:class:`Interpretation`; a snapshot is merged monotonically, evidence is folded in, and the
+return is re-evaluated by the posting policy. Evidence about a return we have not seen yet
+is *deferred* and applied as soon as the return arrives (webhook or backstop).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
+from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from returnbridge.domain.evidence import Evidence, Interpretation, apply_evidence
 from returnbridge.domain.exceptions import Problem
+from returnbridge.domain.identity import IdentityError, associated_ref
 from returnbridge.domain.khaos_status import DELIVERED, KhaosStatus
 from returnbridge.domain.merge import merge, same_content
 from returnbridge.domain.model import ReturnCase
-from returnbridge.domain.policy import decide
+from returnbridge.flows.decide import evaluate
 from returnbridge.flows.runtime import Runtime
 from returnbridge.sources.errors import PayloadInvalid
-from returnbridge.sources.loop.parser import envelope, parse_return
 from returnbridge.store import exceptions_repo, returns_repo
 from returnbridge.store.events import mark_event
 from returnbridge.store.models import InboundEvent, ReturnRow
@@ -26,7 +32,7 @@ from returnbridge.store.models import InboundEvent, ReturnRow
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # processed | unhandled | invalid | skipped
+    status: str  # processed | unhandled | invalid | skipped | deferred
     associated_ref: str = ""
     khaos_status: str = ""
     note: str = ""
@@ -39,103 +45,168 @@ def apply_event(rt: Runtime, event_id: int) -> Outcome:
             return Outcome("skipped", note=f"event {event_id} does not exist")
         if event.status != "received":
             return Outcome("skipped", note=f"event {event_id} already {event.status}")
-        try:
+        return _apply_and_mark(rt, session, event)
+
+
+def _apply_and_mark(rt: Runtime, session: Session, event: InboundEvent) -> Outcome:
+    try:
+        with session.begin_nested():
             outcome = _apply(rt, session, event)
-        except PayloadInvalid as exc:
-            mark_event(session, event.id, "invalid", str(exc))
-            exceptions_repo.raise_problem(
-                session,
-                Problem(
-                    type="payload_invalid",
-                    message=f"{event.source} event {event.id} ({event.topic or 'no topic'}) "
-                    f"could not be read: {exc}",
-                    dedupe_key=f"event:{event.id}",
-                    details={"event_id": str(event.id), "error": str(exc)},
-                ),
-            )
-            return Outcome("invalid", note=str(exc))
-        mark_event(session, event.id, outcome.status, "" if outcome.status == "processed"
-                   else outcome.note)
-        return outcome
+    except PayloadInvalid as exc:
+        mark_event(session, event.id, "invalid", str(exc))
+        exceptions_repo.raise_problem(
+            session,
+            Problem(
+                type="payload_invalid",
+                message=f"{event.source} event {event.id} ({event.topic or 'no topic'}) "
+                f"could not be read: {exc}",
+                dedupe_key=f"event:{event.id}",
+                details={"event_id": str(event.id), "error": str(exc)},
+            ),
+        )
+        return Outcome("invalid", note=str(exc))
+    mark_event(session, event.id, outcome.status,
+               "" if outcome.status == "processed" else outcome.note)
+    return outcome
+
+
+def interpret(rt: Runtime, event: InboundEvent) -> Interpretation:
+    """Hand the raw event to its source adapter."""
+    if event.source == "loop":
+        from returnbridge.sources.loop.topics import interpret as loop_interpret
+
+        return loop_interpret(event.body, topic=event.topic, trigger=event.trigger,
+                              settings=rt.settings.loop)
+    if event.source == "zigzag":
+        from returnbridge.sources.zigzag.events import interpret as zigzag_interpret
+
+        return zigzag_interpret(event.body, settings=rt.settings.zigzag)
+    return Interpretation(handled=False, note=f"no processor for source {event.source!r}")
 
 
 def _apply(rt: Runtime, session: Session, event: InboundEvent) -> Outcome:
     try:
-        payload = json.loads(event.body)
+        found = interpret(rt, event)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PayloadInvalid(f"the body is not JSON ({exc})") from None
-    if event.source != "loop":
-        return Outcome("unhandled", note=f"no processor for source {event.source!r} yet")
-    topic, trigger, _ = envelope(payload)
-    if topic != "return":
-        return Outcome("unhandled", note=f"topic {topic or '?'}/{trigger or '?'} stored, "
-                       "not used by this version")
-    incoming = parse_return(payload, prefix=rt.prefix("loop"))
-    return _merge_and_decide(rt, session, incoming, evidence_event=event)
+    if not found.handled:
+        return Outcome("unhandled", note=found.note or f"topic {event.topic or '?'}/"
+                       f"{event.trigger or '?'} stored, not used by this version")
+    evidence = {"event_id": event.id, "topic": event.topic, "trigger": event.trigger,
+                "channel": event.channel}
+    key = f"{event.source}:{event.id}"
+    row: ReturnRow | None = None
+    outcome = Outcome("processed", note=found.note)
+    if found.snapshot is not None:
+        row, outcome = _merge_snapshot(rt, session, found.snapshot, event, key, evidence)
+    elif found.evidence is not None and found.source_return_id:
+        row = returns_repo.find_for_update(session, event.source, found.source_return_id)
+        if row is None:
+            return Outcome("deferred", note=f"evidence for return {found.source_return_id}, "
+                           "which has not arrived yet; applied when it does")
+        outcome = _fold_evidence(rt, session, row, found.evidence, key, evidence)
+    elif found.source_return_id:
+        row = returns_repo.find_for_update(session, event.source, found.source_return_id)
+    for problem in found.problems:
+        ref = row.associated_ref if row is not None else _ref_or_blank(rt, event.source,
+                                                                        found.source_return_id)
+        exc_row = exceptions_repo.raise_problem(
+            session, problem, return_id=row.id if row is not None else None,
+            associated_ref=ref)
+        if row is not None:
+            returns_repo.add_timeline(session, row, "exception",
+                                      f"{exc_row.type}: {problem.message}", evidence)
+    if found.problems and row is None and not found.snapshot and not found.evidence:
+        return Outcome("processed", _ref_or_blank(rt, event.source, found.source_return_id),
+                       note=found.note or "problem recorded")
+    if row is not None and found.snapshot is not None:
+        _apply_deferred(rt, session, row)
+    return outcome
 
 
-def _merge_and_decide(rt: Runtime, session: Session, incoming: ReturnCase,
-                      evidence_event: InboundEvent) -> Outcome:
+def _ref_or_blank(rt: Runtime, source: str, source_return_id: str) -> str:
+    if not source_return_id:
+        return ""
+    try:
+        return associated_ref(rt.prefix(source), source_return_id)
+    except IdentityError:
+        return ""
+
+
+def _apply_deferred(rt: Runtime, session: Session, row: ReturnRow) -> None:
+    """Evidence that arrived before its return: apply it now, oldest first."""
+    waiting = session.scalars(
+        select(InboundEvent)
+        .where(InboundEvent.source == row.source, InboundEvent.status == "deferred",
+               InboundEvent.source_ref == row.source_return_id)
+        .order_by(InboundEvent.id)
+        .with_for_update()
+    ).all()
+    for event in waiting:
+        event.status = "received"
+        session.flush()
+        _apply_and_mark(rt, session, event)
+
+
+def _merge_snapshot(rt: Runtime, session: Session, incoming: ReturnCase, event: InboundEvent,
+                    key: str, evidence: dict[str, Any]) -> tuple[ReturnRow, Outcome]:
     row = returns_repo.find_for_update(session, incoming.source.value, incoming.source_return_id)
     current = returns_repo.case_of(row) if row is not None else None
-    event_key = f"{evidence_event.source}:{evidence_event.id}"
-    evidence = {"event_id": evidence_event.id, "topic": evidence_event.topic,
-                "trigger": evidence_event.trigger}
-    result = merge(current, incoming, event_key)
-    delivered = row is not None and KhaosStatus(row.khaos_status) in DELIVERED
-
-    if delivered and row is not None and current is not None:
-        # Already handed to Khaos: never re-send the same AssociatedRef (ARCHITECTURE 6.1).
-        frozen = current if not result.content_applied else result.case
-        kept = frozen if same_content(current, frozen) else current
-        final = replace(kept, state=result.case.state, events=result.case.events)
-        returns_repo.save_case(session, row, final)
-        returns_repo.add_timeline(session, row, "event",
-                                  f"{evidence_event.trigger or 'event'}: {result.note}", evidence)
-        if result.content_applied and not same_content(current, result.case):
-            exceptions_repo.raise_problem(
-                session,
-                Problem(
-                    type="status_drift",
-                    message=f"{row.associated_ref} changed at {incoming.source.value} after "
-                    "it was handed to Khaos; the Khaos document was not changed.",
-                    dedupe_key=f"{row.associated_ref}:changed-after-serve",
-                    details={"event_id": str(evidence_event.id)},
-                ),
-                return_id=row.id, associated_ref=row.associated_ref,
-            )
-        return Outcome("processed", row.associated_ref, row.khaos_status, result.note)
-
-    row = returns_repo.save_case(session, row, result.case)
-    returns_repo.add_timeline(session, row, "event",
-                              f"{evidence_event.trigger or 'event'}: {result.note}", evidence)
-    decision = decide(result.case, rt.settings.mapping.rules(),
-                      rt.source_policy(incoming.source.value))
-    returns_repo.apply_decision(row, decision)
-    for problem in decision.problems:
-        exceptions_repo.raise_problem(session, problem, return_id=row.id,
-                                      associated_ref=row.associated_ref)
-    resolved = exceptions_repo.resolve_missing(
-        session, row.id, decision.problems, by="returnbridge",
-        how=f"re-evaluated after {evidence_event.source} event {evidence_event.id}: "
-        "the problem is gone",
-    )
-    for exc_row in resolved:
-        returns_repo.add_timeline(session, row, "exception_resolved",
-                                  f"{exc_row.type} resolved: {exc_row.resolution}", evidence)
-    _move_status(session, row, decision.release, decision.blocked, decision.wait_reason,
-                 [p.type for p in decision.problems], evidence)
-    return Outcome("processed", row.associated_ref, row.khaos_status, result.note)
-
-
-def _move_status(session: Session, row: ReturnRow, release: bool, blocked: bool, wait: str,
-                 problem_types: list[str], evidence: dict[str, object]) -> None:
-    if release:
-        returns_repo.set_khaos_status(session, row, KhaosStatus.READY,
-                                      "validated; waiting for Khaos to fetch it", evidence)
-    elif blocked:
-        returns_repo.set_khaos_status(session, row, KhaosStatus.HELD,
-                                      "held until fixed: " + ", ".join(problem_types), evidence)
+    result = merge(current, incoming, key)
+    if row is None:
+        row = returns_repo.save_case(session, None, result.case)
+        row.first_seen_via = "backstop" if event.channel == "backstop" else "webhook"
+    elif KhaosStatus(row.khaos_status) in DELIVERED and current is not None:
+        return row, _after_delivery(session, row, current, result.case, result.content_applied,
+                                    event, evidence, result.note)
     else:
-        returns_repo.set_khaos_status(session, row, KhaosStatus.PENDING,
-                                      f"not released yet: {wait}", evidence)
+        returns_repo.save_case(session, row, result.case)
+    returns_repo.add_timeline(session, row, "event",
+                              f"{event.trigger or event.topic or 'event'}: {result.note}",
+                              evidence)
+    status = evaluate(rt, session, row, result.case, evidence,
+                      cause=f"{event.source} event {event.id}")
+    return row, Outcome("processed", row.associated_ref, status, result.note)
+
+
+def _fold_evidence(rt: Runtime, session: Session, row: ReturnRow, found: Evidence, key: str,
+                   evidence: dict[str, Any]) -> Outcome:
+    current = returns_repo.case_of(row)
+    updated = apply_evidence(current, found, key)
+    summary = found.summary or "evidence recorded"
+    if KhaosStatus(row.khaos_status) in DELIVERED:
+        returns_repo.save_case(session, row, updated, keep_lines=True)
+        returns_repo.add_timeline(session, row, "evidence", f"{summary} (after handover to "
+                                  "Khaos; the Khaos document is unchanged)", evidence)
+        return Outcome("processed", row.associated_ref, row.khaos_status, summary)
+    returns_repo.save_case(session, row, updated)
+    returns_repo.add_timeline(session, row, "evidence", summary, evidence)
+    status = evaluate(rt, session, row, updated, evidence,
+                      cause=f"{row.source} evidence event {evidence['event_id']}")
+    return Outcome("processed", row.associated_ref, status, summary)
+
+
+def _after_delivery(session: Session, row: ReturnRow, current: ReturnCase, merged: ReturnCase,
+                    content_applied: bool, event: InboundEvent, evidence: dict[str, Any],
+                    note: str) -> Outcome:
+    """Already handed to Khaos: never re-send the same AssociatedRef (ARCHITECTURE 6.1)."""
+    changed = content_applied and not same_content(current, merged)
+    final = replace(current, state=merged.state, events=merged.events,
+                    source_state=merged.source_state, updated_at=merged.updated_at)
+    returns_repo.save_case(session, row, final, keep_lines=True)
+    returns_repo.add_timeline(session, row, "event",
+                              f"{event.trigger or 'event'}: {note}", evidence)
+    if changed:
+        exceptions_repo.raise_problem(
+            session,
+            Problem(
+                type="status_drift",
+                message=f"{row.associated_ref} changed at {row.source} after it was handed "
+                "to Khaos (lines, money or customer); the Khaos document was not changed. "
+                "Compare the two and adjust the credit note in Khaos by hand if needed.",
+                dedupe_key=f"{row.associated_ref}:changed-after-serve",
+                details={"event_id": str(event.id)},
+            ),
+            return_id=row.id, associated_ref=row.associated_ref,
+        )
+    return Outcome("processed", row.associated_ref, row.khaos_status, note)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from returnbridge.config import Settings
-from returnbridge.domain.policy import SourcePolicy
+from returnbridge.domain.policy import GoodsInOwner, PolicyConfig, ReleaseOn, SourcePolicy
 from returnbridge.store.db import make_engine, session_factory
 
 
@@ -25,9 +26,27 @@ class Runtime:
 
     def source_policy(self, source: str) -> SourcePolicy:
         section = self.settings.loop if source == "loop" else self.settings.zigzag
+        p = self.settings.policy
+        release = (p.release_on_khaos if section.goods_in_owner is GoodsInOwner.KHAOS
+                   else p.release_on_returns_platform)
         return SourcePolicy(
             goods_in_owner=section.goods_in_owner,
             fallback_customer_urn=section.fallback_customer_urn,
+            release_on=ReleaseOn(release),
+        )
+
+    def policy_config(self) -> PolicyConfig:
+        p = self.settings.policy
+        return PolicyConfig(
+            rules=self.settings.mapping.rules(),
+            defaults=self.settings.mapping.default_reasons(),
+            tolerance=p.tolerance,
+            keep_item_reason_id=p.keep_item_reason_id,
+            shipping_refund_sku=p.shipping_refund_sku,
+            handling_fee_sku=p.handling_fee_sku,
+            non_stock_reason_id=p.non_stock_reason_id,
+            stock_stale_after=timedelta(hours=p.stock_stale_hours),
+            allow_non_stock_controlled_exchanges=p.allow_non_stock_controlled_exchanges,
         )
 
     def prefix(self, source: str) -> str:

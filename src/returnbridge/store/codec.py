@@ -15,11 +15,13 @@ from returnbridge.domain.model import (
     Disposition,
     ExchangeLine,
     GatewayRefund,
+    Parcel,
     ReturnCase,
     ReturnLine,
     Settlement,
     Source,
     SourceTotals,
+    UnitReceipt,
 )
 
 
@@ -108,4 +110,22 @@ def case_from_json(d: dict[str, Any]) -> ReturnCase:
                             tax=_dec(t["tax"]), total=_dec(t["total"])),
         source_order_id=d["source_order_id"],
         events=tuple(d["events"]),
+        receipts=tuple(_receipt(x) for x in d.get("receipts", ())),
+        parcel=_parcel(d.get("parcel") or {}),
     )
+
+
+def _receipt(d: dict[str, Any]) -> UnitReceipt:
+    disposition = d.get("disposition")
+    return UnitReceipt(
+        quantity=d["quantity"], at=_dt(d.get("at")), line_item_id=d.get("line_item_id", ""),
+        variant_id=d.get("variant_id", ""), sku=d.get("sku", ""),
+        disposition=Disposition(disposition) if disposition else None,
+        condition=d.get("condition", ""),
+    )
+
+
+def _parcel(d: dict[str, Any]) -> Parcel:
+    return Parcel(label_status=d.get("label_status", ""), carrier=d.get("carrier", ""),
+                  tracking_number=d.get("tracking_number", ""),
+                  delivered_at=_dt(d.get("delivered_at")))

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, selectinload
 from returnbridge.domain.khaos_status import KhaosStatus, move
 from returnbridge.domain.model import ReturnCase
 from returnbridge.domain.policy import Decision
+from returnbridge.domain.receipts import effective_lines
 from returnbridge.store.codec import case_from_json, case_to_json
 from returnbridge.store.models import (
     ExchangeLineRow,
@@ -42,8 +43,13 @@ def case_of(row: ReturnRow) -> ReturnCase:
     return case_from_json(row.case_json)
 
 
-def save_case(session: Session, row: ReturnRow | None, case: ReturnCase) -> ReturnRow:
-    """Create or update the row and its line tables from ``case``."""
+def save_case(session: Session, row: ReturnRow | None, case: ReturnCase, *,
+              keep_lines: bool = False) -> ReturnRow:
+    """Create or update the row and its line tables from ``case``.
+
+    The line tables hold the *effective* lines (split by receipts); once the policy has
+    decided, ``apply_decision`` replaces them with the Khaos document lines. With
+    ``keep_lines`` (after delivery) the stored document lines are left as served."""
     if row is None:
         row = ReturnRow(
             associated_ref=case.associated_ref, source=case.source.value,
@@ -60,6 +66,9 @@ def save_case(session: Session, row: ReturnRow | None, case: ReturnCase) -> Retu
     row.source_updated_at = case.updated_at
     row.last_event_at = utcnow()
     row.case_json = case_to_json(case)
+    if keep_lines and row.id is not None:
+        session.flush()
+        return row
     row.lines = [
         ReturnLineRow(
             position=i, sku=line.sku[:100], quantity=line.quantity, unit_net=line.unit_net,
@@ -69,7 +78,7 @@ def save_case(session: Session, row: ReturnRow | None, case: ReturnCase) -> Retu
             physical_return_expected=line.physical_return_expected,
             received_at=line.received_at, source_unit_ids=list(line.source_unit_ids),
         )
-        for i, line in enumerate(case.lines)
+        for i, line in enumerate(effective_lines(case))
     ]
     row.exchanges = [
         ExchangeLineRow(
@@ -83,13 +92,26 @@ def save_case(session: Session, row: ReturnRow | None, case: ReturnCase) -> Retu
 
 
 def apply_decision(row: ReturnRow, decision: Decision) -> None:
-    """Copy the policy's per-line answers onto the stored lines."""
+    """Store the policy's answer: the Khaos document lines once released, the URN,
+    ProcessReturn and why the return waits."""
     row.khaos_urn = decision.urn[:50]
     row.process_return = decision.process_return
     row.wait_reason = decision.wait_reason[:255]
-    for line_row, line_decision in zip(row.lines, decision.lines, strict=True):
-        line_row.khaos_reason_id = line_decision.khaos_reason_id if line_decision else ""
-        line_row.processing = line_decision.processing.value if line_decision else ""
+    if not decision.release:
+        return
+    row.lines = [
+        ReturnLineRow(
+            position=i, sku=d.line.sku[:100], quantity=d.line.quantity,
+            unit_net=d.line.unit_net, unit_tax=d.line.unit_tax, unit_gross=d.line.unit_gross,
+            discount=d.line.discount, reason=d.line.reason[:255],
+            parent_reason=d.line.parent_reason[:255], condition=d.line.condition[:80],
+            disposition=d.line.disposition.value,
+            physical_return_expected=d.line.physical_return_expected,
+            received_at=d.line.received_at, source_unit_ids=list(d.line.source_unit_ids),
+            khaos_reason_id=d.khaos_reason_id, processing=d.processing.value,
+        )
+        for i, d in enumerate(decision.document)
+    ]
 
 
 def add_timeline(session: Session, row: ReturnRow, kind: str, message: str,

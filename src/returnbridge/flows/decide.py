@@ -1,0 +1,61 @@
+"""Run the posting policy for one (not yet delivered) return and store what it decided.
+
+Used by event processing, by re-evaluation when a cause changes (stock mirror, mapping,
+customer mirror) and by the operator's retry. Opens the problems found, resolves the ones
+that went away (saying by what), and moves the Khaos status.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from returnbridge.domain.khaos_status import DELIVERED, KhaosStatus
+from returnbridge.domain.model import ReturnCase
+from returnbridge.domain.policy import Decision, decide
+from returnbridge.flows import facts
+from returnbridge.flows.runtime import Runtime
+from returnbridge.store import exceptions_repo, returns_repo
+from returnbridge.store.models import ReturnRow
+
+
+def evaluate(rt: Runtime, session: Session, row: ReturnRow, case: ReturnCase,
+             evidence: dict[str, Any], *, cause: str) -> str:
+    """Decide and persist; returns the new Khaos status. No-op for delivered returns."""
+    if KhaosStatus(row.khaos_status) in DELIVERED:
+        return row.khaos_status
+    known = facts.gather(rt, session, case)
+    decision = decide(case, rt.policy_config(), rt.source_policy(case.source.value), known)
+    problems = tuple(
+        replace(p, details={**p.details, "origin": "policy"}) for p in decision.problems
+    )
+    returns_repo.apply_decision(row, decision)
+    for problem in problems:
+        exceptions_repo.raise_problem(session, problem, return_id=row.id,
+                                      associated_ref=row.associated_ref)
+    for gone in exceptions_repo.resolve_missing(
+        session, row.id, problems, by="returnbridge",
+        how=f"re-evaluated after {cause}: the problem is gone",
+    ):
+        returns_repo.add_timeline(session, row, "exception_resolved",
+                                  f"{gone.type} resolved: {gone.resolution}", evidence)
+    _move_status(session, row, decision, evidence)
+    return row.khaos_status
+
+
+def _move_status(session: Session, row: ReturnRow, decision: Decision,
+                 evidence: dict[str, Any]) -> None:
+    if decision.release:
+        why = "validated; waiting for Khaos to fetch it"
+        if decision.notes:
+            why += " (" + "; ".join(decision.notes) + ")"
+        returns_repo.set_khaos_status(session, row, KhaosStatus.READY, why, evidence)
+    elif decision.blocked:
+        types = sorted({p.type for p in decision.problems if p.blocking})
+        returns_repo.set_khaos_status(session, row, KhaosStatus.HELD,
+                                      "held until fixed: " + ", ".join(types), evidence)
+    else:
+        returns_repo.set_khaos_status(session, row, KhaosStatus.PENDING,
+                                      f"not released yet: {decision.wait_reason}", evidence)
