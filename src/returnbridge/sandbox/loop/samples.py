@@ -27,7 +27,7 @@ def _money(d: Decimal) -> str:
 
 @dataclass(frozen=True)
 class Scenario:
-    outcome: str  # refund | exchange | credit | cancelled
+    outcome: str  # refund | exchange | credit | cancelled | keep_item
     skus: tuple[str, ...]  # one entry per unit
     state: str = "open"
 
@@ -51,7 +51,8 @@ def return_payload(return_id: int, scenario: Scenario, *, trigger: str = "return
             "variant_id": 500000 + sum(map(ord, sku)),
             "sku": sku, "barcode": "", "title": title,
             "price": _money(net), "discount": "0.00", "tax": _money(tax),
-            "refund": _money(net + tax) if scenario.outcome == "refund" else "0.00",
+            "refund": (_money(net + tax) if scenario.outcome in ("refund", "keep_item")
+                       else "0.00"),
             "returned_at": "2026-11-20 10:15:00",
             "exchange_variant": "", "return_reason": reason, "parent_return_reason": parent,
             "return_comment": "N/A", "outcome": "default", "condition": None,
@@ -71,7 +72,13 @@ def return_payload(return_id: int, scenario: Scenario, *, trigger: str = "return
             "tax": _money(tax), "total": _money(gross), "out_of_stock": False,
             "out_of_stock_resolution": None,
         })
-    refund = total if scenario.outcome in ("refund", "cancelled") else Decimal(0)
+    refund = total if scenario.outcome in ("refund", "cancelled", "keep_item") else Decimal(0)
+    extra: dict[str, Any] = {}
+    if scenario.outcome == "keep_item":
+        # Loop documents no keep-item field; the sandbox marks it in return_method, which
+        # the default [loop].keep_item_return_methods rule recognises.
+        extra["return_method"] = {"provider": "loop", "method_type": "keep_item",
+                                  "state": "N/A"}
     return {
         "topic": "return", "trigger": trigger, "shop_id": 4242,
         "id": str(return_id) if return_id % 2 else return_id,
@@ -90,7 +97,8 @@ def return_payload(return_id: int, scenario: Scenario, *, trigger: str = "return
         "currency": "GBP",
         "return_product_total": _money(product), "return_discount_total": "0.00",
         "return_tax_total": _money(tax_total), "return_total": _money(total),
-        "return_credit_total": _money(total) if scenario.outcome != "refund" else "0.00",
+        "return_credit_total": (_money(total) if scenario.outcome not in ("refund", "keep_item")
+                                else "0.00"),
         "exchange_product_total": "0.00", "exchange_discount_total": "0.00",
         "exchange_tax_total": "0.00",
         "exchange_total": exchanges[0]["total"] if exchanges else "0.00",
@@ -100,7 +108,7 @@ def return_payload(return_id: int, scenario: Scenario, *, trigger: str = "return
         "refunds": [], "line_items": units, "exchanges": exchanges,
         "carrier": "N/A", "tracking_number": "N/A", "label_status": "N/A",
         "label_updated_at": "N/A",
-    }
+    } | extra
 
 
 DEMO_SCENARIOS = [
@@ -120,3 +128,6 @@ def demo_payloads(count: int, first_id: int = 31001, seed: int = 7) -> list[dict
         scenario = DEMO_SCENARIOS[i % len(DEMO_SCENARIOS)]
         out.append(return_payload(first_id + i, scenario, order=2000 + rng.randint(0, 999)))
     return out
+
+# Every outcome the sandbox can produce, keep item included (for demos that want them all).
+ALL_OUTCOME_SCENARIOS = [*DEMO_SCENARIOS, Scenario("keep_item", ("SCARF-GRY",))]

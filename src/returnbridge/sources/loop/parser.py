@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Collection
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -15,6 +16,7 @@ from returnbridge.domain.model import (
     Disposition,
     ExchangeLine,
     GatewayRefund,
+    Parcel,
     ReturnCase,
     ReturnLine,
     Settlement,
@@ -52,6 +54,8 @@ _LABEL_PROGRESS: dict[str, ReturnState] = {
     "out_for_delivery": ReturnState.IN_TRANSIT,
     "delivered": ReturnState.RECEIVED,
 }
+
+_IN_PROGRESS = frozenset({ReturnState.REQUESTED, ReturnState.IN_TRANSIT, ReturnState.RECEIVED})
 
 _DISPOSITIONS: dict[str, Disposition] = {
     "back_to_stock": Disposition.RESTOCK,
@@ -104,6 +108,8 @@ class _Unit:
     condition: str
     disposition: Disposition
     returned_at: Any
+    inspected_at: Any = None
+    line_outcome: str = ""
 
 
 def _unit(raw: Any, index: int) -> _Unit:
@@ -129,17 +135,32 @@ def _unit(raw: Any, index: int) -> _Unit:
         condition=condition_of(element.get("condition"), f"{path}.condition"),
         disposition=disposition_of(element.get("disposition"), f"{path}.disposition"),
         returned_at=timestamp(element.get("returned_at"), f"{path}.returned_at"),
+        inspected_at=_inspected_at(element, path),
+        line_outcome=text(element.get("outcome"), f"{path}.outcome").casefold(),
     )
 
 
-def group_units(units: list[_Unit]) -> tuple[ReturnLine, ...]:
+def _inspected_at(element: dict[str, Any], path: str) -> Any:
+    """When the unit was graded or dispositioned: proof that it physically arrived."""
+    found = []
+    for key in ("disposition", "condition"):
+        raw = element.get(key)
+        if isinstance(raw, dict):
+            at = timestamp(raw.get("inspected_at"), f"{path}.{key}.inspected_at")
+            if at is not None:
+                found.append(at)
+    return max(found) if found else None
+
+
+def group_units(units: list[_Unit],
+                keep_item_outcomes: Collection[str] = ()) -> tuple[ReturnLine, ...]:
     """One line per SKU, order line and outcome (reason, condition, disposition), keeping
     every unit id. Units of one SKU from different order lines stay apart, so that each
     line's ``source_order_line_id`` is true for all of its units."""
     groups: OrderedDict[tuple[str, ...], list[_Unit]] = OrderedDict()
     for unit in units:
         key = (unit.sku, unit.variant_id, unit.order_line_id, unit.reason, unit.parent_reason,
-               unit.condition, unit.disposition.value)
+               unit.condition, unit.disposition.value, unit.line_outcome)
         groups.setdefault(key, []).append(unit)
     lines: list[ReturnLine] = []
     for members in groups.values():
@@ -149,6 +170,7 @@ def group_units(units: list[_Unit]) -> tuple[ReturnLine, ...]:
         tax_total = sum((u.tax for u in members), ZERO)
         unit_net = quantize(net_total / qty)
         unit_tax = quantize(tax_total / qty)
+        inspected = [u.inspected_at for u in members if u.inspected_at is not None]
         lines.append(
             ReturnLine(
                 sku=first.sku,
@@ -161,7 +183,8 @@ def group_units(units: list[_Unit]) -> tuple[ReturnLine, ...]:
                 parent_reason=first.parent_reason,
                 condition=first.condition,
                 disposition=first.disposition,
-                received_at=None,
+                physical_return_expected=first.line_outcome not in keep_item_outcomes,
+                received_at=max(inspected) if inspected else None,
                 source_unit_ids=tuple(u.unit_id for u in members),
                 variant_id=first.variant_id,
                 barcode=first.barcode,
@@ -248,7 +271,9 @@ def _customer(payload: dict[str, Any]) -> Customer:
         customer_email = text(customer_field.get("email"), "customer.email")
     else:
         customer_email = text(customer_field, "customer")
-    email = (text(detail.get("email"), "customer_detail.email") or customer_email
+    # ``customer`` is in every view (webhook, list, details); ``customer_detail`` only in the
+    # webhook. Reading ``customer`` first keeps two views of one return identical.
+    email = (customer_email or text(detail.get("email"), "customer_detail.email")
              or text(payload.get("email"), "email"))
     return Customer(email=email, first_name=first, last_name=last, address=address)
 
@@ -286,8 +311,12 @@ def _settlement(payload: dict[str, Any]) -> Settlement:
     )
 
 
-def parse_return(payload: Any, *, prefix: str) -> ReturnCase:
-    """Read a Loop return object. Unknown fields are ignored; bad ones raise PayloadInvalid."""
+def parse_return(payload: Any, *, prefix: str,
+                 keep_item_outcomes: Collection[str] = ()) -> ReturnCase:
+    """Read a Loop return object. Unknown fields are ignored; bad ones raise PayloadInvalid.
+
+    Units whose line ``outcome`` is in ``keep_item_outcomes`` (casefolded) are lines with
+    ``physical_return_expected=False``."""
     if not isinstance(payload, dict):
         raise PayloadInvalid("a Loop return must be a JSON object")
     return_id = ident(payload.get("id"), "id")
@@ -304,6 +333,10 @@ def parse_return(payload: Any, *, prefix: str) -> ReturnCase:
     units = [_unit(raw, i) for i, raw in enumerate(items(payload.get("line_items"), "line_items"))]
     exchanges = [_exchange(raw, i) for i, raw in enumerate(
         items(payload.get("exchanges"), "exchanges"))]
+    state = canonical_state(raw_state, label_status)
+    if (state in _IN_PROGRESS and units
+            and all(u.disposition is not Disposition.UNKNOWN for u in units)):
+        state = ReturnState.INSPECTED  # every unit graded: the goods are in and checked
     return ReturnCase(
         source=Source.LOOP,
         source_return_id=return_id,
@@ -312,12 +345,12 @@ def parse_return(payload: Any, *, prefix: str) -> ReturnCase:
         or text(payload.get("order_number"), "order_number"),
         customer=_customer(payload),
         currency=text(payload.get("currency"), "currency").upper(),
-        state=canonical_state(raw_state, label_status),
+        state=state,
         source_state=raw_state,
         created_at=timestamp(payload.get("created_at"), "created_at"),
         updated_at=timestamp(payload.get("updated_at"), "updated_at")
         or timestamp(payload.get("edited_at"), "edited_at"),
-        lines=group_units(units),
+        lines=group_units(units, {o.casefold() for o in keep_item_outcomes}),
         exchanges=_group_exchanges(exchanges),
         settlement=_settlement(payload),
         totals=SourceTotals(
@@ -327,6 +360,19 @@ def parse_return(payload: Any, *, prefix: str) -> ReturnCase:
             total=amount(payload.get("return_total"), "return_total"),
         ),
         source_order_id=ident(payload.get("provider_order_id"), "provider_order_id"),
+        parcel=_parcel(payload, label_status),
+    )
+
+
+def _parcel(payload: dict[str, Any], label_status: str) -> Parcel:
+    status = label_status.casefold()
+    delivered_at = (timestamp(payload.get("label_updated_at"), "label_updated_at")
+                    if status == "delivered" else None)
+    return Parcel(
+        label_status=status,
+        carrier=text(payload.get("carrier"), "carrier"),
+        tracking_number=ident(payload.get("tracking_number"), "tracking_number"),
+        delivered_at=delivered_at,
     )
 
 
