@@ -1,26 +1,35 @@
 """Serve to Khaos (ARCHITECTURE 5.3): answer a CReturnDownload poll.
 
-Everything ready is handed over oldest first, at most ``page_size`` per poll; what was
-handed over is marked ``served`` and recorded in ``khaos_deliveries`` in the same
-transaction, so a return is never served twice unless Khaos asks for it by name
-(``SpecificIDs``)."""
+Everything ready is handed over oldest first, at most ``page_size`` per poll, in the
+configured format (JSON or XML); what was handed over is marked ``served`` and recorded in
+``khaos_deliveries`` in the same transaction, so a return is never served twice unless Khaos
+asks for it by name (``SpecificIDs``) or repeats a request we already answered.
+
+Paging: while more is waiting the answer carries ``Sirion-Continuation: d<delivery id>``.
+Khaos echoes the last value it received on its next request, so a request carrying ``d<N>``
+again after we answered it means our answer never arrived: the returns of that answer are
+handed over again (as redeliveries) instead of being lost."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from returnbridge.config import KhaosSettings, PolicySettings
 from returnbridge.domain.khaos_status import DELIVERED, KhaosStatus
+from returnbridge.domain.model import Address, Customer
 from returnbridge.erp.khaos.channel import (
     ChannelOptions,
     ServedLine,
     ServedReturn,
     customer_return_import,
 )
+from returnbridge.erp.khaos.xml import customer_return_import_xml
 from returnbridge.flows.runtime import Runtime
 from returnbridge.store import returns_repo
 from returnbridge.store.models import KhaosDelivery, KhaosDeliveryItem, ReturnRow, utcnow
@@ -41,7 +50,19 @@ def channel_options(rt: Runtime) -> ChannelOptions:
                           match_contact_on=tuple(k.match_contact_on), timezone=k.timezone)
 
 
-def to_served(row: ReturnRow) -> ServedReturn:
+def fallback_address(policy: PolicySettings, customer: Customer) -> Address | None:
+    """The configured InvoiceAddress for customers the source sent no address for."""
+    if not (policy.fallback_address_line1 and policy.fallback_address_postcode):
+        return None
+    name = " ".join(p for p in (customer.first_name, customer.last_name) if p)
+    return Address(name=name, line1=policy.fallback_address_line1,
+                   town=policy.fallback_address_town,
+                   postcode=policy.fallback_address_postcode,
+                   country_code=policy.fallback_address_country_code)
+
+
+def to_served(row: ReturnRow, k: KhaosSettings | None = None,
+              policy: PolicySettings | None = None) -> ServedReturn:
     case = returns_repo.case_of(row)
     lines = tuple(
         ServedLine(sku=lr.sku, quantity=lr.quantity, khaos_reason_id=lr.khaos_reason_id,
@@ -49,12 +70,29 @@ def to_served(row: ReturnRow) -> ServedReturn:
         for lr in row.lines
     )
     created: datetime = case.created_at or row.first_seen_at
+    customer = case.customer
+    if customer.address is None and policy is not None:
+        customer = replace(customer, address=fallback_address(policy, customer))
     return ServedReturn(
         associated_ref=row.associated_ref, created_at=created, urn=row.khaos_urn,
-        customer=case.customer, lines=lines, exchanges=case.exchanges,
+        customer=customer, lines=lines, exchanges=case.exchanges,
         process_return=row.process_return, order_ref=case.order_ref,
         notes=f"{case.source.value} return {case.source_return_id}, order {case.order_ref}",
+        source_order=source_order(row.khaos_order_code, case.order_ref,
+                                  k.source_order_ref_format if k else ""),
+        brand_id=k.brand_id if k else "", sales_source_id=k.sales_source_id if k else "",
     )
+
+
+def source_order(khaos_order_code: str, order_ref: str, ref_format: str
+                 ) -> tuple[str, str] | None:
+    """The one SourceOrder key for the original order: the Khaos order code when known,
+    else the order's AssociatedRef built with ``[khaos].source_order_ref_format``."""
+    if khaos_order_code:
+        return ("SOrderCode", khaos_order_code)
+    if ref_format and order_ref:
+        return ("AssociatedRef", ref_format.format(order_ref=order_ref)[:50])
+    return None
 
 
 def _select_ready(session: Session, limit: int) -> list[ReturnRow]:
@@ -87,27 +125,72 @@ def parse_specific_ids(header: str | None) -> list[str]:
     return [part.strip().strip('"') for part in header.split(",") if part.strip().strip('"')]
 
 
-def serve_page(rt: Runtime, *, continuation: str = "", specific_ids: str | None = None) -> Page:
+_TOKEN = re.compile(r"^d(\d{1,18})$")
+
+
+def _unanswered(session: Session, continuation: str) -> KhaosDelivery | None:
+    """Our earlier answer to this very request, when Khaos repeats a token of ours."""
+    if not _TOKEN.match(continuation.strip()):
+        return None
+    return session.scalars(
+        select(KhaosDelivery)
+        .where(KhaosDelivery.endpoint == "returns",
+               KhaosDelivery.request_continuation == continuation.strip(),
+               KhaosDelivery.specific_ids == "")
+        .order_by(KhaosDelivery.id.desc()).limit(1)
+    ).first()
+
+
+def _select_delivered(session: Session, delivery_id: int) -> list[ReturnRow]:
+    stmt = (
+        select(ReturnRow)
+        .join(KhaosDeliveryItem, KhaosDeliveryItem.return_id == ReturnRow.id)
+        .where(KhaosDeliveryItem.delivery_id == delivery_id)
+        .order_by(ReturnRow.ready_at, ReturnRow.id)
+        .options(selectinload(ReturnRow.lines))
+        .with_for_update()
+    )
+    # Only what Khaos cannot have imported yet (no import evidence since).
+    return [r for r in session.scalars(stmt) if r.khaos_status == KhaosStatus.SERVED.value]
+
+
+def render(document: dict[str, object], fmt: str) -> tuple[bytes, str]:
+    """The CustomerReturnImport bytes and media type for ``fmt`` ("JSON" or "XML")."""
+    if fmt == "XML":
+        return customer_return_import_xml(document), "application/xml"
+    return json.dumps(document, separators=(",", ":")).encode(), "application/json"
+
+
+def serve_page(rt: Runtime, *, continuation: str = "", specific_ids: str | None = None,
+               fmt: str | None = None) -> Page:
+    """Answer one CReturnDownload request; ``fmt`` defaults to ``[khaos].format``."""
     refs_asked = parse_specific_ids(specific_ids)
-    page_size = rt.settings.khaos.page_size
+    k = rt.settings.khaos
+    fmt = fmt or k.format
     with rt.sessions() as session, session.begin():
+        repeated = None if refs_asked else _unanswered(session, continuation)
         if refs_asked:
             rows = _select_specific(session, refs_asked)
             more = False
+        elif repeated is not None:
+            rows = _select_delivered(session, repeated.id)
+            more = bool(repeated.response_continuation)
         else:
-            rows = _select_ready(session, page_size + 1)
-            more = len(rows) > page_size
-            rows = rows[:page_size]
-        document = customer_return_import([to_served(r) for r in rows], channel_options(rt))
-        body = json.dumps(document, separators=(",", ":")).encode()
-        next_token = f"after-{rows[-1].id}" if more and rows else ""
+            rows = _select_ready(session, k.page_size + 1)
+            more = len(rows) > k.page_size
+            rows = rows[:k.page_size]
+        document = customer_return_import([to_served(r, k, rt.settings.policy) for r in rows],
+                                          channel_options(rt))
+        body, media_type = render(document, fmt)
         delivery = KhaosDelivery(
-            delivered_at=utcnow(), endpoint="returns", format="JSON",
-            request_continuation=continuation[:255], response_continuation=next_token,
+            delivered_at=utcnow(), endpoint="returns", format=fmt,
+            request_continuation=continuation[:255], response_continuation="",
             specific_ids=",".join(refs_asked), return_count=len(rows), document=body,
         )
         session.add(delivery)
         session.flush()
+        next_token = f"d{delivery.id}" if more else ""
+        delivery.response_continuation = next_token
         for row in rows:
             redelivery = KhaosStatus(row.khaos_status) in DELIVERED
             session.add(KhaosDeliveryItem(delivery_id=delivery.id, return_id=row.id,
@@ -115,11 +198,14 @@ def serve_page(rt: Runtime, *, continuation: str = "", specific_ids: str | None 
                                           redelivery=redelivery))
             evidence = {"delivery_id": delivery.id}
             if redelivery:
-                returns_repo.add_timeline(session, row, "khaos_redelivery",
-                                          "served again because Khaos asked for it by name "
-                                          "(SpecificIDs)", evidence)
+                why = ("served again because Khaos asked for it by name (SpecificIDs)"
+                       if refs_asked else
+                       f"served again because Khaos repeated its request {continuation!r}: "
+                       f"our answer (delivery {repeated.id if repeated else '?'}) never "
+                       "reached it")
+                returns_repo.add_timeline(session, row, "khaos_redelivery", why, evidence)
             else:
                 returns_repo.set_khaos_status(session, row, KhaosStatus.SERVED,
                                               f"fetched by Khaos in delivery {delivery.id}",
                                               evidence)
-        return Page(body, "application/json", next_token, tuple(r.associated_ref for r in rows))
+        return Page(body, media_type, next_token, tuple(r.associated_ref for r in rows))

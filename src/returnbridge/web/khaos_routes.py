@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from lxml import etree
 
 from returnbridge.erp.khaos.channel import endpoint_config
+from returnbridge.erp.khaos.xml import endpoint_config_xml
 from returnbridge.flows.khaos_serve import serve_page
 from returnbridge.web.auth import check_basic
 from returnbridge.web.context import AppContext
@@ -18,43 +18,32 @@ from returnbridge.web.metrics import KHAOS_POLLS, KHAOS_SERVED
 router = APIRouter(prefix="/khaos")
 
 
-def _ctx(request: Request) -> AppContext:
+def khaos_ctx(request: Request) -> AppContext:
+    """The app context, once the request's HTTP Basic matches [khaos] (else 401)."""
     ctx: AppContext = request.app.state.ctx
     k = ctx.rt.settings.khaos
     check_basic(request, k.channel_username, k.channel_password.get_secret_value())
     return ctx
 
 
-def _config_xml(doc: dict[str, dict[str, dict[str, object]]]) -> bytes:
-    root = etree.Element("EndpointConfig")
-    for name, fields in doc["EndpointConfig"].items():
-        child = etree.SubElement(root, name)
-        for key, value in fields.items():
-            etree.SubElement(child, key).text = str(value)
-    return bytes(etree.tostring(root, xml_declaration=True, encoding="utf-8"))
-
-
 @router.get("/config")
 @router.get("/config.json")
 @router.get("/config.xml")
 def khaos_config(request: Request) -> Response:
-    ctx = _ctx(request)
+    ctx = khaos_ctx(request)
     s = ctx.rt.settings
     doc = endpoint_config(s.server.public_base_url, s.khaos.format,
                           s.khaos.poll_frequency_minutes)
     path = request.url.path
     as_xml = path.endswith(".xml") or (not path.endswith(".json") and s.khaos.format == "XML")
     if as_xml:
-        return Response(_config_xml(doc), media_type="application/xml")
+        return Response(endpoint_config_xml(doc), media_type="application/xml")
     return Response(json.dumps(doc, indent=2).encode(), media_type="application/json")
 
 
 @router.get("/returns")
 async def khaos_returns(request: Request) -> Response:
-    ctx = _ctx(request)
-    if ctx.rt.settings.khaos.format != "JSON":
-        raise HTTPException(501, "XML CustomerReturnImport is not available in this version; "
-                            "set [khaos].format = \"JSON\"")
+    ctx = khaos_ctx(request)
     page = await run_in_threadpool(
         serve_page, ctx.rt,
         continuation=request.headers.get("sirion-continuation", ""),

@@ -42,6 +42,12 @@ class ServedReturn:
     process_return: bool
     order_ref: str = ""
     notes: str = ""
+    # The original Khaos order, as one SourceOrder key ("SOrderCode", "SOrderID" or
+    # "AssociatedRef") and its value; None when unknown. OneOf: never more than one key.
+    source_order: tuple[str, str] | None = None
+    brand_id: str = ""
+    sales_source_id: str = ""
+    delivery_address: Address | None = None  # None: the customer's address
 
 
 @dataclass(frozen=True)
@@ -90,29 +96,49 @@ def _price(net: Decimal, gross: Decimal, which: str) -> dict[str, float]:
     return {which: float(value)}
 
 
+# CustomerReturn properties in the documented order (XML readers may depend on it).
+RETURN_FIELDS = ("AssociatedRef", "CreatedDate", "URN", "InvoiceAddress", "InvoiceContact",
+                 "DeliveryAddress", "DeliveryContact", "ReturnedItems", "ExchangeItems", "Brand",
+                 "SalesSource", "Notes", "ProcessReturn")
+SOURCE_ORDER_KEYS = ("SOrderCode", "SOrderID", "AssociatedRef", "SOrderItemID")
+
+
+def _returned_item(line: ServedLine, ret: ServedReturn, opts: ChannelOptions) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "SKU": line.sku,
+        "Mapping": [{"Mapping": opts.sku_mapping}],
+        "Quantity": line.quantity,
+        "ReturnReason": {"ID": line.khaos_reason_id},
+        "ExtendedDescription": [],
+        "UnitPrice": _price(line.unit_net, line.unit_gross, opts.unit_price),
+    }
+    if ret.source_order is not None:
+        key, value = ret.source_order
+        if key not in SOURCE_ORDER_KEYS:
+            raise ValueError(f"unknown SourceOrder key {key!r}")
+        if value:
+            item["SourceReturnReference"] = {"SourceOrder": {key: value}}
+    return item
+
+
 def customer_return(ret: ServedReturn, opts: ChannelOptions) -> dict[str, Any]:
     mapping = [{"Mapping": opts.sku_mapping}]
+    delivery = ret.delivery_address or ret.customer.address
     doc: dict[str, Any] = {
         "AssociatedRef": ret.associated_ref,
         "CreatedDate": khaos_datetime(ret.created_at, opts.timezone),
         "URN": ret.urn,
         "InvoiceAddress": _address(ret.customer.address, ret.customer.email),
         "InvoiceContact": _contact(ret.customer),
-        "DeliveryAddress": _address(ret.customer.address, ret.customer.email),
+        "DeliveryAddress": _address(delivery, ret.customer.email),
         "DeliveryContact": _contact(ret.customer),
-        "ReturnedItems": [
-            {
-                "SKU": line.sku,
-                "Mapping": mapping,
-                "Quantity": line.quantity,
-                "ReturnReason": {"ID": line.khaos_reason_id},
-                "ExtendedDescription": [],
-                "UnitPrice": _price(line.unit_net, line.unit_gross, opts.unit_price),
-            }
-            for line in ret.lines
-        ],
+        "ReturnedItems": [_returned_item(line, ret, opts) for line in ret.lines],
         "ProcessReturn": ret.process_return,
     }
+    if ret.brand_id:
+        doc["Brand"] = {"ID": ret.brand_id}
+    if ret.sales_source_id:
+        doc["SalesSource"] = {"ID": ret.sales_source_id}
     if ret.exchanges:
         doc["ExchangeItems"] = [
             {"SKU": ex.sku, "Mapping": mapping, "Quantity": ex.quantity,
@@ -122,7 +148,16 @@ def customer_return(ret: ServedReturn, opts: ChannelOptions) -> dict[str, Any]:
         ]
     if ret.notes:
         doc["Notes"] = ret.notes
-    return {k: v for k, v in doc.items() if v not in ({}, "")}
+    # Only the documented shape: an address without its required lines is left out
+    # rather than sent half-empty (InvoiceAddress stays, Khaos reports what is missing).
+    if not _complete_address(doc.get("DeliveryAddress", {})):
+        doc.pop("DeliveryAddress", None)
+    ordered = {k: doc[k] for k in RETURN_FIELDS if k in doc}
+    return {k: v for k, v in ordered.items() if v not in ({}, "")}
+
+
+def _complete_address(addr: dict[str, Any]) -> bool:
+    return all(addr.get(key) for key in ("Line1", "Town", "Country"))
 
 
 def customer_return_import(returns: list[ServedReturn], opts: ChannelOptions) -> dict[str, Any]:

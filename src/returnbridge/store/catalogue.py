@@ -1,0 +1,381 @@
+"""The Khaos mirror (ARCHITECTURE 5.7): stock items, stock levels per site, order statuses
+and the customer email -> URN table, with the lookups validation needs.
+
+Upserts are batched (one SELECT per 500 keys, one multi-row INSERT, one executemany UPDATE)
+and idempotent: a row whose content did not change is not written, so its ``updated_at``
+stays the time the content last changed. The same push twice therefore changes nothing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any, Literal
+
+from sqlalchemy import Text, cast, delete, insert, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from returnbridge.erp.khaos.pushes import OrderStatusRecord, StockItemRecord, StockLevelRecord
+from returnbridge.store.models import (
+    CustomerMirror,
+    KhaosOrderStatus,
+    StockBarcode,
+    StockItem,
+    StockLevel,
+    utcnow,
+)
+
+_CHUNK = 500
+MappingType = Literal["StockCode", "OtherRef", "Barcode", "WebCode", "Automatic"]
+
+
+@dataclass(frozen=True)
+class MirrorChange:
+    """What one upsert did."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+
+    @property
+    def changed(self) -> int:
+        return self.inserted + self.updated + self.deleted
+
+    def __add__(self, other: MirrorChange) -> MirrorChange:
+        return MirrorChange(self.inserted + other.inserted, self.updated + other.updated,
+                            self.unchanged + other.unchanged, self.deleted + other.deleted)
+
+
+def _chunks(keys: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(keys), _CHUNK):
+        yield keys[start:start + _CHUNK]
+
+
+def _last_wins(records: Iterable[Any], key: Any) -> dict[Any, Any]:
+    out: dict[Any, Any] = {}
+    for record in records:
+        out[key(record)] = record
+    return out
+
+
+# --------------------------------------------------------------------------- stock items
+
+def _item_values(r: StockItemRecord) -> dict[str, Any]:
+    return {"stock_code": r.stock_code[:100], "other_ref": r.other_ref[:100],
+            "description": r.description, "barcodes": [b[:100] for b in r.barcodes],
+            "publish_on_web": r.publish_on_web, "discontinued": r.discontinued,
+            "stock_controlled": r.stock_controlled, "deleted": False, "raw": r.raw}
+
+
+def upsert_stock_items(session: Session, items: Sequence[StockItemRecord],
+                       deleted: Sequence[str] = (), *, now: datetime | None = None
+                       ) -> MirrorChange:
+    """Insert or update items by StockID; mark ``deleted`` StockIDs deleted (kept, not removed,
+    so that history still resolves). Unchanged rows are not touched."""
+    now = now or utcnow()
+    wanted = _last_wins(items, lambda r: r.stock_id[:40])
+    existing: dict[str, dict[str, Any]] = {}
+    keys = list(wanted)
+    # ``raw`` is compared as stored text (json.dumps is deterministic for the same parsed
+    # body), which spares decoding every stored document of a large upload.
+    columns = [StockItem.stock_id, StockItem.stock_code, StockItem.other_ref,
+               StockItem.description, StockItem.barcodes, StockItem.publish_on_web,
+               StockItem.discontinued, StockItem.stock_controlled, StockItem.deleted,
+               cast(StockItem.raw, Text).label("raw")]
+    for chunk in _chunks(keys):
+        for row in session.execute(select(*columns).where(StockItem.stock_id.in_(chunk))):
+            existing[row.stock_id] = dict(row._mapping)
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    barcode_changes: dict[str, list[str]] = {}
+    unchanged = 0
+    for stock_id, record in wanted.items():
+        values = _item_values(record)
+        old = existing.get(stock_id)
+        if old is None:
+            inserts.append({"stock_id": stock_id, **values, "updated_at": now})
+            barcode_changes[stock_id] = values["barcodes"]
+        elif any(old[k] != (json.dumps(v) if k == "raw" else v) for k, v in values.items()):
+            updates.append({"stock_id": stock_id, **values, "updated_at": now})
+            if list(old["barcodes"] or []) != values["barcodes"]:
+                barcode_changes[stock_id] = values["barcodes"]
+        else:
+            unchanged += 1
+    if inserts:
+        session.execute(insert(StockItem), inserts)
+    if updates:
+        session.execute(update(StockItem), updates)
+    _replace_barcodes(session, barcode_changes)
+    removed = _mark_deleted(session, [d[:40] for d in deleted if d[:40] not in wanted], now)
+    session.flush()
+    return MirrorChange(len(inserts), len(updates), unchanged, removed)
+
+
+def _replace_barcodes(session: Session, changes: dict[str, list[str]]) -> None:
+    ids = list(changes)
+    for chunk in _chunks(ids):
+        session.execute(delete(StockBarcode).where(StockBarcode.stock_id.in_(chunk)))
+    rows = [{"barcode": code, "stock_id": stock_id}
+            for stock_id, codes in changes.items() for code in dict.fromkeys(codes)]
+    if rows:
+        session.execute(insert(StockBarcode), rows)
+
+
+def _mark_deleted(session: Session, stock_ids: Sequence[str], now: datetime) -> int:
+    count = 0
+    for chunk in _chunks(list(dict.fromkeys(stock_ids))):
+        result = session.execute(
+            update(StockItem)
+            .where(StockItem.stock_id.in_(chunk), StockItem.deleted.is_(False))
+            .values(deleted=True, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        count += int(getattr(result, "rowcount", 0) or 0)
+    return count
+
+
+# --------------------------------------------------------------------------- stock levels
+
+def upsert_stock_levels(session: Session, levels: Sequence[StockLevelRecord], *,
+                        now: datetime | None = None) -> MirrorChange:
+    """Insert or update levels keyed StockID + SiteID; unchanged levels are not touched."""
+    now = now or utcnow()
+    wanted = _last_wins(levels, lambda r: (r.stock_id[:40], r.site_id[:40]))
+    existing: dict[tuple[str, str], tuple[str, Decimal, Decimal, bool]] = {}
+    keys = list(wanted)
+    for chunk in _chunks(keys):
+        rows = session.execute(
+            select(StockLevel.stock_id, StockLevel.site_id, StockLevel.stock_code,
+                   StockLevel.available, StockLevel.on_order, StockLevel.from_children)
+            .where(tuple_(StockLevel.stock_id, StockLevel.site_id).in_(chunk))
+        )
+        for row in rows:
+            existing[(row.stock_id, row.site_id)] = (row.stock_code, row.available,
+                                                     row.on_order, row.from_children)
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    for (stock_id, site_id), r in wanted.items():
+        values = {"stock_code": r.stock_code[:100], "available": r.available,
+                  "on_order": r.on_order, "from_children": r.from_children}
+        old = existing.get((stock_id, site_id))
+        if old is None:
+            inserts.append({"stock_id": stock_id, "site_id": site_id, **values,
+                            "updated_at": now})
+        elif old != (values["stock_code"], r.available, r.on_order, r.from_children):
+            updates.append({"stock_id": stock_id, "site_id": site_id, **values,
+                            "updated_at": now})
+    if inserts:
+        session.execute(insert(StockLevel), inserts)
+    if updates:
+        session.execute(update(StockLevel), updates)
+    session.flush()
+    return MirrorChange(len(inserts), len(updates), len(wanted) - len(inserts) - len(updates))
+
+
+# --------------------------------------------------------------------------- order statuses
+
+def upsert_order_statuses(session: Session, statuses: Sequence[OrderStatusRecord], *,
+                          now: datetime | None = None) -> MirrorChange:
+    """Insert or update order statuses by OrderID; unchanged ones are not touched."""
+    now = now or utcnow()
+    wanted = _last_wins(statuses, lambda r: r.order_id[:40])
+    existing: dict[str, dict[str, Any]] = {}
+    for chunk in _chunks(list(wanted)):
+        for row in session.execute(
+            select(KhaosOrderStatus.order_id, KhaosOrderStatus.order_code,
+                   KhaosOrderStatus.associated_ref, KhaosOrderStatus.order_type,
+                   KhaosOrderStatus.invoice_code, KhaosOrderStatus.stage,
+                   KhaosOrderStatus.total, KhaosOrderStatus.raw)
+            .where(KhaosOrderStatus.order_id.in_(chunk))
+        ):
+            existing[row.order_id] = dict(row._mapping)
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    for order_id, r in wanted.items():
+        values: dict[str, Any] = {
+            "order_code": r.order_code[:50], "associated_ref": r.associated_ref[:80],
+            "order_type": r.order_type[:10], "invoice_code": r.invoice_code[:50],
+            "stage": r.stage[:40], "total": r.total, "raw": r.raw,
+        }
+        old = existing.get(order_id)
+        if old is None:
+            inserts.append({"order_id": order_id, **values, "updated_at": now})
+        elif any(old[k] != v for k, v in values.items()):
+            updates.append({"order_id": order_id, **values, "updated_at": now})
+    if inserts:
+        session.execute(insert(KhaosOrderStatus), inserts)
+    if updates:
+        session.execute(update(KhaosOrderStatus), updates)
+    session.flush()
+    return MirrorChange(len(inserts), len(updates), len(wanted) - len(inserts) - len(updates))
+
+
+# --------------------------------------------------------------------------- lookups
+
+def find_item(session: Session, sku: str, mapping: MappingType | str = "StockCode"
+              ) -> StockItem | None:
+    """The live (not deleted) item Khaos would match ``sku`` to under ``mapping``.
+
+    ``Automatic`` tries StockCode, then OtherRef, then barcode (Khaos's documented order).
+    ``WebCode`` is not mirrored, so it is looked up like ``Automatic``."""
+    sku = sku.strip()
+    if not sku:
+        return None
+    order: tuple[str, ...]
+    if mapping in ("Automatic", "WebCode"):
+        order = ("StockCode", "OtherRef", "Barcode")
+    elif mapping in ("StockCode", "OtherRef", "Barcode"):
+        order = (mapping,)
+    else:
+        raise ValueError(f"unknown Khaos mapping type {mapping!r}")
+    for kind in order:
+        stmt = select(StockItem).where(StockItem.deleted.is_(False))
+        if kind == "StockCode":
+            stmt = stmt.where(StockItem.stock_code == sku)
+        elif kind == "OtherRef":
+            stmt = stmt.where(StockItem.other_ref == sku)
+        else:
+            stmt = stmt.join(StockBarcode, StockBarcode.stock_id == StockItem.stock_id).where(
+                StockBarcode.barcode == sku)
+        found = session.scalars(stmt.order_by(StockItem.discontinued, StockItem.stock_id)
+                                .limit(1)).first()
+        if found is not None:
+            return found
+    return None
+
+
+@dataclass(frozen=True)
+class LevelReading:
+    """A stock level with how old it is (the mirror's staleness for this item and site)."""
+
+    stock_id: str
+    site_id: str
+    stock_code: str
+    available: Decimal
+    on_order: Decimal
+    from_children: bool
+    updated_at: datetime
+    age: timedelta
+
+    def is_stale(self, max_age: timedelta) -> bool:
+        return self.age > max_age
+
+
+def level(session: Session, stock_id: str, site_id: str | int, *,
+          now: datetime | None = None) -> LevelReading | None:
+    """The mirrored level of ``stock_id`` at ``site_id``, or None when Khaos never sent one."""
+    row = session.get(StockLevel, (stock_id, str(site_id)))
+    if row is None:
+        return None
+    now = now or utcnow()
+    return LevelReading(row.stock_id, row.site_id, row.stock_code, row.available, row.on_order,
+                        row.from_children, row.updated_at, max(now - row.updated_at,
+                                                               timedelta(0)))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A catalogue item that looks like an unmatched SKU, for ``sku_mismatch`` suggestions."""
+
+    stock_id: str
+    stock_code: str
+    field: Literal["StockCode", "OtherRef", "Barcode"]
+    value: str
+    score: float  # 0..1, 1 = same text ignoring case
+
+
+def nearest_candidates(session: Session, sku: str, limit: int = 5, *,
+                       cutoff: float = 0.6) -> list[Candidate]:
+    """Live items whose StockCode, OtherRef or a barcode is closest to ``sku`` (difflib ratio,
+    case-insensitive), best first, at most one entry per item."""
+    needle = sku.strip().upper()
+    if not needle or limit <= 0:
+        return []
+    matcher = difflib.SequenceMatcher(autojunk=False)
+    matcher.set_seq2(needle)
+    best: dict[str, Candidate] = {}
+
+    def consider(stock_id: str, code: str, field: Any, value: str) -> None:
+        if not value:
+            return
+        matcher.set_seq1(value.upper())
+        if matcher.real_quick_ratio() < cutoff or matcher.quick_ratio() < cutoff:
+            return
+        score = round(matcher.ratio(), 3)
+        if score < cutoff:
+            return
+        current = best.get(stock_id)
+        if current is None or score > current.score:
+            best[stock_id] = Candidate(stock_id, code, field, value, score)
+
+    live = StockItem.deleted.is_(False)
+    for stock_id, code, other in session.execute(
+            select(StockItem.stock_id, StockItem.stock_code, StockItem.other_ref).where(live)):
+        consider(stock_id, code, "StockCode", code)
+        consider(stock_id, code, "OtherRef", other)
+    for stock_id, code, barcode in session.execute(
+            select(StockItem.stock_id, StockItem.stock_code, StockBarcode.barcode)
+            .join(StockBarcode, StockBarcode.stock_id == StockItem.stock_id).where(live)):
+        consider(stock_id, code, "Barcode", barcode)
+    ranked = sorted(best.values(), key=lambda c: (-c.score, c.stock_code, c.stock_id))
+    return ranked[:limit]
+
+
+# --------------------------------------------------------------------------- customers
+
+@dataclass(frozen=True)
+class CustomerRecord:
+    email: str
+    urn: str
+    name: str = ""
+
+
+def _email_key(email: str) -> str:
+    return email.strip().casefold()
+
+
+def upsert_customers(session: Session, customers: Iterable[CustomerRecord], *,
+                     origin: str = "khaos", now: datetime | None = None) -> MirrorChange:
+    """Insert or update email -> URN rows (emails stored stripped and casefolded)."""
+    now = now or utcnow()
+    wanted = {_email_key(c.email)[:255]: c for c in customers if c.email.strip() and c.urn}
+    existing: dict[str, tuple[str, str, str]] = {}
+    for chunk in _chunks(list(wanted)):
+        for row in session.execute(
+                select(CustomerMirror.id, CustomerMirror.email, CustomerMirror.urn,
+                       CustomerMirror.name, CustomerMirror.origin)
+                .where(CustomerMirror.email.in_(chunk))):
+            existing[row.email] = (row.urn, row.name, row.origin)
+    inserts: list[dict[str, Any]] = []
+    changed = 0
+    for email, c in wanted.items():
+        values = (c.urn[:50], c.name[:255], origin[:20])
+        old = existing.get(email)
+        if old is None:
+            inserts.append({"email": email, "urn": values[0], "name": values[1],
+                            "origin": values[2], "updated_at": now})
+        elif old != values:
+            session.execute(
+                update(CustomerMirror).where(CustomerMirror.email == email)
+                .values(urn=values[0], name=values[1], origin=values[2], updated_at=now)
+                .execution_options(synchronize_session=False))
+            changed += 1
+    if inserts:
+        session.execute(insert(CustomerMirror), inserts)
+    session.flush()
+    return MirrorChange(len(inserts), changed, len(wanted) - len(inserts) - changed)
+
+
+def find_urn_by_email(session: Session, email: str) -> str | None:
+    """The Khaos URN recorded for ``email`` (case-insensitive), or None."""
+    key = _email_key(email)
+    if not key:
+        return None
+    urn: str | None = session.scalars(
+        select(CustomerMirror.urn).where(CustomerMirror.email == key)).first()
+    return urn or None
