@@ -12,7 +12,10 @@ from rich.console import Console
 from rich.table import Table
 
 from returnbridge.config import load_settings
-from returnbridge.sandbox.khaos.poller import KhaosSandbox
+from returnbridge.erp.khaos.soap import KhaosSoapClient
+from returnbridge.flows.khaos_confirm import sweep_unconfirmed
+from returnbridge.flows.runtime import Runtime
+from returnbridge.sandbox.khaos.emulator import KhaosSandbox
 from returnbridge.sandbox.loop.samples import CATALOGUE, demo_payloads
 from returnbridge.sandbox.loop.sender import LoopSender
 from returnbridge.sandbox.service import ServiceProcess, free_port
@@ -26,7 +29,8 @@ FALLBACK_URN = "LOOPWEB"
 RESTOCK_REASON, WRITE_OFF_REASON = "6", "7"
 
 
-def write_demo_config(directory: Path, port: int, db_url: str | None = None) -> Path:
+def write_demo_config(directory: Path, port: int, db_url: str | None = None,
+                      soap_url: str = "") -> Path:
     """A working configuration for the sandboxes (SQLite in ``directory`` by default)."""
     path = directory / "returnbridge.toml"
     url = db_url or f"sqlite:///{directory / 'returnbridge.db'}"
@@ -48,6 +52,7 @@ fallback_customer_urn = "{FALLBACK_URN}"
 [khaos]
 channel_username = "{KHAOS_USER}"
 channel_password = "{KHAOS_PASSWORD}"
+soap_url = "{soap_url}"
 
 [log]
 format = "json"
@@ -62,6 +67,22 @@ khaos_reason_id = "{RESTOCK_REASON}"
 processing = "restock"
 """, encoding="utf-8")
     return path
+
+
+def _soap_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}/KhaosSandbox.exe/soap/IKosWeb"
+
+
+def _khaos_sandbox(base_url: str, soap_port: int) -> KhaosSandbox:
+    """A Khaos system with the shop's catalogue (10 of each at site 1), the web customer and
+    a restock and a write-off return reason, serving SOAP on the configured port."""
+    khaos = KhaosSandbox(f"{base_url}/khaos/config.json", KHAOS_USER, KHAOS_PASSWORD,
+                         reasons={RESTOCK_REASON: "restock", WRITE_OFF_REASON: "write_off"})
+    for sku, (title, price) in CATALOGUE.items():
+        khaos.add_item(sku, description=title, sell_price=price, levels={1: 10})
+    khaos.add_customer(FALLBACK_URN, "webshop@example.com", "Web shop customers")
+    khaos.serve_soap(soap_port)
+    return khaos
 
 
 def _wait_processed(api: httpx.Client, refs: list[str], timeout: float) -> dict[str, Any]:
@@ -84,7 +105,8 @@ def run_demo(*, keep_running: bool, returns: int, console: Console) -> int:
     with tempfile.TemporaryDirectory(prefix="returnbridge-demo-") as tmp:
         directory = Path(tmp)
         port = free_port()
-        config = write_demo_config(directory, port)
+        soap_port = free_port()
+        config = write_demo_config(directory, port, soap_url=_soap_url(soap_port))
         settings = load_settings(config)
         engine = make_engine(settings.database.url)
         upgrade(engine)
@@ -96,13 +118,13 @@ def run_demo(*, keep_running: bool, returns: int, console: Console) -> int:
         console.print(f"service up at {service.base_url} "
                       f"({time.monotonic() - started:.1f}s)")
         try:
-            return _scenario(service, returns, console, keep_running, directory)
+            return _scenario(service, returns, console, keep_running, directory, soap_port)
         finally:
             service.stop()
 
 
 def _scenario(service: ServiceProcess, count: int, console: Console, keep_running: bool,
-              directory: Path) -> int:
+              directory: Path, soap_port: int) -> int:
     sender = LoopSender(f"{service.base_url}/webhooks/loop", LOOP_SECRET)
     payloads = demo_payloads(count)
     refs = [f"LR-{p['id']}" for p in payloads]
@@ -119,12 +141,16 @@ def _scenario(service: ServiceProcess, count: int, console: Console, keep_runnin
     api = httpx.Client(base_url=service.base_url, timeout=10,
                        headers={"Authorization": f"Bearer {API_TOKEN}"})
     _wait_processed(api, refs, timeout=60)
-    khaos = KhaosSandbox(f"{service.base_url}/khaos/config.json", KHAOS_USER, KHAOS_PASSWORD,
-                         catalogue=set(CATALOGUE), customers={FALLBACK_URN},
-                         reasons={RESTOCK_REASON, WRITE_OFF_REASON})
+    khaos = _khaos_sandbox(service.base_url, soap_port)
     khaos.fetch_config()
     khaos.poll()
     khaos.poll()  # a second scheduled poll finds nothing new: nothing is served twice
+    rt = Runtime.from_settings(load_settings(directory / "returnbridge.toml"))
+    try:
+        with KhaosSoapClient(khaos.soap_url, timeout=10) as soap:
+            sweep = sweep_unconfirmed(rt, soap)  # desktop SOAP: find the credit notes
+    finally:
+        rt.close()
     views = [api.get(f"/api/v1/returns/{ref}").json() for ref in refs]
     api.close()
 
@@ -142,13 +168,19 @@ def _scenario(service: ServiceProcess, count: int, console: Console, keep_runnin
                                 f"{ln['khaos_reason_id']})" for ln in v["lines"]),
                       outcome)
     console.print(table)
-    served = sum(1 for v in views if v["khaos_status"] == "served")
+    served = sum(1 for v in views
+                 if v["khaos_status"] in ("served", "imported", "credit_confirmed"))
     console.print(
         f"Received {len(payloads)} returns; served {served} to Khaos in "
         f"{khaos.polls} poll request(s); the Khaos sandbox imported {len(khaos.imported)} "
         f"and refused {len(khaos.failures)}.", soft_wrap=True
     )
-    ok = len(khaos.imported) > 0 and not khaos.failures and served == len(khaos.imported)
+    console.print(
+        f"Desktop SOAP sweep: {sweep.confirmed} credit note(s) confirmed in {sweep.calls} "
+        f"ExportOrderStatusEx call(s).", soft_wrap=True
+    )
+    ok = (len(khaos.imported) > 0 and not khaos.failures and served == len(khaos.imported)
+          and sweep.confirmed == len(khaos.imported))
     if keep_running:
         console.print(
             f"\nStill running (Ctrl-C to stop):\n"
@@ -156,10 +188,13 @@ def _scenario(service: ServiceProcess, count: int, console: Console, keep_runnin
             f"  Loop webhook {service.base_url}/webhooks/loop  (secret {LOOP_SECRET})\n"
             f"  Khaos config {service.base_url}/khaos/config.json  "
             f"({KHAOS_USER} / {KHAOS_PASSWORD})\n"
+            f"  Khaos SOAP   {khaos.soap_url}\n"
+            f"  Khaos state  {khaos.state_url}\n"
             f"  data         {directory}")
         try:
             while True:
                 time.sleep(3600)
         except KeyboardInterrupt:
             pass
+    khaos.close()
     return 0 if ok else 1

@@ -1,1 +1,1 @@
-"""Khaos Control sandbox."""
+"""A stateful Khaos Control sandbox (channel poller, stock pushes, desktop SOAP service)."""

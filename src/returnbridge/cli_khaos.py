@@ -1,0 +1,97 @@
+"""``returnbridge khaos …``: credit-note confirmation from the command line."""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from returnbridge.config import ConfigError, Settings, load_settings
+
+khaos_app = typer.Typer(no_args_is_help=True,
+                        help="Khaos Control: credit-note confirmation and the SOAP sweep.")
+out = Console()
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Configuration file (default: $RB_CONFIG or "
+                 "./returnbridge.toml)."),
+]
+
+
+def _settings(config: Path | None) -> Settings:
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        err.print(escape(str(exc)), style="red", soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+@khaos_app.command("import-credit-notes")
+def import_credit_notes(
+    file: Annotated[Path, typer.Argument(help="CSV export with AssociatedRef, "
+                                         "CreditNoteCode, Value and Date columns.",
+                                         exists=True, dir_okay=False, readable=True)],
+    config: ConfigOpt = None,
+    actor: Annotated[str | None, typer.Option(help="Who is importing (default: your "
+                                              "login name).")] = None,
+) -> None:
+    """Confirm credit notes from finance's credit-note export file."""
+    from returnbridge.flows.khaos_confirm import import_credit_notes_csv
+    from returnbridge.flows.runtime import Runtime
+
+    rt = Runtime.from_settings(_settings(config))
+    try:
+        result = import_credit_notes_csv(rt, file, actor or getpass.getuser())
+    except ValueError as exc:
+        err.print(f"[red]error[/red]: {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    finally:
+        rt.close()
+    out.print(f"{result.rows} row(s): {result.confirmed} confirmed, {result.already} "
+              f"already confirmed, {result.mismatches} with a different value "
+              f"(amount_mismatch), {len(result.unknown_refs)} unknown, "
+              f"{len(result.errors)} refused.", highlight=False, soft_wrap=True)
+    for ref in result.unknown_refs:
+        out.print(f"  unknown AssociatedRef {escape(ref)}", highlight=False)
+    for line, problem in result.errors:
+        out.print(f"  line {line}: {escape(problem)}", highlight=False, soft_wrap=True)
+    if result.errors or result.unknown_refs:
+        raise typer.Exit(1)
+
+
+@khaos_app.command("sweep")
+def sweep(config: ConfigOpt = None) -> None:
+    """Check every served return now: SOAP status export (when soap_url is set), pushed
+    order statuses, and the confirmation SLA."""
+    from returnbridge.erp.khaos.soap import KhaosSoapClient
+    from returnbridge.flows.khaos_confirm import (
+        check_sla,
+        confirm_from_order_statuses,
+        sweep_unconfirmed,
+    )
+    from returnbridge.flows.runtime import Runtime
+
+    settings = _settings(config)
+    rt = Runtime.from_settings(settings)
+    try:
+        pushed = confirm_from_order_statuses(rt)
+        out.print(f"order-status pushes moved {pushed} return(s)")
+        if settings.khaos.soap_url:
+            with KhaosSoapClient(settings.khaos.soap_url,
+                                 timeout=settings.khaos.soap_timeout_seconds) as client:
+                result = sweep_unconfirmed(rt, client)
+            out.print(f"SOAP: {result.checked} checked in {result.calls} call(s), "
+                      f"{result.imported} imported, {result.confirmed} credit-confirmed, "
+                      f"{len(result.not_found)} not found in Khaos", highlight=False)
+            for error in result.errors:
+                err.print(f"  [red]{escape(error)}[/red]", soft_wrap=True)
+        late = check_sla(rt)
+        out.print(f"{late} return(s) past the confirmation SLA")
+    finally:
+        rt.close()

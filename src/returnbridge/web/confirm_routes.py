@@ -1,0 +1,49 @@
+"""``POST /api/v1/returns/{ref}/confirm-credit``: an operator confirms the Khaos credit note."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+
+from returnbridge.flows.khaos_confirm import ConfirmRefused, UnknownReturn, confirm_credit
+from returnbridge.web.auth import check_bearer
+from returnbridge.web.context import AppContext
+
+router = APIRouter(prefix="/api/v1")
+
+
+class ConfirmCredit(BaseModel):
+    credit_note_code: str = Field(min_length=1, max_length=50,
+                                  description="The Khaos credit note code, e.g. CN000123.")
+    value: Decimal | None = Field(None, description="Credit note value (as served: Gross or "
+                                  "Net); compared with what returnbridge served.")
+    actor: str = Field(min_length=1, max_length=120, description="Who confirms.")
+    reason: str = Field(min_length=1, max_length=500, description="Why / how it was checked.")
+
+
+@router.post("/returns/{associated_ref}/confirm-credit")
+async def post_confirm_credit(associated_ref: str, body: ConfirmCredit,
+                              request: Request) -> dict[str, Any]:
+    ctx: AppContext = request.app.state.ctx
+    check_bearer(request, [t.get_secret_value() for t in ctx.rt.settings.api.tokens])
+    try:
+        result = await run_in_threadpool(confirm_credit, ctx.rt, associated_ref,
+                                         body.credit_note_code, body.value, body.actor,
+                                         body.reason)
+    except UnknownReturn as exc:
+        raise HTTPException(404, str(exc)) from None
+    except ConfirmRefused as exc:
+        raise HTTPException(409, str(exc)) from None
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return {
+        "associated_ref": result.associated_ref, "outcome": result.outcome.value,
+        "khaos_status": result.khaos_status, "credit_note_code": result.credit_note_code,
+        "credit_note_value": None if result.credit_note_value is None
+        else str(result.credit_note_value),
+        "amount_mismatch": result.amount_mismatch,
+    }
