@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from returnbridge.domain.exceptions import CATALOGUE, Problem
@@ -13,7 +13,12 @@ from returnbridge.store.models import ExceptionRow, utcnow
 
 def raise_problem(session: Session, problem: Problem, *, return_id: int | None = None,
                   associated_ref: str = "", times: int = 1) -> ExceptionRow:
-    """Open (or re-open, or count again) the exception for ``problem``."""
+    """Open (or re-open, or count again) the exception for ``problem``.
+
+    A *resolved* exception whose cause is found again is re-opened (a manual resolve does
+    not make the cause go away). An *ignored* one stays ignored: a person decided it needs
+    no action, but its count and last-seen time still move so the decision can be revisited.
+    """
     kind = CATALOGUE[problem.type]
     row = session.scalars(
         select(ExceptionRow).where(
@@ -57,7 +62,7 @@ def resolve_missing(session: Session, return_id: int, still_present: Iterable[Pr
     present = {(p.type, p.dedupe_key) for p in still_present}
     resolved = []
     for row in open_for_return(session, return_id):
-        if (row.type, row.dedupe_key) not in present and _re_evaluable(row.type):
+        if (row.type, row.dedupe_key) not in present and _re_evaluable(row):
             row.status = "resolved"
             row.resolved_at = utcnow()
             row.resolved_by = by
@@ -67,9 +72,60 @@ def resolve_missing(session: Session, return_id: int, still_present: Iterable[Pr
     return resolved
 
 
-def _re_evaluable(exception_type: str) -> bool:
+def _re_evaluable(row: ExceptionRow) -> bool:
     # Only problems that the policy re-checks on every evaluation can disappear by
-    # themselves; the rest need a person.
-    return exception_type in {"unmapped_return_reason", "unknown_customer", "sku_mismatch",
-                              "exchange_unknown_sku", "exchange_not_web_enabled",
-                              "exchange_out_of_stock", "non_return_outcome_unmapped"}
+    # themselves; the rest need a person (or the flow that raised them).
+    if row.type in {"unmapped_return_reason", "unknown_customer", "sku_mismatch",
+                    "exchange_unknown_sku", "exchange_not_web_enabled",
+                    "exchange_out_of_stock", "non_return_outcome_unmapped"}:
+        return True
+    return row.type in {"tax_drift", "amount_mismatch"} and (
+        (row.details or {}).get("origin") == "policy")
+
+
+# --- The queue's read side and operator actions (exceptions list|show|retry|resolve|ignore) ---
+
+STATUSES = ("open", "resolved", "ignored")
+
+
+def get(session: Session, exception_id: int, *, for_update: bool = False) -> ExceptionRow | None:
+    stmt = select(ExceptionRow).where(ExceptionRow.id == exception_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return session.scalars(stmt).first()
+
+
+def search(session: Session, *, status: str | None = "open", owner: str | None = None,
+           type: str | None = None, ref: str | None = None, limit: int = 100,
+           offset: int = 0) -> tuple[list[ExceptionRow], int]:
+    """One page of exceptions, most recently seen first, and how many match in total.
+
+    ``status=None`` (or ``"all"``) means every status; ``ref`` matches the AssociatedRef
+    exactly, case-insensitively.
+    """
+    conditions: list[ColumnElement[bool]] = []
+    if status and status != "all":
+        conditions.append(ExceptionRow.status == status)
+    if owner:
+        conditions.append(ExceptionRow.owner == owner)
+    if type:
+        conditions.append(ExceptionRow.type == type)
+    if ref:
+        conditions.append(func.upper(ExceptionRow.associated_ref) == ref.strip().upper())
+    total = session.scalar(select(func.count()).select_from(ExceptionRow).where(*conditions))
+    rows = session.scalars(
+        select(ExceptionRow).where(*conditions)
+        .order_by(ExceptionRow.last_seen_at.desc(), ExceptionRow.id.desc())
+        .limit(limit).offset(offset)
+    ).all()
+    return list(rows), int(total or 0)
+
+
+def close(row: ExceptionRow, status: str, *, by: str, how: str) -> None:
+    """Mark ``row`` resolved or ignored by a person (or a flow), saying how."""
+    if status not in ("resolved", "ignored"):
+        raise ValueError(f"cannot close an exception as {status!r}")
+    row.status = status
+    row.resolved_at = utcnow()
+    row.resolved_by = by[:120]
+    row.resolution = how

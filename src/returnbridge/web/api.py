@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 
-from returnbridge.flows.queries import exception_list, return_view
+from returnbridge.flows.queries import return_view
 from returnbridge.web.auth import check_bearer
 from returnbridge.web.context import AppContext
 
@@ -27,10 +27,3 @@ async def get_return(associated_ref: str, request: Request) -> dict[str, Any]:
     if view is None:
         raise HTTPException(404, f"no return with AssociatedRef {associated_ref!r}")
     return view
-
-
-@router.get("/exceptions")
-async def list_exceptions(request: Request, status: str = "open") -> dict[str, Any]:
-    ctx = _ctx(request)
-    rows = await run_in_threadpool(exception_list, ctx.rt, status)
-    return {"status": status, "count": len(rows), "exceptions": rows}

@@ -1,0 +1,111 @@
+"""/api/v1/exceptions: the exception queue and its actions, bearer token.
+
+GET    /api/v1/exceptions?status=open&owner=&type=&ref=&limit=&offset=
+GET    /api/v1/exceptions/{id}
+POST   /api/v1/exceptions/{id}/retry|resolve|ignore   body {"by": "...", "why": "..."}
+
+The actor is ``by`` from the body, else a fingerprint of the bearer token used
+(``api-token:1a2b3c4d``; never the token itself).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+
+from returnbridge.flows import exception_actions as actions
+from returnbridge.flows.runtime import Runtime
+from returnbridge.web.auth import check_bearer
+from returnbridge.web.context import AppContext
+
+router = APIRouter(prefix="/api/v1")
+
+
+class ActionBody(BaseModel):
+    by: str = Field("", max_length=120, description="Who acts; default: the token's name.")
+    why: str = Field("", max_length=2000, description="Why; required for resolve and ignore.")
+
+
+def _rt(request: Request) -> Runtime:
+    ctx: AppContext = request.app.state.ctx
+    check_bearer(request, [t.get_secret_value() for t in ctx.rt.settings.api.tokens])
+    return ctx.rt
+
+
+def _actor(request: Request, body: ActionBody | None) -> str:
+    if body is not None and body.by.strip():
+        return body.by.strip()
+    presented = request.headers.get("authorization", "").partition(" ")[2].strip()
+    return "api-token:" + hashlib.sha256(presented.encode()).hexdigest()[:8]
+
+
+async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    try:
+        return await run_in_threadpool(fn, *args, **kwargs)
+    except actions.ExceptionNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    except actions.ActionRefused as exc:
+        raise HTTPException(409, str(exc)) from None
+    except actions.BadFilter as exc:
+        raise HTTPException(400, str(exc)) from None
+    except actions.MissingReason as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
+def _listing(rt: Runtime, **filters: Any) -> actions.ExceptionListing:
+    with rt.sessions() as session:
+        return actions.list_exceptions(session, **filters)
+
+
+def _show(rt: Runtime, exception_id: int) -> dict[str, Any]:
+    with rt.sessions() as session:
+        return actions.show_exception(session, exception_id)
+
+
+@router.get("/exceptions")
+async def list_exceptions(rt: Annotated[Runtime, Depends(_rt)], status: str = "open",
+                          owner: str | None = None, type: str | None = None,
+                          ref: str | None = None, limit: int = 100,
+                          offset: int = 0) -> dict[str, Any]:
+    page: actions.ExceptionListing = await _call(
+        _listing, rt, status=status, owner=owner, type=type, ref=ref,
+        limit=min(limit, 1000), offset=offset)
+    return {"status": status, "count": len(page.items), "total": page.total,
+            "limit": page.limit, "offset": page.offset, "exceptions": page.items}
+
+
+@router.get("/exceptions/{exception_id}")
+async def get_exception(exception_id: int,
+                        rt: Annotated[Runtime, Depends(_rt)]) -> dict[str, Any]:
+    view: dict[str, Any] = await _call(_show, rt, exception_id)
+    return view
+
+
+@router.post("/exceptions/{exception_id}/retry")
+async def retry_exception(exception_id: int, request: Request,
+                          rt: Annotated[Runtime, Depends(_rt)],
+                          body: ActionBody | None = None) -> dict[str, Any]:
+    result: actions.ActionResult = await _call(
+        actions.retry, rt, exception_id, _actor(request, body), body.why if body else "")
+    return result.as_dict()
+
+
+@router.post("/exceptions/{exception_id}/resolve")
+async def resolve_exception(exception_id: int, body: ActionBody, request: Request,
+                            rt: Annotated[Runtime, Depends(_rt)]) -> dict[str, Any]:
+    result: actions.ActionResult = await _call(
+        actions.resolve, rt, exception_id, _actor(request, body), body.why)
+    return result.as_dict()
+
+
+@router.post("/exceptions/{exception_id}/ignore")
+async def ignore_exception(exception_id: int, body: ActionBody, request: Request,
+                            rt: Annotated[Runtime, Depends(_rt)]) -> dict[str, Any]:
+    result: actions.ActionResult = await _call(
+        actions.ignore, rt, exception_id, _actor(request, body), body.why)
+    return result.as_dict()
