@@ -1,0 +1,1 @@
+"""Payment providers (refunds the integration drives after the Khaos credit note)."""

@@ -1,0 +1,1 @@
+"""Shopify Admin GraphQL: orders, their refunds, and idempotent refundCreate."""

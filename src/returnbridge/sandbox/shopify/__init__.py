@@ -1,0 +1,1 @@
+"""Shopify sandbox: the Admin GraphQL subset the refund gate uses."""

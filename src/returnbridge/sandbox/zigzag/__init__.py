@@ -1,0 +1,1 @@
+"""ZigZag sandbox: API emulator (token, stock and non-returnable pushes) and a webhook sender."""

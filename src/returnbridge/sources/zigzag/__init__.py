@@ -1,0 +1,1 @@
+"""ZigZag adapter: webhook events (default contract + configured mapping) and the API client."""
