@@ -7,7 +7,7 @@ from enum import StrEnum
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from returnbridge.config import Settings
+from returnbridge.config import DefaultReasonEntry, ReasonMappingEntry, Settings
 from returnbridge.domain.reasons import Processing
 from returnbridge.store.db import make_engine, normalise_url, sqlite_path
 from returnbridge.store.migrate import SchemaNotCurrent, require_current
@@ -27,7 +27,7 @@ class Finding:
 
 
 _RESTOCKING = {"restock"}
-_NOT_RESTOCKING = {"write_off", "recycle", "donate", "missing"}
+_NOT_RESTOCKING = {"write_off", "recycle", "donate", "missing", "resale_hold"}
 
 
 def check_settings(s: Settings) -> list[Finding]:
@@ -47,9 +47,6 @@ def check_settings(s: Settings) -> list[Finding]:
             "the Khaos channel credentials are not set, so Khaos cannot fetch the "
             "configuration file or any return. Use the user name and password set on the "
             "3rd Party API channel in Khaos.")
-    if s.khaos.format == "XML":
-        add(Level.ERROR, "[khaos].format",
-            "XML is not available yet for returns in this version; use \"JSON\".")
     if not s.api.tokens:
         add(Level.WARNING, "[api].tokens",
             "no API token is configured, so /api/v1 refuses every request (including "
@@ -58,13 +55,15 @@ def check_settings(s: Settings) -> list[Finding]:
         add(Level.WARNING, "[server].public_base_url",
             f"{s.server.public_base_url} is not https; Khaos sends the channel password with "
             "every request, so use https anywhere but a test machine.")
-    if not s.mapping.reasons:
+    if not s.mapping.reasons and not s.mapping.defaults:
         add(Level.ERROR, "[[mapping.reasons]]",
             "there is no reason mapping, so every return will be held with "
             "unmapped_return_reason. Add [[mapping.reasons]] entries (see "
             "docs/configuration.md).")
-    for i, entry in enumerate(s.mapping.reasons):
-        key = f"[[mapping.reasons]] #{i + 1}"
+    entries: list[tuple[str, ReasonMappingEntry | DefaultReasonEntry]] = [
+        (f"[[mapping.reasons]] #{i + 1}", e) for i, e in enumerate(s.mapping.reasons)]
+    entries += [(f"[[mapping.defaults]] #{i + 1}", e) for i, e in enumerate(s.mapping.defaults)]
+    for key, entry in entries:
         if entry.disposition in _RESTOCKING and entry.processing is not Processing.RESTOCK:
             add(Level.ERROR, key,
                 f"disposition 'restock' is mapped to Khaos reason {entry.khaos_reason_id}, "
@@ -75,6 +74,15 @@ def check_settings(s: Settings) -> list[Finding]:
                 f"disposition '{entry.disposition}' is mapped to Khaos reason "
                 f"{entry.khaos_reason_id}, which restocks: goods that are not resellable "
                 "would be booked back into sellable stock.")
+    if not s.policy.keep_item_reason_id:
+        add(Level.NOTE, "[policy].keep_item_reason_id",
+            "no keep-item reason: keep-item lines use [[mapping.reasons]], and a return whose "
+            "kept item would map to a restock reason is held (never booked into stock).")
+    if bool(s.policy.shipping_refund_sku or s.policy.handling_fee_sku) and (
+            not s.policy.non_stock_reason_id):
+        add(Level.ERROR, "[policy].non_stock_reason_id",
+            "shipping refund / handling fee SKUs are set but non_stock_reason_id is empty, so "
+            "those lines cannot be sent; set the Khaos reason to use on them.")
     if not s.loop.fallback_customer_urn:
         add(Level.NOTE, "[loop].fallback_customer_urn",
             "no fallback customer: Loop returns whose customer cannot be matched are held "

@@ -13,12 +13,19 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from returnbridge import cli_audit, cli_exceptions
+from returnbridge.cli_backfill import backfill_app
+from returnbridge.cli_khaos import khaos_app
 from returnbridge.config import ConfigError, Settings, load_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Returns platforms (Loop Returns, ZigZag) to Khaos Control.")
 returns_app = typer.Typer(no_args_is_help=True, help="Look at returns.")
 app.add_typer(returns_app, name="returns")
+app.add_typer(backfill_app, name="backfill")
+app.add_typer(cli_exceptions.app, name="exceptions")
+app.add_typer(khaos_app, name="khaos")
+app.command("audit")(cli_audit.audit)
 out = Console()
 err = Console(stderr=True)
 

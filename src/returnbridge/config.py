@@ -9,6 +9,8 @@ comments and ``docs/configuration.md`` is generated from it (a test keeps them e
 from __future__ import annotations
 
 import os
+import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -21,7 +23,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from returnbridge.domain.policy import GoodsInOwner
+from returnbridge.domain.policy import DefaultReason, GoodsInOwner
 from returnbridge.domain.reasons import Processing, ReasonRule
 
 DEFAULT_CONFIG_FILE = "returnbridge.toml"
@@ -104,6 +106,11 @@ class LoopSettings(_Section):
         description="Who books goods in: 'khaos' (the warehouse processes the return in "
         "Khaos) or 'returns_platform' (Loop's grading decides; returns go in processed).",
     )
+    refund_owner: Literal["platform", "returnbridge"] = Field(
+        "platform", description="Who pays the customer back: 'platform' (Loop refunds "
+        "itself; returnbridge reconciles) or 'returnbridge' (the refund gate refunds through "
+        "Shopify once the Khaos credit note is confirmed).",
+    )
     fallback_customer_urn: str = Field(
         "",
         description="Khaos customer URN used when a Loop customer cannot be matched. Empty: "
@@ -112,19 +119,215 @@ class LoopSettings(_Section):
     timeout_seconds: float = Field(
         30.0, gt=0, le=300, description="Timeout for each call to the Loop API."
     )
+    rate_limit_per_minute: int = Field(
+        280, ge=1, le=300,
+        description="Most Loop API calls per minute from this process (Loop allows 300 per "
+        "API key; keep some room for other tools using the same key).",
+    )
+    page_size: int = Field(
+        750, ge=1, le=750, description="Returns per page when listing returns (Loop's "
+        "maximum is 750).",
+    )
+    max_window_days: int = Field(
+        120, ge=1, le=120, description="Longest from/to window per list call, in days "
+        "(Loop rejects windows over 120 days).",
+    )
+    list_states: list[str] = Field(
+        default_factory=lambda: ["open", "closed", "cancelled", "expired", "review"],
+        description="Return states listed by the backstop and backfill, one pass each (Loop "
+        "leaves out cancelled and review returns unless asked for them).",
+    )
+    backstop_interval_minutes: int = Field(
+        10, ge=0, le=1440,
+        description="How often the backstop lists returns updated in Loop since its last "
+        "complete pass, to catch webhooks that never arrived. 0 turns it off.",
+    )
+    backstop_overlap_minutes: int = Field(
+        15, ge=0, le=1440,
+        description="Each backstop pass starts this many minutes before the end of the "
+        "previous one, so that late-committed updates are not missed (re-reads are "
+        "deduplicated).",
+    )
+    backstop_first_lookback_hours: int = Field(
+        24, ge=1, le=2880,
+        description="How far back the very first backstop pass looks, in hours. Use "
+        "'returnbridge backfill loop' for older history.",
+    )
+    keep_item_return_methods: list[str] = Field(
+        default_factory=lambda: ["keep_item", "keep item", "keep-item", "no_return"],
+        description="Keep-item rule, part 1: a return whose return_method (text, or its "
+        "method_type / provider) is one of these (case-insensitive) expects no parcel; its "
+        "lines get physical_return_expected = false. Loop documents no keep-item field, so "
+        "check this against your own returns.",
+    )
+    keep_item_line_outcomes: list[str] = Field(
+        default_factory=lambda: ["keep_item", "keep item", "keep"],
+        description="Keep-item rule, part 2: a returned unit whose line outcome is one of "
+        "these (case-insensitive) expects no parcel.",
+    )
+    keep_item_when_closed_without_label: bool = Field(
+        False,
+        description="Keep-item rule, part 3: treat a closed return that never had a "
+        "shipping label (no labels, label_status N/A/pending/empty, no tracking number) as "
+        "keep-item. Off by default because a return closed by hand looks the same.",
+    )
+
+
+ZIGZAG_TRIGGERS = ("requested", "updated", "in_transit", "received", "inspected",
+                   "refund_requested", "refund_issued", "cancelled", "ignore")
+
+DEFAULT_ZIGZAG_EVENT_TYPES: dict[str, str] = {
+    "ReturnCreated": "requested",
+    "ReturnInTransit": "in_transit",
+    "ReturnReceived": "received",
+    "ReturnGraded": "inspected",
+    "RefundRequested": "refund_requested",
+    "RefundIssued": "refund_issued",
+    "ReturnCancelled": "cancelled",
+}
+
+DEFAULT_ZIGZAG_DISPOSITIONS: dict[str, str] = {
+    "Resellable": "restock",
+    "Damaged": "write_off",
+    "Faulty": "write_off",
+    "Quarantine": "resale_hold",
+    "Recycle": "recycle",
+    "Donate": "donate",
+    "Missing": "missing",
+}
+
+
+_PATH_STEP = re.compile(r"^[^\[\]]*(\[\d*\])?$")
+
+
+def _check_path(value: str) -> str:
+    if not all(_PATH_STEP.match(step) for step in value.strip().split(".")):
+        raise ValueError(f"{value!r} is not a dot path (like 'customer.email', 'items[]' "
+                         "or 'lines[0].sku')")
+    return value.strip()
+
+
+class ZigZagFieldPaths(_Section):
+    """Where each fact sits in a ZigZag webhook body: dot paths (``customer.email``); the
+    ``item_*`` paths are relative to one element of the ``items`` list."""
+
+    event_id: str = Field("eventId", description="Unique id of the delivery's event; "
+                          "deliveries without one are deduplicated on the body's SHA-256.")
+    event_type: str = Field("eventType", description="The event's name (see event_types).")
+    occurred_at: str = Field("occurredAt", description="When the event happened (ISO 8601).")
+    retailer_code: str = Field("retailerCode", description="Your retailer code.")
+    return_ref: str = Field("returnReference", description="ZigZag's return reference; "
+                            "the AssociatedRef is associated_ref_prefix + this.")
+    order_ref: str = Field("orderNumber", description="The original order number.")
+    currency: str = Field("currency", description="ISO currency of the amounts.")
+    customer_email: str = Field("customer.email", description="Customer e-mail address.")
+    customer_first_name: str = Field("customer.firstName", description="Customer first name.")
+    customer_last_name: str = Field("customer.lastName", description="Customer last name.")
+    tracking_number: str = Field("trackingNumber", description="Parcel tracking number.")
+    carrier: str = Field("carrier", description="Parcel carrier.")
+    warehouse_dc_code: str = Field("warehouseDcCode", description="Receiving DC code.")
+    items: str = Field("items[]", description="The list of returned items ('[]' marks a "
+                       "list; a path without it is read as a list too).")
+    item_id: str = Field("itemId", description="An item's line id within the return.")
+    item_sku: str = Field("sku", description="An item's SKU.")
+    item_quantity: str = Field("quantity", description="Units requested for return.")
+    item_quantity_received: str = Field(
+        "quantityReceived", description="Units that arrived, when ZigZag sends it "
+        "separately; missing: a received/graded event's quantity is what arrived.")
+    item_unit_price: str = Field("unitPrice", description="Price of one unit (see "
+                                 "[zigzag.webhook].prices_include_tax).")
+    item_unit_tax: str = Field("unitTax", description="Tax of one unit.")
+    item_reason: str = Field("returnReason", description="The customer's return reason.")
+    item_condition: str = Field("condition", description="Grade given at inspection.")
+    item_disposition: str = Field("disposition", description="What happens to the unit "
+                                  "(see dispositions).")
+    item_received_at: str = Field("receivedAt", description="When the item arrived.")
+    refund_amount: str = Field("refund.amount", description="Refund amount (refund events).")
+    refund_method: str = Field("refund.method", description="Refund method.")
+    refund_reference: str = Field("refund.reference", description="Refund reference at the "
+                                  "payment provider, if ZigZag sends one.")
+
+    @field_validator("*")
+    @classmethod
+    def _dot_path(cls, value: str) -> str:
+        return _check_path(value)
+
+
+class ZigZagWebhookSettings(_Section):
+    """How ZigZag's webhook payloads map onto returnbridge (docs/zigzag.md)."""
+
+    prices_include_tax: bool = Field(
+        True, description="Whether item unit prices include the unit tax (gross).")
+    fields: ZigZagFieldPaths = Field(default_factory=ZigZagFieldPaths)
+    event_types: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_ZIGZAG_EVENT_TYPES),
+        description="Event name -> canonical trigger (requested, updated, in_transit, "
+        "received, inspected, refund_requested, refund_issued, cancelled, ignore). Entries "
+        "are added to the default contract's table; matching ignores case; names not listed "
+        "are stored, not used.",
+    )
+    dispositions: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_ZIGZAG_DISPOSITIONS),
+        description="Disposition value -> canonical disposition (restock, resale_hold, "
+        "write_off, recycle, donate, missing, unknown). Entries are added to the default "
+        "table; matching ignores case; unknown values open an exception, never a guess.",
+    )
+
+    @field_validator("event_types")
+    @classmethod
+    def _known_triggers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, trigger in value.items():
+            if trigger not in ZIGZAG_TRIGGERS:
+                raise ValueError(f"{name} = {trigger!r}: must be one of "
+                                 f"{', '.join(ZIGZAG_TRIGGERS)}")
+        return value
+
+    @field_validator("dispositions")
+    @classmethod
+    def _known_dispositions(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, disposition in value.items():
+            if disposition not in DISPOSITIONS:
+                raise ValueError(f"{name} = {disposition!r}: must be one of "
+                                 f"{', '.join(DISPOSITIONS)}")
+        return value
 
 
 class ZigZagSettings(_Section):
-    base_url: str = Field("", description="ZigZag API base URL (from ZigZag onboarding).")
+    base_url: str = Field("", description="ZigZag API base URL (from ZigZag onboarding), "
+                          "e.g. https://api.returns.international.")
     username: str = Field("", description="ZigZag API user name for the token endpoint.")
     password: SecretStr = Field(SecretStr(""), description="ZigZag API password.")
     retailer_code: str = Field("", description="Your ZigZag retailer code.")
+    token_path: str = Field(
+        "/Return/api/v1/Account/Token",
+        description="Token endpoint, relative to base_url (confirm with ZigZag: the public "
+        "docs also name POST /token).")
+    token_lifetime_seconds: int = Field(
+        1800, ge=60, description="Token lifetime when the token response does not say "
+        "(ZigZag documents 30 minutes).")
+    token_renew_seconds: int = Field(
+        120, ge=0, description="Renew the token this many seconds before it expires.")
+    exchange_stocks_path: str = Field(
+        "/Return/api/v1/ExchangeStocks/Update", description="Stock update endpoint (PUT).")
+    non_returnable_path: str = Field(
+        "/Return/api/v1/NonReturnableProducts",
+        description="Non-returnable products endpoint (PUT).")
+    timeout_seconds: float = Field(
+        30.0, gt=0, le=300, description="Timeout for each call to the ZigZag API.")
+    max_attempts: int = Field(
+        4, ge=1, le=10, description="Attempts per ZigZag API call on 429/5xx/timeouts "
+        "(exponential backoff, Retry-After honoured).")
     webhook_secret_header: str = Field(
         "X-ZigZag-Secret", description="Header that carries the shared webhook secret."
     )
     webhook_secret: SecretStr = Field(
         SecretStr(""), description="Shared secret ZigZag sends with each webhook."
     )
+    webhook_username: str = Field(
+        "", description="HTTP Basic user name ZigZag sends with each webhook; empty: "
+        "no Basic auth. With both a secret and Basic configured, both must match.")
+    webhook_password: SecretStr = Field(
+        SecretStr(""), description="HTTP Basic password ZigZag sends with each webhook.")
     associated_ref_prefix: str = Field(
         "ZZ-", max_length=20, description="Prefix of the Khaos AssociatedRef for ZigZag returns."
     )
@@ -132,9 +335,30 @@ class ZigZagSettings(_Section):
         GoodsInOwner.RETURNS_PLATFORM,
         description="Who books goods in for ZigZag returns (see [loop].goods_in_owner).",
     )
+    refund_owner: Literal["platform", "returnbridge"] = Field(
+        "returnbridge", description="Who pays the customer back: 'returnbridge' (the refund "
+        "gate refunds through Shopify once the Khaos credit note is confirmed) or 'platform'.",
+    )
     fallback_customer_urn: str = Field(
         "", description="Khaos customer URN used when a ZigZag customer cannot be matched."
     )
+    warehouse_dc_codes: dict[str, str] = Field(
+        default_factory=dict,
+        description="Khaos SiteID -> ZigZag warehouseDcCode for the live-exchange stock "
+        "push; sites not listed are not pushed. Empty: no stock push.")
+    stock_push_skus: list[str] = Field(
+        default_factory=list,
+        description="SKUs whose stock is pushed to ZigZag. Empty: the SKUs ZigZag knows "
+        "(those seen in ZigZag returns).")
+    stock_push_batch_size: int = Field(
+        40, ge=1, le=40, description="Most stock lines per ExchangeStocks/Update call.")
+    stock_push_minutes: int = Field(
+        15, ge=0, le=1440, description="How often changed stock levels are pushed to "
+        "ZigZag, in minutes; 0 disables the push.")
+    webhook: ZigZagWebhookSettings = Field(
+        default_factory=ZigZagWebhookSettings,
+        description="Payload mapping: [zigzag.webhook], [zigzag.webhook.fields], "
+        "[zigzag.webhook.event_types], [zigzag.webhook.dispositions].")
 
 
 class KhaosSettings(_Section):
@@ -162,6 +386,32 @@ class KhaosSettings(_Section):
     soap_url: str = Field(
         "", description="Desktop Khaos SOAP endpoint; empty disables the SOAP features."
     )
+    soap_timeout_seconds: float = Field(
+        30.0, gt=0, le=300, description="Timeout of each desktop Khaos SOAP call, in seconds."
+    )
+    soap_calls_per_minute: int = Field(
+        60, ge=1, le=6000,
+        description="Most SOAP calls returnbridge makes to desktop Khaos per minute (all "
+        "processes together), so that peaks never flood the ERP.",
+    )
+    soap_concurrency: int = Field(
+        2, ge=1, le=50, description="Most SOAP calls in flight at once (all processes)."
+    )
+    soap_refs_per_call: int = Field(
+        50, ge=1, le=500,
+        description="AssociatedRefs asked for in one ExportOrderStatusEx call by the "
+        "confirmation sweep.",
+    )
+    confirm_sweep_minutes: int = Field(
+        15, ge=1, le=1440,
+        description="How often served and imported returns are checked for their credit "
+        "note (SOAP sweep, order-status pushes) and against the confirmation SLA.",
+    )
+    credit_confirm_sla_hours: float = Field(
+        48.0, gt=0, le=24 * 90,
+        description="Hours a served return may wait for confirmation that Khaos imported it "
+        "before 'khaos_import_unconfirmed' opens.",
+    )
     timezone: str = Field(
         "Europe/London",
         description="Time zone of the Khaos system; dates sent to Khaos carry no offset, "
@@ -179,6 +429,25 @@ class KhaosSettings(_Section):
     match_contact_on: list[str] = Field(
         default_factory=lambda: ["Surname"],
         description="Config.MatchContactOn sent with each CustomerReturnImport.",
+    )
+    brand_id: str = Field(
+        "", description="Khaos Brand ID sent on each served return (System Data > Brands); "
+        "empty sends none. Khaos matches Brand by ID or Name, not by Code.",
+    )
+    sales_source_id: str = Field(
+        "", description="Khaos Sales Source ID sent on each served return; empty sends none.",
+    )
+    source_order_ref_format: str = Field(
+        "", description="How the original order's AssociatedRef in Khaos is built from the "
+        "shop order reference, e.g. \"{order_ref}\" or \"{order_ref}SPY\" (your order "
+        "channel's Order Ref format). Empty: each returned line names its original order only "
+        "when the Khaos order code is known (SOrderCode).",
+    )
+    max_push_bytes: int = Field(
+        100_000_000, ge=1024,
+        description="Largest body accepted on the Khaos push routes (/khaos/stock, "
+        "/khaos/stock-status, /khaos/order-status), in bytes. A first StockUpload of a large "
+        "catalogue can be tens of megabytes.",
     )
 
 
@@ -219,14 +488,36 @@ class ReasonMappingEntry(_Section):
         )
 
 
+class DefaultReasonEntry(_Section):
+    disposition: str = Field(..., description="Canonical disposition, or '*' for any.")
+    khaos_reason_id: str = Field(..., min_length=1, description="Khaos return reason ID.")
+    processing: Processing = Field(..., description="What that Khaos reason does.")
+
+    @field_validator("disposition")
+    @classmethod
+    def _known_disposition(cls, value: str) -> str:
+        if value != "*" and value not in DISPOSITIONS:
+            raise ValueError(f"must be '*' or one of {', '.join(DISPOSITIONS)}")
+        return value
+
+
 class MappingSettings(_Section):
     reasons: list[ReasonMappingEntry] = Field(
         default_factory=list,
         description="Return reason mapping, [[mapping.reasons]] tables; first match wins.",
     )
+    defaults: list[DefaultReasonEntry] = Field(
+        default_factory=list,
+        description="Per-disposition defaults, [[mapping.defaults]] tables, used when no "
+        "[[mapping.reasons]] entry matches.",
+    )
 
     def rules(self) -> tuple[ReasonRule, ...]:
         return tuple(entry.rule() for entry in self.reasons)
+
+    def default_reasons(self) -> tuple[DefaultReason, ...]:
+        return tuple(DefaultReason(d.disposition, d.khaos_reason_id, d.processing)
+                     for d in self.defaults)
 
 
 class ShopifySettings(_Section):
@@ -242,18 +533,82 @@ class ShopifySettings(_Section):
         "", description="Override the Admin API base URL (sandbox or proxy); empty: "
         "https://{shop_domain}/admin/api/{api_version}.",
     )
-    api_version: str = Field("2025-10", description="Admin API version to call.")
+    refund_gate_seconds: float = Field(
+        30.0, ge=1, description="How often credit-confirmed returns whose refund "
+        "returnbridge owns are handed to the refund gate, in seconds.",
+    )
+    api_version: str = Field(
+        "2026-04", description="Admin API version to call. refundCreate's @idempotent "
+        "key needs 2026-01 or later.")
     timeout_seconds: float = Field(
         15.0, gt=0, description="Timeout for each Shopify API call, in seconds."
     )
+    max_attempts: int = Field(
+        5, ge=1, le=20, description="Attempts per Shopify call when throttled or on 5xx "
+        "and timeouts (backoff from the returned throttle status or Retry-After).")
+    notify_customer: bool = Field(
+        False, description="Ask Shopify to e-mail the customer about each refund.")
 
 
 class PolicySettings(_Section):
     """Posting policy knobs (ARCHITECTURE 6) that are not per-source."""
 
-    tolerance: str = Field(
-        "0.01", description="Largest per-return money difference accepted without a "
-        "tax_drift / amount_mismatch exception, in the return's currency.",
+    tolerance: Decimal = Field(
+        Decimal("0.01"), ge=0, description="Largest per-return money difference accepted "
+        "without a tax_drift / amount_mismatch exception, in the return's currency. "
+        "Differences up to it are allocated across lines to the penny.",
+    )
+    release_on_khaos: Literal["decided", "closed"] = Field(
+        "decided", description="For sources whose goods_in_owner is 'khaos': release once "
+        "the outcome is decided (not in review, not cancelled), or only once the source "
+        "closed the return. ProcessReturn is false; the warehouse processes it in Khaos.",
+    )
+    release_on_returns_platform: Literal["graded", "received"] = Field(
+        "graded", description="For sources whose goods_in_owner is 'returns_platform': "
+        "release the units once received and graded, or once received. ProcessReturn is "
+        "true and only units that arrived are credited; the rest stay open.",
+    )
+    keep_item_reason_id: str = Field(
+        "", description="Khaos return reason (processing type: no stock movement) for "
+        "keep-item lines. Empty: keep-item lines use [[mapping.reasons]], and a rule that "
+        "would restock them holds the return.",
+    )
+    shipping_refund_sku: str = Field(
+        "", description="Non-stock Khaos item for refunded shipping. Empty: shipping refunds "
+        "are not on the Khaos document and are reconciled as their own category.",
+    )
+    handling_fee_sku: str = Field(
+        "", description="Non-stock Khaos item for handling fees (sent with a negative "
+        "price). Empty: fees are reconciled as their own category.",
+    )
+    non_stock_reason_id: str = Field(
+        "", description="Khaos return reason used on shipping refund / handling fee lines.",
+    )
+    exchange_site_id: str = Field(
+        "", description="Khaos SiteID whose Available stock must cover exchange items. "
+        "Empty: the sum over all sites.",
+    )
+    stock_stale_hours: float = Field(
+        24.0, gt=0, description="Stock levels older than this are not trusted for the "
+        "exchange stock check (the exchange is held as exchange_out_of_stock).",
+    )
+    allow_non_stock_controlled_exchanges: bool = Field(
+        False, description="Allow exchange items that are not stock controlled in Khaos.",
+    )
+    fallback_address_line1: str = Field(
+        "", description="InvoiceAddress sent when the source gives no address for the "
+        "customer (ZigZag's default events carry none): first line. Use the address of the "
+        "fallback customer account. Empty: such returns are held as unknown_customer.",
+    )
+    fallback_address_town: str = Field("", description="Fallback InvoiceAddress: town.")
+    fallback_address_postcode: str = Field(
+        "", description="Fallback InvoiceAddress: postcode.")
+    fallback_address_country_code: str = Field(
+        "GB", description="Fallback InvoiceAddress: ISO country code.")
+    validate_catalogue: Literal["auto", "always", "never"] = Field(
+        "auto", description="Check SKUs and exchange items against the Khaos stock mirror: "
+        "'auto' once Khaos has pushed at least one stock item, 'always' (an empty mirror "
+        "holds everything), or 'never'.",
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from decimal import Decimal
 from enum import Enum
 from typing import Any
 
@@ -58,11 +59,57 @@ def _toml_value(value: Any) -> str:
         return json.dumps(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, Decimal):
+        return json.dumps(str(value))  # a string: TOML floats are not exact
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}"
+                               for k, v in value.items()) + "}"
     raise TypeError(f"cannot render {value!r} as TOML")
+
+
+def _toml_key(key: str) -> str:
+    bare = key.replace("_", "").replace("-", "").isalnum() and key.isascii()
+    return key if bare else json.dumps(key)
 
 
 def _fields(model: type[BaseModel]) -> list[tuple[str, FieldInfo]]:
     return list(model.model_fields.items())
+
+
+def _template_section(name: str, model: type[BaseModel], out: list[str]) -> None:
+    """``[name]`` with its keys; nested models and non-empty tables as sub-sections."""
+    out.append(f"[{name}]")
+    later: list[tuple[str, FieldInfo, Any]] = []
+    for key, info in _fields(model):
+        value = _default(info)
+        if isinstance(value, BaseModel) or (isinstance(value, dict) and value):
+            later.append((key, info, value))
+            continue
+        out.extend(textwrap.wrap(info.description or "", 88, initial_indent="# ",
+                                 subsequent_indent="# "))
+        out.append(f"{key} = {_toml_value(value)}")
+    out.append("")
+    for key, info, value in later:
+        out.extend(textwrap.wrap(info.description or "", 88, initial_indent="# ",
+                                 subsequent_indent="# "))
+        if isinstance(value, BaseModel):
+            _template_section(f"{name}.{key}", type(value), out)
+        else:
+            out.append(f"[{name}.{key}]")
+            out.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items())
+            out.append("")
+
+
+def _flat_fields(model: type[BaseModel], prefix: str = "") -> list[tuple[str, FieldInfo]]:
+    """Every key, nested models flattened to dotted keys (``webhook.fields.event_id``)."""
+    rows: list[tuple[str, FieldInfo]] = []
+    for key, info in _fields(model):
+        value = _default(info)
+        if isinstance(value, BaseModel):
+            rows.extend(_flat_fields(type(value), f"{prefix}{key}."))
+        else:
+            rows.append((f"{prefix}{key}", info))
+    return rows
 
 
 def _default(info: FieldInfo) -> Any:
@@ -85,12 +132,7 @@ def config_template() -> str:
             out.append(_EXAMPLE_REASONS)
             continue
         out.append(f"# {_SECTION_INTRO[section]}")
-        out.append(f"[{section}]")
-        for key, info in _fields(model):
-            out.extend(textwrap.wrap(info.description or "", 88, initial_indent="# ",
-                                     subsequent_indent="# "))
-            out.append(f"{key} = {_toml_value(_default(info))}")
-        out.append("")
+        _template_section(section, model, out)
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -125,7 +167,7 @@ def configuration_markdown() -> str:
         out.append("")
         out.append(_SECTION_INTRO[section])
         out.append("")
-        rows = _fields(ReasonMappingEntry) if section == "mapping" else _fields(model)
+        rows = _fields(ReasonMappingEntry) if section == "mapping" else _flat_fields(model)
         if section == "mapping":
             out.append("Each `[[mapping.reasons]]` table has these keys:")
             out.append("")
@@ -134,7 +176,7 @@ def configuration_markdown() -> str:
         for key, info in rows:
             secret = info.annotation is SecretStr or "SecretStr" in str(info.annotation)
             env = ("`RB_MAPPING__REASONS` (JSON list)" if section == "mapping"
-                   else f"`RB_{section.upper()}__{key.upper()}`")
+                   else f"`RB_{section.upper()}__{key.upper().replace('.', '__')}`")
             desc = (info.description or "").replace("|", "\\|")
             out.append(f"| `{key}`{' 🔒' if secret else ''} | {_md_default(info)} | {env} | "
                        f"{desc} |")

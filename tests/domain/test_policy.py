@@ -10,6 +10,7 @@ from returnbridge.domain.identity import IdentityError, associated_ref
 from returnbridge.domain.lifecycle import ReturnState
 from returnbridge.domain.merge import merge
 from returnbridge.domain.model import (
+    Address,
     Customer,
     Disposition,
     ExchangeLine,
@@ -44,6 +45,7 @@ CONFIG = PolicyConfig(rules=RULES)
 POLICY = SourcePolicy(GoodsInOwner.KHAOS, fallback_customer_urn="LOOPWEB")
 PLATFORM = SourcePolicy(GoodsInOwner.RETURNS_PLATFORM, fallback_customer_urn="ZZWEB")
 NO_FACTS = Facts(now=NOW)
+ADDRESS = Address(name="Sam", line1="1 High Street", town="Grantham", postcode="NG31 7FZ")
 
 
 def line(reason: str = "Too small", disposition: Disposition = Disposition.UNKNOWN,
@@ -58,7 +60,7 @@ def line(reason: str = "Too small", disposition: Disposition = Disposition.UNKNO
 def case(*lines: ReturnLine, state: ReturnState = ReturnState.REQUESTED,
          source: Source = Source.LOOP, urn: str = "", **kw: object) -> ReturnCase:
     return ReturnCase(source=source, source_return_id="1", associated_ref="LR-1",
-                      order_ref="#1", customer=Customer(email="a@b.c", urn=urn),
+                      order_ref="#1", customer=Customer(email="a@b.c", urn=urn, address=ADDRESS),
                       currency="GBP", state=state, source_state="open",
                       created_at=datetime(2026, 1, 1, tzinfo=UTC), updated_at=None,
                       lines=lines, **kw)  # type: ignore[arg-type]
@@ -337,3 +339,10 @@ def test_platform_never_releases_stock_before_receipt_evidence(c: ReturnCase) ->
 def test_deciding_is_deterministic_so_releasing_is_idempotent(c: ReturnCase,
                                                                  p: SourcePolicy) -> None:
     assert decide(c, ALL_DISPOSITIONS, p, NO_FACTS) == decide(c, ALL_DISPOSITIONS, p, NO_FACTS)
+
+
+def test_no_address_is_held_unless_a_fallback_address_is_configured() -> None:
+    bare = replace(case(line()), customer=Customer(email="a@b.c"))
+    d = decide(bare, CONFIG, POLICY, NO_FACTS)
+    assert d.blocked and "InvoiceAddress" in d.problems[0].message
+    assert decide(bare, replace(CONFIG, fallback_address=True), POLICY, NO_FACTS).release

@@ -44,6 +44,9 @@ class SourcePolicy:
     goods_in_owner: GoodsInOwner
     fallback_customer_urn: str
     release_on: ReleaseOn | None = None  # None: the owner's default (decided / graded)
+    # The refund gate will process the return over SOAP (ProcessReturn with the refund's
+    # auth code), which also processes it: do not process it on import as well.
+    processed_by_refund_gate: bool = False
 
     @property
     def release_rule(self) -> ReleaseOn:
@@ -73,6 +76,7 @@ class PolicyConfig:
     non_stock_reason_id: str = ""
     stock_stale_after: timedelta = timedelta(hours=24)
     allow_non_stock_controlled_exchanges: bool = False
+    fallback_address: bool = False  # an InvoiceAddress is configured for address-less returns
 
 
 @dataclass(frozen=True)
@@ -400,6 +404,13 @@ def decide(case: ReturnCase, config: PolicyConfig, policy: SourcePolicy,
             f"No Khaos customer URN for {case.customer.email or 'this customer'} "
             "(not in the customer mirror, and no fallback URN for "
             f"{case.source.value}).", "customer", email=case.customer.email))
+    if case.customer.address is None and not config.fallback_address:
+        problems.append(_problem(
+            case, "unknown_customer",
+            f"{case.source.value} sent no address for {case.customer.email or 'the customer'}"
+            ", and Khaos requires an InvoiceAddress on every return (set the "
+            "policy.fallback_address_* keys to the fallback account's address).",
+            "address", email=case.customer.email))
     if left_out and not wait:
         notes.append(f"{left_out} unit(s) not received yet; they stay open on this return")
 
@@ -413,7 +424,7 @@ def decide(case: ReturnCase, config: PolicyConfig, policy: SourcePolicy,
         release=bool(chosen) and not wait and not blocked,
         urn=urn,
         document=tuple(document),
-        process_return=platform or all_keep,
+        process_return=(platform and not policy.processed_by_refund_gate) or all_keep,
         problems=tuple(problems),
         wait_reason=wait,
         notes=tuple(notes),

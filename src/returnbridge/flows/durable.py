@@ -18,6 +18,7 @@ from pathlib import Path
 import structlog
 from dbos import DBOS, SetWorkflowID
 
+from returnbridge.flows import jobs, khaos_confirm, refund_workflow
 from returnbridge.flows.process import apply_event
 from returnbridge.flows.runtime import Runtime
 from returnbridge.store.db import is_sqlite, normalise_url, sqlite_path
@@ -103,6 +104,7 @@ class Durable:
         self.pump_interval = pump_interval
         self._stop = threading.Event()
         self._pump: threading.Thread | None = None
+        self._scheduler: jobs.Scheduler | None = None
 
     def start(self) -> None:
         _Current.runtime = self.rt
@@ -119,7 +121,14 @@ class Durable:
         DBOS.register_queue(EVENTS_QUEUE, worker_concurrency=server.workflow_concurrency,
                             polling_interval_sec=server.queue_poll_seconds,
                             on_conflict="always_update")
+        DBOS.register_queue(jobs.JOBS_QUEUE, worker_concurrency=2,
+                            on_conflict="always_update")
+        DBOS.register_queue(refund_workflow.REFUNDS_QUEUE, worker_concurrency=4,
+                            on_conflict="always_update")
+        khaos_confirm.register_soap_queue(self.rt.settings)
         if self.worker:
+            self._scheduler = jobs.Scheduler(self.rt)
+            self._scheduler.start()
             self._pump = threading.Thread(target=self._pump_loop, name="event-pump", daemon=True)
             self._pump.start()
 
@@ -145,6 +154,8 @@ class Durable:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._scheduler is not None:
+            self._scheduler.stop()
         if self._pump is not None:
             self._pump.join(timeout=5)
         DBOS.destroy(workflow_completion_timeout_sec=5)

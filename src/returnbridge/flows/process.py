@@ -45,6 +45,10 @@ def apply_event(rt: Runtime, event_id: int) -> Outcome:
             return Outcome("skipped", note=f"event {event_id} does not exist")
         if event.status != "received":
             return Outcome("skipped", note=f"event {event_id} already {event.status}")
+        if event.source == "khaos":  # a push whose mirror update did not commit: redo it
+            from returnbridge.flows.khaos_push import reapply_event
+
+            return Outcome(reapply_event(session, event).status)
         return _apply_and_mark(rt, session, event)
 
 
@@ -101,6 +105,10 @@ def _apply(rt: Runtime, session: Session, event: InboundEvent) -> Outcome:
         row, outcome = _merge_snapshot(rt, session, found.snapshot, event, key, evidence)
     elif found.evidence is not None and found.source_return_id:
         row = returns_repo.find_for_update(session, event.source, found.source_return_id)
+        fallback = getattr(found, "fallback_snapshot", None)
+        if row is None and fallback is not None:
+            # The platform's event carries enough to open the return itself.
+            row, _ = _merge_snapshot(rt, session, fallback, event, key + ":opened", evidence)
         if row is None:
             return Outcome("deferred", note=f"evidence for return {found.source_return_id}, "
                            "which has not arrived yet; applied when it does")
@@ -116,6 +124,14 @@ def _apply(rt: Runtime, session: Session, event: InboundEvent) -> Outcome:
         if row is not None:
             returns_repo.add_timeline(session, row, "exception",
                                       f"{exc_row.type}: {problem.message}", evidence)
+    external = getattr(found, "external_refund", None)  # ZigZag RefundIssued
+    if external is not None:
+        from returnbridge.flows.refund_gate import _record_external
+
+        _record_external(session, associated_ref=external.associated_ref, provider=event.source,
+                         event_id=external.event_id, amount=external.amount,
+                         currency=external.currency, reference=external.reference,
+                         order_ref=external.order_ref)
     if found.problems and row is None and not found.snapshot and not found.evidence:
         return Outcome("processed", _ref_or_blank(rt, event.source, found.source_return_id),
                        note=found.note or "problem recorded")

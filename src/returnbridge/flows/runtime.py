@@ -33,6 +33,9 @@ class Runtime:
             goods_in_owner=section.goods_in_owner,
             fallback_customer_urn=section.fallback_customer_urn,
             release_on=ReleaseOn(release),
+            processed_by_refund_gate=bool(
+                getattr(section, "refund_owner", "platform") == "returnbridge"
+                and self.settings.khaos.soap_url),
         )
 
     def policy_config(self) -> PolicyConfig:
@@ -47,6 +50,7 @@ class Runtime:
             non_stock_reason_id=p.non_stock_reason_id,
             stock_stale_after=timedelta(hours=p.stock_stale_hours),
             allow_non_stock_controlled_exchanges=p.allow_non_stock_controlled_exchanges,
+            fallback_address=bool(p.fallback_address_line1 and p.fallback_address_postcode),
         )
 
     def prefix(self, source: str) -> str:

@@ -32,8 +32,8 @@ class ServiceProcess:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 60.0) -> None:
-        env = {**os.environ, "RB_CONFIG": str(self.config)}
+    def start(self, timeout: float = 60.0, env: dict[str, str] | None = None) -> None:
+        env = {**os.environ, "RB_CONFIG": str(self.config), **(env or {})}
         with self.log_file.open("ab") as log:
             self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
                 [sys.executable, "-m", "returnbridge", "serve", "--port", str(self.port),

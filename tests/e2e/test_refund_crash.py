@@ -1,0 +1,98 @@
+"""SIGKILL between the Shopify refund call and storing its result, then restart: still
+exactly one refund. A real ``returnbridge serve`` process (DBOS) against the Shopify
+sandbox; the Shopify sandbox's log shows the second call was a replay of the same key."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from returnbridge.config import ZigZagSettings
+from returnbridge.flows.refund_gate import refund_key
+from returnbridge.sandbox.demo import API_TOKEN, KHAOS_PASSWORD, KHAOS_USER, write_demo_config
+from returnbridge.sandbox.service import ServiceProcess, free_port
+from returnbridge.sandbox.shopify.api import ShopifySandbox
+from returnbridge.sandbox.zigzag.samples import SampleItem, journey
+from returnbridge.sandbox.zigzag.sender import ZigZagSender
+from tests.e2e.test_real_process import wait_for_status
+
+pytestmark = pytest.mark.slow
+
+SECRET = "zz-crash-secret"
+
+
+def _config(tmp_path: Path, db_url: str, port: int, shopify: ShopifySandbox) -> Path:
+    path = write_demo_config(tmp_path, port, db_url)
+    s = shopify.settings()
+    path.write_text(path.read_text() + f"""
+[zigzag]
+webhook_secret = "{SECRET}"
+fallback_customer_urn = "ZZWEB"
+retailer_code = "GL123"
+
+[shopify]
+shop_domain = "{s['shop_domain']}"
+admin_token = "{s['admin_token']}"
+base_url = "{s['base_url']}"
+api_version = "{s['api_version']}"
+refund_gate_seconds = 1
+
+[policy]
+fallback_address_line1 = "Unit 4, Hub Park"
+fallback_address_postcode = "NG31 7FZ"
+
+[[mapping.defaults]]
+disposition = "restock"
+khaos_reason_id = "6"
+processing = "restock"
+""")
+    return path
+
+
+def test_sigkill_between_refund_call_and_store_still_pays_once(db_url: str,
+                                                              tmp_path: Path) -> None:
+    shopify = ShopifySandbox().start()
+    shopify.add_order("100085875", "44.99")
+    port = free_port()
+    service = ServiceProcess(_config(tmp_path, db_url, port, shopify), port,
+                             tmp_path / "service.log")
+    ref = "ZZ-RTN-900"
+    key = refund_key(ref)
+    try:
+        service.start(env={"RB_FAULT_KILL_AFTER_REFUND_CALL": "1"})
+        sender = ZigZagSender.for_settings(f"{service.base_url}/webhooks/zigzag",
+                                           ZigZagSettings(webhook_secret=SECRET))
+        items = [SampleItem("30D24LRED", unit_price="44.99", unit_tax="7.50")]
+        assert all(r.status_code == 200 for r in sender.deliver(journey("RTN-900", items)))
+        sender.close()
+        wait_for_status(service.base_url, ref, "ready")
+        with httpx.Client(base_url=service.base_url, auth=(KHAOS_USER, KHAOS_PASSWORD),
+                          timeout=10) as khaos:
+            assert khaos.get("/khaos/returns").status_code == 200
+        with httpx.Client(base_url=service.base_url, timeout=10,
+                          headers={"Authorization": f"Bearer {API_TOKEN}"}) as api:
+            r = api.post(f"/api/v1/returns/{ref}/confirm-credit",
+                         json={"credit_note_code": "CN000900", "value": "44.99", "actor": "finance",
+                               "reason": "seen in Khaos"})
+            assert r.status_code == 200, r.text
+        # The refund gate runs, calls Shopify, and the process dies before storing it.
+        deadline = time.monotonic() + 60
+        assert service.proc is not None
+        while service.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert service.proc.poll() is not None, "the fault hook did not fire"
+        assert len(shopify.refund_calls(key)) == 1
+        assert len(shopify.order("#100085875").refunds) == 1
+
+        service.start()  # DBOS recovers the workflow and repeats the call with the same key
+        view = wait_for_status(service.base_url, ref, "done", timeout=90)
+        calls = shopify.refund_calls(key)
+        assert len(calls) == 2 and calls[1].replayed
+        assert len(shopify.order("#100085875").refunds) == 1
+        assert [t for t in view["timeline"] if t["kind"] == "refund"]
+    finally:
+        service.stop()
+        shopify.stop()

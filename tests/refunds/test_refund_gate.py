@@ -1,0 +1,200 @@
+"""The refund gate: credit note first, one Shopify refund tagged with its code, never twice.
+
+ZigZag events arrive over real HTTP at /webhooks/zigzag; refunds go to the Shopify sandbox
+over real HTTP; every test runs on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from returnbridge.flows.khaos_confirm import confirm_credit
+from returnbridge.flows.khaos_serve import serve_page
+from returnbridge.flows.refund_gate import Action, refund_key, run_refund_gate
+from returnbridge.flows.runtime import Runtime
+from returnbridge.payments.shopify.client import ShopifyClient
+from returnbridge.sandbox.shopify.api import ShopifySandbox
+from returnbridge.sandbox.zigzag.samples import SampleItem, event, journey
+from returnbridge.sandbox.zigzag.sender import ZigZagSender
+from returnbridge.store import returns_repo
+from returnbridge.store.models import ExceptionRow, RefundRow
+from tests.conftest import LiveApp, start_live_app
+
+ORDER = "100085875"
+ITEMS = [SampleItem("30D24LRED", quantity=1, unit_price="44.99", unit_tax="7.50")]
+ZZ = {"webhook_secret": "zz-shared-secret", "fallback_customer_urn": "ZZWEB",
+      "retailer_code": "GL123"}
+POLICY = {"fallback_address_line1": "Unit 4, Hub Park", "fallback_address_town": "Grantham",
+          "fallback_address_postcode": "NG31 7FZ"}
+MAPPING = {"reasons": [
+    {"source": "zigzag", "disposition": "restock", "khaos_reason_id": "6",
+     "processing": "restock"},
+    {"source": "zigzag", "disposition": "write_off", "khaos_reason_id": "7",
+     "processing": "write_off"},
+]}
+
+
+@pytest.fixture
+def shopify() -> Iterator[ShopifySandbox]:
+    sandbox = ShopifySandbox().start()
+    try:
+        yield sandbox
+    finally:
+        sandbox.stop()
+
+
+@pytest.fixture
+def app(runtime_factory: Callable[..., Runtime], shopify: ShopifySandbox) -> Iterator[LiveApp]:
+    live = start_live_app(runtime_factory, zigzag=ZZ, mapping=MAPPING, policy=POLICY,
+                          shopify=shopify.settings())
+    try:
+        yield live
+    finally:
+        live.stop()
+
+
+def _send(app: LiveApp, payloads: list[dict[str, Any]]) -> None:
+    sender = ZigZagSender.for_settings(f"{app.base_url}/webhooks/zigzag",
+                                       app.rt.settings.zigzag)
+    try:
+        for response in sender.deliver(payloads):
+            assert response.status_code == 200, response.text
+    finally:
+        sender.close()
+
+
+def _graded_and_credited(app: LiveApp, ref: str, code: str = "CN000123") -> None:
+    _send(app, journey(ref, ITEMS))
+    page = serve_page(app.rt)
+    assert f"ZZ-{ref}" in page.refs
+    confirm_credit(app.rt, f"ZZ-{ref}", code, Decimal("44.99"), "finance@shop", "test")
+
+
+def _gate(app: LiveApp) -> ShopifyClient:
+    return ShopifyClient(app.rt.settings.shopify)
+
+
+def _row_state(rt: Runtime, ref: str) -> tuple[str, list[str], list[RefundRow]]:
+    with rt.sessions() as s:
+        row = returns_repo.by_ref(s, ref)
+        assert row is not None
+        timeline = [t.message for t in returns_repo.timeline(s, row.id)]
+        refunds = s.query(RefundRow).filter(RefundRow.associated_ref == ref).all()
+        s.expunge_all()
+        return row.khaos_status, timeline, refunds
+
+
+def _open(rt: Runtime, type_: str) -> list[ExceptionRow]:
+    with rt.sessions() as s:
+        rows = s.query(ExceptionRow).filter(ExceptionRow.type == type_,
+                                            ExceptionRow.status == "open").all()
+        s.expunge_all()
+        return rows
+
+
+def test_credit_note_first_then_exactly_one_refund_tagged_with_its_code(
+        app: LiveApp, shopify: ShopifySandbox) -> None:
+    shopify.add_order(ORDER, "44.99")
+    _graded_and_credited(app, "RTN-1")
+    with _gate(app) as client:
+        plan = run_refund_gate(app.rt, "ZZ-RTN-1", client, None)
+        assert plan.action is Action.PAY
+        again = run_refund_gate(app.rt, "ZZ-RTN-1", client, None)
+    assert again.action is Action.NOT_READY  # done: nothing more to pay
+    calls = shopify.refund_calls(refund_key("ZZ-RTN-1"))
+    assert len(calls) == 1
+    (refund,) = shopify.order(f"#{ORDER}").refunds
+    assert "CN000123" in refund.note and refund.amount == Decimal("44.99")
+    status, timeline, refunds = _row_state(app.rt, "ZZ-RTN-1")
+    assert status == "done"
+    assert [r.origin for r in refunds] == ["returnbridge"]
+    assert any("refunded 44.99 GBP in Shopify" in m for m in timeline)
+    assert any("finance records the refund against credit note CN000123" in m
+               for m in timeline)
+
+
+def test_no_refund_before_the_credit_note_is_confirmed(app: LiveApp,
+                                                       shopify: ShopifySandbox) -> None:
+    shopify.add_order(ORDER, "44.99")
+    _send(app, journey("RTN-2", ITEMS))
+    with _gate(app) as client:
+        assert run_refund_gate(app.rt, "ZZ-RTN-2", client, None).action is Action.NOT_READY
+    assert shopify.refund_calls() == []
+
+
+def test_a_manual_refund_on_the_order_is_a_suspected_duplicate_and_nothing_is_paid(
+        app: LiveApp, shopify: ShopifySandbox) -> None:
+    shopify.add_order(ORDER, "44.99")
+    shopify.add_manual_refund(ORDER, "44.99", "Goodwill - customer called")
+    _graded_and_credited(app, "RTN-3")
+    with _gate(app) as client:
+        assert run_refund_gate(app.rt, "ZZ-RTN-3", client, None).action is Action.HOLD
+        assert run_refund_gate(app.rt, "ZZ-RTN-3", client, None).action is Action.HOLD
+    assert shopify.refund_calls() == []
+    (suspect,) = _open(app.rt, "duplicate_refund_suspected")
+    assert suspect.owner == "finance" and "Goodwill" in suspect.message
+    assert _row_state(app.rt, "ZZ-RTN-3")[0] == "credit_confirmed"
+
+
+def test_refund_made_at_zigzag_is_reconciled_not_repeated(app: LiveApp,
+                                                          shopify: ShopifySandbox) -> None:
+    shopify.add_order(ORDER, "44.99")
+    at = datetime(2026, 3, 10, tzinfo=UTC)
+    _send(app, journey("RTN-4", ITEMS))
+    # ZigZag refunds the customer itself before Khaos has a credit note.
+    _send(app, [event("RefundIssued", "RTN-4", (), occurred_at=at, refund_amount="44.99",
+                      refund_reference="re_123")])
+    (early,) = _open(app.rt, "refund_before_credit")
+    assert early.associated_ref == "ZZ-RTN-4"
+    serve_page(app.rt)
+    confirm_credit(app.rt, "ZZ-RTN-4", "CN000124", Decimal("44.99"), "finance@shop", "test")
+    with _gate(app) as client:
+        assert run_refund_gate(app.rt, "ZZ-RTN-4", client, None).action is Action.RECONCILED
+    assert shopify.refund_calls() == []
+    status, _, refunds = _row_state(app.rt, "ZZ-RTN-4")
+    assert status == "done" and [r.origin for r in refunds] == ["external"]
+
+
+def test_events_twice_and_out_of_order_reach_the_same_state(
+        app: LiveApp, shopify: ShopifySandbox) -> None:
+    shopify.add_order(ORDER, "44.99")
+    two = [SampleItem("30D24LRED", quantity=2, received=1, unit_price="44.99",
+                      unit_tax="7.50")]
+    in_order = journey("RTN-5", two)
+    shuffled = journey("RTN-6", two)
+    _send(app, in_order)
+    sender = ZigZagSender.for_settings(f"{app.base_url}/webhooks/zigzag",
+                                       app.rt.settings.zigzag)
+    try:
+        assert all(r.status_code == 200
+                   for r in sender.deliver(shuffled, duplicates=1, shuffle_seed=3))
+    finally:
+        sender.close()
+
+    def state(ref: str) -> tuple[Any, ...]:
+        with app.rt.sessions() as s:
+            row = returns_repo.by_ref(s, ref)
+            assert row is not None
+            return (row.state, row.khaos_status, row.process_return,
+                    [(ln.sku, ln.quantity, ln.disposition, ln.khaos_reason_id)
+                     for ln in row.lines])
+
+    assert state("ZZ-RTN-5") == state("ZZ-RTN-6")
+    assert state("ZZ-RTN-5")[1] == "ready" and state("ZZ-RTN-5")[3] == [
+        ("30D24LRED", 1, "restock", "6")]  # one of two units arrived: credited for one
+
+
+def test_partial_receipt_keeps_the_rest_open_and_visible(app: LiveApp) -> None:
+    two = [SampleItem("30D24LRED", quantity=2, received=1, unit_price="44.99",
+                      unit_tax="7.50")]
+    _send(app, journey("RTN-7", two, start=datetime(2026, 3, 1, tzinfo=UTC)
+                       - timedelta(days=1)))
+    with app.api() as api:
+        body = api.get("/api/v1/returns/ZZ-RTN-7").json()
+    assert body["khaos_status"] == "ready"
+    assert any("1 unit(s) not received yet" in t["message"] for t in body["timeline"])
