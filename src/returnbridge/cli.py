@@ -219,7 +219,8 @@ def _print_return(view: dict[str, Any]) -> None:
 def demo(
     keep_running: Annotated[bool, typer.Option(
         help="Leave the service and sandboxes running and print their URLs.")] = False,
-    returns: Annotated[int, typer.Option(help="How many Loop returns to send.")] = 6,
+    returns: Annotated[int, typer.Option(help="How many Loop returns to send (the seven "
+                                         "kinds of return repeat).")] = 7,
 ) -> None:
     """Run the whole path on SQLite with local sandboxes of Loop and Khaos."""
     from returnbridge.sandbox.demo import run_demo

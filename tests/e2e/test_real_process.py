@@ -90,5 +90,11 @@ def test_demo_exits_zero_and_shows_khaos_imports() -> None:
         [sys.executable, "-m", "returnbridge", "demo"], capture_output=True, text=True,
         timeout=120, check=False, env={**os.environ, "COLUMNS": "200"})
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "the Khaos sandbox imported 5 and refused 0" in result.stdout
-    assert "imported, credit note CN0000" in result.stdout
+    out = result.stdout
+    # refund, exchange, multi-unit, store credit, closed, keep item (Loop) and one ZigZag
+    # return are imported; the cancelled Loop return is never sent.
+    assert "the Khaos sandbox imported 7 and refused 0" in out
+    assert "imported, credit note CN0000" in out
+    assert "Desktop SOAP sweep: 7 credit note(s) confirmed" in out
+    assert "1 Shopify refund(s)" in out and "[returnbridge-refund-ZZ-RTN-000123]" in out
+    assert out.rstrip().endswith("-> done.")

@@ -12,7 +12,13 @@ import pytest
 
 from returnbridge.config import ZigZagSettings
 from returnbridge.flows.refund_gate import refund_key
-from returnbridge.sandbox.demo import API_TOKEN, KHAOS_PASSWORD, KHAOS_USER, write_demo_config
+from returnbridge.sandbox.demo import (
+    API_TOKEN,
+    KHAOS_PASSWORD,
+    KHAOS_USER,
+    ZIGZAG_SECRET,
+    write_demo_config,
+)
 from returnbridge.sandbox.service import ServiceProcess, free_port
 from returnbridge.sandbox.shopify.api import ShopifySandbox
 from returnbridge.sandbox.zigzag.samples import SampleItem, journey
@@ -21,35 +27,12 @@ from tests.e2e.test_real_process import wait_for_status
 
 pytestmark = pytest.mark.slow
 
-SECRET = "zz-crash-secret"
 
 
 def _config(tmp_path: Path, db_url: str, port: int, shopify: ShopifySandbox) -> Path:
-    path = write_demo_config(tmp_path, port, db_url)
-    s = shopify.settings()
-    path.write_text(path.read_text() + f"""
-[zigzag]
-webhook_secret = "{SECRET}"
-fallback_customer_urn = "ZZWEB"
-retailer_code = "GL123"
-
-[shopify]
-shop_domain = "{s['shop_domain']}"
-admin_token = "{s['admin_token']}"
-base_url = "{s['base_url']}"
-api_version = "{s['api_version']}"
-refund_gate_seconds = 1
-
-[policy]
-fallback_address_line1 = "Unit 4, Hub Park"
-fallback_address_postcode = "NG31 7FZ"
-
-[[mapping.defaults]]
-disposition = "restock"
-khaos_reason_id = "6"
-processing = "restock"
-""")
-    return path
+    # The demo's configuration already holds [zigzag], [policy] and the mapping; it adds
+    # [shopify] (refund gate every second) when given the sandbox's settings.
+    return write_demo_config(tmp_path, port, db_url, shopify=shopify.settings())
 
 
 def test_sigkill_between_refund_call_and_store_still_pays_once(db_url: str,
@@ -64,7 +47,7 @@ def test_sigkill_between_refund_call_and_store_still_pays_once(db_url: str,
     try:
         service.start(env={"RB_FAULT_KILL_AFTER_REFUND_CALL": "1"})
         sender = ZigZagSender.for_settings(f"{service.base_url}/webhooks/zigzag",
-                                           ZigZagSettings(webhook_secret=SECRET))
+                                           ZigZagSettings(webhook_secret=ZIGZAG_SECRET))
         items = [SampleItem("30D24LRED", unit_price="44.99", unit_tax="7.50")]
         assert all(r.status_code == 200 for r in sender.deliver(journey("RTN-900", items)))
         sender.close()

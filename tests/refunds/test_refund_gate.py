@@ -198,3 +198,39 @@ def test_partial_receipt_keeps_the_rest_open_and_visible(app: LiveApp) -> None:
         body = api.get("/api/v1/returns/ZZ-RTN-7").json()
     assert body["khaos_status"] == "ready"
     assert any("1 unit(s) not received yet" in t["message"] for t in body["timeline"])
+
+
+def test_units_arriving_after_handover_become_a_follow_up_document(
+        app: LiveApp, shopify: ShopifySandbox) -> None:
+    shopify.add_order(ORDER, "89.98")
+    first = [SampleItem("30D24LRED", quantity=2, received=1, unit_price="44.99",
+                        unit_tax="7.50")]
+    _send(app, journey("RTN-8", first))
+    assert serve_page(app.rt).refs == ("ZZ-RTN-8",)
+    # The second unit turns up a week later and is graded.
+    late = [SampleItem("30D24LRED", quantity=2, received=2, unit_price="44.99",
+                       unit_tax="7.50")]
+    _send(app, [event("ReturnGraded", "RTN-8", late, seq=1,
+                      occurred_at=datetime(2026, 3, 20, tzinfo=UTC))])
+    page = serve_page(app.rt)
+    assert page.refs == ("ZZ-RTN-8-2",)  # never the same AssociatedRef twice
+    with app.rt.sessions() as s:
+        parent = returns_repo.by_ref(s, "ZZ-RTN-8")
+        child = returns_repo.by_ref(s, "ZZ-RTN-8-2")
+        assert parent is not None and child is not None
+        assert child.parent_id == parent.id
+        assert [(ln.sku, ln.quantity) for ln in parent.lines] == [("30D24LRED", 1)]
+        assert [(ln.sku, ln.quantity, ln.khaos_reason_id) for ln in child.lines] == [
+            ("30D24LRED", 1, "6")]
+    # Repeating the late event changes nothing.
+    _send(app, [event("ReturnGraded", "RTN-8", late, seq=1,
+                      occurred_at=datetime(2026, 3, 20, tzinfo=UTC))])
+    assert serve_page(app.rt).refs == ()
+    # Each document gets its own credit note and its own refund.
+    confirm_credit(app.rt, "ZZ-RTN-8", "CN000801", Decimal("44.99"), "finance", "test")
+    confirm_credit(app.rt, "ZZ-RTN-8-2", "CN000802", Decimal("44.99"), "finance", "test")
+    with _gate(app) as client:
+        assert run_refund_gate(app.rt, "ZZ-RTN-8", client, None).action is Action.PAY
+        assert run_refund_gate(app.rt, "ZZ-RTN-8-2", client, None).action is Action.PAY
+    notes = sorted(r.note for r in shopify.order(f"#{ORDER}").refunds)
+    assert len(notes) == 2 and "CN000801" in notes[0] and "CN000802" in notes[1]

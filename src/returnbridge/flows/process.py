@@ -23,6 +23,7 @@ from returnbridge.domain.khaos_status import DELIVERED, KhaosStatus
 from returnbridge.domain.merge import merge, same_content
 from returnbridge.domain.model import ReturnCase
 from returnbridge.flows.decide import evaluate
+from returnbridge.flows.follow_up import open_follow_up
 from returnbridge.flows.runtime import Runtime
 from returnbridge.sources.errors import PayloadInvalid
 from returnbridge.store import exceptions_repo, returns_repo
@@ -194,6 +195,9 @@ def _fold_evidence(rt: Runtime, session: Session, row: ReturnRow, found: Evidenc
         returns_repo.save_case(session, row, updated, keep_lines=True)
         returns_repo.add_timeline(session, row, "evidence", f"{summary} (after handover to "
                                   "Khaos; the Khaos document is unchanged)", evidence)
+        child = open_follow_up(rt, session, row, updated, evidence)
+        if child is not None:
+            return Outcome("processed", child.associated_ref, child.khaos_status, summary)
         return Outcome("processed", row.associated_ref, row.khaos_status, summary)
     returns_repo.save_case(session, row, updated)
     returns_repo.add_timeline(session, row, "evidence", summary, evidence)

@@ -169,9 +169,11 @@ def plan_refund(rt: Runtime, associated_ref: str, provider: RefundsProvider) -> 
                      f"{row.currency} but the credit note is {amount}")
             return _replace(base, Action.HOLD, "reported refund differs from the credit note")
     order = provider.find_order(base.order_ref)
-    known = _known_provider_ids(rt, associated_ref)
+    # Refunds we made (or were told about) for any return of this order are not foreign:
+    # a second return on the same order is normal.
+    known = _known_provider_ids(rt, base.order_ref)
     foreign = [r for r in order.refunds
-               if r.id not in known and refund_key(associated_ref) not in (r.note or "")]
+               if r.id not in known and "[returnbridge-refund-" not in (r.note or "")]
     if foreign:
         with rt.sessions() as session, session.begin():
             row = returns_repo.by_ref(session, associated_ref)
@@ -190,10 +192,10 @@ def _replace(plan: Plan, action: Action, note: str) -> Plan:
                 plan.currency, plan.credit_note_code, note)
 
 
-def _known_provider_ids(rt: Runtime, associated_ref: str) -> set[str]:
+def _known_provider_ids(rt: Runtime, order_ref: str) -> set[str]:
     with rt.sessions() as session:
-        return set(session.scalars(select(RefundRow.provider_refund_id).where(
-            RefundRow.associated_ref == associated_ref)))
+        return {i for i in session.scalars(select(RefundRow.provider_refund_id).where(
+            RefundRow.order_ref == order_ref)) if i}
 
 
 def _suspect(session: object, row: ReturnRow, why: str) -> None:

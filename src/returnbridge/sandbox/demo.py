@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from returnbridge.config import load_settings
@@ -19,6 +20,9 @@ from returnbridge.sandbox.khaos.emulator import KhaosSandbox
 from returnbridge.sandbox.loop.samples import CATALOGUE, demo_payloads
 from returnbridge.sandbox.loop.sender import LoopSender
 from returnbridge.sandbox.service import ServiceProcess, free_port
+from returnbridge.sandbox.shopify.api import ShopifySandbox
+from returnbridge.sandbox.zigzag.samples import SampleItem, journey, refund_total
+from returnbridge.sandbox.zigzag.sender import ZigZagSender
 from returnbridge.store.db import make_engine
 from returnbridge.store.migrate import upgrade
 
@@ -26,11 +30,18 @@ LOOP_SECRET = "demo-loop-webhook-secret"
 KHAOS_USER, KHAOS_PASSWORD = "khaos", "demo-channel-password"
 API_TOKEN = "demo-api-token"
 FALLBACK_URN = "LOOPWEB"
-RESTOCK_REASON, WRITE_OFF_REASON = "6", "7"
+RESTOCK_REASON, WRITE_OFF_REASON, NO_STOCK_REASON = "6", "7", "11"
+ZIGZAG_SECRET = "demo-zigzag-secret"
+ZIGZAG_URN = "ZZWEB"
+ZIGZAG_REF, ZIGZAG_ORDER = "RTN-000123", "#100085875"
+ZIGZAG_SKUS = ("30D24LRED", "30D24LBLU")
+ZIGZAG_ITEMS = (SampleItem("30D24LRED", unit_price="44.99", unit_tax="7.50"),
+                SampleItem("30D24LBLU", unit_price="49.99", unit_tax="8.33",
+                           disposition="Damaged"))
 
 
 def write_demo_config(directory: Path, port: int, db_url: str | None = None,
-                      soap_url: str = "") -> Path:
+                      soap_url: str = "", shopify: dict[str, Any] | None = None) -> Path:
     """A working configuration for the sandboxes (SQLite in ``directory`` by default)."""
     path = directory / "returnbridge.toml"
     url = db_url or f"sqlite:///{directory / 'returnbridge.db'}"
@@ -54,11 +65,27 @@ channel_username = "{KHAOS_USER}"
 channel_password = "{KHAOS_PASSWORD}"
 soap_url = "{soap_url}"
 
+[zigzag]
+webhook_secret = "{ZIGZAG_SECRET}"
+fallback_customer_urn = "{ZIGZAG_URN}"
+retailer_code = "GL123"
+
+[policy]
+keep_item_reason_id = "{NO_STOCK_REASON}"
+fallback_address_line1 = "Unit 4, Returns Hub"
+fallback_address_town = "Grantham"
+fallback_address_postcode = "NG31 7FZ"
+{_shopify_section(shopify)}
 [log]
 format = "json"
 
 [[mapping.reasons]]
 reason = "Arrived damaged"
+khaos_reason_id = "{WRITE_OFF_REASON}"
+processing = "write_off"
+
+[[mapping.reasons]]
+disposition = "write_off"
 khaos_reason_id = "{WRITE_OFF_REASON}"
 processing = "write_off"
 
@@ -69,6 +96,14 @@ processing = "restock"
     return path
 
 
+def _shopify_section(shopify: dict[str, Any] | None) -> str:
+    if not shopify:
+        return ""
+    return (f'\n[shopify]\nshop_domain = "{shopify["shop_domain"]}"\n'
+            f'admin_token = "{shopify["admin_token"]}"\nbase_url = "{shopify["base_url"]}"\n'
+            f'api_version = "{shopify["api_version"]}"\nrefund_gate_seconds = 1\n')
+
+
 def _soap_url(port: int) -> str:
     return f"http://127.0.0.1:{port}/KhaosSandbox.exe/soap/IKosWeb"
 
@@ -77,10 +112,14 @@ def _khaos_sandbox(base_url: str, soap_port: int) -> KhaosSandbox:
     """A Khaos system with the shop's catalogue (10 of each at site 1), the web customer and
     a restock and a write-off return reason, serving SOAP on the configured port."""
     khaos = KhaosSandbox(f"{base_url}/khaos/config.json", KHAOS_USER, KHAOS_PASSWORD,
-                         reasons={RESTOCK_REASON: "restock", WRITE_OFF_REASON: "write_off"})
+                         reasons={RESTOCK_REASON: "restock", WRITE_OFF_REASON: "write_off",
+                                  NO_STOCK_REASON: "no_stock"})
     for sku, (title, price) in CATALOGUE.items():
         khaos.add_item(sku, description=title, sell_price=price, levels={1: 10})
     khaos.add_customer(FALLBACK_URN, "webshop@example.com", "Web shop customers")
+    khaos.add_customer(ZIGZAG_URN, "zigzag@example.com", "ZigZag customers")
+    for sku in ZIGZAG_SKUS:
+        khaos.add_item(sku, description=sku, levels={1: 10})
     khaos.serve_soap(soap_port)
     return khaos
 
@@ -101,12 +140,28 @@ def _wait_processed(api: httpx.Client, refs: list[str], timeout: float) -> dict[
     return views
 
 
+def _wait_status(api: httpx.Client, ref: str, status: str, timeout: float) -> dict[str, Any]:
+    view: dict[str, Any] = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = api.get(f"/api/v1/returns/{ref}")
+        if r.status_code == 200:
+            view = r.json()
+            if view["khaos_status"] == status:
+                break
+        time.sleep(0.3)
+    return view
+
+
 def run_demo(*, keep_running: bool, returns: int, console: Console) -> int:
     with tempfile.TemporaryDirectory(prefix="returnbridge-demo-") as tmp:
         directory = Path(tmp)
         port = free_port()
         soap_port = free_port()
-        config = write_demo_config(directory, port, soap_url=_soap_url(soap_port))
+        shopify = ShopifySandbox().start()
+        shopify.add_order(ZIGZAG_ORDER, str(refund_total(ZIGZAG_ITEMS)))
+        config = write_demo_config(directory, port, soap_url=_soap_url(soap_port),
+                                   shopify=shopify.settings())
         settings = load_settings(config)
         engine = make_engine(settings.database.url)
         upgrade(engine)
@@ -118,13 +173,15 @@ def run_demo(*, keep_running: bool, returns: int, console: Console) -> int:
         console.print(f"service up at {service.base_url} "
                       f"({time.monotonic() - started:.1f}s)")
         try:
-            return _scenario(service, returns, console, keep_running, directory, soap_port)
+            return _scenario(service, returns, console, keep_running, directory, soap_port,
+                             shopify)
         finally:
             service.stop()
+            shopify.stop()
 
 
 def _scenario(service: ServiceProcess, count: int, console: Console, keep_running: bool,
-              directory: Path, soap_port: int) -> int:
+              directory: Path, soap_port: int, shopify: ShopifySandbox) -> int:
     sender = LoopSender(f"{service.base_url}/webhooks/loop", LOOP_SECRET)
     payloads = demo_payloads(count)
     refs = [f"LR-{p['id']}" for p in payloads]
@@ -137,6 +194,13 @@ def _scenario(service: ServiceProcess, count: int, console: Console, keep_runnin
                   f"one duplicate delivery (answered {duplicate.status_code}) and one forged "
                   f"delivery (answered {forged.status_code}).", soft_wrap=True)
     sender.close()
+    zz = ZigZagSender(f"{service.base_url}/webhooks/zigzag", secret=ZIGZAG_SECRET)
+    zz_answers = {r.status_code for r in zz.deliver(journey(ZIGZAG_REF, ZIGZAG_ITEMS),
+                                                     duplicates=1, shuffle_seed=4)}
+    zz.close()
+    console.print(f"ZigZag sandbox sent the events of return {ZIGZAG_REF} twice each, out of "
+                  f"order (answered {sorted(zz_answers)}).", soft_wrap=True)
+    refs.append(f"ZZ-{ZIGZAG_REF}")
 
     api = httpx.Client(base_url=service.base_url, timeout=10,
                        headers={"Authorization": f"Bearer {API_TOKEN}"})
@@ -151,11 +215,13 @@ def _scenario(service: ServiceProcess, count: int, console: Console, keep_runnin
             sweep = sweep_unconfirmed(rt, soap)  # desktop SOAP: find the credit notes
     finally:
         rt.close()
+    zz_ref = f"ZZ-{ZIGZAG_REF}"
+    zz_view = _wait_status(api, zz_ref, "done", timeout=60)
     views = [api.get(f"/api/v1/returns/{ref}").json() for ref in refs]
     api.close()
 
     table = Table(title="Returns")
-    for col in ("AssociatedRef", "Loop state", "Khaos status", "lines", "Khaos import"):
+    for col in ("AssociatedRef", "source state", "Khaos status", "lines", "Khaos import"):
         table.add_column(col)
     for v in views:
         imported = khaos.imported.get(v["associated_ref"])
@@ -169,9 +235,10 @@ def _scenario(service: ServiceProcess, count: int, console: Console, keep_runnin
                       outcome)
     console.print(table)
     served = sum(1 for v in views
-                 if v["khaos_status"] in ("served", "imported", "credit_confirmed"))
+                 if v["khaos_status"] in ("served", "imported", "credit_confirmed",
+                                          "refund_recorded", "done"))
     console.print(
-        f"Received {len(payloads)} returns; served {served} to Khaos in "
+        f"Received {len(refs)} returns; served {served} to Khaos in "
         f"{khaos.polls} poll request(s); the Khaos sandbox imported {len(khaos.imported)} "
         f"and refused {len(khaos.failures)}.", soft_wrap=True
     )
@@ -179,8 +246,15 @@ def _scenario(service: ServiceProcess, count: int, console: Console, keep_runnin
         f"Desktop SOAP sweep: {sweep.confirmed} credit note(s) confirmed in {sweep.calls} "
         f"ExportOrderStatusEx call(s).", soft_wrap=True
     )
+    refunds = shopify.order(ZIGZAG_ORDER).refunds
+    zz_done = zz_view.get("khaos_status") == "done"
+    console.print(
+        f"ZigZag {zz_ref}: graded -> imported by Khaos -> credit note "
+        f"{zz_view.get('credit_note', {}).get('code') or '?'} -> {len(refunds)} Shopify "
+        f"refund(s)" + (f" noted '{escape(refunds[0].note)}'" if refunds else "")
+        + f" -> ProcessReturn in Khaos -> {zz_view.get('khaos_status')}.", soft_wrap=True)
     ok = (len(khaos.imported) > 0 and not khaos.failures and served == len(khaos.imported)
-          and sweep.confirmed == len(khaos.imported))
+          and sweep.confirmed == len(khaos.imported) and zz_done and len(refunds) == 1)
     if keep_running:
         console.print(
             f"\nStill running (Ctrl-C to stop):\n"

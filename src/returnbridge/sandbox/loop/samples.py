@@ -118,6 +118,7 @@ DEMO_SCENARIOS = [
     Scenario("credit", ("BOOT-TAN-9",)),
     Scenario("refund", ("JEAN-IND-34",), state="closed"),
     Scenario("cancelled", ("TEE-BLK-M",), state="cancelled"),
+    Scenario("keep_item", ("SCARF-GRY",)),
 ]
 
 
