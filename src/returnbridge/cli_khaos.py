@@ -95,3 +95,45 @@ def sweep(config: ConfigOpt = None) -> None:
         out.print(f"{late} return(s) past the confirmation SLA")
     finally:
         rt.close()
+
+
+@khaos_app.command("load-customers")
+def load_customers(
+    file: Annotated[Path | None, typer.Argument(
+        help="Khaos customer export (CSV with Email and URN columns). Without a file, desktop "
+        "Khaos is asked (SOAP ExportCompany) about the customers of returns held as "
+        "unknown_customer.", dir_okay=False)] = None,
+    config: ConfigOpt = None,
+    actor: Annotated[str | None, typer.Option(help="Who is loading (default: your "
+                                              "login name).")] = None,
+) -> None:
+    """Fill the customer mirror (email -> URN) and release the returns it unblocks."""
+    from returnbridge.erp.khaos.soap import KhaosSoapClient
+    from returnbridge.flows.customers import load_customers_csv, lookup_unknown_customers
+    from returnbridge.flows.runtime import Runtime
+
+    settings = _settings(config)
+    rt = Runtime.from_settings(settings)
+    who = actor or getpass.getuser()
+    try:
+        if file is not None:
+            result = load_customers_csv(rt, file, actor=who)
+        elif settings.khaos.soap_url:
+            with KhaosSoapClient(settings.khaos.soap_url,
+                                 timeout=settings.khaos.soap_timeout_seconds) as soap:
+                result = lookup_unknown_customers(rt, soap, actor=who)
+        else:
+            err.print("give a customer export file, or set [khaos].soap_url to ask desktop "
+                      "Khaos", soft_wrap=True)
+            raise typer.Exit(2)
+    except (ValueError, OSError) as exc:
+        err.print(f"[red]error[/red]: {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(1) from None
+    finally:
+        rt.close()
+    released = result.reevaluated.released if result.reevaluated else 0
+    out.print(f"{result.rows} customer(s) read: {result.inserted} added, {result.updated} "
+              f"updated, {len(result.skipped)} skipped; {released} held return(s) released.",
+              highlight=False, soft_wrap=True)
+    for problem in result.skipped:
+        out.print(f"  {escape(problem)}", highlight=False, soft_wrap=True)

@@ -58,7 +58,7 @@ def test_sigkill_between_refund_call_and_store_still_pays_once(db_url: str,
         with httpx.Client(base_url=service.base_url, timeout=10,
                           headers={"Authorization": f"Bearer {API_TOKEN}"}) as api:
             r = api.post(f"/api/v1/returns/{ref}/confirm-credit",
-                         json={"credit_note_code": "CN000900", "value": "44.99", "actor": "finance",
+                         json={"credit_note_code": "CN000900", "value": "44.99", "by": "finance",
                                "reason": "seen in Khaos"})
             assert r.status_code == 200, r.text
         # The refund gate runs, calls Shopify, and the process dies before storing it.

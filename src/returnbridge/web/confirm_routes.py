@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field
 
 from returnbridge.flows.khaos_confirm import ConfirmRefused, UnknownReturn, confirm_credit
 from returnbridge.web.auth import check_bearer
@@ -21,8 +21,11 @@ class ConfirmCredit(BaseModel):
                                   description="The Khaos credit note code, e.g. CN000123.")
     value: Decimal | None = Field(None, description="Credit note value (as served: Gross or "
                                   "Net); compared with what returnbridge served.")
-    actor: str = Field(min_length=1, max_length=120, description="Who confirms.")
-    reason: str = Field(min_length=1, max_length=500, description="Why / how it was checked.")
+    # "by" / "why", as on the exception actions; "actor" / "reason" are accepted too.
+    actor: str = Field(min_length=1, max_length=120, description="Who confirms.",
+                       validation_alias=AliasChoices("by", "actor"))
+    reason: str = Field(min_length=1, max_length=500, description="Why / how it was checked.",
+                        validation_alias=AliasChoices("why", "reason"))
 
 
 @router.post("/returns/{associated_ref}/confirm-credit")
