@@ -16,11 +16,13 @@ from rich.markup import escape
 from returnbridge import cli_audit, cli_exceptions
 from returnbridge.cli_backfill import backfill_app
 from returnbridge.cli_khaos import khaos_app
+from returnbridge.cli_sandbox import sandbox_app
 from returnbridge.config import ConfigError, Settings, load_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Returns platforms (Loop Returns, ZigZag) to Khaos Control.")
 returns_app = typer.Typer(no_args_is_help=True, help="Look at returns.")
+app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(returns_app, name="returns")
 app.add_typer(backfill_app, name="backfill")
 app.add_typer(cli_exceptions.app, name="exceptions")
