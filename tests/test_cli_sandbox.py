@@ -11,7 +11,7 @@ import pytest
 
 @pytest.mark.parametrize("name", ["shopify", "zigzag", "loop"])
 def test_sandbox_command_serves_and_prints_its_settings(name: str) -> None:
-    proc = subprocess.Popen(  # noqa: S603 - our own module
+    proc = subprocess.Popen(
         [sys.executable, "-m", "returnbridge", "sandbox", name], stdout=subprocess.PIPE,
         text=True, env={"COLUMNS": "200", "PATH": ""})
     try:

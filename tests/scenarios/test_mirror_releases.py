@@ -98,3 +98,25 @@ def test_customer_export_file_fills_the_mirror(runtime_factory: Callable[..., Ru
         _wait(app.rt, "LR-603", "ready")
     finally:
         app.stop()
+
+
+def test_customer_of_the_original_order_is_found_first(
+        runtime_factory: Callable[..., Runtime]) -> None:
+    app = start_live_app(runtime_factory, mapping=MAPPING, loop={"fallback_customer_urn": ""},
+                         khaos={"source_order_ref_format": "web_{order_ref}"})
+    khaos = _sandbox(app)
+    try:
+        send_returns(app, [loop_return(604, [unit("TEE-BLK-M", 1)], order="1604",
+                                       email="guest@example.com")])
+        _wait(app.rt, "LR-604", "held")
+        khaos.add_sales_order("web_1604", "C-GUEST")  # a guest checkout: no email on file
+        with KhaosSoapClient(khaos.serve_soap()) as soap:
+            result = lookup_unknown_customers(app.rt, soap)
+        assert result.inserted == 1 and not result.skipped
+        _wait(app.rt, "LR-604", "ready")
+        with app.rt.sessions() as s:
+            row = returns_repo.by_ref(s, "LR-604")
+            assert row is not None and row.khaos_urn == "C-GUEST"
+    finally:
+        khaos.close()
+        app.stop()

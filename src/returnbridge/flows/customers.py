@@ -9,7 +9,7 @@ that now resolves releases its returns without a manual retry.
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -79,22 +79,52 @@ class _Company(Protocol):
     def name(self) -> str: ...
 
 
+class _OrderStatus(Protocol):
+    @property
+    def order_type(self) -> int: ...
+    @property
+    def company_code(self) -> str: ...
+
+
 class CompanyLookup(Protocol):
     def export_company_by_email(self, email: str) -> Sequence[_Company]: ...
+
+    def export_order_status_by_ref(self, associated_refs: str | Iterable[str]
+                                   ) -> Sequence[_OrderStatus]: ...
+
+
+def _order_customer(soap: CompanyLookup, order_ref: str, ref_format: str) -> str:
+    """The URN on the original sales order in Khaos (ExportOrderStatusEx by AssociatedRef)."""
+    if not order_ref or not ref_format:
+        return ""
+    ref = ref_format.format(order_ref=order_ref)[:50]
+    urns = {o.company_code for o in soap.export_order_status_by_ref(ref)
+            if o.order_type == 1 and o.company_code}
+    return urns.pop() if len(urns) == 1 else ""
 
 
 def lookup_unknown_customers(rt: Runtime, soap: CompanyLookup, *,
                              actor: str = "returnbridge") -> CustomerLoad:
-    """Ask desktop Khaos (ExportCompany) for the customers of returns held as unknown."""
+    """Ask desktop Khaos for the customers of returns held as unknown: first the customer
+    of the original sales order (ExportOrderStatusEx by the order's AssociatedRef, built
+    with ``[khaos].source_order_ref_format``), then a customer with that email address
+    (ExportCompany)."""
     with rt.sessions() as session:
-        emails = sorted({e for e in session.scalars(
-            select(ReturnRow.customer_email).join(
+        held = session.execute(
+            select(ReturnRow.customer_email, ReturnRow.order_ref).join(
                 ExceptionRow, ExceptionRow.return_id == ReturnRow.id)
-            .where(ExceptionRow.type == "unknown_customer", ExceptionRow.status == "open"))
-            if e})
+            .where(ExceptionRow.type == "unknown_customer", ExceptionRow.status == "open")
+        ).all()
+    orders = {email: order for email, order in held if email}
+    emails = sorted(orders)
     records: list[CustomerRecord] = []
     skipped: list[str] = []
+    ref_format = rt.settings.khaos.source_order_ref_format
     for email in emails:
+        urn = _order_customer(soap, orders[email], ref_format)
+        if urn:
+            records.append(CustomerRecord(email=email, urn=urn, name=""))
+            continue
         found = soap.export_company_by_email(email)
         urns = sorted({c.urn for c in found} - {""})
         if len(urns) == 1:

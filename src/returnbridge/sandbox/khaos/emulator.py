@@ -124,6 +124,10 @@ class KhaosSandbox:
     def add_customer(self, urn: str, email: str = "", name: str = "") -> None:
         self.state.add_customer(urn, email, name)
 
+    def add_sales_order(self, associated_ref: str, urn: str, order_code: str = "") -> str:
+        """See :meth:`KhaosState.add_sales_order`."""
+        return self.state.add_sales_order(associated_ref, urn, order_code)
+
     def add_reason(self, reason_id: str, name: str = "",
                    processing: Processing | str = Processing.RESTOCK) -> None:
         self.state.add_reason(reason_id, name, processing)

@@ -111,6 +111,15 @@ class SoapHandlers:
         mapping = p.get("MappingType", "4")
         out = ["<STATUS_LIST>"]
         with self.state.lock:
+            for ref, (code, urn) in self.state.sales_orders.items():
+                if (ref in ids) if mapping == "4" else (code in ids):
+                    out.append(
+                        f'<ORDER_STATUS SORDER_CODE="{escape(code)}" '
+                        f'ASSOCIATED_REF="{escape(ref)}">'
+                        f'<COMPANY_NAME COMPANY_CODE="{escape(urn)}"/>'
+                        '<ORDER_TYPE TYPE_ID="1">Sales Order</ORDER_TYPE>'
+                        "<CURRENCY_CODE>GBP</CURRENCY_CODE><COMPLETE>-1</COMPLETE>"
+                        "<INVOICES/></ORDER_STATUS>")
             for r in self.state.returns.values():
                 if r.deleted:
                     continue

@@ -143,6 +143,8 @@ class KhaosState:
     items: dict[str, SandboxItem] = field(default_factory=dict)  # by StockID
     levels: dict[tuple[str, int], list[Decimal]] = field(default_factory=dict)  # avail, on order
     customers: dict[str, SandboxCustomer] = field(default_factory=dict)  # by URN
+    # web orders by AssociatedRef: (order code, URN)
+    sales_orders: dict[str, tuple[str, str]] = field(default_factory=dict)
     reasons: dict[str, SandboxReason] = field(default_factory=dict)
     returns: dict[str, KhaosReturn] = field(default_factory=dict)  # by AssociatedRef
     failures: list[ImportFailure] = field(default_factory=list)
@@ -187,6 +189,14 @@ class KhaosState:
                                    str(5000 + len(self.customers) + 1))
             self.customers[urn] = cust
             return cust
+
+    def add_sales_order(self, associated_ref: str, urn: str, order_code: str = "") -> str:
+        """A web order already in Khaos (its AssociatedRef is the shop's order reference),
+        so ExportOrderStatusEx can tell which customer placed it."""
+        with self.lock:
+            code = order_code or f"SO{len(self.sales_orders) + 1:06d}"
+            self.sales_orders[associated_ref] = (code, urn)
+            return code
 
     def add_reason(self, reason_id: str, name: str = "",
                    processing: Processing | str = Processing.RESTOCK) -> SandboxReason:
