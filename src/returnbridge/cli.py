@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from returnbridge import cli_audit, cli_exceptions
 from returnbridge.cli_backfill import backfill_app
+from returnbridge.cli_common import ConfigOpt, err, load, out
 from returnbridge.cli_khaos import khaos_app
 from returnbridge.cli_sandbox import sandbox_app
 from returnbridge.config import ConfigError, Settings, load_settings
@@ -28,22 +28,7 @@ app.add_typer(backfill_app, name="backfill")
 app.add_typer(cli_exceptions.app, name="exceptions")
 app.add_typer(khaos_app, name="khaos")
 app.command("audit")(cli_audit.audit)
-out = Console()
-err = Console(stderr=True)
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="Configuration file (default: $RB_CONFIG or "
-                 "./returnbridge.toml)."),
-]
-
-
-def _settings(config: Path | None) -> Settings:
-    try:
-        return load_settings(config)
-    except ConfigError as exc:
-        err.print(escape(str(exc)), style="red", soft_wrap=True)
-        raise typer.Exit(2) from None
+_settings = load
 
 
 def _logging(settings: Settings) -> None:

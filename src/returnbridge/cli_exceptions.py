@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from returnbridge.config import ConfigError, Settings, load_settings
+from returnbridge.cli_common import ConfigOpt, err, load, out
 
 if TYPE_CHECKING:
     from returnbridge.flows.exception_actions import ActionResult
@@ -23,24 +22,8 @@ if TYPE_CHECKING:
 
 app = typer.Typer(no_args_is_help=True,
                   help="The exception queue: problems a person has to look at.")
-out = Console()
-err = Console(stderr=True)
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="Configuration file (default: $RB_CONFIG or "
-                 "./returnbridge.toml)."),
-]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 ByOpt = Annotated[str | None, typer.Option("--by", help="Who acts (default: $USER).")]
-
-
-def load(config: Path | None) -> Settings:
-    try:
-        return load_settings(config)
-    except ConfigError as exc:
-        err.print(escape(str(exc)), style="red", soft_wrap=True)
-        raise typer.Exit(2) from None
 
 
 @contextmanager

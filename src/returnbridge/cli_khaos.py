@@ -7,29 +7,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
-from returnbridge.config import ConfigError, Settings, load_settings
+from returnbridge.cli_common import ConfigOpt, err, load, out
 
 khaos_app = typer.Typer(no_args_is_help=True,
                         help="Khaos Control: credit-note confirmation and the SOAP sweep.")
-out = Console()
-err = Console(stderr=True)
-
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="Configuration file (default: $RB_CONFIG or "
-                 "./returnbridge.toml)."),
-]
-
-
-def _settings(config: Path | None) -> Settings:
-    try:
-        return load_settings(config)
-    except ConfigError as exc:
-        err.print(escape(str(exc)), style="red", soft_wrap=True)
-        raise typer.Exit(2) from None
+_settings = load
 
 
 @khaos_app.command("import-credit-notes")

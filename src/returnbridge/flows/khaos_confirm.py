@@ -21,7 +21,6 @@ limited by ``[khaos].soap_calls_per_minute``."""
 from __future__ import annotations
 
 import csv
-import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -607,34 +606,3 @@ def run_confirm_cycle(rt: Runtime, *, durable: bool) -> CycleResult:
         result.soap_batches = enqueue_confirm_sweep(rt)
     result.late = check_sla(rt)
     return result
-
-
-class ConfirmScheduler:
-    """Runs :func:`run_confirm_cycle` every ``[khaos].confirm_sweep_minutes`` in a thread
-    (start it in worker processes after DBOS is launched and the SOAP queue registered)."""
-
-    def __init__(self, rt: Runtime, *, durable: bool = True,
-                 interval_seconds: float | None = None) -> None:
-        self.rt = rt
-        self.durable = durable
-        self.interval = interval_seconds or rt.settings.khaos.confirm_sweep_minutes * 60.0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="khaos-confirm", daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                result = run_confirm_cycle(self.rt, durable=self.durable)
-                log.info("khaos confirmation cycle", pushed=result.pushed,
-                         soap_batches=result.soap_batches, late=result.late)
-            except Exception as exc:
-                log.warning("khaos confirmation cycle failed; will retry", error=str(exc))
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)

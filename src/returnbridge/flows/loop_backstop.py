@@ -15,7 +15,6 @@ webhooks (the caller enqueues the returned ids; the event pump also picks them u
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -238,28 +237,6 @@ def run_backstop(rt: Runtime, *, client: LoopClient | None = None,
 
 
 Enqueue = Callable[[str, str, int], None]
-
-
-def backstop_loop(rt: Runtime, stop: threading.Event, *, enqueue: Enqueue | None = None,
-                  client: LoopClient | None = None) -> None:
-    """Run :func:`run_backstop` every ``[loop].backstop_interval_minutes`` until ``stop`` is
-    set (for a background thread in ``serve``). Does nothing without an API key."""
-    settings = rt.settings.loop
-    if settings.backstop_interval_minutes <= 0 or not settings.api_key.get_secret_value():
-        log.info("loop backstop off (no api_key or interval 0)")
-        return
-    while not stop.is_set():
-        try:
-            result = run_backstop(rt, client=client)
-            log.info("loop backstop pass complete", start=result.start.isoformat(),
-                     end=result.end.isoformat(), pages=result.pages,
-                     seen=result.returns_seen, new=len(result.new_events), gaps=result.gaps)
-            if enqueue is not None:
-                for event in result.new_events:
-                    enqueue("loop", event.dedupe_key, event.event_id)
-        except Exception as exc:  # keep the schedule; the next pass covers the gap
-            log.warning("loop backstop pass failed; will retry", error=str(exc))
-        stop.wait(settings.backstop_interval_minutes * 60)
 
 
 # --- backfill ----------------------------------------------------------------------------
