@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from returnbridge.checks import Level, check_settings
 from returnbridge.cli import app
-from returnbridge.config import ConfigError, load_settings
+from returnbridge.config import ConfigError, Settings, load_settings
 from returnbridge.config_docs import config_template, configuration_markdown
 from returnbridge.logs import REDACTED, configure
 
@@ -133,3 +133,21 @@ def test_secrets_are_redacted_in_every_log_line(capsys: pytest.CaptureFixture[st
     assert "sk_live_abcdef" not in captured and "dbpass99" not in captured
     assert "anything" not in captured and "zzz" not in captured
     assert captured.count(REDACTED) >= 4
+
+
+def test_check_config_explains_zigzag_refunds_without_shopify_and_addresses() -> None:
+    found = {(f.level, f.key) for f in check_settings(Settings(zigzag={"webhook_secret": "x"}))}
+    assert (Level.ERROR, "[zigzag].refund_owner") in found
+    assert (Level.WARNING, "[policy].fallback_address_*") in found
+    ok = Settings(zigzag={"webhook_secret": "x"},
+                  shopify={"shop_domain": "s.myshopify.com", "admin_token": "t"},
+                  policy={"fallback_address_line1": "1 Hub", "fallback_address_postcode": "NG1"})
+    keys = {f.key for f in check_settings(ok)}
+    assert "[zigzag].refund_owner" not in keys and "[policy].fallback_address_*" not in keys
+
+
+def test_check_config_refuses_defaults_that_would_restock_damaged_goods() -> None:
+    s = Settings(mapping={"defaults": [{"disposition": "write_off", "khaos_reason_id": "6",
+                                        "processing": "restock"}]})
+    assert any(f.level is Level.ERROR and f.key == "[[mapping.defaults]] #1"
+               for f in check_settings(s))

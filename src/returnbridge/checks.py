@@ -83,6 +83,26 @@ def check_settings(s: Settings) -> list[Finding]:
         add(Level.ERROR, "[policy].non_stock_reason_id",
             "shipping refund / handling fee SKUs are set but non_stock_reason_id is empty, so "
             "those lines cannot be sent; set the Khaos reason to use on them.")
+    zigzag_on = bool(s.zigzag.webhook_secret.get_secret_value() or s.zigzag.base_url
+                     or s.zigzag.webhook_username)
+    shopify_on = bool(s.shopify.shop_domain or s.shopify.base_url)
+    for name, section, active in (("loop", s.loop, True), ("zigzag", s.zigzag, zigzag_on)):
+        if active and section.refund_owner == "returnbridge" and not shopify_on:
+            add(Level.ERROR, f"[{name}].refund_owner",
+                f"{name} refunds are owned by returnbridge but [shopify] is not configured, so "
+                "credit-confirmed returns will wait for a refund that is never made. Set "
+                "[shopify].shop_domain and admin_token, or refund_owner = \"platform\".")
+    if shopify_on and not s.shopify.admin_token.get_secret_value():
+        add(Level.ERROR, "[shopify].admin_token", "no Shopify Admin API token: refunds fail.")
+    if zigzag_on and not (s.policy.fallback_address_line1 and s.policy.fallback_address_postcode):
+        add(Level.WARNING, "[policy].fallback_address_*",
+            "ZigZag's default events carry no customer address and Khaos requires an "
+            "InvoiceAddress: without a fallback address every ZigZag return is held as "
+            "unknown_customer.")
+    if zigzag_on and s.zigzag.refund_owner == "returnbridge" and not s.khaos.soap_url:
+        add(Level.NOTE, "[khaos].soap_url",
+            "without desktop SOAP, refunds made by returnbridge are not recorded in Khaos "
+            "(ProcessReturn); finance records them against the credit note by hand.")
     if not s.loop.fallback_customer_urn:
         add(Level.NOTE, "[loop].fallback_customer_urn",
             "no fallback customer: Loop returns whose customer cannot be matched are held "
