@@ -27,11 +27,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from returnbridge.flows.runtime import Runtime
+from returnbridge.metrics import REGISTRY
 from returnbridge.sources.loop.client import LoopClient, ReturnPage, windows
 from returnbridge.sources.loop.values import ident
 from returnbridge.store.events import StoredEvent, sha256, store_event
 from returnbridge.store.models import InboundEvent, ReturnRow, Watermark, utcnow
-from returnbridge.web.metrics import REGISTRY
 
 log = structlog.get_logger(__name__)
 

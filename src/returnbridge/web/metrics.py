@@ -1,15 +1,5 @@
-"""Prometheus metrics exposed on /metrics."""
+"""The metrics /metrics exposes; defined in ``returnbridge.metrics`` so flows can count too."""
 
-from __future__ import annotations
+from returnbridge.metrics import KHAOS_POLLS, KHAOS_SERVED, REGISTRY, WEBHOOKS
 
-from prometheus_client import CollectorRegistry, Counter
-
-REGISTRY = CollectorRegistry()
-
-WEBHOOKS = Counter("returnbridge_webhooks_total", "Webhook deliveries by source and result",
-                   ["source", "result"], registry=REGISTRY)
-KHAOS_POLLS = Counter("returnbridge_khaos_polls_total", "Khaos CReturnDownload polls",
-                      registry=REGISTRY)
-KHAOS_SERVED = Counter("returnbridge_khaos_returns_served_total",
-                       "Returns handed to Khaos (first deliveries and redeliveries)",
-                       registry=REGISTRY)
+__all__ = ["KHAOS_POLLS", "KHAOS_SERVED", "REGISTRY", "WEBHOOKS"]

@@ -1,0 +1,15 @@
+"""Prometheus metrics (exposed on /metrics by the web layer, counted anywhere)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter
+
+REGISTRY = CollectorRegistry()
+
+WEBHOOKS = Counter("returnbridge_webhooks_total", "Webhook deliveries by source and result",
+                   ["source", "result"], registry=REGISTRY)
+KHAOS_POLLS = Counter("returnbridge_khaos_polls_total", "Khaos CReturnDownload polls",
+                      registry=REGISTRY)
+KHAOS_SERVED = Counter("returnbridge_khaos_returns_served_total",
+                       "Returns handed to Khaos (first deliveries and redeliveries)",
+                       registry=REGISTRY)
