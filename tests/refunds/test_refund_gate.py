@@ -234,3 +234,58 @@ def test_units_arriving_after_handover_become_a_follow_up_document(
         assert run_refund_gate(app.rt, "ZZ-RTN-8-2", client, None).action is Action.PAY
     notes = sorted(r.note for r in shopify.order(f"#{ORDER}").refunds)
     assert len(notes) == 2 and "CN000801" in notes[0] and "CN000802" in notes[1]
+
+
+class _KhaosAnsweringLate:
+    """ProcessReturn works, but the first answer is lost (the process dies or the network
+    drops); Khaos then says the return is already processed."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def process_return(self, return_code: str, manual_auth_code: str) -> str:
+        from returnbridge.erp.khaos.soap_faults import ReturnAlreadyProcessed, SoapTransportError
+
+        self.calls.append((return_code, manual_auth_code))
+        if len(self.calls) == 1:
+            raise SoapTransportError("connection reset while reading the answer")
+        raise ReturnAlreadyProcessed("soap:Server", "Return has already been processed",
+                                     "ProcessReturn")
+
+
+def test_a_lost_process_return_answer_is_recorded_not_sent_to_finance(
+        app: LiveApp, shopify: ShopifySandbox) -> None:
+    from returnbridge.flows.refund_gate import pay, plan_refund, record_in_khaos
+
+    shopify.add_order(ORDER, "44.99")
+    _graded_and_credited(app, "RTN-10")
+    khaos = _KhaosAnsweringLate()
+    with _gate(app) as client:
+        plan = plan_refund(app.rt, "ZZ-RTN-10", client)
+        pay(app.rt, plan, client)
+    with pytest.raises(Exception, match="connection reset"):
+        record_in_khaos(app.rt, plan, khaos)  # the workflow step fails and is retried
+    assert record_in_khaos(app.rt, plan, khaos) == "refund_recorded"
+    _, timeline, _ = _row_state(app.rt, "ZZ-RTN-10")
+    assert any("after our earlier call" in m for m in timeline)
+    assert not any("by hand" in m for m in timeline)
+
+
+class _KhaosWithoutTheReturn:
+    def process_return(self, return_code: str, manual_auth_code: str) -> str:
+        from returnbridge.erp.khaos.soap_faults import ReturnNotFound
+
+        raise ReturnNotFound("soap:Server", "Return does not exist or has been deleted",
+                             "ProcessReturn")
+
+
+def test_khaos_refusing_process_return_is_an_exception_for_finance(
+        app: LiveApp, shopify: ShopifySandbox) -> None:
+    shopify.add_order(ORDER, "44.99")
+    _graded_and_credited(app, "RTN-11")
+    with _gate(app) as client:
+        run_refund_gate(app.rt, "ZZ-RTN-11", client, _KhaosWithoutTheReturn())
+    assert len(shopify.refund_calls()) == 1  # the customer is paid ...
+    (missing,) = _open(app.rt, "credit_note_missing")  # ... and finance is told what to do
+    assert missing.owner == "finance" and "does not exist" in missing.message
+    assert _row_state(app.rt, "ZZ-RTN-11")[0] == "credit_confirmed"

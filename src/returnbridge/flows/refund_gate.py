@@ -35,7 +35,7 @@ from returnbridge.domain.khaos_status import KhaosStatus
 from returnbridge.domain.money import ZERO, quantize
 from returnbridge.flows.runtime import Runtime
 from returnbridge.store import audit, exceptions_repo, returns_repo
-from returnbridge.store.models import ExceptionRow, RefundRow, ReturnRow, utcnow
+from returnbridge.store.models import ExceptionRow, RefundRow, ReturnRow, Watermark, utcnow
 
 
 class RefundsProvider(Protocol):
@@ -274,15 +274,24 @@ def record_in_khaos(rt: Runtime, plan: Plan, khaos: KhaosRecorder | None) -> str
         code = row.khaos_order_code or row.credit_note_code
     auth = plan.note if plan.action is Action.RECONCILED else refund_key(plan.associated_ref)
     if khaos is not None:
+        attempted = _mark_attempt(rt, plan.associated_ref, code)
         try:
             answer = khaos.process_return(code, auth[:50])
             how = f"recorded in Khaos with ProcessReturn({code}, {auth[:50]}): {answer or 'ok'}"
         except Exception as exc:
-            if type(exc).__name__ != "ReturnAlreadyProcessed":
-                raise
-            how = (f"Khaos had already processed return {code}, so ProcessReturn could not "
-                   f"record the refund: finance records it against credit note "
-                   f"{row.credit_note_code} by hand (auth code {auth[:50]})")
+            kind = type(exc).__name__
+            if kind in ("ReturnNotFound", "ReturnPartiallyProcessed", "ReturnCodeOrAuthMissing"):
+                _not_recorded(rt, plan, code, str(exc))
+                return KhaosStatus.CREDIT_CONFIRMED.value
+            if kind != "ReturnAlreadyProcessed":
+                raise  # transport trouble: the workflow step is retried
+            if attempted:  # our earlier call went through; its answer was lost in a crash
+                how = (f"recorded in Khaos with ProcessReturn({code}, {auth[:50]}) "
+                       "(Khaos reports it processed after our earlier call)")
+            else:
+                how = (f"Khaos had already processed return {code}, so ProcessReturn could "
+                       f"not record the refund: finance records it against credit note "
+                       f"{row.credit_note_code} by hand (auth code {auth[:50]})")
     else:
         how = ("no Khaos SOAP configured: finance records the refund against credit note "
                f"{row.credit_note_code} in Khaos")
@@ -291,6 +300,34 @@ def record_in_khaos(rt: Runtime, plan: Plan, khaos: KhaosRecorder | None) -> str
         assert row is not None
         returns_repo.set_khaos_status(session, row, KhaosStatus.REFUND_RECORDED, how, {})
         return row.khaos_status
+
+
+def _not_recorded(rt: Runtime, plan: Plan, code: str, fault: str) -> None:
+    with rt.sessions() as session, session.begin():
+        row = returns_repo.by_ref(session, plan.associated_ref)
+        assert row is not None
+        exc = exceptions_repo.raise_problem(
+            session,
+            Problem(type="credit_note_missing",
+                    message=f"{plan.associated_ref} was refunded ({plan.amount} {plan.currency}, "
+                    f"key {refund_key(plan.associated_ref)}) but Khaos refused to record it on "
+                    f"return {code}: {fault}. Record the refund against the credit note in "
+                    "Khaos by hand, then resolve this exception.",
+                    dedupe_key=f"{plan.associated_ref}:process-return",
+                    details={"return_code": code, "fault": fault}),
+            return_id=row.id, associated_ref=row.associated_ref)
+        returns_repo.add_timeline(session, row, "exception", f"{exc.type}: {fault}", {})
+
+
+def _mark_attempt(rt: Runtime, associated_ref: str, code: str) -> bool:
+    """Note (durably) that ProcessReturn is about to be called; True if it was before."""
+    name = f"process-return:{associated_ref}"[:80]
+    with rt.sessions() as session, session.begin():
+        mark = session.get(Watermark, name, with_for_update=True)
+        if mark is not None:
+            return True
+        session.add(Watermark(name=name, value=code[:255], updated_at=utcnow()))
+        return False
 
 
 def finish(rt: Runtime, associated_ref: str, why: str) -> str:
