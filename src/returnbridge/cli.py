@@ -194,6 +194,17 @@ def _print_return(view: dict[str, Any]) -> None:
         out.print(f"  {line['quantity']} x {line['sku']} @ {line['unit_gross']} "
                   f"{view['currency']}  reason {line['reason']!r} -> Khaos reason "
                   f"{line['khaos_reason_id'] or '(unmapped)'}", highlight=False)
+    if view["credit_note"]["code"]:
+        out.print(f"  credit note {view['credit_note']['code']} "
+                  f"({view['credit_note']['value'] or '?'} {view['currency']})", highlight=False)
+    for r in view.get("refunds", []):
+        who = "by returnbridge" if r["origin"] == "returnbridge" else "outside returnbridge"
+        out.print(f"  refund {r['amount']} {r['currency']} {who} ({r['provider']} "
+                  f"{r['provider_refund_id'] or '-'})", highlight=False)
+    if view.get("follow_up_of"):
+        out.print(f"  follow-up of {view['follow_up_of']}", highlight=False)
+    for ref in view.get("follow_ups", []):
+        out.print(f"  follow-up document {ref}", highlight=False)
     for t in view["timeline"]:
         out.print(f"  {t['at'][:19]}  {t['kind']:<18} {escape(t['message'])}", highlight=False,
                   soft_wrap=True)

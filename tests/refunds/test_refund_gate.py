@@ -234,6 +234,13 @@ def test_units_arriving_after_handover_become_a_follow_up_document(
         assert run_refund_gate(app.rt, "ZZ-RTN-8-2", client, None).action is Action.PAY
     notes = sorted(r.note for r in shopify.order(f"#{ORDER}").refunds)
     assert len(notes) == 2 and "CN000801" in notes[0] and "CN000802" in notes[1]
+    with app.api() as api:
+        parent_view = api.get("/api/v1/returns/ZZ-RTN-8").json()
+        child_view = api.get("/api/v1/returns/ZZ-RTN-8-2").json()
+    assert parent_view["follow_ups"] == ["ZZ-RTN-8-2"]
+    assert child_view["follow_up_of"] == "ZZ-RTN-8"
+    assert [(r["origin"], r["amount"]) for r in child_view["refunds"]] == [
+        ("returnbridge", "44.99")]
 
 
 class _KhaosAnsweringLate:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
 
+from returnbridge.domain.money import quantize
 from returnbridge.flows.runtime import Runtime
 from returnbridge.store import exceptions_repo, returns_repo
 from returnbridge.store.codec import to_jsonable
-from returnbridge.store.models import ExceptionRow, KhaosDeliveryItem
+from returnbridge.store.models import ExceptionRow, KhaosDeliveryItem, RefundRow, ReturnRow
 
 
 def _exception(row: ExceptionRow) -> dict[str, Any]:
@@ -22,6 +24,11 @@ def _exception(row: ExceptionRow) -> dict[str, Any]:
         "resolved_at": row.resolved_at.isoformat() if row.resolved_at else None,
         "resolved_by": row.resolved_by, "resolution": row.resolution,
     }
+
+
+def _money(value: Decimal) -> str:
+    """Pennies, the same on SQLite (exact text) and PostgreSQL (NUMERIC(18,4))."""
+    return str(quantize(value))
 
 
 def return_view(rt: Runtime, associated_ref: str) -> dict[str, Any] | None:
@@ -48,8 +55,8 @@ def return_view(rt: Runtime, associated_ref: str) -> dict[str, Any] | None:
             "currency": row.currency,
             "customer": to_jsonable(case.customer),
             "lines": [
-                {"sku": lr.sku, "quantity": lr.quantity, "unit_net": str(lr.unit_net),
-                 "unit_tax": str(lr.unit_tax), "unit_gross": str(lr.unit_gross),
+                {"sku": lr.sku, "quantity": lr.quantity, "unit_net": _money(lr.unit_net),
+                 "unit_tax": _money(lr.unit_tax), "unit_gross": _money(lr.unit_gross),
                  "reason": lr.reason, "condition": lr.condition, "disposition": lr.disposition,
                  "khaos_reason_id": lr.khaos_reason_id, "processing": lr.processing,
                  "source_unit_ids": lr.source_unit_ids}
@@ -58,7 +65,7 @@ def return_view(rt: Runtime, associated_ref: str) -> dict[str, Any] | None:
             "exchanges": to_jsonable(case.exchanges),
             "settlement": to_jsonable(case.settlement),
             "credit_note": {"code": row.credit_note_code,
-                            "value": str(row.credit_note_value)
+                            "value": _money(row.credit_note_value)
                             if row.credit_note_value is not None else None},
             "khaos_deliveries": [{"delivery_id": d.delivery_id, "redelivery": d.redelivery}
                                  for d in deliveries],
@@ -69,6 +76,17 @@ def return_view(rt: Runtime, associated_ref: str) -> dict[str, Any] | None:
             ],
             "open_exceptions": [_exception(e)
                                 for e in exceptions_repo.open_for_return(session, row.id)],
+            "refunds": [
+                {"origin": r.origin, "provider": r.provider, "amount": _money(r.amount),
+                 "currency": r.currency, "provider_refund_id": r.provider_refund_id,
+                 "status": r.status, "note": r.note, "created_at": r.created_at.isoformat()}
+                for r in session.scalars(select(RefundRow).where(RefundRow.return_id == row.id)
+                                         .order_by(RefundRow.id))
+            ],
+            "follow_up_of": session.scalar(select(ReturnRow.associated_ref).where(
+                ReturnRow.id == row.parent_id)) if row.parent_id else None,
+            "follow_ups": list(session.scalars(select(ReturnRow.associated_ref).where(
+                ReturnRow.parent_id == row.id).order_by(ReturnRow.id))),
         }
 
 
