@@ -141,6 +141,9 @@ class Decision:
     wait_reason: str = ""
     notes: tuple[str, ...] = ()
     open_units: int = 0  # units still expected (not in this document)
+    # Keep-item lines of a return that also has goods coming back: they go as their own
+    # document, processed on import, instead of waiting for the parcel (ARCHITECTURE 6.3).
+    split_off: tuple[DocumentLine, ...] = ()
 
     @property
     def blocked(self) -> bool:
@@ -414,6 +417,17 @@ def decide(case: ReturnCase, config: PolicyConfig, policy: SourcePolicy,
     if left_out and not wait:
         notes.append(f"{left_out} unit(s) not received yet; they stay open on this return")
 
+    split: list[DocumentLine] = []
+    if not platform:
+        kept = [d for d in document
+                if d.kind is LineKind.GOODS and not d.line.physical_return_expected]
+        shipped = [d for d in document
+                   if d.kind is LineKind.GOODS and d.line.physical_return_expected]
+        if kept and shipped:
+            split = kept
+            document = [d for d in document if d not in kept]
+            notes.append(f"{sum(d.line.quantity for d in kept)} kept unit(s) go as their own "
+                         "document, processed on import; the rest waits for the parcel")
     goods = [d for d in document if d.kind is LineKind.GOODS]
     # Keep-item and donate lines move no stock: such a return is processed on import.
     all_keep = bool(goods) and all(
@@ -429,4 +443,5 @@ def decide(case: ReturnCase, config: PolicyConfig, policy: SourcePolicy,
         wait_reason=wait,
         notes=tuple(notes),
         open_units=left_out,
+        split_off=tuple(split),
     )

@@ -42,6 +42,10 @@ def evaluate(rt: Runtime, session: Session, row: ReturnRow, case: ReturnCase,
         returns_repo.add_timeline(session, row, "exception_resolved",
                                   f"{gone.type} resolved: {gone.resolution}", evidence)
     _move_status(session, row, decision, evidence)
+    if decision.release and decision.split_off:
+        from returnbridge.flows.follow_up import open_split
+
+        open_split(rt, session, row, case, decision.split_off, evidence)
     return row.khaos_status
 
 

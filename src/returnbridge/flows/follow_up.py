@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from returnbridge.domain.identity import associated_ref
 from returnbridge.domain.model import ReturnCase, ReturnLine, Settlement, SourceTotals
-from returnbridge.domain.policy import GoodsInOwner, decide
+from returnbridge.domain.policy import DocumentLine, GoodsInOwner, decide
 from returnbridge.flows import facts
 from returnbridge.flows.decide import evaluate
 from returnbridge.flows.runtime import Runtime
@@ -87,4 +87,38 @@ def open_follow_up(rt: Runtime, session: Session, row: ReturnRow, case: ReturnCa
                               f"{child.associated_ref}", evidence)
     evaluate(rt, session, child, follow, evidence,
              cause=f"follow-up of {row.associated_ref}")
+    return child
+
+
+def open_split(rt: Runtime, session: Session, row: ReturnRow, case: ReturnCase,
+               kept: tuple[DocumentLine, ...], evidence: dict[str, Any]) -> ReturnRow | None:
+    """The kept (no-parcel) lines of a mixed return as their own document, processed on
+    import. Created once; later evaluations of the parent find it and do nothing."""
+    marker = f"{case.source_return_id}#keep"
+    existing = session.scalars(select(ReturnRow).where(
+        ReturnRow.source == row.source, ReturnRow.source_return_id == marker)).first()
+    if existing is not None:
+        return None
+    _, children = _documented(session, row)
+    number = children + 2
+    lines = tuple(d.line for d in kept)
+    split = replace(
+        case, source_return_id=marker,
+        associated_ref=associated_ref(rt.prefix(case.source.value), case.source_return_id,
+                                      follow_up=number),
+        lines=lines, exchanges=(), receipts=(), settlement=Settlement(),
+        totals=SourceTotals(), events=(),
+    )
+    child = returns_repo.save_case(session, None, split)
+    child.parent_id = row.id
+    child.first_seen_via = row.first_seen_via
+    units = sum(ln.quantity for ln in lines)
+    returns_repo.add_timeline(session, child, "follow_up",
+                              f"the {units} kept unit(s) of {row.associated_ref}, sent on their "
+                              "own and processed on import (no parcel will come back)",
+                              evidence)
+    returns_repo.add_timeline(session, row, "follow_up",
+                              f"{units} kept unit(s) sent separately as {child.associated_ref}",
+                              evidence)
+    evaluate(rt, session, child, split, evidence, cause=f"split from {row.associated_ref}")
     return child
