@@ -274,7 +274,7 @@ def test_a_lost_process_return_answer_is_recorded_not_sent_to_finance(
         record_in_khaos(app.rt, plan, khaos)  # the workflow step fails and is retried
     assert record_in_khaos(app.rt, plan, khaos) == "refund_recorded"
     _, timeline, _ = _row_state(app.rt, "ZZ-RTN-10")
-    assert any("after our earlier call" in m for m in timeline)
+    assert any("our call got through, its answer was lost" in m for m in timeline)
     assert not any("by hand" in m for m in timeline)
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol
@@ -265,41 +265,91 @@ def store_refund(rt: Runtime, plan: Plan, provider_refund_id: str, amount: Decim
         pass  # stored by an earlier attempt with the same key
 
 
-def record_in_khaos(rt: Runtime, plan: Plan, khaos: KhaosRecorder | None) -> str:
-    """ProcessReturn in desktop Khaos when available; then ``refund_recorded``."""
+@dataclass(frozen=True)
+class RecordRequest:
+    """What ProcessReturn needs for one refunded return."""
+
+    return_code: str
+    auth: str
+    credit_note_code: str
+    imported_unprocessed: bool  # so nobody but our ProcessReturn should process it
+    attempted_before: bool
+
+
+_FAULT_OUTCOMES = {"ReturnAlreadyProcessed": "already_processed", "ReturnNotFound": "not_found",
+                   "ReturnPartiallyProcessed": "partially_processed",
+                   "ReturnCodeOrAuthMissing": "code_or_auth_missing"}
+
+
+def prepare_record(rt: Runtime, plan: Plan, *, soap: bool) -> RecordRequest | None:
+    """None unless the return waits for its refund to be recorded."""
     with rt.sessions() as session, session.begin():
         row = returns_repo.by_ref(session, plan.associated_ref)
         if row is None or row.khaos_status != KhaosStatus.CREDIT_CONFIRMED.value:
-            return row.khaos_status if row is not None else "unknown"
+            return None
         code = row.khaos_order_code or row.credit_note_code
-    auth = plan.note if plan.action is Action.RECONCILED else refund_key(plan.associated_ref)
-    if khaos is not None:
-        attempted = _mark_attempt(rt, plan.associated_ref, code)
-        try:
-            answer = khaos.process_return(code, auth[:50])
-            how = f"recorded in Khaos with ProcessReturn({code}, {auth[:50]}): {answer or 'ok'}"
-        except Exception as exc:
-            kind = type(exc).__name__
-            if kind in ("ReturnNotFound", "ReturnPartiallyProcessed", "ReturnCodeOrAuthMissing"):
-                _not_recorded(rt, plan, code, str(exc))
-                return KhaosStatus.CREDIT_CONFIRMED.value
-            if kind != "ReturnAlreadyProcessed":
-                raise  # transport trouble: the workflow step is retried
-            if attempted:  # our earlier call went through; its answer was lost in a crash
-                how = (f"recorded in Khaos with ProcessReturn({code}, {auth[:50]}) "
-                       "(Khaos reports it processed after our earlier call)")
-            else:
-                how = (f"Khaos had already processed return {code}, so ProcessReturn could "
-                       f"not record the refund: finance records it against credit note "
-                       f"{row.credit_note_code} by hand (auth code {auth[:50]})")
-    else:
+        request = RecordRequest(
+            return_code=code,
+            auth=(plan.note if plan.action is Action.RECONCILED
+                  else refund_key(plan.associated_ref))[:50],
+            credit_note_code=row.credit_note_code,
+            imported_unprocessed=not row.process_return,
+            attempted_before=False,
+        )
+    if soap:
+        return replace(request, attempted_before=_mark_attempt(rt, plan.associated_ref, code))
+    return request
+
+
+def apply_record(rt: Runtime, plan: Plan, req: RecordRequest, outcome: str | None,
+                 detail: str = "") -> str:
+    """Move to ``refund_recorded`` (or open ``credit_note_missing``) from ProcessReturn's
+    outcome: one of flows.khaos_confirm.PROCESS_RETURN_OUTCOMES, or None without SOAP."""
+    call = f"ProcessReturn({req.return_code}, {req.auth})"
+    if outcome is None:
         how = ("no Khaos SOAP configured: finance records the refund against credit note "
-               f"{row.credit_note_code} in Khaos")
+               f"{req.credit_note_code} in Khaos")
+    elif outcome == "processed":
+        how = f"recorded in Khaos with {call}"
+    elif outcome == "already_processed" and (req.attempted_before or req.imported_unprocessed):
+        how = (f"recorded in Khaos with {call} (Khaos reports the return processed: our call "
+               "got through, its answer was lost)")
+    elif outcome == "already_processed":
+        how = (f"Khaos had already processed return {req.return_code}, so ProcessReturn could "
+               f"not record the refund: finance records it against credit note "
+               f"{req.credit_note_code} by hand (auth code {req.auth})")
+    else:
+        _not_recorded(rt, plan, req.return_code,
+                      detail or f"ProcessReturn answered {outcome.replace('_', ' ')}")
+        return KhaosStatus.CREDIT_CONFIRMED.value
     with rt.sessions() as session, session.begin():
         row = returns_repo.by_ref(session, plan.associated_ref)
         assert row is not None
-        returns_repo.set_khaos_status(session, row, KhaosStatus.REFUND_RECORDED, how, {})
+        if row.khaos_status == KhaosStatus.CREDIT_CONFIRMED.value:
+            returns_repo.set_khaos_status(session, row, KhaosStatus.REFUND_RECORDED, how, {})
         return row.khaos_status
+
+
+def record_in_khaos(rt: Runtime, plan: Plan, khaos: KhaosRecorder | None) -> str:
+    """ProcessReturn in desktop Khaos when available (called directly); then
+    ``refund_recorded``. The DBOS workflow does the same through the SOAP queue."""
+    req = prepare_record(rt, plan, soap=khaos is not None)
+    if req is None:
+        with rt.sessions() as session:
+            row = returns_repo.by_ref(session, plan.associated_ref)
+            return row.khaos_status if row is not None else "unknown"
+    outcome: str | None = None
+    detail = ""
+    if khaos is not None:
+        try:
+            khaos.process_return(req.return_code, req.auth)
+            outcome = "processed"
+        except Exception as exc:
+            outcome = _FAULT_OUTCOMES.get(type(exc).__name__)
+            if outcome is None:
+                raise  # transport trouble: the workflow step is retried
+            detail = str(exc)
+    return apply_record(rt, plan, req, outcome, detail)
 
 
 def _not_recorded(rt: Runtime, plan: Plan, code: str, fault: str) -> None:

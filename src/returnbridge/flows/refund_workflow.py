@@ -31,15 +31,6 @@ def provider(rt: Runtime) -> refund_gate.RefundsProvider:
     return ShopifyClient(rt.settings.shopify)
 
 
-def khaos_recorder(rt: Runtime) -> refund_gate.KhaosRecorder | None:
-    if not rt.settings.khaos.soap_url:
-        return None
-    from returnbridge.erp.khaos.soap import KhaosSoapClient
-
-    return KhaosSoapClient(rt.settings.khaos.soap_url,
-                           timeout=float(getattr(rt.settings.khaos, "soap_timeout_seconds", 30)))
-
-
 def _plan_json(plan: Plan) -> dict[str, Any]:
     data = asdict(plan)
     data["amount"] = str(plan.amount)
@@ -79,14 +70,32 @@ def _close(client: object) -> None:
         close()
 
 
-@DBOS.step(retries_allowed=True, max_attempts=5, interval_seconds=2.0, backoff_rate=2.0)
-def refund_record_step(plan: dict[str, Any]) -> str:
+@DBOS.step()
+def refund_prepare_record_step(plan: dict[str, Any]) -> dict[str, Any] | None:
     rt = _runtime()
-    recorder = khaos_recorder(rt)
-    try:
-        return refund_gate.record_in_khaos(rt, _plan(plan), recorder)
-    finally:
-        _close(recorder)
+    req = refund_gate.prepare_record(rt, _plan(plan), soap=bool(rt.settings.khaos.soap_url))
+    return asdict(req) if req is not None else None
+
+
+@DBOS.step()
+def refund_apply_record_step(plan: dict[str, Any], req: dict[str, Any],
+                             outcome: str | None) -> str:
+    return refund_gate.apply_record(_runtime(), _plan(plan), refund_gate.RecordRequest(**req),
+                                    outcome)
+
+
+def _record(associated_ref: str, plan: dict[str, Any]) -> None:
+    """ProcessReturn goes through the rate-limited SOAP queue (at most once per return)."""
+    from returnbridge.flows.khaos_confirm import enqueue_process_return
+
+    req = refund_prepare_record_step(plan)
+    if req is None:
+        return
+    outcome: str | None = None
+    if _runtime().settings.khaos.soap_url:
+        handle = enqueue_process_return(associated_ref, req["return_code"], req["auth"])
+        outcome = str(handle.get_result())
+    refund_apply_record_step(plan, req, outcome)
 
 
 @DBOS.step()
@@ -101,7 +110,7 @@ def refund_workflow(associated_ref: str) -> str:
     if action is Action.PAY:
         refund_pay_step(plan)
     if action in (Action.PAY, Action.RECONCILED, Action.ALREADY_PAID):
-        refund_record_step(plan)
+        _record(associated_ref, plan)
         refund_finish_step(associated_ref, "refund reconciled and recorded"
                            if action is Action.RECONCILED else "refund made and recorded")
     log.info("refund gate", ref=associated_ref, action=action.value, note=plan["note"])

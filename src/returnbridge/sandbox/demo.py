@@ -247,12 +247,16 @@ def _scenario(service: ServiceProcess, count: int, console: Console, keep_runnin
         f"ExportOrderStatusEx call(s).", soft_wrap=True
     )
     refunds = shopify.order(ZIGZAG_ORDER).refunds
-    zz_done = zz_view.get("khaos_status") == "done"
+    zz_khaos = khaos.imported.get(zz_ref)
+    zz_done = (zz_view.get("khaos_status") == "done" and zz_khaos is not None
+               and bool(zz_khaos.manual_auth_code))
     console.print(
         f"ZigZag {zz_ref}: graded -> imported by Khaos -> credit note "
         f"{zz_view.get('credit_note', {}).get('code') or '?'} -> {len(refunds)} Shopify "
         f"refund(s)" + (f" noted '{escape(refunds[0].note)}'" if refunds else "")
-        + f" -> ProcessReturn in Khaos -> {zz_view.get('khaos_status')}.", soft_wrap=True)
+        + " -> ProcessReturn in Khaos (auth code "
+        + f"{escape(zz_khaos.manual_auth_code) if zz_khaos else '-'}) -> "
+        + f"{zz_view.get('khaos_status')}.", soft_wrap=True)
     ok = (len(khaos.imported) > 0 and not khaos.failures and served == len(khaos.imported)
           and sweep.confirmed == len(khaos.imported) and zz_done and len(refunds) == 1)
     if keep_running:
