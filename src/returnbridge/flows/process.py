@@ -10,7 +10,7 @@ is *deferred* and applied as soon as the return arrives (webhook or backstop).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -22,6 +22,8 @@ from returnbridge.domain.identity import IdentityError, associated_ref
 from returnbridge.domain.khaos_status import DELIVERED, KhaosStatus
 from returnbridge.domain.merge import merge, same_content
 from returnbridge.domain.model import ReturnCase
+from returnbridge.domain.policy import decide
+from returnbridge.flows import facts
 from returnbridge.flows.decide import evaluate
 from returnbridge.flows.follow_up import open_follow_up
 from returnbridge.flows.runtime import Runtime
@@ -174,7 +176,8 @@ def _merge_snapshot(rt: Runtime, session: Session, incoming: ReturnCase, event: 
         row = returns_repo.save_case(session, None, result.case)
         row.first_seen_via = "backstop" if event.channel == "backstop" else "webhook"
     elif KhaosStatus(row.khaos_status) in DELIVERED and current is not None:
-        return row, _after_delivery(session, row, current, result.case, result.content_applied,
+        return row, _after_delivery(rt, session, row, current, result.case,
+                                    result.content_applied,
                                     event, evidence, result.note)
     else:
         returns_repo.save_case(session, row, result.case)
@@ -206,26 +209,48 @@ def _fold_evidence(rt: Runtime, session: Session, row: ReturnRow, found: Evidenc
     return Outcome("processed", row.associated_ref, status, summary)
 
 
-def _after_delivery(session: Session, row: ReturnRow, current: ReturnCase, merged: ReturnCase,
-                    content_applied: bool, event: InboundEvent, evidence: dict[str, Any],
-                    note: str) -> Outcome:
-    """Already handed to Khaos: never re-send the same AssociatedRef (ARCHITECTURE 6.1)."""
-    changed = content_applied and not same_content(current, merged)
-    final = replace(current, state=merged.state, events=merged.events,
-                    source_state=merged.source_state, updated_at=merged.updated_at)
-    returns_repo.save_case(session, row, final, keep_lines=True)
+def _document_summary(rt: Runtime, session: Session, case: ReturnCase) -> tuple[str, ...]:
+    """What Khaos would be sent for ``case`` today: lines with reason and price, exchanges."""
+    found = decide(case, rt.policy_config(), rt.source_policy(case.source.value),
+                   facts.gather(rt, session, case))
+    if found.wait_reason:
+        return (f"nothing ({found.wait_reason})",)
+    lines = sorted(f"{d.line.quantity} x {d.line.sku} @ {d.line.unit_gross} reason "
+                   f"{d.khaos_reason_id}" for d in (*found.document, *found.split_off))
+    swaps = sorted(f"exchange {e.quantity} x {e.sku}" for e in case.exchanges)
+    return (*lines, *swaps)
+
+
+def _after_delivery(rt: Runtime, session: Session, row: ReturnRow, current: ReturnCase,
+                    merged: ReturnCase, content_applied: bool, event: InboundEvent,
+                    evidence: dict[str, Any], note: str) -> Outcome:
+    """Already handed to Khaos: never re-send the same AssociatedRef (ARCHITECTURE 6.1).
+
+    The newer version is kept (money and evidence stay current for reconciliation) but the
+    served document lines are not touched. If the change would alter the Khaos document
+    (lines, quantities, prices, reasons, exchanges, or the return was cancelled), that is
+    ``status_drift`` for operations, saying what differs."""
+    before: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
+    if content_applied and (not same_content(current, merged) or merged.state != current.state):
+        before = _document_summary(rt, session, current)
+        after = _document_summary(rt, session, merged)
+    returns_repo.save_case(session, row, merged if content_applied else current,
+                           keep_lines=True)
     returns_repo.add_timeline(session, row, "event",
                               f"{event.trigger or 'event'}: {note}", evidence)
-    if changed:
+    if before != after:
         exceptions_repo.raise_problem(
             session,
             Problem(
                 type="status_drift",
                 message=f"{row.associated_ref} changed at {row.source} after it was handed "
-                "to Khaos (lines, money or customer); the Khaos document was not changed. "
-                "Compare the two and adjust the credit note in Khaos by hand if needed.",
+                f"to Khaos; the Khaos document was not changed. Sent: {'; '.join(before)}. "
+                f"Now: {'; '.join(after)}. Adjust the return or credit note in Khaos by hand "
+                "if needed.",
                 dedupe_key=f"{row.associated_ref}:changed-after-serve",
-                details={"event_id": str(event.id)},
+                details={"event_id": str(event.id), "sent": "; ".join(before),
+                         "now": "; ".join(after)},
             ),
             return_id=row.id, associated_ref=row.associated_ref,
         )
