@@ -70,3 +70,30 @@ def test_cancelled_after_handover_is_drift(runtime_factory: Callable[..., Runtim
                             updated_at="2026-11-22 09:30:00"))
     (drift,) = _drift(rt)
     assert "Now: nothing (the return is cancelled at loop)" in drift.message
+
+
+def test_events_about_a_return_never_received_are_reported_then_applied(
+        runtime_factory: Callable[..., Runtime]) -> None:
+    from datetime import timedelta
+
+    from returnbridge.flows.process import report_waiting_evidence
+
+    rt = runtime_factory(mapping=MAPPING)
+    variant = unit("TEE-BLK-M", 1)["variant_id"]
+    restock = {"topic": "restock", "trigger": "restock.requested", "id": 705,
+               "order_id": 1, "restock_items": [{"variant_id": variant, "quantity": 1,
+                                                 "location_id": 9}]}
+    stored = store_event(rt.sessions, source="loop", body=json.dumps(restock).encode(),
+                         headers={}, topic="restock", trigger="restock.requested",
+                         source_ref="705")
+    assert apply_event(rt, stored.event_id).status == "deferred"
+    assert report_waiting_evidence(rt, older_than=timedelta(0)) == 1
+    (waiting,) = _drift(rt)
+    assert waiting.status == "open" and "never received the return" in waiting.message
+    _ingest(rt, loop_return(705, [unit("TEE-BLK-M", 1)]))  # e.g. found by the backstop
+    (waiting,) = _drift(rt)
+    assert waiting.status == "resolved" and waiting.associated_ref == "LR-705"
+    with rt.sessions() as s:
+        row = returns_repo.by_ref(s, "LR-705")
+        assert row is not None
+        assert [t.kind for t in returns_repo.timeline(s, row.id)].count("evidence") == 1

@@ -64,6 +64,12 @@ def _refund_gate(rt: Runtime) -> str:
     return f"{enqueue_due_refunds(rt)} refund workflow(s) started"
 
 
+def _waiting_evidence(rt: Runtime) -> str:
+    from returnbridge.flows.process import report_waiting_evidence
+
+    return f"{report_waiting_evidence(rt)} return(s) known only from their events"
+
+
 def _minutes(value: object) -> float:
     try:
         return max(0.0, float(value)) * 60.0  # type: ignore[arg-type]
@@ -83,6 +89,7 @@ JOBS: tuple[Job, ...] = (
         lambda rt: _minutes(getattr(rt.settings.zigzag, "stock_push_minutes", 5))
         if rt.settings.zigzag.base_url else 0.0,
         _zigzag_stock),
+    Job("evidence-without-return", lambda rt: 3600.0, _waiting_evidence),
     Job("refund-gate",
         lambda rt: rt.settings.shopify.refund_gate_seconds
         if rt.settings.shopify.shop_domain or rt.settings.shopify.base_url else 0.0,

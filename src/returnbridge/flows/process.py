@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from returnbridge.domain.evidence import Evidence, Interpretation, apply_evidence
@@ -30,7 +31,7 @@ from returnbridge.flows.runtime import Runtime
 from returnbridge.sources.errors import PayloadInvalid
 from returnbridge.store import exceptions_repo, returns_repo
 from returnbridge.store.events import mark_event
-from returnbridge.store.models import InboundEvent, ReturnRow
+from returnbridge.store.models import InboundEvent, ReturnRow, utcnow
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,44 @@ def _apply_deferred(rt: Runtime, session: Session, row: ReturnRow) -> None:
         event.status = "received"
         session.flush()
         _apply_and_mark(rt, session, event)
+    if waiting:
+        for gone in exceptions_repo.resolve_by_key(
+                session, "status_drift", waiting_key(row.source, row.source_return_id),
+                by="returnbridge", how="the return arrived; its earlier events were applied"):
+            gone.return_id = row.id
+            gone.associated_ref = row.associated_ref
+
+
+def waiting_key(source: str, source_return_id: str) -> str:
+    return f"{source}:{source_return_id}:evidence-without-return"
+
+
+WAITING_EVIDENCE_AFTER = timedelta(hours=1)
+
+
+def report_waiting_evidence(rt: Runtime, older_than: timedelta = WAITING_EVIDENCE_AFTER) -> int:
+    """Events about returns we have never received, waiting longer than ``older_than``:
+    a webhook gap the backstop should close. One ``status_drift`` per return, for ops."""
+    cutoff = utcnow() - older_than
+    with rt.sessions() as session, session.begin():
+        rows = session.execute(
+            select(InboundEvent.source, InboundEvent.source_ref, func.count(),
+                   func.min(InboundEvent.received_at))
+            .where(InboundEvent.status == "deferred", InboundEvent.received_at <= cutoff)
+            .group_by(InboundEvent.source, InboundEvent.source_ref)
+        ).all()
+        for source, ref, count, first in rows:
+            exceptions_repo.raise_problem(session, Problem(
+                type="status_drift",
+                message=f"{source} sent {count} event(s) about return {ref or '?'} (first at "
+                f"{first:%Y-%m-%d %H:%M} UTC) but returnbridge has never received the return "
+                "itself. They are kept and applied as soon as it arrives. Check the "
+                f"{source} webhook subscriptions and, for Loop, the API key the backstop "
+                "uses; 'returnbridge backfill loop' fetches it by hand.",
+                dedupe_key=waiting_key(source, ref),
+                details={"source": source, "source_return_id": ref, "events": str(count)},
+            ), associated_ref=_ref_or_blank(rt, source, ref))
+        return len(rows)
 
 
 def _merge_snapshot(rt: Runtime, session: Session, incoming: ReturnCase, event: InboundEvent,

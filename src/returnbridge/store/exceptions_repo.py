@@ -72,6 +72,21 @@ def resolve_missing(session: Session, return_id: int, still_present: Iterable[Pr
     return resolved
 
 
+def resolve_by_key(session: Session, exception_type: str, dedupe_key: str, *, by: str,
+                   how: str) -> list[ExceptionRow]:
+    """Resolve the open exception with this type and dedupe key, if there is one."""
+    rows = list(session.scalars(select(ExceptionRow).where(
+        ExceptionRow.type == exception_type, ExceptionRow.dedupe_key == dedupe_key,
+        ExceptionRow.status == "open")))
+    for row in rows:
+        row.status = "resolved"
+        row.resolved_at = utcnow()
+        row.resolved_by = by
+        row.resolution = how
+    session.flush()
+    return rows
+
+
 def _re_evaluable(row: ExceptionRow) -> bool:
     # Only problems that the policy re-checks on every evaluation can disappear by
     # themselves; the rest need a person (or the flow that raised them).
