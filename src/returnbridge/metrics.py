@@ -13,3 +13,7 @@ KHAOS_POLLS = Counter("returnbridge_khaos_polls_total", "Khaos CReturnDownload p
 KHAOS_SERVED = Counter("returnbridge_khaos_returns_served_total",
                        "Returns handed to Khaos (first deliveries and redeliveries)",
                        registry=REGISTRY)
+EVENTS_APPLIED = Counter("returnbridge_events_applied_total",
+                         "Stored events applied, by source and outcome (processed, unhandled "
+                         "for topics this version does not use, deferred, invalid)",
+                         ["source", "outcome"], registry=REGISTRY)

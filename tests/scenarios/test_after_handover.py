@@ -97,3 +97,20 @@ def test_events_about_a_return_never_received_are_reported_then_applied(
         row = returns_repo.by_ref(s, "LR-705")
         assert row is not None
         assert [t.kind for t in returns_repo.timeline(s, row.id)].count("evidence") == 1
+
+
+def test_unknown_topics_are_stored_and_counted(runtime_factory: Callable[..., Runtime]) -> None:
+    from returnbridge.metrics import REGISTRY
+
+    def seen() -> float:
+        value = REGISTRY.get_sample_value("returnbridge_events_applied_total",
+                                          {"source": "loop", "outcome": "unhandled"})
+        return value or 0.0
+
+    rt = runtime_factory(mapping=MAPPING)
+    before = seen()
+    body = {"topic": "shipment", "trigger": "shipment.processed", "id": 99}
+    stored = store_event(rt.sessions, source="loop", body=json.dumps(body).encode(),
+                         headers={}, topic="shipment", trigger="shipment.processed")
+    assert apply_event(rt, stored.event_id).status == "unhandled"
+    assert seen() == before + 1

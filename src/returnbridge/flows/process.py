@@ -28,6 +28,7 @@ from returnbridge.flows import facts
 from returnbridge.flows.decide import evaluate
 from returnbridge.flows.follow_up import open_follow_up
 from returnbridge.flows.runtime import Runtime
+from returnbridge.metrics import EVENTS_APPLIED
 from returnbridge.sources.errors import PayloadInvalid
 from returnbridge.store import exceptions_repo, returns_repo
 from returnbridge.store.events import mark_event
@@ -53,7 +54,9 @@ def apply_event(rt: Runtime, event_id: int) -> Outcome:
             from returnbridge.flows.khaos_push import reapply_event
 
             return Outcome(reapply_event(session, event).status)
-        return _apply_and_mark(rt, session, event)
+        outcome = _apply_and_mark(rt, session, event)
+        EVENTS_APPLIED.labels(event.source, outcome.status).inc()
+        return outcome
 
 
 def _apply_and_mark(rt: Runtime, session: Session, event: InboundEvent) -> Outcome:
