@@ -67,9 +67,12 @@ def load_customers_csv(rt: Runtime, path: Path, *, actor: str) -> CustomerLoad:
         records.append(CustomerRecord(email=email, urn=urn, name=name))
     with rt.sessions() as session, session.begin():
         change = upsert_customers(session, records, origin="khaos")
-    again = reevaluate_open(rt, by=actor, why="customer mirror update") if change.changed \
-        else None
+    again = _released(rt, actor) if change.changed else None
     return CustomerLoad(len(body), change.inserted, change.updated, tuple(skipped), again)
+
+
+def _released(rt: Runtime, actor: str) -> ReevaluationResult:
+    return reevaluate_open(rt, by=actor, why="customer mirror update", held_only=True)
 
 
 class _Company(Protocol):
@@ -134,6 +137,5 @@ def lookup_unknown_customers(rt: Runtime, soap: CompanyLookup, *,
             skipped.append(f"{email}: {'no' if not urns else len(urns)} Khaos customer(s)")
     with rt.sessions() as session, session.begin():
         change = upsert_customers(session, records, origin="soap")
-    again = reevaluate_open(rt, by=actor, why="customer mirror update") if change.changed \
-        else None
+    again = _released(rt, actor) if change.changed else None
     return CustomerLoad(len(emails), change.inserted, change.updated, tuple(skipped), again)

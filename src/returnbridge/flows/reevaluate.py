@@ -48,18 +48,23 @@ def reevaluate_return(rt: Runtime, return_id: int, *, by: str, why: str) -> str:
         evidence = {"by": by, "why": why}
         status = evaluate(rt, session, row, returns_repo.case_of(row), evidence,
                           cause=f"{why} ({by})")
-        if status == before:
+        if status == before and by != "returnbridge":  # a person asked: say what happened
             returns_repo.add_timeline(session, row, "reevaluated",
                                       f"re-evaluated ({why}, by {by}): still {status}",
                                       evidence)
         return status
 
 
-def reevaluate_open(rt: Runtime, *, by: str, why: str, limit: int = 10_000) -> ReevaluationResult:
-    """Re-evaluate every held or pending return, oldest first."""
+def reevaluate_open(rt: Runtime, *, by: str, why: str, limit: int = 10_000,
+                    held_only: bool = False) -> ReevaluationResult:
+    """Re-evaluate every held (and, unless ``held_only``, pending) return, oldest first.
+
+    Master-data changes can only unblock *held* returns; a configuration change can also
+    change when pending ones are released."""
+    statuses = (KhaosStatus.HELD.value,) if held_only else _OPEN
     with rt.sessions() as session:
         ids = list(session.scalars(
-            select(ReturnRow.id).where(ReturnRow.khaos_status.in_(_OPEN))
+            select(ReturnRow.id).where(ReturnRow.khaos_status.in_(statuses))
             .order_by(ReturnRow.id).limit(limit)
         ))
     released = held = failed = 0
@@ -80,7 +85,7 @@ def reevaluate_open(rt: Runtime, *, by: str, why: str, limit: int = 10_000) -> R
 def after_mirror_change(rt: Runtime, kind: str) -> None:
     """Hook for Khaos pushes: stock items and levels can release held returns."""
     if kind in ("stock", "stock-status", "customers"):
-        reevaluate_open(rt, by="returnbridge", why=f"Khaos {kind} update")
+        reevaluate_open(rt, by="returnbridge", why=f"Khaos {kind} update", held_only=True)
 
 
 def mapping_fingerprint(rt: Runtime) -> str:

@@ -48,7 +48,8 @@ class Coalescer:
                 kinds = ", ".join(sorted(self._pending))
                 self._pending.clear()
             try:
-                reevaluate_open(self.rt, by="returnbridge", why=f"Khaos {kinds} update")
+                reevaluate_open(self.rt, by="returnbridge", why=f"Khaos {kinds} update",
+                                held_only=True)
             except Exception:
                 log.exception("background re-evaluation failed")
             self.runs += 1
