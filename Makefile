@@ -32,6 +32,8 @@ lint: sync
 
 bench: sync
 	$(UV) run --frozen python bench/ingest.py
+	$(UV) run --frozen python bench/stock_upload.py
+	$(UV) run --frozen python bench/backfill.py
 
 docs: sync
 	$(UV) run --frozen returnbridge config-docs > docs/configuration.md
