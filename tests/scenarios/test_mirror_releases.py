@@ -120,3 +120,29 @@ def test_customer_of_the_original_order_is_found_first(
     finally:
         khaos.close()
         app.stop()
+
+
+def test_re_evaluating_a_held_return_does_not_count_the_problem_again(
+        runtime_factory: Callable[..., Runtime]) -> None:
+    from returnbridge.flows.reevaluate import reevaluate_open
+    from returnbridge.store.models import ExceptionRow
+
+    app = start_live_app(runtime_factory, mapping=MAPPING, loop={"fallback_customer_urn": ""})
+    try:
+        send_returns(app, [loop_return(605, [unit("TEE-BLK-M", 1)])])
+        _wait(app.rt, "LR-605", "held")
+
+        def seen() -> tuple[int, object]:
+            with app.rt.sessions() as s:
+                row = s.query(ExceptionRow).filter(ExceptionRow.type == "unknown_customer").one()
+                return row.count, row.last_seen_at
+
+        count, first_seen = seen()
+        for _ in range(3):  # e.g. three stock pushes that do not fix it
+            result = reevaluate_open(app.rt, by="returnbridge", why="Khaos stock update",
+                                     held_only=True)
+            assert (result.examined, result.released, result.still_held) == (1, 0, 1)
+        again, last_seen = seen()
+        assert again == count == 1 and last_seen != first_seen
+    finally:
+        app.stop()

@@ -22,8 +22,11 @@ from returnbridge.store.models import ReturnRow
 
 
 def evaluate(rt: Runtime, session: Session, row: ReturnRow, case: ReturnCase,
-             evidence: dict[str, Any], *, cause: str) -> str:
-    """Decide and persist; returns the new Khaos status. No-op for delivered returns."""
+             evidence: dict[str, Any], *, cause: str, recount: bool = True) -> str:
+    """Decide and persist; returns the new Khaos status. No-op for delivered returns.
+
+    ``recount`` False (a re-evaluation with no new news from the source) refreshes the
+    exceptions' last-seen time without counting the same problem again."""
     if KhaosStatus(row.khaos_status) in DELIVERED:
         return row.khaos_status
     known = facts.gather(rt, session, case)
@@ -34,7 +37,8 @@ def evaluate(rt: Runtime, session: Session, row: ReturnRow, case: ReturnCase,
     returns_repo.apply_decision(row, decision)
     for problem in problems:
         exceptions_repo.raise_problem(session, problem, return_id=row.id,
-                                      associated_ref=row.associated_ref)
+                                      associated_ref=row.associated_ref,
+                                      times=1 if recount else 0)
     for gone in exceptions_repo.resolve_missing(
         session, row.id, problems, by="returnbridge",
         how=f"re-evaluated after {cause}: the problem is gone",

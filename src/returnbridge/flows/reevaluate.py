@@ -47,7 +47,7 @@ def reevaluate_return(rt: Runtime, return_id: int, *, by: str, why: str) -> str:
         before = row.khaos_status
         evidence = {"by": by, "why": why}
         status = evaluate(rt, session, row, returns_repo.case_of(row), evidence,
-                          cause=f"{why} ({by})")
+                          cause=f"{why} ({by})", recount=False)
         if status == before and by != "returnbridge":  # a person asked: say what happened
             returns_repo.add_timeline(session, row, "reevaluated",
                                       f"re-evaluated ({why}, by {by}): still {status}",

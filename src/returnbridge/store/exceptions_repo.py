@@ -31,7 +31,7 @@ def raise_problem(session: Session, problem: Problem, *, return_id: int | None =
             type=problem.type, owner=kind.owner.value, severity=kind.severity.value,
             status="open", return_id=return_id, associated_ref=associated_ref,
             dedupe_key=problem.dedupe_key, message=problem.message,
-            next_action=kind.next_action, details=dict(problem.details), count=times,
+            next_action=kind.next_action, details=dict(problem.details), count=max(times, 1),
             first_seen_at=now, last_seen_at=now,
         )
         session.add(row)
