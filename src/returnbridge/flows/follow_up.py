@@ -59,6 +59,34 @@ def new_units(rt: Runtime, session: Session, row: ReturnRow,
     return tuple(extra)
 
 
+def _open_child(rt: Runtime, session: Session, row: ReturnRow, case: ReturnCase,
+                lines: tuple[ReturnLine, ...], source_return_id: str, *, child_note: str,
+                parent_note: str, cause: str, evidence: dict[str, Any]) -> ReturnRow:
+    """A further document of ``row``'s return: its own suffixed AssociatedRef, only
+    ``lines``, no money header (the parent's checks covered it), evaluated at once."""
+    _, existing = _documented(session, row)
+    number = existing + 2  # the parent is document 1
+    doc = replace(
+        case, source_return_id=source_return_id,
+        associated_ref=associated_ref(rt.prefix(case.source.value), case.source_return_id,
+                                      follow_up=number),
+        lines=lines, exchanges=(), receipts=(), settlement=Settlement(),
+        totals=SourceTotals(), events=(),
+    )
+    child = returns_repo.save_case(session, None, doc)
+    child.parent_id = row.id
+    child.first_seen_via = row.first_seen_via
+    units = sum(ln.quantity for ln in lines)
+    returns_repo.add_timeline(session, child, "follow_up",
+                              child_note.format(units=units, parent=row.associated_ref),
+                              evidence)
+    returns_repo.add_timeline(session, row, "follow_up",
+                              parent_note.format(units=units, child=child.associated_ref),
+                              evidence)
+    evaluate(rt, session, child, doc, evidence, cause=f"{cause} {row.associated_ref}")
+    return child
+
+
 def open_follow_up(rt: Runtime, session: Session, row: ReturnRow, case: ReturnCase,
                    evidence: dict[str, Any]) -> ReturnRow | None:
     """Create the follow-up return for newly arrived units, if there are any."""
@@ -66,28 +94,12 @@ def open_follow_up(rt: Runtime, session: Session, row: ReturnRow, case: ReturnCa
     if not lines:
         return None
     _, existing = _documented(session, row)
-    number = existing + 2  # the parent is document 1
-    follow = replace(
-        case,
-        source_return_id=f"{case.source_return_id}#{number}",
-        associated_ref=associated_ref(rt.prefix(case.source.value), case.source_return_id,
-                                      follow_up=number),
-        lines=lines, exchanges=(), receipts=(), settlement=Settlement(),
-        totals=SourceTotals(), events=(),
-    )
-    child = returns_repo.save_case(session, None, follow)
-    child.parent_id = row.id
-    child.first_seen_via = row.first_seen_via
-    units = sum(ln.quantity for ln in lines)
-    returns_repo.add_timeline(session, child, "follow_up",
-                              f"follow-up to {row.associated_ref}: {units} unit(s) that "
-                              "arrived after the first document was handed to Khaos", evidence)
-    returns_repo.add_timeline(session, row, "follow_up",
-                              f"{units} more unit(s) arrived after handover; sent as follow-up "
-                              f"{child.associated_ref}", evidence)
-    evaluate(rt, session, child, follow, evidence,
-             cause=f"follow-up of {row.associated_ref}")
-    return child
+    return _open_child(
+        rt, session, row, case, lines, f"{case.source_return_id}#{existing + 2}",
+        child_note="follow-up to {parent}: {units} unit(s) that arrived after the first "
+        "document was handed to Khaos",
+        parent_note="{units} more unit(s) arrived after handover; sent as follow-up {child}",
+        cause="follow-up of", evidence=evidence)
 
 
 def open_split(rt: Runtime, session: Session, row: ReturnRow, case: ReturnCase,
@@ -99,26 +111,9 @@ def open_split(rt: Runtime, session: Session, row: ReturnRow, case: ReturnCase,
         ReturnRow.source == row.source, ReturnRow.source_return_id == marker)).first()
     if existing is not None:
         return None
-    _, children = _documented(session, row)
-    number = children + 2
-    lines = tuple(d.line for d in kept)
-    split = replace(
-        case, source_return_id=marker,
-        associated_ref=associated_ref(rt.prefix(case.source.value), case.source_return_id,
-                                      follow_up=number),
-        lines=lines, exchanges=(), receipts=(), settlement=Settlement(),
-        totals=SourceTotals(), events=(),
-    )
-    child = returns_repo.save_case(session, None, split)
-    child.parent_id = row.id
-    child.first_seen_via = row.first_seen_via
-    units = sum(ln.quantity for ln in lines)
-    returns_repo.add_timeline(session, child, "follow_up",
-                              f"the {units} kept unit(s) of {row.associated_ref}, sent on their "
-                              "own and processed on import (no parcel will come back)",
-                              evidence)
-    returns_repo.add_timeline(session, row, "follow_up",
-                              f"{units} kept unit(s) sent separately as {child.associated_ref}",
-                              evidence)
-    evaluate(rt, session, child, split, evidence, cause=f"split from {row.associated_ref}")
-    return child
+    return _open_child(
+        rt, session, row, case, tuple(d.line for d in kept), marker,
+        child_note="the {units} kept unit(s) of {parent}, sent on their own and processed "
+        "on import (no parcel will come back)",
+        parent_note="{units} kept unit(s) sent separately as {child}",
+        cause="split from", evidence=evidence)
