@@ -60,10 +60,11 @@ class ShopifyUnavailable(ShopifyError):
     """Shopify did not answer successfully after every attempt (throttled, 5xx, timeouts)."""
 
 
-class ShopifyOutcomeUnknown(ShopifyUnavailable):
+class ShopifyOutcomeUnknown(ShopifyError):
     """A mutation that Shopify cannot de-duplicate was sent and no answer came back (or an
     earlier attempt with the same key was interrupted): it may or may not have been applied,
-    so it is not repeated until a person has checked in the Shopify admin."""
+    so it is not repeated until a person has checked in the Shopify admin. Not a transient
+    error: retrying raises it again; surface it to finance."""
 
 
 class OrderNotFound(ShopifyError):
@@ -592,8 +593,11 @@ class ShopifyClient:
             data = self.execute(STORE_CREDIT_CREDIT, {"id": customer_id, "creditInput": {
                 "creditAmount": {"amount": str(amount), "currencyCode": currency},
                 "notify": self.settings.notify_customer}}, retry_ambiguous=False)
-        except (ShopifyGraphQLError, ShopifyAuthError):
-            # nothing ran: the next attempt may credit
+        except ShopifyOutcomeUnknown:
+            raise  # the record stays pending: a person checks
+        except (ShopifyGraphQLError, ShopifyAuthError, ShopifyUnavailable):
+            # refused before anything ran (bad document, token, throttled, unreachable):
+            # the next attempt may credit
             self._set_marker(customer_id, key, {**record, "state": "failed"})
             raise
         result = data.get("storeCreditAccountCredit") or {}
