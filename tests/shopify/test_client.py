@@ -10,6 +10,7 @@ import pytest
 
 from returnbridge.config import ShopifySettings
 from returnbridge.payments.shopify.client import (
+    DOCUMENTS,
     REFUND_CREATE,
     OrderNotFound,
     ShopifyAuthError,
@@ -80,6 +81,7 @@ def test_over_refund_is_a_typed_user_error_and_pays_nothing(shop: ShopifySandbox
     assert caught.value.errors[0].field == ("transactions", "0", "amount")
     assert len(shop.order("1001").refunds) == 1
     assert not [c for c in shop.calls if c.operation == "invalid"]
+    assert {c.query for c in shop.calls} <= set(DOCUMENTS.values())
 
 
 def test_manual_refund_is_visible_for_the_duplicate_guard(shop: ShopifySandbox) -> None:
@@ -93,7 +95,8 @@ def test_manual_refund_is_visible_for_the_duplicate_guard(shop: ShopifySandbox) 
 
 
 def test_throttled_calls_wait_for_the_bucket_and_succeed() -> None:
-    shop = ShopifySandbox(bucket_size=20, restore_rate=200.0, query_cost=10).start()
+    # slow refill (0.5 s per call) so that the bucket cannot refill between quick calls
+    shop = ShopifySandbox(bucket_size=20, restore_rate=20.0, query_cost=10).start()
     try:
         shop.add_order("2002", "10.00")
         settings = ShopifySettings(shop_domain="x.myshopify.com",

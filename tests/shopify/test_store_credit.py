@@ -13,6 +13,7 @@ import pytest
 from returnbridge.config import ShopifySettings
 from returnbridge.payments.provider import PaymentsProvider
 from returnbridge.payments.shopify.client import (
+    DOCUMENTS,
     GiftCardResult,
     Order,
     ShopifyClient,
@@ -40,7 +41,10 @@ def client(shop: ShopifySandbox) -> Iterator[ShopifyClient]:
                                admin_token=shop.access_token, base_url=shop.admin_url())
     with ShopifyClient(settings, sleep=lambda _s: None) as c:
         yield c
+    # everything the client sent was valid and is one of the documents checked in
+    # test_documents.py (no document is built elsewhere)
     assert [c.errors for c in shop.calls if c.operation == "invalid"] == []
+    assert {c.query for c in shop.calls} <= set(DOCUMENTS.values())
 
 
 def test_the_client_keeps_the_agreed_interface() -> None:
