@@ -181,3 +181,14 @@ def test_bad_variables_are_refused_before_anything_runs(shop: ShopifySandbox) ->
             "orderId": order.id, "transactions": [{"kind": "NOT_A_KIND"}]}})
     assert caught.value.errors[0].code == "INVALID_VARIABLE"
     assert shop.order("1001").refunds == []
+
+
+def test_idempotency_key_reused_with_other_input_is_refused(shop: ShopifySandbox) -> None:
+    with _client(shop) as client:
+        order = client.find_order("1001")
+        client.create_refund(order.id, Decimal("10.00"), "GBP", "first", "refund:same")
+        with pytest.raises(ShopifyGraphQLError) as caught:
+            client.create_refund(order.id, Decimal("12.00"), "GBP", "first", "refund:same")
+    assert caught.value.errors[0].code == "IDEMPOTENCY_KEY_PARAMETER_MISMATCH"
+    assert caught.value.ran  # an execution error, not a refused document
+    assert [r.amount for r in shop.order("1001").refunds] == [Decimal("10.00")]

@@ -82,10 +82,12 @@ class ShopifyGraphQLError(ShopifyError):
     """Top-level ``errors``: Shopify refused the document itself (validation, bad variables,
     access scope) and ran nothing. A programming or configuration error, not retried."""
 
-    def __init__(self, errors: list[GraphQLErrorDetail]) -> None:
+    def __init__(self, errors: list[GraphQLErrorDetail], *, ran: bool = False) -> None:
         super().__init__("Shopify refused the request: " + "; ".join(
             e.message + (f" ({e.code})" if e.code else "") for e in errors)[:500])
         self.errors = errors
+        # ``data`` came with the errors: execution started, so a mutation may have run
+        self.ran = ran
 
 
 @dataclass(frozen=True)
@@ -439,6 +441,8 @@ class ShopifyClient:
                 payload = response.json()
             except ValueError:
                 raise ShopifyError("Shopify sent a response that is not JSON") from None
+            if not isinstance(payload, dict):
+                raise ShopifyError("Shopify sent a response that is not a GraphQL answer")
             errors = payload.get("errors") or []
             if any(((e.get("extensions") or {}).get("code") == "THROTTLED") for e in errors
                    if isinstance(e, dict)):
@@ -451,7 +455,7 @@ class ShopifyClient:
             if errors:
                 details = _graphql_errors(errors if isinstance(errors, list) else [errors])
                 log.error("shopify refused the document", errors=[d.message for d in details])
-                raise ShopifyGraphQLError(details)
+                raise ShopifyGraphQLError(details, ran="data" in payload)
             data = payload.get("data")
             if not isinstance(data, dict):
                 raise ShopifyError("Shopify sent no data")
@@ -595,7 +599,13 @@ class ShopifyClient:
                 "notify": self.settings.notify_customer}}, retry_ambiguous=False)
         except ShopifyOutcomeUnknown:
             raise  # the record stays pending: a person checks
-        except (ShopifyGraphQLError, ShopifyAuthError, ShopifyUnavailable):
+        except ShopifyGraphQLError as exc:
+            if exc.ran:  # an error while executing: the credit may have been made
+                raise ShopifyOutcomeUnknown(f"storeCreditAccountCredit failed while running "
+                                            f"({exc}); the credit may have been made") from exc
+            self._set_marker(customer_id, key, {**record, "state": "failed"})
+            raise
+        except (ShopifyAuthError, ShopifyUnavailable):
             # refused before anything ran (bad document, token, throttled, unreachable):
             # the next attempt may credit
             self._set_marker(customer_id, key, {**record, "state": "failed"})
