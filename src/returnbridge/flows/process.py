@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from returnbridge.domain.evidence import Evidence, Interpretation, apply_evidence
@@ -44,19 +44,46 @@ class Outcome:
 
 
 def apply_event(rt: Runtime, event_id: int) -> Outcome:
-    with rt.sessions() as session, session.begin():
-        event = session.get(InboundEvent, event_id, with_for_update=True)
-        if event is None:
-            return Outcome("skipped", note=f"event {event_id} does not exist")
-        if event.status != "received":
-            return Outcome("skipped", note=f"event {event_id} already {event.status}")
-        if event.source == "khaos":  # a push whose mirror update did not commit: redo it
-            from returnbridge.flows.khaos_push import reapply_event
+    try:
+        with rt.sessions() as session, session.begin():
+            event = session.get(InboundEvent, event_id, with_for_update=True)
+            if event is None:
+                return Outcome("skipped", note=f"event {event_id} does not exist")
+            if event.status != "received":
+                return Outcome("skipped", note=f"event {event_id} already {event.status}")
+            event.attempts = (event.attempts or 0) + 1
+            return apply_locked(rt, session, event)
+    except Exception as exc:
+        note_failed_attempt(rt, event_id, exc)
+        raise
 
-            return Outcome(reapply_event(session, event).status)
-        outcome = _apply_and_mark(rt, session, event)
-        EVENTS_APPLIED.labels(event.source, outcome.status).inc()
-        return outcome
+
+def apply_locked(rt: Runtime, session: Session, event: InboundEvent) -> Outcome:
+    """Apply ``event`` (status ``received``, locked by the caller) in ``session``: the one
+    processing path, for the workflow step and for ``events replay``."""
+    if event.source == "khaos":  # a push whose mirror update did not commit: redo it
+        from returnbridge.flows.khaos_push import reapply_event
+
+        return Outcome(reapply_event(session, event).status)
+    outcome = _apply_and_mark(rt, session, event)
+    EVENTS_APPLIED.labels(event.source, outcome.status).inc()
+    return outcome
+
+
+def error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:4000]
+
+
+def note_failed_attempt(rt: Runtime, event_id: int, exc: BaseException) -> None:
+    """Count a try that raised and keep its error on the event (status unchanged, so the
+    retry runs); never raises itself."""
+    try:
+        with rt.sessions() as session, session.begin():
+            session.execute(
+                update(InboundEvent).where(InboundEvent.id == event_id)
+                .values(attempts=InboundEvent.attempts + 1, error=error_text(exc)))
+    except Exception:  # the database itself may be what failed; the retry will tell
+        return
 
 
 def _apply_and_mark(rt: Runtime, session: Session, event: InboundEvent) -> Outcome:
