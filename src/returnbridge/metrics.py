@@ -20,6 +20,6 @@ EVENTS_APPLIED = Counter("returnbridge_events_applied_total",
 EVENTS_FAILED = Counter("returnbridge_events_failed_total",
                         "Stored events that could not be processed after their retries (or "
                         "whose replay failed), by source", ["source"], registry=REGISTRY)
-EVENTS_FAILED_NOW = Gauge("returnbridge_events_failed",
+EVENTS_FAILED_NOW = Gauge("returnbridge_failed_events",
                           "Stored events in status failed right now, read from the database "
                           "when /metrics is scraped, by source", ["source"], registry=REGISTRY)

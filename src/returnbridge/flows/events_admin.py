@@ -487,7 +487,7 @@ def replay_event(rt: Runtime, event_id: int, actor: str, why: str = "") -> Repla
 
 
 def refresh_failed_gauge(rt: Runtime) -> None:
-    """Set ``returnbridge_events_failed{source}`` from the database (for /metrics)."""
+    """Set ``returnbridge_failed_events{source}`` from the database (for /metrics)."""
     with rt.sessions() as session:
         counts = failed_counts(session)
     for source in set(SOURCES) | set(counts):

@@ -314,8 +314,9 @@ def _after_delivery(rt: Runtime, session: Session, row: ReturnRow, current: Retu
             Problem(
                 type="status_drift",
                 message=f"{row.associated_ref} changed at {row.source} after it was handed "
-                f"to Khaos; the Khaos document was not changed. Sent: {'; '.join(before)}. "
-                f"Now: {'; '.join(after)}. Adjust the return or credit note in Khaos by hand "
+                f"to Khaos; the Khaos document was not changed. Sent: "
+                f"{'; '.join(before) or 'nothing'}. Now: {'; '.join(after) or 'nothing'}. "
+                "Adjust the return or credit note in Khaos by hand "
                 "if needed.",
                 dedupe_key=f"{row.associated_ref}:changed-after-serve",
                 details={"event_id": str(event.id), "sent": "; ".join(before),
