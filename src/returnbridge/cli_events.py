@@ -100,20 +100,30 @@ def list_cmd(
     table = Table(title=f"{page.total} event(s)" + (
         f", showing {page.offset + 1}-{page.offset + len(page.items)}"
         if page.total > len(page.items) else ""))
-    for column, right in (("id", True), ("source", False), ("topic", False),
-                          ("status", False), ("return", False), ("tries", True),
-                          ("age", True), ("received", False)):
-        table.add_column(column, no_wrap=True, justify="right" if right else "left")
-    table.add_column("error / note", overflow="ellipsis", no_wrap=True, max_width=60)
+    headers = ["id", "source", "topic", "status", "return", "tries", "age", "received"]
+    rows = [[str(e["id"]), e["source"],
+             terminal_safe(" / ".join(t for t in (e["topic"], e["trigger"]) if t) or "-"),
+             e["status"], terminal_safe(e["associated_ref"] or e["source_ref"] or "-"),
+             str(e["attempts"]), e["age"], e["received_at"][5:16].replace("T", " ")]
+            for e in page.items]
+    widths = [max(len(column), *(len(r[i]) for r in rows)) for i, column in enumerate(headers)]
+    for column in headers:
+        table.add_column(column, no_wrap=True,
+                         justify="right" if column in ("id", "tries", "age") else "left")
+    # Every other column keeps its full width; only the error is cut ('show' has it all).
+    room = out.width - sum(w + 3 for w in widths) - 4
+    if room >= 20:
+        table.add_column("last error / note", no_wrap=True, overflow="ellipsis",
+                         max_width=room)
     colours = {"failed": "red", "invalid": "red", "deferred": "yellow", "received": "yellow"}
-    for e in page.items:
+    for row, e in zip(rows, page.items, strict=True):
         colour = colours.get(e["status"], "")
-        status_text = f"[{colour}]{e['status']}[/{colour}]" if colour else e["status"]
-        topic_text = " / ".join(t for t in (e["topic"], e["trigger"]) if t) or "-"
-        table.add_row(str(e["id"]), e["source"], _safe(topic_text), status_text,
-                      _safe(e["associated_ref"] or e["source_ref"] or "-"),
-                      str(e["attempts"]), e["age"], e["received_at"][5:16].replace("T", " "),
-                      _safe(e["error"].splitlines()[0] if e["error"] else ""))
+        cells = [escape(cell) for cell in row]
+        if colour:
+            cells[3] = f"[{colour}]{cells[3]}[/{colour}]"
+        if room >= 20:
+            cells.append(_safe(e["error"].splitlines()[0] if e["error"] else ""))
+        table.add_row(*cells)
     out.print(table)
     if page.total > page.offset + len(page.items):
         out.print(f"More: --offset {page.offset + len(page.items)}", highlight=False)

@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 
 from returnbridge.domain.evidence import Evidence, Interpretation, apply_evidence
@@ -71,7 +72,12 @@ def apply_locked(rt: Runtime, session: Session, event: InboundEvent) -> Outcome:
 
 
 def error_text(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"[:4000]
+    """What went wrong, for the event's error and the exception message. For a database
+    error only the database's own words: the statement and its parameters (customer data)
+    stay out of it."""
+    orig = getattr(exc, "orig", None) if isinstance(exc, StatementError) else None
+    words = " ".join(str(orig if orig is not None else exc).split())
+    return f"{type(exc).__name__}: {words}"[:4000]
 
 
 def note_failed_attempt(rt: Runtime, event_id: int, exc: BaseException) -> None:
