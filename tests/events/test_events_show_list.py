@@ -48,6 +48,7 @@ def test_show_and_list_from_the_command_line(runtime_factory: Callable[..., Runt
         hostile = send(app, HOSTILE)
         assert event(rt, hostile).status == "invalid"
         (invalid,) = exceptions_of_type(rt, "payload_invalid")
+        assert f"'returnbridge events show {hostile}'" in invalid.next_action
 
         shown = run(config, "events", "show", str(hostile))
         assert shown.exit_code == 0, shown.output

@@ -98,7 +98,7 @@ def _apply_and_mark(rt: Runtime, session: Session, event: InboundEvent) -> Outco
             outcome = _apply(rt, session, event)
     except PayloadInvalid as exc:
         mark_event(session, event.id, "invalid", str(exc))
-        exceptions_repo.raise_problem(
+        row = exceptions_repo.raise_problem(
             session,
             Problem(
                 type="payload_invalid",
@@ -108,6 +108,8 @@ def _apply_and_mark(rt: Runtime, session: Session, event: InboundEvent) -> Outco
                 details={"event_id": str(event.id), "error": str(exc)},
             ),
         )
+        # Name this event, so the command can be copied as it is.
+        row.next_action = row.next_action.replace("events show ID", f"events show {event.id}")
         return Outcome("invalid", note=str(exc))
     mark_event(session, event.id, outcome.status,
                "" if outcome.status == "processed" else outcome.note)
