@@ -414,6 +414,7 @@ def replay_event(rt: Runtime, event_id: int, actor: str, why: str = "") -> Repla
     why = " ".join(why.split()) or "manual replay"
     actor = actor.strip()[:120] or "cli"
     failed_source = ""
+    mirror_kind = ""
     with rt.sessions() as session, session.begin():
         event = get_event(session, event_id, for_update=True)
         if event is None:
@@ -481,8 +482,14 @@ def replay_event(rt: Runtime, event_id: int, actor: str, why: str = "") -> Repla
                                           f"{outcome.status} ({why})",
                                           {"event_id": event_id, "by": actor, "why": why})
             _audit(session, event, actor, why, result)
+            if event.source == "khaos" and outcome.status in ("processed", "partial"):
+                mirror_kind = event.topic
     if failed_source:
         EVENTS_FAILED.labels(failed_source).inc()
+    if mirror_kind:  # as after a push: held returns waiting for the mirror are re-checked
+        from returnbridge.flows.khaos_push import run_after_mirror_change
+
+        run_after_mirror_change(rt, mirror_kind)
     return result
 
 
