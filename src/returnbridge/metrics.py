@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 REGISTRY = CollectorRegistry()
 
@@ -17,3 +17,9 @@ EVENTS_APPLIED = Counter("returnbridge_events_applied_total",
                          "Stored events applied, by source and outcome (processed, unhandled "
                          "for topics this version does not use, deferred, invalid)",
                          ["source", "outcome"], registry=REGISTRY)
+EVENTS_FAILED = Counter("returnbridge_events_failed_total",
+                        "Stored events that could not be processed after their retries (or "
+                        "whose replay failed), by source", ["source"], registry=REGISTRY)
+EVENTS_FAILED_NOW = Gauge("returnbridge_failed_events",
+                          "Stored events in status failed right now, read from the database "
+                          "when /metrics is scraped, by source", ["source"], registry=REGISTRY)

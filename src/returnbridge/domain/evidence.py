@@ -35,6 +35,9 @@ class Evidence:
     state: ReturnState | None = None
     # Free-text for the timeline.
     summary: str = ""
+    # The source's own name for the stage this event reports (e.g. ZigZag "ReturnGraded");
+    # becomes the return's ``source_state`` when ``state`` is not older news.
+    source_state: str = ""
 
 
 @dataclass(frozen=True)
@@ -79,8 +82,14 @@ def apply_evidence(case: ReturnCase, evidence: Evidence, event_key: str) -> Retu
     if evidence.store_credit is not None and evidence.store_credit > settlement.store_credit:
         settlement = replace(settlement, store_credit=evidence.store_credit)
     state = advance(case.state, evidence.state) if evidence.state is not None else case.state
+    source_state = case.source_state
+    if evidence.source_state and evidence.state is not None and state == evidence.state:
+        # The source state follows the canonical one: the most advanced stage wins, an
+        # out-of-order or late event never moves it back.
+        source_state = evidence.source_state
     return replace(
         case,
+        source_state=source_state,
         receipts=merge_receipts(case.receipts, evidence.receipts),
         parcel=parcel,
         settlement=settlement,

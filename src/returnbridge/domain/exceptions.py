@@ -127,6 +127,15 @@ CATALOGUE: dict[str, ExceptionType] = {
             "Look at the raw event ('returnbridge events show ID'); if the source changed its "
             "format, report it with the event attached.",
         ),
+        ExceptionType(
+            "event_failed", Owner.OPS, Severity.WARNING,
+            "A stored event could not be processed, even after its automatic retries. The raw "
+            "event is kept; what it says has not been applied to its return.",
+            "Read the error and the event with 'returnbridge events show ID' (ID is the "
+            "event id in the details), fix the cause (database, configuration, a bug to "
+            "report), then run 'returnbridge events replay ID --why \"what you fixed\"'. "
+            "This exception resolves itself when the replay succeeds.",
+        ),
     )
 }
 

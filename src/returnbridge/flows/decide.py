@@ -63,7 +63,11 @@ def _move_status(session: Session, row: ReturnRow, decision: Decision,
     elif decision.blocked:
         types = sorted({p.type for p in decision.problems if p.blocking})
         returns_repo.set_khaos_status(session, row, KhaosStatus.HELD,
-                                      "held until fixed: " + ", ".join(types), evidence)
+                                      "held until fixed: " + (", ".join(types)
+                                                              or "a blocking problem"),
+                                      evidence)
     else:
-        returns_repo.set_khaos_status(session, row, KhaosStatus.PENDING,
-                                      f"not released yet: {decision.wait_reason}", evidence)
+        returns_repo.set_khaos_status(
+            session, row, KhaosStatus.PENDING,
+            f"not released yet: {decision.wait_reason or 'waiting for the returns platform'}",
+            evidence)

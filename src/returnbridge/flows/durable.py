@@ -22,7 +22,7 @@ from returnbridge.flows import jobs, khaos_confirm, refund_workflow
 from returnbridge.flows.process import apply_event
 from returnbridge.flows.runtime import Runtime
 from returnbridge.store.db import is_sqlite, normalise_url, sqlite_path
-from returnbridge.store.events import mark_event, pending_events
+from returnbridge.store.events import pending_events
 
 log = structlog.get_logger(__name__)
 
@@ -55,8 +55,10 @@ def apply_event_step(event_id: int) -> str:
 
 @DBOS.step()
 def mark_failed_step(event_id: int, error: str) -> None:
-    with runtime().sessions() as session, session.begin():
-        mark_event(session, event_id, "failed", error)
+    """Retries exhausted: the event becomes ``failed`` with an ``event_failed`` exception."""
+    from returnbridge.flows.events_admin import record_failure
+
+    record_failure(runtime(), event_id, error)
 
 
 @DBOS.workflow()

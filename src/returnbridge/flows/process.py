@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import StatementError
 from sqlalchemy.orm import Session
 
 from returnbridge.domain.evidence import Evidence, Interpretation, apply_evidence
@@ -44,19 +45,51 @@ class Outcome:
 
 
 def apply_event(rt: Runtime, event_id: int) -> Outcome:
-    with rt.sessions() as session, session.begin():
-        event = session.get(InboundEvent, event_id, with_for_update=True)
-        if event is None:
-            return Outcome("skipped", note=f"event {event_id} does not exist")
-        if event.status != "received":
-            return Outcome("skipped", note=f"event {event_id} already {event.status}")
-        if event.source == "khaos":  # a push whose mirror update did not commit: redo it
-            from returnbridge.flows.khaos_push import reapply_event
+    try:
+        with rt.sessions() as session, session.begin():
+            event = session.get(InboundEvent, event_id, with_for_update=True)
+            if event is None:
+                return Outcome("skipped", note=f"event {event_id} does not exist")
+            if event.status != "received":
+                return Outcome("skipped", note=f"event {event_id} already {event.status}")
+            event.attempts = (event.attempts or 0) + 1
+            return apply_locked(rt, session, event)
+    except Exception as exc:
+        note_failed_attempt(rt, event_id, exc)
+        raise
 
-            return Outcome(reapply_event(session, event).status)
-        outcome = _apply_and_mark(rt, session, event)
-        EVENTS_APPLIED.labels(event.source, outcome.status).inc()
-        return outcome
+
+def apply_locked(rt: Runtime, session: Session, event: InboundEvent) -> Outcome:
+    """Apply ``event`` (status ``received``, locked by the caller) in ``session``: the one
+    processing path, for the workflow step and for ``events replay``."""
+    if event.source == "khaos":  # a push whose mirror update did not commit: redo it
+        from returnbridge.flows.khaos_push import reapply_event
+
+        return Outcome(reapply_event(session, event).status)
+    outcome = _apply_and_mark(rt, session, event)
+    EVENTS_APPLIED.labels(event.source, outcome.status).inc()
+    return outcome
+
+
+def error_text(exc: BaseException) -> str:
+    """What went wrong, for the event's error and the exception message. For a database
+    error only the database's own words: the statement and its parameters (customer data)
+    stay out of it."""
+    orig = getattr(exc, "orig", None) if isinstance(exc, StatementError) else None
+    words = " ".join(str(orig if orig is not None else exc).split())
+    return f"{type(exc).__name__}: {words}"[:4000]
+
+
+def note_failed_attempt(rt: Runtime, event_id: int, exc: BaseException) -> None:
+    """Count a try that raised and keep its error on the event (status unchanged, so the
+    retry runs); never raises itself."""
+    try:
+        with rt.sessions() as session, session.begin():
+            session.execute(
+                update(InboundEvent).where(InboundEvent.id == event_id)
+                .values(attempts=InboundEvent.attempts + 1, error=error_text(exc)))
+    except Exception:  # the database itself may be what failed; the retry will tell
+        return
 
 
 def _apply_and_mark(rt: Runtime, session: Session, event: InboundEvent) -> Outcome:
@@ -65,7 +98,7 @@ def _apply_and_mark(rt: Runtime, session: Session, event: InboundEvent) -> Outco
             outcome = _apply(rt, session, event)
     except PayloadInvalid as exc:
         mark_event(session, event.id, "invalid", str(exc))
-        exceptions_repo.raise_problem(
+        row = exceptions_repo.raise_problem(
             session,
             Problem(
                 type="payload_invalid",
@@ -75,6 +108,8 @@ def _apply_and_mark(rt: Runtime, session: Session, event: InboundEvent) -> Outco
                 details={"event_id": str(event.id), "error": str(exc)},
             ),
         )
+        # Name this event, so the command can be copied as it is.
+        row.next_action = row.next_action.replace("events show ID", f"events show {event.id}")
         return Outcome("invalid", note=str(exc))
     mark_event(session, event.id, outcome.status,
                "" if outcome.status == "processed" else outcome.note)
@@ -287,8 +322,9 @@ def _after_delivery(rt: Runtime, session: Session, row: ReturnRow, current: Retu
             Problem(
                 type="status_drift",
                 message=f"{row.associated_ref} changed at {row.source} after it was handed "
-                f"to Khaos; the Khaos document was not changed. Sent: {'; '.join(before)}. "
-                f"Now: {'; '.join(after)}. Adjust the return or credit note in Khaos by hand "
+                f"to Khaos; the Khaos document was not changed. Sent: "
+                f"{'; '.join(before) or 'nothing'}. Now: {'; '.join(after) or 'nothing'}. "
+                "Adjust the return or credit note in Khaos by hand "
                 "if needed.",
                 dedupe_key=f"{row.associated_ref}:changed-after-serve",
                 details={"event_id": str(event.id), "sent": "; ".join(before),

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -80,3 +81,57 @@ def mark_event(session: Session, event_id: int, status: str, error: str = "") ->
         .where(InboundEvent.id == event_id)
         .values(status=status, error=error[:4000], processed_at=utcnow())
     )
+
+
+# --- The read side for operators (events list|show|replay) ---------------------------------
+
+STATUSES = ("received", "processed", "unhandled", "deferred", "invalid", "failed")
+
+
+def get_event(session: Session, event_id: int, *, for_update: bool = False
+              ) -> InboundEvent | None:
+    stmt = select(InboundEvent).where(InboundEvent.id == event_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    return session.scalars(stmt).first()
+
+
+def search_events(session: Session, *, sources: Sequence[str] = (),
+                  statuses: Sequence[str] = (), received_before: datetime | None = None,
+                  received_since: datetime | None = None,
+                  refs: Sequence[tuple[str | None, str]] = (), topic: str | None = None,
+                  limit: int = 50, offset: int = 0) -> tuple[list[InboundEvent], int]:
+    """One page of events, newest first, and how many match in total.
+
+    ``refs`` are (source or None, source_ref) pairs, any of which matches."""
+    conditions: list[ColumnElement[bool]] = []
+    if sources:
+        conditions.append(InboundEvent.source.in_(list(sources)))
+    if statuses:
+        conditions.append(InboundEvent.status.in_(list(statuses)))
+    if received_before is not None:
+        conditions.append(InboundEvent.received_at <= received_before)
+    if received_since is not None:
+        conditions.append(InboundEvent.received_at >= received_since)
+    if topic:
+        conditions.append(func.lower(InboundEvent.topic) == topic.strip().lower())
+    if refs:
+        conditions.append(or_(*(
+            and_(InboundEvent.source == source, InboundEvent.source_ref == ref)
+            if source else InboundEvent.source_ref == ref
+            for source, ref in refs)))
+    total = session.scalar(select(func.count()).select_from(InboundEvent).where(*conditions))
+    rows = session.scalars(
+        select(InboundEvent).where(*conditions)
+        .order_by(InboundEvent.id.desc()).limit(limit).offset(offset)
+    ).all()
+    return list(rows), int(total or 0)
+
+
+def failed_counts(session: Session) -> dict[str, int]:
+    """Events in status ``failed`` right now, per source."""
+    rows = session.execute(
+        select(InboundEvent.source, func.count())
+        .where(InboundEvent.status == "failed").group_by(InboundEvent.source)
+    ).all()
+    return {str(source): int(count) for source, count in rows}

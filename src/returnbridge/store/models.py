@@ -83,6 +83,8 @@ class InboundEvent(Base):
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     error: Mapped[str] = mapped_column(Text, default="")
     duplicates: Mapped[int] = mapped_column(Integer, default=0)
+    # 0003_events: how many times processing was tried (a failed try leaves ``error``).
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ReturnRow(Base):

@@ -140,6 +140,7 @@ def set_khaos_status(session: Session, row: ReturnRow, target: KhaosStatus, why:
         row.ready_at = now
     if target is KhaosStatus.SERVED:
         row.served_at = now
-    add_timeline(session, row, "khaos_status", f"{current.value} -> {target.value}: {why}",
-                 evidence)
+    why = why.strip()
+    add_timeline(session, row, "khaos_status",
+                 f"{current.value} -> {target.value}" + (f": {why}" if why else ""), evidence)
     return True

@@ -10,6 +10,7 @@ from returnbridge.flows.wiring import install_hooks
 from returnbridge.web import (
     api,
     confirm_routes,
+    events_routes,
     exceptions_routes,
     health,
     khaos_push_routes,
@@ -33,5 +34,6 @@ def create_app(rt: Runtime, enqueue: Enqueue | None) -> FastAPI:
     app.include_router(api.router)
     app.include_router(confirm_routes.router)
     app.include_router(exceptions_routes.router)
+    app.include_router(events_routes.router)
     app.include_router(health.router)
     return app

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import structlog
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from returnbridge.flows.events_admin import refresh_failed_gauge
 from returnbridge.store.migrate import SchemaNotCurrent, require_current
 from returnbridge.web.auth import check_bearer
 from returnbridge.web.context import AppContext
 from returnbridge.web.metrics import REGISTRY
 
+log = structlog.get_logger(__name__)
 router = APIRouter()
 
 
@@ -41,4 +44,8 @@ def metrics(request: Request) -> Response:
         check_bearer(request, [token])
     elif request.headers.get("authorization"):
         raise HTTPException(400, "metrics need no token on this installation")
+    try:
+        refresh_failed_gauge(ctx.rt)
+    except Exception as exc:  # the counters still answer when the database does not
+        log.warning("could not read failed events for /metrics", error=str(exc))
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

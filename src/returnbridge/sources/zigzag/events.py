@@ -430,7 +430,8 @@ def interpret(body: bytes, *, settings: ZigZagSettings) -> ZigZagInterpretation:
         evidence = Evidence(at=at, receipts=receipts, carrier=carrier,
                             tracking_number=tracking,
                             delivered_at=at if trigger == "received" else None,
-                            state=_STATE_OF[trigger], summary=summary)
+                            state=_STATE_OF[trigger], summary=summary,
+                            source_state=event_type[:40])
         problems = _unknown_dispositions(items, assoc, settings) if graded else ()
         fallback: ReturnCase | None = None
         if items and all(i.priced for i in items):
@@ -447,12 +448,13 @@ def interpret(body: bytes, *, settings: ZigZagSettings) -> ZigZagInterpretation:
             f" with {carrier}" if carrier else "") + (f", tracking {tracking}" if tracking else "")
         evidence = Evidence(at=at, label_status="in_transit", carrier=carrier,
                             tracking_number=tracking, state=ReturnState.IN_TRANSIT,
-                            summary=summary)
+                            summary=summary, source_state=event_type[:40])
         return ZigZagInterpretation(evidence=evidence, note=summary, **common)
     if trigger == "cancelled":
         summary = f"{event_type}: return cancelled at ZigZag"
         return ZigZagInterpretation(
-            evidence=Evidence(at=at, state=ReturnState.CANCELLED, summary=summary),
+            evidence=Evidence(at=at, state=ReturnState.CANCELLED, summary=summary,
+                              source_state=event_type[:40]),
             note=summary, **common)
 
     currency = _currency(payload, settings)
