@@ -192,7 +192,7 @@ def money_gaps(case: ReturnCase, basis: CreditBasis, tolerance: Decimal) -> tupl
     src = case.source.value
     cur = f" {case.currency}" if case.currency else ""
     stage = basis.stage
-    sent = ("sent to Khaos" if stage is Stage.AFTER_HANDOVER else "for the Khaos credit note")
+    sent = "sent to Khaos" if stage is Stage.AFTER_HANDOVER else "to be sent to Khaos"
     gaps: list[MoneyGap] = []
     t = case.totals
     header_net = quantize(t.product - t.discount)
@@ -227,13 +227,14 @@ def money_gaps(case: ReturnCase, basis: CreditBasis, tolerance: Decimal) -> tupl
     if not is_settled(case):
         return tuple(gaps)
     s = case.settlement
-    for category, on_note, settled, what in (
-        (MoneyCategory.SHIPPING, basis.shipping_line, s.shipping_refund, "shipping refund"),
-        (MoneyCategory.HANDLING_FEE, basis.fee_line, s.handling_fee, "handling fee"),
+    for category, on_note, settled, what, sign in (
+        (MoneyCategory.SHIPPING, basis.shipping_line, s.shipping_refund, "shipping refund", 1),
+        (MoneyCategory.HANDLING_FEE, basis.fee_line, s.handling_fee, "handling fee", -1),
     ):
         if on_note is not None and abs(quantize(settled) - quantize(on_note)) > tolerance:
+            # signed as its effect on what the customer gets (a fee takes money away)
             gaps.append(_gap(
-                Link.NOTE, category, on_note, settled,
+                Link.NOTE, category, sign * on_note, sign * settled,
                 f"The {what} line {sent} is {quantize(on_note)}{cur}; {src} now says "
                 f"{quantize(settled)}{cur}: {quantize(settled - on_note):+}{cur} "
                 f"(category {category.value}).", src, stage))
@@ -251,9 +252,10 @@ def money_gaps(case: ReturnCase, basis: CreditBasis, tolerance: Decimal) -> tupl
         explained = f"{base}{cur} of goods" + (f" {' '.join(named)}" if named else "")
         gaps.append(_gap(
             Link.SETTLEMENT, category, expected, got,
-            f"{src} settled {got}{cur} ({', '.join(parts)}); the credit note {sent} is "
-            f"{quantize(basis.value)}{cur}, and {explained} explain {expected}{cur}: "
-            f"{residual:+}{cur} unexplained (category {category.value}).", src, stage))
+            f"The customer got {got}{cur} back from {src} ({', '.join(parts)}); the credit "
+            f"note {sent} is {quantize(basis.value)}{cur}, and {explained} explain "
+            f"{expected}{cur}: {residual:+}{cur} unexplained (category {category.value}).",
+            src, stage))
     return tuple(gaps)
 
 
