@@ -99,6 +99,8 @@ def check_after_handover(rt: Runtime, session: Session, row: ReturnRow, case: Re
     )
     opened = []
     for problem in problems:
+        if _settled_by_a_person(session, problem):
+            continue
         exc = exceptions_repo.raise_problem(session, problem, return_id=row.id,
                                             associated_ref=row.associated_ref)
         if exc.count == 1:
@@ -111,6 +113,18 @@ def check_after_handover(rt: Runtime, session: Session, row: ReturnRow, case: Re
                                   f"{gone.type} resolved: {gone.resolution}", evidence)
     sync_off_note(session, row, case, off_note(case, basis), evidence)
     return opened
+
+
+def _settled_by_a_person(session: Session, problem: Problem) -> bool:
+    """After handover the served document never changes, so a gap a person resolved or
+    ignored (having amended Khaos by hand) would be found again on every later event. It
+    stays closed unless its figures change."""
+    row = session.scalars(select(ExceptionRow).where(
+        ExceptionRow.type == problem.type, ExceptionRow.dedupe_key == problem.dedupe_key)
+    ).first()
+    return (row is not None and row.status in ("resolved", "ignored")
+            and row.resolved_by != "returnbridge"
+            and (row.details or {}).get("gap") == problem.details.get("gap"))
 
 
 def resolve_closed_gaps(session: Session, row: ReturnRow, present: tuple[Problem, ...], *,
