@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from returnbridge.flows.khaos_serve import serve_page
@@ -64,4 +66,27 @@ def test_store_credit_is_marked_in_the_notes_of_the_khaos_document(
     assert "STORE CREDIT 25.00 GBP" in notes["LR-802"]
     assert "do not refund" in notes["LR-802"]
     assert "STORE CREDIT" not in notes["LR-803"]
+    assert _money(rt) == []
+
+
+def test_returns_show_lists_the_reconciliation_items(
+        runtime_factory: Callable[..., Runtime], db_url: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+    from typer.testing import CliRunner
+
+    from returnbridge import cli
+
+    monkeypatch.setattr(cli, "out", Console(width=250))
+    rt = runtime_factory(mapping=MAPPING)
+    _ingest(rt, loop_return(804, [unit("TEE-BLK-M", 1)], state="closed",
+                            refund="28.95", refund_shipping_total="3.95",
+                            handling_fee="0.00", trigger="return.closed"))
+    config = tmp_path / "returnbridge.toml"
+    config.write_text(f'[database]\nurl = "{db_url}"\n', encoding="utf-8")
+    result = CliRunner().invoke(cli.app, ["returns", "show", "LR-804", "--config",
+                                          str(config)], env={"COLUMNS": "250", "RB_CONFIG": ""})
+    assert result.exit_code == 0, result.output
+    assert "reconciliation [open] shipping 3.95 GBP" in result.output
+    assert "not on the Khaos credit note" in result.output
     assert _money(rt) == []
