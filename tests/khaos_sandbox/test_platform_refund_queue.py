@@ -36,7 +36,10 @@ def test_queued_recording_calls_process_return_once(
             closed = {**opened, "trigger": "return.closed", "state": "closed",
                       "refunds": [{"gateway": "shopify_payments", "amount": "39.50",
                                    "currency": "GBP", "provider_refund_id": "RF-5101"}]}
-            send_returns(app, [closed])
+            send_returns(app, [closed, {
+                "topic": "label", "trigger": "label.updated", "id": opened["id"],
+                "label_status": "delivered", "label_updated_at": "2026-11-21T09:00:00+00:00",
+                "carrier": "Royal Mail", "tracking_number": "RM5101GB"}])
             durable = Durable(rt, worker=True, pump_interval=3600)
             durable.start()
             try:

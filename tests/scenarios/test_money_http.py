@@ -143,6 +143,36 @@ def test_shipping_refund_without_a_sku_is_a_reconciliation_item_on_the_return(
             khaos.close()
 
 
+def _delivered(payload: dict[str, Any]) -> dict[str, Any]:
+    """Loop's label webhook: the parcel reached the warehouse."""
+    return {"topic": "label", "trigger": "label.updated", "id": payload["id"],
+            "label_status": "delivered", "label_updated_at": "2026-11-21T09:00:00+00:00",
+            "carrier": "Royal Mail", "tracking_number": f"RM{payload['id']}GB"}
+
+
+def test_refund_is_not_recorded_by_processing_a_return_whose_goods_have_not_arrived(
+        runtime_factory: Callable[..., Runtime]) -> None:
+    with live(runtime_factory) as app:
+        khaos = make_sandbox(app)
+        try:
+            opened = refund(return_id_with_reason(4500, damaged=False), "SCARF-GRY")
+            [ref] = send_returns(app, [opened])
+            assert khaos.poll_once() == 1
+            soap_url = khaos.serve_soap()
+            rt = runtime_factory(khaos={"soap_url": soap_url})
+            with KhaosSoapClient(soap_url, timeout=10) as client:
+                assert sweep_unconfirmed(rt, client).confirmed == 1
+                send_returns(app, [_closed(opened, "39.50", refund_id="RF-4501")])
+                assert record_now(rt, ref, client) == "credit_confirmed"
+            assert khaos.soap_calls.count("ProcessReturn") == 0
+            record = khaos.return_for(ref)
+            assert record is not None and not record.processed and not record.stock_moved
+            (task,) = _get(app, ref)["reconciliation_items"]
+            assert task["category"] == "refund_record" and "not reported arrived" in task["note"]
+        finally:
+            khaos.close()
+
+
 def test_loop_refund_is_recorded_against_the_credit_note_once_or_handed_to_finance(
         runtime_factory: Callable[..., Runtime]) -> None:
     with live(runtime_factory) as app:
@@ -160,6 +190,7 @@ def test_loop_refund_is_recorded_against_the_credit_note_once_or_handed_to_finan
                 send_returns(app, [_closed(first, "39.50", refund_id="RF-4401"),
                                    _closed(second, "39.50", refund_id="RF-4411")])
                 assert sorted(due_refs(rt)) == sorted([ref1, ref2])
+                send_returns(app, [_delivered(first), _delivered(second)])
                 # The warehouse processed the second return before the refund was known.
                 khaos.process_by_ref(ref2)
 

@@ -11,7 +11,9 @@ platform refund is known (a ``refunds[]`` entry with its ``provider_refund_id``)
 2. ``ProcessReturn(ReturnCode, ManualAuthCode=<refund id>)`` through the rate-limited SOAP
    queue, as workflow ``process-return:{AssociatedRef}`` (the same id the refund gate
    uses, so a retry, a second process or both flows can never record it twice);
-3. ``refund_recorded`` when Khaos answers processed. When Khaos has already processed the
+3. ``refund_recorded`` when Khaos answers processed. A return the warehouse books in is
+   only processed this way once its goods are reported arrived (ProcessReturn moves stock).
+   When Khaos has already processed the
    return (normal when the warehouse processed it on arrival), or refuses it for another
    documented reason, the refund cannot be attached by the web service: an open finance
    task (reconciliation item ``refund_record``) names the refund id, the amount and the
@@ -34,6 +36,7 @@ from sqlalchemy.orm import Session
 from returnbridge.domain.khaos_status import KhaosStatus
 from returnbridge.domain.model import ReturnCase
 from returnbridge.domain.money import quantize
+from returnbridge.domain.policy import GoodsInOwner
 from returnbridge.flows.runtime import Runtime
 from returnbridge.store import audit, returns_repo
 from returnbridge.store.models import ReconciliationItem, RefundRow, ReturnRow, utcnow
@@ -48,6 +51,8 @@ _WHY = {
     "ProcessReturn refuses",
     "code_or_auth_missing": "Khaos refused ProcessReturn for return {code}: return code or "
     "auth code missing",
+    "goods_not_arrived": "the goods are not reported arrived, and ProcessReturn would "
+    "process return {code} in Khaos (moving its stock) before the warehouse has them",
     "no_return_code": "the Khaos return code of this credit note is not known (it was "
     "confirmed without one), so ProcessReturn cannot be called",
 }
@@ -124,7 +129,24 @@ def plan_record(rt: Runtime, associated_ref: str) -> RecordPlan | None:
         if not plan.return_code:
             _finance_task(session, row, refund, plan, "no_return_code")
             return None
+        if not _may_process(rt, row, case):
+            _finance_task(session, row, refund, plan, "goods_not_arrived")
+            return None
         return plan
+
+
+def _may_process(rt: Runtime, row: ReturnRow, case: ReturnCase) -> bool:
+    """ProcessReturn processes a return that is still unprocessed, which moves its stock.
+    A return the warehouse books in (imported unprocessed, goods coming back) is only
+    processed by us once the goods are reported arrived (label delivered, or units
+    received); stock never moves on a refund alone (ARCHITECTURE 6.3)."""
+    if row.process_return:
+        return True  # processed on import: Khaos will answer "already processed"
+    if rt.source_policy(row.source).goods_in_owner is not GoodsInOwner.KHAOS:
+        return True
+    if not any(ln.physical_return_expected for ln in case.lines):
+        return True
+    return case.parcel.delivered_at is not None or bool(case.receipts)
 
 
 def _refund_row(session: Session, row: ReturnRow, case: ReturnCase,
