@@ -91,6 +91,24 @@ def test_unconfigured_shipping_is_off_the_note_and_configured_shipping_is_a_line
     assert d.off_note == () and d.credit_value == D("15.00")
 
 
+def test_a_handling_fee_is_a_negative_line_or_off_the_note() -> None:
+    s = Settlement(refund_to_original=D("7.00"), handling_fee=D("5.00"))
+    c = case(line(), state=ReturnState.CLOSED, totals=_totals("10.00", "2.00"), settlement=s)
+    d = decide(c, CONFIG, POLICY, NO_FACTS)
+    assert d.problems == ()
+    assert [(o.category, o.amount) for o in d.off_note] == [(MoneyCategory.HANDLING_FEE,
+                                                            D("5.00"))]
+    cfg = replace(CONFIG, handling_fee_sku="FEE", non_stock_reason_id="20")
+    d = decide(c, cfg, POLICY, NO_FACTS)
+    assert d.off_note == () and d.credit_value == D("7.00") and d.problems == ()
+    # the fee waived after handover: the served fee line is now a gap
+    served = CreditBasis(D("10.00"), D("2.00"), fee_line=D("5.00"),
+                         stage=Stage.AFTER_HANDOVER, units=1)
+    waived = replace(c, settlement=Settlement(refund_to_original=D("12.00")))
+    (gap,) = money_gaps(waived, served, TOL)
+    assert (gap.category, gap.amount) == (MoneyCategory.HANDLING_FEE, D("5.00"))
+
+
 def test_after_handover_a_changed_shipping_figure_is_a_note_gap() -> None:
     s = Settlement(refund_to_original=D("17.00"), shipping_refund=D("5.00"))
     c = case(line(), state=ReturnState.CLOSED, totals=_totals("10.00", "2.00"), settlement=s)

@@ -69,6 +69,8 @@ def test_over_refund_after_handover_is_one_amount_mismatch_then_resolved_when_ex
             assert gap["details"]["category"] == "refund"
             assert gap["details"]["gap"] == "5.50"
             assert gap["details"]["stage"] == "after_handover"
+            assert gap["details"]["served_in_delivery"] == str(
+                view["khaos_deliveries"][0]["delivery_id"])
             assert "45.00" in gap["message"] and "sent to Khaos is 39.50" in gap["message"]
             assert gap["next_action"].startswith("[refund]")
 

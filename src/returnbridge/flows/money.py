@@ -37,6 +37,7 @@ from returnbridge.flows.runtime import Runtime
 from returnbridge.store import exceptions_repo, returns_repo
 from returnbridge.store.models import (
     ExceptionRow,
+    KhaosDeliveryItem,
     ReconciliationItem,
     ReturnLineRow,
     ReturnRow,
@@ -93,8 +94,12 @@ def check_after_handover(rt: Runtime, session: Session, row: ReturnRow, case: Re
         # Units still expected go on a follow-up document: the served part cannot match
         # the whole settlement yet. Checked again when they are served.
         return []
+    delivery = session.scalars(
+        select(KhaosDeliveryItem.delivery_id).where(KhaosDeliveryItem.return_id == row.id)
+        .order_by(KhaosDeliveryItem.id.desc())).first()
+    served = {"served_in_delivery": str(delivery)} if delivery is not None else {}
     problems = tuple(
-        replace(p, details={**p.details, "origin": "policy", "cause": cause[:120]})
+        replace(p, details={**p.details, **served, "origin": "policy", "cause": cause[:120]})
         for p in money_problems(case, basis, rt.settings.policy.tolerance)
     )
     opened = []
