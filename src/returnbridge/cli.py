@@ -202,6 +202,11 @@ def _print_return(view: dict[str, Any]) -> None:
         who = "by returnbridge" if r["origin"] == "returnbridge" else "outside returnbridge"
         out.print(f"  refund {r['amount']} {r['currency']} {who} ({r['provider']} "
                   f"{r['provider_refund_id'] or '-'})", highlight=False)
+    for item in view.get("reconciliation_items", []):
+        ref = f" {item['reference']}" if item["reference"] else ""
+        out.print(escape(f"  reconciliation [{item['status']}] {item['category']} "
+                         f"{item['amount']} {item['currency']}{ref}: {item['note']}"),
+                  highlight=False, soft_wrap=True)
     if view.get("follow_up_of"):
         out.print(f"  follow-up of {view['follow_up_of']}", highlight=False)
     for ref in view.get("follow_ups", []):

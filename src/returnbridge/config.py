@@ -111,6 +111,13 @@ class LoopSettings(_Section):
         "itself; returnbridge reconciles) or 'returnbridge' (the refund gate refunds through "
         "Shopify once the Khaos credit note is confirmed).",
     )
+    record_refunds_in_khaos: bool = Field(
+        True, description="With refund_owner = 'platform' and [khaos].soap_url set: once "
+        "the Khaos credit note is confirmed and Loop reports its refund, record it against "
+        "the Khaos return with ProcessReturn(ReturnCode, Loop refund id), once per return. "
+        "If Khaos has already processed the return, a finance task (reconciliation item "
+        "'refund_record') says which refund to record by hand. false: never.",
+    )
     fallback_customer_urn: str = Field(
         "",
         description="Khaos customer URN used when a Loop customer cannot be matched. Empty: "

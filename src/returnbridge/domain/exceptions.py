@@ -148,6 +148,9 @@ class Problem:
     message: str
     dedupe_key: str
     details: dict[str, str] = field(default_factory=dict)
+    # A next action written for this very problem (e.g. naming the money gap's category);
+    # empty: the type's next_action.
+    next_action: str = ""
 
     @property
     def kind(self) -> ExceptionType:

@@ -23,6 +23,13 @@ from returnbridge.domain.money import ZERO, quantize
 from returnbridge.domain.pricing import price_lines
 from returnbridge.domain.reasons import Processing, ReasonRule, match_reason
 from returnbridge.domain.receipts import effective_lines, unmatched_receipts
+from returnbridge.domain.settlement import (
+    CreditBasis,
+    OffNote,
+    Stage,
+    money_problems,
+    off_note,
+)
 
 
 class GoodsInOwner(StrEnum):
@@ -144,6 +151,9 @@ class Decision:
     # Keep-item lines of a return that also has goods coming back: they go as their own
     # document, processed on import, instead of waiting for the parcel (ARCHITECTURE 6.3).
     split_off: tuple[DocumentLine, ...] = ()
+    # Shipping refund / handling fee not on the document (no SKU configured): each is an
+    # open reconciliation item for finance (flows/money.py persists them).
+    off_note: tuple[OffNote, ...] = ()
 
     @property
     def blocked(self) -> bool:
@@ -270,52 +280,40 @@ def _non_stock_lines(case: ReturnCase, config: PolicyConfig,
             ))
             notes.append(f"{label} {quantize(amount)} sent as non-stock line {sku}")
         else:
-            notes.append(f"{label} {quantize(amount)} not on the Khaos document; reconciled "
-                         f"under the '{kind.value}' category (configure "
-                         f"policy.{kind.value}_sku to send it as a line)")
+            category = "shipping" if kind is LineKind.SHIPPING_REFUND else kind.value
+            notes.append(f"{label} {quantize(amount)} not on the Khaos document: listed as an "
+                         f"open reconciliation item (category {category}) for finance "
+                         f"(set policy.{kind.value}_sku and policy.non_stock_reason_id to "
+                         "send it as a non-stock line)")
     return out
 
 
+def credit_basis(case: ReturnCase, config: PolicyConfig, goods_net: Decimal,
+                 goods_tax: Decimal, units: int) -> CreditBasis:
+    """What the credit note will carry before handover (non-stock lines as configured)."""
+    s = case.settlement
+    lines_on = bool(config.non_stock_reason_id)
+    shipping = (quantize(s.shipping_refund)
+                if s.shipping_refund and config.shipping_refund_sku and lines_on else None)
+    fee = (quantize(s.handling_fee)
+           if s.handling_fee and config.handling_fee_sku and lines_on else None)
+    return CreditBasis(goods_net=goods_net, goods_tax=goods_tax, shipping_line=shipping,
+                       fee_line=fee, stage=Stage.BEFORE_HANDOVER, units=units)
+
+
 def _money_problems(case: ReturnCase, config: PolicyConfig, lines: tuple[ReturnLine, ...],
-                    problems: list[Problem], notes: list[str]) -> tuple[ReturnLine, ...]:
+                    problems: list[Problem], notes: list[str]
+                    ) -> tuple[tuple[ReturnLine, ...], tuple[OffNote, ...]]:
     check = price_lines(lines, case.totals, config.tolerance)
     cur = case.currency or ""
     if check.allocated:
         notes.append(f"{check.allocated:+} {cur} of rounding allocated across lines so that "
                      "they add up to the source's header total".strip())
-    if abs(check.identity_gap) > config.tolerance:
-        problems.append(_problem(
-            case, "amount_mismatch",
-            f"{case.source.value} header does not add up: total {check.header_total} != "
-            f"product - discount + tax ({check.header_net + check.header_tax}); "
-            f"difference {check.identity_gap} {cur}.",
-            "header-identity", gap=str(check.identity_gap)))
-    if check.tax_gap:
-        problems.append(_problem(
-            case, "tax_drift",
-            f"VAT on the lines ({check.line_tax}) differs from the return's tax total "
-            f"({check.header_tax}) by {check.tax_gap} {cur}, more than the tolerance "
-            f"{config.tolerance}.", "tax", gap=str(check.tax_gap)))
-    if check.net_gap:
-        problems.append(_problem(
-            case, "amount_mismatch",
-            f"Line values ({check.line_net} net) differ from the return's product - discount "
-            f"({check.header_net}) by {check.net_gap} {cur}.", "net", gap=str(check.net_gap)))
-    settled = case.settlement
-    received_back = settled.refund_to_original + settled.store_credit + settled.exchange_credit
-    if received_back != ZERO and case.state in (ReturnState.RESOLVED, ReturnState.CLOSED):
-        goods = check.line_net + check.line_tax
-        expected = goods + settled.shipping_refund - settled.handling_fee + settled.bonus_credit
-        gap = quantize(received_back - expected)
-        if abs(gap) > config.tolerance:
-            problems.append(_problem(
-                case, "amount_mismatch",
-                f"The customer received {quantize(received_back)} {cur} (refund "
-                f"{settled.refund_to_original}, store credit {settled.store_credit}, exchange "
-                f"credit {settled.exchange_credit}) but the goods, shipping refund, handling fee "
-                f"and bonus explain {quantize(expected)}; {gap:+} unexplained.",
-                "settlement", gap=str(gap)))
-    return check.lines
+    basis = credit_basis(case, config, check.line_net, check.line_tax,
+                         sum(ln.quantity for ln in lines))
+    # One exception per gap and category (domain/settlement.py), never the same gap twice.
+    problems.extend(money_problems(case, basis, config.tolerance))
+    return check.lines, off_note(case, basis)
 
 
 def _catalogue_problems(case: ReturnCase, facts: Facts, config: PolicyConfig,
@@ -384,7 +382,7 @@ def decide(case: ReturnCase, config: PolicyConfig, policy: SourcePolicy,
         notes.append(f"receipt for {stray.quantity} unit(s) of "
                      f"{stray.sku or stray.variant_id or stray.line_item_id} matches no "
                      "returned line; ignored")
-    priced = _money_problems(case, config, lines, problems, notes)
+    priced, unlisted = _money_problems(case, config, lines, problems, notes)
     chosen, wait, left_out = _release_state(case, policy, priced)
     # Validate everything the return holds, not just today's part, so problems surface early.
     document: list[DocumentLine] = []
@@ -444,4 +442,5 @@ def decide(case: ReturnCase, config: PolicyConfig, policy: SourcePolicy,
         notes=tuple(notes),
         open_units=left_out,
         split_off=tuple(split),
+        off_note=unlisted,
     )

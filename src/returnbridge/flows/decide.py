@@ -16,6 +16,7 @@ from returnbridge.domain.khaos_status import DELIVERED, KhaosStatus
 from returnbridge.domain.model import ReturnCase
 from returnbridge.domain.policy import Decision, decide
 from returnbridge.flows import facts
+from returnbridge.flows.money import sync_off_note
 from returnbridge.flows.runtime import Runtime
 from returnbridge.store import exceptions_repo, returns_repo
 from returnbridge.store.models import ReturnRow
@@ -35,6 +36,7 @@ def evaluate(rt: Runtime, session: Session, row: ReturnRow, case: ReturnCase,
         replace(p, details={**p.details, "origin": "policy"}) for p in decision.problems
     )
     returns_repo.apply_decision(row, decision)
+    sync_off_note(session, row, case, decision.off_note, evidence)
     for problem in problems:
         exceptions_repo.raise_problem(session, problem, return_id=row.id,
                                       associated_ref=row.associated_ref,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import structlog
 from dbos import DBOS, SetWorkflowID
 
+from returnbridge.flows import platform_refunds  # noqa: F401  (registers its DBOS workflow)
 from returnbridge.flows.runtime import Runtime
 
 log = structlog.get_logger(__name__)
@@ -64,6 +65,12 @@ def _refund_gate(rt: Runtime) -> str:
     return f"{enqueue_due_refunds(rt)} refund workflow(s) started"
 
 
+def _platform_refunds(rt: Runtime) -> str:
+    from returnbridge.flows.platform_refunds import enqueue_due
+
+    return f"{enqueue_due(rt)} platform refund(s) queued for recording in Khaos"
+
+
 def _waiting_evidence(rt: Runtime) -> str:
     from returnbridge.flows.process import report_waiting_evidence
 
@@ -94,6 +101,10 @@ JOBS: tuple[Job, ...] = (
         lambda rt: rt.settings.shopify.refund_gate_seconds
         if rt.settings.shopify.shop_domain or rt.settings.shopify.base_url else 0.0,
         _refund_gate, direct=True),
+    Job("platform-refund-record",
+        lambda rt: _minutes(getattr(rt.settings.khaos, "confirm_sweep_minutes", 15))
+        if rt.settings.khaos.soap_url else 0.0,
+        _platform_refunds, direct=True),
 )
 _BY_NAME = {job.name: job for job in JOBS}
 

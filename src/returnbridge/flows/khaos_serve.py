@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session, selectinload
 
 from returnbridge.config import KhaosSettings, PolicySettings
 from returnbridge.domain.khaos_status import DELIVERED, KhaosStatus
-from returnbridge.domain.model import Address, Customer
+from returnbridge.domain.model import Address, Customer, ReturnCase
+from returnbridge.domain.money import ZERO, quantize
 from returnbridge.erp.khaos.channel import (
     ChannelOptions,
     ServedLine,
@@ -77,11 +78,25 @@ def to_served(row: ReturnRow, k: KhaosSettings | None = None,
         associated_ref=row.associated_ref, created_at=created, urn=row.khaos_urn,
         customer=customer, lines=lines, exchanges=case.exchanges,
         process_return=row.process_return, order_ref=case.order_ref,
-        notes=f"{case.source.value} return {case.source_return_id}, order {case.order_ref}",
+        notes=served_notes(case),
         source_order=source_order(row.khaos_order_code, case.order_ref,
                                   k.source_order_ref_format if k else ""),
         brand_id=k.brand_id if k else "", sales_source_id=k.sales_source_id if k else "",
     )
+
+
+def served_notes(case: ReturnCase) -> str:
+    """The CustomerReturn ``Notes``: where the return came from and, when the platform gave
+    store credit, that it is store credit (the credit stays on the customer's account and is
+    not to be refunded). Khaos documents no store-credit field on CustomerReturnImport;
+    ``Notes`` is its documented free-text field (the use is inferred)."""
+    notes = f"{case.source.value} return {case.source_return_id}, order {case.order_ref}"
+    credit = case.settlement.store_credit
+    if credit > ZERO:
+        notes += (f". STORE CREDIT {quantize(credit)} {case.currency}".rstrip()
+                  + f" issued by {case.source.value} as a gift card: leave this credit on the "
+                  "customer's account; do not refund it")
+    return notes
 
 
 def source_order(khaos_order_code: str, order_ref: str, ref_format: str

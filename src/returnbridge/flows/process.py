@@ -28,6 +28,7 @@ from returnbridge.domain.policy import decide
 from returnbridge.flows import facts
 from returnbridge.flows.decide import evaluate
 from returnbridge.flows.follow_up import open_follow_up
+from returnbridge.flows.money import check_after_handover
 from returnbridge.flows.runtime import Runtime
 from returnbridge.metrics import EVENTS_APPLIED
 from returnbridge.sources.errors import PayloadInvalid
@@ -275,6 +276,8 @@ def _fold_evidence(rt: Runtime, session: Session, row: ReturnRow, found: Evidenc
         returns_repo.save_case(session, row, updated, keep_lines=True)
         returns_repo.add_timeline(session, row, "evidence", f"{summary} (after handover to "
                                   "Khaos; the Khaos document is unchanged)", evidence)
+        check_after_handover(rt, session, row, updated, evidence,
+                             cause=f"{row.source} evidence event {evidence['event_id']}")
         child = open_follow_up(rt, session, row, updated, evidence)
         if child is not None:
             return Outcome("processed", child.associated_ref, child.khaos_status, summary)
@@ -316,6 +319,9 @@ def _after_delivery(rt: Runtime, session: Session, row: ReturnRow, current: Retu
                            keep_lines=True)
     returns_repo.add_timeline(session, row, "event",
                               f"{event.trigger or 'event'}: {note}", evidence)
+    # Money news after handover is checked against what Khaos was served (ARCHITECTURE 11).
+    check_after_handover(rt, session, row, merged if content_applied else current, evidence,
+                         cause=f"{event.source} event {event.id}")
     if before != after:
         exceptions_repo.raise_problem(
             session,

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import select
 
 from returnbridge.domain.money import quantize
+from returnbridge.flows.money import items_for
 from returnbridge.flows.runtime import Runtime
 from returnbridge.store import exceptions_repo, returns_repo
 from returnbridge.store.codec import to_jsonable
@@ -82,6 +83,12 @@ def return_view(rt: Runtime, associated_ref: str) -> dict[str, Any] | None:
                  "status": r.status, "note": r.note, "created_at": r.created_at.isoformat()}
                 for r in session.scalars(select(RefundRow).where(RefundRow.return_id == row.id)
                                          .order_by(RefundRow.id))
+            ],
+            "reconciliation_items": [
+                {"category": i.category, "amount": _money(i.amount), "currency": i.currency,
+                 "status": i.status, "reference": i.reference, "note": i.note,
+                 "created_at": i.created_at.isoformat()}
+                for i in items_for(session, row.associated_ref)
             ],
             "follow_up_of": session.scalar(select(ReturnRow.associated_ref).where(
                 ReturnRow.id == row.parent_id)) if row.parent_id else None,

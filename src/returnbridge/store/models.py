@@ -358,3 +358,35 @@ class RefundRow(Base):
     note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ReconciliationItem(Base):
+    """Money finance must account for outside the credit note (0003_loopmoney).
+
+    ``category`` names the component: ``shipping`` / ``handling_fee`` (not on the credit
+    note because no non-stock SKU is configured, or because it arrived after handover), or
+    ``refund_record`` (a platform refund that could not be recorded against the Khaos credit
+    note automatically: a finance task, with the refund id in ``reference``). One row per
+    return and category; the reconciliation report lists the open ones."""
+
+    __tablename__ = "reconciliation_items"
+    __table_args__ = (
+        UniqueConstraint("associated_ref", "category", name="uq_reconciliation_items_ref_cat"),
+        Index("ix_reconciliation_items_status", "status", "category"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    return_id: Mapped[int | None] = mapped_column(
+        ForeignKey("returns.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    associated_ref: Mapped[str] = mapped_column(String(50))
+    category: Mapped[str] = mapped_column(String(30))
+    amount: Mapped[Decimal] = mapped_column(Money())
+    currency: Mapped[str] = mapped_column(String(3), default="")
+    status: Mapped[str] = mapped_column(String(20), default="open")  # open|withdrawn|done
+    reference: Mapped[str] = mapped_column(String(120), default="")
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    resolved_by: Mapped[str] = mapped_column(String(120), default="")
