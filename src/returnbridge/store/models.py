@@ -83,7 +83,7 @@ class InboundEvent(Base):
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     error: Mapped[str] = mapped_column(Text, default="")
     duplicates: Mapped[int] = mapped_column(Integer, default=0)
-    # 0003_events: how many times processing was tried (a failed try leaves ``error``).
+    # migration 0003: how many times processing was tried (a failed try leaves ``error``).
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
@@ -361,7 +361,7 @@ class RefundRow(Base):
 
 
 class ReconciliationItem(Base):
-    """Money finance must account for outside the credit note (0003_loopmoney).
+    """Money finance must account for outside the credit note (migration 0004).
 
     ``category`` names the component: ``shipping`` / ``handling_fee`` (not on the credit
     note because no non-stock SKU is configured, or because it arrived after handover), or

@@ -1,7 +1,7 @@
 """reconciliation items (shipping / handling fee off the credit note, finance tasks)
 
-Revision ID: 0003_loopmoney
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-11-30
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 from returnbridge.store.types import Money
 
-revision = '0003_loopmoney'
-down_revision = '0002'
+revision = '0004'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 

@@ -1,6 +1,6 @@
 """inbound_events.attempts: how many times an event was tried (events show)
 
-Revision ID: 0003_events
+Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-30
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0003_events'
+revision = '0003'
 down_revision = '0002'
 branch_labels = None
 depends_on = None
