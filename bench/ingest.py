@@ -17,10 +17,15 @@ import argparse
 import base64
 import hashlib
 import hmac
+import json
 import multiprocessing
+import os
 import queue
 import secrets
+import signal
 import sqlite3
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -52,6 +57,7 @@ FIRST_ID = 500_001
 DRIVE_DEADLINE_S = 60.0  # the driver stops sending after this, whatever is left is an error
 REQUEST_TIMEOUT_S = 30.0
 PROCESS_WAIT_S = 120.0
+FIGURES: dict[str, float] = {}  # what --json writes, for bench/run_all.py
 
 
 # --------------------------------------------------------------------------- workload
@@ -94,15 +100,21 @@ class DriveResult:
 
 
 def _client_loop(url: str, work: queue.SimpleQueue[Delivery], deadline: float,
-                 result: DriveResult, lock: threading.Lock) -> None:
+                 result: DriveResult, lock: threading.Lock, interval: float = 0.0) -> None:
     latencies: list[float] = []
     statuses: Counter[str] = Counter()
+    due = time.perf_counter()
     with httpx.Client(timeout=REQUEST_TIMEOUT_S) as client:
         while True:
             try:
                 item = work.get_nowait()
             except queue.Empty:
                 break
+            if interval:  # offered load: this client's share of the rate, open loop
+                due += interval
+                wait = due - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
             if time.monotonic() > deadline:
                 statuses["not sent (deadline)"] += 1
                 continue
@@ -121,15 +133,19 @@ def _client_loop(url: str, work: queue.SimpleQueue[Delivery], deadline: float,
         result.statuses.update(statuses)
 
 
-def drive(url: str, deliveries: list[Delivery], concurrency: int) -> DriveResult:
-    """Runs in the driver process: ``concurrency`` threads, one keep-alive client each."""
+def drive(url: str, deliveries: list[Delivery], concurrency: int,
+          rate: float = 0.0) -> DriveResult:
+    """Runs in the driver process: ``concurrency`` threads, one keep-alive client each;
+    ``rate`` > 0 offers that many requests/s in total instead of as fast as possible."""
     work: queue.SimpleQueue[Delivery] = queue.SimpleQueue()
     for d in deliveries:
         work.put(d)
     result = DriveResult()
     lock = threading.Lock()
     deadline = time.monotonic() + DRIVE_DEADLINE_S
-    threads = [threading.Thread(target=_client_loop, args=(url, work, deadline, result, lock),
+    interval = concurrency / rate if rate > 0 else 0.0
+    threads = [threading.Thread(target=_client_loop,
+                                args=(url, work, deadline, result, lock, interval),
                                 name=f"client-{i}") for i in range(concurrency)]
     result.first_send_wall = time.time()
     started = time.perf_counter()
@@ -262,6 +278,9 @@ def percentile(values: list[float], pct: float) -> float:
 
 def report_drive(result: DriveResult, baseline_rate: float) -> float:
     rate = result.accepted / result.elapsed_s if result.elapsed_s else 0.0
+    FIGURES.update(accepted_per_s=rate, p50_ms=percentile(result.latencies_ms, 50),
+                   p99_ms=percentile(result.latencies_ms, 99), errors=result.errors,
+                   baseline_per_s=baseline_rate)
     print(f"accepted events/s: {rate:.1f}")
     print(f"p50 latency ms: {percentile(result.latencies_ms, 50):.2f}")
     print(f"p99 latency ms: {percentile(result.latencies_ms, 99):.2f}")
@@ -281,6 +300,7 @@ def report_processing(state: Processing, waited: float, expected: int,
         return
     assert state.last_processed is not None
     span = state.last_processed.timestamp() - first_send_wall
+    FIGURES.update(processed_per_s=state.done / span)
     print(f"processed events/s (end to end): {state.done / span:.1f}")
     print(f"  {state.done} events processed {span:.1f}s after the first send; "
           f"statuses {state.statuses}")
@@ -295,6 +315,13 @@ def parse_args() -> argparse.Namespace:
                         help=f"webhooks to send (default {DEFAULT_EVENTS})")
     parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
                         help=f"concurrent clients (default {DEFAULT_CONCURRENCY})")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="event workers: 1 = serve alone; N > 1 adds N-1 'returnbridge "
+                        "worker' processes; 0 = serve --no-worker (ingest only)")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="offered load in requests/s (default: as fast as answered)")
+    parser.add_argument("--json", default="", metavar="PATH",
+                        help="also write the figures as JSON to PATH")
     parser.add_argument("--postgres", nargs="?", const=DEFAULT_POSTGRES, default=None,
                         metavar="URL",
                         help="run the service on PostgreSQL; URL of a server database to "
@@ -314,22 +341,46 @@ def run_baseline(mp: multiprocessing.context.SpawnContext, directory: Path,
     return stored / elapsed
 
 
+def start_workers(config: Path, directory: Path, count: int) -> list[subprocess.Popen[bytes]]:
+    """``count`` extra ``returnbridge worker`` processes, each with its own executor id."""
+    procs = []
+    for n in range(count):
+        env = {**os.environ, "RB_CONFIG": str(config),
+               "RB_SERVER__EXECUTOR_ID": f"bench-worker-{n + 2}"}
+        with (directory / f"worker-{n + 2}.log").open("ab") as log:
+            procs.append(subprocess.Popen([sys.executable, "-m", "returnbridge", "worker"],
+                                          stdout=log, stderr=subprocess.STDOUT, env=env))
+    return procs
+
+
 def run_service(mp: multiprocessing.context.SpawnContext, directory: Path,
                 deliveries: list[Delivery], concurrency: int, database_url: str | None,
-                baseline_rate: float) -> None:
+                baseline_rate: float, workers: int = 1, rate: float = 0.0) -> None:
     port = free_port()
     config, url = write_config(directory, port, database_url)
     migrate(url)
-    service = ServiceProcess(config, port, directory / "service.log")
+    service = ServiceProcess(config, port, directory / "service.log",
+                             *(() if workers >= 1 else ("--no-worker",)))
+    extra: list[subprocess.Popen[bytes]] = []
     try:
         service.start()
+        extra = start_workers(config, directory, max(0, workers - 1))
+        time.sleep(3.0 if extra else 0.0)  # let the extra workers start up
         with mp.Pool(1) as pool:
             result = pool.apply_async(drive, (f"{service.base_url}/webhooks/loop", deliveries,
-                                              concurrency)).get(DRIVE_DEADLINE_S + 60)
+                                              concurrency, rate)).get(DRIVE_DEADLINE_S + 60)
         report_drive(result, baseline_rate)
-        state, waited = wait_processed(url, result.accepted, PROCESS_WAIT_S)
-        report_processing(state, waited, result.accepted, result.first_send_wall)
+        if workers >= 1:
+            state, waited = wait_processed(url, result.accepted, PROCESS_WAIT_S)
+            report_processing(state, waited, result.accepted, result.first_send_wall)
     finally:
+        for proc in extra:
+            proc.send_signal(signal.SIGTERM)
+        for proc in extra:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         service.stop()
 
 
@@ -339,16 +390,21 @@ def main() -> None:
     deliveries = make_deliveries(args.events)
     backend = "postgresql" if args.postgres else "sqlite"
     print(f"returnbridge ingest bench: {args.events} signed Loop webhooks, "
-          f"concurrency {args.concurrency}, service on {backend}, loopback 127.0.0.1")
+          f"concurrency {args.concurrency}, service on {backend}, workers {args.workers}, "
+          f"offered {args.rate or 'max'}/s, loopback 127.0.0.1")
     with tempfile.TemporaryDirectory(prefix="returnbridge-bench-") as tmp:
         directory = Path(tmp)
         # The baseline runs first, on an otherwise idle machine (no service, no workflows).
         baseline_rate = run_baseline(mp, directory, deliveries)
         if args.postgres:
             with postgres_database(args.postgres) as url:
-                run_service(mp, directory, deliveries, args.concurrency, url, baseline_rate)
+                run_service(mp, directory, deliveries, args.concurrency, url, baseline_rate,
+                            args.workers, args.rate)
         else:
-            run_service(mp, directory, deliveries, args.concurrency, None, baseline_rate)
+            run_service(mp, directory, deliveries, args.concurrency, None, baseline_rate,
+                        args.workers, args.rate)
+    if args.json:
+        Path(args.json).write_text(json.dumps(FIGURES), encoding="utf-8")
 
 
 if __name__ == "__main__":

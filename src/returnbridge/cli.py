@@ -122,7 +122,7 @@ def serve(
     """Run the HTTP service (webhooks, Khaos channel, API) and, by default, the worker."""
     import uvicorn
 
-    from returnbridge.flows.durable import Durable, enqueue_event
+    from returnbridge.flows.durable import Durable
     from returnbridge.flows.runtime import Runtime
     from returnbridge.web.app import create_app
 
@@ -132,8 +132,11 @@ def serve(
     rt = Runtime.from_settings(settings)
     durable = Durable(rt, worker=worker)
     durable.start()
+    # The event worker is CPU-bound Python; hand the interpreter lock to the request thread
+    # sooner (default 5 ms) so webhook answers do not queue behind a batch.
+    sys.setswitchinterval(0.0005)
     try:
-        uvicorn.run(create_app(rt, enqueue_event), host=host or settings.server.host,
+        uvicorn.run(create_app(rt, None, wake=durable.wake), host=host or settings.server.host,
                     port=port or settings.server.port, log_config=None,
                     timeout_graceful_shutdown=10)
     finally:

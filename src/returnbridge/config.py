@@ -64,11 +64,24 @@ class ServerSettings(_Section):
     )
     workflow_concurrency: int = Field(
         16, ge=1, le=256,
-        description="Most events this process applies at once (DBOS queue worker concurrency).",
+        description="Most event workflows queued by an earlier version this process runs at "
+        "once while it finishes them after an upgrade (DBOS queue worker concurrency).",
     )
     queue_poll_seconds: float = Field(
-        0.05, gt=0, le=10,
-        description="How often this process looks for queued events to apply, in seconds.",
+        1.0, gt=0, le=10,
+        description="How often this process looks for queued durable work (scheduled jobs, "
+        "refunds, Khaos SOAP calls), in seconds. Lower reacts faster and costs idle CPU.",
+    )
+    event_batch_size: int = Field(
+        100, ge=1, le=1000,
+        description="Most stored events the worker applies in one transaction. Events of one "
+        "return are always applied in the order they arrived.",
+    )
+    event_poll_seconds: float = Field(
+        2.0, gt=0, le=60,
+        description="How often an idle worker looks for stored events it was not told about "
+        "(events stored by this process wake it at once; on PostgreSQL other processes "
+        "notify it).",
     )
     max_body_bytes: int = Field(
         5_000_000, ge=1024, description="Largest webhook or upload body accepted, in bytes."

@@ -1,12 +1,14 @@
-"""Durable execution with DBOS (ARCHITECTURE 5).
+"""Durable execution (ARCHITECTURE 5).
 
-Each stored event is processed by a workflow whose id is derived from the event's
-business key (``event:{source}:{dedupe_key}``). DBOS runs a workflow id at most once to
-completion, and the step inside is itself idempotent, so a redelivery, a second process or
-a restart after a crash never applies an event twice.
+Stored events are applied by the event worker (flows/event_worker.py): micro-batches, one
+transaction each, the event's status committed with its effects, so a crash, a second
+process or a redelivery never applies an event twice and never loses one. Nothing on the
+request path talks to the workflow engine; storing an event only wakes the worker.
 
-A pump enqueues every event that is stored but not yet processed, so an event whose
-process died between storing it and enqueueing its workflow is still picked up.
+DBOS runs what has external side effects and must resume after a crash: scheduled jobs, the
+refund gate, the Khaos SOAP queue. ``process_event_workflow`` stays registered so that event
+workflows queued by an earlier version still finish after an upgrade (they skip events
+already applied).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import structlog
 from dbos import DBOS, SetWorkflowID
 
 from returnbridge.flows import jobs, khaos_confirm, refund_workflow
+from returnbridge.flows.event_worker import EventWorker
 from returnbridge.flows.process import apply_event
 from returnbridge.flows.runtime import Runtime
 from returnbridge.store.db import is_sqlite, normalise_url, sqlite_path
@@ -72,12 +75,15 @@ def process_event_workflow(event_id: int) -> str:
 
 
 def enqueue_event(source: str, dedupe_key: str, event_id: int) -> None:
+    """Apply one event through a DBOS workflow (kept for operators' scripts; the event
+    worker does not need it)."""
     with SetWorkflowID(workflow_id(source, dedupe_key)):
         DBOS.enqueue_workflow(EVENTS_QUEUE, process_event_workflow, event_id)
 
 
 def pump_pending(rt: Runtime, older_than: timedelta = timedelta(seconds=0)) -> int:
-    """Enqueue workflows for stored, unprocessed events; harmless to repeat."""
+    """Enqueue DBOS workflows for stored, unprocessed events; harmless to repeat (the event
+    worker does this work itself; kept for scripts)."""
     with rt.sessions() as session:
         pending = pending_events(session, older_than)
     for event_id, source, key in pending:
@@ -100,13 +106,24 @@ def system_database_url(rt: Runtime) -> str:
 class Durable:
     """Start and stop DBOS for one process; ``worker`` decides whether it runs workflows."""
 
-    def __init__(self, rt: Runtime, *, worker: bool, pump_interval: float = 10.0) -> None:
+    def __init__(self, rt: Runtime, *, worker: bool, pump_interval: float | None = None
+                 ) -> None:
         self.rt = rt
         self.worker = worker
-        self.pump_interval = pump_interval
+        server = rt.settings.server
+        # pump_interval: how often an idle worker looks for stored events it was not told of.
+        self.events = EventWorker(
+            rt, batch_size=server.event_batch_size,
+            idle_poll_seconds=server.event_poll_seconds if pump_interval is None
+            else pump_interval)
         self._stop = threading.Event()
         self._pump: threading.Thread | None = None
         self._scheduler: jobs.Scheduler | None = None
+
+    def wake(self) -> None:
+        """Events were stored by this process: apply them now (no database round trip)."""
+        if self.worker:
+            self.events.wake()
 
     def start(self) -> None:
         _Current.runtime = self.rt
@@ -131,10 +148,12 @@ class Durable:
         if self.worker:
             self._scheduler = jobs.Scheduler(self.rt)
             self._scheduler.start()
-            self._pump = threading.Thread(target=self._pump_loop, name="event-pump", daemon=True)
+            self._pump = threading.Thread(target=self._reevaluate, name="reevaluate",
+                                          daemon=True)
             self._pump.start()
+            self.events.start()
 
-    def _pump_loop(self) -> None:
+    def _reevaluate(self) -> None:
         try:
             from returnbridge.flows.reevaluate import reevaluate_if_mapping_changed
 
@@ -144,20 +163,13 @@ class Durable:
                          examined=result.examined, released=result.released)
         except Exception as exc:
             log.warning("re-evaluation after a configuration change failed", error=str(exc))
-        while True:
-            try:
-                count = pump_pending(self.rt)
-                if count:
-                    log.info("pending events enqueued", count=count)
-            except Exception as exc:
-                log.warning("event pump failed; will retry", error=str(exc))
-            if self._stop.wait(self.pump_interval):
-                return
 
     def stop(self) -> None:
         self._stop.set()
         if self._scheduler is not None:
             self._scheduler.stop()
+        if self.worker:
+            self.events.stop()
         if self._pump is not None:
             self._pump.join(timeout=5)
         DBOS.destroy(workflow_completion_timeout_sec=5)

@@ -66,7 +66,10 @@ class InboundEvent(Base):
     """Every event received, with its raw bytes, before anything else happens to it."""
 
     __tablename__ = "inbound_events"
-    __table_args__ = (UniqueConstraint("source", "dedupe_key", name="uq_inbound_events_dedupe"),)
+    __table_args__ = (
+        UniqueConstraint("source", "dedupe_key", name="uq_inbound_events_dedupe"),
+        Index("ix_inbound_events_source_ref_status", "source", "source_ref", "status", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     source: Mapped[str] = mapped_column(String(20))

@@ -18,15 +18,19 @@ from returnbridge.web import (
     webhooks,
     zigzag_webhook,
 )
-from returnbridge.web.context import AppContext, Enqueue, SignatureFailures
+from returnbridge.web.context import AppContext, Enqueue, SignatureFailures, Wake
+from returnbridge.web.inbox import Inbox
 
 
-def create_app(rt: Runtime, enqueue: Enqueue | None) -> FastAPI:
+def create_app(rt: Runtime, enqueue: Enqueue | None, wake: Wake | None = None) -> FastAPI:
     install_hooks()
     app = FastAPI(title="returnbridge", version=__version__, docs_url="/api/docs",
                   openapi_url="/api/openapi.json", redoc_url=None)
+    inbox = Inbox(rt.sessions)
     app.state.ctx = AppContext(rt=rt, enqueue=enqueue,
-                               signature_failures=SignatureFailures(rt))
+                               signature_failures=SignatureFailures(rt), inbox=inbox,
+                               wake=wake)
+    app.router.on_shutdown.append(inbox.close)
     app.include_router(webhooks.router)
     app.include_router(zigzag_webhook.router)
     app.include_router(khaos_routes.router)

@@ -8,14 +8,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import structlog
+from fastapi.concurrency import run_in_threadpool
 
 from returnbridge.domain.exceptions import Problem
 from returnbridge.flows.runtime import Runtime
+from returnbridge.store.events import StoredEvent
 from returnbridge.store.exceptions_repo import raise_problem
+from returnbridge.web.inbox import Inbox
 
 log = structlog.get_logger(__name__)
 
 Enqueue = Callable[[str, str, int], None]
+Wake = Callable[[], None]
 
 
 @dataclass
@@ -55,3 +59,21 @@ class AppContext:
     rt: Runtime
     enqueue: Enqueue | None
     signature_failures: SignatureFailures
+    inbox: Inbox
+    # Tells this process's event worker that events were stored (no database round trip);
+    # workers elsewhere hear it from the database (PostgreSQL NOTIFY) or their slow poll.
+    wake: Wake | None = None
+
+    async def after_store(self, stored: StoredEvent) -> None:
+        """A new event was committed: wake the worker, or (tests) apply it right away."""
+        if stored.duplicate:
+            return
+        if self.wake is not None:
+            self.wake()
+        if self.enqueue is not None:
+            try:
+                await run_in_threadpool(self.enqueue, stored.source, stored.dedupe_key,
+                                        stored.event_id)
+            except Exception as exc:  # stored already; the worker will pick it up
+                log.warning("enqueue failed; the event worker will pick it up",
+                            event_id=stored.event_id, error=str(exc))

@@ -13,7 +13,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from returnbridge.sources.loop import signature
 from returnbridge.sources.loop.parser import envelope
-from returnbridge.store.events import StoredEvent, store_event
+from returnbridge.store.events import StoredEvent
+from returnbridge.store.inbox import NewEvent
 from returnbridge.web.context import AppContext
 from returnbridge.web.metrics import WEBHOOKS
 
@@ -67,10 +68,9 @@ async def loop_webhook(request: Request) -> JSONResponse:
     topic, trigger, ref = envelope(_peek(body))
     headers = {k: v for k, v in request.headers.items() if k.lower() in _KEPT_HEADERS}
     try:
-        stored: StoredEvent = await run_in_threadpool(
-            store_event, ctx.rt.sessions, source="loop", body=body, headers=headers,
-            topic=topic, trigger=trigger, source_ref=ref,
-        )
+        stored: StoredEvent = await ctx.inbox.store(NewEvent(
+            source="loop", body=body, headers=headers, topic=topic, trigger=trigger,
+            source_ref=ref))
     except SQLAlchemyError as exc:
         # Not stored: a 5xx makes Loop retry, which is what we want.
         WEBHOOKS.labels("loop", "store_failed").inc()
@@ -78,11 +78,6 @@ async def loop_webhook(request: Request) -> JSONResponse:
         return JSONResponse({"error": "could not store the event; please retry"},
                             status_code=500)
     WEBHOOKS.labels("loop", "duplicate" if stored.duplicate else "stored").inc()
-    if ctx.enqueue is not None and not stored.duplicate:
-        try:
-            await run_in_threadpool(ctx.enqueue, "loop", stored.dedupe_key, stored.event_id)
-        except Exception as exc:  # stored already; the pump will enqueue it
-            log.warning("enqueue failed; the event pump will pick it up",
-                        event_id=stored.event_id, error=str(exc))
+    await ctx.after_store(stored)
     return JSONResponse({"status": "duplicate" if stored.duplicate else "stored",
                          "event_id": stored.event_id})

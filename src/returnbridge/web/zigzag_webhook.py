@@ -21,7 +21,8 @@ from fastapi.responses import JSONResponse
 
 from returnbridge.config import ZigZagSettings
 from returnbridge.sources.zigzag.events import envelope, trigger_of
-from returnbridge.store.events import StoredEvent, sha256, store_event
+from returnbridge.store.events import StoredEvent, sha256
+from returnbridge.store.inbox import NewEvent
 from returnbridge.web.context import AppContext
 from returnbridge.web.metrics import WEBHOOKS
 from returnbridge.web.webhooks import BodyTooLarge, read_body
@@ -110,12 +111,11 @@ async def zigzag_webhook(request: Request) -> JSONResponse:
     env = envelope(body, settings.zigzag)
     kept = {k: v for k, v in headers.items() if k in _KEPT_HEADERS}
     try:
-        stored: StoredEvent = await run_in_threadpool(
-            store_event, ctx.rt.sessions, source=SOURCE, body=body, headers=kept,
+        stored: StoredEvent = await ctx.inbox.store(NewEvent(
+            source=SOURCE, body=body, headers=kept,
             dedupe_key=dedupe_key(env.event_id, body), topic=env.event_type,
             trigger=trigger_of(env.event_type, settings.zigzag),
-            source_ref=env.return_ref,
-        )
+            source_ref=env.return_ref))
     except Exception as exc:
         # Not stored: 500 is in ZigZag's retry list (503 and 429 are not).
         WEBHOOKS.labels(SOURCE, "store_failed").inc()
@@ -123,11 +123,6 @@ async def zigzag_webhook(request: Request) -> JSONResponse:
         return JSONResponse({"error": "could not store the event; please retry"},
                             status_code=500)
     WEBHOOKS.labels(SOURCE, "duplicate" if stored.duplicate else "stored").inc()
-    if ctx.enqueue is not None and not stored.duplicate:
-        try:
-            await run_in_threadpool(ctx.enqueue, SOURCE, stored.dedupe_key, stored.event_id)
-        except Exception as exc:  # stored already; the pump will enqueue it
-            log.warning("enqueue failed; the event pump will pick it up",
-                        event_id=stored.event_id, error=str(exc))
+    await ctx.after_store(stored)
     return JSONResponse({"status": "duplicate" if stored.duplicate else "stored",
                          "event_id": stored.event_id})

@@ -1,0 +1,67 @@
+"""The request side of group commit (store/inbox.py).
+
+A webhook handler awaits :meth:`Inbox.store`; events that arrive while a batch is being
+committed wait together and go in the next transaction. One thread writes, so SQLite sees
+a single writer on the request path and PostgreSQL one WAL flush per batch. A request is
+answered only after the commit that holds its event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from returnbridge.store.events import StoredEvent
+from returnbridge.store.inbox import NewEvent, store_events
+
+MAX_BATCH = 256
+
+
+class Inbox:
+    def __init__(self, sessions: sessionmaker[Session], max_batch: int = MAX_BATCH) -> None:
+        self.sessions = sessions
+        self.max_batch = max_batch
+        self._pending: list[tuple[NewEvent, asyncio.Future[StoredEvent]]] = []
+        self._flushing = False
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="inbox")
+        self._task: asyncio.Task[None] | None = None
+
+    async def store(self, event: NewEvent) -> StoredEvent:
+        """Store ``event`` durably (committed) and return it; raises what the commit raised."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[StoredEvent] = loop.create_future()
+        self._pending.append((event, future))
+        if not self._flushing:
+            self._flushing = True
+            self._task = loop.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        batch: list[tuple[NewEvent, asyncio.Future[StoredEvent]]] = []
+        try:
+            while self._pending:
+                batch = self._pending[:self.max_batch]
+                del self._pending[:self.max_batch]
+                try:
+                    stored = await loop.run_in_executor(
+                        self._executor, store_events, self.sessions, [e for e, _ in batch])
+                except Exception as exc:  # none of the batch is stored: each request says so
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                else:
+                    for (_, future), result in zip(batch, stored, strict=True):
+                        if not future.done():
+                            future.set_result(result)
+                batch = []
+        finally:
+            for _, future in batch:  # cancelled mid-commit (shutdown): do not leave waiters
+                if not future.done():
+                    future.cancel()
+            self._flushing = False
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
