@@ -124,6 +124,7 @@ def serve(
     from returnbridge.flows.durable import Durable, enqueue_event
     from returnbridge.flows.runtime import Runtime
     from returnbridge.web.app import create_app
+    from returnbridge.web.limits import uvicorn_options
 
     settings = _settings(config)
     _logging(settings)
@@ -134,7 +135,7 @@ def serve(
     try:
         uvicorn.run(create_app(rt, enqueue_event), host=host or settings.server.host,
                     port=port or settings.server.port, log_config=None,
-                    timeout_graceful_shutdown=10)
+                    **uvicorn_options(settings))
     finally:
         durable.stop()
         rt.close()

@@ -9,11 +9,11 @@ is *deferred* and applied as soon as the return arrives (webhook or backstop).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import structlog
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -33,6 +33,8 @@ from returnbridge.sources.errors import PayloadInvalid
 from returnbridge.store import exceptions_repo, returns_repo
 from returnbridge.store.events import mark_event
 from returnbridge.store.models import InboundEvent, ReturnRow, utcnow
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,8 @@ def _apply_and_mark(rt: Runtime, session: Session, event: InboundEvent) -> Outco
                 details={"event_id": str(event.id), "error": str(exc)},
             ),
         )
+        log.warning("event payload invalid; kept with a payload_invalid exception",
+                    event_id=event.id, source=event.source, error=str(exc)[:300])
         return Outcome("invalid", note=str(exc))
     mark_event(session, event.id, outcome.status,
                "" if outcome.status == "processed" else outcome.note)
@@ -98,8 +102,10 @@ def interpret(rt: Runtime, event: InboundEvent) -> Interpretation:
 def _apply(rt: Runtime, session: Session, event: InboundEvent) -> Outcome:
     try:
         found = interpret(rt, event)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PayloadInvalid(f"the body is not JSON ({exc})") from None
+    except ValueError as exc:  # not UTF-8, not JSON, a number too long to convert
+        raise PayloadInvalid(f"the body is not usable JSON ({str(exc)[:200]})") from None
+    except RecursionError:
+        raise PayloadInvalid("the body is nested too deeply to read") from None
     if not found.handled:
         return Outcome("unhandled", note=found.note or f"topic {event.topic or '?'}/"
                        f"{event.trigger or '?'} stored, not used by this version")

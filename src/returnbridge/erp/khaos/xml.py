@@ -164,4 +164,7 @@ def parse_document(body: bytes) -> tuple[str, Any]:
         root = etree.fromstring(body, parser=_parser())
     except etree.XMLSyntaxError as exc:
         raise XmlInvalid(f"the body is not well-formed XML ({exc})") from None
-    return _local(root.tag), _read(root)
+    try:
+        return _local(root.tag), _read(root)
+    except RecursionError:
+        raise XmlInvalid("the XML is nested too deeply to read") from None
