@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from returnbridge import cli_audit, cli_exceptions
+from returnbridge import cli_audit, cli_audit_log, cli_exceptions
 from returnbridge.cli_backfill import backfill_app
 from returnbridge.cli_common import ConfigOpt, err, load, out
 from returnbridge.cli_khaos import khaos_app
@@ -28,6 +28,7 @@ app.add_typer(backfill_app, name="backfill")
 app.add_typer(cli_exceptions.app, name="exceptions")
 app.add_typer(khaos_app, name="khaos")
 app.command("audit")(cli_audit.audit)
+app.add_typer(cli_audit_log.app, name="audit-log")
 _settings = load
 
 

@@ -689,6 +689,15 @@ class PolicySettings(_Section):
     )
 
 
+class AuditSettings(_Section):
+    hmac_key: SecretStr = Field(
+        SecretStr(""), description="Key sealing the audit log's anchor (HMAC-SHA256), so that "
+        "editing an entry and recomputing the chain is detected by 'returnbridge audit-log "
+        "verify'. At least 32 random characters (e.g. 'openssl rand -hex 32'); keep it out "
+        "of the database's backups. Empty: edits are detected only if the chain was not "
+        "recomputed.")
+
+
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Least severe log level written."
@@ -713,6 +722,7 @@ class Settings(BaseSettings):
     mapping: MappingSettings = Field(default_factory=MappingSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
     shopify: ShopifySettings = Field(default_factory=ShopifySettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     def secret_values(self) -> list[str]:

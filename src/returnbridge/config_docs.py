@@ -25,6 +25,7 @@ _SECTION_INTRO = {
     "reason. First match wins.",
     "policy": "Posting policy (what each return becomes in Khaos, and when).",
     "shopify": "Shopify Admin API (refunds made by returnbridge after the credit note).",
+    "audit": "Audit log integrity ('returnbridge audit-log verify').",
     "log": "Logging.",
 }
 

@@ -68,8 +68,11 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+def session_factory(engine: Engine, info: dict[str, Any] | None = None
+                    ) -> sessionmaker[Session]:
+    """Sessions on ``engine``; ``info`` is copied into every session's ``info`` (e.g. the
+    audit log's HMAC key)."""
+    return sessionmaker(engine, expire_on_commit=False, info=info or {})
 
 
 @contextmanager
