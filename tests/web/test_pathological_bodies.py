@@ -87,3 +87,31 @@ def test_signed_pathological_khaos_pushes_are_stored_and_answered_200(
     assert len(_events(app.rt)) == 4
     assert len(_open_payload_invalid(app)) == 4
     assert not [r for r in caplog.records if r.exc_info]
+
+
+def test_values_the_database_refuses_are_stored_and_invalid_not_500(app: LiveApp) -> None:
+    # PostgreSQL refuses NUL characters in text and integers beyond 32 bits; such bodies are
+    # authentic, so they are stored and answered 200 (found by bench/fuzz_routes.py).
+    from returnbridge.sandbox.loop.samples import Scenario, return_payload
+    from returnbridge.sandbox.loop.sender import php_json
+
+    payload = return_payload(31, Scenario("refund", ("TEE-BLK-M",)))
+    payload["topic"] = "return\u0000"
+    payload["line_items"][0]["sku"] = "TEE\u0000BLK"
+    nul_loop = php_json(payload)
+    big_qty = {"Statuses": [{"StockID": "1\u0000", "SiteID": 1, "StockCode": "A\u0000",
+                             "Levels": {"Available": 5, "OnOrder": 0}}]}
+    import json
+
+    with app.client() as c:
+        loop = c.post("/webhooks/loop", content=nul_loop,
+                      headers={"X-Loop-Signature": sign(nul_loop, LOOP_SECRET)})
+    with app.khaos() as k:
+        push = k.post("/khaos/stock-status", content=json.dumps(big_qty).encode(),
+                      headers={"Content-Type": "application/json"})
+    with app.api() as api:
+        huge_id = api.get("/api/v1/exceptions/3000000000")
+        nul_ref = api.get("/api/v1/returns/LR-%00")
+    assert loop.status_code == 200 and push.status_code == 200
+    assert {e.status for e in _events(app.rt)} <= {"processed", "invalid", "unhandled"}
+    assert huge_id.status_code == 422 and nul_ref.status_code in (400, 404)

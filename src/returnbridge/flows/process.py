@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 from sqlalchemy import func, select
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
 from returnbridge.domain.evidence import Evidence, Interpretation, apply_evidence
@@ -63,8 +64,12 @@ def apply_event(rt: Runtime, event_id: int) -> Outcome:
 
 def _apply_and_mark(rt: Runtime, session: Session, event: InboundEvent) -> Outcome:
     try:
-        with session.begin_nested():
-            outcome = _apply(rt, session, event)
+        try:
+            with session.begin_nested():
+                outcome = _apply(rt, session, event)
+        except DataError as exc:  # a value the database cannot hold: retrying never helps
+            raise PayloadInvalid("a value in the event cannot be stored "
+                                 f"({str(exc.orig or exc).splitlines()[0][:200]})") from None
     except PayloadInvalid as exc:
         mark_event(session, event.id, "invalid", str(exc))
         exceptions_repo.raise_problem(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 
 from returnbridge import __version__
 from returnbridge.flows.runtime import Runtime
@@ -23,6 +25,8 @@ from returnbridge.web.auth import bearer_ok
 from returnbridge.web.context import AppContext, Enqueue, SignatureFailures
 from returnbridge.web.limits import RequestGuard
 
+log = structlog.get_logger(__name__)
+
 
 async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
     """422 naming what is wrong, never echoing the input (it may be unprintable, like a
@@ -31,6 +35,14 @@ async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
     detail = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")),
                "type": str(e.get("type", ""))} for e in errors]
     return JSONResponse({"detail": detail}, status_code=422)
+
+
+async def _unstorable(_request: Request, exc: Exception) -> JSONResponse:
+    """A value the database refuses (NUL characters, numbers out of range): the caller's
+    input, so 400, with the details in the log only."""
+    log.warning("request refused: a value cannot be stored", error=str(exc)[:300])
+    return JSONResponse({"error": "a value in the request cannot be stored (out of range or "
+                         "containing NUL characters)"}, status_code=400)
 
 
 def create_app(rt: Runtime, enqueue: Enqueue | None) -> FastAPI:
@@ -44,6 +56,7 @@ def create_app(rt: Runtime, enqueue: Enqueue | None) -> FastAPI:
     app.add_middleware(RequestGuard, settings=rt.settings,
                        authorize={"api": lambda headers: bearer_ok(headers, tokens)})
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(DataError, _unstorable)
     app.state.ctx = AppContext(rt=rt, enqueue=enqueue,
                                signature_failures=SignatureFailures(rt))
     app.include_router(webhooks.router)
