@@ -26,13 +26,13 @@ import tempfile
 import threading
 import time
 import uuid
-from urllib.parse import quote
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import uvicorn
