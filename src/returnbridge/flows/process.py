@@ -108,7 +108,7 @@ def _apply(rt: Runtime, session: Session, event: InboundEvent) -> Outcome:
     try:
         found = interpret(rt, event)
     except ValueError as exc:  # not UTF-8, not JSON, a number too long to convert
-        raise PayloadInvalid(f"the body is not usable JSON ({str(exc)[:200]})") from None
+        raise PayloadInvalid(f"the body is not JSON ({str(exc)[:200]})") from None
     except RecursionError:
         raise PayloadInvalid("the body is nested too deeply to read") from None
     if not found.handled:

@@ -116,7 +116,7 @@ def load_document(kind: PushKind, body: bytes, content_type: str = "") -> dict[s
     try:
         doc = json.loads(body.decode("utf-8-sig"))
     except ValueError as exc:  # not UTF-8, not JSON, or a number too long to convert
-        raise PayloadInvalid(f"the body is neither XML nor usable JSON "
+        raise PayloadInvalid(f"the body is neither XML nor JSON "
                              f"({str(exc)[:200]})") from None
     except RecursionError:
         raise PayloadInvalid("the body is nested too deeply to read") from None

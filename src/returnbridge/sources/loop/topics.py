@@ -47,7 +47,7 @@ def interpret(body: bytes, *, topic: str, trigger: str, settings: LoopSettings) 
     try:
         payload = json.loads(body)
     except ValueError as exc:  # not UTF-8, not JSON, or a number too long to convert
-        raise PayloadInvalid(f"the body is not usable JSON ({str(exc)[:200]})") from None
+        raise PayloadInvalid(f"the body is not JSON ({str(exc)[:200]})") from None
     except RecursionError:
         raise PayloadInvalid("the body is nested too deeply") from None
     if not isinstance(payload, dict):

@@ -166,7 +166,7 @@ def _load(body: bytes) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise PayloadInvalid("the body is not UTF-8 text") from None
     except ValueError as exc:  # JSONDecodeError, or a number too long to convert
-        raise PayloadInvalid(f"the body is not usable JSON ({str(exc)[:200]})") from None
+        raise PayloadInvalid(f"the body is not JSON ({str(exc)[:200]})") from None
     except RecursionError:
         raise PayloadInvalid("the body is nested too deeply") from None
     if not isinstance(payload, dict):
