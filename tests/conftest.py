@@ -28,6 +28,7 @@ from returnbridge.sandbox.service import free_port
 from returnbridge.store.db import make_engine
 from returnbridge.store.migrate import upgrade
 from returnbridge.web.app import create_app
+from returnbridge.web.limits import uvicorn_options
 
 PG_ADMIN_URL = os.environ.get(
     "RB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -177,7 +178,8 @@ class LiveApp:
         self.base_url = f"http://127.0.0.1:{self.port}"
         app = create_app(rt, lambda _s, _k, event_id: apply_event(rt, event_id) and None)
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
-                                                    log_level="warning", lifespan="off"))
+                                                    log_level="warning", lifespan="off",
+                                                    **uvicorn_options(rt.settings)))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def start(self) -> None:

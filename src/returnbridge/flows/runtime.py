@@ -22,7 +22,8 @@ class Runtime:
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
         engine = make_engine(settings.database.url)
-        return cls(settings, engine, session_factory(engine))
+        info = {"audit_hmac_key": settings.audit.hmac_key.get_secret_value()}
+        return cls(settings, engine, session_factory(engine, info))
 
     def source_policy(self, source: str) -> SourcePolicy:
         section = self.settings.loop if source == "loop" else self.settings.zigzag

@@ -259,6 +259,21 @@ class AuditEntry(Base):
     hash: Mapped[str] = mapped_column(String(64), unique=True)
 
 
+class AuditAnchor(Base):
+    """One row (id 1): how many audit rows exist and the last one's hash, sealed with a MAC
+    (HMAC-SHA256 under [audit].hmac_key when set). Kept apart from the chain so that removing
+    rows at the end, or editing a row and recomputing every hash after it, is detected."""
+
+    __tablename__ = "audit_anchor"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    head_id: Mapped[int] = mapped_column(Integer, default=0)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    mac: Mapped[str] = mapped_column(String(100))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 class Watermark(Base):
     __tablename__ = "watermarks"
 
