@@ -195,8 +195,16 @@ def _print_return(view: dict[str, Any]) -> None:
                   f"{view['currency']}  reason {line['reason']!r} -> Khaos reason "
                   f"{line['khaos_reason_id'] or '(unmapped)'}", highlight=False)
     if view["credit_note"]["code"]:
+        stage = view["credit_note"].get("stage")
         out.print(f"  credit note {view['credit_note']['code']} "
-                  f"({view['credit_note']['value'] or '?'} {view['currency']})", highlight=False)
+                  f"({view['credit_note']['value'] or '?'} {view['currency']})"
+                  + (f", stage {stage}" if stage else ""), highlight=False)
+    asked = view.get("refund_request")
+    if asked:
+        out.print(f"  refund requested by {view['source']}: "
+                  f"{asked.get('amount') or 'the credited amount'} "
+                  f"{asked.get('currency') or view['currency']} to "
+                  f"{str(asked.get('method', '')).replace('_', ' ')}", highlight=False)
     for r in view.get("refunds", []):
         who = "by returnbridge" if r["origin"] == "returnbridge" else "outside returnbridge"
         out.print(f"  refund {r['amount']} {r['currency']} {who} ({r['provider']} "
