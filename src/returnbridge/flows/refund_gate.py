@@ -705,29 +705,40 @@ def record_external_refund(rt: Runtime, *, associated_ref: str, provider: str, e
 
 def record_refund_request(session: Session, row: ReturnRow, *, amount: Decimal | None,
                           method: str, currency: str, event_id: str, at: str) -> None:
-    """The platform asks for a refund (ZigZag ``RefundRequested``): keep its decision on the
-    return for the gate. A request after returnbridge has paid is recorded, never paid."""
+    """The platform asks for a refund (ZigZag ``RefundRequested``): keep its decision for
+    the gate. It goes to the first document of the return (the return itself, then its
+    follow-up documents) that has no request yet; when all have one, it replaces the last
+    one's if that is not paid yet; a request after returnbridge has paid everything is
+    recorded on the timeline, never paid."""
     request: dict[str, Any] = {"amount": str(amount) if amount is not None else None,
                                "method": method or ORIGINAL_PAYMENT, "currency": currency,
                                "event_id": event_id, "at": at}
-    current = row.refund_request or {}
-    if current.get("event_id") == event_id:
-        return
-    paid = session.scalars(select(RefundRow.id).where(
-        RefundRow.idempotency_key == refund_key(row.associated_ref))).first()
+    documents = [row, *session.scalars(select(ReturnRow).where(ReturnRow.parent_id == row.id)
+                                       .order_by(ReturnRow.id))]
+    if any((d.refund_request or {}).get("event_id") == event_id for d in documents):
+        return  # the same event again
     shown = f"{amount} {currency}".strip() if amount is not None else "the credited amount"
-    if paid is not None:
-        returns_repo.add_timeline(session, row, "refund",
-                                  f"{row.source} asked again ({shown}, {request['method']}) "
-                                  "after returnbridge had paid; recorded, not paid again", {})
-        return
-    row.refund_request = request
-    if row.wait_reason == WAITING_FOR_DECISION:
-        row.wait_reason = ""
+    target = next((d for d in documents if not d.refund_request), None)
+    replaces = False
+    if target is None:
+        last = documents[-1]
+        paid = session.scalars(select(RefundRow.id).where(
+            RefundRow.idempotency_key == refund_key(last.associated_ref))).first()
+        if paid is not None or KhaosStatus(last.khaos_status) is KhaosStatus.DONE:
+            returns_repo.add_timeline(session, row, "refund",
+                                      f"{row.source} asked again ({shown}, "
+                                      f"{request['method']}) after returnbridge had settled "
+                                      "the return; recorded, not paid again",
+                                      {"event_id": event_id})
+            return
+        target, replaces = last, True
+    target.refund_request = request
+    if target.wait_reason == WAITING_FOR_DECISION:
+        target.wait_reason = ""
     returns_repo.add_timeline(
-        session, row, "refund",
+        session, target, "refund",
         f"{row.source} decided: refund {shown} to {request['method'].replace('_', ' ')}"
-        + (" (replaces its earlier request)" if current else ""),
+        + (" (replaces its earlier request)" if replaces else ""),
         {"event_id": event_id})
 
 
