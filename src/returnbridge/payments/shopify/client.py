@@ -1,11 +1,24 @@
 """Shopify Admin GraphQL subset for the refund gate (reference shopify_refunds.md).
 
-- ``find_order(name)``: the order with its transactions and refunds (amounts as Decimal).
+Every document here is valid against the Admin schema of the pinned API version (2026-04;
+``sandbox/shopify/admin_schema.py``, checked by tests/shopify/test_documents.py).
+
+- ``find_order(name)``: the order with its customer, transactions and refunds (Decimal).
 - ``existing_refunds(order_id)``: its refunds, for the duplicate-refund guard.
 - ``create_refund(...)``: ``refundCreate`` with the ``@idempotent(key: ...)`` directive
   (accepted from API 2026-01, required from 2026-04), ``NO_RESTOCK`` (Khaos owns stock),
-  a note carrying the credit note code. ``userErrors`` raise :class:`ShopifyUserError`:
-  HTTP 200 does not mean success.
+  a note carrying the credit note code.
+- ``credit_store_credit(...)``: ``storeCreditAccountCredit`` on the customer. Shopify has
+  no idempotency key for it, so the key is kept in a customer metafield
+  (``returnbridge.sc_<hash>``) written *before* the credit and completed after it: the
+  same key returns the same credit; an interrupted credit is never repeated blindly
+  (:class:`ShopifyOutcomeUnknown` until a person checks).
+- ``create_gift_card(...)``: ``giftCardCreate``; no idempotency key either, so the key is
+  written into the gift card's note and looked up first.
+
+``userErrors`` on every mutation raise :class:`ShopifyUserError` (field + message):
+HTTP 200 does not mean success. Top-level GraphQL ``errors`` (a document Shopify refuses,
+e.g. a field that does not exist) raise :class:`ShopifyGraphQLError` at once, never retried.
 
 Throttling: cost-based; a ``THROTTLED`` error waits for the bucket to refill, computed
 from ``extensions.cost.throttleStatus``, then retries. HTTP 429/5xx and timeouts back
@@ -14,10 +27,12 @@ off (``Retry-After`` honoured). Every call has the configured timeout.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
 from typing import Any, Self
@@ -45,24 +60,46 @@ class ShopifyUnavailable(ShopifyError):
     """Shopify did not answer successfully after every attempt (throttled, 5xx, timeouts)."""
 
 
+class ShopifyOutcomeUnknown(ShopifyError):
+    """A mutation that Shopify cannot de-duplicate was sent and no answer came back (or an
+    earlier attempt with the same key was interrupted): it may or may not have been applied,
+    so it is not repeated until a person has checked in the Shopify admin. Not a transient
+    error: retrying raises it again; surface it to finance."""
+
+
 class OrderNotFound(ShopifyError):
     """No order has that name."""
+
+
+@dataclass(frozen=True)
+class GraphQLErrorDetail:
+    message: str
+    code: str = ""
+    path: tuple[str, ...] = ()
+
+
+class ShopifyGraphQLError(ShopifyError):
+    """Top-level ``errors``: Shopify refused the document itself (validation, bad variables,
+    access scope) and ran nothing. A programming or configuration error, not retried."""
+
+    def __init__(self, errors: list[GraphQLErrorDetail]) -> None:
+        super().__init__("Shopify refused the request: " + "; ".join(
+            e.message + (f" ({e.code})" if e.code else "") for e in errors)[:500])
+        self.errors = errors
 
 
 @dataclass(frozen=True)
 class UserError:
     field: tuple[str, ...]
     message: str
-    code: str = ""
 
 
 class ShopifyUserError(ShopifyError):
     """``userErrors`` from a mutation: Shopify refused it (e.g. more than refundable)."""
 
     def __init__(self, errors: list[UserError]) -> None:
-        super().__init__("; ".join(
-            f"{'.'.join(e.field) or 'input'}: {e.message}" + (f" ({e.code})" if e.code else "")
-            for e in errors) or "refused")
+        super().__init__("; ".join(f"{'.'.join(e.field) or 'input'}: {e.message}"
+                                   for e in errors) or "refused")
         self.errors = errors
 
 
@@ -87,6 +124,27 @@ class Refund:
     currency: str
     transactions: tuple[Transaction, ...] = ()
 
+    @property
+    def gateway(self) -> str:
+        """The payment gateway refunded to (the first refund transaction's), "" if none."""
+        return next((t.gateway for t in self.transactions if t.gateway), "")
+
+
+@dataclass(frozen=True)
+class StoreCreditResult:
+    id: str  # the StoreCreditAccountCreditTransaction GID
+    amount: Decimal
+    currency: str = ""
+    account_id: str = ""
+
+
+@dataclass(frozen=True)
+class GiftCardResult:
+    id: str  # the GiftCard GID
+    amount: Decimal
+    last_characters: str
+    currency: str = ""
+
 
 @dataclass(frozen=True)
 class Order:
@@ -96,6 +154,7 @@ class Order:
     total: Decimal
     transactions: tuple[Transaction, ...]
     refunds: tuple[Refund, ...]
+    customer_id: str = ""  # the Customer GID, "" for an order without a customer
 
     @property
     def refunded(self) -> Decimal:
@@ -121,8 +180,8 @@ _MONEY = "shopMoney { amount currencyCode }"
 _TX = f"id kind status gateway createdAt amountSet {{ {_MONEY} }} parentTransaction {{ id }}"
 _REFUND = (f"id createdAt note totalRefundedSet {{ {_MONEY} }} "
            f"transactions(first: 20) {{ nodes {{ {_TX} }} }}")
-_ORDER = (f"id name currencyCode totalPriceSet {{ {_MONEY} }} transactions {{ {_TX} }} "
-          f"refunds {{ {_REFUND} }}")
+_ORDER = (f"id name currencyCode customer {{ id }} totalPriceSet {{ {_MONEY} }} "
+          f"transactions {{ {_TX} }} refunds {{ {_REFUND} }}")
 
 FIND_ORDER = f"""query FindOrder($query: String!) {{
   orders(first: 5, query: $query) {{ nodes {{ {_ORDER} }} }}
@@ -135,9 +194,63 @@ GET_ORDER = f"""query GetOrder($id: ID!) {{
 REFUND_CREATE = f"""mutation RefundCreate($input: RefundInput!, $idempotencyKey: String!) {{
   refundCreate(input: $input) @idempotent(key: $idempotencyKey) {{
     refund {{ {_REFUND} }}
-    userErrors {{ field message code }}
+    userErrors {{ field message }}
   }}
 }}"""
+
+METAFIELD_NAMESPACE = "returnbridge"
+
+STORE_CREDIT_MARKER = """query StoreCreditMarker($customerId: ID!, $namespace: String!,
+                                $key: String!) {
+  customer(id: $customerId) {
+    id
+    metafield(namespace: $namespace, key: $key) { value }
+  }
+}"""
+
+SET_MARKER = """mutation SetMarker($metafields: [MetafieldsSetInput!]!) {
+  metafieldsSet(metafields: $metafields) {
+    metafields { key value }
+    userErrors { field message code }
+  }
+}"""
+
+STORE_CREDIT_CREDIT = """mutation StoreCreditCredit($id: ID!,
+                                  $creditInput: StoreCreditAccountCreditInput!) {
+  storeCreditAccountCredit(id: $id, creditInput: $creditInput) {
+    storeCreditAccountTransaction {
+      id
+      amount { amount currencyCode }
+      account { id balance { amount currencyCode } }
+    }
+    userErrors { field message code }
+  }
+}"""
+
+SHOP_CURRENCY = """query ShopCurrency {
+  shop { currencyCode }
+}"""
+
+GIFT_CARDS = """query GiftCards($query: String!) {
+  giftCards(first: 100, reverse: true, sortKey: CREATED_AT, query: $query) {
+    nodes { id note lastCharacters initialValue { amount currencyCode } }
+  }
+}"""
+
+GIFT_CARD_CREATE = """mutation GiftCardCreate($input: GiftCardCreateInput!) {
+  giftCardCreate(input: $input) {
+    giftCard { id note lastCharacters initialValue { amount currencyCode } }
+    userErrors { field message code }
+  }
+}"""
+
+# Every document this client sends, by name (tests validate each against the schema).
+DOCUMENTS: dict[str, str] = {
+    "FindOrder": FIND_ORDER, "GetOrder": GET_ORDER, "RefundCreate": REFUND_CREATE,
+    "StoreCreditMarker": STORE_CREDIT_MARKER, "SetMarker": SET_MARKER,
+    "StoreCreditCredit": STORE_CREDIT_CREDIT, "ShopCurrency": SHOP_CURRENCY,
+    "GiftCards": GIFT_CARDS, "GiftCardCreate": GIFT_CARD_CREATE,
+}
 
 
 def _decimal(value: Any, what: str) -> Decimal:
@@ -190,7 +303,39 @@ def _order(node: dict[str, Any]) -> Order:
         currency=str(node.get("currencyCode") or currency), total=total,
         transactions=tuple(_transaction(t) for t in node.get("transactions") or []),
         refunds=tuple(_refund(r) for r in node.get("refunds") or []),
+        customer_id=str((node.get("customer") or {}).get("id") or ""),
     )
+
+
+def _user_errors(result: Any) -> list[UserError]:
+    return [UserError(tuple(str(f) for f in (e.get("field") or [])), str(e.get("message", "")))
+            for e in (result or {}).get("userErrors") or [] if isinstance(e, dict)]
+
+
+def _graphql_errors(errors: list[Any]) -> list[GraphQLErrorDetail]:
+    out = []
+    for e in errors:
+        if isinstance(e, dict):
+            out.append(GraphQLErrorDetail(
+                str(e.get("message", "")), str((e.get("extensions") or {}).get("code") or ""),
+                tuple(str(p) for p in e.get("path") or [])))
+        else:
+            out.append(GraphQLErrorDetail(str(e)))
+    return out
+
+
+def marker_key(idempotency_key: str) -> str:
+    """The metafield key holding a store credit's idempotency record (2-64 safe chars)."""
+    return "sc_" + hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()[:32]
+
+
+def gift_card_tag(idempotency_key: str) -> str:
+    """What a gift card's note carries so that a retry finds it instead of issuing another."""
+    return f"[returnbridge:{idempotency_key}]"
+
+
+def _numeric_id(gid: str) -> str:
+    return gid.rsplit("/", 1)[-1]
 
 
 def _retry_after(response: httpx.Response | None, attempt: int) -> float:
@@ -246,8 +391,15 @@ class ShopifyClient:
         if self._own_http:
             self._http.close()
 
-    def execute(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
-        """One GraphQL call's ``data``; throttling and transient failures are retried."""
+    def execute(self, query: str, variables: dict[str, Any], *,
+                retry_ambiguous: bool = True) -> dict[str, Any]:
+        """One GraphQL call's ``data``; throttling and transient failures are retried.
+
+        With ``retry_ambiguous=False`` (mutations Shopify cannot de-duplicate) a failure
+        after the request may have reached Shopify (read timeout, HTTP 5xx) raises
+        :class:`ShopifyOutcomeUnknown` instead of sending it again; refusals that prove
+        nothing ran (connection refused, HTTP 429, ``THROTTLED``) are still retried.
+        """
         headers = {"X-Shopify-Access-Token": self.settings.admin_token.get_secret_value(),
                    "Content-Type": "application/json"}
         attempt = 0
@@ -259,6 +411,10 @@ class ShopifyClient:
                                                                 "variables": variables},
                                            headers=headers)
             except httpx.TransportError as exc:
+                if not retry_ambiguous and not isinstance(
+                        exc, (httpx.ConnectError, httpx.ConnectTimeout)):
+                    raise ShopifyOutcomeUnknown(
+                        f"Shopify did not answer ({exc}); the change may have been made") from exc
                 if last:
                     raise ShopifyUnavailable(f"Shopify did not answer: {exc}") from exc
                 self._sleep(_retry_after(None, attempt))
@@ -267,6 +423,10 @@ class ShopifyClient:
                 raise ShopifyAuthError(f"Shopify refused the access token "
                                        f"(HTTP {response.status_code})")
             if response.status_code in _RETRY_STATUSES:
+                if not retry_ambiguous and response.status_code != 429:
+                    raise ShopifyOutcomeUnknown(
+                        f"Shopify answered HTTP {response.status_code}; the change may "
+                        "have been made")
                 if last:
                     raise ShopifyUnavailable(f"Shopify answered HTTP {response.status_code} "
                                              f"{attempt} times")
@@ -289,9 +449,9 @@ class ShopifyClient:
                 self._sleep(wait)
                 continue
             if errors:
-                messages = "; ".join(str(e.get("message", e)) if isinstance(e, dict) else str(e)
-                                     for e in errors)
-                raise ShopifyError(f"Shopify GraphQL errors: {messages[:500]}")
+                details = _graphql_errors(errors if isinstance(errors, list) else [errors])
+                log.error("shopify refused the document", errors=[d.message for d in details])
+                raise ShopifyGraphQLError(details)
             data = payload.get("data")
             if not isinstance(data, dict):
                 raise ShopifyError("Shopify sent no data")
@@ -352,12 +512,160 @@ class ShopifyClient:
         data = self.execute(REFUND_CREATE, {"input": refund_input,
                                             "idempotencyKey": idempotency_key})
         result = data.get("refundCreate") or {}
-        errors = [UserError(tuple(str(f) for f in (e.get("field") or [])),
-                            str(e.get("message", "")), str(e.get("code") or ""))
-                  for e in result.get("userErrors") or [] if isinstance(e, dict)]
+        errors = _user_errors(result)
         if errors:
             raise ShopifyUserError(errors)
         node = result.get("refund")
         if not isinstance(node, dict):
             raise ShopifyError("refundCreate returned neither a refund nor userErrors")
         return _refund(node)
+
+    # -- store credit ----------------------------------------------------------------------
+
+    def _set_marker(self, customer_id: str, key: str, record: dict[str, str]) -> None:
+        data = self.execute(SET_MARKER, {"metafields": [{
+            "ownerId": customer_id, "namespace": METAFIELD_NAMESPACE, "key": key,
+            "type": "json", "value": json.dumps(record, sort_keys=True)}]})
+        errors = _user_errors(data.get("metafieldsSet"))
+        if errors:
+            raise ShopifyUserError(errors)
+
+    def credit_store_credit(self, customer_id: str, amount: Decimal, currency: str, note: str,
+                            idempotency_key: str) -> StoreCreditResult:
+        """Credit ``amount`` to the customer's store credit account in ``currency``.
+
+        ``storeCreditAccountCredit`` takes no ``@idempotent`` key (the 2026-04 changelog
+        lists only ``refundCreate`` and inventory mutations) and a credit transaction has no
+        note, so the key lives in a customer metafield ``returnbridge.sc_<sha256(key)>``:
+        ``pending`` before the credit, ``credited`` (with the transaction id) after it. The
+        same key returns the recorded credit without crediting again; a key found
+        ``pending`` (a crash or lost answer between the two) raises
+        :class:`ShopifyOutcomeUnknown`: a person checks the customer's store credit and then
+        deletes the metafield (not credited) or leaves the record to finance (credited).
+        ``note`` is kept in the record (store credit itself has nowhere to show it).
+        """
+        if not idempotency_key:
+            raise ShopifyError("a store credit needs an idempotency key")
+        if not customer_id:
+            raise ShopifyError("store credit needs a customer; the order has none")
+        if not amount.is_finite() or amount <= 0:
+            raise ShopifyError(f"store credit amount must be positive, got {amount}")
+        key = marker_key(idempotency_key)
+        data = self.execute(STORE_CREDIT_MARKER, {"customerId": customer_id,
+                                                  "namespace": METAFIELD_NAMESPACE,
+                                                  "key": key})
+        customer = data.get("customer")
+        if not isinstance(customer, dict):
+            raise ShopifyError(f"Shopify has no customer {customer_id}")
+        raw = (customer.get("metafield") or {}).get("value")
+        record: dict[str, str] = {}
+        if raw:
+            try:
+                loaded = json.loads(raw)
+            except ValueError:
+                loaded = None
+            if not isinstance(loaded, dict):
+                raise ShopifyError(f"store credit record {METAFIELD_NAMESPACE}.{key} on "
+                                   f"{customer_id} is not returnbridge's JSON; fix or delete it")
+            record = {str(k): str(v) for k, v in loaded.items()}
+        state = record.get("state", "")
+        if state in ("pending", "credited"):
+            if (record.get("idempotency_key") != idempotency_key
+                    or _decimal(record.get("amount"), "a recorded amount") != amount
+                    or record.get("currency") != currency):
+                raise ShopifyError(
+                    f"idempotency key {idempotency_key!r} was already used for "
+                    f"{record.get('amount')} {record.get('currency')} on {customer_id}, "
+                    f"not {amount} {currency}")
+            if state == "credited" and record.get("transaction_id"):
+                return StoreCreditResult(record["transaction_id"], amount, currency,
+                                         record.get("account_id", ""))
+            raise ShopifyOutcomeUnknown(
+                f"a store credit of {amount} {currency} for {idempotency_key!r} was started "
+                f"at {record.get('started_at', '?')} and its outcome is unknown: check "
+                f"customer {customer_id}'s store credit in the Shopify admin, then delete "
+                f"metafield {METAFIELD_NAMESPACE}.{key} if it was not credited")
+        record = {"idempotency_key": idempotency_key, "amount": str(amount),
+                  "currency": currency, "note": note, "state": "pending",
+                  "started_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        self._set_marker(customer_id, key, record)
+        try:
+            data = self.execute(STORE_CREDIT_CREDIT, {"id": customer_id, "creditInput": {
+                "creditAmount": {"amount": str(amount), "currencyCode": currency},
+                "notify": self.settings.notify_customer}}, retry_ambiguous=False)
+        except ShopifyOutcomeUnknown:
+            raise  # the record stays pending: a person checks
+        except (ShopifyGraphQLError, ShopifyAuthError, ShopifyUnavailable):
+            # refused before anything ran (bad document, token, throttled, unreachable):
+            # the next attempt may credit
+            self._set_marker(customer_id, key, {**record, "state": "failed"})
+            raise
+        result = data.get("storeCreditAccountCredit") or {}
+        errors = _user_errors(result)
+        if errors:
+            self._set_marker(customer_id, key, {**record, "state": "failed"})
+            raise ShopifyUserError(errors)
+        node = result.get("storeCreditAccountTransaction")
+        if not isinstance(node, dict) or not node.get("id"):
+            raise ShopifyOutcomeUnknown("storeCreditAccountCredit returned neither a "
+                                        "transaction nor userErrors")
+        credited = _decimal((node.get("amount") or {}).get("amount"), "a credited amount")
+        account_id = str((node.get("account") or {}).get("id") or "")
+        self._set_marker(customer_id, key, {**record, "state": "credited",
+                                            "transaction_id": str(node["id"]),
+                                            "account_id": account_id})
+        return StoreCreditResult(str(node["id"]), credited, currency, account_id)
+
+    # -- gift cards ------------------------------------------------------------------------
+
+    def create_gift_card(self, customer_id: str, amount: Decimal, currency: str, note: str,
+                         idempotency_key: str) -> GiftCardResult:
+        """Issue a gift card of ``amount`` (assigned to ``customer_id`` when given).
+
+        ``giftCardCreate`` takes no ``@idempotent`` key, so the gift card's note carries
+        ``[returnbridge:<key>]`` and the customer's most recent 100 gift cards (or, without a
+        customer, the 100 most recent issued through the API) are searched for it first.
+        Limits: Shopify's search index may lag a few seconds behind a creation, so two calls
+        with the same key in quick succession could both create; a lost answer raises
+        :class:`ShopifyOutcomeUnknown` (the next call finds the card by its note). Gift cards
+        are in the shop's currency: another ``currency`` is refused before anything is made.
+        The code itself is never read (Shopify shows it to the customer).
+        """
+        if not idempotency_key:
+            raise ShopifyError("a gift card needs an idempotency key")
+        if not amount.is_finite() or amount <= 0:
+            raise ShopifyError(f"gift card amount must be positive, got {amount}")
+        shop_currency = str((self.execute(SHOP_CURRENCY, {}).get("shop") or {})
+                            .get("currencyCode") or "")
+        if currency and shop_currency and currency != shop_currency:
+            raise ShopifyError(f"gift cards are issued in the shop currency {shop_currency}, "
+                               f"not {currency}")
+        tag = gift_card_tag(idempotency_key)
+        search = (f"customer_id:{_numeric_id(customer_id)}" if customer_id
+                  else "source:api_client")
+        nodes = ((self.execute(GIFT_CARDS, {"query": search}).get("giftCards") or {})
+                 .get("nodes")) or []
+        for node in nodes:
+            if isinstance(node, dict) and tag in str(node.get("note") or ""):
+                value, cur = _money({"shopMoney": node.get("initialValue")}, "a gift card value")
+                if value != amount:
+                    raise ShopifyError(f"idempotency key {idempotency_key!r} already issued "
+                                       f"gift card {node.get('id')} for {value}, not {amount}")
+                return GiftCardResult(str(node.get("id", "")), value,
+                                      str(node.get("lastCharacters") or ""), cur)
+        card_input: dict[str, Any] = {"initialValue": str(amount),
+                                      "note": f"{note} {tag}".strip()}
+        if customer_id:
+            card_input["customerId"] = customer_id
+        data = self.execute(GIFT_CARD_CREATE, {"input": card_input}, retry_ambiguous=False)
+        result = data.get("giftCardCreate") or {}
+        errors = _user_errors(result)
+        if errors:
+            raise ShopifyUserError(errors)
+        node = result.get("giftCard")
+        if not isinstance(node, dict):
+            raise ShopifyOutcomeUnknown("giftCardCreate returned neither a gift card nor "
+                                        "userErrors")
+        value, cur = _money({"shopMoney": node.get("initialValue")}, "a gift card value")
+        return GiftCardResult(str(node.get("id", "")), value,
+                              str(node.get("lastCharacters") or ""), cur)

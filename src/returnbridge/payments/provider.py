@@ -1,0 +1,65 @@
+"""What the refund gate may ask of a payment provider (implemented by
+``payments/shopify/client.py``): structural types, so flows need not import the adapter.
+
+Agreed interface for issue #10 (refund, store credit, gift card); every mutation is
+idempotent by ``idempotency_key`` (derive it from business identifiers: the return and the
+credit note code).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Protocol
+
+
+class ProviderRefund(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def note(self) -> str: ...
+    @property
+    def amount(self) -> Decimal: ...
+    @property
+    def gateway(self) -> str: ...
+
+
+class ProviderOrder(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def customer_id(self) -> str: ...  # Shopify Customer GID, "" when none
+    @property
+    def currency(self) -> str: ...
+    @property
+    def refunds(self) -> tuple[ProviderRefund, ...]: ...
+
+
+class ProviderStoreCredit(Protocol):
+    @property
+    def id(self) -> str: ...  # the store credit (credit transaction) id
+    @property
+    def amount(self) -> Decimal: ...
+
+
+class ProviderGiftCard(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def amount(self) -> Decimal: ...
+    @property
+    def last_characters(self) -> str: ...
+
+
+class PaymentsProvider(Protocol):
+    def find_order(self, name: str) -> ProviderOrder: ...
+
+    def create_refund(self, order_id: str, amount: Decimal, currency: str, note: str,
+                      idempotency_key: str) -> ProviderRefund: ...
+
+    def credit_store_credit(self, customer_id: str, amount: Decimal, currency: str, note: str,
+                            idempotency_key: str) -> ProviderStoreCredit: ...
+
+    def create_gift_card(self, customer_id: str, amount: Decimal, currency: str, note: str,
+                         idempotency_key: str) -> ProviderGiftCard: ...
