@@ -178,3 +178,35 @@ def test_retailers_without_a_refund_event_opt_in_to_refunding_the_credit(
     finally:
         live.stop()
     assert [r.amount for r in shopify.order(f"#{ORDER}").refunds] == [CREDIT]
+
+
+@pytest.mark.parametrize("action", ["shopify_store_credit", "gift_card"])
+def test_store_credit_through_the_configured_shopify_action_never_a_card_refund(
+        runtime_factory: Callable[..., Runtime], shopify: ShopifySandbox, action: str) -> None:
+    live = _app(runtime_factory, shopify, store_credit_action=action)
+    try:
+        ref = _credited(live, "RTN-SC2", amount="30.00", method="store_credit")
+        assert _gate(live, ref) is Action.CREDIT
+        assert _gate(live, ref) is Action.NOT_READY  # done: never twice
+        view = _view(live, ref)
+    finally:
+        live.stop()
+    order = shopify.order(f"#{ORDER}")
+    assert shopify.refund_calls() == [] and order.refunds == []  # no card refund
+    if action == "gift_card":
+        (card,) = shopify.gift_cards
+        assert (card.amount, card.customer_id) == (Decimal("30.00"), order.customer_id)
+        paid_id = card.id
+    else:
+        assert shopify.store_credit_balance(order.customer_id, "GBP") == Decimal("30.00")
+        (credit,) = shopify.store_credits
+        paid_id = credit.id
+    assert view["khaos_status"] == "done"
+    (refund,) = view["refunds"]  # type: ignore[misc]
+    assert (refund["amount"], refund["provider_refund_id"]) == ("30.00", paid_id)
+    timeline = [t["message"] for t in view["timeline"]]  # type: ignore[attr-defined]
+    assert any(paid_id in m and "tagged with credit note CN000500" in m for m in timeline)
+    # Recording it against the credit note in Khaos is finance's task, naming the payment.
+    [task] = [e for e in view["open_exceptions"]  # type: ignore[attr-defined]
+              if e["type"] == "finance_task"]
+    assert paid_id in task["next_action"] and "CN000500" in task["next_action"]

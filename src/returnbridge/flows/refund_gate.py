@@ -98,7 +98,13 @@ class _Order(Protocol):
     @property
     def name(self) -> str: ...
     @property
+    def customer_id(self) -> str: ...
+    @property
     def refunds(self) -> tuple[_Refund, ...]: ...
+
+
+class PaymentsProvider(RefundsProvider, StoreCreditProvider, Protocol):
+    """Refunds, store credit and gift cards (``ShopifyClient``)."""
 
 
 class KhaosRecorder(Protocol):
@@ -342,7 +348,7 @@ def plan_refund(rt: Runtime, associated_ref: str, provider: RefundsProvider) -> 
                      f"returnbridge: {listed}")
         return replace(base, action=Action.HOLD,
                        note="order already refunded outside returnbridge")
-    customer_id = str(getattr(order, "customer_id", "") or "")
+    customer_id = order.customer_id
     if base.action is Action.CREDIT and not customer_id:
         return replace(base, action=Action.FINANCE, method="finance_task",
                        note=f"the Shopify order {order.name} has no customer to give "
@@ -381,30 +387,35 @@ _PAID_AS = {ORIGINAL_PAYMENT: "refunded {amount} {cur} to the original payment i
             "gift_card": "issued a Shopify gift card of {amount} {cur} (gift card {id})"}
 
 
-def pay(rt: Runtime, plan: Plan, provider: RefundsProvider) -> str:
-    """Pay as planned (idempotent by key) and store it; returns the provider's id."""
+def pay(rt: Runtime, plan: Plan, provider: PaymentsProvider) -> str:
+    """Pay as planned (idempotent by key) and store it; returns the provider's id, or ""
+    when Shopify refused (or cannot say whether it paid): then finance holds the return."""
     key = refund_key(plan.associated_ref)
     note = refund_note(plan)
+    result: _Payment
     try:
-        if plan.action is Action.CREDIT:
-            credits: Any = provider
-            if plan.method == "gift_card":
-                result = credits.create_gift_card(plan.customer_id, plan.amount, plan.currency,
-                                                  note, key)
-            else:
-                result = credits.credit_store_credit(plan.customer_id, plan.amount,
-                                                     plan.currency, note, key)
+        if plan.action is Action.CREDIT and plan.method == "gift_card":
+            result = provider.create_gift_card(plan.customer_id, plan.amount, plan.currency,
+                                               note, key)
+        elif plan.action is Action.CREDIT:
+            result = provider.credit_store_credit(plan.customer_id, plan.amount,
+                                                  plan.currency, note, key)
         else:
             result = provider.create_refund(plan.order_id, plan.amount, plan.currency, note,
                                             key)
     except Exception as exc:
-        if type(exc).__name__ != "ShopifyUserError":
+        refused = type(exc).__name__ == "ShopifyUserError"
+        unknown = type(exc).__name__ == "ShopifyOutcomeUnknown"
+        if not (refused or unknown):
             raise  # transient: the caller retries with the same key
         with rt.sessions() as session, session.begin():
             row = returns_repo.by_ref(session, plan.associated_ref)
             assert row is not None
-            _suspect(session, row, f"Shopify refused the payment of {plan.amount} "
-                     f"{plan.currency} ({plan.method}): {exc}")
+            _suspect(session, row, (f"Shopify refused the payment of {plan.amount} "
+                                    f"{plan.currency} ({plan.method})" if refused else
+                                    f"Shopify cannot say whether the payment of {plan.amount} "
+                                    f"{plan.currency} ({plan.method}) was made")
+                     + f": {exc}")
         return ""
     if os.environ.get("RB_FAULT_KILL_AFTER_REFUND_CALL") == "1":  # crash-safety tests only
         os.kill(os.getpid(), signal.SIGKILL)
@@ -660,7 +671,7 @@ def finish(rt: Runtime, associated_ref: str, why: str) -> str:
 class Steps:
     """The side effects of the sequence; plain functions or DBOS steps."""
 
-    pay: Callable[[Plan], object]
+    pay: Callable[[Plan], str]  # the payment id, "" when nothing was paid
     hand_to_finance: Callable[[Plan], object]
     record: Callable[[Plan], object]
     finish: Callable[[str, str], object]
@@ -670,7 +681,8 @@ def run_sequence(plan: Plan, steps: Steps) -> Action:
     """The refund sequence after planning, written once: pay (or hand to finance), record
     in Khaos, finish."""
     if plan.action in PAYING:
-        steps.pay(plan)
+        if not steps.pay(plan):
+            return Action.HOLD  # refused or unknown: held for finance, nothing to record
     elif plan.action is Action.FINANCE:
         steps.hand_to_finance(plan)
     if plan.action in RECORDING:
@@ -680,7 +692,7 @@ def run_sequence(plan: Plan, steps: Steps) -> Action:
     return plan.action
 
 
-def run_refund_gate(rt: Runtime, associated_ref: str, provider: RefundsProvider,
+def run_refund_gate(rt: Runtime, associated_ref: str, provider: PaymentsProvider,
                     khaos: KhaosRecorder | None) -> Plan:
     """The whole gate in one call (tests, and the CLI); DBOS runs the same parts as steps."""
     plan = plan_refund(rt, associated_ref, provider)

@@ -25,7 +25,7 @@ def _runtime() -> Runtime:
     return runtime()
 
 
-def provider(rt: Runtime) -> refund_gate.RefundsProvider:
+def provider(rt: Runtime) -> refund_gate.PaymentsProvider:
     from returnbridge.payments.shopify.client import ShopifyClient
 
     return ShopifyClient(rt.settings.shopify)
