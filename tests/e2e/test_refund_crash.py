@@ -76,7 +76,10 @@ def test_sigkill_between_refund_call_and_store_still_pays_once(db_url: str,
         calls = shopify.refund_calls(key)
         assert len(calls) == 2 and calls[1].replayed
         assert len(shopify.order("#100085875").refunds) == 1
-        assert [t for t in view["timeline"] if t["kind"] == "refund"]
+        (paid,) = [t["message"] for t in view["timeline"]
+                   if t["kind"] == "refund" and "in Shopify" in t["message"]]
+        (refund,) = shopify.order("#100085875").refunds
+        assert f"(refund {refund.id}), tagged with credit note CN000900" in paid
     finally:
         service.stop()
         shopify.stop()

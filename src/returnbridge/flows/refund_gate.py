@@ -439,11 +439,12 @@ def store_refund(rt: Runtime, plan: Plan, provider_refund_id: str, amount: Decim
             if row is not None:
                 what = _PAID_AS.get(plan.method, _PAID_AS[ORIGINAL_PAYMENT]).format(
                     amount=amount, cur=plan.currency, id=provider_refund_id)
+                code = plan.credit_note_code or row.credit_note_code
                 returns_repo.add_timeline(
                     session, row, "refund",
-                    f"{what}, tagged with credit note {plan.credit_note_code}",
+                    f"{what}, tagged with credit note {code or '(no code: check Khaos)'}",
                     {"provider_refund_id": provider_refund_id, "method": plan.method,
-                     "credit_note_code": plan.credit_note_code})
+                     "credit_note_code": code})
             audit.record(session, actor="returnbridge", action="refund.created",
                          subject=plan.associated_ref,
                          details={"provider_refund_id": provider_refund_id,
