@@ -21,7 +21,13 @@ from returnbridge import cli_common
 from returnbridge.cli import app as cli_app
 from returnbridge.flows.khaos_confirm import confirm_credit
 from returnbridge.flows.khaos_serve import serve_page
-from returnbridge.flows.refund_gate import WAITING_FOR_DECISION, Action, run_refund_gate
+from returnbridge.flows.refund_gate import (
+    WAITING_FOR_DECISION,
+    Action,
+    due_refs,
+    run_refund_gate,
+    workflow_id,
+)
 from returnbridge.flows.runtime import Runtime
 from returnbridge.payments.shopify.client import ShopifyClient
 from returnbridge.sandbox.shopify.api import ShopifySandbox
@@ -142,6 +148,9 @@ def test_no_refund_request_means_no_payment_and_a_visible_wait(
         app: LiveApp, shopify: ShopifySandbox, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     ref = _credited(app, "RTN-NONE")
+    assert due_refs(app.rt) == [ref]
+    assert workflow_id(app.rt, ref) is None  # the scheduler starts nothing, and says why
+    assert due_refs(app.rt) == []  # a waiting return never crowds out the others
     assert _gate(app, ref) is Action.WAIT
     assert _gate(app, ref) is Action.WAIT
     assert shopify.refund_calls() == []
@@ -164,6 +173,7 @@ def test_no_refund_request_means_no_payment_and_a_visible_wait(
     # ZigZag decides; the next run pays what it asked for and the wait is gone.
     _send(app, [event("RefundRequested", "RTN-NONE", (), occurred_at=AT,
                       refund_amount="44.99")])
+    assert due_refs(app.rt) == [ref] and workflow_id(app.rt, ref) == f"refund:{ref}"
     assert _gate(app, ref) is Action.PAY
     assert [r.amount for r in shopify.order(f"#{ORDER}").refunds] == [CREDIT]
     assert _view(app, ref)["waiting_for"] == ""

@@ -196,16 +196,23 @@ def workflow_id(rt: Runtime, associated_ref: str) -> str | None:
 
 
 def due_refs(rt: Runtime, limit: int = 200) -> list[str]:
-    """Credit-confirmed returns whose refund returnbridge owns and has not finished."""
+    """Credit-confirmed returns whose refund returnbridge owns and has not finished; not
+    those already shown waiting for the platform's decision (the request clears the wait)
+    or held for finance, so that they never crowd out the others."""
     sources = [s for s in ("loop", "zigzag") if refund_owner(rt, s) == "returnbridge"]
     if not sources:
         return []
+    held = (select(ExceptionRow.id).where(
+        ExceptionRow.return_id == ReturnRow.id,
+        ExceptionRow.type == "duplicate_refund_suspected",
+        ExceptionRow.status == "open").exists())
     with rt.sessions() as session:
         return list(session.scalars(
             select(ReturnRow.associated_ref)
             .where(ReturnRow.source.in_(sources),
                    ReturnRow.khaos_status.in_((KhaosStatus.CREDIT_CONFIRMED.value,
-                                               KhaosStatus.REFUND_RECORDED.value)))
+                                               KhaosStatus.REFUND_RECORDED.value)),
+                   ReturnRow.wait_reason != WAITING_FOR_DECISION, ~held)
             .order_by(ReturnRow.credit_confirmed_at, ReturnRow.id).limit(limit)
         ))
 
