@@ -101,6 +101,9 @@ class KhaosReturn:
     stock_moved: bool = False
     manual_auth_code: str = ""
     deleted: bool = False
+    # Exchange items waiting for Process (credit notes at processing: the exchange order is
+    # raised with the credit note, reference §3.3a).
+    pending_exchange: list[tuple[str, str, Decimal]] = field(default_factory=list)
 
     # The shape the first sandbox had (kept for the demo and older tests).
     @property
@@ -337,24 +340,22 @@ class KhaosState:
                 sku=str(item["SKU"]), stock_id=found.stock_id if found else "", quantity=qty,
                 reason_id=rid, processing=reason.processing if reason else Processing.RESTOCK,
                 unit_price=unit_gross))
-        exchange = None
-        if ret.get("ExchangeItems"):
-            exchange = ExchangeOrder(self.next_code("SO"), str(ret["AssociatedRef"]), [])
-            for item in ret["ExchangeItems"]:
-                found = self.find_item(str(item["SKU"]), _mappings(item))
-                qty = _dec(item["Quantity"])
-                exchange.items.append((str(item["SKU"]), found.stock_id if found else "", qty))
-                if found is not None and found.stock_controlled:  # reserved for the order
-                    self._adjust(found.stock_id, self.site_id, -qty)
+        wanted: list[tuple[str, str, Decimal]] = []
+        for item in ret.get("ExchangeItems") or []:
+            found = self.find_item(str(item["SKU"]), _mappings(item))
+            wanted.append((str(item["SKU"]), found.stock_id if found else "",
+                           _dec(item["Quantity"])))
         record = KhaosReturn(
             return_code=self.next_code("SR"), associated_ref=str(ret["AssociatedRef"]),
             urn=str(ret["URN"]),
             credit_note_code=(self.next_code("CN") if self.credit_note_at is CreditNoteAt.IMPORT
                               else ""),
             credit_value=gross.quantize(Decimal("0.01")),
-            credit_value_net=net.quantize(Decimal("0.01")), lines=lines, exchange=exchange,
-            site_id=self.site_id, imported_at=datetime.now(UTC),
+            credit_value_net=net.quantize(Decimal("0.01")), lines=lines, exchange=None,
+            site_id=self.site_id, imported_at=datetime.now(UTC), pending_exchange=wanted,
         )
+        if self.credit_note_at is CreditNoteAt.IMPORT:
+            self._raise_exchange(record)
         self.returns[record.associated_ref] = record
         self.changed_returns.add(record.associated_ref)
         if _truthy(ret.get("ProcessReturn", False)):
@@ -398,10 +399,23 @@ class KhaosState:
         record.processed = True
         record.manual_auth_code = auth
         if not record.credit_note_code:  # processing turns the return into a credit note
-            record.credit_note_code = self.next_code("CN")
+            record.credit_note_code = self.next_code("CN")  # (and its exchange order)
+        self._raise_exchange(record)
         self.changed_returns.add(record.associated_ref)
         if self.move_stock_on_process:
             self._move_stock(record)
+
+    def _raise_exchange(self, record: KhaosReturn) -> None:
+        """The exchange order, with its items reserved (once)."""
+        if not record.pending_exchange or record.exchange is not None:
+            return
+        record.exchange = ExchangeOrder(self.next_code("SO"), record.associated_ref, [])
+        for sku, stock_id, qty in record.pending_exchange:
+            record.exchange.items.append((sku, stock_id, qty))
+            item = self.items.get(stock_id)
+            if item is not None and item.stock_controlled:  # reserved for the order
+                self._adjust(stock_id, self.site_id, -qty)
+        record.pending_exchange = []
 
     def _move_stock(self, record: KhaosReturn) -> None:
         if record.stock_moved:
