@@ -134,6 +134,14 @@ def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         drop_pg_database(name)
 
 
+@pytest.fixture(params=["import", "process"])
+def credit_note_at(request: pytest.FixtureRequest) -> str:
+    """When the Khaos sandbox raises a return's credit note: at import, or only when the
+    return is processed (reference §3.3a). Journeys must pass in both until real Khaos
+    settles it (ARCHITECTURE 11)."""
+    return str(request.param)
+
+
 def make_settings(url: str, **sections: Any) -> Settings:
     base: dict[str, Any] = {
         "database": {"url": url},

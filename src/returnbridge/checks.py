@@ -104,8 +104,8 @@ def check_settings(s: Settings) -> list[Finding]:
             "unknown_customer.")
     if zigzag_on and s.zigzag.refund_owner == "returnbridge" and not s.khaos.soap_url:
         add(Level.NOTE, "[khaos].soap_url",
-            "without desktop SOAP, refunds made by returnbridge are not recorded in Khaos "
-            "(ProcessReturn); finance records them against the credit note by hand.")
+            "without desktop SOAP, payments made by returnbridge are never recorded in Khaos "
+            "by ProcessReturn; each becomes a finance_task to record against its credit note.")
     f.extend(check_secrets(s))
     if not s.loop.fallback_customer_urn:
         add(Level.NOTE, "[loop].fallback_customer_urn",

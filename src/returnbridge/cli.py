@@ -240,8 +240,16 @@ def _print_return(view: dict[str, Any]) -> None:
                   f"{cur}  reason {_t(repr(line['reason']))} -> Khaos reason "
                   f"{_t(line['khaos_reason_id'] or '(unmapped)')}", highlight=False)
     if view["credit_note"]["code"]:
+        stage = view["credit_note"].get("stage")
         out.print(f"  credit note {_t(view['credit_note']['code'])} "
-                  f"({_t(view['credit_note']['value'] or '?')} {cur})", highlight=False)
+                  f"({_t(view['credit_note']['value'] or '?')} {cur})"
+                  + (f", stage {_t(stage)}" if stage else ""), highlight=False)
+    asked = view.get("refund_request")
+    if asked:
+        out.print(f"  refund requested by {_t(view['source'])}: "
+                  f"{_t(asked.get('amount') or 'the credited amount')} "
+                  f"{_t(asked.get('currency') or view['currency'])} to "
+                  f"{_t(str(asked.get('method', '')).replace('_', ' '))}", highlight=False)
     for r in view.get("refunds", []):
         who = "by returnbridge" if r["origin"] == "returnbridge" else "outside returnbridge"
         out.print(f"  refund {_t(r['amount'])} {_t(r['currency'])} {who} "

@@ -426,6 +426,21 @@ class ZigZagSettings(_Section):
     fallback_customer_urn: str = Field(
         "", description="Khaos customer URN used when a ZigZag customer cannot be matched."
     )
+    store_credit_action: Literal["finance_task", "shopify_store_credit", "gift_card"] = Field(
+        "finance_task",
+        description="What the refund gate does when ZigZag asks for store credit (or a gift "
+        "card) instead of money back: 'shopify_store_credit' credits the customer's Shopify "
+        "store credit account, 'gift_card' issues a Shopify gift card to the customer, "
+        "'finance_task' opens a finance_task exception naming the amount, the customer and "
+        "the credit note for finance to settle by hand. Never a card refund.",
+    )
+    refund_without_request: bool = Field(
+        False,
+        description="Refund the confirmed credit note value to the original payment even "
+        "when ZigZag sent no RefundRequested event. Only for retailers whose ZigZag contract "
+        "has no refund event; otherwise a return without a refund request is not paid and "
+        "shows 'waiting for the platform's refund decision'.",
+    )
     warehouse_dc_codes: dict[str, str] = Field(
         default_factory=dict,
         description="Khaos SiteID -> ZigZag warehouseDcCode for the live-exchange stock "
@@ -495,6 +510,22 @@ class KhaosSettings(_Section):
         48.0, gt=0, le=24 * 90,
         description="Hours a served return may wait for confirmation that Khaos imported it "
         "before 'khaos_import_unconfirmed' opens.",
+    )
+    cleared_credit_note_stages: list[str] = Field(
+        default_factory=lambda: ["16", "70", "71", "72", "73", "Issue", "Issue invoices",
+                                 "Issued", "Issued - current", "Issued - archived",
+                                 "Archived", "Complete"],
+        description="Credit-note stages that count as cleared (matched against the stage "
+        "ID or its description, ignoring case). Only a cleared credit note confirms a "
+        "return ('credit_confirmed') and releases its refund; one seen at another stage (e.g. "
+        "20 Processing) is recorded and waited for. A confirmation that carries no stage "
+        "(operator, credit-note file) counts as cleared.",
+    )
+    credit_note_sla_hours: float = Field(
+        72.0, gt=0, le=24 * 90,
+        description="Hours a return may stay imported in Khaos without a cleared credit "
+        "note before 'credit_note_missing' opens (someone has to process the return in "
+        "Khaos, or the credit note is stuck at a stage that does not count as cleared).",
     )
     timezone: str = Field(
         "Europe/London",

@@ -185,6 +185,14 @@ def _apply(rt: Runtime, session: Session, event: InboundEvent) -> Outcome:
                          event_id=external.event_id, amount=external.amount,
                          currency=external.currency, reference=external.reference,
                          order_ref=external.order_ref)
+    request = getattr(found, "refund_request", None)  # ZigZag RefundRequested
+    if request is not None and row is not None:
+        from returnbridge.flows.refund_gate import record_refund_request
+
+        record_refund_request(session, row, amount=request.amount, method=request.method,
+                              currency=request.currency or row.currency,
+                              event_id=request.event_id or key,
+                              at=request.occurred_at.isoformat() if request.occurred_at else "")
     if found.problems and row is None and not found.snapshot and not found.evidence:
         return Outcome("processed", _ref_or_blank(rt, event.source, found.source_return_id),
                        note=found.note or "problem recorded")

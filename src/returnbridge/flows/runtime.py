@@ -34,9 +34,9 @@ class Runtime:
             goods_in_owner=section.goods_in_owner,
             fallback_customer_urn=section.fallback_customer_urn,
             release_on=ReleaseOn(release),
-            processed_by_refund_gate=bool(
-                getattr(section, "refund_owner", "platform") == "returnbridge"
-                and self.settings.khaos.soap_url),
+            # Stock never waits on money (ARCHITECTURE 11): platform-graded returns go to
+            # Khaos processed (stock and credit note at import); the refund record follows.
+            processed_by_refund_gate=False,
         )
 
     def policy_config(self) -> PolicyConfig:

@@ -125,6 +125,10 @@ class ReturnRow(Base):
     parent_id: Mapped[int | None] = mapped_column(
         ForeignKey("returns.id", ondelete="SET NULL"), nullable=True, index=True
     )
+    # 0003: the credit note's stage in Khaos (cleared or not: [khaos].cleared_credit_note_
+    # stages) and what the platform asked to be refunded (amount, method, event), if anything.
+    credit_note_stage: Mapped[str] = mapped_column(String(40), default="")
+    refund_request: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     lines: Mapped[list[ReturnLineRow]] = relationship(
         back_populates="ret", cascade="all, delete-orphan", order_by="ReturnLineRow.position"
