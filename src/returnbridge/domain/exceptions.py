@@ -94,6 +94,13 @@ CATALOGUE: dict[str, ExceptionType] = {
             "exception with a note; otherwise retry it to pay.",
         ),
         ExceptionType(
+            "finance_task", Owner.FINANCE, Severity.WARNING,
+            "Money work returnbridge must not do itself: settle store credit the platform "
+            "asked for, or record a payment returnbridge made against its Khaos credit note.",
+            "Do what the task's next action says (it names the amount, the customer, the "
+            "credit note and the payment id), then resolve the task saying what you did.",
+        ),
+        ExceptionType(
             "tax_drift", Owner.FINANCE, Severity.WARNING,
             "Line values and the source's header total differ by more than the tolerance.",
             "Compare the return in the returns platform with the Khaos credit note and "

@@ -24,7 +24,7 @@ from returnbridge.flows import jobs, khaos_confirm, refund_workflow
 from returnbridge.flows.event_worker import EventWorker
 from returnbridge.flows.process import apply_event
 from returnbridge.flows.runtime import Runtime
-from returnbridge.store.db import is_sqlite, normalise_url, sqlite_path
+from returnbridge.store.db import create_private_file, is_sqlite, normalise_url, sqlite_path
 from returnbridge.store.events import pending_events
 
 log = structlog.get_logger(__name__)
@@ -99,7 +99,9 @@ def system_database_url(rt: Runtime) -> str:
     if is_sqlite(url):
         path = sqlite_path(url)
         base = path if path is not None else Path("returnbridge.db")
-        return f"sqlite:///{base.with_suffix('.dbos.sqlite')}"
+        system = base.with_suffix(".dbos.sqlite")
+        create_private_file(system)  # DBOS would create it world-readable
+        return f"sqlite:///{system}"
     return url
 
 

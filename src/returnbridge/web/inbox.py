@@ -48,10 +48,13 @@ class Inbox:
                 try:
                     stored = await loop.run_in_executor(
                         self._executor, store_events, self.sessions, [e for e, _ in batch])
-                except Exception as exc:  # none of the batch is stored: each request says so
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(exc)
+                except Exception as exc:
+                    if len(batch) == 1:
+                        if not batch[0][1].done():
+                            batch[0][1].set_exception(exc)
+                    else:  # none is stored; one bad event must not fail the others
+                        for event, future in batch:
+                            await self._store_alone(loop, event, future)
                 else:
                     for (_, future), result in zip(batch, stored, strict=True):
                         if not future.done():
@@ -62,6 +65,18 @@ class Inbox:
                 if not future.done():
                     future.cancel()
             self._flushing = False
+
+    async def _store_alone(self, loop: asyncio.AbstractEventLoop, event: NewEvent,
+                           future: asyncio.Future[StoredEvent]) -> None:
+        try:
+            stored = await loop.run_in_executor(self._executor, store_events, self.sessions,
+                                                [event])
+        except Exception as exc:
+            if not future.done():
+                future.set_exception(exc)
+        else:
+            if not future.done():
+                future.set_result(stored[0])
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
