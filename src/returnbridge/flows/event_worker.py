@@ -83,6 +83,8 @@ class EventWorker:
         self._not_before: dict[int, float] = {}  # event id -> monotonic time of next try
         pause = os.environ.get(FAULT_PAUSE_ENV, "")
         self._fault_after = int(pause) if pause.isdigit() else 0
+        if self._fault_after:  # the crash test needs the batch to reach the pause
+            self.batch_seconds = float("inf")
 
     # ------------------------------------------------------------------ lifecycle
 

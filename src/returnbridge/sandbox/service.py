@@ -32,7 +32,8 @@ class ServiceProcess:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 60.0, env: dict[str, str] | None = None) -> None:
+    def start(self, timeout: float = 60.0, env: dict[str, str] | None = None,
+              wait: bool = True) -> None:
         env = {**os.environ, "RB_CONFIG": str(self.config), **(env or {})}
         with self.log_file.open("ab") as log:
             self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
@@ -40,7 +41,8 @@ class ServiceProcess:
                  *self.args],
                 stdout=log, stderr=subprocess.STDOUT, env=env,
             )
-        self.wait_ready(timeout)
+        if wait:
+            self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
