@@ -31,10 +31,7 @@ lint: sync
 	$(UV) run --frozen mypy src
 
 bench: sync
-	$(UV) run --frozen python bench/ingest.py
-	$(UV) run --frozen python bench/stock_upload.py
-	$(UV) run --frozen python bench/backfill.py
-	$(UV) run --frozen python bench/xml_push_memory.py
+	$(UV) run --frozen python bench/run_all.py $(BENCH_ARGS)
 
 fuzz: sync
 	$(UV) run --frozen python bench/fuzz_routes.py $(FUZZ_ARGS)

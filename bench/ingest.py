@@ -41,7 +41,7 @@ import psycopg
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
-from returnbridge.sandbox.demo import LOOP_SECRET, write_demo_config
+from returnbridge.sandbox.demo import KHAOS_PASSWORD, KHAOS_USER, LOOP_SECRET, write_demo_config
 from returnbridge.sandbox.loop.samples import DEMO_SCENARIOS, return_payload
 from returnbridge.sandbox.loop.sender import php_json
 from returnbridge.sandbox.service import ServiceProcess, free_port
@@ -341,6 +341,20 @@ def run_baseline(mp: multiprocessing.context.SpawnContext, directory: Path,
     return stored / elapsed
 
 
+KHAOS_PAGE = 1000
+
+
+def time_khaos_page(base_url: str) -> None:
+    """Khaos's first poll after the run: one page of up to KHAOS_PAGE ready returns."""
+    started = time.perf_counter()
+    r = httpx.get(f"{base_url}/khaos/returns", auth=(KHAOS_USER, KHAOS_PASSWORD), timeout=60)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    served = r.content.count(b'"AssociatedRef"') if r.status_code == 200 else 0
+    print(f"khaos page: {served} returns in {elapsed_ms:.0f} ms (HTTP {r.status_code}, "
+          f"{len(r.content)} bytes)")
+    FIGURES.update(khaos_page_ms=elapsed_ms, khaos_page_returns=served)
+
+
 def start_workers(config: Path, directory: Path, count: int) -> list[subprocess.Popen[bytes]]:
     """``count`` extra ``returnbridge worker`` processes, each with its own executor id."""
     procs = []
@@ -363,7 +377,7 @@ def run_service(mp: multiprocessing.context.SpawnContext, directory: Path,
                              *(() if workers >= 1 else ("--no-worker",)))
     extra: list[subprocess.Popen[bytes]] = []
     try:
-        service.start()
+        service.start(env={"RB_KHAOS__PAGE_SIZE": str(KHAOS_PAGE)})
         extra = start_workers(config, directory, max(0, workers - 1))
         time.sleep(3.0 if extra else 0.0)  # let the extra workers start up
         with mp.Pool(1) as pool:
@@ -373,6 +387,7 @@ def run_service(mp: multiprocessing.context.SpawnContext, directory: Path,
         if workers >= 1:
             state, waited = wait_processed(url, result.accepted, PROCESS_WAIT_S)
             report_processing(state, waited, result.accepted, result.first_send_wall)
+            time_khaos_page(service.base_url)
     finally:
         for proc in extra:
             proc.send_signal(signal.SIGTERM)

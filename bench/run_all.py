@@ -1,0 +1,177 @@
+"""Every throughput and footprint target of issue 12 in ONE table (``make bench``).
+
+Runs the bench scripts as separate processes (each starts real ``returnbridge serve`` /
+``worker`` processes), collects their figures and prints, per target: the figure, the
+baseline it is compared with (measured in the same run where there is one), the ratio and
+pass/fail. Absolute figures depend on the machine and its load; the ratios are what to
+compare between runs. The load average at the start and end is printed with the table.
+
+    uv run --frozen python bench/run_all.py [--events N] [--no-postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from returnbridge.sandbox.demo import write_demo_config
+from returnbridge.sandbox.service import ServiceProcess, free_port
+from returnbridge.store.db import make_engine
+from returnbridge.store.migrate import upgrade
+
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass
+class Row:
+    target: str
+    goal: str
+    figure: str
+    baseline: str = ""
+    ratio: str = ""
+    ok: bool | None = None  # None: not measured
+
+
+def ingest(events: int, *, postgres: bool = False, workers: int = 1, rate: float = 0.0
+           ) -> dict[str, float]:
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
+        path = Path(out.name)
+    cmd = [sys.executable, str(HERE / "ingest.py"), "--events", str(events),
+           "--workers", str(workers), "--json", str(path)]
+    if postgres:
+        cmd.append("--postgres")
+    if rate:
+        cmd += ["--rate", str(rate)]
+    print("$", " ".join(cmd[1:]), flush=True)
+    subprocess.run(cmd, check=False)
+    try:
+        figures: dict[str, float] = json.loads(path.read_text(encoding="utf-8") or "{}")
+    except (OSError, ValueError):
+        figures = {}
+    path.unlink(missing_ok=True)
+    return figures
+
+
+def idle_cpu(seconds: float = 30.0) -> float:
+    """Share of one core an idle ``serve`` (SQLite, demo config) uses after warming up."""
+    with tempfile.TemporaryDirectory() as tmp:
+        port = free_port()
+        config = write_demo_config(Path(tmp), port)
+        engine = make_engine(f"sqlite:///{Path(tmp) / 'returnbridge.db'}")
+        upgrade(engine)
+        engine.dispose()
+        service = ServiceProcess(config, port, Path(tmp) / "idle.log")
+        service.start()
+        try:
+            assert service.proc is not None
+            time.sleep(10)  # startup work (imports, first scheduler ticks) is not idle
+            before = _cpu_seconds(service.proc.pid)
+            time.sleep(seconds)
+            return (_cpu_seconds(service.proc.pid) - before) / seconds
+        finally:
+            service.stop()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of the process and its threads, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def xml_push_memory() -> tuple[float, float]:
+    """(streamed multiple of body size, baseline multiple) from bench/xml_push_memory.py."""
+    print("$ bench/xml_push_memory.py", flush=True)
+    out = subprocess.run([sys.executable, str(HERE / "xml_push_memory.py")],
+                         capture_output=True, text=True, check=False).stdout
+    print(out, flush=True)
+    found = dict(re.findall(r"xml_push_memory (\w+): peak RSS \+\S+ MB = ([\d.]+)x", out))
+    return float(found.get("full", "nan")), float(found.get("baseline", "nan"))
+
+
+def fmt(value: float | None, unit: str = "", digits: int = 0) -> str:
+    if value is None or value != value:  # NaN
+        return "n/a"
+    return f"{value:,.{digits}f}{unit}"
+
+
+def load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1500)
+    parser.add_argument("--no-postgres", action="store_true")
+    args = parser.parse_args()
+    load_start = load()
+    rows: list[Row] = []
+
+    sq = ingest(args.events)
+    acc, base = sq.get("accepted_per_s"), sq.get("baseline_per_s")
+    rows.append(Row("ingest, SQLite (processing on)", ">= 2,000/s", fmt(acc, "/s"),
+                    fmt(base, "/s"), fmt(acc / base if acc and base else None, "", 3),
+                    bool(acc and acc >= 2000)))
+    rows.append(Row("ingest vs baseline, SQLite", ">= 0.50", fmt(acc / base if acc and base
+                    else None, "", 3), fmt(base, "/s"), "",
+                    bool(acc and base and acc / base >= 0.5)))
+    e2e = sq.get("processed_per_s")
+    rows.append(Row("end to end, SQLite", ">= 300 returns/s", fmt(e2e, "/s", 1), "", "",
+                    bool(e2e and e2e >= 300)))
+    page = sq.get("khaos_page_ms")
+    rows.append(Row(f"Khaos page JSON ({int(sq.get('khaos_page_returns', 0))} returns)",
+                    "<= 300 ms", fmt(page, " ms"), "", "", bool(page and page <= 300)))
+    rows.append(Row("Khaos page XML", "<= 300 ms", "not measured by make bench"))
+
+    paced = ingest(min(args.events, 5000), rate=500)
+    p99 = paced.get("p99_ms")
+    rows.append(Row("p99 at 500/s offered, SQLite", "<= 25 ms", fmt(p99, " ms", 1),
+                    f"achieved {fmt(paced.get('accepted_per_s'), '/s')}", "",
+                    bool(p99 and p99 <= 25)))
+
+    if not args.no_postgres:
+        pg1 = ingest(args.events, postgres=True, workers=1)
+        pg2 = ingest(args.events, postgres=True, workers=2)
+        a1, b1 = pg1.get("accepted_per_s"), pg1.get("baseline_per_s")
+        rows.append(Row("ingest, PostgreSQL (1 worker)", "(info)", fmt(a1, "/s"),
+                        fmt(b1, "/s"), fmt(a1 / b1 if a1 and b1 else None, "", 3)))
+        e1, e2 = pg1.get("processed_per_s"), pg2.get("processed_per_s")
+        rows.append(Row("end to end, PostgreSQL, 1 worker", "(info)", fmt(e1, "/s", 1)))
+        gain = (e2 / e1 - 1) if e1 and e2 else None
+        rows.append(Row("end to end, PostgreSQL, 2 workers", "+70% over 1 worker",
+                        fmt(e2, "/s", 1), fmt(e1, "/s", 1),
+                        fmt(gain * 100 if gain is not None else None, "%", 0),
+                        bool(gain is not None and gain >= 0.7)))
+
+    idle = idle_cpu()
+    rows.append(Row("idle serve CPU", "<= 2% of a core", fmt(idle * 100, "%", 2), "", "",
+                    idle <= 0.02))
+    streamed, whole = xml_push_memory()
+    rows.append(Row("XML push peak RSS", "<= 4x body", fmt(streamed, "x", 1),
+                    f"whole tree {fmt(whole, 'x', 1)}", "", streamed <= 4))
+    rows.append(Row("backfill share of Loop's rate budget", ">= 90%",
+                    "not measured by make bench (bench/backfill.py lifts the limit)"))
+    rows.append(Row("RSS flat over 10 minutes", "flat", "not measured by make bench"))
+
+    print(f"\nreturnbridge bench: {args.events} webhooks per run; load average at start "
+          f"{load_start}, at end {load()} ({os.cpu_count()} CPUs)")
+    header = ("target", "goal", "figure", "baseline", "ratio", "result")
+    table = [header] + [(r.target, r.goal, r.figure, r.baseline, r.ratio,
+                         "n/a" if r.ok is None else ("PASS" if r.ok else "FAIL"))
+                        for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    for n, line in enumerate(table):
+        print(" | ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)))
+        if n == 0:
+            print("-+-".join("-" * w for w in widths))
+
+
+if __name__ == "__main__":
+    main()
