@@ -81,6 +81,7 @@ class EventWorker:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._not_before: dict[int, float] = {}  # event id -> monotonic time of next try
+        self._per_event_s = 0.002  # recent time to apply one event (moving average)
         pause = os.environ.get(FAULT_PAUSE_ENV, "")
         self._fault_after = int(pause) if pause.isdigit() else 0
         if self._fault_after:  # the crash test needs the batch to reach the pause
@@ -142,6 +143,12 @@ class EventWorker:
 
     # ------------------------------------------------------------------ one round
 
+    def _claim_limit(self) -> int:
+        """About as many events as fit in ``batch_seconds`` at the recent pace (claiming
+        more would only read rows the batch leaves for the next round)."""
+        fit = self.batch_seconds / max(self._per_event_s, 1e-4) + 1
+        return max(1, min(self.batch_size, int(min(fit, self.batch_size))))
+
     def _waiting_retries(self) -> list[int]:
         now = time.monotonic()
         for event_id in [i for i, t in self._not_before.items() if t <= now]:
@@ -155,7 +162,7 @@ class EventWorker:
         try:
             with write_gate(self.rt.engine), self.rt.sessions() as session, session.begin():
                 events = session.scalars(claim_query(
-                    self.batch_size, skip_locked=not self.sqlite,
+                    self._claim_limit(), skip_locked=not self.sqlite,
                     not_ids=self._waiting_retries())).all()
                 started = time.monotonic()
                 for n, event in enumerate(events, start=1):
@@ -180,6 +187,8 @@ class EventWorker:
         for event_id, problem in failed:
             self._failed_attempt(event_id, problem)
         if ids:
+            per_event = (time.monotonic() - started) / len(ids)
+            self._per_event_s = 0.8 * self._per_event_s + 0.2 * per_event
             log.info("events applied", count=len(ids) - len(failed), failed=len(failed))
         if self.sqlite:
             time.sleep(0.0005)  # let a waiting inbox commit take the write gate first
