@@ -70,10 +70,12 @@ def test_sigkill_in_the_middle_of_a_batch_loses_nothing_and_applies_nothing_twic
         # Three events are applied inside the open transaction; none of it is visible.
         assert statuses == {"received": len(RETURN_IDS)} and returns == 0
         assert attempts == [0] * len(RETURN_IDS)
-        service.kill()
+    finally:
+        service.kill()  # SIGKILL mid-batch (and never leave the paused process behind)
 
-        # 3. Restart: every event applied exactly once.
-        service.start()
+    # 3. Restart: every event applied exactly once.
+    service.start()
+    try:
         deadline = time.monotonic() + 120
         while (statuses := _state(db_url)[0]) != {"processed": len(RETURN_IDS)}:
             assert time.monotonic() < deadline, f"events not all processed: {statuses}"
