@@ -70,6 +70,12 @@ def _waiting_evidence(rt: Runtime) -> str:
     return f"{report_waiting_evidence(rt)} return(s) known only from their events"
 
 
+def _alerts(rt: Runtime) -> str:
+    from returnbridge.flows.alerts import run_alerts
+
+    return str(run_alerts(rt))
+
+
 def _minutes(value: object) -> float:
     try:
         return max(0.0, float(value)) * 60.0  # type: ignore[arg-type]
@@ -94,6 +100,10 @@ JOBS: tuple[Job, ...] = (
         lambda rt: rt.settings.shopify.refund_gate_seconds
         if rt.settings.shopify.shop_domain or rt.settings.shopify.base_url else 0.0,
         _refund_gate, direct=True),
+    Job("alerts",
+        lambda rt: float(rt.settings.alerts.interval_seconds) if rt.settings.alerts.routes
+        else 0.0,
+        _alerts),
 )
 _BY_NAME = {job.name: job for job in JOBS}
 

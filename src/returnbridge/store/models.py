@@ -356,3 +356,49 @@ class RefundRow(Base):
     note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class AlertOutbox(Base):
+    """Alerts: what was (or is to be) sent to which route, so nothing is sent twice.
+
+    One row per (route, alert_key). ``alert_key`` names the cause: ``exc:{id}:{severity}``
+    for the first alert of an exception at a severity (a higher severity is a new key, so an
+    escalation alerts again), ``exc:{id}:age:{hours}`` for an age threshold,
+    ``digest:{period start}`` for a digest. Status: queued (waits for the route's digest),
+    pending (to send), sent, digested (went out in digest ``digest_id``), dropped (resolved
+    before its digest went), superseded (an age threshold already passed at the first alert).
+    """
+
+    __tablename__ = "alert_outbox"
+    __table_args__ = (
+        UniqueConstraint("route", "alert_key", name="uq_alert_outbox_route_key"),
+        Index("ix_alert_outbox_status_due", "status", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    route: Mapped[str] = mapped_column(String(60))
+    alert_key: Mapped[str] = mapped_column(String(120))
+    kind: Mapped[str] = mapped_column(String(20))  # exception | digest
+    exception_id: Mapped[int | None] = mapped_column(
+        ForeignKey("exceptions.id", ondelete="SET NULL"), nullable=True, index=True)
+    status: Mapped[str] = mapped_column(String(20))
+    digest_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    title: Mapped[str] = mapped_column(String(255), default="")
+    body: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class AlertRouteState(Base):
+    """The health of one alert route: consecutive failures and the last error."""
+
+    __tablename__ = "alert_routes"
+
+    route: Mapped[str] = mapped_column(String(60), primary_key=True)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -1,0 +1,61 @@
+"""alerts: outbox and route health
+
+Revision ID: 0003_alerts
+Revises: 0002
+Create Date: 2026-11-30
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = '0003_alerts'
+down_revision = '0002'
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table('alert_outbox',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('route', sa.String(length=60), nullable=False),
+    sa.Column('alert_key', sa.String(length=120), nullable=False),
+    sa.Column('kind', sa.String(length=20), nullable=False),
+    sa.Column('exception_id', sa.Integer(), nullable=True),
+    sa.Column('status', sa.String(length=20), nullable=False),
+    sa.Column('digest_id', sa.Integer(), nullable=True),
+    sa.Column('title', sa.String(length=255), nullable=False),
+    sa.Column('body', sa.Text(), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('last_error', sa.Text(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('due_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('sent_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['exception_id'], ['exceptions.id'],
+                            name=op.f('fk_alert_outbox_exception_id_exceptions'),
+                            ondelete='SET NULL'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_alert_outbox')),
+    sa.UniqueConstraint('route', 'alert_key', name='uq_alert_outbox_route_key')
+    )
+    with op.batch_alter_table('alert_outbox', schema=None) as batch_op:
+        batch_op.create_index('ix_alert_outbox_status_due', ['status', 'due_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_alert_outbox_exception_id'), ['exception_id'],
+                              unique=False)
+
+    op.create_table('alert_routes',
+    sa.Column('route', sa.String(length=60), nullable=False),
+    sa.Column('consecutive_failures', sa.Integer(), nullable=False),
+    sa.Column('last_error', sa.Text(), nullable=False),
+    sa.Column('last_failure_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('last_success_at', sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('route', name=op.f('pk_alert_routes'))
+    )
+
+
+def downgrade() -> None:
+    op.drop_table('alert_routes')
+    with op.batch_alter_table('alert_outbox', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_alert_outbox_exception_id'))
+        batch_op.drop_index('ix_alert_outbox_status_due')
+    op.drop_table('alert_outbox')
