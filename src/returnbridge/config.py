@@ -723,6 +723,16 @@ class AlertsSettings(_Section):
         description="Failed delivery attempts in a row after which the route is reported as "
         "an alert_channel_failing exception for ops.",
     )
+    connection_failure_threshold: int = Field(
+        5, ge=1, le=1000,
+        description="Failed calls in a row to the Loop API, Khaos SOAP, Shopify or ZigZag "
+        "after which a connection_failing exception is opened for ops.",
+    )
+    connection_failure_minutes: int = Field(
+        15, ge=1, le=10080,
+        description="Minutes of failing calls (without a success) to one of those systems "
+        "after which connection_failing is opened, however few the calls.",
+    )
     max_retry_minutes: int = Field(
         30, ge=1, le=1440,
         description="Longest wait between two delivery attempts on a failing route "

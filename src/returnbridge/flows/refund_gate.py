@@ -33,6 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from returnbridge.domain.exceptions import Problem
 from returnbridge.domain.khaos_status import KhaosStatus
 from returnbridge.domain.money import ZERO, quantize
+from returnbridge.flows.health import record_failure, record_success
 from returnbridge.flows.runtime import Runtime
 from returnbridge.store import audit, exceptions_repo, returns_repo
 from returnbridge.store.models import ExceptionRow, RefundRow, ReturnRow, Watermark, utcnow
@@ -226,6 +227,9 @@ def pay(rt: Runtime, plan: Plan, provider: RefundsProvider) -> str:
                                         refund_note(plan), refund_key(plan.associated_ref))
     except Exception as exc:
         if type(exc).__name__ != "ShopifyUserError":
+            if type(exc).__name__ in ("ShopifyUnavailable", "ShopifyAuthError") or isinstance(
+                    exc, OSError):
+                record_failure(rt, "shopify", f"{type(exc).__name__}: {exc}")
             raise  # transient: the caller retries with the same key
         with rt.sessions() as session, session.begin():
             row = returns_repo.by_ref(session, plan.associated_ref)
@@ -233,6 +237,7 @@ def pay(rt: Runtime, plan: Plan, provider: RefundsProvider) -> str:
             _suspect(session, row, f"Shopify refused the refund of {plan.amount} "
                      f"{plan.currency}: {exc}")
         return ""
+    record_success(rt, "shopify")
     if os.environ.get("RB_FAULT_KILL_AFTER_REFUND_CALL") == "1":  # crash-safety tests only
         os.kill(os.getpid(), signal.SIGKILL)
     store_refund(rt, plan, refund.id, refund.amount)

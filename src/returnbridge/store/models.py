@@ -402,3 +402,31 @@ class AlertRouteState(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ConnectionHealth(Base):
+    """Consecutive failures of calls to one external system (loop, khaos_soap, shopify,
+    zigzag), for the ``connection_failing`` exception and /metrics."""
+
+    __tablename__ = "connection_health"
+
+    system: Mapped[str] = mapped_column(String(30), primary_key=True)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class JobRun(Base):
+    """The last start, success and failure of each scheduled job (``schedule_not_running``,
+    /metrics, ``returnbridge doctor``)."""
+
+    __tablename__ = "job_runs"
+
+    name: Mapped[str] = mapped_column(String(60), primary_key=True)
+    last_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    last_summary: Mapped[str] = mapped_column(Text, default="")

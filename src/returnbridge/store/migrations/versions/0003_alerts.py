@@ -1,4 +1,4 @@
-"""alerts: outbox and route health
+"""alerts: outbox and route health, connection health, job runs
 
 Revision ID: 0003_alerts
 Revises: 0002
@@ -52,8 +52,29 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('route', name=op.f('pk_alert_routes'))
     )
 
+    op.create_table('connection_health',
+    sa.Column('system', sa.String(length=30), nullable=False),
+    sa.Column('consecutive_failures', sa.Integer(), nullable=False),
+    sa.Column('failing_since', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('last_error', sa.Text(), nullable=False),
+    sa.Column('last_failure_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('last_success_at', sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('system', name=op.f('pk_connection_health'))
+    )
+    op.create_table('job_runs',
+    sa.Column('name', sa.String(length=60), nullable=False),
+    sa.Column('last_started_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('last_success_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('last_failure_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('last_error', sa.Text(), nullable=False),
+    sa.Column('last_summary', sa.Text(), nullable=False),
+    sa.PrimaryKeyConstraint('name', name=op.f('pk_job_runs'))
+    )
+
 
 def downgrade() -> None:
+    op.drop_table('job_runs')
+    op.drop_table('connection_health')
     op.drop_table('alert_routes')
     with op.batch_alter_table('alert_outbox', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_alert_outbox_exception_id'))
