@@ -41,4 +41,11 @@ def metrics(request: Request) -> Response:
         check_bearer(request, [token])
     elif request.headers.get("authorization"):
         raise HTTPException(400, "metrics need no token on this installation")
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    from prometheus_client import CollectorRegistry
+
+    from returnbridge.db_metrics import DatabaseCollector
+
+    from_db = CollectorRegistry(auto_describe=False)
+    from_db.register(DatabaseCollector(ctx.rt.sessions))
+    return Response(generate_latest(REGISTRY) + generate_latest(from_db),
+                    media_type=CONTENT_TYPE_LATEST)
