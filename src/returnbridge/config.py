@@ -171,6 +171,22 @@ class LoopSettings(_Section):
         "shipping label (no labels, label_status N/A/pending/empty, no tracking number) as "
         "keep-item. Off by default because a return closed by hand looks the same.",
     )
+    write_back_notes: bool = Field(
+        True,
+        description="When a Loop return is held (not sent to Khaos), add one note on it in "
+        "Loop saying what is wrong and which team is fixing it (never twice for the same "
+        "cause). Needs api_key; set false to leave Loop untouched.",
+    )
+    write_back_flag: bool = Field(
+        False,
+        description="Also flag a held Loop return for review (stops Loop's automatic "
+        "processing until someone unflags it). Needs write_back_notes.",
+    )
+    write_back_credit_note: bool = Field(
+        False,
+        description="When the Khaos credit note of a Loop return is confirmed, add a note "
+        "with its code. Needs write_back_notes.",
+    )
 
 
 ZIGZAG_TRIGGERS = ("requested", "updated", "in_transit", "received", "inspected",

@@ -84,6 +84,12 @@ def _alerts(rt: Runtime) -> str:
     return str(run_alerts(rt))
 
 
+def _loop_notes(rt: Runtime) -> str:
+    from returnbridge.flows.loop_notes import write_back
+
+    return str(write_back(rt))
+
+
 def _minutes(value: object) -> float:
     try:
         return max(0.0, float(value)) * 60.0  # type: ignore[arg-type]
@@ -108,6 +114,10 @@ JOBS: tuple[Job, ...] = (
         lambda rt: rt.settings.shopify.refund_gate_seconds
         if rt.settings.shopify.shop_domain or rt.settings.shopify.base_url else 0.0,
         _refund_gate, direct=True),
+    Job("loop-notes",
+        lambda rt: 60.0 if rt.settings.loop.api_key.get_secret_value()
+        and rt.settings.loop.write_back_notes else 0.0,
+        _loop_notes),
     Job("alerts",
         lambda rt: float(rt.settings.alerts.interval_seconds) if rt.settings.alerts.routes
         else 0.0,

@@ -1,4 +1,4 @@
-"""alerts: outbox and route health, connection health, job runs
+"""alerts: outbox and route health, connection health, job runs, Loop notes
 
 Revision ID: 0003_alerts
 Revises: 0002
@@ -71,8 +71,25 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('name', name=op.f('pk_job_runs'))
     )
 
+    op.create_table('loop_notes',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('return_id', sa.Integer(), nullable=False),
+    sa.Column('loop_return_id', sa.String(length=80), nullable=False),
+    sa.Column('cause', sa.String(length=255), nullable=False),
+    sa.Column('content', sa.String(length=255), nullable=False),
+    sa.Column('status', sa.String(length=20), nullable=False),
+    sa.Column('error', sa.Text(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('sent_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['return_id'], ['returns.id'],
+                            name=op.f('fk_loop_notes_return_id_returns'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_loop_notes')),
+    sa.UniqueConstraint('return_id', 'cause', name='uq_loop_notes_cause')
+    )
+
 
 def downgrade() -> None:
+    op.drop_table('loop_notes')
     op.drop_table('job_runs')
     op.drop_table('connection_health')
     op.drop_table('alert_routes')
