@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 
 from returnbridge import cli_audit, cli_exceptions
-from returnbridge.cli_alerts import alerts_app
+from returnbridge.cli_alerts import alerts_app, doctor
 from returnbridge.cli_backfill import backfill_app
 from returnbridge.cli_common import ConfigOpt, err, load, out
 from returnbridge.cli_khaos import khaos_app
@@ -29,6 +29,7 @@ app.add_typer(backfill_app, name="backfill")
 app.add_typer(cli_exceptions.app, name="exceptions")
 app.add_typer(khaos_app, name="khaos")
 app.add_typer(alerts_app, name="alerts")
+app.command("doctor")(doctor)
 app.command("audit")(cli_audit.audit)
 _settings = load
 

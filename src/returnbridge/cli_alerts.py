@@ -82,3 +82,34 @@ def status(
                       str(r.get("pending", 0)), str(r.get("queued", 0)),
                       str(r.get("consecutive_failures", 0)), escape(str(r.get("last_error", ""))))
     out.print(table)
+
+
+def doctor(
+    output: Annotated[str | None, typer.Option(
+        "--output", "-o", help="File to write (default: returnbridge-doctor-<time>.json; "
+        "'-' prints it).")] = None,
+    connections: Annotated[bool, typer.Option(
+        "--connections/--no-connections",
+        help="Also try each configured system (Loop, ZigZag, Khaos SOAP, Shopify).")] = True,
+    config: ConfigOpt = None,
+) -> None:
+    """Write a support bundle: configuration (secrets redacted), versions, schema, counts,
+    recent errors, schedules and connection checks, as one JSON file."""
+    from pathlib import Path
+
+    from returnbridge.flows.doctor import bundle
+    from returnbridge.flows.runtime import Runtime
+    from returnbridge.store.models import utcnow
+
+    rt = Runtime.from_settings(load(config))
+    try:
+        text = bundle(rt, check_connections=connections)
+    finally:
+        rt.close()
+    if output == "-":
+        out.print(text, markup=False, highlight=False, soft_wrap=True)
+        return
+    path = Path(output or f"returnbridge-doctor-{utcnow():%Y%m%d-%H%M%S}.json")
+    path.write_text(text + "\n", encoding="utf-8")
+    out.print(f"Support bundle written to {escape(str(path))} (secrets redacted; check it "
+              "before sending).", highlight=False)
