@@ -18,6 +18,7 @@ from returnbridge.cli_backfill import backfill_app
 from returnbridge.cli_common import ConfigOpt, err, load, out
 from returnbridge.cli_khaos import khaos_app
 from returnbridge.cli_sandbox import sandbox_app
+from returnbridge.cli_suggest import mapping_app, suggest
 from returnbridge.config import ConfigError, Settings, load_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -30,6 +31,8 @@ app.add_typer(cli_exceptions.app, name="exceptions")
 app.add_typer(khaos_app, name="khaos")
 app.add_typer(alerts_app, name="alerts")
 app.command("doctor")(doctor)
+app.add_typer(mapping_app, name="mapping")
+app.command("suggest")(suggest)
 app.command("audit")(cli_audit.audit)
 _settings = load
 

@@ -332,6 +332,7 @@ class CustomerMirror(Base):
     urn: Mapped[str] = mapped_column(String(50))
     name: Mapped[str] = mapped_column(String(255), default="")
     origin: Mapped[str] = mapped_column(String(20), default="khaos")  # khaos|soap|operator
+    postcode: Mapped[str] = mapped_column(String(20), default="")  # for match suggestions
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

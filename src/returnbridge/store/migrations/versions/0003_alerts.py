@@ -1,4 +1,4 @@
-"""alerts: outbox and route health, connection health, job runs, Loop notes
+"""alerts: outbox and route health, connection health, job runs, Loop notes, customer postcode
 
 Revision ID: 0003_alerts
 Revises: 0002
@@ -87,8 +87,14 @@ def upgrade() -> None:
     sa.UniqueConstraint('return_id', 'cause', name='uq_loop_notes_cause')
     )
 
+    with op.batch_alter_table('customers', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('postcode', sa.String(length=20), nullable=False,
+                                      server_default=''))
+
 
 def downgrade() -> None:
+    with op.batch_alter_table('customers', schema=None) as batch_op:
+        batch_op.drop_column('postcode')
     op.drop_table('loop_notes')
     op.drop_table('job_runs')
     op.drop_table('connection_health')
