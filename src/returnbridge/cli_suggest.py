@@ -92,5 +92,6 @@ def suggest(
     if not rows:
         out.print("  none: nothing similar enough was found")
     for r in rows:
-        out.print(f"  {escape(str(r['candidate']))}  {r['confidence']:.2f}  {escape(str(r['why']))}",
+        why = escape(str(r["why"]))
+        out.print(f"  {escape(str(r['candidate']))}  {r['confidence']:.2f}  {why}",
                   highlight=False)
