@@ -734,6 +734,12 @@ class AlertsSettings(_Section):
         description="An exception still open this many hours after it was first seen is "
         "alerted again (once per threshold), on immediate routes.",
     )
+    max_immediate_per_run: int = Field(
+        20, ge=1, le=1000,
+        description="Most single alerts one immediate route gets from one run; beyond that "
+        "the new exceptions go as one summary message (so switching alerts on, or a burst "
+        "of problems, does not send hundreds of e-mails).",
+    )
     channel_failure_threshold: int = Field(
         3, ge=1, le=100,
         description="Failed delivery attempts in a row after which the route is reported as "

@@ -259,3 +259,19 @@ def test_alert_urls_take_secrets_from_the_environment(monkeypatch: pytest.Monkey
                     "mailto://u:pw-123@x.com"]
     secrets = settings.secret_values()
     assert "XXXXXXXXXXXXXXXX" in secrets and "pw-123" in secrets
+
+
+def test_a_burst_of_exceptions_is_capped_per_route_and_summarised(
+        runtime_factory: Callable[..., Runtime], mailbox: Mailbox,
+        webhook: WebhookReceiver) -> None:
+    routes = [{"name": "ops-mail", "owner": "ops", "urls": [mailbox.url("ops@example.com")]}]
+    rt = runtime_factory(alerts={"routes": routes, "max_immediate_per_run": 3})
+    ids = [_raise(rt, "sku_mismatch", f"k{i}") for i in range(8)]
+    run_alerts(rt, utcnow())
+    run_alerts(rt, utcnow() + timedelta(minutes=1))
+    messages = mailbox.to("ops@example.com")
+    assert len(messages) == 4  # three single alerts and one summary of the other five
+    summary = [m for m in messages if "more than 3 at once" in str(m["Subject"])]
+    assert len(summary) == 1
+    body = Mailbox.text(summary[0])
+    assert all(f"#{i} " in body for i in ids[3:]) and f"#{ids[0]} " not in body

@@ -96,14 +96,14 @@ def exception_message(facts: ExceptionFacts, url: str, now: datetime,
 
 
 def digest_message(route: str, items: list[tuple[ExceptionFacts, str]],
-                   now: datetime) -> tuple[str, str]:
+                   now: datetime, intro: str = "") -> tuple[str, str]:
     """(title, body) of one digest listing ``items`` (facts, link), oldest first."""
     owners = sorted({f.owner for f, _ in items})
     blocking = sum(1 for f, _ in items if f.severity == "blocking")
     title = (f"[returnbridge] {len(items)} new exception(s) for {', '.join(owners)}"
              + (f", {blocking} blocking" if blocking else ""))[:250]
-    lines = [f"Digest for route {route}: exceptions opened since the last digest and still "
-             "open.", ""]
+    lines = [intro or f"Digest for route {route}: exceptions opened since the last digest "
+             "and still open.", ""]
     for facts, url in items:
         ref = f" {facts.associated_ref}" if facts.associated_ref else ""
         lines.append(f"- #{facts.id} {facts.severity} {facts.type}{ref} "

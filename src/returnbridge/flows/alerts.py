@@ -157,8 +157,10 @@ def scan(rt: Runtime, now: datetime | None = None) -> int:
     routes = configured_routes(rt.settings)
     if not routes:
         return 0
-    thresholds = list(rt.settings.alerts.realert_after_hours)
+    alerts = rt.settings.alerts
+    thresholds = list(alerts.realert_after_hours)
     written = 0
+    fresh: dict[str, int] = {}  # single alerts written per route in this run
     with rt.sessions() as session, session.begin():
         rows = list(session.scalars(select(ExceptionRow).where(ExceptionRow.status == "open")
                                     .order_by(ExceptionRow.id)))
@@ -191,7 +193,13 @@ def scan(rt: Runtime, now: datetime | None = None) -> int:
                         if k not in have:
                             todo.append((k, "pending" if rule.mode == "immediate"
                                          else "superseded", "age"))
-                for alert_key, status, cause in todo:
+                for alert_key, wanted, cause in todo:
+                    status = wanted
+                    if status == "pending" and (
+                            fresh.setdefault(rule.name, 0) >= alerts.max_immediate_per_run):
+                        status = "burst"  # summarised below instead of one message each
+                    if status == "pending":
+                        fresh[rule.name] += 1
                     title, body = exception_message(
                         facts, exception_link(rt.settings, row.id), now, cause)
                     due = (next_digest_at(now, rule.digest, rt.settings.alerts)
@@ -201,9 +209,36 @@ def scan(rt: Runtime, now: datetime | None = None) -> int:
                         "exception_id": row.id, "status": status, "title": title,
                         "body": body, "attempts": 0, "last_error": "", "created_at": now,
                         "due_at": due,
-                    }) and status in ("pending", "queued"):
+                    }) and status in ("pending", "queued", "burst"):
                         written += 1
+        _summarise_bursts(session, rt.settings, now)
     return written
+
+
+def _summarise_bursts(session: Session, settings: Settings, now: datetime) -> None:
+    """Rows over a route's per-run cap become one summary message for that route."""
+    rows = list(session.execute(
+        select(AlertOutbox, ExceptionRow)
+        .join(ExceptionRow, ExceptionRow.id == AlertOutbox.exception_id)
+        .where(AlertOutbox.status == "burst").order_by(AlertOutbox.route, AlertOutbox.id)))
+    by_route: dict[str, list[tuple[AlertOutbox, ExceptionRow]]] = {}
+    for outbox, exc in rows:
+        by_route.setdefault(outbox.route, []).append((outbox, exc))
+    for route, items in by_route.items():
+        title, body = digest_message(
+            route, [(_facts(e), exception_link(settings, e.id)) for _, e in items], now,
+            intro=f"More exceptions opened at once than route {route} gets one by one "
+            f"([alerts].max_immediate_per_run = {settings.alerts.max_immediate_per_run}); "
+            "here are the rest, still open.")
+        title = f"{title} (more than {settings.alerts.max_immediate_per_run} at once)"[:250]
+        summary = AlertOutbox(route=route, alert_key=f"burst:{now.isoformat()}:{items[0][0].id}",
+                              kind="digest", status="pending", title=title, body=body,
+                              attempts=0, last_error="", created_at=now, due_at=now)
+        session.add(summary)
+        session.flush()
+        for outbox, _ in items:
+            outbox.status = "digested"
+            outbox.digest_id = summary.id
 
 
 # --- 2. digests ------------------------------------------------------------------------
