@@ -62,7 +62,7 @@ def init(
 @app.command("check-config")
 def check_config(config: ConfigOpt = None) -> None:
     """Report every problem with the configuration, in plain words."""
-    from returnbridge.checks import Level, check_database, check_settings
+    from returnbridge.checks import Level, check_alerts, check_database, check_settings
 
     try:
         settings = load_settings(config)
@@ -72,7 +72,7 @@ def check_config(config: ConfigOpt = None) -> None:
         for problem in exc.problems:
             err.print(f"  - {escape(problem)}", soft_wrap=True, highlight=False)
         raise typer.Exit(1) from None
-    findings = check_settings(settings) + check_database(settings)
+    findings = check_settings(settings) + check_database(settings) + check_alerts(settings)
     colours = {Level.ERROR: "red", Level.WARNING: "yellow", Level.NOTE: "cyan"}
     for finding in findings:
         c = colours[finding.level]
