@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -666,6 +674,11 @@ class AlertRoute(_Section):
         "warning", description="Least severe exception this route takes: 'warning' (all) or "
         "'blocking' (only exceptions that stop a return).",
     )
+    max_severity: Literal["warning", "blocking"] = Field(
+        "blocking", description="Most severe exception this route takes: 'warning' makes a "
+        "route for 'the rest', e.g. a digest beside an immediate route with min_severity = "
+        "'blocking' for the same team.",
+    )
     types: list[str] = Field(
         default_factory=list, description="Only these exception types (empty: every type).",
     )
@@ -697,6 +710,12 @@ class AlertRoute(_Section):
         if value and not _QUIET.match(value.strip()):
             raise ValueError("quiet_hours must look like '22:00-07:00'")
         return value.strip()
+
+    @model_validator(mode="after")
+    def _severities_ordered(self) -> AlertRoute:
+        if self.min_severity == "blocking" and self.max_severity == "warning":
+            raise ValueError("min_severity 'blocking' with max_severity 'warning' takes nothing")
+        return self
 
     def resolved_urls(self) -> list[str]:
         """The route's Apprise URLs with ``${NAME}`` expanded and ``urls_env`` added."""

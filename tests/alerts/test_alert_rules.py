@@ -49,6 +49,9 @@ def test_a_route_takes_its_team_and_severity() -> None:
     assert not rule.takes("finance", "warning", "tax_drift")
     assert not rule.takes("cx", "blocking", "unknown_customer")
     assert RouteRule("all", "*", "digest").takes("cx", "warning", "source_processing_failed")
+    rest = RouteRule("rest", "finance", "digest", max_severity="warning")
+    assert rest.takes("finance", "warning", "tax_drift")
+    assert not rest.takes("finance", "blocking", "duplicate_refund_suspected")
 
 
 def test_bad_routes_are_refused_when_loading() -> None:

@@ -20,13 +20,16 @@ class RouteRule:
     mode: str  # immediate | digest
     digest: str = "hourly"  # hourly | daily
     min_severity: str = "warning"
+    max_severity: str = "blocking"
     types: tuple[str, ...] = ()
     quiet_hours: str = ""
 
     def takes(self, owner: str, severity: str, type_: str) -> bool:
         if self.owner not in ("*", owner):
             return False
-        if SEVERITY_RANK.get(severity, 0) < SEVERITY_RANK.get(self.min_severity, 0):
+        rank = SEVERITY_RANK.get(severity, 0)
+        if not SEVERITY_RANK.get(self.min_severity, 0) <= rank <= SEVERITY_RANK.get(
+                self.max_severity, 2):
             return False
         return not self.types or type_ in self.types
 

@@ -74,7 +74,8 @@ def configured_routes(settings: Settings) -> list[Route]:
     alerts = settings.alerts
     return [
         Route(RouteRule(name=alerts.route_name(i), owner=r.owner, mode=r.mode,
-                        digest=r.digest, min_severity=r.min_severity, types=tuple(r.types),
+                        digest=r.digest, min_severity=r.min_severity,
+                        max_severity=r.max_severity, types=tuple(r.types),
                         quiet_hours=r.quiet_hours),
               tuple(r.resolved_urls()))
         for i, r in enumerate(alerts.routes)
