@@ -550,10 +550,14 @@ def process_return_step(return_code: str, manual_auth_code: str) -> str:
         ReturnPartiallyProcessed,
     )
 
-    k = _durable_runtime().settings.khaos
+    rt = _durable_runtime()
+    k = rt.settings.khaos
     try:
         with KhaosSoapClient(k.soap_url, timeout=k.soap_timeout_seconds) as client:
             client.process_return(return_code, manual_auth_code)
+    except SoapTransportError as exc:
+        record_failure(rt, "khaos_soap", str(exc))
+        raise  # the step is retried
     except ReturnAlreadyProcessed:
         return "already_processed"
     except ReturnNotFound:
@@ -562,6 +566,7 @@ def process_return_step(return_code: str, manual_auth_code: str) -> str:
         return "partially_processed"
     except ReturnCodeOrAuthMissing:
         return "code_or_auth_missing"
+    record_success(rt, "khaos_soap")
     return "processed"
 
 
