@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from returnbridge import cli_audit, cli_exceptions
+from returnbridge import cli_audit, cli_exceptions, cli_tokens, cli_users
 from returnbridge.cli_backfill import backfill_app
 from returnbridge.cli_common import ConfigOpt, err, load, out
 from returnbridge.cli_khaos import khaos_app
@@ -27,6 +27,8 @@ app.add_typer(returns_app, name="returns")
 app.add_typer(backfill_app, name="backfill")
 app.add_typer(cli_exceptions.app, name="exceptions")
 app.add_typer(khaos_app, name="khaos")
+app.add_typer(cli_users.app, name="users")
+app.add_typer(cli_tokens.app, name="tokens")
 app.command("audit")(cli_audit.audit)
 _settings = load
 

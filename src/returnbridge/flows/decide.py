@@ -30,7 +30,7 @@ def evaluate(rt: Runtime, session: Session, row: ReturnRow, case: ReturnCase,
     if KhaosStatus(row.khaos_status) in DELIVERED:
         return row.khaos_status
     known = facts.gather(rt, session, case)
-    decision = decide(case, rt.policy_config(), rt.source_policy(case.source.value), known)
+    decision = decide(case, rt.policy_config(session), rt.source_policy(case.source.value), known)
     problems = tuple(
         replace(p, details={**p.details, "origin": "policy"}) for p in decision.problems
     )

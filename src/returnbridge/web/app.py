@@ -17,6 +17,7 @@ from returnbridge.web import (
     webhooks,
     zigzag_webhook,
 )
+from returnbridge.web.console.routes import install as install_console
 from returnbridge.web.context import AppContext, Enqueue, SignatureFailures
 
 
@@ -34,4 +35,5 @@ def create_app(rt: Runtime, enqueue: Enqueue | None) -> FastAPI:
     app.include_router(confirm_routes.router)
     app.include_router(exceptions_routes.router)
     app.include_router(health.router)
+    install_console(app)
     return app

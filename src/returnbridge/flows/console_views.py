@@ -1,0 +1,244 @@
+"""Read models for the team console: a return's whole story, the queues and the overview.
+
+Everything here reads; nothing changes state (the dry run renders a document without
+recording a delivery)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from returnbridge.domain.exceptions import CATALOGUE, Owner, Severity
+from returnbridge.domain.khaos_status import DELIVERED, KhaosStatus
+from returnbridge.domain.money import ZERO, quantize
+from returnbridge.erp.khaos.channel import customer_return_import
+from returnbridge.flows.exception_actions import exception_view
+from returnbridge.flows.khaos_serve import channel_options, render, to_served
+from returnbridge.flows.queries import return_view
+from returnbridge.flows.runtime import Runtime
+from returnbridge.store import returns_repo
+from returnbridge.store.models import (
+    ExceptionRow,
+    InboundEvent,
+    KhaosDelivery,
+    KhaosDeliveryItem,
+    RefundRow,
+    ReturnRow,
+    utcnow,
+)
+
+MAX_DOCUMENT_CHARS = 200_000
+
+
+def _text(body: bytes) -> str:
+    text = body.decode("utf-8", errors="replace")
+    if len(text) > MAX_DOCUMENT_CHARS:
+        return text[:MAX_DOCUMENT_CHARS] + f"\n… ({len(text) - MAX_DOCUMENT_CHARS} more " \
+            "characters; download the full document)"
+    return text
+
+
+def waterfall(view: dict[str, Any]) -> list[tuple[str, str]]:
+    """Where the money went: goods, adjustments, and what the customer received."""
+    s = view.get("settlement") or {}
+    goods = sum((Decimal(ln["unit_gross"]) * int(ln["quantity"]) for ln in view["lines"]),
+                ZERO)
+
+    def d(key: str) -> Decimal:
+        return Decimal(str(s.get(key) or "0"))
+
+    shipping, fee, bonus = d("shipping_refund"), d("handling_fee"), d("bonus_credit")
+    refund, store, exchange = d("refund_to_original"), d("store_credit"), d("exchange_credit")
+    expected = goods + shipping - fee + bonus
+    received = refund + store + exchange
+    rows = [("Goods returned (gross)", goods), ("+ shipping refund", shipping),
+            ("- handling fee", -fee), ("+ bonus credit", bonus),
+            ("= credit due", expected), ("Refund to original payment", refund),
+            ("Store credit", store), ("Exchange credit", exchange),
+            ("= customer received", received), ("Difference (received - due)",
+                                                received - expected)]
+    if view["credit_note"]["value"] is not None:
+        rows.append(("Khaos credit note " + (view["credit_note"]["code"] or ""),
+                     Decimal(view["credit_note"]["value"])))
+    return [(label, str(quantize(value))) for label, value in rows]
+
+
+def return_page(rt: Runtime, associated_ref: str) -> dict[str, Any] | None:
+    """``return_view`` plus the documents served, the raw events and the money waterfall."""
+    view = return_view(rt, associated_ref)
+    if view is None:
+        return None
+    with rt.sessions() as session:
+        row = returns_repo.by_ref(session, associated_ref)
+        assert row is not None
+        deliveries = session.execute(
+            select(KhaosDelivery, KhaosDeliveryItem.redelivery)
+            .join(KhaosDeliveryItem, KhaosDeliveryItem.delivery_id == KhaosDelivery.id)
+            .where(KhaosDeliveryItem.return_id == row.id).order_by(KhaosDelivery.id)).all()
+        view["documents"] = [{
+            "delivery_id": d.id, "delivered_at": d.delivered_at.isoformat(),
+            "format": d.format, "return_count": d.return_count, "redelivery": redelivery,
+            "specific_ids": d.specific_ids, "document": _text(d.document),
+        } for d, redelivery in deliveries]
+        events = session.scalars(
+            select(InboundEvent).where(InboundEvent.source == row.source,
+                                       InboundEvent.source_ref == row.source_return_id)
+            .order_by(InboundEvent.id).limit(200)).all()
+        view["raw_events"] = [{
+            "id": e.id, "channel": e.channel, "topic": e.topic, "trigger": e.trigger,
+            "received_at": e.received_at.isoformat(), "status": e.status, "error": e.error,
+            "duplicates": e.duplicates, "body": _text(e.body),
+        } for e in events]
+        view["all_exceptions"] = [exception_view(e) for e in session.scalars(
+            select(ExceptionRow).where(ExceptionRow.return_id == row.id)
+            .order_by(ExceptionRow.id))]
+    view["waterfall"] = waterfall(view)
+    return view
+
+
+def dry_run(rt: Runtime, associated_ref: str) -> dict[str, Any] | None:
+    """What Khaos would receive for this return if it polled now (nothing is recorded)."""
+    k = rt.settings.khaos
+    with rt.sessions() as session:
+        row = returns_repo.by_ref(session, associated_ref)
+        if row is None:
+            return None
+        document = customer_return_import([to_served(row, k, rt.settings.policy)],
+                                          channel_options(rt))
+        body, media_type = render(document, k.format)
+        status = KhaosStatus(row.khaos_status)
+    if media_type == "application/json":
+        import json
+
+        text = json.dumps(json.loads(body), indent=2)
+    else:
+        text = body.decode("utf-8", errors="replace")
+    note = ("Khaos would receive this on its next poll." if status is KhaosStatus.READY
+            else "Already handed to Khaos: it is never sent again as this AssociatedRef; "
+            "this is what it would look like now." if status in DELIVERED
+            else f"The return is {status.value}: Khaos receives nothing until it is ready; "
+            "this is what it would receive if it were ready now.")
+    return {"format": k.format, "media_type": media_type, "document": text, "note": note}
+
+
+# --- exception queue -------------------------------------------------------------------
+
+_SEVERITY_ORDER = {Severity.BLOCKING.value: 0, Severity.WARNING.value: 1}
+
+
+def exception_queue(session: Session, owner: str, *, status: str = "open",
+                    type: str = "", limit: int = 200) -> list[dict[str, Any]]:
+    """An owning team's queue: blocking first, then oldest first."""
+    stmt = select(ExceptionRow).where(ExceptionRow.status == status)
+    if owner != "all":
+        stmt = stmt.where(ExceptionRow.owner == owner)
+    if type:
+        stmt = stmt.where(ExceptionRow.type == type)
+    severity_rank = case((ExceptionRow.severity == Severity.BLOCKING.value, 0), else_=1)
+    stmt = stmt.order_by(severity_rank, ExceptionRow.first_seen_at, ExceptionRow.id).limit(limit)
+    now = utcnow()
+    return [exception_view(r, now) for r in session.scalars(stmt)]
+
+
+def queue_counts(session: Session) -> dict[str, int]:
+    rows = session.execute(select(ExceptionRow.owner, func.count())
+                           .where(ExceptionRow.status == "open")
+                           .group_by(ExceptionRow.owner)).all()
+    counts = {o.value: 0 for o in Owner}
+    for owner, n in rows:
+        counts[str(owner)] = int(n)
+    counts["all"] = sum(counts.values())
+    return counts
+
+
+# --- overview ----------------------------------------------------------------------------
+
+AGE_BUCKETS = (("< 1 day", 1), ("1-3 days", 3), ("3-7 days", 7), ("> 7 days", None))
+STAGES = ("received", "held", "ready", "served", "imported", "credit_cleared", "refunded",
+          "done")
+
+
+@dataclass(frozen=True)
+class Bar:
+    day: str
+    received: int
+    served: int
+
+
+def _flow(session: Session, since: datetime) -> dict[str, int]:
+    by_status = dict(session.execute(
+        select(ReturnRow.khaos_status, func.count()).where(ReturnRow.first_seen_at >= since)
+        .group_by(ReturnRow.khaos_status)).all())
+    received = sum(int(n) for n in by_status.values())
+    imported = int(session.scalar(select(func.count()).select_from(ReturnRow).where(
+        ReturnRow.first_seen_at >= since, ReturnRow.imported_at.is_not(None))) or 0)
+    cleared = int(session.scalar(select(func.count()).select_from(ReturnRow).where(
+        ReturnRow.first_seen_at >= since, ReturnRow.credit_confirmed_at.is_not(None))) or 0)
+    refunded = int(session.scalar(
+        select(func.count(func.distinct(RefundRow.return_id))).join(
+            ReturnRow, ReturnRow.id == RefundRow.return_id)
+        .where(ReturnRow.first_seen_at >= since)) or 0)
+    served = sum(int(by_status.get(s.value, 0)) for s in DELIVERED)
+    return {"received": received, "held": int(by_status.get("held", 0)),
+            "ready": int(by_status.get("ready", 0)), "served": served,
+            "imported": imported, "credit_cleared": cleared, "refunded": refunded,
+            "done": int(by_status.get("done", 0))}
+
+
+def overview(session: Session, now: datetime | None = None) -> dict[str, Any]:
+    now = now or utcnow()
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    periods = {"today": today, "7 days": now - timedelta(days=7),
+               "30 days": now - timedelta(days=30)}
+    flow = {name: _flow(session, since) for name, since in periods.items()}
+
+    ageing: dict[str, list[int]] = {o.value: [0] * len(AGE_BUCKETS) for o in Owner}
+    by_type: dict[tuple[str, str], int] = defaultdict(int)
+    for owner, type_, first_seen in session.execute(
+            select(ExceptionRow.owner, ExceptionRow.type, ExceptionRow.first_seen_at)
+            .where(ExceptionRow.status == "open")):
+        days = (now - first_seen).total_seconds() / 86400
+        for i, (_, upper) in enumerate(AGE_BUCKETS):
+            if upper is None or days < upper:
+                ageing.setdefault(str(owner), [0] * len(AGE_BUCKETS))[i] += 1
+                break
+        by_type[(str(type_), str(owner))] += 1
+
+    stale = now - timedelta(hours=1)
+    served_not_imported = int(session.scalar(select(func.count()).select_from(ReturnRow).where(
+        ReturnRow.khaos_status == KhaosStatus.SERVED.value, ReturnRow.served_at <= stale)) or 0)
+    processed_not_cleared = int(session.scalar(select(func.count()).select_from(ReturnRow).where(
+        ReturnRow.process_return.is_(True), ReturnRow.credit_confirmed_at.is_(None),
+        ReturnRow.khaos_status.in_([s.value for s in DELIVERED]))) or 0)
+
+    start = today - timedelta(days=29)
+    received_days: dict[str, int] = defaultdict(int)
+    served_days: dict[str, int] = defaultdict(int)
+    day = func.date(ReturnRow.first_seen_at)
+    for d, n in session.execute(select(day, func.count()).where(
+            ReturnRow.first_seen_at >= start).group_by(day)):
+        received_days[str(d)[:10]] = int(n)
+    sday = func.date(ReturnRow.served_at)
+    for d, n in session.execute(select(sday, func.count()).where(
+            ReturnRow.served_at >= start).group_by(sday)):
+        served_days[str(d)[:10]] = int(n)
+    bars = []
+    for i in range(30):
+        key = (start + timedelta(days=i)).date().isoformat()
+        bars.append(Bar(key, received_days.get(key, 0), served_days.get(key, 0)))
+    return {
+        "flow": flow, "stages": STAGES,
+        "ageing": ageing, "age_buckets": [b[0] for b in AGE_BUCKETS],
+        "by_type": sorted(((t, o, n) for (t, o), n in by_type.items()),
+                          key=lambda x: (-x[2], x[0])),
+        "gaps": {"served_not_imported": served_not_imported,
+                 "processed_not_cleared": processed_not_cleared},
+        "bars": bars, "bar_max": max([1, *(max(b.received, b.served) for b in bars)]),
+        "known_types": sorted(CATALOGUE),
+    }
