@@ -24,7 +24,7 @@ demo: sync
 	$(UV) run --frozen returnbridge demo
 
 test: sync
-	$(UV) run --frozen pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(UV) run --frozen pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: sync
 	$(UV) run --frozen ruff check src tests bench
