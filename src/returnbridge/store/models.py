@@ -432,3 +432,16 @@ Index("ix_returns_order_ref", ReturnRow.order_ref)
 Index("ix_returns_khaos_status_first_seen", ReturnRow.khaos_status, ReturnRow.first_seen_at)
 Index("ix_return_lines_sku", ReturnLineRow.sku)
 Index("ix_exceptions_status_first_seen", ExceptionRow.status, ExceptionRow.first_seen_at)
+
+
+class SkuAlias(Base):
+    """A person's decision (console, one click on a candidate): the shop's ``source_sku``
+    is the Khaos item sent as ``khaos_sku`` (its value in the [khaos].sku_mapping field)."""
+
+    __tablename__ = "sku_aliases"
+
+    source_sku: Mapped[str] = mapped_column(String(100), primary_key=True)
+    khaos_sku: Mapped[str] = mapped_column(String(100))
+    stock_id: Mapped[str] = mapped_column(String(40), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(120), default="")

@@ -17,7 +17,7 @@ from fastapi.templating import Jinja2Templates
 
 from returnbridge import __version__
 from returnbridge.domain.exceptions import CATALOGUE, Owner
-from returnbridge.flows import console_mapping, console_views
+from returnbridge.flows import console_mapping, console_views, sku_fix
 from returnbridge.flows import exception_actions as actions
 from returnbridge.flows.accounts import ROLE_LABELS, SignedIn, close_session, open_session
 from returnbridge.flows.accounts import verify_password as check_credentials
@@ -240,9 +240,37 @@ async def exception_detail(request: Request, exception_id: int, who: Who) -> Res
         view = await db(runtime(request), actions.show_exception, exception_id)
     except actions.ExceptionNotFound as exc:
         return page(request, "not_found.html", who, status_code=404, what=str(exc))
+    live: list[dict[str, Any]] = []
+    if view["type"] == "sku_mismatch" and view["status"] == "open" and view["details"].get(
+            "sku"):
+        live = await db(runtime(request), sku_fix.candidates, str(view["details"]["sku"]))
     return page(request, "exception.html", who, nav="exceptions", e=view,
                 may_act=who.identity.may_act_on(view["owner"]),
-                runbook=runbooks.render(view["type"]))
+                runbook=runbooks.render(view["type"]), live_candidates=live)
+
+
+@router.post("/exceptions/{exception_id}/apply-candidate")
+async def exception_apply_candidate(request: Request, exception_id: int,
+                                    who: Who) -> Response:
+    form = await form_with_csrf(request, who)
+    rt = runtime(request)
+    back = f"{PREFIX}/exceptions/{exception_id}"
+
+    def run() -> actions.ActionResult:
+        with rt.sessions() as session:
+            owner = actions.show_exception(session, exception_id)["owner"]
+        if not who.identity.may_act_on(owner):
+            raise Forbidden(f"Exception {exception_id} belongs to the {owner} team.")
+        return sku_fix.apply_candidate(rt, exception_id, str(form.get("stock_id") or ""),
+                                       who.identity.actor)
+
+    try:
+        result = await run_in_threadpool(run)
+    except actions.ExceptionNotFound as exc:
+        return page(request, "not_found.html", who, status_code=404, what=str(exc))
+    except actions.ActionRefused as exc:
+        return redirect(back, error=str(exc))
+    return redirect(back, msg=result.message)
 
 
 ACTIONS: dict[str, Callable[..., actions.ActionResult]] = {

@@ -1,4 +1,4 @@
-"""console: users, sessions, API tokens, console mapping rules, search indexes
+"""console: users, sessions, API tokens, console mapping rules, SKU aliases, search indexes
 
 Revision ID: 0003_console
 Revises: 0002
@@ -70,6 +70,14 @@ def upgrade() -> None:
     sa.Column('created_by', sa.String(length=120), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_console_mapping_rules'))
     )
+    op.create_table('sku_aliases',
+    sa.Column('source_sku', sa.String(length=100), nullable=False),
+    sa.Column('khaos_sku', sa.String(length=100), nullable=False),
+    sa.Column('stock_id', sa.String(length=40), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('created_by', sa.String(length=120), nullable=False),
+    sa.PrimaryKeyConstraint('source_sku', name=op.f('pk_sku_aliases'))
+    )
     with op.batch_alter_table('returns', schema=None) as batch_op:
         batch_op.create_index('ix_returns_first_seen_at', ['first_seen_at'], unique=False)
         batch_op.create_index('ix_returns_customer_email', ['customer_email'], unique=False)
@@ -91,6 +99,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_returns_order_ref')
         batch_op.drop_index('ix_returns_customer_email')
         batch_op.drop_index('ix_returns_first_seen_at')
+    op.drop_table('sku_aliases')
     op.drop_table('console_mapping_rules')
     op.drop_table('api_tokens')
     with op.batch_alter_table('console_sessions', schema=None) as batch_op:
