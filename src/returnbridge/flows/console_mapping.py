@@ -4,8 +4,9 @@ Preview answers two questions before anything is stored:
 
 - **would release**: held returns blocked by ``unmapped_return_reason`` whose every line
   maps once the rule is added, and that no other open blocking exception holds;
-- **would map differently**: returns seen in the last 90 days with a line whose Khaos
-  reason (or processing) changes, e.g. because the new rule comes before a file rule.
+- **would map differently**: returns still to be sent to Khaos (pending, held, ready) with
+  a line whose Khaos reason (or processing) changes, e.g. because the new rule comes before
+  a file rule. Returns already with Khaos are never sent again, so a rule cannot change them.
 
 Saving stores the rule (``console_mapping_rules``, checked before the TOML rules), writes
 ``mapping.rule_add`` to the audit log, and re-evaluates held and pending returns at once so
@@ -14,7 +15,6 @@ the released ones are ready for Khaos's next poll."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -38,7 +38,7 @@ from returnbridge.store.models import (
     utcnow,
 )
 
-PREVIEW_DAYS = 90
+IN_FLIGHT = (KhaosStatus.PENDING.value, KhaosStatus.HELD.value, KhaosStatus.READY.value)
 PREVIEW_LIMIT = 500
 
 
@@ -147,12 +147,12 @@ def _held(session: Session, current: PolicyConfig, proposed: PolicyConfig,
 
 def _changed(session: Session, current: PolicyConfig, proposed: PolicyConfig,
              result: Preview) -> None:
-    cutoff = utcnow() - timedelta(days=PREVIEW_DAYS)
+    in_flight = ReturnRow.khaos_status.in_(IN_FLIGHT)
     combos = session.execute(
         select(ReturnRow.source, ReturnLineRow.reason, ReturnLineRow.condition,
                ReturnLineRow.disposition, ReturnLineRow.physical_return_expected)
         .join(ReturnRow, ReturnRow.id == ReturnLineRow.return_id)
-        .where(ReturnRow.last_event_at >= cutoff).distinct()).all()
+        .where(in_flight).distinct()).all()
     changed = []
     for source, reason, condition, disposition, physical in combos:
         before = map_line(current, source, reason, condition, disposition, not physical)
@@ -163,7 +163,7 @@ def _changed(session: Session, current: PolicyConfig, proposed: PolicyConfig,
         refs = session.execute(
             select(ReturnRow.associated_ref, ReturnRow.khaos_status)
             .join(ReturnLineRow, ReturnLineRow.return_id == ReturnRow.id)
-            .where(ReturnRow.last_event_at >= cutoff, ReturnRow.source == source,
+            .where(in_flight, ReturnRow.source == source,
                    ReturnLineRow.reason == reason, ReturnLineRow.condition == condition,
                    ReturnLineRow.disposition == disposition).distinct()
             .limit(PREVIEW_LIMIT)).all()
@@ -176,8 +176,7 @@ def _changed(session: Session, current: PolicyConfig, proposed: PolicyConfig,
                 "disposition": disposition,
                 "before": f"{before[1]} ({before[2]}, {before[3]})",
                 "after": f"{after[1]} ({after[2]}, {after[3]})",
-                "note": "already with Khaos: unchanged there" if status not in
-                ("pending", "held", "ready") else "changes before it goes to Khaos"})
+                "note": "changes before it goes to Khaos"})
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from returnbridge.store.models import (
     KhaosDelivery,
     KhaosDeliveryItem,
     RefundRow,
+    ReturnLineRow,
     ReturnRow,
     utcnow,
 )
@@ -171,24 +172,35 @@ class Bar:
     served: int
 
 
-def _flow(session: Session, since: datetime) -> dict[str, int]:
-    by_status = dict(session.execute(
-        select(ReturnRow.khaos_status, func.count()).where(ReturnRow.first_seen_at >= since)
-        .group_by(ReturnRow.khaos_status)).all())
-    received = sum(int(n) for n in by_status.values())
-    imported = int(session.scalar(select(func.count()).select_from(ReturnRow).where(
-        ReturnRow.first_seen_at >= since, ReturnRow.imported_at.is_not(None))) or 0)
-    cleared = int(session.scalar(select(func.count()).select_from(ReturnRow).where(
-        ReturnRow.first_seen_at >= since, ReturnRow.credit_confirmed_at.is_not(None))) or 0)
-    refunded = int(session.scalar(
-        select(func.count(func.distinct(RefundRow.return_id))).join(
-            ReturnRow, ReturnRow.id == RefundRow.return_id)
-        .where(ReturnRow.first_seen_at >= since)) or 0)
-    served = sum(int(by_status.get(s.value, 0)) for s in DELIVERED)
-    return {"received": received, "held": int(by_status.get("held", 0)),
-            "ready": int(by_status.get("ready", 0)), "served": served,
-            "imported": imported, "credit_cleared": cleared, "refunded": refunded,
-            "done": int(by_status.get("done", 0))}
+def _flows(session: Session, periods: dict[str, datetime]) -> dict[str, dict[str, int]]:
+    """Every period's stage counts in one pass over the returns of the longest period."""
+    since = min(periods.values())
+    delivered = [s.value for s in DELIVERED]
+    columns = []
+    for start in periods.values():
+        recent = ReturnRow.first_seen_at >= start
+        columns += [
+            func.sum(case((recent, 1), else_=0)),
+            func.sum(case((recent & (ReturnRow.khaos_status == "held"), 1), else_=0)),
+            func.sum(case((recent & (ReturnRow.khaos_status == "ready"), 1), else_=0)),
+            func.sum(case((recent & ReturnRow.khaos_status.in_(delivered), 1), else_=0)),
+            func.sum(case((recent & ReturnRow.imported_at.is_not(None), 1), else_=0)),
+            func.sum(case((recent & ReturnRow.credit_confirmed_at.is_not(None), 1), else_=0)),
+            func.sum(case((recent & (ReturnRow.khaos_status == "done"), 1), else_=0)),
+        ]
+    row = session.execute(select(*columns).where(ReturnRow.first_seen_at >= since)).one()
+    refunded_rows = session.execute(
+        select(ReturnRow.first_seen_at).join(RefundRow, RefundRow.return_id == ReturnRow.id)
+        .where(ReturnRow.first_seen_at >= since).distinct()).all()
+    result: dict[str, dict[str, int]] = {}
+    for i, (name, start) in enumerate(periods.items()):
+        values = [int(v or 0) for v in row[i * 7:(i + 1) * 7]]
+        received, held, ready, served, imported, cleared, done = values
+        refunded = sum(1 for (seen,) in refunded_rows if seen >= start)
+        result[name] = {"received": received, "held": held, "ready": ready,
+                        "served": served, "imported": imported, "credit_cleared": cleared,
+                        "refunded": refunded, "done": done}
+    return result
 
 
 def overview(session: Session, now: datetime | None = None) -> dict[str, Any]:
@@ -196,7 +208,7 @@ def overview(session: Session, now: datetime | None = None) -> dict[str, Any]:
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     periods = {"today": today, "7 days": now - timedelta(days=7),
                "30 days": now - timedelta(days=30)}
-    flow = {name: _flow(session, since) for name, since in periods.items()}
+    flow = _flows(session, periods)
 
     ageing: dict[str, list[int]] = {o.value: [0] * len(AGE_BUCKETS) for o in Owner}
     by_type: dict[tuple[str, str], int] = defaultdict(int)
@@ -213,9 +225,11 @@ def overview(session: Session, now: datetime | None = None) -> dict[str, Any]:
     stale = now - timedelta(hours=1)
     served_not_imported = int(session.scalar(select(func.count()).select_from(ReturnRow).where(
         ReturnRow.khaos_status == KhaosStatus.SERVED.value, ReturnRow.served_at <= stale)) or 0)
+    # Later statuses (credit_confirmed, refund_recorded, done) have their credit cleared.
     processed_not_cleared = int(session.scalar(select(func.count()).select_from(ReturnRow).where(
         ReturnRow.process_return.is_(True), ReturnRow.credit_confirmed_at.is_(None),
-        ReturnRow.khaos_status.in_([s.value for s in DELIVERED]))) or 0)
+        ReturnRow.khaos_status.in_([KhaosStatus.SERVED.value,
+                                    KhaosStatus.IMPORTED.value]))) or 0)
 
     start = today - timedelta(days=29)
     received_days: dict[str, int] = defaultdict(int)
@@ -242,3 +256,48 @@ def overview(session: Session, now: datetime | None = None) -> dict[str, Any]:
         "bars": bars, "bar_max": max([1, *(max(b.received, b.served) for b in bars)]),
         "known_types": sorted(CATALOGUE),
     }
+
+
+IN_FLIGHT = (KhaosStatus.PENDING.value, KhaosStatus.HELD.value, KhaosStatus.READY.value)
+
+
+def reason_coverage(session: Session, config: Any, days: int | None = None) -> dict[str, Any]:
+    """The Mapping page's coverage, grouped in the database and mapped exactly as
+    ``returnbridge audit`` and the posting policy map.
+
+    By default over the returns still to be sent to Khaos (pending, held, ready): the ones
+    a mapping change can still affect, and a small set however large the history. With
+    ``days``, over every return seen in that many days (slower on a large database)."""
+    from returnbridge.flows.coverage_audit import ReasonCoverage
+    from returnbridge.flows.coverage_audit import _map as map_line
+
+    cutoff = utcnow() - timedelta(days=days or 0)
+    scope = (ReturnRow.last_event_at >= cutoff if days
+             else ReturnRow.khaos_status.in_(IN_FLIGHT))
+    rows = session.execute(
+        select(ReturnRow.source, ReturnLineRow.reason, ReturnLineRow.condition,
+               ReturnLineRow.disposition, ReturnLineRow.physical_return_expected,
+               func.count(func.distinct(ReturnRow.id)), func.count(),
+               func.sum(ReturnLineRow.quantity), func.max(ReturnRow.last_event_at),
+               func.max(ReturnRow.associated_ref))
+        .join(ReturnRow, ReturnRow.id == ReturnLineRow.return_id)
+        .where(scope)
+        .group_by(ReturnRow.source, ReturnLineRow.reason, ReturnLineRow.condition,
+                  ReturnLineRow.disposition, ReturnLineRow.physical_return_expected)).all()
+    reasons = []
+    for source, reason, condition, disposition, physical, n_returns, n_lines, units, last, \
+            example in rows:
+        status, reason_id, processing, by = map_line(config, source, reason, condition,
+                                                     disposition, not physical)
+        reasons.append(ReasonCoverage(
+            source=source, reason=reason, condition=condition, disposition=disposition,
+            returns=int(n_returns), lines=int(n_lines), units=int(units or 0),
+            last_seen=last.isoformat() if last else "", status=status,
+            keep_item=not physical, khaos_reason_id=reason_id, processing=processing,
+            mapped_by=by, example_ref=str(example or "")))
+    order = {"unmapped": 0, "unsafe": 1, "mapped": 2}
+    reasons.sort(key=lambda r: (order[r.status], -r.returns, r.source, r.reason))
+    seen = int(session.scalar(select(func.count()).select_from(ReturnRow).where(scope)) or 0)
+    return {"days": days, "returns_seen": seen, "reasons": reasons,
+            "unmapped": [r for r in reasons if r.status != "mapped"],
+            "unmapped_lines": sum(r.lines for r in reasons if r.status != "mapped")}

@@ -429,6 +429,7 @@ class ConsoleMappingRule(Base):
 Index("ix_returns_first_seen_at", ReturnRow.first_seen_at)
 Index("ix_returns_customer_email", ReturnRow.customer_email)
 Index("ix_returns_order_ref", ReturnRow.order_ref)
+Index("ix_returns_served_at", ReturnRow.served_at)
 Index("ix_returns_khaos_status_first_seen", ReturnRow.khaos_status, ReturnRow.first_seen_at)
 Index("ix_return_lines_sku", ReturnLineRow.sku)
 Index("ix_exceptions_status_first_seen", ExceptionRow.status, ExceptionRow.first_seen_at)

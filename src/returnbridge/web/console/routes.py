@@ -346,12 +346,9 @@ async def exceptions_bulk(request: Request, who: Who) -> Response:
 # --- mapping -------------------------------------------------------------------------------
 
 
-def _mapping_data(rt: Runtime) -> dict[str, Any]:
-    from returnbridge.flows.coverage_audit import coverage_report
-
+def _mapping_data(rt: Runtime, days: int | None = None) -> dict[str, Any]:
     with rt.sessions() as session:
-        report = coverage_report(session, rt.policy_config(session),
-                                 sku_mapping=rt.settings.khaos.sku_mapping)
+        report = console_views.reason_coverage(session, rt.policy_config(session), days)
         console_rules = console_mapping.console_rules_view(session)
     file_rules = [console_mapping.rule_dict(r) for r in rt.settings.mapping.rules()]
     return {"report": report, "console_rules": console_rules, "file_rules": file_rules,
@@ -360,8 +357,9 @@ def _mapping_data(rt: Runtime) -> dict[str, Any]:
 
 @router.get("/mapping", response_class=HTMLResponse)
 async def mapping(request: Request, who: Who, reason: str = "", source: str = "",
-                  disposition: str = "", condition: str = "") -> Response:
-    data = await run_in_threadpool(_mapping_data, runtime(request))
+                  disposition: str = "", condition: str = "", days: int = 0) -> Response:
+    data = await run_in_threadpool(_mapping_data, runtime(request),
+                                   min(days, 3650) if days > 0 else None)
     proposal = {"reason": reason, "source": source or "*", "disposition": disposition or "*",
                 "condition": condition or "*", "khaos_reason_id": "", "processing": ""}
     return page(request, "mapping.html", who, nav="mapping", proposal=proposal, preview=None,

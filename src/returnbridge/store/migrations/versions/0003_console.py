@@ -82,6 +82,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_returns_first_seen_at', ['first_seen_at'], unique=False)
         batch_op.create_index('ix_returns_customer_email', ['customer_email'], unique=False)
         batch_op.create_index('ix_returns_order_ref', ['order_ref'], unique=False)
+        batch_op.create_index('ix_returns_served_at', ['served_at'], unique=False)
         batch_op.create_index('ix_returns_khaos_status_first_seen', ['khaos_status', 'first_seen_at'], unique=False)
     with op.batch_alter_table('return_lines', schema=None) as batch_op:
         batch_op.create_index('ix_return_lines_sku', ['sku'], unique=False)
@@ -96,6 +97,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_return_lines_sku')
     with op.batch_alter_table('returns', schema=None) as batch_op:
         batch_op.drop_index('ix_returns_khaos_status_first_seen')
+        batch_op.drop_index('ix_returns_served_at')
         batch_op.drop_index('ix_returns_order_ref')
         batch_op.drop_index('ix_returns_customer_email')
         batch_op.drop_index('ix_returns_first_seen_at')
