@@ -173,33 +173,38 @@ class Bar:
 
 
 def _flows(session: Session, periods: dict[str, datetime]) -> dict[str, dict[str, int]]:
-    """Every period's stage counts in one pass over the returns of the longest period."""
+    """Every period's stage counts from one grouped pass over the longest period."""
     since = min(periods.values())
-    delivered = [s.value for s in DELIVERED]
-    columns = []
-    for start in periods.values():
-        recent = ReturnRow.first_seen_at >= start
-        columns += [
-            func.sum(case((recent, 1), else_=0)),
-            func.sum(case((recent & (ReturnRow.khaos_status == "held"), 1), else_=0)),
-            func.sum(case((recent & (ReturnRow.khaos_status == "ready"), 1), else_=0)),
-            func.sum(case((recent & ReturnRow.khaos_status.in_(delivered), 1), else_=0)),
-            func.sum(case((recent & ReturnRow.imported_at.is_not(None), 1), else_=0)),
-            func.sum(case((recent & ReturnRow.credit_confirmed_at.is_not(None), 1), else_=0)),
-            func.sum(case((recent & (ReturnRow.khaos_status == "done"), 1), else_=0)),
-        ]
-    row = session.execute(select(*columns).where(ReturnRow.first_seen_at >= since)).one()
+    names = list(periods)
+    flags = [(ReturnRow.first_seen_at >= periods[n]).label(f"p{i}")
+             for i, n in enumerate(names)]
+    imported = ReturnRow.imported_at.is_not(None).label("imported")
+    cleared = ReturnRow.credit_confirmed_at.is_not(None).label("cleared")
+    rows = session.execute(
+        select(ReturnRow.khaos_status, imported, cleared, *flags, func.count())
+        .where(ReturnRow.first_seen_at >= since)
+        .group_by(ReturnRow.khaos_status, imported, cleared, *flags)).all()
     refunded_rows = session.execute(
         select(ReturnRow.first_seen_at).join(RefundRow, RefundRow.return_id == ReturnRow.id)
         .where(ReturnRow.first_seen_at >= since).distinct()).all()
+    delivered = {s.value for s in DELIVERED}
     result: dict[str, dict[str, int]] = {}
-    for i, (name, start) in enumerate(periods.items()):
-        values = [int(v or 0) for v in row[i * 7:(i + 1) * 7]]
-        received, held, ready, served, imported, cleared, done = values
-        refunded = sum(1 for (seen,) in refunded_rows if seen >= start)
-        result[name] = {"received": received, "held": held, "ready": ready,
-                        "served": served, "imported": imported, "credit_cleared": cleared,
-                        "refunded": refunded, "done": done}
+    for i, name in enumerate(names):
+        counts = dict.fromkeys(STAGES, 0)
+        for row in rows:
+            if not row[3 + i]:
+                continue
+            n = int(row[-1])
+            status = str(row[0])
+            counts["received"] += n
+            counts["held"] += n if status == "held" else 0
+            counts["ready"] += n if status == "ready" else 0
+            counts["served"] += n if status in delivered else 0
+            counts["done"] += n if status == "done" else 0
+            counts["imported"] += n if row[1] else 0
+            counts["credit_cleared"] += n if row[2] else 0
+        counts["refunded"] = sum(1 for (seen,) in refunded_rows if seen >= periods[name])
+        result[name] = counts
     return result
 
 
