@@ -218,3 +218,35 @@ def test_users_and_tokens_cli(db_url: str, tmp_path: Any) -> None:
     assert '"role": "warehouse"' in listed.output and '"disabled": true' in listed.output
     assert token.exit_code == 0 and "rbt_" in token.output
     assert bad_scope.exit_code == 1 and "unknown scope" in bad_scope.output
+
+
+def test_an_idle_session_ends_and_a_busy_one_has_a_ceiling(runtime: Any) -> None:
+    from datetime import timedelta
+
+    from returnbridge.store.models import utcnow
+
+    with runtime.sessions() as s, s.begin():
+        user = accounts.add_user(s, "ida", "cx", PASSWORD, by="test")
+        idle_cookie = accounts.open_session(s, user, "test")
+        busy_cookie = accounts.open_session(s, user, "test")
+    idle, ceiling = timedelta(minutes=30), timedelta(hours=12)
+    now = utcnow()
+    with runtime.sessions() as s, s.begin():
+        assert accounts.resume_session(s, idle_cookie, idle=idle, max_age=ceiling,
+                                       now=now + timedelta(minutes=29)) is not None
+    with runtime.sessions() as s, s.begin():  # 29 minutes later it was used: idle restarts
+        assert accounts.resume_session(s, idle_cookie, idle=idle, max_age=ceiling,
+                                       now=now + timedelta(minutes=58)) is not None
+    with runtime.sessions() as s, s.begin():
+        assert accounts.resume_session(s, idle_cookie, idle=idle, max_age=ceiling,
+                                       now=now + timedelta(minutes=90)) is None
+    with runtime.sessions() as s, s.begin():  # gone for good, not only refused once
+        assert accounts.resume_session(s, idle_cookie, idle=idle, max_age=ceiling,
+                                       now=now + timedelta(minutes=91)) is None
+    alive = []
+    for i in range(1, 26):  # active every 29 minutes, for more than 12 hours
+        with runtime.sessions() as s, s.begin():
+            alive.append(accounts.resume_session(
+                s, busy_cookie, idle=idle, max_age=ceiling,
+                now=now + timedelta(minutes=29 * i)) is not None)
+    assert alive == [True] * 24 + [False]  # 24 x 29 = 696 minutes; 725 is past 12 hours
