@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from returnbridge.cli import app as cli_app
 from returnbridge.flows import accounts
+from returnbridge.flows.jobs import note_run
 from returnbridge.store import audit
 from returnbridge.store.models import AuditEntry, ConsoleUser, ExceptionRow
 from tests.conftest import API_TOKEN, LiveApp, start_live_app
@@ -145,7 +146,9 @@ def test_roles_matrix_health_and_mapping_save_are_admin_only(app: LiveApp) -> No
     assert walt.post("/console/mapping/preview",
                      data={**rule, "csrf_token": _csrf(walt)}).status_code == 200
     ada = _login(app, "ada")
-    assert ada.get("/console/health").status_code == 200
+    note_run(app.rt, "khaos-confirm", "2 credit note(s) confirmed")
+    health = ada.get("/console/health")
+    assert health.status_code == 200 and "2 credit note(s) confirmed" in health.text
     saved = ada.post("/console/mapping/save", data={**rule, "csrf_token": _csrf(ada)})
     assert saved.status_code == 303 and "saved" in saved.headers["location"]
     with app.rt.sessions() as s:

@@ -98,11 +98,37 @@ JOBS: tuple[Job, ...] = (
 _BY_NAME = {job.name: job for job in JOBS}
 
 
+JOB_MARK = "job:"  # watermark per job: when it last ran and what it said (Health page)
+
+
+def note_run(rt: Runtime, name: str, summary: str) -> None:
+    """Remember when a job last ran and its summary; never lets a job fail."""
+    from returnbridge.store.models import Watermark, utcnow
+
+    try:
+        with rt.sessions() as session, session.begin():
+            mark = session.get(Watermark, JOB_MARK + name, with_for_update=True)
+            if mark is None:
+                session.add(Watermark(name=JOB_MARK + name, value=summary[:255],
+                                      updated_at=utcnow()))
+            else:
+                mark.value, mark.updated_at = summary[:255], utcnow()
+    except Exception as exc:
+        log.warning("could not record the job's last run", job=name, error=str(exc))
+
+
 @DBOS.step()
 def run_job_step(name: str) -> str:
     from returnbridge.flows.durable import runtime
 
-    return _BY_NAME[name].run(runtime())
+    rt = runtime()
+    try:
+        summary = _BY_NAME[name].run(rt)
+    except Exception as exc:
+        note_run(rt, name, f"failed: {exc}")
+        raise
+    note_run(rt, name, summary)
+    return summary
 
 
 @DBOS.workflow()
@@ -129,9 +155,12 @@ def enqueue_due(rt: Runtime, now: float | None = None) -> list[str]:
                 continue
             _LAST_DIRECT[(id(rt), job.name)] = bucket
             try:
-                log.info("scheduled job ran", job=job.name, summary=job.run(rt))
+                summary = job.run(rt)
+                log.info("scheduled job ran", job=job.name, summary=summary)
+                note_run(rt, job.name, summary)
             except Exception as exc:
                 log.warning("scheduled job failed; will retry", job=job.name, error=str(exc))
+                note_run(rt, job.name, f"failed: {exc}")
         else:
             with SetWorkflowID(f"job:{job.name}:{bucket}"):
                 DBOS.enqueue_workflow(JOBS_QUEUE, job_workflow, job.name)

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from returnbridge.checks import check_settings
-from returnbridge.flows.jobs import JOBS
+from returnbridge.flows.jobs import JOB_MARK, JOBS
 from returnbridge.flows.runtime import Runtime
 from returnbridge.store.models import (
     ExceptionRow,
@@ -87,13 +87,18 @@ def health_data(rt: Runtime) -> dict[str, Any]:
             "last_success": _iso(last_refund), "last_success_what": "last refund made",
             "last_error": _iso(refund_problem.last_seen_at) if refund_problem else "",
             "error": refund_problem.message[:300] if refund_problem else ""})
-        marks = [{"name": m.name, "value": m.value[:80], "updated_at": _iso(m.updated_at)}
-                 for m in session.scalars(select(Watermark).order_by(Watermark.name))]
+        all_marks = list(session.scalars(select(Watermark).order_by(Watermark.name)))
+    runs = {m.name[len(JOB_MARK):]: m for m in all_marks if m.name.startswith(JOB_MARK)}
+    marks = [{"name": m.name, "value": m.value[:80], "updated_at": _iso(m.updated_at)}
+             for m in all_marks if not m.name.startswith(JOB_MARK)]
     jobs = []
     for job in JOBS:
         seconds = job.interval_seconds(rt)
+        last = runs.get(job.name)
         jobs.append({"name": job.name,
-                     "every": f"{seconds / 60:g} min" if seconds > 0 else "off (not configured)"})
+                     "every": f"{seconds / 60:g} min" if seconds > 0 else "off (not configured)",
+                     "last_run": _iso(last.updated_at) if last else "",
+                     "last_result": last.value if last else ""})
     return {"findings": findings, "connections": connections, "jobs": jobs,
             "watermarks": marks,
             "errors": sum(1 for f in findings if f["level"] == "error"),
