@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from returnbridge import cli_audit, cli_audit_log, cli_events, cli_exceptions
+from returnbridge import cli_audit, cli_audit_log, cli_events, cli_exceptions, cli_tokens, cli_users
 from returnbridge.cli_alerts import alerts_app, doctor
 from returnbridge.cli_backfill import backfill_app
 from returnbridge.cli_common import ConfigOpt, err, load, out
@@ -36,6 +36,8 @@ app.add_typer(alerts_app, name="alerts")
 app.command("doctor")(doctor)
 app.add_typer(mapping_app, name="mapping")
 app.command("suggest")(suggest)
+app.add_typer(cli_users.app, name="users")
+app.add_typer(cli_tokens.app, name="tokens")
 app.command("audit")(cli_audit.audit)
 app.add_typer(cli_audit_log.app, name="audit-log")
 _settings = load

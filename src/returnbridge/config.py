@@ -151,8 +151,9 @@ class ServerSettings(_Section):
 class ApiSettings(_Section):
     tokens: list[SecretStr] = Field(
         default_factory=list,
-        description="Bearer tokens accepted on /api/v1 (operators and scripts). Empty: the "
-        "API refuses every request.",
+        description="Shared bearer tokens accepted on /api/v1 with the admin scope (operators "
+        "and scripts). Prefer named tokens with a scope: 'returnbridge tokens create'. Empty "
+        "and no named tokens: the API refuses every request.",
     )
     metrics_token: SecretStr = Field(
         SecretStr(""), description="Bearer token required on /metrics. Empty: /metrics "
@@ -161,6 +162,38 @@ class ApiSettings(_Section):
     metrics_public: bool = Field(
         False, description="Serve /metrics without a token (only on a private network). "
         "Ignored when metrics_token is set.")
+
+
+class ConsoleSettings(_Section):
+    idle_timeout_minutes: int = Field(
+        30, ge=1, le=24 * 60,
+        description="A console session that has done nothing for this long is signed out.",
+    )
+    session_max_hours: int = Field(
+        12, ge=1, le=24 * 14,
+        description="A console session ends this long after sign-in, active or not.",
+    )
+    secure_cookies: str = Field(
+        "auto",
+        description="'auto': mark the session cookie Secure when the request arrived over "
+        "https (directly or X-Forwarded-Proto from your TLS proxy); 'always'; 'never' (local "
+        "testing over plain http only).",
+    )
+    login_attempts: int = Field(
+        5, ge=1, le=100,
+        description="Failed sign-ins allowed per user name (and per client address) in "
+        "login_window_minutes before further attempts are refused.",
+    )
+    login_window_minutes: int = Field(
+        15, ge=1, le=24 * 60, description="The window for login_attempts, in minutes."
+    )
+
+    @field_validator("secure_cookies")
+    @classmethod
+    def _known_secure(cls, value: str) -> str:
+        if value not in ("auto", "always", "never"):
+            raise ValueError("must be 'auto', 'always' or 'never'")
+        return value
 
 
 class LoopSettings(_Section):
@@ -947,6 +980,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     loop: LoopSettings = Field(default_factory=LoopSettings)
     zigzag: ZigZagSettings = Field(default_factory=ZigZagSettings)
     khaos: KhaosSettings = Field(default_factory=KhaosSettings)

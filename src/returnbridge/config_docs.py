@@ -18,6 +18,7 @@ _SECTION_INTRO = {
     "database": "Storage.",
     "server": "The HTTP server (webhooks, Khaos channel, API).",
     "api": "Operator API (/api/v1) and metrics.",
+    "console": "The team console (/console): sessions and sign-in limits.",
     "loop": "Loop Returns.",
     "zigzag": "ZigZag.",
     "khaos": "Khaos Control channel (Khaos polls this service).",
