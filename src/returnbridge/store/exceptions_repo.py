@@ -31,7 +31,8 @@ def raise_problem(session: Session, problem: Problem, *, return_id: int | None =
             type=problem.type, owner=kind.owner.value, severity=kind.severity.value,
             status="open", return_id=return_id, associated_ref=associated_ref,
             dedupe_key=problem.dedupe_key, message=problem.message,
-            next_action=kind.next_action, details=dict(problem.details), count=max(times, 1),
+            next_action=problem.next_action or kind.next_action, details=dict(problem.details),
+            count=max(times, 1),
             first_seen_at=now, last_seen_at=now,
         )
         session.add(row)
@@ -39,6 +40,7 @@ def raise_problem(session: Session, problem: Problem, *, return_id: int | None =
         row.count += times
         row.last_seen_at = now
         row.message = problem.message
+        row.next_action = problem.next_action or kind.next_action
         if row.status == "resolved":
             row.status = "open"
             row.resolved_at = None

@@ -98,15 +98,28 @@ class LoopWorld:
         """The element of GET /warehouse/return/list (L view): updated_at and outcome too."""
         body = copy.deepcopy(ret.data)
         body.pop("shop_id", None)
-        body.pop("customer_detail", None)  # not in the list view
+        # The list view documents the customer's email only: no name, no address
+        # (reference §3.1); it has the address's country instead.
+        body.pop("customer_detail", None)
+        address = body.pop("address", None)
+        if isinstance(address, dict):
+            body["origin_country"] = address.get("country", "")
+            body["origin_country_code"] = address.get("country_code", "")
         body["updated_at"] = _iso(ret.updated_at)
         body["outcome"] = {"refund": "refund", "exchange": "exchange", "credit": "credit",
                            "keep_item": "refund", "cancelled": "refund"}[ret.scenario.outcome]
         return body
 
     def details_view(self, ret: SandboxReturn) -> dict[str, Any]:
+        """GET /warehouse/return/details (R view). Loop's example types ``customer`` as
+        <any>; the sandbox answers with the customer's name and address as the webhook
+        carries them (``customer_detail``, ``address``) [I], so that a return first read
+        from the list API can be completed."""
         body = self.list_view(ret)
         body["created_at"] = _naive(ret.created_at)  # R's example has no zone
+        for key in ("customer_detail", "address"):
+            if key in ret.data:
+                body[key] = copy.deepcopy(ret.data[key])
         return body
 
     def asn_rows(self, ret: SandboxReturn) -> list[dict[str, Any]]:
