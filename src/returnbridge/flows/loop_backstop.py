@@ -164,7 +164,8 @@ def _complete_customers(rt: Runtime, api: LoopClient | None,
                 if ref and key not in stored and not _has_name(element)]
     named = _named_already(rt, sorted(set(nameless)))
     out: list[tuple[str, bytes, str]] = []
-    for (ref, body, element), key in zip(items, keys, strict=True):
+    for (ref, listed, element), key in zip(items, keys, strict=True):
+        body = listed
         if api is not None and ref in nameless and ref not in named:
             enriched = _with_customer(api, ref, element, tally)
             if enriched is not element:
