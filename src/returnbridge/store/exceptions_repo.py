@@ -94,7 +94,8 @@ def _re_evaluable(row: ExceptionRow) -> bool:
     # themselves; the rest need a person (or the flow that raised them).
     if row.type in {"unmapped_return_reason", "unknown_customer", "sku_mismatch",
                     "exchange_unknown_sku", "exchange_not_web_enabled",
-                    "exchange_out_of_stock", "non_return_outcome_unmapped"}:
+                    "exchange_out_of_stock", "non_return_outcome_unmapped",
+                    "currency_mismatch"}:
         return True
     return row.type in {"tax_drift", "amount_mismatch"} and (
         (row.details or {}).get("origin") == "policy")
