@@ -85,6 +85,10 @@ def test_tax_implying_a_rate_outside_the_vat_rates_is_tax_drift_per_line() -> No
     assert [p.dedupe_key for p in drift] == ["LR-1:vat_rate:A"]
     assert "50%" in drift[0].message
     assert d.release  # a warning: finance looks, the return moves on
+    again = replace(line(sku="A", net="20.00", tax="10.00"), reason="Too big")
+    two = decide(case(fifty, again), GBP, POLICY, NO_FACTS)
+    assert [p.dedupe_key for p in two.problems if p.type == "tax_drift"] == [
+        "LR-1:vat_rate:A", "LR-1:vat_rate:A:2"]
     assert not [p for p in decide(case(fifty), replace(GBP, vat_rates=()), POLICY,
                                   NO_FACTS).problems if p.type == "tax_drift"]
 

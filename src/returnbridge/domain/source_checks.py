@@ -146,6 +146,7 @@ def vat_rate_problems(case: ReturnCase, lines: Iterable[ReturnLine],
     if not rates:
         return []
     out: list[Problem] = []
+    seen: dict[str, int] = {}
     for ln in lines:
         nets = ln.unit_nets or (ln.unit_net,) * ln.quantity
         taxes = ln.unit_taxes or (ln.unit_tax,) * ln.quantity
@@ -156,6 +157,9 @@ def vat_rate_problems(case: ReturnCase, lines: Iterable[ReturnLine],
             continue
         implied = f"{_rate_text(tax / net)}" if net else "tax on a zero value"
         key = ln.sku or f"variant-{ln.variant_id or ln.title}"
+        seen[key] = seen.get(key, 0) + 1
+        if seen[key] > 1:  # one SKU on several lines (other reason or grade): one each
+            key = f"{key}:{seen[key]}"
         out.append(Problem(
             type="tax_drift",
             message=f"SKU {ln.sku or '(no SKU)'}: tax {quantize(tax)} on a net value of "
