@@ -161,6 +161,14 @@ class LoopSettings(_Section):
         description="How far back the very first backstop pass looks, in hours. Use "
         "'returnbridge backfill loop' for older history.",
     )
+    details_calls_per_pass: int = Field(
+        200, ge=0, le=100_000,
+        description="Most GET /warehouse/return/details calls one backstop pass or backfill "
+        "run makes to fetch the customer's name and address, which the list API lacks (they "
+        "share the API key's rate limit). Returns beyond it are completed by later backstop "
+        "passes, oldest first; until then they are held as unknown_customer. 0: never call "
+        "(use [policy].fallback_contact_surname).",
+    )
     keep_item_return_methods: list[str] = Field(
         default_factory=lambda: ["keep_item", "keep item", "keep-item", "no_return"],
         description="Keep-item rule, part 1: a return whose return_method (text, or its "

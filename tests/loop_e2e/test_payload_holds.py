@@ -228,3 +228,29 @@ def test_webhook_name_survives_a_later_nameless_list_element(
             assert view["customer"]["last_name"] == f"Tester{rid}"
         finally:
             app.stop()
+
+
+def test_returns_past_the_details_budget_are_completed_by_a_later_pass(
+        runtime_factory: Callable[..., Runtime]) -> None:
+    world = LoopWorld(dispatcher=WebhookDispatcher(drop_rate=1.0, seed=1))
+    with LoopSandboxServer(world, api_key=LOOP_KEY) as loop:
+        app = start_live_app(runtime_factory,
+                             loop=loop_section(loop.base_url, details_calls_per_pass=1))
+        try:
+            first, second = (world.create(Scenario("refund", ("TEE-BLK-M",)))
+                             for _ in range(2))
+            with client_for(app.rt.settings.loop) as client:
+                run_backstop(app.rt, client=client)
+            apply_pending(app.rt)
+            statuses = {_view(app, f"LR-{r}")["khaos_status"] for r in (first, second)}
+            assert statuses == {"ready", "held"}  # one details call this pass
+            with client_for(app.rt.settings.loop) as client:
+                result = run_backstop(app.rt, client=client)  # nothing changed at Loop
+            assert len(result.new_event_ids) == 1  # the held one's details
+            apply_pending(app.rt)
+            for rid in (first, second):
+                view = _view(app, f"LR-{rid}")
+                assert view["khaos_status"] == "ready", view["open_exceptions"]
+                assert view["customer"]["last_name"] == f"Tester{rid}"
+        finally:
+            app.stop()

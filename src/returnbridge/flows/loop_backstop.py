@@ -32,7 +32,7 @@ from returnbridge.sources.loop.client import LoopClient, LoopError, ReturnPage, 
 from returnbridge.sources.loop.values import ident, is_placeholder
 from returnbridge.store.codec import case_from_json
 from returnbridge.store.events import StoredEvent, sha256, store_event
-from returnbridge.store.models import InboundEvent, ReturnRow, Watermark, utcnow
+from returnbridge.store.models import ExceptionRow, InboundEvent, ReturnRow, Watermark, utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -126,6 +126,7 @@ def _named_already(rt: Runtime, refs: list[str]) -> set[str]:
 
 
 _CUSTOMER_KEYS = ("customer_detail", "address", "customer")
+_NEVER_SERVED = frozenset({"cancelled", "canceled", "expired"})  # no Khaos document: no call
 
 
 def _with_customer(api: LoopClient, ref: str, element: dict[str, Any],
@@ -161,18 +162,50 @@ def _complete_customers(rt: Runtime, api: LoopClient | None,
         stored = set(session.scalars(select(InboundEvent.dedupe_key).where(
             InboundEvent.source == "loop", InboundEvent.dedupe_key.in_(keys))))
     nameless = [ref for (ref, _, element), key in zip(items, keys, strict=True)
-                if ref and key not in stored and not _has_name(element)]
+                if ref and key not in stored and not _has_name(element)
+                and str(element.get("state", "")).casefold() not in _NEVER_SERVED]
     named = _named_already(rt, sorted(set(nameless)))
     out: list[tuple[str, bytes, str]] = []
     for (ref, listed, element), key in zip(items, keys, strict=True):
         body = listed
-        if api is not None and ref in nameless and ref not in named:
+        if (api is not None and ref in nameless and ref not in named
+                and tally.details_calls < rt.settings.loop.details_calls_per_pass):
             enriched = _with_customer(api, ref, element, tally)
             if enriched is not element:
                 body = return_event_body(enriched)
                 named.add(ref)
         out.append((ref, body, key))
     return out
+
+
+def _complete_held(rt: Runtime, api: LoopClient, tally: _Tally) -> None:
+    """Returns held for want of a contact name (the details budget of an earlier pass or
+    backfill ran out): fetch their details with what is left of this pass's budget, oldest
+    first, and store the ones that now name the customer as events."""
+    budget = rt.settings.loop.details_calls_per_pass - tally.details_calls
+    if budget <= 0:
+        return
+    with rt.sessions() as session:
+        refs = list(dict.fromkeys(session.scalars(
+            select(ReturnRow.source_return_id)
+            .join(ExceptionRow, ExceptionRow.return_id == ReturnRow.id)
+            .where(ReturnRow.source == "loop", ExceptionRow.type == "unknown_customer",
+                   ExceptionRow.status == "open",
+                   ExceptionRow.dedupe_key.like("%:contact-name"))
+            .order_by(ReturnRow.id).limit(budget))))
+    bodies: list[tuple[str, bytes, str]] = []
+    for ref in refs:
+        tally.details_calls += 1
+        try:
+            details = api.return_details(ref)
+        except LoopError as exc:
+            log.warning("loop_details_failed", return_id=ref, error=str(exc))
+            continue
+        if _has_name(details):
+            body = return_event_body(details)
+            bodies.append((ref, body, sha256(body)))
+    if bodies:
+        tally.new_events.extend(e for e in _store_batch(rt, bodies) if not e.duplicate)
 
 
 def _store_batch(rt: Runtime, bodies: list[tuple[str, bytes, str]]) -> list[StoredEvent]:
@@ -307,6 +340,7 @@ def run_backstop(rt: Runtime, *, client: LoopClient | None = None,
     try:
         for page in api.iter_pages(start=start, end=end):
             _store_page(rt, page, tally, api)
+        _complete_held(rt, api, tally)
     finally:
         if owned:
             api.close()
