@@ -4,6 +4,7 @@ with a named exception, or resolves it, never serves it as it is."""
 from dataclasses import replace
 from decimal import Decimal
 
+from returnbridge.domain.lifecycle import ReturnState
 from returnbridge.domain.model import Customer, ExchangeLine
 from returnbridge.domain.policy import Facts, ItemFacts, LevelFacts, decide
 
@@ -53,6 +54,9 @@ def test_a_customer_without_a_name_is_never_released_unless_a_fallback_name_is_s
     assert d.problems[0].dedupe_key == "LR-1:contact-name"
     assert "fallback_contact_surname" in d.problems[0].next_action
     assert decide(nameless, replace(GBP, fallback_contact=True), POLICY, NO_FACTS).release
+    # A cancelled return never goes to Khaos: nothing to hold it for.
+    cancelled = replace(nameless, state=ReturnState.CANCELLED, currency="USD")
+    assert decide(cancelled, GBP, POLICY, NO_FACTS).problems == ()
 
 
 def test_unknown_customer_next_action_names_only_what_is_not_configured() -> None:

@@ -18,6 +18,7 @@ from dataclasses import replace
 from decimal import Decimal
 
 from returnbridge.domain.exceptions import Problem
+from returnbridge.domain.lifecycle import ReturnState
 from returnbridge.domain.model import ReturnCase, ReturnLine
 from returnbridge.domain.money import ZERO, quantize
 
@@ -94,10 +95,15 @@ def resolve_blank_skus(case: ReturnCase, resolved: Mapping[str, str],
     return replace(case, lines=tuple(lines), exchanges=tuple(exchanges))
 
 
+_NEVER_SENT = frozenset({ReturnState.CANCELLED, ReturnState.EXPIRED})
+
+
 def contact_problems(case: ReturnCase, fallback_contact: bool) -> list[Problem]:
-    """Khaos refuses a contact without Forename and Surname (MatchContactOn Surname)."""
+    """Khaos refuses a contact without Forename and Surname (MatchContactOn Surname).
+    Cancelled and expired returns never go to Khaos: nothing to hold."""
     c = case.customer
-    if c.first_name.strip() or c.last_name.strip() or fallback_contact:
+    if c.first_name.strip() or c.last_name.strip() or fallback_contact or (
+            case.state in _NEVER_SENT):
         return []
     return [Problem(
         type="unknown_customer",
@@ -113,7 +119,8 @@ def contact_problems(case: ReturnCase, fallback_contact: bool) -> list[Problem]:
 
 
 def currency_problems(case: ReturnCase, khaos_currency: str) -> list[Problem]:
-    if not khaos_currency or not case.currency or case.currency == khaos_currency:
+    if (not khaos_currency or not case.currency or case.currency == khaos_currency
+            or case.state in _NEVER_SENT):
         return []
     return [Problem(
         type="currency_mismatch",

@@ -189,7 +189,8 @@ def _complete_held(rt: Runtime, api: LoopClient, tally: _Tally) -> None:
         refs = list(dict.fromkeys(session.scalars(
             select(ReturnRow.source_return_id)
             .join(ExceptionRow, ExceptionRow.return_id == ReturnRow.id)
-            .where(ReturnRow.source == "loop", ExceptionRow.type == "unknown_customer",
+            .where(ReturnRow.source == "loop", ReturnRow.state.not_in(_NEVER_SERVED),
+                   ExceptionRow.type == "unknown_customer",
                    ExceptionRow.status == "open",
                    ExceptionRow.dedupe_key.like("%:contact-name"))
             .order_by(ReturnRow.id).limit(budget))))
