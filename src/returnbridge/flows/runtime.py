@@ -66,6 +66,11 @@ class Runtime:
             stock_stale_after=timedelta(hours=p.stock_stale_hours),
             allow_non_stock_controlled_exchanges=p.allow_non_stock_controlled_exchanges,
             fallback_address=bool(p.fallback_address_line1 and p.fallback_address_postcode),
+            fallback_contact=bool(p.fallback_contact_surname.strip()
+                                  or p.fallback_contact_forename.strip()),
+            currency=self.settings.khaos.currency,
+            vat_rates=tuple(p.vat_rates),
+            vat_rate_tolerance=p.vat_rate_tolerance,
         )
 
     def console_rules(self) -> tuple[ReasonRule, ...]:
