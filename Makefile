@@ -6,7 +6,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
 PYTEST_WORKERS ?= 2
 
-.PHONY: all demo test lint bench fuzz docs sync clean
+.PHONY: all demo test lint bench bench-detail fuzz docs sync clean
 
 all: test
 
@@ -24,7 +24,7 @@ demo: sync
 	$(UV) run --frozen returnbridge demo
 
 test: sync
-	$(UV) run --frozen pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(UV) run --frozen pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: sync
 	$(UV) run --frozen ruff check src tests bench
@@ -32,6 +32,15 @@ lint: sync
 
 bench: sync
 	$(UV) run --frozen python bench/run_all.py $(BENCH_ARGS)
+
+# The individual bench scripts, each with its own detailed output.
+bench-detail: sync
+	$(UV) run --frozen python bench/ingest.py
+	$(UV) run --frozen python bench/stock_upload.py
+	$(UV) run --frozen python bench/backfill.py
+	$(UV) run --frozen python bench/xml_push_memory.py
+	$(UV) run --frozen python bench/suggest.py
+	$(UV) run --frozen python bench/console.py
 
 fuzz: sync
 	$(UV) run --frozen python bench/fuzz_routes.py $(FUZZ_ARGS)

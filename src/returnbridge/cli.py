@@ -14,11 +14,13 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from returnbridge import cli_audit, cli_audit_log, cli_events, cli_exceptions
+from returnbridge import cli_audit, cli_audit_log, cli_events, cli_exceptions, cli_tokens, cli_users
+from returnbridge.cli_alerts import alerts_app, doctor
 from returnbridge.cli_backfill import backfill_app
 from returnbridge.cli_common import ConfigOpt, err, load, out
 from returnbridge.cli_khaos import khaos_app
 from returnbridge.cli_sandbox import sandbox_app
+from returnbridge.cli_suggest import mapping_app, suggest
 from returnbridge.config import ConfigError, Settings, load_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -30,6 +32,12 @@ app.add_typer(backfill_app, name="backfill")
 app.add_typer(cli_exceptions.app, name="exceptions")
 app.add_typer(cli_events.app, name="events")
 app.add_typer(khaos_app, name="khaos")
+app.add_typer(alerts_app, name="alerts")
+app.command("doctor")(doctor)
+app.add_typer(mapping_app, name="mapping")
+app.command("suggest")(suggest)
+app.add_typer(cli_users.app, name="users")
+app.add_typer(cli_tokens.app, name="tokens")
 app.command("audit")(cli_audit.audit)
 app.add_typer(cli_audit_log.app, name="audit-log")
 _settings = load
@@ -84,6 +92,7 @@ def check_config(config: ConfigOpt = None) -> None:
     """Report every problem with the configuration, in plain words."""
     from returnbridge.checks import (
         Level,
+        check_alerts,
         check_database,
         check_file_permissions,
         check_settings,
@@ -99,7 +108,7 @@ def check_config(config: ConfigOpt = None) -> None:
             err.print(f"  - {escape(problem)}", soft_wrap=True, highlight=False)
         raise typer.Exit(1) from None
     findings = (check_settings(settings) + check_file_permissions(config_path(config))
-                + check_database(settings))
+                + check_database(settings) + check_alerts(settings))
     colours = {Level.ERROR: "red", Level.WARNING: "yellow", Level.NOTE: "cyan"}
     for finding in findings:
         c = colours[finding.level]

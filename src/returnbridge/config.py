@@ -164,8 +164,9 @@ class ServerSettings(_Section):
 class ApiSettings(_Section):
     tokens: list[SecretStr] = Field(
         default_factory=list,
-        description="Bearer tokens accepted on /api/v1 (operators and scripts). Empty: the "
-        "API refuses every request.",
+        description="Shared bearer tokens accepted on /api/v1 with the admin scope (operators "
+        "and scripts). Prefer named tokens with a scope: 'returnbridge tokens create'. Empty "
+        "and no named tokens: the API refuses every request.",
     )
     metrics_token: SecretStr = Field(
         SecretStr(""), description="Bearer token required on /metrics. Empty: /metrics "
@@ -174,6 +175,38 @@ class ApiSettings(_Section):
     metrics_public: bool = Field(
         False, description="Serve /metrics without a token (only on a private network). "
         "Ignored when metrics_token is set.")
+
+
+class ConsoleSettings(_Section):
+    idle_timeout_minutes: int = Field(
+        30, ge=1, le=24 * 60,
+        description="A console session that has done nothing for this long is signed out.",
+    )
+    session_max_hours: int = Field(
+        12, ge=1, le=24 * 14,
+        description="A console session ends this long after sign-in, active or not.",
+    )
+    secure_cookies: str = Field(
+        "auto",
+        description="'auto': mark the session cookie Secure when the request arrived over "
+        "https (directly or X-Forwarded-Proto from your TLS proxy); 'always'; 'never' (local "
+        "testing over plain http only).",
+    )
+    login_attempts: int = Field(
+        5, ge=1, le=100,
+        description="Failed sign-ins allowed per user name (and per client address) in "
+        "login_window_minutes before further attempts are refused.",
+    )
+    login_window_minutes: int = Field(
+        15, ge=1, le=24 * 60, description="The window for login_attempts, in minutes."
+    )
+
+    @field_validator("secure_cookies")
+    @classmethod
+    def _known_secure(cls, value: str) -> str:
+        if value not in ("auto", "always", "never"):
+            raise ValueError("must be 'auto', 'always' or 'never'")
+        return value
 
 
 class LoopSettings(_Section):
@@ -250,6 +283,14 @@ class LoopSettings(_Section):
         description="How far back the very first backstop pass looks, in hours. Use "
         "'returnbridge backfill loop' for older history.",
     )
+    details_calls_per_pass: int = Field(
+        200, ge=0, le=100_000,
+        description="Most GET /warehouse/return/details calls one backstop pass or backfill "
+        "run makes to fetch the customer's name and address, which the list API lacks (they "
+        "share the API key's rate limit). Returns beyond it are completed by later backstop "
+        "passes, oldest first; until then they are held as unknown_customer. 0: never call "
+        "(use [policy].fallback_contact_surname).",
+    )
     keep_item_return_methods: list[str] = Field(
         default_factory=lambda: ["keep_item", "keep item", "keep-item", "no_return"],
         description="Keep-item rule, part 1: a return whose return_method (text, or its "
@@ -267,6 +308,22 @@ class LoopSettings(_Section):
         description="Keep-item rule, part 3: treat a closed return that never had a "
         "shipping label (no labels, label_status N/A/pending/empty, no tracking number) as "
         "keep-item. Off by default because a return closed by hand looks the same.",
+    )
+    write_back_notes: bool = Field(
+        True,
+        description="When a Loop return is held (not sent to Khaos), add one note on it in "
+        "Loop saying what is wrong and which team is fixing it (never twice for the same "
+        "cause). Needs api_key; set false to leave Loop untouched.",
+    )
+    write_back_flag: bool = Field(
+        False,
+        description="Also flag a held Loop return for review (stops Loop's automatic "
+        "processing until someone unflags it). Needs write_back_notes.",
+    )
+    write_back_credit_note: bool = Field(
+        False,
+        description="When the Khaos credit note of a Loop return is confirmed, add a note "
+        "with its code. Needs write_back_notes.",
     )
 
 
@@ -571,6 +628,18 @@ class KhaosSettings(_Section):
         "channel's Order Ref format). Empty: each returned line names its original order only "
         "when the Khaos order code is known (SOrderCode).",
     )
+    currency: str = Field(
+        "GBP", min_length=3, max_length=3,
+        description="ISO currency code of the Khaos account the returns go to. A return in "
+        "another currency is held as currency_mismatch (Khaos documents carry plain "
+        "numbers, so a USD return would otherwise be booked as pounds).",
+    )
+
+    @field_validator("currency")
+    @classmethod
+    def _upper_currency(cls, value: str) -> str:
+        return value.strip().upper()
+
     max_push_bytes: int = Field(
         100_000_000, ge=1024,
         description="Largest body accepted on the Khaos push routes (/khaos/stock, "
@@ -629,7 +698,27 @@ class DefaultReasonEntry(_Section):
         return value
 
 
+class SkuMappingEntry(_Section):
+    """A Khaos StockCode for a shop variant that has no SKU (or a wrong one)."""
+
+    variant_id: str = Field("", description="Shopify variant id as the source sends it.")
+    barcode: str = Field("", description="The variant's barcode as the source sends it.")
+    stock_code: str = Field(..., min_length=1, description="Khaos StockCode to send.")
+
+    @model_validator(mode="after")
+    def _needs_a_key(self) -> SkuMappingEntry:
+        if not (self.variant_id.strip() or self.barcode.strip()):
+            raise ValueError("a [[mapping.skus]] entry needs variant_id or barcode")
+        return self
+
+
 class MappingSettings(_Section):
+    skus: list[SkuMappingEntry] = Field(
+        default_factory=list,
+        description="Khaos StockCodes for returned or exchange items that come without a "
+        "SKU (Shopify variants with no SKU send \"sku\": \"\"), [[mapping.skus]] tables "
+        "keyed by variant_id or barcode. Checked before the Khaos catalogue's barcodes.",
+    )
     reasons: list[ReasonMappingEntry] = Field(
         default_factory=list,
         description="Return reason mapping, [[mapping.reasons]] tables; first match wins.",
@@ -733,6 +822,24 @@ class PolicySettings(_Section):
         "", description="Fallback InvoiceAddress: postcode.")
     fallback_address_country_code: str = Field(
         "GB", description="Fallback InvoiceAddress: ISO country code.")
+    fallback_contact_forename: str = Field(
+        "", description="InvoiceContact Forename sent when the source gives no customer "
+        "name (and Loop's return details have none). Khaos needs a Forename or Surname.",
+    )
+    fallback_contact_surname: str = Field(
+        "", description="InvoiceContact Surname sent when the source gives no customer "
+        "name. Empty (with an empty forename): such returns are held as unknown_customer, "
+        "never served without a contact name.",
+    )
+    vat_rates: list[Decimal] = Field(
+        default_factory=lambda: [Decimal("0"), Decimal("0.05"), Decimal("0.20")],
+        description="VAT rates a returned line may carry (fractions: 0.20 is 20%). A line "
+        "whose tax implies another rate raises tax_drift. Empty: no check.",
+    )
+    vat_rate_tolerance: Decimal = Field(
+        Decimal("0.01"), ge=0, description="Penny rounding allowed per unit when checking a "
+        "line's tax against the VAT rates, in the return's currency.",
+    )
     validate_catalogue: Literal["auto", "always", "never"] = Field(
         "auto", description="Check SKUs and exchange items against the Khaos stock mirror: "
         "'auto' once Khaos has pushed at least one stock item, 'always' (an empty mirror "
@@ -747,6 +854,183 @@ class AuditSettings(_Section):
         "verify'. At least 32 random characters (e.g. 'openssl rand -hex 32'); keep it out "
         "of the database's backups. Empty: edits are detected only if the chain was not "
         "recomputed.")
+
+
+ALERT_OWNERS = ("cx", "warehouse", "finance", "ops", "*")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_QUIET = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+
+
+class AlertRoute(_Section):
+    name: str = Field(
+        "", max_length=60,
+        description="A short name for this route, used in the delivery record, logs and the "
+        "alert_channel_failing exception. Default: '<owner>-<mode>-<position>'. Changing it "
+        "makes returnbridge treat the route as new (open exceptions are alerted again).",
+    )
+    owner: str = Field(
+        ..., description="Which team's exceptions go here: cx, warehouse, finance, ops, or "
+        "'*' for every team.",
+    )
+    urls: list[SecretStr] = Field(
+        default_factory=list,
+        description="Apprise URLs (mailto://, mailtos://, slack://, msteams://, json://, ...; "
+        "see docs/alerts.md). '${NAME}' is replaced by the environment variable NAME, so "
+        "tokens and passwords need not be in the file.",
+    )
+    urls_env: str = Field(
+        "", description="Name of an environment variable holding more Apprise URLs "
+        "(separated by spaces, commas or new lines).",
+    )
+    mode: Literal["immediate", "digest"] = Field(
+        "immediate", description="'immediate': one message per exception as soon as it is "
+        "seen; 'digest': one message per period listing what opened in it.",
+    )
+    digest: Literal["hourly", "daily"] = Field(
+        "hourly", description="Digest period (mode = 'digest'): 'hourly' (sent at the top of "
+        "each hour) or 'daily' (sent at [alerts].digest_hour).",
+    )
+    min_severity: Literal["warning", "blocking"] = Field(
+        "warning", description="Least severe exception this route takes: 'warning' (all) or "
+        "'blocking' (only exceptions that stop a return).",
+    )
+    max_severity: Literal["warning", "blocking"] = Field(
+        "blocking", description="Most severe exception this route takes: 'warning' makes a "
+        "route for 'the rest', e.g. a digest beside an immediate route with min_severity = "
+        "'blocking' for the same team.",
+    )
+    types: list[str] = Field(
+        default_factory=list, description="Only these exception types (empty: every type).",
+    )
+    quiet_hours: str = Field(
+        "", description="'HH:MM-HH:MM' in [alerts].timezone during which nothing is sent on "
+        "this route (held until the quiet hours end). Empty: none.",
+    )
+
+    @field_validator("owner")
+    @classmethod
+    def _owner_known(cls, value: str) -> str:
+        if value not in ALERT_OWNERS:
+            raise ValueError(f"owner must be one of {', '.join(ALERT_OWNERS)}")
+        return value
+
+    @field_validator("types")
+    @classmethod
+    def _types_known(cls, value: list[str]) -> list[str]:
+        from returnbridge.domain.exceptions import CATALOGUE
+
+        unknown = [t for t in value if t not in CATALOGUE]
+        if unknown:
+            raise ValueError(f"unknown exception type(s): {', '.join(unknown)}")
+        return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours_shape(cls, value: str) -> str:
+        if value and not _QUIET.match(value.strip()):
+            raise ValueError("quiet_hours must look like '22:00-07:00'")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _severities_ordered(self) -> AlertRoute:
+        if self.min_severity == "blocking" and self.max_severity == "warning":
+            raise ValueError("min_severity 'blocking' with max_severity 'warning' takes nothing")
+        return self
+
+    def resolved_urls(self) -> list[str]:
+        """The route's Apprise URLs with ``${NAME}`` expanded and ``urls_env`` added."""
+        raw = [u.get_secret_value() for u in self.urls]
+        if self.urls_env:
+            extra = os.environ.get(self.urls_env, "")
+            raw.extend(p for p in re.split(r"[\s,]+", extra) if p)
+        return [_ENV_REF.sub(lambda m: os.environ.get(m.group(1), ""), u) for u in raw]
+
+
+class AlertsSettings(_Section):
+    routes: list[AlertRoute] = Field(
+        default_factory=list,
+        description="Where each team's alerts go: one [[alerts.routes]] table per route "
+        "(keys below and in docs/alerts.md). No routes: no alerts are sent.",
+    )
+    console_base_url: str = Field(
+        "", description="Base address of the web console, for links in alerts "
+        "('{console_base_url}/exceptions/{id}'). Empty: alerts link to the API at "
+        "[server].public_base_url.",
+    )
+    interval_seconds: int = Field(
+        60, ge=5, le=3600,
+        description="How often the alert job looks for new exceptions and sends what is due "
+        "(the most an immediate alert waits).",
+    )
+    timezone: str = Field(
+        "Europe/London", description="Time zone for quiet hours and daily digests."
+    )
+    digest_hour: int = Field(
+        8, ge=0, le=23, description="Hour of the day (in [alerts].timezone) daily digests go.",
+    )
+    realert_after_hours: list[float] = Field(
+        default_factory=lambda: [24.0, 72.0],
+        description="An exception still open this many hours after it was first seen is "
+        "alerted again (once per threshold), on immediate routes.",
+    )
+    max_immediate_per_run: int = Field(
+        20, ge=1, le=1000,
+        description="Most single alerts one immediate route gets from one run; beyond that "
+        "the new exceptions go as one summary message (so switching alerts on, or a burst "
+        "of problems, does not send hundreds of e-mails).",
+    )
+    channel_failure_threshold: int = Field(
+        3, ge=1, le=100,
+        description="Failed delivery attempts in a row after which the route is reported as "
+        "an alert_channel_failing exception for ops.",
+    )
+    connection_failure_threshold: int = Field(
+        5, ge=1, le=1000,
+        description="Failed calls in a row to the Loop API, Khaos SOAP, Shopify or ZigZag "
+        "after which a connection_failing exception is opened for ops.",
+    )
+    connection_failure_minutes: int = Field(
+        15, ge=1, le=10080,
+        description="Minutes of failing calls (without a success) to one of those systems "
+        "after which connection_failing is opened, however few the calls.",
+    )
+    max_retry_minutes: int = Field(
+        30, ge=1, le=1440,
+        description="Longest wait between two delivery attempts on a failing route "
+        "(attempts back off from 30 seconds up to this).",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone_known(cls, value: str) -> str:
+        return _check_timezone(value)
+
+    @field_validator("routes")
+    @classmethod
+    def _names_unique(cls, value: list[AlertRoute]) -> list[AlertRoute]:
+        names = [r.name for r in value if r.name]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"route names must be unique: {', '.join(dupes)}")
+        return value
+
+    def secret_values(self) -> list[str]:
+        """Every expanded alert URL and the secret parts in it, for redaction."""
+        found: list[str] = []
+        for route in self.routes:
+            for url in route.resolved_urls():
+                found.append(url)
+                try:
+                    parts = urlsplit(url)
+                except ValueError:
+                    continue
+                found.extend(p for p in (parts.password or "", parts.username or "") if p)
+                found.extend(seg for seg in parts.path.split("/") if len(seg) >= 12)
+        return found
+
+    def route_name(self, index: int) -> str:
+        route = self.routes[index]
+        return route.name or f"{route.owner.replace('*', 'all')}-{route.mode}-{index + 1}"
 
 
 class LogSettings(_Section):
@@ -767,6 +1051,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     loop: LoopSettings = Field(default_factory=LoopSettings)
     zigzag: ZigZagSettings = Field(default_factory=ZigZagSettings)
     khaos: KhaosSettings = Field(default_factory=KhaosSettings)
@@ -775,6 +1060,7 @@ class Settings(BaseSettings):
     shopify: ShopifySettings = Field(default_factory=ShopifySettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    alerts: AlertsSettings = Field(default_factory=AlertsSettings)
 
     def secret_values(self) -> list[str]:
         """Every configured secret, for redaction (non-empty, longest first)."""
@@ -782,6 +1068,7 @@ class Settings(BaseSettings):
         _collect_secrets(self, found)
         found.extend(p for p in (_url_password(self.database.url),
                                  _url_password(self.database.system_url)) if p)
+        found.extend(self.alerts.secret_values())
         return sorted({s for s in found if s}, key=len, reverse=True)
 
 

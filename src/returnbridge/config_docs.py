@@ -12,12 +12,19 @@ from typing import Any
 from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
-from returnbridge.config import ReasonMappingEntry, Settings
+from returnbridge.config import (
+    AlertRoute,
+    MappingSettings,
+    ReasonMappingEntry,
+    Settings,
+    SkuMappingEntry,
+)
 
 _SECTION_INTRO = {
     "database": "Storage.",
     "server": "The HTTP server (webhooks, Khaos channel, API).",
     "api": "Operator API (/api/v1) and metrics.",
+    "console": "The team console (/console): sessions and sign-in limits.",
     "loop": "Loop Returns.",
     "zigzag": "ZigZag.",
     "khaos": "Khaos Control channel (Khaos polls this service).",
@@ -27,7 +34,24 @@ _SECTION_INTRO = {
     "shopify": "Shopify Admin API (refunds made by returnbridge after the credit note).",
     "audit": "Audit log integrity ('returnbridge audit-log verify').",
     "log": "Logging.",
+    "alerts": "Alerts to the owning teams (e-mail, Slack, Teams, webhooks through Apprise; "
+    "see docs/alerts.md).",
 }
+
+_EXAMPLE_ROUTES = """\
+# Example: uncomment and adapt (docs/alerts.md has one example per channel).
+# [[alerts.routes]]
+# owner = "warehouse"
+# mode = "immediate"
+# min_severity = "blocking"
+# urls = ["mailtos://${SMTP_USER}:${SMTP_PASSWORD}@smtp.example.com?to=warehouse@example.com"]
+#
+# [[alerts.routes]]
+# owner = "*"
+# mode = "digest"
+# digest = "daily"
+# urls_env = "RB_ALERT_DIGEST_URLS"
+"""
 
 _EXAMPLE_REASONS = """\
 # Example: uncomment and use your own Khaos return reason IDs (System Data > Return Reasons).
@@ -44,6 +68,11 @@ _EXAMPLE_REASONS = """\
 # disposition = "*"
 # khaos_reason_id = "7"          # a reason whose processing type is "Stock Missing/Write off"
 # processing = "write_off"
+#
+# Items that come without a SKU (Shopify variants with no SKU): their Khaos StockCode.
+# [[mapping.skus]]
+# variant_id = "32725922578529"  # or: barcode = "5012345678900"
+# stock_code = "TEE-BLK-M"
 """
 
 
@@ -134,6 +163,8 @@ def config_template() -> str:
             continue
         out.append(f"# {_SECTION_INTRO[section]}")
         _template_section(section, model, out)
+        if section == "alerts":
+            out.append(_EXAMPLE_ROUTES)
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -190,4 +221,30 @@ def configuration_markdown() -> str:
             out.append(f"| `{key}`{' 🔒' if secret else ''} | {_md_default(info)} | {env} | "
                        f"{desc} |")
         out.append("")
+        if section == "alerts":
+            out.append("Each `[[alerts.routes]]` table has these keys (environment: "
+                       "`RB_ALERTS__ROUTES` as a JSON list):")
+            out.append("")
+            out.append("| key | default | meaning |")
+            out.append("|---|---|---|")
+            for key, info in _fields(AlertRoute):
+                secret = "SecretStr" in str(info.annotation)
+                desc = (info.description or "").replace("|", "\\|")
+                out.append(f"| `{key}`{' 🔒' if secret else ''} | {_md_default(info)} | "
+                           f"{desc} |")
+            out.append("")
+        if section == "mapping":
+            out.extend(_sku_mapping_markdown())
     return "\n".join(out).rstrip() + "\n"
+
+
+def _sku_mapping_markdown() -> list[str]:
+    intro = MappingSettings.model_fields["skus"].description or ""
+    out = [intro, "", "Each `[[mapping.skus]]` table has these keys:", "",
+           "| key | default | environment | meaning |", "|---|---|---|---|"]
+    for key, info in _fields(SkuMappingEntry):
+        desc = (info.description or "").replace("|", "\\|")
+        out.append(f"| `{key}` | {_md_default(info)} | `RB_MAPPING__SKUS` (JSON list) | "
+                   f"{desc} |")
+    out.append("")
+    return out

@@ -35,7 +35,8 @@ CATALOGUE: dict[str, ExceptionType] = {
     for t in (
         ExceptionType(
             "sku_mismatch", Owner.OPS, Severity.BLOCKING,
-            "A returned SKU does not exist in the Khaos catalogue under the configured mapping.",
+            "A returned SKU does not exist in the Khaos catalogue under the configured "
+            "mapping, or the item came without a SKU and its variant id / barcode maps to none.",
             "Correct the SKU in Khaos (StockCode, OtherRef or barcode) or in the shop, then "
             "wait for the next stock upload; the return is released automatically.",
         ),
@@ -47,9 +48,11 @@ CATALOGUE: dict[str, ExceptionType] = {
         ),
         ExceptionType(
             "unknown_customer", Owner.CX, Severity.BLOCKING,
-            "No Khaos customer URN could be found for this return's customer.",
-            "Find or create the customer in Khaos, or set fallback_customer_urn for this "
-            "source; then retry the return.",
+            "Khaos cannot take this return's customer: no customer URN, no address, or no "
+            "contact name (Khaos needs a Forename or Surname).",
+            "Do what this exception's message says is missing: find or create the customer "
+            "in Khaos (then load the customer mirror), or configure the fallback URN, "
+            "address or contact name that is not set yet; the return is re-evaluated.",
         ),
         ExceptionType(
             "exchange_unknown_sku", Owner.CX, Severity.BLOCKING,
@@ -70,6 +73,14 @@ CATALOGUE: dict[str, ExceptionType] = {
             "non_return_outcome_unmapped", Owner.OPS, Severity.BLOCKING,
             "A shipping refund or handling fee has no configured non-stock SKU.",
             "Configure the non-stock SKUs for shipping refunds and handling fees.",
+        ),
+        ExceptionType(
+            "currency_mismatch", Owner.FINANCE, Severity.BLOCKING,
+            "The return is in a currency other than the Khaos account's ([khaos].currency). "
+            "Khaos documents carry plain numbers, so it would be booked in the wrong currency.",
+            "Decide how this return is booked: convert and raise it in Khaos by hand (then "
+            "resolve this exception with a note), or, if the Khaos account really uses this "
+            "currency, set [khaos].currency and restart; the return is re-evaluated.",
         ),
         ExceptionType(
             "khaos_import_unconfirmed", Owner.OPS, Severity.WARNING,
@@ -143,6 +154,36 @@ CATALOGUE: dict[str, ExceptionType] = {
             "report), then run 'returnbridge events replay ID --why \"what you fixed\"'. "
             "This exception resolves itself when the replay succeeds.",
         ),
+        ExceptionType(
+            "alert_channel_failing", Owner.OPS, Severity.WARNING,
+            "Alerts to one of the configured [[alerts.routes]] cannot be delivered; they are "
+            "kept and retried, and go out once the channel works again.",
+            "Check the route's Apprise URL and the service behind it (mail server, Slack or "
+            "Teams webhook, receiver); 'returnbridge alerts test --owner TEAM' tries it. "
+            "Resolves by itself on the first successful delivery.",
+        ),
+        ExceptionType(
+            "connection_failing", Owner.OPS, Severity.WARNING,
+            "Calls to an external system (Loop API, Khaos SOAP, Shopify, ZigZag) have failed "
+            "repeatedly; work that needs it waits and is retried.",
+            "Check the system's status, the network and the credentials in the configuration "
+            "(the details show the last error); 'returnbridge doctor' runs connection checks. "
+            "Resolves by itself on the next successful call.",
+        ),
+        ExceptionType(
+            "stock_push_rejected", Owner.WAREHOUSE, Severity.WARNING,
+            "ZigZag refused the stock level of one SKU; the other SKUs of its batch were sent. "
+            "Until this is fixed, ZigZag offers exchanges for this SKU on stale stock.",
+            "Check the SKU named here in ZigZag (is it in the retailer's catalogue there?) and "
+            "in Khaos; fix the SKU or remove it from [zigzag].stock_push_skus. The next push "
+            "retries it and resolves this when ZigZag accepts it.",
+        ),
+        ExceptionType(
+            "schedule_not_running", Owner.OPS, Severity.WARNING,
+            "A scheduled job has not completed for three times its interval.",
+            "Check that a 'returnbridge worker' process is running and look at its log for "
+            "the job named here; resolves by itself on the job's next successful run.",
+        ),
     )
 }
 
@@ -155,8 +196,8 @@ class Problem:
     message: str
     dedupe_key: str
     details: dict[str, str] = field(default_factory=dict)
-    # A next action written for this very problem (e.g. naming the money gap's category);
-    # empty: the type's next_action.
+    # What to do about *this* occurrence (e.g. naming the money gap's category, or when the
+    # type's general next_action would be wrong for it). "" uses the type's.
     next_action: str = ""
 
     @property

@@ -356,6 +356,7 @@ class CustomerMirror(Base):
     urn: Mapped[str] = mapped_column(String(50))
     name: Mapped[str] = mapped_column(String(255), default="")
     origin: Mapped[str] = mapped_column(String(20), default="khaos")  # khaos|soap|operator
+    postcode: Mapped[str] = mapped_column(String(20), default="")  # for match suggestions
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -412,3 +413,194 @@ class ReconciliationItem(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     resolved_by: Mapped[str] = mapped_column(String(120), default="")
+
+
+class AlertOutbox(Base):
+    """Alerts: what was (or is to be) sent to which route, so nothing is sent twice.
+
+    One row per (route, alert_key). ``alert_key`` names the cause: ``exc:{id}:{severity}``
+    for the first alert of an exception at a severity (a higher severity is a new key, so an
+    escalation alerts again), ``exc:{id}:age:{hours}`` for an age threshold,
+    ``digest:{period start}`` for a digest. Status: queued (waits for the route's digest),
+    pending (to send), sent, digested (went out in digest ``digest_id``), dropped (resolved
+    before its digest went), superseded (an age threshold already passed at the first alert).
+    """
+
+    __tablename__ = "alert_outbox"
+    __table_args__ = (
+        UniqueConstraint("route", "alert_key", name="uq_alert_outbox_route_key"),
+        Index("ix_alert_outbox_status_due", "status", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    route: Mapped[str] = mapped_column(String(60))
+    alert_key: Mapped[str] = mapped_column(String(120))
+    kind: Mapped[str] = mapped_column(String(20))  # exception | digest
+    exception_id: Mapped[int | None] = mapped_column(
+        ForeignKey("exceptions.id", ondelete="SET NULL"), nullable=True, index=True)
+    status: Mapped[str] = mapped_column(String(20))
+    digest_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    title: Mapped[str] = mapped_column(String(255), default="")
+    body: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class AlertRouteState(Base):
+    """The health of one alert route: consecutive failures and the last error."""
+
+    __tablename__ = "alert_routes"
+
+    route: Mapped[str] = mapped_column(String(60), primary_key=True)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ConnectionHealth(Base):
+    """Consecutive failures of calls to one external system (loop, khaos_soap, shopify,
+    zigzag), for the ``connection_failing`` exception and /metrics."""
+
+    __tablename__ = "connection_health"
+
+    system: Mapped[str] = mapped_column(String(30), primary_key=True)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class JobRun(Base):
+    """The last start, success and failure of each scheduled job (``schedule_not_running``,
+    /metrics, ``returnbridge doctor``)."""
+
+    __tablename__ = "job_runs"
+
+    name: Mapped[str] = mapped_column(String(60), primary_key=True)
+    last_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    last_summary: Mapped[str] = mapped_column(Text, default="")
+
+
+class LoopNote(Base):
+    """What returnbridge wrote (or will write) on a Loop return, one row per cause, so that
+    the same cause is never noted twice (even when the return is released and held again).
+
+    ``cause``: ``held:{exception type}:{dedupe key}``, ``flag`` or ``credit:{code}``.
+    Status: pending (decided, not yet sent), sending (the POST may have gone: checked against
+    Loop's notes before sending again), sent, failed (Loop refused it; ``error`` says why).
+    """
+
+    __tablename__ = "loop_notes"
+    __table_args__ = (UniqueConstraint("return_id", "cause", name="uq_loop_notes_cause"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    return_id: Mapped[int] = mapped_column(ForeignKey("returns.id", ondelete="CASCADE"))
+    loop_return_id: Mapped[str] = mapped_column(String(80))
+    cause: Mapped[str] = mapped_column(String(255))
+    content: Mapped[str] = mapped_column(String(255), default="")
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+# --- 0003: the team console (users, sessions, API tokens, console mapping rules) -----------
+
+
+class ConsoleUser(Base):
+    """A named person who signs in to the console; ``password_hash`` is argon2id."""
+
+    __tablename__ = "console_users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    display_name: Mapped[str] = mapped_column(String(120), default="")
+    role: Mapped[str] = mapped_column(String(20))  # cx | warehouse | finance | admin
+    password_hash: Mapped[str] = mapped_column(String(255))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ConsoleSession(Base):
+    """A signed-in browser. ``id`` is the SHA-256 of the cookie value, never the value."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("console_users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    client: Mapped[str] = mapped_column(String(255), default="")
+
+
+class ApiToken(Base):
+    """A named bearer token with a scope; only the SHA-256 of the token is kept."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+    scope: Mapped[str] = mapped_column(String(20))  # read | act | admin
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(120), default="")
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ConsoleMappingRule(Base):
+    """A ``[[mapping.reasons]]`` rule saved in the console; checked before the TOML rules."""
+
+    __tablename__ = "console_mapping_rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(20), default="*")
+    reason: Mapped[str] = mapped_column(String(255), default="*")
+    condition: Mapped[str] = mapped_column(String(80), default="*")
+    disposition: Mapped[str] = mapped_column(String(20), default="*")
+    khaos_reason_id: Mapped[str] = mapped_column(String(20))
+    processing: Mapped[str] = mapped_column(String(20))
+    note: Mapped[str] = mapped_column(Text, default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(120), default="")
+
+
+# Console search and overview (0003): the filters a person uses on 100,000 returns.
+# Covering: the Overview counts every stage of a period from this index alone.
+Index("ix_returns_first_seen_flow", ReturnRow.first_seen_at, ReturnRow.khaos_status,
+      ReturnRow.imported_at, ReturnRow.credit_confirmed_at)
+Index("ix_returns_status_credit", ReturnRow.khaos_status, ReturnRow.credit_confirmed_at,
+      ReturnRow.process_return)
+Index("ix_returns_customer_email", ReturnRow.customer_email)
+Index("ix_returns_order_ref", ReturnRow.order_ref)
+Index("ix_returns_served_at", ReturnRow.served_at)
+Index("ix_returns_khaos_status_first_seen", ReturnRow.khaos_status, ReturnRow.first_seen_at)
+Index("ix_return_lines_sku", ReturnLineRow.sku)
+Index("ix_exceptions_status_first_seen", ExceptionRow.status, ExceptionRow.first_seen_at)
+
+
+class SkuAlias(Base):
+    """A person's decision (console, one click on a candidate): the shop's ``source_sku``
+    is the Khaos item sent as ``khaos_sku`` (its value in the [khaos].sku_mapping field)."""
+
+    __tablename__ = "sku_aliases"
+
+    source_sku: Mapped[str] = mapped_column(String(100), primary_key=True)
+    khaos_sku: Mapped[str] = mapped_column(String(100))
+    stock_id: Mapped[str] = mapped_column(String(40), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(120), default="")
