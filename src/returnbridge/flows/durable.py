@@ -139,12 +139,15 @@ class Durable:
             DBOS.listen_queues([])
         DBOS.launch()
         server = self.rt.settings.server
+        # Only event workflows queued by an earlier version are left here: a slow poll.
         DBOS.register_queue(EVENTS_QUEUE, worker_concurrency=server.workflow_concurrency,
-                            polling_interval_sec=server.queue_poll_seconds,
+                            polling_interval_sec=max(10.0, server.queue_poll_seconds),
                             on_conflict="always_update")
         DBOS.register_queue(jobs.JOBS_QUEUE, worker_concurrency=2,
+                            polling_interval_sec=server.queue_poll_seconds,
                             on_conflict="always_update")
         DBOS.register_queue(refund_workflow.REFUNDS_QUEUE, worker_concurrency=4,
+                            polling_interval_sec=server.queue_poll_seconds,
                             on_conflict="always_update")
         khaos_confirm.register_soap_queue(self.rt.settings)
         if self.worker:
