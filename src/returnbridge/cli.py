@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from returnbridge import cli_audit, cli_events, cli_exceptions
+from returnbridge import cli_audit, cli_events, cli_exceptions, cli_reconcile
 from returnbridge.cli_backfill import backfill_app
 from returnbridge.cli_common import ConfigOpt, err, load, out
 from returnbridge.cli_khaos import khaos_app
@@ -29,6 +29,7 @@ app.add_typer(cli_exceptions.app, name="exceptions")
 app.add_typer(cli_events.app, name="events")
 app.add_typer(khaos_app, name="khaos")
 app.command("audit")(cli_audit.audit)
+app.command("reconcile")(cli_reconcile.reconcile)
 _settings = load
 
 
