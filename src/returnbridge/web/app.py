@@ -11,6 +11,7 @@ from returnbridge.web import (
     api,
     confirm_routes,
     events_routes,
+    reconciliation_routes,
     exceptions_routes,
     health,
     khaos_push_routes,
@@ -35,5 +36,6 @@ def create_app(rt: Runtime, enqueue: Enqueue | None) -> FastAPI:
     app.include_router(confirm_routes.router)
     app.include_router(exceptions_routes.router)
     app.include_router(events_routes.router)
+    app.include_router(reconciliation_routes.router)
     app.include_router(health.router)
     return app

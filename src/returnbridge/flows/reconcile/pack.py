@@ -185,7 +185,7 @@ class _Csv:
         self._w.writerow([h for _, h, _ in columns])
 
     def write(self, rec: dict[str, Any]) -> None:
-        self._w.writerow([safe_cell(_plain(rec.get(k))) for k, _, _ in self.columns])
+        self._w.writerow([_plain(safe_cell(rec.get(k))) for k, _, _ in self.columns])
 
     def close(self) -> None:
         self._fh.close()
