@@ -55,6 +55,12 @@ class Month:
         return len(self.platform)
 
 
+# Plants that need a given outcome to exist at all.
+_FORCED = {"partial_refund": "refund", "refund_twice": "refund", "shipping_off_note": "refund",
+           "handling_fee_off_note": "refund", "store_credit_short": "store_credit",
+           "bonus": "store_credit", "upsell": "exchange"}
+
+
 def _price(rnd: random.Random) -> int:
     return rnd.choice((999, 1299, 1500, 1999, 2450, 2999, 3499, 4500, 5999, 7999, 12000))
 
@@ -86,6 +92,8 @@ def generate(period: str, size: int = 20_000, *, seed: int = 13,
         outcome_at = start + timedelta(seconds=rnd.randrange(span))
         outcome = rnd.choices(("refund", "store_credit", "exchange", "mixed"),
                               weights=(55, 25, 15, 5))[0]
+        kind = plant_at.get(i)
+        outcome = _FORCED.get(kind or "", outcome)
         p: dict[str, Any] = {
             "associated_ref": ref, "source": "loop" if loop else "zigzag", "order_ref": order,
             "customer": f"customer{rnd.randrange(customers)}@example.com", "currency": "GBP",
@@ -130,7 +138,6 @@ def generate(period: str, size: int = 20_000, *, seed: int = 13,
                 "ours": not loop, "matched_by": "tag" if not loop else "record",
                 "created_at": at(outcome_at, hours)})
 
-        kind = plant_at.get(i)
         planted: list[Planted] = []
 
         def plant(category: Category, pence: int, key: str = ref) -> None:
