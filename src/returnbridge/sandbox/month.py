@@ -73,7 +73,8 @@ def generate(period: str, size: int = 20_000, *, seed: int = 13,
     span = int((end - start).total_seconds()) - 4 * 86400
     rnd = random.Random(seed)
     m = Month(period)
-    n_plants = max(len(PLANTS), int(size * discrepancy_share)) if size >= 2 * len(PLANTS) else 0
+    n_plants = (max(len(PLANTS), int(size * discrepancy_share))
+                if discrepancy_share > 0 and size >= 2 * len(PLANTS) else 0)
     plant_at = dict(zip(rnd.sample(range(size), n_plants),
                         (PLANTS[i % len(PLANTS)] for i in range(n_plants)), strict=True))
     refund_seq = 0

@@ -159,8 +159,9 @@ def statement(scope: Scope) -> sa.Select[Any]:
 
 def rows(conn: Connection, scope: Scope, batch: int = 5000) -> Iterator[Row]:
     """Every return in the period with its legs and differences, streamed."""
-    result = conn.execution_options(stream_results=True, yield_per=batch).execute(
-        statement(scope))
+    # per statement: Connection.execution_options would change the whole connection
+    result = conn.execute(statement(scope).execution_options(stream_results=True,
+                                                             yield_per=batch))
     for rec in result.mappings():
         values = dict(rec)
         diffs = {cat: int(values.pop(f"d_{cat.value}") or 0) for cat in DIFF_COLUMNS}
