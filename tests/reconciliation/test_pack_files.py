@@ -50,7 +50,7 @@ def test_xlsx_reads_back_for_finance(written: tuple[pack.PackResult, Path]) -> N
     path = out / f"reconciliation-{PERIOD}.xlsx"
     book = openpyxl.load_workbook(path)
     assert book.sheetnames[0] == "Summary"
-    assert {"Differences", "Returns", "Store credit liability", "Tax drift",
+    assert {"Differences", "Returns to check", "Store credit liability", "Tax drift",
             "Exchanges"} <= set(book.sheetnames)
     summary = book["Summary"]
     assert summary["B3"].value == 0  # unexplained residual, a number

@@ -66,7 +66,7 @@ def _price(rnd: random.Random) -> int:
 
 
 def generate(period: str, size: int = 20_000, *, seed: int = 13,
-             discrepancy_share: float = 0.05) -> Month:
+             discrepancy_share: float = 0.05, offset: int = 0) -> Month:
     """``size`` returns in ``period``; about ``discrepancy_share`` of them carry one planted
     discrepancy (every kind at least once when size allows)."""
     start, end = period_bounds(period)
@@ -84,9 +84,10 @@ def generate(period: str, size: int = 20_000, *, seed: int = 13,
         return base + timedelta(hours=hours)
 
     for i in range(size):
+        n = offset + i  # (a big month is generated in chunks: offset keeps ids unique)
         loop = rnd.random() < 0.6
-        ref = f"LR-{7_000_000 + i}" if loop else f"ZZ-RTN-{500_000 + i}-1"
-        order = f"#{100_000 + i}"
+        ref = f"LR-{7_000_000 + n}" if loop else f"ZZ-RTN-{500_000 + n}-1"
+        order = f"#{100_000 + n}"
         units = rnd.choice((1, 1, 1, 2, 2, 3))
         goods = sum(_price(rnd) for _ in range(units))
         tax = round(goods / 6)
@@ -102,7 +103,7 @@ def generate(period: str, size: int = 20_000, *, seed: int = 13,
             "tax": tax, "refund": 0, "store_credit": 0, "exchange_credit": 0, "shipping": 0,
             "handling_fee": 0, "bonus": 0, "upsell": 0}
         c: dict[str, Any] | None = {
-            "associated_ref": ref, "code": f"CN{300_000 + i}", "value": goods, "tax": tax,
+            "associated_ref": ref, "code": f"CN{300_000 + n}", "value": goods, "tax": tax,
             "shipping_line": 0, "fee_line": 0, "stage": "Processed", "cleared": True,
             "raised_at": at(outcome_at, -rnd.randint(1, 48))}
         if outcome == "refund":
@@ -132,9 +133,9 @@ def generate(period: str, size: int = 20_000, *, seed: int = 13,
             pays.append({
                 "associated_ref": ref if attributed else "", "order_ref": order, "kind": kind,
                 "provider": "shopify",
-                "provider_ref": (f"gid://shopify/Refund/{refund_seq}" if kind == "refund"
+                "provider_ref": (f"gid://shopify/Refund/{offset * 3 + refund_seq}" if kind == "refund"
                                  else f"gid://shopify/StoreCreditAccountCreditTransaction/"
-                                 f"{refund_seq}"),
+                                 f"{offset * 3 + refund_seq}"),
                 "amount": amount, "gateway": "shopify_payments" if kind == "refund" else "",
                 "ours": not loop, "matched_by": "tag" if not loop else "record",
                 "created_at": at(outcome_at, hours)})

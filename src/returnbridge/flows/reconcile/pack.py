@@ -30,17 +30,18 @@ from returnbridge.domain.reconciliation import (
     Category,
     from_minor,
 )
+from returnbridge.flows.reconcile.engine import DIFF_COLUMNS as ENGINE_DIFFS
 from returnbridge.flows.reconcile.engine import (
     PAY,
     Row,
     Scope,
-    rows,
     statement,
     unattributed_payments,
 )
 
 FORMATS = ("xlsx", "csv", "html", "json")
-XLSX_ROW_CAP = 50_000
+XLSX_ROW_CAP = 20_000  # per sheet; the CSV holds everything
+XLSX_EXCHANGES_CAP = 5_000
 HTML_ROW_CAP = 500
 _DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -92,6 +93,14 @@ def safe_cell(value: Any) -> Any:
     if isinstance(value, str) and value.startswith(_DANGEROUS):
         return "'" + value
     return value
+
+
+def _pence(v: int | None) -> str:
+    """Integer pence as a decimal string, fast (the matched-returns CSV has every row)."""
+    v = int(v or 0)
+    sign = "-" if v < 0 else ""
+    v = abs(v)
+    return f"{sign}{v // 100}.{v % 100:02d}"
 
 
 def _plain(value: Any) -> Any:
@@ -186,6 +195,9 @@ class _Csv:
 
     def write(self, rec: dict[str, Any]) -> None:
         self._w.writerow([_plain(safe_cell(rec.get(k))) for k, _, _ in self.columns])
+
+    def write_raw(self, cells: list[Any]) -> None:
+        self._w.writerow(cells)
 
     def close(self) -> None:
         self._fh.close()
@@ -291,30 +303,73 @@ def build(conn: Connection, scope: Scope, out_dir: Path | None = None,
                    "note": book.add_format({"italic": True}),
                    "title": book.add_format({"bold": True, "font_size": 14})}
             summary_ws = book.add_worksheet("Summary")
-            writers["differences"].append(_Sheet(book, "Differences", DIFF_COLUMNS, fmt))
-            writers["returns"].append(_Sheet(book, "Returns", RETURN_COLUMNS, fmt,
+            writers["differences"].append(_Sheet(book, "Differences", DIFF_COLUMNS, fmt,
+                                                 XLSX_ROW_CAP))
+            # returns needing attention; every return is in the matched-returns CSV
+            writers["returns"].append(_Sheet(book, "Returns to check", RETURN_COLUMNS, fmt,
                                              XLSX_ROW_CAP))
             writers["liability"].append(_Sheet(book, "Store credit liability",
-                                               LIABILITY_COLUMNS, fmt))
-            writers["tax"].append(_Sheet(book, "Tax drift", TAX_COLUMNS, fmt))
+                                               LIABILITY_COLUMNS, fmt, XLSX_ROW_CAP))
+            writers["tax"].append(_Sheet(book, "Tax drift", TAX_COLUMNS, fmt, XLSX_ROW_CAP))
             writers["exchanges"].append(_Sheet(book, "Exchanges", EXCHANGE_COLUMNS, fmt,
-                                               XLSX_ROW_CAP))
+                                               XLSX_EXCHANGES_CAP))
             files.append(path)
 
     totals = Totals()
     differences: list[dict[str, Any]] = []
-    for n, row in enumerate(rows(conn, scope), start=1):
-        totals.returns += 1
-        v = row.values
-        for k in totals.legs:
-            totals.legs[k] += int(v.get(k) or 0)
-        if sum(row.diffs.values()) != int(v["money_paid"]) - int(v["credit_value"]):
-            totals.identity_breaks += 1  # cannot happen by construction; checked anyway
-        if not row.diffs and (v["has_credit_note"] or v["money_paid"]):
+    owed: dict[tuple[str, str], list[int]] = {}
+    result = conn.execute(statement(scope).execution_options(stream_results=True,
+                                                             yield_per=5000))
+    keys = list(result.keys())
+    ix = {k: i for i, k in enumerate(keys)}
+    diff_ix = [(cat, ix[f"d_{cat.value}"]) for cat in ENGINE_DIFFS]
+    leg_names = list(totals.legs)
+    leg_ix = [ix[k] for k in leg_names]
+    legs = [0] * len(leg_ix)
+    paid_i, value_i = ix["money_paid"], ix["credit_value"]
+    has_c_i, exch_i, ups_i = ix["has_credit_note"], ix["exchange_credit"], ix["upsell"]
+    psc_i, isc_i = ix["platform_store_credit"], ix["store_credit_issued"]
+    cust_i, cur_i = ix["customer"], ix["currency"]
+    fast = [(ix[k], money) for k, _, money in RETURN_COLUMNS if k != "status"]
+    csv_returns = [w for w in writers["returns"] if isinstance(w, _Csv)]
+    sheet_returns = [w for w in writers["returns"] if not isinstance(w, _Csv)]
+    n = 0
+    for r in result:
+        n += 1
+        for j, i in enumerate(leg_ix):
+            legs[j] += r[i] or 0
+        found = [(cat, r[i]) for cat, i in diff_ix if r[i]]
+        if found:
+            row = Row(str(r[0]), dict(zip(keys, r, strict=True)), dict(found))
+            if sum(row.diffs.values()) != (r[paid_i] or 0) - (r[value_i] or 0):
+                totals.identity_breaks += 1  # cannot happen by construction; checked anyway
+            status = _status(row)
+        elif r[has_c_i] or r[paid_i]:
             totals.matched += 1
+            row = None
+            status = "matched"
+        else:
+            row = None
+            status = "open: no credit note, nothing paid yet"
+        for w in csv_returns:
+            w.write_raw([_pence(r[i]) if money else safe_cell(r[i]) for i, money in fast]
+                        + [status])
+        if r[psc_i] or r[isc_i]:
+            entry = owed.setdefault((r[cust_i], r[cur_i]), [0, 0, 0])
+            entry[0] += r[psc_i] or 0
+            entry[1] += r[isc_i] or 0
+            entry[2] += 1
+        if row is None and not (r[exch_i] or r[ups_i]):
+            if progress is not None and n % 1000 == 0:
+                progress(1000)
+            continue
+        if row is None:
+            row = Row(str(r[0]), dict(zip(keys, r, strict=True)), {})
         rec = _return_record(row)
-        for w in writers["returns"]:
-            w.write(rec)
+        rec["status"] = status
+        if row.diffs:
+            for w in sheet_returns:
+                w.write(rec)
         for d in _diff_records(row):
             totals.add_diff(d["category"], row.diffs[Category(d["category"])])
             differences.append(d)
@@ -325,11 +380,14 @@ def build(conn: Connection, scope: Scope, out_dir: Path | None = None,
                      "credit_tax": row.money("credit_tax"), "amount": d["amount"]}
                 for w in writers["tax"]:
                     w.write(t)
-        if v["exchange_credit"] or v["upsell"]:
+        if r[exch_i] or r[ups_i]:
             for w in writers["exchanges"]:
                 w.write(rec)
         if progress is not None and n % 1000 == 0:
             progress(1000)
+    totals.returns = n
+    for name, v in zip(leg_names, legs, strict=True):
+        totals.legs[name] = int(v)
     orphan_payments = 0
     for p in unattributed_payments(conn, scope):
         orphan_payments += 1
@@ -340,7 +398,10 @@ def build(conn: Connection, scope: Scope, out_dir: Path | None = None,
         differences.append(d)
         for w in writers["differences"]:
             w.write(d)
-    for rec in liability(conn, scope):
+    for (customer, currency), (credited, issued, count) in sorted(
+            owed.items(), key=lambda kv: (-kv[1][0], kv[0])):
+        rec = {"customer": customer, "currency": currency, "credited": from_minor(credited),
+               "issued": from_minor(issued), "returns": count}
         for w in writers["liability"]:
             w.write(rec)
     summary = _summary(scope, totals, orphan_payments)
