@@ -34,6 +34,7 @@ bench: sync
 	$(UV) run --frozen python bench/ingest.py
 	$(UV) run --frozen python bench/stock_upload.py
 	$(UV) run --frozen python bench/backfill.py
+	$(UV) run --frozen python bench/reconcile.py
 
 docs: sync
 	$(UV) run --frozen returnbridge config-docs > docs/configuration.md
