@@ -7,7 +7,13 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from returnbridge.cli_common import ConfigOpt, err, load, out
@@ -15,11 +21,12 @@ from returnbridge.cli_common import ConfigOpt, err, load, out
 
 def reconcile(
     period: Annotated[str | None, typer.Option(
-        help="The month to reconcile, YYYY-MM (default: the continuous check only with "
-        "--continuous).")] = None,
+        help="The month to reconcile, YYYY-MM (without it, only --continuous runs)."
+    )] = None,
     source: Annotated[str, typer.Option(help="loop, zigzag or all.")] = "all",
     out_dir: Annotated[Path | None, typer.Option(
-        "--out", help="Where to write the pack (default: the reconciliation out_dir setting).")] = None,
+        "--out", help="Where to write the pack (default: the reconciliation out_dir "
+        "setting).")] = None,
     fmt: Annotated[str, typer.Option(
         "--format", help="Comma-separated: xlsx,csv,html,json.")] = "xlsx,csv,html,json",
     refresh: Annotated[bool, typer.Option(
@@ -29,7 +36,7 @@ def reconcile(
     config: ConfigOpt = None,
 ) -> None:
     """Three-way reconciliation: platform outcome, Khaos credit note, payments."""
-    from returnbridge.flows.reconcile import service
+    from returnbridge.flows.reconcile import legs, service
     from returnbridge.flows.runtime import Runtime
     from returnbridge.store.migrate import require_current
 
@@ -52,7 +59,7 @@ def reconcile(
         raise typer.Exit(2) from None
     if refresh:
         with out.status("Reading the legs (returns, credit notes, payments)..."):
-            counts = service.refresh_legs(rt, service.legs.default_since(sc.bounds[0]))
+            counts = service.refresh_legs(rt, legs.default_since(sc.bounds[0]))
         out.print(f"Legs read: {counts}")
     total = service.count(rt, period, source)
     columns = (TextColumn("[bold]reconciling {task.description}"), BarColumn(),

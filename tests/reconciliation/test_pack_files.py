@@ -88,7 +88,7 @@ def test_csv_cells_cannot_run_as_formulas(written: tuple[pack.PackResult, Path])
 
 
 def test_json_has_the_contracted_fields(written: tuple[pack.PackResult, Path]) -> None:
-    result, out = written
+    _, out = written
     data = json.loads((out / f"reconciliation-{PERIOD}.json").read_text())
     assert data["summary"]["residual_unexplained"] == "0.00"
     cats = {d["category"] for d in data["differences"]}

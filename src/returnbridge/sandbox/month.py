@@ -25,7 +25,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from returnbridge.domain.reconciliation import Category, from_minor, period_bounds
-from returnbridge.store.models import ReconCreditNoteLeg, ReconPaymentLeg, ReconPlatformLeg
+from returnbridge.store.models import (
+    ReconCreditNoteLeg,
+    ReconPaymentLeg,
+    ReconPlatformLeg,
+    table_of,
+)
 
 PLANTS: tuple[str, ...] = (
     "partial_refund", "goodwill_by_hand", "shipping_off_note", "store_credit_short",
@@ -102,10 +107,11 @@ def generate(period: str, size: int = 20_000, *, seed: int = 13,
             "state": "closed", "outcome_at": outcome_at, "units": units, "goods": goods,
             "tax": tax, "refund": 0, "store_credit": 0, "exchange_credit": 0, "shipping": 0,
             "handling_fee": 0, "bonus": 0, "upsell": 0}
-        c: dict[str, Any] | None = {
+        note: dict[str, Any] = {
             "associated_ref": ref, "code": f"CN{300_000 + n}", "value": goods, "tax": tax,
             "shipping_line": 0, "fee_line": 0, "stage": "Processed", "cleared": True,
             "raised_at": at(outcome_at, -rnd.randint(1, 48))}
+        c: dict[str, Any] | None = note
         if outcome == "refund":
             p["refund"] = goods
         elif outcome == "store_credit":
@@ -117,33 +123,37 @@ def generate(period: str, size: int = 20_000, *, seed: int = 13,
             p["refund"], p["store_credit"] = part, goods - part
         # named components on the credit note (no discrepancy): some shipping refunds, fees
         if p["refund"] and rnd.random() < 0.08:
-            p["shipping"] = c["shipping_line"] = 395
+            p["shipping"] = note["shipping_line"] = 395
             p["refund"] += 395
-            c["value"] += 395
+            note["value"] += 395
         elif p["refund"] and rnd.random() < 0.08:
-            p["handling_fee"] = c["fee_line"] = 300
+            p["handling_fee"] = note["fee_line"] = 300
             p["refund"] -= 300
-            c["value"] -= 300
+            note["value"] -= 300
         pays: list[dict[str, Any]] = []
 
         def pay(amount: int, kind: str = "refund", *, attributed: bool = True,
-                hours: int = 2, ref: str = ref, order: str = order) -> None:
+                hours: int = 2, ref: str = ref, order: str = order,
+                pays: list[dict[str, Any]] = pays, loop: bool = loop,
+                outcome_at: datetime = outcome_at) -> None:
             nonlocal refund_seq
             refund_seq += 1
             pays.append({
                 "associated_ref": ref if attributed else "", "order_ref": order, "kind": kind,
                 "provider": "shopify",
-                "provider_ref": (f"gid://shopify/Refund/{offset * 3 + refund_seq}" if kind == "refund"
-                                 else f"gid://shopify/StoreCreditAccountCreditTransaction/"
-                                 f"{offset * 3 + refund_seq}"),
+                "provider_ref": (
+                    f"gid://shopify/Refund/{offset * 3 + refund_seq}" if kind == "refund"
+                    else f"gid://shopify/StoreCreditAccountCreditTransaction/"
+                    f"{offset * 3 + refund_seq}"),
                 "amount": amount, "gateway": "shopify_payments" if kind == "refund" else "",
                 "ours": not loop, "matched_by": "tag" if not loop else "record",
                 "created_at": at(outcome_at, hours)})
 
         planted: list[Planted] = []
 
-        def plant(category: Category, pence: int, key: str = ref) -> None:
-            planted.append(Planted(key, category, from_minor(pence), kind or ""))
+        def plant(category: Category, pence: int, key: str = ref,
+                  planted: list[Planted] = planted, kind: str = kind or "") -> None:
+            planted.append(Planted(key, category, from_minor(pence), kind))
 
         if kind in ("shipping_off_note", "handling_fee_off_note") and not p["refund"]:
             p["refund"], p["store_credit"], p["exchange_credit"] = goods, 0, 0
@@ -224,9 +234,9 @@ def _batches(items: list[dict[str, Any]], n: int) -> Iterator[list[dict[str, Any
 
 def load_legs(conn: Connection, month: Month, *, batch: int = 20_000) -> None:
     """Bulk-insert the month into the leg tables (COPY on PostgreSQL, executemany else)."""
-    tables = ((ReconPlatformLeg.__table__, month.platform),
-              (ReconCreditNoteLeg.__table__, month.credit_notes),
-              (ReconPaymentLeg.__table__, month.payments))
+    tables = ((table_of(ReconPlatformLeg), month.platform),
+              (table_of(ReconCreditNoteLeg), month.credit_notes),
+              (table_of(ReconPaymentLeg), month.payments))
     if conn.dialect.name == "postgresql":
         _copy(conn, tables)
         return
@@ -249,7 +259,7 @@ def _copy(conn: Connection, tables: Any) -> None:
 
 def clear_legs(conn: Connection) -> None:
     for model in (ReconPaymentLeg, ReconCreditNoteLeg, ReconPlatformLeg):
-        conn.execute(sa.delete(model.__table__))
+        conn.execute(sa.delete(table_of(model)))
 
 
 def planted_keys(month: Month) -> set[tuple[str, str, Decimal]]:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -393,7 +394,14 @@ class ReconciliationItem(Base):
     resolved_by: Mapped[str] = mapped_column(String(120), default="")
 
 
-# -- reconciliation legs (migration 0003_recon; issue #13) --------------------------------
+# -- reconciliation legs (migration 0005_recon; issue #13) --------------------------------
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's Core table (typed), for set-based statements."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 # Money here is BigInteger minor units (pence): exact SUMs on SQLite and PostgreSQL alike.
 
 

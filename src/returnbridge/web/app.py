@@ -11,11 +11,11 @@ from returnbridge.web import (
     api,
     confirm_routes,
     events_routes,
-    reconciliation_routes,
     exceptions_routes,
     health,
     khaos_push_routes,
     khaos_routes,
+    reconciliation_routes,
     webhooks,
     zigzag_webhook,
 )

@@ -180,7 +180,7 @@ _ENDED = ("cancelled", "expired")
 
 def _stuck(session: Session, now: datetime,
            ages: dict[str, float]) -> list[tuple[Problem, str, str]]:
-    found: list[tuple[str, str, datetime]] = []
+    found: list[tuple[str, str, datetime | None]] = []
     for stage, (statuses, since) in _STAGE_SINCE.items():
         hours = ages.get(stage, 0)
         if hours <= 0:
@@ -203,8 +203,10 @@ def _stuck(session: Session, now: datetime,
         found.extend(("received_not_graded", ref, at) for ref, at in session.execute(stmt))
     info = AGEING_INFO[AgeingCategory.STUCK]
     out = []
-    for stage, ref, at in found:
-        at = at if at.tzinfo else at.replace(tzinfo=UTC)
+    for stage, ref, seen in found:
+        if seen is None:
+            continue
+        at = seen if seen.tzinfo else seen.replace(tzinfo=UTC)
         age_h = (now - at).total_seconds() / 3600
         owner = STAGE_OWNERS[stage].value
         out.append((Problem(

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -36,6 +37,7 @@ from returnbridge.store.models import (
     ReconPlatformLeg,
     RefundRow,
     ReturnRow,
+    table_of,
 )
 
 log = structlog.get_logger(__name__)
@@ -54,7 +56,7 @@ def _platform(row: ReturnRow) -> dict[str, Any]:
     case = case_from_json(row.case_json)
     s, t = case.settlement, case.totals
     goods = t.total if (t.total or t.product) else sum(
-        (ln.unit_gross * ln.quantity for ln in case.lines), t.total)
+        (ln.unit_gross * ln.quantity for ln in case.lines), Decimal(0))
     settled = row.state in _SETTLED
     return {
         "associated_ref": row.associated_ref, "source": row.source,
@@ -80,8 +82,8 @@ def _credit_note(rt: Runtime, session: Session, row: ReturnRow,
     return {
         "associated_ref": row.associated_ref, "code": row.credit_note_code,
         "value": to_minor(value), "tax": to_minor(basis.goods_tax),
-        "shipping_line": to_minor(basis.shipping_line or 0),
-        "fee_line": to_minor(basis.fee_line or 0), "stage": stage or row.khaos_status,
+        "shipping_line": to_minor(basis.shipping_line or Decimal(0)),
+        "fee_line": to_minor(basis.fee_line or Decimal(0)), "stage": stage or row.khaos_status,
         "cleared": cleared,
         "raised_at": row.credit_confirmed_at or row.imported_at or row.served_at}
 
@@ -107,8 +109,8 @@ def refresh(rt: Runtime, since: datetime, *, orders: OrderReader | None = None) 
             .order_by(KhaosOrderStatus.updated_at))} if refs else {}
         platform = [_platform(r) for r in returns]
         notes = [n for n in (_credit_note(rt, session, r, stages) for r in returns) if n]
-        _replace(session, ReconPlatformLeg.__table__, "associated_ref", platform)
-        _replace(session, ReconCreditNoteLeg.__table__, "associated_ref", notes)
+        _replace(session, table_of(ReconPlatformLeg), "associated_ref", platform)
+        _replace(session, table_of(ReconCreditNoteLeg), "associated_ref", notes)
         counts["platform"], counts["credit_notes"] = len(platform), len(notes)
         recorded = list(session.scalars(sa.select(RefundRow).where(
             sa.or_(RefundRow.created_at >= since, RefundRow.associated_ref.in_(refs)))))
@@ -121,7 +123,7 @@ def refresh(rt: Runtime, since: datetime, *, orders: OrderReader | None = None) 
                 r.order_ref for r in returns if r.order_ref}
             payments = [p for p in payments if p["kind"] != "refund"
                         or p["order_ref"] not in shopify_orders] + from_shopify
-        _replace(session, ReconPaymentLeg.__table__, "provider_ref", payments)
+        _replace(session, table_of(ReconPaymentLeg), "provider_ref", payments)
         counts["payments"] = len(payments)
     return counts
 

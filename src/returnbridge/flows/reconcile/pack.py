@@ -407,11 +407,11 @@ def build(conn: Connection, scope: Scope, out_dir: Path | None = None,
     summary = _summary(scope, totals, orphan_payments)
     if progress is not None:
         progress(totals.returns % 1000)
-    for ws in (w for ws in writers.values() for w in ws):
-        if isinstance(ws, _Csv):
-            ws.close()
+    for writer in (w for table in writers.values() for w in table):
+        if isinstance(writer, _Csv):
+            writer.close()
         else:
-            ws.finish()
+            writer.finish()
     if book is not None:
         _summary_sheet(book, summary_ws, fmt, summary)
         book.close()

@@ -12,7 +12,7 @@ import structlog
 
 from returnbridge.domain.reconciliation import period_bounds
 from returnbridge.flows.reconcile import continuous, legs, pack
-from returnbridge.flows.reconcile.engine import Scope
+from returnbridge.flows.reconcile.engine import Scope, statement
 from returnbridge.flows.runtime import Runtime
 
 log = structlog.get_logger(__name__)
@@ -68,7 +68,7 @@ def count(rt: Runtime, period: str, source: str = "all") -> int:
 
     sc = scope(rt, period, source)
     with rt.engine.connect() as conn:
-        sub = pack.statement(sc).subquery()
+        sub = statement(sc).subquery()
         return int(conn.execute(sa.select(sa.func.count()).select_from(sub)).scalar_one())
 
 
