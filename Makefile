@@ -6,7 +6,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
 PYTEST_WORKERS ?= 2
 
-.PHONY: all demo test lint bench docs sync clean
+.PHONY: all demo test lint bench fuzz docs sync clean
 
 all: test
 
@@ -35,6 +35,10 @@ bench: sync
 	$(UV) run --frozen python bench/stock_upload.py
 	$(UV) run --frozen python bench/backfill.py
 	$(UV) run --frozen python bench/reconcile.py
+	$(UV) run --frozen python bench/xml_push_memory.py
+
+fuzz: sync
+	$(UV) run --frozen python bench/fuzz_routes.py $(FUZZ_ARGS)
 
 docs: sync
 	$(UV) run --frozen returnbridge config-docs > docs/configuration.md

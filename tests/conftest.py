@@ -28,6 +28,7 @@ from returnbridge.sandbox.service import free_port
 from returnbridge.store.db import make_engine
 from returnbridge.store.migrate import upgrade
 from returnbridge.web.app import create_app
+from returnbridge.web.limits import uvicorn_options
 
 PG_ADMIN_URL = os.environ.get(
     "RB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -133,6 +134,14 @@ def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         drop_pg_database(name)
 
 
+@pytest.fixture(params=["import", "process"])
+def credit_note_at(request: pytest.FixtureRequest) -> str:
+    """When the Khaos sandbox raises a return's credit note: at import, or only when the
+    return is processed (reference §3.3a). Journeys must pass in both until real Khaos
+    settles it (ARCHITECTURE 11)."""
+    return str(request.param)
+
+
 def make_settings(url: str, **sections: Any) -> Settings:
     base: dict[str, Any] = {
         "database": {"url": url},
@@ -177,7 +186,8 @@ class LiveApp:
         self.base_url = f"http://127.0.0.1:{self.port}"
         app = create_app(rt, lambda _s, _k, event_id: apply_event(rt, event_id) and None)
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port,
-                                                    log_level="warning", lifespan="off"))
+                                                    log_level="warning", lifespan="off",
+                                                    **uvicorn_options(rt.settings)))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def start(self) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -101,13 +104,85 @@ def check_settings(s: Settings) -> list[Finding]:
             "unknown_customer.")
     if zigzag_on and s.zigzag.refund_owner == "returnbridge" and not s.khaos.soap_url:
         add(Level.NOTE, "[khaos].soap_url",
-            "without desktop SOAP, refunds made by returnbridge are not recorded in Khaos "
-            "(ProcessReturn); finance records them against the credit note by hand.")
+            "without desktop SOAP, payments made by returnbridge are never recorded in Khaos "
+            "by ProcessReturn; each becomes a finance_task to record against its credit note.")
+    f.extend(check_secrets(s))
     if not s.loop.fallback_customer_urn:
         add(Level.NOTE, "[loop].fallback_customer_urn",
             "no fallback customer: Loop returns whose customer cannot be matched are held "
             "with unknown_customer until someone fixes them.")
     return f
+
+
+_COMMON = frozenset({"password", "changeme", "change-me", "secret", "letmein", "admin",
+                     "returnbridge", "khaos", "test", "default", "12345678", "123456789",
+                     "1234567890", "qwerty", "token", "example"})
+MIN_SECRET_LENGTH = 16
+
+
+def weakness(value: str) -> str:
+    """Why a secret we choose ourselves is weak, or "" when it is not."""
+    low = value.lower()
+    if low in _COMMON or any(low == w + d for w in _COMMON for d in ("1", "123", "!")):
+        return "is a well-known password"
+    if len(value) < MIN_SECRET_LENGTH:
+        return (f"is only {len(value)} characters long (use at least {MIN_SECRET_LENGTH} "
+                "random characters, e.g. 'openssl rand -hex 32')")
+    if len(set(value)) < 6:
+        return "repeats too few different characters"
+    return ""
+
+
+def check_secrets(s: Settings) -> list[Finding]:
+    """Missing, empty or weak secrets (the ones this installation chooses itself)."""
+    f: list[Finding] = []
+
+    def weak(key: str, value: str) -> None:
+        why = weakness(value) if value else ""
+        if why:
+            f.append(Finding(Level.WARNING, key, f"the secret {why}; anyone who guesses it "
+                             "can call this service as that party."))
+
+    for i, token in enumerate(s.api.tokens):
+        value = token.get_secret_value()
+        if not value:
+            f.append(Finding(Level.ERROR, f"[api].tokens[{i}]", "an API token is empty."))
+        weak(f"[api].tokens[{i}]", value)
+    weak("[api].metrics_token", s.api.metrics_token.get_secret_value())
+    if not s.api.metrics_token.get_secret_value() and s.api.metrics_public:
+        f.append(Finding(Level.WARNING, "[api].metrics_public",
+                         "/metrics is open to anyone who can reach the service; set "
+                         "[api].metrics_token unless only Prometheus can reach it."))
+    for i, secret in enumerate(s.loop.webhook_secrets):
+        weak(f"[loop].webhook_secrets[{i}]", secret.get_secret_value())
+    weak("[khaos].channel_password", s.khaos.channel_password.get_secret_value())
+    z = s.zigzag
+    if z.webhook_username and not z.webhook_password.get_secret_value():
+        f.append(Finding(Level.ERROR, "[zigzag].webhook_password",
+                         "webhook_username is set but the password is empty, so every ZigZag "
+                         "delivery is refused. Set the password ZigZag sends."))
+    weak("[zigzag].webhook_secret", z.webhook_secret.get_secret_value())
+    weak("[zigzag].webhook_password", z.webhook_password.get_secret_value())
+    key = s.audit.hmac_key.get_secret_value()
+    if not key:
+        f.append(Finding(Level.WARNING, "[audit].hmac_key",
+                         "no audit key: someone with write access to the database could edit "
+                         "the audit log and recompute its hashes unnoticed. Set hmac_key (or "
+                         "hmac_key_file) to 32+ random characters."))
+    weak("[audit].hmac_key", key)
+    return f
+
+
+def check_file_permissions(path: Path | None) -> list[Finding]:
+    """The configuration file holds secrets: warn when others may read it."""
+    if path is None or not path.exists() or os.name != "posix":
+        return []
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        return [Finding(Level.WARNING, str(path),
+                        f"the configuration file is readable by others (mode {mode:o}); run "
+                        f"'chmod 600 {path}' or keep the secrets in *_file keys.")]
+    return []
 
 
 def check_database(s: Settings) -> list[Finding]:

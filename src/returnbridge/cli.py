@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import signal
 import sys
 import threading
@@ -12,7 +14,13 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from returnbridge import cli_audit, cli_events, cli_exceptions, cli_reconcile
+from returnbridge import (
+    cli_audit,
+    cli_audit_log,
+    cli_events,
+    cli_exceptions,
+    cli_reconcile,
+)
 from returnbridge.cli_backfill import backfill_app
 from returnbridge.cli_common import ConfigOpt, err, load, out
 from returnbridge.cli_khaos import khaos_app
@@ -30,7 +38,25 @@ app.add_typer(cli_events.app, name="events")
 app.add_typer(khaos_app, name="khaos")
 app.command("audit")(cli_audit.audit)
 app.command("reconcile")(cli_reconcile.reconcile)
+app.add_typer(cli_audit_log.app, name="audit-log")
 _settings = load
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from returnbridge import __version__
+
+        out.print(f"returnbridge {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_show_version, is_eager=True,
+        help="Print the version and exit.")] = False,
+) -> None:
+    """Returns platforms (Loop Returns, ZigZag) to Khaos Control."""
 
 
 def _logging(settings: Settings) -> None:
@@ -51,14 +77,25 @@ def init(
     if path.exists() and not force:
         err.print(f"{path} already exists; use --force to overwrite it.")
         raise typer.Exit(1)
-    path.write_text(config_template(), encoding="utf-8")
-    out.print(f"Wrote {path}. Fill in the secrets, then run: returnbridge check-config")
+    # Owner-only from the first byte: the file will hold secrets.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # --force over an existing, more open file
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(config_template())
+    out.print(f"Wrote {path} (readable by you only). Fill in the secrets, then run: "
+              "returnbridge check-config")
 
 
 @app.command("check-config")
 def check_config(config: ConfigOpt = None) -> None:
     """Report every problem with the configuration, in plain words."""
-    from returnbridge.checks import Level, check_database, check_settings
+    from returnbridge.checks import (
+        Level,
+        check_database,
+        check_file_permissions,
+        check_settings,
+    )
+    from returnbridge.config import config_path
 
     try:
         settings = load_settings(config)
@@ -68,7 +105,8 @@ def check_config(config: ConfigOpt = None) -> None:
         for problem in exc.problems:
             err.print(f"  - {escape(problem)}", soft_wrap=True, highlight=False)
         raise typer.Exit(1) from None
-    findings = check_settings(settings) + check_database(settings)
+    findings = (check_settings(settings) + check_file_permissions(config_path(config))
+                + check_database(settings))
     colours = {Level.ERROR: "red", Level.WARNING: "yellow", Level.NOTE: "cyan"}
     for finding in findings:
         c = colours[finding.level]
@@ -126,6 +164,7 @@ def serve(
     from returnbridge.flows.durable import Durable, enqueue_event
     from returnbridge.flows.runtime import Runtime
     from returnbridge.web.app import create_app
+    from returnbridge.web.limits import uvicorn_options
 
     settings = _settings(config)
     _logging(settings)
@@ -136,7 +175,7 @@ def serve(
     try:
         uvicorn.run(create_app(rt, enqueue_event), host=host or settings.server.host,
                     port=port or settings.server.port, log_config=None,
-                    timeout_graceful_shutdown=10)
+                    **uvicorn_options(settings))
     finally:
         durable.stop()
         rt.close()
@@ -186,38 +225,58 @@ def returns_show(
     _print_return(view)
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _t(value: Any) -> str:
+    """Text from a return (SKUs, reasons, messages come from outside) made safe to print:
+    no Rich markup, no terminal escape codes."""
+    return escape(_CONTROL.sub("\N{REPLACEMENT CHARACTER}", str(value)))
+
+
 def _print_return(view: dict[str, Any]) -> None:
-    out.print(f"[bold]{view['associated_ref']}[/bold]  {view['source']} return "
-              f"{view['source_return_id']}, order {view['order_ref']}", highlight=False)
-    out.print(f"state {view['state']} (source: {view['source_state']}), Khaos: "
-              f"[bold]{view['khaos_status']}[/bold]"
-              + (f", waiting: {view['waiting_for']}" if view["waiting_for"] else ""))
+    cur = _t(view["currency"])
+    out.print(f"[bold]{_t(view['associated_ref'])}[/bold]  {_t(view['source'])} return "
+              f"{_t(view['source_return_id'])}, order {_t(view['order_ref'])}", highlight=False)
+    out.print(f"state {_t(view['state'])} (source: {_t(view['source_state'])}), Khaos: "
+              f"[bold]{_t(view['khaos_status'])}[/bold]"
+              + (f", waiting: {_t(view['waiting_for'])}" if view["waiting_for"] else ""),
+              highlight=False)
     for line in view["lines"]:
-        out.print(f"  {line['quantity']} x {line['sku']} @ {line['unit_gross']} "
-                  f"{view['currency']}  reason {line['reason']!r} -> Khaos reason "
-                  f"{line['khaos_reason_id'] or '(unmapped)'}", highlight=False)
+        out.print(f"  {_t(line['quantity'])} x {_t(line['sku'])} @ {_t(line['unit_gross'])} "
+                  f"{cur}  reason {_t(repr(line['reason']))} -> Khaos reason "
+                  f"{_t(line['khaos_reason_id'] or '(unmapped)')}", highlight=False)
     if view["credit_note"]["code"]:
-        out.print(f"  credit note {view['credit_note']['code']} "
-                  f"({view['credit_note']['value'] or '?'} {view['currency']})", highlight=False)
+        stage = view["credit_note"].get("stage")
+        out.print(f"  credit note {_t(view['credit_note']['code'])} "
+                  f"({_t(view['credit_note']['value'] or '?')} {cur})"
+                  + (f", stage {_t(stage)}" if stage else ""), highlight=False)
+    asked = view.get("refund_request")
+    if asked:
+        out.print(f"  refund requested by {_t(view['source'])}: "
+                  f"{_t(asked.get('amount') or 'the credited amount')} "
+                  f"{_t(asked.get('currency') or view['currency'])} to "
+                  f"{_t(str(asked.get('method', '')).replace('_', ' '))}", highlight=False)
     for r in view.get("refunds", []):
         who = "by returnbridge" if r["origin"] == "returnbridge" else "outside returnbridge"
-        out.print(f"  refund {r['amount']} {r['currency']} {who} ({r['provider']} "
-                  f"{r['provider_refund_id'] or '-'})", highlight=False)
+        out.print(f"  refund {_t(r['amount'])} {_t(r['currency'])} {who} "
+                  f"({_t(r['provider'])} {_t(r['provider_refund_id'] or '-')})",
+                  highlight=False)
     for item in view.get("reconciliation_items", []):
         ref = f" {item['reference']}" if item["reference"] else ""
-        out.print(escape(f"  reconciliation [{item['status']}] {item['category']} "
-                         f"{item['amount']} {item['currency']}{ref}: {item['note']}"),
+        out.print(_t(f"  reconciliation [{item['status']}] {item['category']} "
+                     f"{item['amount']} {item['currency']}{ref}: {item['note']}"),
                   highlight=False, soft_wrap=True)
     if view.get("follow_up_of"):
-        out.print(f"  follow-up of {view['follow_up_of']}", highlight=False)
+        out.print(f"  follow-up of {_t(view['follow_up_of'])}", highlight=False)
     for ref in view.get("follow_ups", []):
-        out.print(f"  follow-up document {ref}", highlight=False)
+        out.print(f"  follow-up document {_t(ref)}", highlight=False)
     for t in view["timeline"]:
-        out.print(f"  {t['at'][:19]}  {t['kind']:<18} {escape(t['message'])}", highlight=False,
-                  soft_wrap=True)
+        out.print(f"  {_t(t['at'][:19])}  {_t(t['kind']):<18} {_t(t['message'])}",
+                  highlight=False, soft_wrap=True)
     for e in view["open_exceptions"]:
-        out.print(f"  [red]{e['type']}[/red] ({e['owner']}): {escape(e['message'])} "
-                  f"Next: {escape(e['next_action'])}", highlight=False, soft_wrap=True)
+        out.print(f"  [red]{_t(e['type'])}[/red] ({_t(e['owner'])}): {_t(e['message'])} "
+                  f"Next: {_t(e['next_action'])}", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -12,10 +12,18 @@ import os
 import re
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -31,11 +39,56 @@ CONFIG_ENV = "RB_CONFIG"
 DISPOSITIONS = ("restock", "resale_hold", "write_off", "recycle", "donate", "missing", "unknown")
 
 
+FILE_SUFFIX = "_file"
+
+
+def _secret_field(model: type[BaseModel], name: str) -> bool:
+    """Whether ``name`` may be read from a file: secrets, lists of secrets, database URLs."""
+    info = model.model_fields.get(name)
+    if info is None:
+        return False
+    return "SecretStr" in repr(info.annotation) or name in getattr(model, "_FILE_KEYS", ())
+
+
+def _read_secret_file(key: str, path: Any, as_list: bool) -> Any:
+    try:
+        text = Path(str(path)).expanduser().read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ValueError(f"{key} = {str(path)!r} cannot be read: {exc.strerror or exc}") from None
+    if as_list:  # one secret per line; blank lines and # comments ignored
+        return [line.strip() for line in text.splitlines()
+                if line.strip() and not line.strip().startswith("#")]
+    return text.strip("\r\n")
+
+
 class _Section(BaseModel):
+    """A configuration section. Every secret key ``x`` may instead be given as ``x_file``: a
+    path whose content is the value (Docker and Kubernetes secrets); for a list of secrets,
+    one per line."""
+
     model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets_from_files(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        for key in [k for k in data if isinstance(k, str) and k.endswith(FILE_SUFFIX)]:
+            name = key[: -len(FILE_SUFFIX)]
+            if not _secret_field(cls, name):
+                continue  # left in place: "not a known setting"
+            path = data.pop(key)
+            if path in ("", None):
+                continue
+            if data.get(name) not in (None, "", []):
+                raise ValueError(f"{name} and {key} are both set; keep one")
+            as_list = "list" in repr(cls.model_fields[name].annotation)
+            data[name] = _read_secret_file(key, path, as_list)
+        return data
 
 
 class DatabaseSettings(_Section):
+    _FILE_KEYS: ClassVar[tuple[str, ...]] = ("url", "system_url")  # may carry a password
     url: str = Field(
         "sqlite:///returnbridge.db",
         description="Where returnbridge keeps its data. SQLite (a file, WAL mode) by default; "
@@ -71,8 +124,28 @@ class ServerSettings(_Section):
         description="How often this process looks for queued events to apply, in seconds.",
     )
     max_body_bytes: int = Field(
-        5_000_000, ge=1024, description="Largest webhook or upload body accepted, in bytes."
-    )
+        1_000_000, ge=1024, description="Largest webhook body accepted (/webhooks/*), in "
+        "bytes. Larger bodies get 413 before they are read. Khaos pushes have their own "
+        "limit, [khaos].max_push_bytes.")
+    max_api_body_bytes: int = Field(
+        65_536, ge=1024, description="Largest body accepted on every other route "
+        "(/api/v1 and the rest), in bytes.")
+    body_read_timeout_seconds: float = Field(
+        30.0, gt=0, le=3600, description="Longest wait for the next piece of a request "
+        "body; a client that stops sending gets 408 and its connection is closed.")
+    body_read_deadline_seconds: float = Field(
+        600.0, gt=0, le=86400, description="Longest time a whole request body may take to "
+        "arrive (large Khaos stock uploads over slow links need minutes).")
+    timeout_keep_alive_seconds: int = Field(
+        5, ge=1, le=600, description="Idle keep-alive connections are closed after this many "
+        "seconds (uvicorn timeout_keep_alive).")
+    limit_concurrency: int = Field(
+        200, ge=1, le=100_000, description="Most connections and requests handled at once; "
+        "beyond it the server answers 503 at once (uvicorn limit_concurrency). Put a reverse "
+        "proxy with its own limits in front (docs/operations.md).")
+    api_docs: bool = Field(
+        False, description="Serve the interactive API documentation at /api/docs and "
+        "/api/openapi.json (public when on). Off by default.")
 
 
 class ApiSettings(_Section):
@@ -82,8 +155,12 @@ class ApiSettings(_Section):
         "API refuses every request.",
     )
     metrics_token: SecretStr = Field(
-        SecretStr(""), description="Bearer token required on /metrics; empty: open."
+        SecretStr(""), description="Bearer token required on /metrics. Empty: /metrics "
+        "answers 403 unless metrics_public is true."
     )
+    metrics_public: bool = Field(
+        False, description="Serve /metrics without a token (only on a private network). "
+        "Ignored when metrics_token is set.")
 
 
 class LoopSettings(_Section):
@@ -349,6 +426,21 @@ class ZigZagSettings(_Section):
     fallback_customer_urn: str = Field(
         "", description="Khaos customer URN used when a ZigZag customer cannot be matched."
     )
+    store_credit_action: Literal["finance_task", "shopify_store_credit", "gift_card"] = Field(
+        "finance_task",
+        description="What the refund gate does when ZigZag asks for store credit (or a gift "
+        "card) instead of money back: 'shopify_store_credit' credits the customer's Shopify "
+        "store credit account, 'gift_card' issues a Shopify gift card to the customer, "
+        "'finance_task' opens a finance_task exception naming the amount, the customer and "
+        "the credit note for finance to settle by hand. Never a card refund.",
+    )
+    refund_without_request: bool = Field(
+        False,
+        description="Refund the confirmed credit note value to the original payment even "
+        "when ZigZag sent no RefundRequested event. Only for retailers whose ZigZag contract "
+        "has no refund event; otherwise a return without a refund request is not paid and "
+        "shows 'waiting for the platform's refund decision'.",
+    )
     warehouse_dc_codes: dict[str, str] = Field(
         default_factory=dict,
         description="Khaos SiteID -> ZigZag warehouseDcCode for the live-exchange stock "
@@ -418,6 +510,22 @@ class KhaosSettings(_Section):
         48.0, gt=0, le=24 * 90,
         description="Hours a served return may wait for confirmation that Khaos imported it "
         "before 'khaos_import_unconfirmed' opens.",
+    )
+    cleared_credit_note_stages: list[str] = Field(
+        default_factory=lambda: ["16", "70", "71", "72", "73", "Issue", "Issue invoices",
+                                 "Issued", "Issued - current", "Issued - archived",
+                                 "Archived", "Complete"],
+        description="Credit-note stages that count as cleared (matched against the stage "
+        "ID or its description, ignoring case). Only a cleared credit note confirms a "
+        "return ('credit_confirmed') and releases its refund; one seen at another stage (e.g. "
+        "20 Processing) is recorded and waited for. A confirmation that carries no stage "
+        "(operator, credit-note file) counts as cleared.",
+    )
+    credit_note_sla_hours: float = Field(
+        72.0, gt=0, le=24 * 90,
+        description="Hours a return may stay imported in Khaos without a cleared credit "
+        "note before 'credit_note_missing' opens (someone has to process the return in "
+        "Khaos, or the credit note is stuck at a stage that does not count as cleared).",
     )
     timezone: str = Field(
         "Europe/London",
@@ -638,11 +746,6 @@ class ReconciliationSettings(_Section):
         7, ge=0, description="Days after the platform processed or closed a return by which "
         "its Khaos credit note must be cleared (else credit_note_not_cleared).",
     )
-    cleared_stages: list[str] = Field(
-        default_factory=lambda: ["Processed", "Complete", "Completed", "Paid"],
-        description="Khaos credit-note stages (OrderStatusUpload/SOAP stage names) that "
-        "count as cleared, besides a confirmed credit note.",
-    )
     stage_age_hours: dict[str, float] = Field(
         default_factory=lambda: {"pending": 48.0, "ready": 6.0, "served": 24.0,
                                  "imported": 336.0, "received_not_graded": 72.0,
@@ -659,6 +762,15 @@ class ReconciliationSettings(_Section):
         True, description="Read each returned order's refunds from Shopify (refunds made "
         "by hand included) when Shopify is configured.",
     )
+
+
+class AuditSettings(_Section):
+    hmac_key: SecretStr = Field(
+        SecretStr(""), description="Key sealing the audit log's anchor (HMAC-SHA256), so that "
+        "editing an entry and recomputing the chain is detected by 'returnbridge audit-log "
+        "verify'. At least 32 random characters (e.g. 'openssl rand -hex 32'); keep it out "
+        "of the database's backups. Empty: edits are detected only if the chain was not "
+        "recomputed.")
 
 
 class LogSettings(_Section):
@@ -686,6 +798,7 @@ class Settings(BaseSettings):
     policy: PolicySettings = Field(default_factory=PolicySettings)
     shopify: ShopifySettings = Field(default_factory=ShopifySettings)
     reconciliation: ReconciliationSettings = Field(default_factory=ReconciliationSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 
     def secret_values(self) -> list[str]:

@@ -27,6 +27,7 @@ _SECTION_INTRO = {
     "shopify": "Shopify Admin API (refunds made by returnbridge after the credit note).",
     "reconciliation": "Three-way reconciliation: the daily continuous check and the "
     "month-end pack (docs/reconciliation.md).",
+    "audit": "Audit log integrity ('returnbridge audit-log verify').",
     "log": "Logging.",
 }
 
@@ -160,6 +161,14 @@ def configuration_markdown() -> str:
         "`returnbridge check-config` explains every problem it finds.",
         "",
         "Secrets (marked 🔒) are never written to logs, error messages or the database.",
+        "",
+        "**Secrets from files.** Every secret key (and `[database].url` / `system_url`) can",
+        "instead be given as the same key with `_file` appended, naming a file whose content",
+        "is the value: Docker and Kubernetes secrets, e.g. `api_key_file =",
+        "\"/run/secrets/loop_api_key\"` or `RB_LOOP__WEBHOOK_SECRETS_FILE=/run/secrets/loop`.",
+        "For a list of secrets (`[loop].webhook_secrets`, `[api].tokens`) the file holds one",
+        "per line (blank lines and `#` comments ignored). Setting both a key and its `_file`",
+        "is an error.",
         "",
     ]
     for section, section_info in _fields(Settings):

@@ -56,6 +56,18 @@ class _RedactingFilter(logging.Filter):
         return True
 
 
+class _RedactingFormatter(logging.Formatter):
+    """Redacts the whole formatted record, including a traceback's text (exception
+    messages and local reprs can carry a password or a token)."""
+
+    def __init__(self, redactor: Redactor, fmt: str) -> None:
+        super().__init__(fmt)
+        self.redactor = redactor
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self.redactor.text(super().format(record))
+
+
 class _CurrentStderr:
     """Writes to whatever ``sys.stderr`` is *now*: tests and CLI runners swap it and close
     the old one, and a logger holding on to a closed stream would crash."""
@@ -80,8 +92,8 @@ def configure(level: str = "INFO", fmt: str = "auto", secrets: Iterable[str] = (
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,  # first, so tracebacks are redacted too
             redactor,
-            structlog.processors.format_exc_info,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
@@ -92,7 +104,8 @@ def configure(level: str = "INFO", fmt: str = "auto", secrets: Iterable[str] = (
     root.setLevel(level)
     handler = logging.StreamHandler(_CurrentStderr())
     handler.addFilter(_RedactingFilter(redactor))
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(_RedactingFormatter(
+        redactor, "%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.handlers = [handler]
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "dbos"):
         lg = logging.getLogger(name)

@@ -91,10 +91,17 @@ def test_demo_exits_zero_and_shows_khaos_imports() -> None:
         timeout=120, check=False, env={**os.environ, "COLUMNS": "200"})
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    # refund, exchange, multi-unit, store credit, closed, keep item (Loop) and one ZigZag
-    # return are imported; the cancelled Loop return is never sent.
-    assert "the Khaos sandbox imported 7 and refused 0" in out
+    # refund, exchange, multi-unit, store credit, closed, keep item (Loop) and three ZigZag
+    # returns are imported; the cancelled Loop return is never sent.
+    assert "the Khaos sandbox imported 9 and refused 0" in out
     assert "imported, credit note CN0000" in out
-    assert "Desktop SOAP sweep: 7 credit note(s) confirmed" in out
-    assert "1 Shopify refund(s)" in out and "[returnbridge-refund-ZZ-RTN-000123]" in out
-    assert out.rstrip().endswith("-> done.")
+    assert "desktop SOAP sweep: 9 credit note(s) confirmed" in out
+    # Money safety: a partial request is paid as asked, store credit is never a card
+    # refund, a goodwill refund holds the refund while the stock still moves.
+    assert "ZigZag asked for 80.00 GBP -> 1 Shopify refund(s) of 80.00 GBP" in out
+    assert "[returnbridge-refund-ZZ-RTN-000123]" in out
+    assert "44.99 GBP credited to the customer's Shopify store credit, 0 card refund(s)" in out
+    assert "refund held for finance (duplicate_refund_suspected, owner finance)" in out
+    assert "stock moved in Khaos: True" in out
+    assert "30D24LRED: 10 before, 13 after" in out
+    assert out.rstrip().endswith("All checks passed.")

@@ -49,7 +49,8 @@ def test_sigkill_between_refund_call_and_store_still_pays_once(db_url: str,
         sender = ZigZagSender.for_settings(f"{service.base_url}/webhooks/zigzag",
                                            ZigZagSettings(webhook_secret=ZIGZAG_SECRET))
         items = [SampleItem("30D24LRED", unit_price="44.99", unit_tax="7.50")]
-        assert all(r.status_code == 200 for r in sender.deliver(journey("RTN-900", items)))
+        assert all(r.status_code == 200 for r in sender.deliver(
+            journey("RTN-900", items, refund_requested=True)))
         sender.close()
         wait_for_status(service.base_url, ref, "ready")
         with httpx.Client(base_url=service.base_url, auth=(KHAOS_USER, KHAOS_PASSWORD),
@@ -75,7 +76,10 @@ def test_sigkill_between_refund_call_and_store_still_pays_once(db_url: str,
         calls = shopify.refund_calls(key)
         assert len(calls) == 2 and calls[1].replayed
         assert len(shopify.order("#100085875").refunds) == 1
-        assert [t for t in view["timeline"] if t["kind"] == "refund"]
+        (paid,) = [t["message"] for t in view["timeline"]
+                   if t["kind"] == "refund" and "in Shopify" in t["message"]]
+        (refund,) = shopify.order("#100085875").refunds
+        assert f"(refund {refund.id}), tagged with credit note CN000900" in paid
     finally:
         service.stop()
         shopify.stop()

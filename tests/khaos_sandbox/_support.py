@@ -6,6 +6,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import httpx
+
 from returnbridge.flows.runtime import Runtime
 from returnbridge.sandbox.khaos.emulator import KhaosSandbox
 from returnbridge.sandbox.loop.samples import CATALOGUE, REASONS, Scenario, return_payload
@@ -30,6 +32,16 @@ def make_sandbox(app: LiveApp, *, skip_skus: tuple[str, ...] = (),
                            levels={RETURNS_SITE: 10, OTHER_SITE: 10})
     khaos.add_customer("LOOPWEB", "webshop@example.com", "Web shop customers")
     return khaos
+
+
+def warehouse_process(khaos: KhaosSandbox, associated_ref: str) -> None:
+    """The warehouse books the goods in and clicks Process on the return in Khaos (over the
+    sandbox's HTTP interface; its SOAP service must be running)."""
+    record = khaos.return_for(associated_ref)
+    assert record is not None, associated_ref
+    base = khaos.state_url.removesuffix("/state")
+    answer = httpx.post(f"{base}/state/process/{record.return_code}", timeout=10)
+    assert answer.status_code == 200, answer.text
 
 
 def return_id_with_reason(start: int, damaged: bool) -> int:

@@ -32,6 +32,7 @@ from tests.khaos_sandbox._support import (
     refund,
     return_id_with_reason,
     send_returns,
+    warehouse_process,
 )
 
 
@@ -137,7 +138,7 @@ def test_cli_imports_a_credit_note_file(runtime_factory: Callable[..., Runtime],
 
 
 def test_sla_exception_opens_once_and_confirmation_resolves_it(
-        runtime_factory: Callable[..., Runtime]) -> None:
+        runtime_factory: Callable[..., Runtime], credit_note_at: str) -> None:
     with live(runtime_factory, khaos={"credit_confirm_sla_hours": 24}) as app:
         [ref] = served(app, 1400)
         rt = app.rt
@@ -150,14 +151,16 @@ def test_sla_exception_opens_once_and_confirmation_resolves_it(
         assert exc["owner"] == "ops"
         assert exc["next_action"] == CATALOGUE["khaos_import_unconfirmed"].next_action
         # Khaos finally imports it: a user retries the import, Khaos asks for it by name.
-        khaos = make_sandbox(app)
+        khaos = make_sandbox(app, credit_note_at=credit_note_at)
         try:
             assert khaos.retry_specific([ref]) == 1
             with KhaosSoapClient(khaos.serve_soap(), timeout=5) as soap:
+                seen = sweep_unconfirmed(rt, soap)
+                warehouse_process(khaos, ref)  # the goods are booked in: credit note cleared
                 result = sweep_unconfirmed(rt, soap)
         finally:
             khaos.close()
-    assert result.confirmed == 1
+    assert (seen.imported, seen.confirmed, result.confirmed) == (1, 0, 1)
     assert not [e for e in exception_list(rt) if e["type"] == "khaos_import_unconfirmed"]
     [resolved] = exception_list(rt, "resolved")
     assert resolved["type"] == "khaos_import_unconfirmed"
@@ -166,21 +169,24 @@ def test_sla_exception_opens_once_and_confirmation_resolves_it(
 
 
 def test_sweep_marks_imported_then_confirms_and_flags_a_changed_value(
-        runtime_factory: Callable[..., Runtime]) -> None:
+        runtime_factory: Callable[..., Runtime], credit_note_at: str) -> None:
     with live(runtime_factory) as app:
         [ref, missing] = send_returns(app, [
             refund(return_id_with_reason(1500, damaged=False), "SCARF-GRY"),
             refund(return_id_with_reason(1504, damaged=False), "SCARF-GRY")])
-        khaos = make_sandbox(app)
+        khaos = make_sandbox(app, credit_note_at=credit_note_at)
         try:
             khaos.poll_once()
             khaos.state.returns.pop(missing)  # deleted in Khaos before anyone looked
             khaos.set_credit_value(ref, "30.00")
             with KhaosSoapClient(khaos.serve_soap(), timeout=5) as soap:
+                imported = sweep_unconfirmed(app.rt, soap)
+                warehouse_process(khaos, ref)
                 result = sweep_unconfirmed(app.rt, soap)
                 again = sweep_unconfirmed(app.rt, soap)
         finally:
             khaos.close()
+    assert (imported.imported, imported.confirmed) == (1, 0)  # no cleared credit note yet
     assert (result.confirmed, result.not_found) == (1, [missing])
     assert (again.checked, again.confirmed) == (1, 0)
     shown = view(app.rt, ref)
@@ -220,3 +226,108 @@ def test_pushed_credit_note_statuses_confirm(runtime_factory: Callable[..., Runt
     assert shown["khaos_status"] == "credit_confirmed"
     assert shown["credit_note"]["code"] == "CN000900"  # type: ignore[index]
     assert view(rt, other)["khaos_status"] == "served"
+
+
+def test_a_credit_note_is_confirmed_only_once_its_stage_counts_as_cleared(
+        runtime_factory: Callable[..., Runtime], credit_note_at: str) -> None:
+    """Raised at import (stage Processing) or only on processing: either way a Loop return
+    is credit-confirmed when its credit note clears, never while it is still Processing."""
+    with live(runtime_factory) as app:
+        [ref] = send_returns(app, [refund(return_id_with_reason(1800, damaged=False))])
+        khaos = make_sandbox(app, credit_note_at=credit_note_at)
+        try:
+            khaos.poll_once()
+            record = khaos.return_for(ref)
+            assert record is not None
+            assert bool(record.credit_note_code) is (credit_note_at == "import")
+            with KhaosSoapClient(khaos.serve_soap(), timeout=5) as soap:
+                sweep_unconfirmed(app.rt, soap)
+                sweep_unconfirmed(app.rt, soap)
+                before = view(app.rt, ref)
+                warehouse_process(khaos, ref)
+                sweep_unconfirmed(app.rt, soap)
+        finally:
+            khaos.close()
+    assert before["khaos_status"] == "imported"
+    seen = [t["message"] for t in before["timeline"]  # type: ignore[attr-defined]
+            if t["kind"] == "credit_note"]
+    if credit_note_at == "import":  # recorded once, with its code and stage
+        assert seen == [f"credit note {record.credit_note_code} seen at stage 20 Processing, "
+                        "which does not count as cleared ([khaos].cleared_credit_note_stages); "
+                        "waiting for it to clear (soap: ExportOrderStatusEx)"]
+    else:
+        assert seen == []
+    after = view(app.rt, ref)
+    assert after["khaos_status"] == "credit_confirmed"
+    assert after["credit_note"] == {"code": record.credit_note_code, "value": "39.50",
+                                    "stage": "16 Issue invoices"}
+
+
+def test_a_configured_stage_rule_decides_what_counts_as_cleared(
+        runtime_factory: Callable[..., Runtime]) -> None:
+    with live(runtime_factory, khaos={"cleared_credit_note_stages": ["20", "16"]}) as app:
+        [ref] = send_returns(app, [refund(return_id_with_reason(1900, damaged=False))])
+        khaos = make_sandbox(app, credit_note_at="import")
+        try:
+            khaos.poll_once()
+            with KhaosSoapClient(khaos.serve_soap(), timeout=5) as soap:
+                result = sweep_unconfirmed(app.rt, soap)
+        finally:
+            khaos.close()
+    assert result.confirmed == 1
+    assert view(app.rt, ref)["credit_note"]["stage"] == "20 Processing"  # type: ignore[index]
+
+
+def test_imported_without_a_cleared_credit_note_past_its_sla_is_an_exception(
+        runtime_factory: Callable[..., Runtime], credit_note_at: str) -> None:
+    with live(runtime_factory, khaos={"credit_note_sla_hours": 24}) as app:
+        [ref] = send_returns(app, [refund(return_id_with_reason(2000, damaged=False))])
+        khaos = make_sandbox(app, credit_note_at=credit_note_at)
+        try:
+            khaos.poll_once()
+            record = khaos.return_for(ref)
+            assert record is not None
+            with KhaosSoapClient(khaos.serve_soap(), timeout=5) as soap:
+                sweep_unconfirmed(app.rt, soap)
+                assert check_sla(app.rt) == 0
+                later = utcnow() + timedelta(hours=25)
+                assert check_sla(app.rt, now=later) == 1
+                check_sla(app.rt, now=later + timedelta(hours=1))
+                [missing] = [e for e in exception_list(app.rt)
+                             if e["type"] == "credit_note_missing"]
+                warehouse_process(khaos, ref)
+                sweep_unconfirmed(app.rt, soap)
+        finally:
+            khaos.close()
+    assert missing["owner"] == "finance" and missing["count"] == 1
+    assert missing["associated_ref"] == ref
+    assert f"Khaos return {record.return_code}" in missing["message"]
+    assert "Process return" in missing["message"] or "Move credit note" in missing["message"]
+    assert not [e for e in exception_list(app.rt) if e["type"] == "credit_note_missing"]
+    assert view(app.rt, ref)["khaos_status"] == "credit_confirmed"
+
+
+def test_sandbox_order_status_pushes_carry_the_credit_note_and_its_stage(
+        runtime_factory: Callable[..., Runtime], credit_note_at: str) -> None:
+    with live(runtime_factory) as app:
+        [ref] = send_returns(app, [refund(return_id_with_reason(2100, damaged=False))])
+        khaos = make_sandbox(app, credit_note_at=credit_note_at, push_order_statuses=True)
+        try:
+            khaos.poll_once()  # imported: pushed
+            confirm_from_order_statuses(app.rt)
+            before = view(app.rt, ref)
+            khaos.serve_soap()
+            warehouse_process(khaos, ref)  # processed: pushed again, now with a cleared note
+            record = khaos.return_for(ref)
+        finally:
+            khaos.close()
+        with app.rt.sessions() as s:
+            pushed = s.scalars(select(KhaosOrderStatus).where(
+                KhaosOrderStatus.associated_ref == ref)).all()
+            assert [(p.order_type, p.invoice_code, p.stage) for p in pushed] == [
+                ("2", record.credit_note_code, "Issue")]
+        confirm_from_order_statuses(app.rt)
+    assert before["khaos_status"] == "imported"
+    after = view(app.rt, ref)
+    assert after["khaos_status"] == "credit_confirmed"
+    assert after["credit_note"]["code"] == record.credit_note_code  # type: ignore[index]

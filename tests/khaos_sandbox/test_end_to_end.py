@@ -17,28 +17,37 @@ from tests.khaos_sandbox._support import (
     refund,
     return_id_with_reason,
     send_returns,
+    warehouse_process,
 )
 
 
-def test_credit_note_code_appears_after_one_poll_and_one_sweep(
-        runtime_factory: Callable[..., Runtime]) -> None:
+def test_loop_journey_credit_note_confirmed_once_the_warehouse_processes_the_return(
+        runtime_factory: Callable[..., Runtime], credit_note_at: str) -> None:
+    """Loop -> served -> imported unprocessed (ProcessReturn false) -> the warehouse books
+    the goods in and processes it -> the sweep confirms the cleared credit note. Whether
+    Khaos raised the credit note at import (stage Processing) or only on processing, the
+    return is never credit-confirmed before it is processed."""
     with live(runtime_factory) as app:
         [ref] = send_returns(app, [refund(return_id_with_reason(500, damaged=False),
                                           "SCARF-GRY")])
-        khaos = make_sandbox(app)
+        khaos = make_sandbox(app, credit_note_at=credit_note_at)
         try:
             assert khaos.poll_once() == 1 and not khaos.failures
+            with KhaosSoapClient(khaos.serve_soap(), timeout=5) as soap:
+                first = sweep_unconfirmed(app.rt, soap)
+                warehouse_process(khaos, ref)
+                result = sweep_unconfirmed(app.rt, soap)
             record = khaos.return_for(ref)
             assert record is not None and record.credit_note_code.startswith("CN")
-            with KhaosSoapClient(khaos.serve_soap(), timeout=5) as soap:
-                result = sweep_unconfirmed(app.rt, soap)
-            assert (result.checked, result.confirmed, result.calls) == (1, 1, 1)
             with app.api() as api:
                 view = api.get(f"/api/v1/returns/{ref}").json()
         finally:
             khaos.close()
+    assert (first.checked, first.imported, first.confirmed) == (1, 1, 0)
+    assert (result.checked, result.confirmed, result.calls) == (1, 1, 1)
     assert view["khaos_status"] == "credit_confirmed"
     assert view["credit_note"]["code"] == record.credit_note_code
+    assert view["credit_note"]["stage"] == "16 Issue invoices"
     assert Decimal(view["credit_note"]["value"]) == Decimal("39.50")
     moves = [t["message"] for t in view["timeline"] if t["kind"] == "khaos_status"]
     assert moves[-2].startswith("served -> imported") and "soap" in moves[-2]
@@ -95,16 +104,22 @@ def test_move_stock_on_issue_waits_for_the_issue(
 
 
 def test_exchange_creates_an_exchange_order_and_reserves_its_stock(
-        runtime_factory: Callable[..., Runtime]) -> None:
+        runtime_factory: Callable[..., Runtime], credit_note_at: str) -> None:
     from returnbridge.sandbox.loop.samples import Scenario, return_payload
 
     with live(runtime_factory) as app:
         [ref] = send_returns(app, [return_payload(800, Scenario("exchange", ("JEAN-IND-32",)))])
-        khaos = make_sandbox(app)
+        khaos = make_sandbox(app, credit_note_at=credit_note_at)
         try:
             assert khaos.poll_once() == 1, khaos.failures
             record = khaos.return_for(ref)
-            assert record is not None and record.exchange is not None
+            assert record is not None
+            # Khaos raises the exchange order with the credit note: at import, or when the
+            # warehouse processes the return.
+            assert (record.exchange is not None) is (credit_note_at == "import")
+            khaos.serve_soap()
+            warehouse_process(khaos, ref)
+            assert record.exchange is not None
             assert record.exchange.order_code.startswith("SO")
             [(sku, _, qty)] = record.exchange.items
             assert khaos.level(sku) == 10 - qty

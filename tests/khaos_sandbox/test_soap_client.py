@@ -25,7 +25,7 @@ from tests.khaos_sandbox.test_sandbox_import import variant
 @pytest.fixture
 def khaos() -> Iterator[KhaosSandbox]:
     sandbox = KhaosSandbox("http://127.0.0.1:9/unused", "u", "p",
-                           reasons={"6": "restock", "7": "write_off"})
+                           reasons={"6": "restock", "7": "write_off"}, credit_note_at="import")
     sandbox.add_item("B0714PRW7R", other_ref="AMZ-1", barcodes=("5012345678900",),
                      levels={1: 5, 2: 1})
     sandbox.add_item("B0714PRW7R-10", levels={1: 5}, publish_on_web=True)
@@ -67,6 +67,21 @@ def test_order_status_by_associated_ref_finds_the_credit_note(
     assert credit[0].company_code == "TOMA"
     assert credit[0].invoices[0].stage_id == "20"  # not processed yet
     assert any(s.order_type == 1 for s in statuses)  # its exchange order
+
+
+def test_credit_note_raised_only_on_processing_has_no_invoice_before(
+        khaos: KhaosSandbox, soap: KhaosSoapClient) -> None:
+    khaos.set_credit_note_at("process")
+    khaos.state.import_document({"ApiVersion": 1000, "Returns": [variant("AREF-3")]})
+    record = khaos.return_for("AREF-3")
+    assert record is not None and record.credit_note_code == ""
+    [before] = [s for s in soap.export_order_status_by_ref("AREF-3") if s.is_credit_note]
+    assert (before.order_code, before.credit_note_code, before.invoices) == (
+        record.return_code, "", ())
+    soap.process_return(record.return_code, "PSP-REF-3")
+    [after] = [s for s in soap.export_order_status_by_ref("AREF-3") if s.is_credit_note]
+    assert after.credit_note_code == record.credit_note_code != ""
+    assert (after.invoices[0].stage_id, after.invoices[0].stage_desc) == ("16", "Issue invoices")
 
 
 def test_process_return_and_its_documented_faults(

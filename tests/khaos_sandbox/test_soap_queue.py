@@ -28,12 +28,15 @@ def test_queued_sweep_confirms_through_dbos(runtime_factory: Callable[..., Runti
     with live(runtime_factory) as app:
         refs = send_returns(app, [refund(return_id_with_reason(3000 + 4 * i, damaged=False))
                                   for i in range(3)])
-        khaos = make_sandbox(app)
+        # Credit notes raised at import, and this installation counts stage Processing as
+        # cleared, so one sweep confirms them (the queue is what is tested here).
+        khaos = make_sandbox(app, credit_note_at="import")
         try:
             khaos.poll_once()
             soap_url = khaos.serve_soap()
             rt = runtime_factory(khaos={"soap_url": soap_url, "soap_refs_per_call": 2,
-                                        "soap_calls_per_minute": 600},
+                                        "soap_calls_per_minute": 600,
+                                        "cleared_credit_note_stages": ["20"]},
                                  server={"queue_poll_seconds": 0.1})
             durable = Durable(rt, worker=True, pump_interval=3600)
             durable.start()

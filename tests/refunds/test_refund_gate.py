@@ -69,7 +69,7 @@ def _send(app: LiveApp, payloads: list[dict[str, Any]]) -> None:
 
 
 def _graded_and_credited(app: LiveApp, ref: str, code: str = "CN000123") -> None:
-    _send(app, journey(ref, ITEMS))
+    _send(app, journey(ref, ITEMS, refund_requested=True))
     page = serve_page(app.rt)
     assert f"ZZ-{ref}" in page.refs
     confirm_credit(app.rt, f"ZZ-{ref}", code, Decimal("44.99"), "finance@shop", "test")
@@ -113,15 +113,20 @@ def test_credit_note_first_then_exactly_one_refund_tagged_with_its_code(
     status, timeline, refunds = _row_state(app.rt, "ZZ-RTN-1")
     assert status == "done"
     assert [r.origin for r in refunds] == ["returnbridge"]
-    assert any("refunded 44.99 GBP in Shopify" in m for m in timeline)
+    assert any("refunded 44.99 GBP to the original payment in Shopify (refund "
+               f"{refund.id}), tagged with credit note CN000123" in m for m in timeline)
     assert any("finance records the refund against credit note CN000123" in m
                for m in timeline)
+    # Without desktop SOAP, recording the refund in Khaos is a visible task for finance.
+    (task,) = _open(app.rt, "finance_task")
+    assert task.owner == "finance" and refund.id in task.next_action
+    assert "CN000123" in task.next_action and "44.99 GBP" in task.next_action
 
 
 def test_no_refund_before_the_credit_note_is_confirmed(app: LiveApp,
                                                        shopify: ShopifySandbox) -> None:
     shopify.add_order(ORDER, "44.99")
-    _send(app, journey("RTN-2", ITEMS))
+    _send(app, journey("RTN-2", ITEMS, refund_requested=True))
     with _gate(app) as client:
         assert run_refund_gate(app.rt, "ZZ-RTN-2", client, None).action is Action.NOT_READY
     assert shopify.refund_calls() == []
@@ -206,12 +211,16 @@ def test_units_arriving_after_handover_become_a_follow_up_document(
     first = [SampleItem("30D24LRED", quantity=2, received=1, unit_price="44.99",
                         unit_tax="7.50")]
     _send(app, journey("RTN-8", first))
+    _send(app, [event("RefundRequested", "RTN-8", (), refund_amount="44.99",
+                      occurred_at=datetime(2026, 3, 12, tzinfo=UTC))])
     assert serve_page(app.rt).refs == ("ZZ-RTN-8",)
     # The second unit turns up a week later and is graded.
     late = [SampleItem("30D24LRED", quantity=2, received=2, unit_price="44.99",
                        unit_tax="7.50")]
     _send(app, [event("ReturnGraded", "RTN-8", late, seq=1,
-                      occurred_at=datetime(2026, 3, 20, tzinfo=UTC))])
+                      occurred_at=datetime(2026, 3, 20, tzinfo=UTC)),
+                event("RefundRequested", "RTN-8", (), refund_amount="44.99", seq=1,
+                      occurred_at=datetime(2026, 3, 21, tzinfo=UTC))])
     page = serve_page(app.rt)
     assert page.refs == ("ZZ-RTN-8-2",)  # never the same AssociatedRef twice
     with app.rt.sessions() as s:
@@ -243,6 +252,15 @@ def test_units_arriving_after_handover_become_a_follow_up_document(
         ("returnbridge", "44.99")]
 
 
+def _served_unprocessed(rt: Runtime, ref: str) -> None:
+    """A return Khaos imported unprocessed (served before returnbridge sent platform-graded
+    returns processed): the one case where ProcessReturn records the refund."""
+    with rt.sessions() as s, s.begin():
+        row = returns_repo.by_ref(s, ref)
+        assert row is not None
+        row.process_return = False
+
+
 class _KhaosAnsweringLate:
     """ProcessReturn works, but the first answer is lost (the process dies or the network
     drops); Khaos then says the return is already processed."""
@@ -266,6 +284,7 @@ def test_a_lost_process_return_answer_is_recorded_not_sent_to_finance(
 
     shopify.add_order(ORDER, "44.99")
     _graded_and_credited(app, "RTN-10")
+    _served_unprocessed(app.rt, "ZZ-RTN-10")
     khaos = _KhaosAnsweringLate()
     with _gate(app) as client:
         plan = plan_refund(app.rt, "ZZ-RTN-10", client)
@@ -290,6 +309,7 @@ def test_khaos_refusing_process_return_is_an_exception_for_finance(
         app: LiveApp, shopify: ShopifySandbox) -> None:
     shopify.add_order(ORDER, "44.99")
     _graded_and_credited(app, "RTN-11")
+    _served_unprocessed(app.rt, "ZZ-RTN-11")
     with _gate(app) as client:
         run_refund_gate(app.rt, "ZZ-RTN-11", client, _KhaosWithoutTheReturn())
     assert len(shopify.refund_calls()) == 1  # the customer is paid ...

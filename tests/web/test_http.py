@@ -131,8 +131,17 @@ def test_webhook_to_khaos_import_over_http(live_app: LiveApp) -> None:
         assert api.get("/api/v1/returns/LR-300").json()["khaos_status"] == "served"
 
 
-def test_probes(live_app: LiveApp) -> None:
-    with live_app.client() as c:
-        assert c.get("/healthz").json() == {"status": "ok"}
-        assert c.get("/readyz").json() == {"status": "ready"}
-        assert "returnbridge_webhooks_total" in c.get("/metrics").text
+def test_probes(runtime_factory: Any) -> None:
+    from returnbridge import __version__
+
+    app = start_live_app(runtime_factory, api={"metrics_token": "metrics-token-0123456789"})
+    try:
+        with app.client() as c:
+            assert c.get("/healthz").json() == {"status": "ok", "version": __version__}
+            assert c.get("/readyz").json() == {"status": "ready"}
+            assert c.get("/metrics").status_code == 401
+            metrics = c.get("/metrics",
+                            headers={"Authorization": "Bearer metrics-token-0123456789"})
+            assert "returnbridge_webhooks_total" in metrics.text
+    finally:
+        app.stop()

@@ -94,6 +94,13 @@ CATALOGUE: dict[str, ExceptionType] = {
             "exception with a note; otherwise retry it to pay.",
         ),
         ExceptionType(
+            "finance_task", Owner.FINANCE, Severity.WARNING,
+            "Money work returnbridge must not do itself: settle store credit the platform "
+            "asked for, or record a payment returnbridge made against its Khaos credit note.",
+            "Do what the task's next action says (it names the amount, the customer, the "
+            "credit note and the payment id), then resolve the task saying what you did.",
+        ),
+        ExceptionType(
             "tax_drift", Owner.FINANCE, Severity.WARNING,
             "Line values and the source's header total differ by more than the tolerance.",
             "Compare the return in the returns platform with the Khaos credit note and "
@@ -138,7 +145,8 @@ CATALOGUE: dict[str, ExceptionType] = {
         ExceptionType(
             "credit_note_not_cleared", Owner.FINANCE, Severity.WARNING,
             "The platform processed or closed the return, but its Khaos credit note is not "
-            "cleared (confirmed or at a cleared stage) after [reconciliation] "
+            "cleared (confirmed or at a [khaos] cleared_credit_note_stages stage) after "
+            "[reconciliation] "
             "credit_note_clear_days.",
             "Process the credit note in Khaos (or confirm it with 'returnbridge khaos "
             "confirm'); it resolves itself once Khaos reports it cleared.",

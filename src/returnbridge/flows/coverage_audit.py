@@ -162,9 +162,10 @@ class CoverageReport:
         }
 
     def to_csv(self) -> str:
-        """All sections in one long table; ``section`` says which one a row belongs to."""
+        """All sections in one long table; ``section`` says which one a row belongs to.
+        Text cells a spreadsheet would run as a formula are neutralised."""
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        writer = _SafeWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
         writer.writeheader()
         for r in self.reasons:
             writer.writerow({"section": "reason", "source": r.source, "reason": r.reason,
@@ -189,6 +190,21 @@ class CoverageReport:
                              "detail": f"site {s.site_id}, available {s.available}, "
                              f"{s.age_hours}h old"})
         return buf.getvalue()
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> object:
+    """A text cell that starts like a spreadsheet formula gets a leading apostrophe
+    (OWASP CSV injection); numbers are left alone."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+class _SafeWriter(csv.DictWriter):  # type: ignore[type-arg]
+    def writerow(self, rowdict: Any) -> Any:
+        return super().writerow({k: csv_cell(v) for k, v in rowdict.items()})
 
 
 CSV_COLUMNS = ["section", "source", "reason", "condition", "disposition", "sku", "returns",

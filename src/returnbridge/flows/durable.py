@@ -21,7 +21,7 @@ from dbos import DBOS, SetWorkflowID
 from returnbridge.flows import jobs, khaos_confirm, refund_workflow
 from returnbridge.flows.process import apply_event
 from returnbridge.flows.runtime import Runtime
-from returnbridge.store.db import is_sqlite, normalise_url, sqlite_path
+from returnbridge.store.db import create_private_file, is_sqlite, normalise_url, sqlite_path
 from returnbridge.store.events import pending_events
 
 log = structlog.get_logger(__name__)
@@ -93,7 +93,9 @@ def system_database_url(rt: Runtime) -> str:
     if is_sqlite(url):
         path = sqlite_path(url)
         base = path if path is not None else Path("returnbridge.db")
-        return f"sqlite:///{base.with_suffix('.dbos.sqlite')}"
+        system = base.with_suffix(".dbos.sqlite")
+        create_private_file(system)  # DBOS would create it world-readable
+        return f"sqlite:///{system}"
     return url
 
 

@@ -54,6 +54,9 @@ AWAITING = (KhaosStatus.SERVED.value, KhaosStatus.IMPORTED.value)
 CONFIRMED = (KhaosStatus.CREDIT_CONFIRMED.value, KhaosStatus.REFUND_RECORDED.value,
              KhaosStatus.DONE.value)
 CREDIT_NOTE_TYPES = {"2", "credit note", "creditnote", "credit_note"}
+# Stages only a processed return's credit note reaches (issue and issued; reference §2.3).
+PROCESSED_STAGES = frozenset({"16", "70", "71", "72", "73", "issue", "issue invoices", "issued",
+                              "issued - current", "issued - archived", "archived", "complete"})
 
 
 class Source(StrEnum):
@@ -94,6 +97,12 @@ class Evidence:
     value: Decimal | None = None
     return_code: str = ""  # Khaos return code (for ProcessReturn)
     details: dict[str, str] = field(default_factory=dict)
+    stage_id: str = ""  # the credit note's stage ("" = not reported: counts as cleared)
+    stage_desc: str = ""
+
+    @property
+    def stage(self) -> str:
+        return " ".join(p for p in (self.stage_id, self.stage_desc) if p)
 
 
 @dataclass(frozen=True)
@@ -156,6 +165,16 @@ def _resolve_unconfirmed(session: Session, row: ReturnRow, by: str, how: str) ->
     return len(open_rows)
 
 
+def is_cleared(settings: Settings, stage_id: str, stage_desc: str) -> bool:
+    """Whether a credit note at this stage counts as cleared
+    (``[khaos].cleared_credit_note_stages``, matched on the ID or the description). A
+    stage nobody reported (operator, credit-note file) counts as cleared."""
+    if not stage_id.strip() and not stage_desc.strip():
+        return True
+    cleared = {s.strip().casefold() for s in settings.khaos.cleared_credit_note_stages}
+    return stage_id.strip().casefold() in cleared or stage_desc.strip().casefold() in cleared
+
+
 def _evidence_json(ev: Evidence) -> dict[str, Any]:
     out: dict[str, Any] = {"source": ev.source.value, "actor": ev.actor, "reason": ev.reason}
     if ev.credit_note_code:
@@ -164,6 +183,8 @@ def _evidence_json(ev: Evidence) -> dict[str, Any]:
         out["value"] = str(ev.value)
     if ev.return_code:
         out["khaos_return_code"] = ev.return_code
+    if ev.stage:
+        out["credit_note_stage"] = ev.stage
     out.update(ev.details)
     return out
 
@@ -175,6 +196,8 @@ def apply_evidence(session: Session, rt: Runtime, row: ReturnRow, ev: Evidence) 
     if status in CONFIRMED:
         if code and row.credit_note_code and code != row.credit_note_code:
             return Outcome.CONFLICT
+        if code and ev.stage and ev.stage[:40] != row.credit_note_stage:
+            row.credit_note_stage = ev.stage[:40]  # e.g. issued since: keep it current
         return Outcome.ALREADY
     if status not in AWAITING:
         return Outcome.NOT_DELIVERED
@@ -191,18 +214,40 @@ def apply_evidence(session: Session, rt: Runtime, row: ReturnRow, ev: Evidence) 
         outcome = Outcome.IMPORTED
         audit.record(session, actor=ev.actor, action="khaos.return_imported",
                      subject=row.associated_ref, details=evidence)
+    if code and not is_cleared(rt.settings, ev.stage_id, ev.stage_desc):
+        if (code[:50], ev.stage[:40]) != (row.credit_note_code, row.credit_note_stage):
+            row.credit_note_code = code[:50]
+            row.credit_note_value = ev.value
+            row.credit_note_stage = ev.stage[:40]
+            returns_repo.add_timeline(
+                session, row, "credit_note",
+                f"credit note {code} seen at stage {ev.stage}, which does not count as "
+                f"cleared ([khaos].cleared_credit_note_stages); waiting for it to clear "
+                f"({ev.source.value}: {ev.reason})", evidence)
+            outcome = Outcome.IMPORTED if outcome is Outcome.ALREADY else outcome
+        code = ""
     if code:
         row.credit_note_code = code[:50]
         row.credit_note_value = ev.value
+        row.credit_note_stage = ev.stage[:40]
         row.credit_confirmed_at = now
         row.credit_source = ev.source.value
-        what = f"credit note {code}" + (f" for {ev.value}" if ev.value is not None else "")
+        what = (f"credit note {code}" + (f" for {ev.value}" if ev.value is not None else "")
+                + (f", stage {ev.stage}" if ev.stage else ""))
         returns_repo.set_khaos_status(session, row, KhaosStatus.CREDIT_CONFIRMED,
                                       f"{what} ({ev.source.value}: {ev.reason})", evidence)
         audit.record(session, actor=ev.actor, action="khaos.credit_confirmed",
                      subject=row.associated_ref, details=evidence)
         outcome = Outcome.CONFIRMED
         _check_amount(session, rt, row, ev)
+        for gone in session.scalars(select(ExceptionRow).where(
+                ExceptionRow.type == "credit_note_missing",
+                ExceptionRow.dedupe_key == f"{row.associated_ref}:credit-note",
+                ExceptionRow.status == "open")).all():
+            gone.status = "resolved"
+            gone.resolved_at = now
+            gone.resolved_by = ev.actor[:120]
+            gone.resolution = f"credit note {code} cleared ({ev.source.value})"
     if outcome is not Outcome.ALREADY:
         _resolve_unconfirmed(session, row, ev.actor,
                              f"Khaos import confirmed ({ev.source.value}: {ev.reason})")
@@ -290,9 +335,10 @@ def _soap_evidence(rt: Runtime, rec: OrderStatusRecord) -> Evidence:
     gross = rt.settings.khaos.unit_price == "Gross"
     value = rec.items_total if gross else (rec.items_total_net or rec.items_total)
     invoice = next((i for i in rec.invoices if i.code == rec.credit_note_code), None)
-    details = {"stage_id": invoice.stage_id, "stage": invoice.stage_desc} if invoice else {}
     return Evidence(Source.SOAP, SYSTEM_ACTOR, "ExportOrderStatusEx", rec.credit_note_code,
-                    value if rec.credit_note_code else None, rec.order_code, details)
+                    value if rec.credit_note_code else None, rec.order_code,
+                    stage_id=invoice.stage_id if invoice else "",
+                    stage_desc=invoice.stage_desc if invoice else "")
 
 
 def apply_order_statuses(rt: Runtime, refs: Sequence[str],
@@ -360,9 +406,12 @@ def confirm_from_order_statuses(rt: Runtime) -> int:
     for order_code, invoice_code, order_type, total, order_id, stage, ref in found:
         if (order_type or "").strip().lower() not in CREDIT_NOTE_TYPES:
             continue
-        code = invoice_code or order_code
+        # The credit note is the document's invoice (shipment) code; without one Khaos has
+        # raised none yet (the return is only imported), whatever the order code is.
+        code = invoice_code
         ev = Evidence(Source.PUSH, SYSTEM_ACTOR, f"OrderStatusUpload order {order_id}", code,
-                      total, order_code, {"order_id": order_id, "stage": stage})
+                      total if code else None, order_code, {"order_id": order_id},
+                      stage_desc=stage if code else "")
         try:
             outcome = record_evidence(rt, ref, ev).outcome
         except UnknownReturn:
@@ -480,7 +529,52 @@ def check_sla(rt: Runtime, now: datetime | None = None) -> int:
             returns_repo.add_timeline(session, row, "exception",
                                       f"{UNCONFIRMED}: not confirmed within {hours:g} hours",
                                       {"served_at": served_at})
-        return len(late)
+        return len(late) + _check_credit_note_sla(session, rt, now)
+
+
+def _check_credit_note_sla(session: Session, rt: Runtime, now: datetime) -> int:
+    """``credit_note_missing`` for every return imported longer than
+    ``credit_note_sla_hours`` ago without a cleared credit note: in Khaos the credit note
+    exists only once the return is processed, so an unprocessed return would otherwise
+    wait for ever (and its refund with it)."""
+    hours = rt.settings.khaos.credit_note_sla_hours
+    cutoff = now - timedelta(hours=hours)
+    late = session.scalars(select(ReturnRow).where(
+        ReturnRow.khaos_status == KhaosStatus.IMPORTED.value,
+        ReturnRow.imported_at.is_not(None), ReturnRow.imported_at < cutoff)).all()
+    for row in late:
+        key = f"{row.associated_ref}:credit-note"
+        if session.scalars(select(ExceptionRow.id).where(
+                ExceptionRow.type == "credit_note_missing", ExceptionRow.dedupe_key == key,
+                ExceptionRow.status == "open")).first() is not None:
+            continue
+        imported = row.imported_at.isoformat()[:19] if row.imported_at else "?"
+        code = f" (Khaos return {row.khaos_order_code})" if row.khaos_order_code else ""
+        if row.credit_note_code:
+            why = (f"its credit note {row.credit_note_code} is still at stage "
+                   f"{row.credit_note_stage or '?'}, which does not count as cleared")
+            action = (f"Move credit note {row.credit_note_code} on in Khaos (process and "
+                      f"issue return {row.associated_ref}{code}), or add the stage to "
+                      "[khaos].cleared_credit_note_stages if it should count as cleared.")
+        else:
+            why = "Khaos has raised no credit note: the return has not been processed"
+            action = (f"Process return {row.associated_ref}{code} in Khaos once its goods "
+                      "are booked in (that raises the credit note); if the goods never "
+                      "arrived, cancel the return in Khaos and at the returns platform.")
+        exc = raise_problem(session, Problem(
+            type="credit_note_missing",
+            message=f"{row.associated_ref} was imported into Khaos at {imported} UTC but "
+            f"after {hours:g} hours {why}. Nothing that waits for the credit note (refund, "
+            f"reconciliation) can happen until then. {action}",
+            dedupe_key=key,
+            details={"imported_at": imported, "sla_hours": f"{hours:g}",
+                     "credit_note_code": row.credit_note_code,
+                     "credit_note_stage": row.credit_note_stage},
+        ), return_id=row.id, associated_ref=row.associated_ref)
+        returns_repo.add_timeline(session, row, "exception",
+                                  f"{exc.type}: no cleared credit note within {hours:g} hours "
+                                  f"of the import ({why})", {})
+    return len(late)
 
 
 # --- durable execution: the SOAP queue and the schedule -------------------------------------

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 import structlog
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
 from returnbridge.domain.exceptions import Problem
@@ -98,25 +100,14 @@ def apply_push(session: Session, kind: str, body: bytes, event_id: int, *,
         raise ValueError(f"unknown Khaos push kind {kind!r}")
     now = utcnow()
     try:
-        if kind == "stock":
-            upload = parse_stock_upload(body, content_type)
-            change = catalogue.upsert_stock_items(session, upload.items, upload.deleted,
-                                                  now=now)
-            problems = upload.problems
-        elif kind == "stock-status":
-            levels = parse_stock_statuses(body, content_type)
-            change = catalogue.upsert_stock_levels(session, levels.statuses, now=now)
-            problems = levels.problems
-        else:
-            orders = parse_order_statuses(body, content_type)
-            change = catalogue.upsert_order_statuses(session, orders.statuses, now=now)
-            problems = orders.problems
+        with session.begin_nested():
+            change, problems = _upsert(session, kind, body, content_type, now)
+    except DataError as exc:  # a value the database cannot hold: Khaos resending never helps
+        unstorable = PayloadInvalid("a value in the push cannot be stored "
+                                    f"({str(exc.orig or exc).splitlines()[0][:200]})")
+        return _invalid(session, kind, event_id, duplicate_body, unstorable)
     except PayloadInvalid as exc:
-        mark_event(session, event_id, "invalid", str(exc))
-        exceptions_repo.raise_problem(
-            session, _problem(kind, event_id, "could not be read", (str(exc),)))
-        return PushOutcome(kind, event_id, duplicate_body, "invalid", catalogue.MirrorChange(),
-                           (str(exc),))
+        return _invalid(session, kind, event_id, duplicate_body, exc)
     if problems:
         exceptions_repo.raise_problem(
             session, _problem(kind, event_id,
@@ -126,6 +117,30 @@ def apply_push(session: Session, kind: str, body: bytes, event_id: int, *,
                "; ".join(problems[:_MAX_PROBLEMS]) if problems else "")
     return PushOutcome(kind, event_id, duplicate_body, "partial" if problems else "processed",
                        change, problems)
+
+
+def _invalid(session: Session, kind: str, event_id: int, duplicate_body: bool,
+             exc: PayloadInvalid) -> PushOutcome:
+    mark_event(session, event_id, "invalid", str(exc))
+    exceptions_repo.raise_problem(
+        session, _problem(kind, event_id, "could not be read", (str(exc),)))
+    log.warning("khaos push invalid; kept with a payload_invalid exception", kind=kind,
+                event_id=event_id, error=str(exc)[:300])
+    return PushOutcome(kind, event_id, duplicate_body, "invalid", catalogue.MirrorChange(),
+                       (str(exc),))
+
+
+def _upsert(session: Session, kind: str, body: bytes, content_type: str, now: datetime
+            ) -> tuple[catalogue.MirrorChange, tuple[str, ...]]:
+    if kind == "stock":
+        upload = parse_stock_upload(body, content_type)
+        change = catalogue.upsert_stock_items(session, upload.items, upload.deleted, now=now)
+        return change, upload.problems
+    if kind == "stock-status":
+        levels = parse_stock_statuses(body, content_type)
+        return catalogue.upsert_stock_levels(session, levels.statuses, now=now), levels.problems
+    orders = parse_order_statuses(body, content_type)
+    return catalogue.upsert_order_statuses(session, orders.statuses, now=now), orders.problems
 
 
 def reapply_event(session: Session, event: InboundEvent) -> PushOutcome:

@@ -9,13 +9,13 @@ is *deferred* and applied as soon as the return arrives (webhook or backstop).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import structlog
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import StatementError
+from sqlalchemy.exc import DataError, StatementError
 from sqlalchemy.orm import Session
 
 from returnbridge.domain.evidence import Evidence, Interpretation, apply_evidence
@@ -35,6 +35,8 @@ from returnbridge.sources.errors import PayloadInvalid
 from returnbridge.store import exceptions_repo, returns_repo
 from returnbridge.store.events import mark_event
 from returnbridge.store.models import InboundEvent, ReturnRow, utcnow
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -95,8 +97,12 @@ def note_failed_attempt(rt: Runtime, event_id: int, exc: BaseException) -> None:
 
 def _apply_and_mark(rt: Runtime, session: Session, event: InboundEvent) -> Outcome:
     try:
-        with session.begin_nested():
-            outcome = _apply(rt, session, event)
+        try:
+            with session.begin_nested():
+                outcome = _apply(rt, session, event)
+        except DataError as exc:  # a value the database cannot hold: retrying never helps
+            raise PayloadInvalid("a value in the event cannot be stored "
+                                 f"({str(exc.orig or exc).splitlines()[0][:200]})") from None
     except PayloadInvalid as exc:
         mark_event(session, event.id, "invalid", str(exc))
         row = exceptions_repo.raise_problem(
@@ -111,6 +117,8 @@ def _apply_and_mark(rt: Runtime, session: Session, event: InboundEvent) -> Outco
         )
         # Name this event, so the command can be copied as it is.
         row.next_action = row.next_action.replace("events show ID", f"events show {event.id}")
+        log.warning("event payload invalid; kept with a payload_invalid exception",
+                    event_id=event.id, source=event.source, error=str(exc)[:300])
         return Outcome("invalid", note=str(exc))
     mark_event(session, event.id, outcome.status,
                "" if outcome.status == "processed" else outcome.note)
@@ -134,8 +142,10 @@ def interpret(rt: Runtime, event: InboundEvent) -> Interpretation:
 def _apply(rt: Runtime, session: Session, event: InboundEvent) -> Outcome:
     try:
         found = interpret(rt, event)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PayloadInvalid(f"the body is not JSON ({exc})") from None
+    except ValueError as exc:  # not UTF-8, not JSON, a number too long to convert
+        raise PayloadInvalid(f"the body is not JSON ({str(exc)[:200]})") from None
+    except RecursionError:
+        raise PayloadInvalid("the body is nested too deeply to read") from None
     if not found.handled:
         return Outcome("unhandled", note=found.note or f"topic {event.topic or '?'}/"
                        f"{event.trigger or '?'} stored, not used by this version")
@@ -175,6 +185,14 @@ def _apply(rt: Runtime, session: Session, event: InboundEvent) -> Outcome:
                          event_id=external.event_id, amount=external.amount,
                          currency=external.currency, reference=external.reference,
                          order_ref=external.order_ref)
+    request = getattr(found, "refund_request", None)  # ZigZag RefundRequested
+    if request is not None and row is not None:
+        from returnbridge.flows.refund_gate import record_refund_request
+
+        record_refund_request(session, row, amount=request.amount, method=request.method,
+                              currency=request.currency or row.currency,
+                              event_id=request.event_id or key,
+                              at=request.occurred_at.isoformat() if request.occurred_at else "")
     if found.problems and row is None and not found.snapshot and not found.evidence:
         return Outcome("processed", _ref_or_blank(rt, event.source, found.source_return_id),
                        note=found.note or "problem recorded")

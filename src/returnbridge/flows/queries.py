@@ -67,7 +67,9 @@ def return_view(rt: Runtime, associated_ref: str) -> dict[str, Any] | None:
             "settlement": to_jsonable(case.settlement),
             "credit_note": {"code": row.credit_note_code,
                             "value": _money(row.credit_note_value)
-                            if row.credit_note_value is not None else None},
+                            if row.credit_note_value is not None else None,
+                            "stage": row.credit_note_stage},
+            "refund_request": row.refund_request,
             "khaos_deliveries": [{"delivery_id": d.delivery_id, "redelivery": d.redelivery}
                                  for d in deliveries],
             "timeline": [

@@ -1,34 +1,48 @@
-"""The refund gate (ARCHITECTURE 5.5): credit note first, then the refund, exactly once.
+"""The refund gate (ARCHITECTURE 5.5, 11): credit note first, then exactly what the platform
+decided, exactly once.
 
 For sources whose refunds returnbridge owns (ZigZag by default):
 
-1. only a return whose credit note is confirmed (``credit_confirmed``) is refunded;
-2. the order's refunds in Shopify are checked first: a refund we did not make and do not
+1. only a return whose credit note is confirmed *and cleared* (``credit_confirmed``) is
+   settled;
+2. the platform's decision is followed (:func:`decide`): the amount it asked for
+   (ZigZag ``RefundRequested``), never more than the credit note (an over-ask is capped
+   and opens ``amount_mismatch`` once); its method: original payment -> Shopify
+   ``refundCreate``; store credit / gift card -> ``[zigzag].store_credit_action``
+   (Shopify store credit, a Shopify gift card, or a ``finance_task``), never a card
+   refund; an unknown method -> a ``finance_task``, nothing paid. No request -> nothing
+   paid, the return shows "waiting for the platform's refund decision" (unless
+   ``[zigzag].refund_without_request``);
+3. the order's refunds in Shopify are checked first: a refund we did not make and do not
    know about (a goodwill refund by hand) opens ``duplicate_refund_suspected`` for
    finance and nothing is paid; a refund the platform already reported (``RefundIssued``)
    is reconciled instead of repeated;
-3. the refund is created with an idempotency key derived from the AssociatedRef, its note
+4. the payment is made with an idempotency key derived from the AssociatedRef, its note
    carrying the credit note code, and stored (a crash between the call and the store
-   repeats the call with the same key, and Shopify answers with the same refund);
-4. it is recorded in Khaos with ``ProcessReturn(ReturnCode, ManualAuthCode)`` when SOAP is
-   available, else left for finance with a timeline note;
-5. the return is ``done``.
+   repeats the call with the same key, and Shopify answers with the same result);
+5. it is recorded in Khaos: ``ProcessReturn(ReturnCode, ManualAuthCode)`` over desktop SOAP
+   when the return is still unprocessed there, else a ``finance_task`` naming the payment
+   id, amount and credit note (ARCHITECTURE 11: stock never waits on money, so platform-
+   graded returns go to Khaos processed and their refund record follows);
+6. the return is ``done``.
 
-Each step is a plain function over the database so that the DBOS workflow in
-``flows/durable.py`` can run them as steps and tests can drive them directly.
+The sequence is written once (:func:`run_sequence`); ``run_refund_gate`` runs it with plain
+functions (tests, CLI) and the DBOS workflow in ``flows/refund_workflow.py`` with steps.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from returnbridge.domain.exceptions import Problem
 from returnbridge.domain.khaos_status import KhaosStatus
@@ -36,6 +50,10 @@ from returnbridge.domain.money import ZERO, quantize
 from returnbridge.flows.runtime import Runtime
 from returnbridge.store import audit, exceptions_repo, returns_repo
 from returnbridge.store.models import ExceptionRow, RefundRow, ReturnRow, Watermark, utcnow
+
+WAITING_FOR_DECISION = "waiting for the platform's refund decision"
+ORIGINAL_PAYMENT = "original_payment"
+STORE_CREDIT_METHODS = frozenset({"store_credit", "gift_card"})
 
 
 class RefundsProvider(Protocol):
@@ -45,6 +63,24 @@ class RefundsProvider(Protocol):
 
     def create_refund(self, order_id: str, amount: Decimal, currency: str, note: str,
                       idempotency_key: str) -> _Refund: ...
+
+
+class StoreCreditProvider(Protocol):
+    """Store credit and gift cards (Shopify ``storeCreditAccountCredit`` and
+    ``giftCardCreate``), used only when ``[zigzag].store_credit_action`` asks for them."""
+
+    def credit_store_credit(self, customer_id: str, amount: Decimal, currency: str, note: str,
+                            idempotency_key: str) -> _Payment: ...
+
+    def create_gift_card(self, customer_id: str, amount: Decimal, currency: str, note: str,
+                         idempotency_key: str) -> _Payment: ...
+
+
+class _Payment(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def amount(self) -> Decimal: ...
 
 
 class _Refund(Protocol):
@@ -62,7 +98,13 @@ class _Order(Protocol):
     @property
     def name(self) -> str: ...
     @property
+    def customer_id(self) -> str: ...
+    @property
     def refunds(self) -> tuple[_Refund, ...]: ...
+
+
+class PaymentsProvider(RefundsProvider, StoreCreditProvider, Protocol):
+    """Refunds, store credit and gift cards (``ShopifyClient``)."""
 
 
 class KhaosRecorder(Protocol):
@@ -70,11 +112,18 @@ class KhaosRecorder(Protocol):
 
 
 class Action(StrEnum):
-    PAY = "pay"
+    PAY = "pay"  # money back to the original payment (refundCreate)
+    CREDIT = "credit"  # store credit or a gift card through the payment provider
+    FINANCE = "finance"  # a person in finance settles it (finance_task); nothing paid
     RECONCILED = "reconciled"  # the platform already refunded: record, do not repay
-    ALREADY_PAID = "already_paid"  # our refund exists (a retry after a crash)
+    ALREADY_PAID = "already_paid"  # our payment exists (a retry after a crash)
     HOLD = "hold"  # a suspected duplicate: finance decides
+    WAIT = "wait"  # no refund request from the platform yet
     NOT_READY = "not_ready"
+
+
+PAYING = (Action.PAY, Action.CREDIT)
+RECORDING = (Action.PAY, Action.CREDIT, Action.RECONCILED, Action.ALREADY_PAID)
 
 
 @dataclass(frozen=True)
@@ -87,6 +136,10 @@ class Plan:
     currency: str = ""
     credit_note_code: str = ""
     note: str = ""
+    # original_payment | shopify_store_credit | gift_card | finance_task
+    method: str = ORIGINAL_PAYMENT
+    customer: str = ""  # e-mail, for people reading a finance task
+    customer_id: str = ""  # the payment provider's customer (store credit, gift cards)
 
 
 def refund_key(associated_ref: str) -> str:
@@ -99,28 +152,67 @@ def refund_owner(rt: Runtime, source: str) -> str:
                        else "platform"))
 
 
+def _needs_request(rt: Runtime, source: str) -> bool:
+    """Whether this source must ask before anything is paid (ZigZag: ``RefundRequested``).
+    Loop has no such event; its refund, when returnbridge owns it, is the credit value."""
+    return source == "zigzag" and not rt.settings.zigzag.refund_without_request
+
+
+def _waiting(session: Session, rt: Runtime, row: ReturnRow) -> bool:
+    """No decision from the platform yet (and none needed to reconcile a reported refund)."""
+    if row.refund_request or not _needs_request(rt, row.source):
+        return False
+    return session.scalars(select(RefundRow.id).where(
+        RefundRow.return_id == row.id, RefundRow.origin == "external")).first() is None
+
+
+def mark_waiting(session: Session, row: ReturnRow) -> None:
+    """Show, once, that the return waits for the platform to say what to refund."""
+    if row.wait_reason == WAITING_FOR_DECISION:
+        return
+    row.wait_reason = WAITING_FOR_DECISION
+    returns_repo.add_timeline(
+        session, row, "refund",
+        f"credit note {row.credit_note_code} is confirmed; nothing is paid until "
+        f"{row.source} sends its refund request ({WAITING_FOR_DECISION})", {})
+
+
 def workflow_id(rt: Runtime, associated_ref: str) -> str | None:
-    """The refund workflow id for a due return (None while finance holds it)."""
-    with rt.sessions() as session:
+    """The refund workflow id for a due return; None while finance holds it or while the
+    platform has not decided (that wait is written on the return)."""
+    with rt.sessions() as session, session.begin():
         hold = session.scalars(select(ExceptionRow.status).where(
             ExceptionRow.type == "duplicate_refund_suspected",
             ExceptionRow.dedupe_key == f"{associated_ref}:refund")).first()
-    if hold == "open":
-        return None
+        if hold == "open":
+            return None
+        row = returns_repo.by_ref(session, associated_ref)
+        if row is None:
+            return None
+        if _waiting(session, rt, row):
+            mark_waiting(session, row)
+            return None
     return f"refund:{associated_ref}" + (":after-hold" if hold else "")
 
 
 def due_refs(rt: Runtime, limit: int = 200) -> list[str]:
-    """Credit-confirmed returns whose refund returnbridge owns and has not finished."""
+    """Credit-confirmed returns whose refund returnbridge owns and has not finished; not
+    those already shown waiting for the platform's decision (the request clears the wait)
+    or held for finance, so that they never crowd out the others."""
     sources = [s for s in ("loop", "zigzag") if refund_owner(rt, s) == "returnbridge"]
     if not sources:
         return []
+    held = (select(ExceptionRow.id).where(
+        ExceptionRow.return_id == ReturnRow.id,
+        ExceptionRow.type == "duplicate_refund_suspected",
+        ExceptionRow.status == "open").exists())
     with rt.sessions() as session:
         return list(session.scalars(
             select(ReturnRow.associated_ref)
             .where(ReturnRow.source.in_(sources),
                    ReturnRow.khaos_status.in_((KhaosStatus.CREDIT_CONFIRMED.value,
-                                               KhaosStatus.REFUND_RECORDED.value)))
+                                               KhaosStatus.REFUND_RECORDED.value)),
+                   ReturnRow.wait_reason != WAITING_FOR_DECISION, ~held)
             .order_by(ReturnRow.credit_confirmed_at, ReturnRow.id).limit(limit)
         ))
 
@@ -131,6 +223,73 @@ def _credit_value(row: ReturnRow) -> Decimal:
     return quantize(sum((ln.unit_gross * ln.quantity for ln in row.lines), ZERO))
 
 
+@dataclass(frozen=True)
+class Decision:
+    """What the platform decided, checked against the credit note."""
+
+    action: Action  # PAY, CREDIT, FINANCE or WAIT
+    amount: Decimal
+    method: str  # see Plan.method
+    asked: Decimal | None = None  # what the platform asked for, when it said
+    why: str = ""  # for FINANCE: why a person must settle it
+
+
+def decide(rt: Runtime, row: ReturnRow) -> Decision:
+    """The platform's refund decision for a credit-confirmed return (no side effects)."""
+    credit = _credit_value(row)
+    request = row.refund_request
+    if not request:
+        if _needs_request(rt, row.source):
+            return Decision(Action.WAIT, ZERO, ORIGINAL_PAYMENT)
+        return Decision(Action.PAY, credit, ORIGINAL_PAYMENT)
+    asked: Decimal | None = None
+    try:
+        asked = quantize(Decimal(str(request["amount"]))) if request.get("amount") else None
+    except (InvalidOperation, ValueError):
+        asked = None
+    amount = credit if asked is None else min(asked, credit)
+    method = str(request.get("method") or ORIGINAL_PAYMENT).strip().lower()
+    if method == ORIGINAL_PAYMENT:
+        return Decision(Action.PAY, amount, ORIGINAL_PAYMENT, asked)
+    if method in STORE_CREDIT_METHODS:
+        configured = rt.settings.zigzag.store_credit_action
+        if configured == "finance_task":
+            return Decision(Action.FINANCE, amount, "finance_task", asked,
+                            f"{row.source} asked for {method.replace('_', ' ')}; "
+                            "[zigzag].store_credit_action is finance_task")
+        return Decision(Action.CREDIT, amount, configured, asked)
+    return Decision(Action.FINANCE, amount, "finance_task", asked,
+                    f"{row.source} asked for refund method {method!r}, which returnbridge "
+                    "does not know, so it paid nothing")
+
+
+def _over_ask(session: Session, rt: Runtime, row: ReturnRow, decision: Decision) -> None:
+    """An over-ask is capped at the credit note and reported to finance, once."""
+    if decision.asked is None or decision.asked - decision.amount <= rt.settings.policy.tolerance:
+        return
+    key = f"{row.associated_ref}:refund-request"
+    if session.scalars(select(ExceptionRow.id).where(
+            ExceptionRow.type == "amount_mismatch", ExceptionRow.dedupe_key == key)).first():
+        return
+    cur = row.currency
+    exc = exceptions_repo.raise_problem(session, Problem(
+        type="amount_mismatch",
+        message=f"{row.source} asked to refund {decision.asked} {cur} for "
+        f"{row.associated_ref} but its Khaos credit note {row.credit_note_code} is "
+        f"{decision.amount} {cur}; returnbridge pays {decision.amount} {cur}, never more than "
+        f"the credit note. If the customer is owed the difference of "
+        f"{decision.asked - decision.amount} {cur}, raise a further credit note in Khaos and "
+        "pay it by hand; otherwise ask ZigZag to correct the request.",
+        dedupe_key=key,
+        details={"origin": "refund_request", "asked": str(decision.asked),
+                 "paid": str(decision.amount), "credit_note_code": row.credit_note_code},
+    ), return_id=row.id, associated_ref=row.associated_ref)
+    returns_repo.add_timeline(session, row, "exception",
+                              f"{exc.type}: {row.source} asked {decision.asked} {cur}; capped "
+                              f"at credit note {row.credit_note_code} ({decision.amount} {cur})",
+                              {})
+
+
 def plan_refund(rt: Runtime, associated_ref: str, provider: RefundsProvider) -> Plan:
     """Decide what to do, opening ``duplicate_refund_suspected`` when in doubt."""
     with rt.sessions() as session, session.begin():
@@ -138,36 +297,49 @@ def plan_refund(rt: Runtime, associated_ref: str, provider: RefundsProvider) -> 
         if row is None or row.khaos_status != KhaosStatus.CREDIT_CONFIRMED.value:
             status = row.khaos_status if row is not None else "unknown"
             return Plan(Action.NOT_READY, associated_ref, note=f"return is {status}")
-        amount = _credit_value(row)
         hold = session.scalars(select(ExceptionRow).where(
             ExceptionRow.type == "duplicate_refund_suspected",
             ExceptionRow.dedupe_key == f"{associated_ref}:refund")).first()
         if hold is not None and hold.status == "open":
             return Plan(Action.HOLD, associated_ref, note="waiting for finance "
                         "(duplicate_refund_suspected is open)")
-        if hold is not None:  # finance decided: the customer is settled; never pay twice
-            return Plan(Action.RECONCILED, associated_ref, order_ref=row.order_ref,
-                        amount=amount, currency=row.currency,
-                        credit_note_code=row.credit_note_code,
-                        note=f"settled by finance ({hold.resolved_by}: "
-                        f"{hold.resolution or hold.status})"[:200])
+        amount = _credit_value(row)
         base = Plan(Action.PAY, associated_ref, order_ref=row.order_ref, amount=amount,
-                    currency=row.currency, credit_note_code=row.credit_note_code)
+                    currency=row.currency, credit_note_code=row.credit_note_code,
+                    customer=row.customer_email)
+        if hold is not None:  # finance decided: the customer is settled; never pay twice
+            return replace(base, action=Action.RECONCILED,
+                           note=f"settled by finance ({hold.resolved_by}: "
+                           f"{hold.resolution or hold.status})"[:200])
         ours = session.scalars(select(RefundRow).where(
             RefundRow.idempotency_key == refund_key(associated_ref))).first()
         if ours is not None:
-            return _replace(base, Action.ALREADY_PAID, f"refund {ours.provider_refund_id} "
-                            "already made by returnbridge")
+            return replace(base, action=Action.ALREADY_PAID, amount=ours.amount,
+                           method=str((ours.details or {}).get("method", ORIGINAL_PAYMENT)),
+                           note=f"payment {ours.provider_refund_id} already made by "
+                           "returnbridge")
         external = session.scalars(select(RefundRow).where(
             RefundRow.return_id == row.id, RefundRow.origin == "external")).all()
         reported = sum((r.amount for r in external), ZERO)
         if external and abs(reported - amount) <= rt.settings.policy.tolerance:
-            return _replace(base, Action.RECONCILED,
-                            f"{row.source} already refunded {reported} {row.currency}")
+            return replace(base, action=Action.RECONCILED,
+                           note=f"{row.source} already refunded {reported} {row.currency}")
         if external:
             _suspect(session, row, f"{row.source} reported refunds of {reported} "
                      f"{row.currency} but the credit note is {amount}")
-            return _replace(base, Action.HOLD, "reported refund differs from the credit note")
+            return replace(base, action=Action.HOLD,
+                           note="reported refund differs from the credit note")
+        decision = decide(rt, row)
+        if decision.action is Action.WAIT:
+            mark_waiting(session, row)
+            return replace(base, action=Action.WAIT, amount=ZERO, note=WAITING_FOR_DECISION)
+        if row.wait_reason == WAITING_FOR_DECISION:
+            row.wait_reason = ""
+        _over_ask(session, rt, row, decision)
+        base = replace(base, action=decision.action, amount=decision.amount,
+                       method=decision.method, note=decision.why)
+        if decision.action is Action.FINANCE:
+            return base
     order = provider.find_order(base.order_ref)
     # Refunds we made (or were told about) for any return of this order are not foreign:
     # a second return on the same order is normal.
@@ -181,15 +353,14 @@ def plan_refund(rt: Runtime, associated_ref: str, provider: RefundsProvider) -> 
             listed = ", ".join(f"{r.amount} ({(r.note or 'no note')[:40]})" for r in foreign)
             _suspect(session, row, f"order {order.name} already has refund(s) not made by "
                      f"returnbridge: {listed}")
-        return _replace(base, Action.HOLD, "order already refunded outside returnbridge")
-    return Plan(Action.PAY, associated_ref, order_ref=base.order_ref, order_id=order.id,
-                amount=amount, currency=base.currency,
-                credit_note_code=base.credit_note_code)
-
-
-def _replace(plan: Plan, action: Action, note: str) -> Plan:
-    return Plan(action, plan.associated_ref, plan.order_ref, plan.order_id, plan.amount,
-                plan.currency, plan.credit_note_code, note)
+        return replace(base, action=Action.HOLD,
+                       note="order already refunded outside returnbridge")
+    customer_id = order.customer_id
+    if base.action is Action.CREDIT and not customer_id:
+        return replace(base, action=Action.FINANCE, method="finance_task",
+                       note=f"the Shopify order {order.name} has no customer to give "
+                       "store credit to")
+    return replace(base, order_id=order.id, customer_id=customer_id)
 
 
 def _known_provider_ids(rt: Runtime, order_ref: str) -> set[str]:
@@ -198,10 +369,7 @@ def _known_provider_ids(rt: Runtime, order_ref: str) -> set[str]:
             RefundRow.order_ref == order_ref)) if i}
 
 
-def _suspect(session: object, row: ReturnRow, why: str) -> None:
-    from sqlalchemy.orm import Session
-
-    assert isinstance(session, Session)
+def _suspect(session: Session, row: ReturnRow, why: str) -> None:
     exc = exceptions_repo.raise_problem(
         session,
         Problem(type="duplicate_refund_suspected",
@@ -219,24 +387,47 @@ def refund_note(plan: Plan) -> str:
             f"[{refund_key(plan.associated_ref)}]")
 
 
-def pay(rt: Runtime, plan: Plan, provider: RefundsProvider) -> str:
-    """Create the refund (idempotent by key) and store it; returns the provider refund id."""
+_PAID_AS = {ORIGINAL_PAYMENT: "refunded {amount} {cur} to the original payment in Shopify "
+            "(refund {id})",
+            "shopify_store_credit": "credited {amount} {cur} to the customer's Shopify store "
+            "credit (transaction {id})",
+            "gift_card": "issued a Shopify gift card of {amount} {cur} (gift card {id})"}
+
+
+def pay(rt: Runtime, plan: Plan, provider: PaymentsProvider) -> str:
+    """Pay as planned (idempotent by key) and store it; returns the provider's id, or ""
+    when Shopify refused (or cannot say whether it paid): then finance holds the return."""
+    key = refund_key(plan.associated_ref)
+    note = refund_note(plan)
+    result: _Payment
     try:
-        refund = provider.create_refund(plan.order_id, plan.amount, plan.currency,
-                                        refund_note(plan), refund_key(plan.associated_ref))
+        if plan.action is Action.CREDIT and plan.method == "gift_card":
+            result = provider.create_gift_card(plan.customer_id, plan.amount, plan.currency,
+                                               note, key)
+        elif plan.action is Action.CREDIT:
+            result = provider.credit_store_credit(plan.customer_id, plan.amount,
+                                                  plan.currency, note, key)
+        else:
+            result = provider.create_refund(plan.order_id, plan.amount, plan.currency, note,
+                                            key)
     except Exception as exc:
-        if type(exc).__name__ != "ShopifyUserError":
+        refused = type(exc).__name__ == "ShopifyUserError"
+        unknown = type(exc).__name__ == "ShopifyOutcomeUnknown"
+        if not (refused or unknown):
             raise  # transient: the caller retries with the same key
         with rt.sessions() as session, session.begin():
             row = returns_repo.by_ref(session, plan.associated_ref)
             assert row is not None
-            _suspect(session, row, f"Shopify refused the refund of {plan.amount} "
-                     f"{plan.currency}: {exc}")
+            _suspect(session, row, (f"Shopify refused the payment of {plan.amount} "
+                                    f"{plan.currency} ({plan.method})" if refused else
+                                    f"Shopify cannot say whether the payment of {plan.amount} "
+                                    f"{plan.currency} ({plan.method}) was made")
+                     + f": {exc}")
         return ""
     if os.environ.get("RB_FAULT_KILL_AFTER_REFUND_CALL") == "1":  # crash-safety tests only
         os.kill(os.getpid(), signal.SIGKILL)
-    store_refund(rt, plan, refund.id, refund.amount)
-    return refund.id
+    store_refund(rt, plan, str(result.id), result.amount)
+    return str(result.id)
 
 
 def store_refund(rt: Runtime, plan: Plan, provider_refund_id: str, amount: Decimal) -> None:
@@ -248,32 +439,76 @@ def store_refund(rt: Runtime, plan: Plan, provider_refund_id: str, amount: Decim
                 associated_ref=plan.associated_ref, provider="shopify", origin="returnbridge",
                 idempotency_key=refund_key(plan.associated_ref),
                 provider_refund_id=provider_refund_id, order_ref=plan.order_ref,
-                amount=amount, currency=plan.currency, status="created",
-                note=refund_note(plan), created_at=utcnow(),
+                amount=amount, currency=plan.currency,
+                status="created" if plan.method == ORIGINAL_PAYMENT else plan.method[:20],
+                note=refund_note(plan), created_at=utcnow(), details={"method": plan.method},
             ))
             if row is not None:
+                what = _PAID_AS.get(plan.method, _PAID_AS[ORIGINAL_PAYMENT]).format(
+                    amount=amount, cur=plan.currency, id=provider_refund_id)
+                code = plan.credit_note_code or row.credit_note_code
                 returns_repo.add_timeline(
                     session, row, "refund",
-                    f"refunded {amount} {plan.currency} in Shopify (refund {provider_refund_id}"
-                    f"), tagged with credit note {plan.credit_note_code}",
-                    {"provider_refund_id": provider_refund_id})
+                    f"{what}, tagged with credit note {code or '(no code: check Khaos)'}",
+                    {"provider_refund_id": provider_refund_id, "method": plan.method,
+                     "credit_note_code": code})
             audit.record(session, actor="returnbridge", action="refund.created",
                          subject=plan.associated_ref,
                          details={"provider_refund_id": provider_refund_id,
-                                  "amount": str(amount), "key": refund_key(plan.associated_ref)})
+                                  "amount": str(amount), "method": plan.method,
+                                  "key": refund_key(plan.associated_ref)})
     except IntegrityError:
         pass  # stored by an earlier attempt with the same key
 
 
+def finance_task(session: Session, row: ReturnRow, *, key: str, message: str,
+                 next_action: str, details: dict[str, str]) -> ExceptionRow:
+    """Open a ``finance_task``: something a person in finance does by hand, written so
+    they need nothing else (amount, customer, credit note, payment id)."""
+    exc = exceptions_repo.raise_problem(session, Problem(
+        type="finance_task", message=message, dedupe_key=key, details=details,
+        next_action=next_action), return_id=row.id, associated_ref=row.associated_ref)
+    returns_repo.add_timeline(session, row, "exception", f"{exc.type}: {next_action}", {})
+    return exc
+
+
+def hand_to_finance(rt: Runtime, plan: Plan) -> str:
+    """Nothing is paid: finance settles what the platform asked for by hand. The credit
+    note stays on the customer's account in Khaos (Khaos's own store credit)."""
+    with rt.sessions() as session, session.begin():
+        row = returns_repo.by_ref(session, plan.associated_ref)
+        assert row is not None
+        who = row.customer_email or "the customer"
+        finance_task(
+            session, row, key=f"{plan.associated_ref}:settle",
+            message=f"{plan.associated_ref}: {plan.note}. Credit note "
+            f"{plan.credit_note_code} ({plan.amount} {plan.currency}) is confirmed in Khaos "
+            "and stays on the customer's account there until finance settles it.",
+            next_action=f"Give {who} {plan.amount} {plan.currency} as {row.source} "
+            f"decided (order {plan.order_ref}, credit note {plan.credit_note_code}), e.g. "
+            "store credit or a gift card in Shopify, then resolve this task saying what "
+            "you issued. Do not refund the card.",
+            details={"amount": str(plan.amount), "currency": plan.currency,
+                     "customer": who, "credit_note_code": plan.credit_note_code,
+                     "order_ref": plan.order_ref})
+        if row.khaos_status == KhaosStatus.CREDIT_CONFIRMED.value:
+            returns_repo.set_khaos_status(
+                session, row, KhaosStatus.DONE,
+                f"settlement of {plan.amount} {plan.currency} handed to finance "
+                f"(finance_task); credit note {plan.credit_note_code} stays on account", {})
+        return row.khaos_status
+
+
 @dataclass(frozen=True)
 class RecordRequest:
-    """What ProcessReturn needs for one refunded return."""
+    """How one payment is recorded in Khaos: ProcessReturn, or a task for finance."""
 
     return_code: str
     auth: str
     credit_note_code: str
-    imported_unprocessed: bool  # so nobody but our ProcessReturn should process it
+    imported_unprocessed: bool  # served with ProcessReturn false and not known processed
     attempted_before: bool
+    payment_id: str = ""
 
 
 _FAULT_OUTCOMES = {"ReturnAlreadyProcessed": "already_processed", "ReturnNotFound": "not_found",
@@ -281,43 +516,62 @@ _FAULT_OUTCOMES = {"ReturnAlreadyProcessed": "already_processed", "ReturnNotFoun
                    "ReturnCodeOrAuthMissing": "code_or_auth_missing"}
 
 
+def still_unprocessed(rt: Runtime, row: ReturnRow) -> bool:
+    """Whether the return may still be unprocessed in Khaos, so that ProcessReturn can
+    record the payment: served with ProcessReturn false, and its credit note not reported
+    at a stage that only a processed return reaches."""
+    from returnbridge.flows.khaos_confirm import PROCESSED_STAGES
+
+    if row.process_return:
+        return False
+    stage = {p.casefold() for p in (row.credit_note_stage, *row.credit_note_stage.split(" ", 1))}
+    return not (stage & PROCESSED_STAGES)
+
+
 def prepare_record(rt: Runtime, plan: Plan, *, soap: bool) -> RecordRequest | None:
-    """None unless the return waits for its refund to be recorded."""
+    """None unless the return waits for its payment to be recorded. With ``soap`` and a
+    return still unprocessed in Khaos, the attempt is marked (durably) first."""
     with rt.sessions() as session, session.begin():
         row = returns_repo.by_ref(session, plan.associated_ref)
         if row is None or row.khaos_status != KhaosStatus.CREDIT_CONFIRMED.value:
             return None
         code = row.khaos_order_code or row.credit_note_code
+        ours = session.scalars(select(RefundRow.provider_refund_id).where(
+            RefundRow.idempotency_key == refund_key(plan.associated_ref))).first()
         request = RecordRequest(
             return_code=code,
             auth=(plan.note if plan.action is Action.RECONCILED
                   else refund_key(plan.associated_ref))[:50],
             credit_note_code=row.credit_note_code,
-            imported_unprocessed=not row.process_return,
+            imported_unprocessed=still_unprocessed(rt, row),
             attempted_before=False,
+            payment_id=ours or "",
         )
-    if soap:
+    if soap and request.imported_unprocessed:
         return replace(request, attempted_before=_mark_attempt(rt, plan.associated_ref, code))
     return request
 
 
+def uses_process_return(req: RecordRequest, *, soap: bool) -> bool:
+    return soap and req.imported_unprocessed
+
+
 def apply_record(rt: Runtime, plan: Plan, req: RecordRequest, outcome: str | None,
                  detail: str = "") -> str:
-    """Move to ``refund_recorded`` (or open ``credit_note_missing``) from ProcessReturn's
-    outcome: one of flows.khaos_confirm.PROCESS_RETURN_OUTCOMES, or None without SOAP."""
+    """Move to ``refund_recorded`` from ProcessReturn's outcome (one of
+    flows.khaos_confirm.PROCESS_RETURN_OUTCOMES), or with None (no ProcessReturn: the
+    return is already processed, or there is no SOAP) after opening a finance task."""
     call = f"ProcessReturn({req.return_code}, {req.auth})"
     if outcome is None:
-        how = ("no Khaos SOAP configured: finance records the refund against credit note "
-               f"{req.credit_note_code} in Khaos")
+        how = _finance_records(rt, plan, req, "")
     elif outcome == "processed":
         how = f"recorded in Khaos with {call}"
     elif outcome == "already_processed" and (req.attempted_before or req.imported_unprocessed):
         how = (f"recorded in Khaos with {call} (Khaos reports the return processed: our call "
                "got through, its answer was lost)")
     elif outcome == "already_processed":
-        how = (f"Khaos had already processed return {req.return_code}, so ProcessReturn could "
-               f"not record the refund: finance records it against credit note "
-               f"{req.credit_note_code} by hand (auth code {req.auth})")
+        how = _finance_records(rt, plan, req, f"Khaos had already processed return "
+                               f"{req.return_code}, so ProcessReturn could not record it")
     else:
         _not_recorded(rt, plan, req.return_code,
                       detail or f"ProcessReturn answered {outcome.replace('_', ' ')}")
@@ -330,9 +584,40 @@ def apply_record(rt: Runtime, plan: Plan, req: RecordRequest, outcome: str | Non
         return row.khaos_status
 
 
+def _finance_records(rt: Runtime, plan: Plan, req: RecordRequest, why: str) -> str:
+    """The payment is recorded against the credit note by finance: a finance task."""
+    if plan.action is Action.RECONCILED:
+        paid = f"the refund already made ({plan.note})"
+        payment = ""
+    else:
+        method = plan.method.replace("_", " ")
+        payment = req.payment_id or refund_key(plan.associated_ref)
+        paid = f"{plan.amount} {plan.currency} paid by returnbridge ({method}, id {payment})"
+    why = why or ("the return is already processed in Khaos (platform-graded returns go in "
+                  "processed so that stock never waits on money)"
+                  if rt.settings.khaos.soap_url else "no Khaos SOAP is configured")
+    with rt.sessions() as session, session.begin():
+        row = returns_repo.by_ref(session, plan.associated_ref)
+        assert row is not None
+        who = row.customer_email or "the customer"
+        finance_task(
+            session, row, key=f"{plan.associated_ref}:record-refund",
+            message=f"{plan.associated_ref}: {paid}; {why}, so returnbridge cannot record "
+            "it in Khaos itself.",
+            next_action=f"In Khaos, record {paid} for {who} against credit note "
+            f"{req.credit_note_code} (return {req.return_code}) as a manual refund with auth "
+            f"code {req.auth}, then resolve this task.",
+            details={"amount": str(plan.amount), "currency": plan.currency, "customer": who,
+                     "credit_note_code": req.credit_note_code, "payment_id": payment,
+                     "auth_code": req.auth})
+    return (f"finance records the refund against credit note {req.credit_note_code} in Khaos "
+            f"(finance_task; {why})")
+
+
 def record_in_khaos(rt: Runtime, plan: Plan, khaos: KhaosRecorder | None) -> str:
-    """ProcessReturn in desktop Khaos when available (called directly); then
-    ``refund_recorded``. The DBOS workflow does the same through the SOAP queue."""
+    """ProcessReturn in desktop Khaos when the return is still unprocessed (called
+    directly), else a finance task; then ``refund_recorded``. The DBOS workflow does the
+    same through the SOAP queue."""
     req = prepare_record(rt, plan, soap=khaos is not None)
     if req is None:
         with rt.sessions() as session:
@@ -340,7 +625,7 @@ def record_in_khaos(rt: Runtime, plan: Plan, khaos: KhaosRecorder | None) -> str
             return row.khaos_status if row is not None else "unknown"
     outcome: str | None = None
     detail = ""
-    if khaos is not None:
+    if khaos is not None and uses_process_return(req, soap=True):
         try:
             khaos.process_return(req.return_code, req.auth)
             outcome = "processed"
@@ -390,16 +675,40 @@ def finish(rt: Runtime, associated_ref: str, why: str) -> str:
         return row.khaos_status
 
 
-def run_refund_gate(rt: Runtime, associated_ref: str, provider: RefundsProvider,
+@dataclass(frozen=True)
+class Steps:
+    """The side effects of the sequence; plain functions or DBOS steps."""
+
+    pay: Callable[[Plan], str]  # the payment id, "" when nothing was paid
+    hand_to_finance: Callable[[Plan], object]
+    record: Callable[[Plan], object]
+    finish: Callable[[str, str], object]
+
+
+def run_sequence(plan: Plan, steps: Steps) -> Action:
+    """The refund sequence after planning, written once: pay (or hand to finance), record
+    in Khaos, finish."""
+    if plan.action in PAYING:
+        if not steps.pay(plan):
+            return Action.HOLD  # refused or unknown: held for finance, nothing to record
+    elif plan.action is Action.FINANCE:
+        steps.hand_to_finance(plan)
+    if plan.action in RECORDING:
+        steps.record(plan)
+        steps.finish(plan.associated_ref, "refund reconciled and recorded"
+                     if plan.action is Action.RECONCILED else "refund made and recorded")
+    return plan.action
+
+
+def run_refund_gate(rt: Runtime, associated_ref: str, provider: PaymentsProvider,
                     khaos: KhaosRecorder | None) -> Plan:
     """The whole gate in one call (tests, and the CLI); DBOS runs the same parts as steps."""
     plan = plan_refund(rt, associated_ref, provider)
-    if plan.action is Action.PAY:
-        pay(rt, plan, provider)
-    if plan.action in (Action.PAY, Action.RECONCILED, Action.ALREADY_PAID):
-        record_in_khaos(rt, plan, khaos)
-        finish(rt, associated_ref, "refund made and recorded"
-               if plan.action is not Action.RECONCILED else "refund reconciled and recorded")
+    run_sequence(plan, Steps(
+        pay=lambda p: pay(rt, p, provider),
+        hand_to_finance=lambda p: hand_to_finance(rt, p),
+        record=lambda p: record_in_khaos(rt, p, khaos),
+        finish=lambda ref, why: finish(rt, ref, why)))
     return plan
 
 
@@ -412,6 +721,45 @@ def record_external_refund(rt: Runtime, *, associated_ref: str, provider: str, e
         _record_external(session, associated_ref=associated_ref, provider=provider,
                          event_id=event_id, amount=amount, currency=currency,
                          reference=reference, order_ref=order_ref)
+
+
+def record_refund_request(session: Session, row: ReturnRow, *, amount: Decimal | None,
+                          method: str, currency: str, event_id: str, at: str) -> None:
+    """The platform asks for a refund (ZigZag ``RefundRequested``): keep its decision for
+    the gate. It goes to the first document of the return (the return itself, then its
+    follow-up documents) that has no request yet; when all have one, it replaces the last
+    one's if that is not paid yet; a request after returnbridge has paid everything is
+    recorded on the timeline, never paid."""
+    request: dict[str, Any] = {"amount": str(amount) if amount is not None else None,
+                               "method": method or ORIGINAL_PAYMENT, "currency": currency,
+                               "event_id": event_id, "at": at}
+    documents = [row, *session.scalars(select(ReturnRow).where(ReturnRow.parent_id == row.id)
+                                       .order_by(ReturnRow.id))]
+    if any((d.refund_request or {}).get("event_id") == event_id for d in documents):
+        return  # the same event again
+    shown = f"{amount} {currency}".strip() if amount is not None else "the credited amount"
+    target = next((d for d in documents if not d.refund_request), None)
+    replaces = False
+    if target is None:
+        last = documents[-1]
+        paid = session.scalars(select(RefundRow.id).where(
+            RefundRow.idempotency_key == refund_key(last.associated_ref))).first()
+        if paid is not None or KhaosStatus(last.khaos_status) is KhaosStatus.DONE:
+            returns_repo.add_timeline(session, row, "refund",
+                                      f"{row.source} asked again ({shown}, "
+                                      f"{request['method']}) after returnbridge had settled "
+                                      "the return; recorded, not paid again",
+                                      {"event_id": event_id})
+            return
+        target, replaces = last, True
+    target.refund_request = request
+    if target.wait_reason == WAITING_FOR_DECISION:
+        target.wait_reason = ""
+    returns_repo.add_timeline(
+        session, target, "refund",
+        f"{row.source} decided: refund {shown} to {request['method'].replace('_', ' ')}"
+        + (" (replaces its earlier request)" if replaces else ""),
+        {"event_id": event_id})
 
 
 def _record_external(session: object, *, associated_ref: str, provider: str, event_id: str,

@@ -25,7 +25,7 @@ def _runtime() -> Runtime:
     return runtime()
 
 
-def provider(rt: Runtime) -> refund_gate.RefundsProvider:
+def provider(rt: Runtime) -> refund_gate.PaymentsProvider:
     from returnbridge.payments.shopify.client import ShopifyClient
 
     return ShopifyClient(rt.settings.shopify)
@@ -71,6 +71,11 @@ def _close(client: object) -> None:
 
 
 @DBOS.step()
+def refund_hand_to_finance_step(plan: dict[str, Any]) -> str:
+    return refund_gate.hand_to_finance(_runtime(), _plan(plan))
+
+
+@DBOS.step()
 def refund_prepare_record_step(plan: dict[str, Any]) -> dict[str, Any] | None:
     rt = _runtime()
     req = refund_gate.prepare_record(rt, _plan(plan), soap=bool(rt.settings.khaos.soap_url))
@@ -84,16 +89,19 @@ def refund_apply_record_step(plan: dict[str, Any], req: dict[str, Any],
                                     outcome)
 
 
-def _record(associated_ref: str, plan: dict[str, Any]) -> None:
-    """ProcessReturn goes through the rate-limited SOAP queue (at most once per return)."""
+def _record(plan: dict[str, Any]) -> None:
+    """ProcessReturn goes through the rate-limited SOAP queue (at most once per return),
+    when the return is still unprocessed in Khaos; otherwise finance records it."""
     from returnbridge.flows.khaos_confirm import enqueue_process_return
 
     req = refund_prepare_record_step(plan)
     if req is None:
         return
     outcome: str | None = None
-    if _runtime().settings.khaos.soap_url:
-        handle = enqueue_process_return(associated_ref, req["return_code"], req["auth"])
+    soap = bool(_runtime().settings.khaos.soap_url)
+    if refund_gate.uses_process_return(refund_gate.RecordRequest(**req), soap=soap):
+        handle = enqueue_process_return(plan["associated_ref"], req["return_code"],
+                                        req["auth"])
         outcome = str(handle.get_result())
     refund_apply_record_step(plan, req, outcome)
 
@@ -105,15 +113,13 @@ def refund_finish_step(associated_ref: str, why: str) -> str:
 
 @DBOS.workflow()
 def refund_workflow(associated_ref: str) -> str:
-    plan = refund_plan_step(associated_ref)
-    action = Action(plan["action"])
-    if action is Action.PAY:
-        refund_pay_step(plan)
-    if action in (Action.PAY, Action.RECONCILED, Action.ALREADY_PAID):
-        _record(associated_ref, plan)
-        refund_finish_step(associated_ref, "refund reconciled and recorded"
-                           if action is Action.RECONCILED else "refund made and recorded")
-    log.info("refund gate", ref=associated_ref, action=action.value, note=plan["note"])
+    data = refund_plan_step(associated_ref)
+    action = refund_gate.run_sequence(_plan(data), refund_gate.Steps(
+        pay=lambda p: refund_pay_step(_plan_json(p)),
+        hand_to_finance=lambda p: refund_hand_to_finance_step(_plan_json(p)),
+        record=lambda p: _record(_plan_json(p)),
+        finish=refund_finish_step))
+    log.info("refund gate", ref=associated_ref, action=action.value, note=data["note"])
     return action.value
 
 

@@ -22,7 +22,8 @@ class Runtime:
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
         engine = make_engine(settings.database.url)
-        return cls(settings, engine, session_factory(engine))
+        info = {"audit_hmac_key": settings.audit.hmac_key.get_secret_value()}
+        return cls(settings, engine, session_factory(engine, info))
 
     def source_policy(self, source: str) -> SourcePolicy:
         section = self.settings.loop if source == "loop" else self.settings.zigzag
@@ -33,9 +34,9 @@ class Runtime:
             goods_in_owner=section.goods_in_owner,
             fallback_customer_urn=section.fallback_customer_urn,
             release_on=ReleaseOn(release),
-            processed_by_refund_gate=bool(
-                getattr(section, "refund_owner", "platform") == "returnbridge"
-                and self.settings.khaos.soap_url),
+            # Stock never waits on money (ARCHITECTURE 11): platform-graded returns go to
+            # Khaos processed (stock and credit note at import); the refund record follows.
+            processed_by_refund_gate=False,
         )
 
     def policy_config(self) -> PolicyConfig:

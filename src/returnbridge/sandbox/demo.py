@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import tempfile
 import time
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from returnbridge.sandbox.loop.samples import CATALOGUE, demo_payloads
 from returnbridge.sandbox.loop.sender import LoopSender
 from returnbridge.sandbox.service import ServiceProcess, free_port
 from returnbridge.sandbox.shopify.api import ShopifySandbox
-from returnbridge.sandbox.zigzag.samples import SampleItem, journey, refund_total
+from returnbridge.sandbox.zigzag.samples import SampleItem, event, journey, refund_total
 from returnbridge.sandbox.zigzag.sender import ZigZagSender
 from returnbridge.store.db import make_engine
 from returnbridge.store.migrate import upgrade
@@ -38,6 +40,11 @@ ZIGZAG_SKUS = ("30D24LRED", "30D24LBLU")
 ZIGZAG_ITEMS = (SampleItem("30D24LRED", unit_price="44.99", unit_tax="7.50"),
                 SampleItem("30D24LBLU", unit_price="49.99", unit_tax="8.33",
                            disposition="Damaged"))
+ZIGZAG_PARTIAL = Decimal("80.00")  # ZigZag asks for less than the 94.98 credit note
+# Money safety: a store-credit request and a return whose order already has a goodwill refund.
+ZIGZAG_STORE_CREDIT = ("RTN-000124", "#100085876")
+ZIGZAG_GOODWILL = ("RTN-000125", "#100085877")
+ZIGZAG_ONE = (SampleItem("30D24LRED", unit_price="44.99", unit_tax="7.50"),)
 
 
 def write_demo_config(directory: Path, port: int, db_url: str | None = None,
@@ -69,6 +76,7 @@ soap_url = "{soap_url}"
 webhook_secret = "{ZIGZAG_SECRET}"
 fallback_customer_urn = "{ZIGZAG_URN}"
 retailer_code = "GL123"
+store_credit_action = "shopify_store_credit"
 
 [policy]
 keep_item_reason_id = "{NO_STOCK_REASON}"
@@ -160,6 +168,11 @@ def run_demo(*, keep_running: bool, returns: int, console: Console) -> int:
         soap_port = free_port()
         shopify = ShopifySandbox().start()
         shopify.add_order(ZIGZAG_ORDER, str(refund_total(ZIGZAG_ITEMS)))
+        shopify.add_order(ZIGZAG_STORE_CREDIT[1], str(refund_total(ZIGZAG_ONE)))
+        shopify.add_order(ZIGZAG_GOODWILL[1], str(refund_total(ZIGZAG_ONE)))
+        # Customer service already refunded this one by hand, as a goodwill gesture.
+        shopify.add_manual_refund(ZIGZAG_GOODWILL[1], str(refund_total(ZIGZAG_ONE)),
+                                  "Goodwill - parcel late, refunded by CS")
         config = write_demo_config(directory, port, soap_url=_soap_url(soap_port),
                                    shopify=shopify.settings())
         settings = load_settings(config)
@@ -180,6 +193,36 @@ def run_demo(*, keep_running: bool, returns: int, console: Console) -> int:
             shopify.stop()
 
 
+def _zigzag_events() -> list[dict[str, Any]]:
+    """Three ZigZag returns: a partial refund request, a store-credit request, and one whose
+    order already carries a goodwill refund made by hand."""
+    at = datetime(2026, 3, 9, 12, 0, tzinfo=UTC)
+    sc_ref, sc_order = ZIGZAG_STORE_CREDIT
+    gw_ref, gw_order = ZIGZAG_GOODWILL
+    return [
+        *journey(ZIGZAG_REF, ZIGZAG_ITEMS),
+        event("RefundRequested", ZIGZAG_REF, (), occurred_at=at, refund_amount=ZIGZAG_PARTIAL),
+        *journey(sc_ref, ZIGZAG_ONE, order_number=sc_order.lstrip("#")),
+        event("RefundRequested", sc_ref, (), occurred_at=at, refund_method="store_credit",
+              refund_amount=refund_total(ZIGZAG_ONE), order_number=sc_order.lstrip("#")),
+        *journey(gw_ref, ZIGZAG_ONE, order_number=gw_order.lstrip("#")),
+        event("RefundRequested", gw_ref, (), occurred_at=at,
+              refund_amount=refund_total(ZIGZAG_ONE), order_number=gw_order.lstrip("#")),
+    ]
+
+
+def _wait_exception(api: httpx.Client, ref: str, kind: str, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        page = api.get("/api/v1/exceptions",
+                       params={"status": "open", "ref": ref, "type": kind}).json()
+        for exc in page.get("exceptions", []):
+            if exc["associated_ref"] == ref and exc["type"] == kind:
+                return dict(exc)
+        time.sleep(0.3)
+    return {}
+
+
 def _scenario(service: ServiceProcess, count: int, console: Console, keep_running: bool,
               directory: Path, soap_port: int, shopify: ShopifySandbox) -> int:
     sender = LoopSender(f"{service.base_url}/webhooks/loop", LOOP_SECRET)
@@ -195,29 +238,39 @@ def _scenario(service: ServiceProcess, count: int, console: Console, keep_runnin
                   f"delivery (answered {forged.status_code}).", soft_wrap=True)
     sender.close()
     zz = ZigZagSender(f"{service.base_url}/webhooks/zigzag", secret=ZIGZAG_SECRET)
-    zz_answers = {r.status_code for r in zz.deliver(journey(ZIGZAG_REF, ZIGZAG_ITEMS),
-                                                     duplicates=1, shuffle_seed=4)}
+    zz_answers = {r.status_code for r in zz.deliver(_zigzag_events(), duplicates=1,
+                                                     shuffle_seed=4)}
     zz.close()
-    console.print(f"ZigZag sandbox sent the events of return {ZIGZAG_REF} twice each, out of "
-                  f"order (answered {sorted(zz_answers)}).", soft_wrap=True)
-    refs.append(f"ZZ-{ZIGZAG_REF}")
+    zz_refs = [f"ZZ-{r}" for r in (ZIGZAG_REF, ZIGZAG_STORE_CREDIT[0], ZIGZAG_GOODWILL[0])]
+    console.print(f"ZigZag sandbox sent the events of returns {', '.join(zz_refs)} twice each, "
+                  f"out of order (answered {sorted(zz_answers)}).", soft_wrap=True)
+    refs.extend(zz_refs)
 
     api = httpx.Client(base_url=service.base_url, timeout=10,
                        headers={"Authorization": f"Bearer {API_TOKEN}"})
     _wait_processed(api, refs, timeout=60)
     khaos = _khaos_sandbox(service.base_url, soap_port)
+    stock_before = khaos.level("30D24LRED")
     khaos.fetch_config()
     khaos.poll()
     khaos.poll()  # a second scheduled poll finds nothing new: nothing is served twice
+    # The warehouse books in the Loop parcels and processes those returns in Khaos, which
+    # raises their credit notes (ZigZag returns were graded by ZigZag: processed on import).
+    booked = [r.associated_ref for r in khaos.imported.values() if not r.processed]
+    for ref in booked:
+        khaos.process_by_ref(ref)
     rt = Runtime.from_settings(load_settings(directory / "returnbridge.toml"))
     try:
         with KhaosSoapClient(khaos.soap_url, timeout=10) as soap:
             sweep = sweep_unconfirmed(rt, soap)  # desktop SOAP: find the credit notes
     finally:
         rt.close()
-    zz_ref = f"ZZ-{ZIGZAG_REF}"
+    zz_ref, sc_ref, gw_ref = zz_refs
     zz_view = _wait_status(api, zz_ref, "done", timeout=60)
+    sc_view = _wait_status(api, sc_ref, "done", timeout=60)
+    hold = _wait_exception(api, gw_ref, "duplicate_refund_suspected", timeout=60)
     views = [api.get(f"/api/v1/returns/{ref}").json() for ref in refs]
+    gw_view = api.get(f"/api/v1/returns/{gw_ref}").json()
     api.close()
 
     table = Table(title="Returns")
@@ -243,22 +296,54 @@ def _scenario(service: ServiceProcess, count: int, console: Console, keep_runnin
         f"and refused {len(khaos.failures)}.", soft_wrap=True
     )
     console.print(
-        f"Desktop SOAP sweep: {sweep.confirmed} credit note(s) confirmed in {sweep.calls} "
-        f"ExportOrderStatusEx call(s).", soft_wrap=True
+        f"The warehouse processed {len(booked)} return(s) in Khaos once their parcels "
+        f"arrived; desktop SOAP sweep: {sweep.confirmed} credit note(s) confirmed in "
+        f"{sweep.calls} ExportOrderStatusEx call(s).", soft_wrap=True
     )
+
+    console.print("\n[bold]Money safety (ZigZag)[/bold]")
     refunds = shopify.order(ZIGZAG_ORDER).refunds
     zz_khaos = khaos.imported.get(zz_ref)
-    zz_done = (zz_view.get("khaos_status") == "done" and zz_khaos is not None
-               and bool(zz_khaos.manual_auth_code))
+    credit = zz_view.get("credit_note", {})
+    zz_ok = (zz_view.get("khaos_status") == "done" and len(refunds) == 1
+             and refunds[0].amount == ZIGZAG_PARTIAL)
     console.print(
-        f"ZigZag {zz_ref}: graded -> imported by Khaos -> credit note "
-        f"{zz_view.get('credit_note', {}).get('code') or '?'} -> {len(refunds)} Shopify "
-        f"refund(s)" + (f" noted '{escape(refunds[0].note)}'" if refunds else "")
-        + " -> ProcessReturn in Khaos (auth code "
-        + f"{escape(zz_khaos.manual_auth_code) if zz_khaos else '-'}) -> "
-        + f"{zz_view.get('khaos_status')}.", soft_wrap=True)
+        f"{zz_ref}: graded -> imported processed by Khaos -> credit note "
+        f"{credit.get('code') or '?'} ({credit.get('value') or '?'} GBP) -> ZigZag asked for "
+        f"{ZIGZAG_PARTIAL} GBP -> {len(refunds)} Shopify refund(s) of "
+        f"{', '.join(str(r.amount) for r in refunds) or '-'} GBP"
+        + (f" noted '{escape(refunds[0].note)}'" if refunds else "")
+        + f" -> {zz_view.get('khaos_status')} "
+        + f"(Khaos return processed: {bool(zz_khaos and zz_khaos.processed)}).",
+        soft_wrap=True)
+    sc_order = shopify.order(ZIGZAG_STORE_CREDIT[1])
+    sc_balance = shopify.store_credit_balance(sc_order.customer_id, "GBP")
+    sc_ok = (sc_view.get("khaos_status") == "done" and not sc_order.refunds
+             and sc_balance == refund_total(ZIGZAG_ONE))
+    console.print(
+        f"{sc_ref}: ZigZag asked for store credit -> {sc_balance} GBP credited to the "
+        f"customer's Shopify store credit, {len(sc_order.refunds)} card refund(s) -> "
+        f"{sc_view.get('khaos_status')}.", soft_wrap=True)
+    gw_order = shopify.order(ZIGZAG_GOODWILL[1])
+    stock_after = khaos.level("30D24LRED")
+    gw_khaos = khaos.imported.get(gw_ref)
+    gw_ok = (bool(hold) and len(gw_order.refunds) == 1 and gw_khaos is not None
+             and gw_khaos.stock_moved and gw_view.get("khaos_status") == "credit_confirmed")
+    console.print(
+        f"{gw_ref}: the order already had a goodwill refund made by hand -> refund held for "
+        f"finance ({hold.get('type', 'no exception!')}, owner {hold.get('owner', '?')}); "
+        f"no second refund ({len(gw_order.refunds)} refund on the order) -> "
+        f"{gw_view.get('khaos_status')}; its stock moved anyway "
+        f"(stock moved in Khaos: {bool(gw_khaos and gw_khaos.stock_moved)}).", soft_wrap=True)
+    console.print(
+        f"Khaos stock of 30D24LRED: {stock_before} before, {stock_after} after (three "
+        "resellable ZigZag units back on sale, whatever happened to the money).",
+        soft_wrap=True)
     ok = (len(khaos.imported) > 0 and not khaos.failures and served == len(khaos.imported)
-          and sweep.confirmed == len(khaos.imported) and zz_done and len(refunds) == 1)
+          and sweep.confirmed == len(khaos.imported) and zz_ok and sc_ok and gw_ok
+          and stock_after == stock_before + 3)
+    console.print("All checks passed." if ok else "[red]Something did not go as expected "
+                  f"(see {directory / 'service.log'}).[/red]")
     if keep_running:
         console.print(
             f"\nStill running (Ctrl-C to stop):\n"

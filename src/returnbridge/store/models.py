@@ -127,6 +127,10 @@ class ReturnRow(Base):
     parent_id: Mapped[int | None] = mapped_column(
         ForeignKey("returns.id", ondelete="SET NULL"), nullable=True, index=True
     )
+    # 0003: the credit note's stage in Khaos (cleared or not: [khaos].cleared_credit_note_
+    # stages) and what the platform asked to be refunded (amount, method, event), if anything.
+    credit_note_stage: Mapped[str] = mapped_column(String(40), default="")
+    refund_request: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
     lines: Mapped[list[ReturnLineRow]] = relationship(
         back_populates="ret", cascade="all, delete-orphan", order_by="ReturnLineRow.position"
@@ -259,6 +263,21 @@ class AuditEntry(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AuditAnchor(Base):
+    """One row (id 1): how many audit rows exist and the last one's hash, sealed with a MAC
+    (HMAC-SHA256 under [audit].hmac_key when set). Kept apart from the chain so that removing
+    rows at the end, or editing a row and recomputing every hash after it, is detected."""
+
+    __tablename__ = "audit_anchor"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    head_id: Mapped[int] = mapped_column(Integer, default=0)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    mac: Mapped[str] = mapped_column(String(100))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Watermark(Base):
@@ -394,7 +413,7 @@ class ReconciliationItem(Base):
     resolved_by: Mapped[str] = mapped_column(String(120), default="")
 
 
-# -- reconciliation legs (migration 0005_recon; issue #13) --------------------------------
+# -- reconciliation legs (migration 0007; issue #13) --------------------------------
 
 
 def table_of(model: type[Base]) -> Table:

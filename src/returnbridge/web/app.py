@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 
 from returnbridge import __version__
 from returnbridge.flows.runtime import Runtime
@@ -19,13 +23,42 @@ from returnbridge.web import (
     webhooks,
     zigzag_webhook,
 )
+from returnbridge.web.auth import bearer_ok
 from returnbridge.web.context import AppContext, Enqueue, SignatureFailures
+from returnbridge.web.limits import RequestGuard
+
+log = structlog.get_logger(__name__)
+
+
+async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+    """422 naming what is wrong, never echoing the input (it may be unprintable, like a
+    number too large for JSON, or carry a secret)."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    detail = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")),
+               "type": str(e.get("type", ""))} for e in errors]
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+async def _unstorable(_request: Request, exc: Exception) -> JSONResponse:
+    """A value the database refuses (NUL characters, numbers out of range): the caller's
+    input, so 400, with the details in the log only."""
+    log.warning("request refused: a value cannot be stored", error=str(exc)[:300])
+    return JSONResponse({"error": "a value in the request cannot be stored (out of range or "
+                         "containing NUL characters)"}, status_code=400)
 
 
 def create_app(rt: Runtime, enqueue: Enqueue | None) -> FastAPI:
     install_hooks()
-    app = FastAPI(title="returnbridge", version=__version__, docs_url="/api/docs",
-                  openapi_url="/api/openapi.json", redoc_url=None)
+    docs = rt.settings.server.api_docs
+    app = FastAPI(title="returnbridge", version=__version__,
+                  docs_url="/api/docs" if docs else None,
+                  openapi_url="/api/openapi.json" if docs else None, redoc_url=None)
+    tokens = [t.get_secret_value() for t in rt.settings.api.tokens]
+    # Outermost: nothing reads a body before its size and (for /api) its credentials pass.
+    app.add_middleware(RequestGuard, settings=rt.settings,
+                       authorize={"api": lambda headers: bearer_ok(headers, tokens)})
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(DataError, _unstorable)
     app.state.ctx = AppContext(rt=rt, enqueue=enqueue,
                                signature_failures=SignatureFailures(rt))
     app.include_router(webhooks.router)

@@ -48,3 +48,16 @@ def check_bearer(request: Request, tokens: list[str]) -> None:
             matched |= _eq(presented.strip(), token)
     if not matched:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown bearer token", challenge)
+
+
+def bearer_ok(headers: dict[str, str], tokens: list[str]) -> bool:
+    """Whether lower-cased ``headers`` carry one of ``tokens`` as a bearer token (no
+    exception; for checks made before a request's body is read)."""
+    scheme, _, presented = headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not presented.strip():
+        return False
+    matched = False
+    for token in tokens:
+        if token:
+            matched |= _eq(presented.strip(), token)
+    return matched

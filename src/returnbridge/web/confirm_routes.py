@@ -19,7 +19,8 @@ router = APIRouter(prefix="/api/v1")
 class ConfirmCredit(BaseModel):
     credit_note_code: str = Field(min_length=1, max_length=50,
                                   description="The Khaos credit note code, e.g. CN000123.")
-    value: Decimal | None = Field(None, description="Credit note value (as served: Gross or "
+    value: Decimal | None = Field(None, allow_inf_nan=False, max_digits=15,
+                                  description="Credit note value (as served: Gross or "
                                   "Net); compared with what returnbridge served.")
     # "by" / "why", as on the exception actions; "actor" / "reason" are accepted too.
     actor: str = Field(min_length=1, max_length=120, description="Who confirms.",

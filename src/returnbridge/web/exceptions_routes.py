@@ -14,7 +14,7 @@ import hashlib
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
@@ -24,6 +24,7 @@ from returnbridge.web.auth import check_bearer
 from returnbridge.web.context import AppContext
 
 router = APIRouter(prefix="/api/v1")
+ExceptionId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The exception's id.")]
 
 
 class ActionBody(BaseModel):
@@ -71,7 +72,7 @@ def _show(rt: Runtime, exception_id: int) -> dict[str, Any]:
 async def list_exceptions(rt: Annotated[Runtime, Depends(_rt)], status: str = "open",
                           owner: str | None = None, type: str | None = None,
                           ref: str | None = None, limit: int = 100,
-                          offset: int = 0) -> dict[str, Any]:
+                          offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0) -> dict[str, Any]:
     page: actions.ExceptionListing = await _call(
         _listing, rt, status=status, owner=owner, type=type, ref=ref,
         limit=min(limit, 1000), offset=offset)
@@ -80,14 +81,14 @@ async def list_exceptions(rt: Annotated[Runtime, Depends(_rt)], status: str = "o
 
 
 @router.get("/exceptions/{exception_id}")
-async def get_exception(exception_id: int,
+async def get_exception(exception_id: ExceptionId,
                         rt: Annotated[Runtime, Depends(_rt)]) -> dict[str, Any]:
     view: dict[str, Any] = await _call(_show, rt, exception_id)
     return view
 
 
 @router.post("/exceptions/{exception_id}/retry")
-async def retry_exception(exception_id: int, request: Request,
+async def retry_exception(exception_id: ExceptionId, request: Request,
                           rt: Annotated[Runtime, Depends(_rt)],
                           body: ActionBody | None = None) -> dict[str, Any]:
     result: actions.ActionResult = await _call(
@@ -96,7 +97,7 @@ async def retry_exception(exception_id: int, request: Request,
 
 
 @router.post("/exceptions/{exception_id}/resolve")
-async def resolve_exception(exception_id: int, body: ActionBody, request: Request,
+async def resolve_exception(exception_id: ExceptionId, body: ActionBody, request: Request,
                             rt: Annotated[Runtime, Depends(_rt)]) -> dict[str, Any]:
     result: actions.ActionResult = await _call(
         actions.resolve, rt, exception_id, _actor(request, body), body.why)
@@ -104,7 +105,7 @@ async def resolve_exception(exception_id: int, body: ActionBody, request: Reques
 
 
 @router.post("/exceptions/{exception_id}/ignore")
-async def ignore_exception(exception_id: int, body: ActionBody, request: Request,
+async def ignore_exception(exception_id: ExceptionId, body: ActionBody, request: Request,
                             rt: Annotated[Runtime, Depends(_rt)]) -> dict[str, Any]:
     result: actions.ActionResult = await _call(
         actions.ignore, rt, exception_id, _actor(request, body), body.why)

@@ -8,6 +8,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from returnbridge import __version__
 from returnbridge.flows.events_admin import refresh_failed_gauge
 from returnbridge.store.migrate import SchemaNotCurrent, require_current
 from returnbridge.web.auth import check_bearer
@@ -16,11 +17,12 @@ from returnbridge.web.metrics import REGISTRY
 
 log = structlog.get_logger(__name__)
 router = APIRouter()
+log = structlog.get_logger(__name__)
 
 
 @router.get("/healthz")
 def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+    return {"status": "ok", "version": __version__}
 
 
 @router.get("/readyz")
@@ -29,21 +31,27 @@ async def readyz(request: Request) -> JSONResponse:
     try:
         await run_in_threadpool(require_current, ctx.rt.engine)
     except SchemaNotCurrent as exc:
-        return JSONResponse({"status": "not ready", "reason": str(exc)}, status_code=503)
+        # Details for the operator in the log; the probe's caller learns only the kind.
+        log.warning("not ready: database schema", error=str(exc))
+        return JSONResponse({"status": "not ready", "reason": "database schema is not "
+                             "current (see the service log)"}, status_code=503)
     except Exception as exc:
-        return JSONResponse({"status": "not ready", "reason": f"database: {exc}"},
-                            status_code=503)
+        log.warning("not ready: database unreachable", error=str(exc))
+        return JSONResponse({"status": "not ready", "reason": "database unreachable (see "
+                             "the service log)"}, status_code=503)
     return JSONResponse({"status": "ready"})
 
 
 @router.get("/metrics")
 def metrics(request: Request) -> Response:
     ctx: AppContext = request.app.state.ctx
-    token = ctx.rt.settings.api.metrics_token.get_secret_value()
+    api = ctx.rt.settings.api
+    token = api.metrics_token.get_secret_value()
     if token:
         check_bearer(request, [token])
-    elif request.headers.get("authorization"):
-        raise HTTPException(400, "metrics need no token on this installation")
+    elif not api.metrics_public:
+        raise HTTPException(403, "metrics are off: set [api].metrics_token (or "
+                            "[api].metrics_public = true on a private network)")
     try:
         refresh_failed_gauge(ctx.rt)
     except Exception as exc:  # the counters still answer when the database does not

@@ -44,7 +44,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 def _peek(body: bytes) -> Any:
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # not JSON, a 5,000-digit number, nested too deep
         return None
 
 

@@ -61,6 +61,9 @@ def authentic(settings: ZigZagSettings, headers: dict[str, str]) -> tuple[bool, 
     if not secret and not user:
         return False, ("no webhook credentials are configured for ZigZag "
                        "([zigzag].webhook_secret or webhook_username/webhook_password)")
+    if user and not password:
+        return False, ("[zigzag].webhook_username is set but webhook_password is empty; "
+                       "refusing every delivery rather than accepting an empty password")
     ok = True
     if secret:
         given = headers.get(settings.webhook_secret_header.lower(), "")

@@ -115,8 +115,11 @@ def load_document(kind: PushKind, body: bytes, content_type: str = "") -> dict[s
         return content if isinstance(content, dict) else {}
     try:
         doc = json.loads(body.decode("utf-8-sig"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PayloadInvalid(f"the body is neither XML nor JSON ({exc})") from None
+    except ValueError as exc:  # not UTF-8, not JSON, or a number too long to convert
+        raise PayloadInvalid(f"the body is neither XML nor JSON "
+                             f"({str(exc)[:200]})") from None
+    except RecursionError:
+        raise PayloadInvalid("the body is nested too deeply to read") from None
     if isinstance(doc, dict) and set(doc) == {_ROOTS[kind]} and isinstance(doc[_ROOTS[kind]],
                                                                           dict):
         doc = doc[_ROOTS[kind]]  # tolerate {"StockItems": {...}} wrapping
@@ -174,6 +177,9 @@ def _bool(value: Any, what: str, default: bool) -> bool:
     raise _EntryInvalid(f"{what} must be a boolean, got {value!r}")
 
 
+_MAX_DIGITS = 12  # integer digits any quantity or price in a push may have
+
+
 def _decimal(value: Any, what: str) -> Decimal:
     if isinstance(value, bool) or value is None or value == "":
         raise _EntryInvalid(f"{what} must be a number, got {value!r}")
@@ -187,6 +193,9 @@ def _decimal(value: Any, what: str) -> Decimal:
         raise _EntryInvalid(f"{what} must be a number, got {value!r}") from None
     if not number.is_finite():
         raise _EntryInvalid(f"{what} must be finite, got {value!r}")
+    if number != 0 and not -12 <= number.adjusted() < _MAX_DIGITS:
+        shown = str(value)[:40] + ("..." if len(str(value)) > 40 else "")
+        raise _EntryInvalid(f"{what} is out of range, got {shown}")
     return number
 
 

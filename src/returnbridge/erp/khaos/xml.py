@@ -12,6 +12,7 @@ or one of the known array properties, becomes a list; attributes become a DataIt
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
@@ -130,38 +131,60 @@ def endpoint_config_xml(doc: Mapping[str, Any]) -> bytes:
 
 # --------------------------------------------------------------------------- reading
 
-def _parser() -> etree.XMLParser:
-    return etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=True,
-                           remove_pis=True, huge_tree=True, load_dtd=False)
-
-
 def _local(tag: Any) -> str:
     return etree.QName(tag).localname if isinstance(tag, str) else ""
 
 
-def _read(el: etree._Element) -> Any:
-    children = [c for c in el if isinstance(c.tag, str)]
-    tag = _local(el.tag)
+MAX_DEPTH = 64  # Khaos documents nest a handful of levels; anything deeper is refused
+
+
+def _value(tag: str, text: str | None, attrib: Any, children: list[tuple[str, Any]]) -> Any:
+    """The JSON-shaped value of one element, from its already converted children."""
     if not children:
-        if tag in _PUSH_ARRAYS and not (el.text or "").strip():
+        if tag in _PUSH_ARRAYS and not (text or "").strip():
             return []
-        attrs = {_local(k): v for k, v in el.attrib.items()
-                 if etree.QName(k).namespace is None}
+        attrs = {_local(k): v for k, v in attrib.items() if etree.QName(k).namespace is None}
         if attrs:
-            if (el.text or "").strip():
-                attrs["Name"] = (el.text or "").strip()
+            if (text or "").strip():
+                attrs["Name"] = (text or "").strip()
             return attrs
-        return (el.text or "").strip()
-    names = [_local(c.tag) for c in children]
+        return (text or "").strip()
+    names = [name for name, _ in children]
     if tag in _PUSH_ARRAYS or len(set(names)) < len(names):
-        return [_read(c) for c in children]
-    return {name: _read(c) for name, c in zip(names, children, strict=True)}
+        return [value for _, value in children]
+    return dict(children)
 
 
 def parse_document(body: bytes) -> tuple[str, Any]:
-    """(root element name, JSON-shaped content) of an XML body; raises ``XmlInvalid``."""
+    """(root element name, JSON-shaped content) of an XML body; raises ``XmlInvalid``.
+
+    Streamed (lxml ``iterparse``): each element is converted when it ends and then freed,
+    so a large StockUpload never exists as a whole lxml tree next to its converted form.
+    No recursion: a deeply nested body is refused past ``MAX_DEPTH`` with a clear reason."""
+    stack: list[list[tuple[str, Any]]] = []
+    root_tag = ""
+    result: Any = None
     try:
-        root = etree.fromstring(body, parser=_parser())
+        for event, el in etree.iterparse(
+                io.BytesIO(body), events=("start", "end"), resolve_entities=False,
+                no_network=True, remove_comments=True, remove_pis=True, huge_tree=True,
+                load_dtd=False):
+            if event == "start":
+                stack.append([])
+                if len(stack) > MAX_DEPTH:
+                    raise XmlInvalid(f"the XML is nested deeper than {MAX_DEPTH} levels")
+                continue
+            children = stack.pop()
+            tag = _local(el.tag)
+            value = _value(tag, el.text, el.attrib, children)
+            if stack:
+                stack[-1].append((tag, value))
+            else:
+                root_tag, result = tag, value
+            el.clear()  # free what was converted, and the siblings already done
+            parent = el.getparent()
+            while parent is not None and el.getprevious() is not None:
+                del parent[0]
     except etree.XMLSyntaxError as exc:
         raise XmlInvalid(f"the body is not well-formed XML ({exc})") from None
-    return _local(root.tag), _read(root)
+    return root_tag, result

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from returnbridge.domain.khaos_status import KhaosStatus
 from returnbridge.domain.lifecycle import ReturnState
 from returnbridge.domain.reconciliation import to_minor
+from returnbridge.flows.khaos_confirm import is_cleared
 from returnbridge.flows.money import served_basis
 from returnbridge.flows.refund_gate import refund_key
 from returnbridge.flows.runtime import Runtime
@@ -75,9 +76,11 @@ def _credit_note(rt: Runtime, session: Session, row: ReturnRow,
     if not row.credit_note_code:
         return None
     basis = served_basis(rt, session, row)
-    stage = stages.get(row.associated_ref, "")
+    stage = row.credit_note_stage or stages.get(row.associated_ref, "")
+    # cleared: confirmed (only a cleared credit note confirms), or at a stage
+    # [khaos] cleared_credit_note_stages names
     cleared = row.khaos_status in _CONFIRMED or (
-        bool(stage) and stage in rt.settings.reconciliation.cleared_stages)
+        bool(stage) and is_cleared(rt.settings, stage, stage))
     value = row.credit_note_value if row.credit_note_value is not None else basis.value
     return {
         "associated_ref": row.associated_ref, "code": row.credit_note_code,

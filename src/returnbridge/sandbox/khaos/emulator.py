@@ -26,6 +26,7 @@ import uvicorn
 
 from returnbridge.sandbox.khaos.soap_server import EXE, soap_app
 from returnbridge.sandbox.khaos.state import (
+    CreditNoteAt,
     ImportFailure,
     KhaosReturn,
     KhaosState,
@@ -79,14 +80,18 @@ class KhaosSandbox:
                  customers: Iterable[str] | Mapping[str, str] = (),
                  reasons: Iterable[str] | Mapping[str, Processing | str] = (),
                  site_id: int = 1, move_stock_on_process: bool = True,
-                 auto_push: bool = True, push_attempts: int = 3,
+                 credit_note_at: CreditNoteAt | str = CreditNoteAt.PROCESS,
+                 auto_push: bool = True, push_order_statuses: bool = False,
+                 push_attempts: int = 3,
                  push_backoff_seconds: float = 0.05, timeout: float = 10.0) -> None:
         self.config_url = config_url
         self.username = username
         self.password = password
         self.timeout = timeout
         self.auto_push = auto_push
-        self.state = KhaosState(site_id=site_id, move_stock_on_process=move_stock_on_process)
+        self.push_order_statuses_on_change = push_order_statuses
+        self.state = KhaosState(site_id=site_id, move_stock_on_process=move_stock_on_process,
+                                credit_note_at=CreditNoteAt(credit_note_at))
         self.config: dict[str, Any] = {}
         self.polls = 0  # poll requests made (pages)
         self.continuations: list[str] = []  # Sirion-Continuation sent, per request
@@ -166,6 +171,10 @@ class KhaosSandbox:
         message = self.state.process(return_code)
         self._after_change()
         return message
+
+    def set_credit_note_at(self, mode: CreditNoteAt | str) -> None:
+        """Switch when credit notes are raised (for returns imported from now on)."""
+        self.state.credit_note_at = CreditNoteAt(mode)
 
     def process_by_ref(self, associated_ref: str) -> str:
         record = self.state.returns[associated_ref]
@@ -307,6 +316,9 @@ class KhaosSandbox:
     def _after_change(self) -> None:
         if self.auto_push and self.config.get("StockStatusUpload") and self.state.dirty_levels:
             self.push_stock_statuses()
+        if (self.push_order_statuses_on_change and self.config.get("OrderStatusUpload")
+                and self.state.changed_returns):
+            self.push_order_statuses()
 
     def _post(self, client: httpx.Client, endpoint: str, url: str, body: dict[str, Any],
               items: int) -> bool:
@@ -351,6 +363,29 @@ class KhaosSandbox:
                         report.failed_posts += 1
                         with self.state.lock:
                             self.state.dirty_levels.update(batch)
+            return report
+
+    def push_order_statuses(self, refs: Iterable[str] | None = None) -> PushReport:
+        """POST ``Statuses`` (OrderStatusUpload) for returns that changed (imported,
+        processed, issued) or for ``refs``: each carries its credit note and its stage."""
+        if not self.config:
+            self.fetch_config()
+        url = str(self.config["OrderStatusUpload"]["URL"])
+        with self._push_lock:
+            with self.state.lock:
+                wanted = sorted(self.state.changed_returns if refs is None else set(refs))
+                self.state.changed_returns.difference_update(wanted)
+            statuses = self.state.order_statuses(wanted)
+            report = PushReport()
+            if not statuses:
+                return report
+            with self._client() as client:
+                report.posts, report.items = 1, len(statuses)
+                if not self._post(client, "OrderStatusUpload", url, {"Statuses": statuses},
+                                  len(statuses)):
+                    report.failed_posts = 1
+                    with self.state.lock:
+                        self.state.changed_returns.update(wanted)
             return report
 
     def push_stock_items(self, batch_size: int = 500) -> PushReport:
@@ -413,5 +448,5 @@ class KhaosSandbox:
             self._soap = None
 
 
-__all__ = ["FIRST_CONTACT", "ImportFailure", "KhaosReturn", "KhaosSandbox", "Processing",
-           "PushAttempt", "PushReport", "SandboxFault", "SandboxItem"]
+__all__ = ["FIRST_CONTACT", "CreditNoteAt", "ImportFailure", "KhaosReturn", "KhaosSandbox",
+           "Processing", "PushAttempt", "PushReport", "SandboxFault", "SandboxItem"]

@@ -141,10 +141,11 @@ class SoapHandlers:
                     f"{_money(r.credit_value)}</ITEMS_TOTAL>"
                     '<DELIVERY_TOTAL NET_VALUE="0.00">0.00</DELIVERY_TOTAL>'
                     f"<COMPLETE>{'-1' if r.issued else '0'}</COMPLETE>"
-                    f'<INVOICES><INVOICE INVOICE_CODE="{r.credit_note_code}" '
-                    f'INVOICE_DATE="{_ddmmyyyy(r.imported_at)}" ISSUE_DATE="{issue}" '
-                    f'INVOICE_STAGE_ID="{stage_id}" INVOICE_STAGE_DESC="{stage_desc}" '
-                    'MOVED="0"/></INVOICES></ORDER_STATUS>')
+                    + (f'<INVOICES><INVOICE INVOICE_CODE="{r.credit_note_code}" '
+                       f'INVOICE_DATE="{_ddmmyyyy(r.imported_at)}" ISSUE_DATE="{issue}" '
+                       f'INVOICE_STAGE_ID="{stage_id}" INVOICE_STAGE_DESC="{stage_desc}" '
+                       'MOVED="0"/></INVOICES>' if r.credit_note_code else "<INVOICES/>")
+                    + "</ORDER_STATUS>")
                 if r.exchange:
                     out.append(
                         f'<ORDER_STATUS SORDER_CODE="{r.exchange.order_code}" '

@@ -21,6 +21,16 @@ class Processing(StrEnum):
     NO_STOCK = "no_stock"  # no goods expected (keep item, refund only)
 
 
+class CreditNoteAt(StrEnum):
+    """When the sandbox raises a return's credit note (reference §3.3a). Real Khaos raises
+    it at *Process* (documented); ``import`` is what the first sandbox did, kept so the
+    product can be shown to work whichever way a real installation turns out to behave."""
+
+    IMPORT = "import"  # at import, at stage Processing until the return is processed
+    PROCESS = "process"  # only when the return is processed (import with ProcessReturn
+    # true, SOAP ProcessReturn, or the warehouse clicking Process)
+
+
 class SandboxFault(Exception):
     """What the SOAP service answers as a ``<Fault>`` (the text is the faultstring)."""
 
@@ -72,7 +82,8 @@ class ExchangeOrder:
 
 @dataclass
 class KhaosReturn:
-    """One imported CustomerReturn, its credit note and (optionally) its exchange order."""
+    """One imported CustomerReturn, its credit note and (optionally) its exchange order.
+    ``credit_note_code`` is "" while Khaos has raised no credit note for it."""
 
     return_code: str
     associated_ref: str
@@ -90,6 +101,9 @@ class KhaosReturn:
     stock_moved: bool = False
     manual_auth_code: str = ""
     deleted: bool = False
+    # Exchange items waiting for Process (credit notes at processing: the exchange order is
+    # raised with the credit note, reference §3.3a).
+    pending_exchange: list[tuple[str, str, Decimal]] = field(default_factory=list)
 
     # The shape the first sandbox had (kept for the demo and older tests).
     @property
@@ -102,7 +116,10 @@ class KhaosReturn:
 
     @property
     def stage(self) -> tuple[str, str]:
-        """(INVOICE_STAGE_ID, description) of the credit note."""
+        """(INVOICE_STAGE_ID, description) of the credit note ("", "" while there is none).
+        An unprocessed return's credit note (raised at import) is at stage Processing."""
+        if not self.credit_note_code:
+            return "", ""
         if self.issued:
             return "70", "Issued"
         if self.processed:
@@ -140,6 +157,7 @@ class KhaosState:
 
     site_id: int = 1
     move_stock_on_process: bool = True
+    credit_note_at: CreditNoteAt = CreditNoteAt.PROCESS
     items: dict[str, SandboxItem] = field(default_factory=dict)  # by StockID
     levels: dict[tuple[str, int], list[Decimal]] = field(default_factory=dict)  # avail, on order
     customers: dict[str, SandboxCustomer] = field(default_factory=dict)  # by URN
@@ -149,6 +167,7 @@ class KhaosState:
     returns: dict[str, KhaosReturn] = field(default_factory=dict)  # by AssociatedRef
     failures: list[ImportFailure] = field(default_factory=list)
     dirty_levels: set[tuple[str, int]] = field(default_factory=set)
+    changed_returns: set[str] = field(default_factory=set)  # for OrderStatusUpload pushes
     lock: threading.RLock = field(default_factory=threading.RLock)
     _counter: dict[str, int] = field(default_factory=dict)
 
@@ -321,23 +340,24 @@ class KhaosState:
                 sku=str(item["SKU"]), stock_id=found.stock_id if found else "", quantity=qty,
                 reason_id=rid, processing=reason.processing if reason else Processing.RESTOCK,
                 unit_price=unit_gross))
-        exchange = None
-        if ret.get("ExchangeItems"):
-            exchange = ExchangeOrder(self.next_code("SO"), str(ret["AssociatedRef"]), [])
-            for item in ret["ExchangeItems"]:
-                found = self.find_item(str(item["SKU"]), _mappings(item))
-                qty = _dec(item["Quantity"])
-                exchange.items.append((str(item["SKU"]), found.stock_id if found else "", qty))
-                if found is not None and found.stock_controlled:  # reserved for the order
-                    self._adjust(found.stock_id, self.site_id, -qty)
+        wanted: list[tuple[str, str, Decimal]] = []
+        for item in ret.get("ExchangeItems") or []:
+            found = self.find_item(str(item["SKU"]), _mappings(item))
+            wanted.append((str(item["SKU"]), found.stock_id if found else "",
+                           _dec(item["Quantity"])))
         record = KhaosReturn(
             return_code=self.next_code("SR"), associated_ref=str(ret["AssociatedRef"]),
-            urn=str(ret["URN"]), credit_note_code=self.next_code("CN"),
+            urn=str(ret["URN"]),
+            credit_note_code=(self.next_code("CN") if self.credit_note_at is CreditNoteAt.IMPORT
+                              else ""),
             credit_value=gross.quantize(Decimal("0.01")),
-            credit_value_net=net.quantize(Decimal("0.01")), lines=lines, exchange=exchange,
-            site_id=self.site_id, imported_at=datetime.now(UTC),
+            credit_value_net=net.quantize(Decimal("0.01")), lines=lines, exchange=None,
+            site_id=self.site_id, imported_at=datetime.now(UTC), pending_exchange=wanted,
         )
+        if self.credit_note_at is CreditNoteAt.IMPORT:
+            self._raise_exchange(record)
         self.returns[record.associated_ref] = record
+        self.changed_returns.add(record.associated_ref)
         if _truthy(ret.get("ProcessReturn", False)):
             self._process(record, "")
         return record
@@ -372,13 +392,30 @@ class KhaosState:
             if not record.processed:
                 self._process(record, "")
             record.issued = True
+            self.changed_returns.add(record.associated_ref)
             self._move_stock(record)
 
     def _process(self, record: KhaosReturn, auth: str) -> None:
         record.processed = True
         record.manual_auth_code = auth
+        if not record.credit_note_code:  # processing turns the return into a credit note
+            record.credit_note_code = self.next_code("CN")  # (and its exchange order)
+        self._raise_exchange(record)
+        self.changed_returns.add(record.associated_ref)
         if self.move_stock_on_process:
             self._move_stock(record)
+
+    def _raise_exchange(self, record: KhaosReturn) -> None:
+        """The exchange order, with its items reserved (once)."""
+        if not record.pending_exchange or record.exchange is not None:
+            return
+        record.exchange = ExchangeOrder(self.next_code("SO"), record.associated_ref, [])
+        for sku, stock_id, qty in record.pending_exchange:
+            record.exchange.items.append((sku, stock_id, qty))
+            item = self.items.get(stock_id)
+            if item is not None and item.stock_controlled:  # reserved for the order
+                self._adjust(stock_id, self.site_id, -qty)
+        record.pending_exchange = []
 
     def _move_stock(self, record: KhaosReturn) -> None:
         if record.stock_moved:
@@ -396,6 +433,30 @@ class KhaosState:
         self.dirty_levels.add((stock_id, site_id))
 
     # -- documents -------------------------------------------------------------------------
+
+    def order_statuses(self, refs: Iterable[str]) -> list[dict[str, Any]]:
+        """``OrderStatus`` objects (OrderStatusUpload) for returns by AssociatedRef: the
+        return as a credit-note document (OrderType 2), its credit note as the shipment
+        (``Code``) with the stage as its ``Status`` (no shipment while none is raised)."""
+        push_stage = {"20": "Processing", "16": "Issue", "70": "Archived"}
+        out = []
+        with self.lock:
+            for ref in sorted(refs):
+                r = self.returns.get(ref)
+                if r is None or r.deleted:
+                    continue
+                stage_id, _ = r.stage
+                status: dict[str, Any] = {
+                    "OrderID": f"R{r.return_code}", "OrderCode": r.return_code,
+                    "AssociatedRef": r.associated_ref, "OrderType": "2",
+                    "Status": "Complete" if r.issued else "Received",
+                    "GrossTotal": float(r.credit_value),
+                    "Shipments": ([{"Code": r.credit_note_code,
+                                    "Status": push_stage.get(stage_id, "Processing")}]
+                                  if r.credit_note_code else []),
+                }
+                out.append(status)
+        return out
 
     def stock_statuses(self, keys: Iterable[tuple[str, int]]) -> list[dict[str, Any]]:
         """``StockStatus`` objects (reference §1.6) for (StockID, SiteID) pairs."""
@@ -439,6 +500,7 @@ class KhaosState:
             return {
                 "site_id": self.site_id,
                 "move_stock_on_process": self.move_stock_on_process,
+                "credit_note_at": self.credit_note_at.value,
                 "items": [{"stock_id": i.stock_id, "stock_code": i.stock_code,
                            "other_ref": i.other_ref, "barcodes": list(i.barcodes),
                            "publish_on_web": i.publish_on_web,
@@ -452,6 +514,7 @@ class KhaosState:
                 "returns": [{
                     "associated_ref": r.associated_ref, "return_code": r.return_code,
                     "urn": r.urn, "credit_note_code": r.credit_note_code,
+                    "credit_note_stage": r.stage[1],
                     "credit_value": str(r.credit_value), "processed": r.processed,
                     "issued": r.issued, "stock_moved": r.stock_moved,
                     "exchange_order": r.exchange.order_code if r.exchange else "",

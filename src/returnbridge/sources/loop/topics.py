@@ -46,8 +46,10 @@ def interpret(body: bytes, *, topic: str, trigger: str, settings: LoopSettings) 
     this version does not use gives ``handled=False`` with a note, never an error."""
     try:
         payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PayloadInvalid(f"the body is not JSON ({exc})") from None
+    except ValueError as exc:  # not UTF-8, not JSON, or a number too long to convert
+        raise PayloadInvalid(f"the body is not JSON ({str(exc)[:200]})") from None
+    except RecursionError:
+        raise PayloadInvalid("the body is nested too deeply") from None
     if not isinstance(payload, dict):
         raise PayloadInvalid(f"a Loop event must be a JSON object, got {type(payload).__name__}")
     if not topic:

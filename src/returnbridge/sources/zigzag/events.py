@@ -150,7 +150,7 @@ def envelope(body: bytes, settings: ZigZagSettings) -> Envelope:
     """Event id, event name and return reference, or "" for each that cannot be read."""
     try:
         payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # not JSON, numbers too long, nested too deep
         return Envelope("", "", "")
     f = settings.webhook.fields
     return Envelope(
@@ -165,8 +165,8 @@ def _load(body: bytes) -> dict[str, Any]:
         payload = json.loads(body)
     except UnicodeDecodeError:
         raise PayloadInvalid("the body is not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise PayloadInvalid(f"the body is not JSON ({exc})") from None
+    except ValueError as exc:  # JSONDecodeError, or a number too long to convert
+        raise PayloadInvalid(f"the body is not JSON ({str(exc)[:200]})") from None
     except RecursionError:
         raise PayloadInvalid("the body is nested too deeply") from None
     if not isinstance(payload, dict):
