@@ -36,6 +36,7 @@ bench: sync
 	$(UV) run --frozen python bench/backfill.py
 	$(UV) run --frozen python bench/reconcile.py
 	$(UV) run --frozen python bench/xml_push_memory.py
+	$(UV) run --frozen python bench/suggest.py
 
 fuzz: sync
 	$(UV) run --frozen python bench/fuzz_routes.py $(FUZZ_ARGS)

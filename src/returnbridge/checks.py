@@ -205,3 +205,46 @@ def check_database(s: Settings) -> list[Finding]:
         return [Finding(Level.ERROR, "[database].url",
                         f"the database cannot be reached: {reason.strip().splitlines()[0]}")]
     return []
+
+
+def check_alerts(s: Settings) -> list[Finding]:
+    """Alert routes (docs/alerts.md): URLs that cannot work, and variables that are unset."""
+    import os
+    import re
+
+    f: list[Finding] = []
+    for i, route in enumerate(s.alerts.routes):
+        key = f"[[alerts.routes]] {s.alerts.route_name(i)}"
+        raw = [u.get_secret_value() for u in route.urls]
+        missing = sorted({m for u in raw for m in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", u)
+                          if not os.environ.get(m)})
+        if missing:
+            f.append(Finding(Level.ERROR, key, "the environment variable(s) "
+                             f"{', '.join(missing)} used in its URLs are not set in this "
+                             "environment; set them where the worker runs."))
+        if route.urls_env and not os.environ.get(route.urls_env):
+            f.append(Finding(Level.WARNING, key, f"urls_env names {route.urls_env}, which is "
+                             "not set in this environment."))
+        urls = route.resolved_urls()
+        if not urls:
+            f.append(Finding(Level.ERROR, key, "the route has no URLs, so its alerts wait in "
+                             "the outbox for ever; add urls or urls_env."))
+        bad = [u.split("://", 1)[0] if "://" in u else "?" for u in urls
+               if not missing and not _apprise_accepts(u)]
+        if bad:
+            f.append(Finding(Level.ERROR, key, "Apprise does not accept URL(s) with scheme "
+                             f"{', '.join(repr(b) for b in bad)}; see docs/alerts.md."))
+    if s.alerts.routes and not any(r.owner in ("ops", "*") for r in s.alerts.routes):
+        f.append(Finding(Level.NOTE, "[alerts].routes", "no route for ops: failing alert "
+                         "channels and connections are only visible in the exception queue."))
+    if s.loop.write_back_notes and not s.loop.api_key.get_secret_value() and (
+            s.loop.webhook_secrets):
+        f.append(Finding(Level.NOTE, "[loop].write_back_notes", "notes on held Loop returns "
+                         "need [loop].api_key; without it none are written."))
+    return f
+
+
+def _apprise_accepts(url: str) -> bool:
+    import apprise
+
+    return bool(apprise.Apprise().add(url))

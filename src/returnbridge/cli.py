@@ -21,10 +21,12 @@ from returnbridge import (
     cli_exceptions,
     cli_reconcile,
 )
+from returnbridge.cli_alerts import alerts_app, doctor
 from returnbridge.cli_backfill import backfill_app
 from returnbridge.cli_common import ConfigOpt, err, load, out
 from returnbridge.cli_khaos import khaos_app
 from returnbridge.cli_sandbox import sandbox_app
+from returnbridge.cli_suggest import mapping_app, suggest
 from returnbridge.config import ConfigError, Settings, load_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -36,6 +38,10 @@ app.add_typer(backfill_app, name="backfill")
 app.add_typer(cli_exceptions.app, name="exceptions")
 app.add_typer(cli_events.app, name="events")
 app.add_typer(khaos_app, name="khaos")
+app.add_typer(alerts_app, name="alerts")
+app.command("doctor")(doctor)
+app.add_typer(mapping_app, name="mapping")
+app.command("suggest")(suggest)
 app.command("audit")(cli_audit.audit)
 app.command("reconcile")(cli_reconcile.reconcile)
 app.add_typer(cli_audit_log.app, name="audit-log")
@@ -91,6 +97,7 @@ def check_config(config: ConfigOpt = None) -> None:
     """Report every problem with the configuration, in plain words."""
     from returnbridge.checks import (
         Level,
+        check_alerts,
         check_database,
         check_file_permissions,
         check_settings,
@@ -106,7 +113,7 @@ def check_config(config: ConfigOpt = None) -> None:
             err.print(f"  - {escape(problem)}", soft_wrap=True, highlight=False)
         raise typer.Exit(1) from None
     findings = (check_settings(settings) + check_file_permissions(config_path(config))
-                + check_database(settings))
+                + check_database(settings) + check_alerts(settings))
     colours = {Level.ERROR: "red", Level.WARNING: "yellow", Level.NOTE: "cyan"}
     for finding in findings:
         c = colours[finding.level]

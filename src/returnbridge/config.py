@@ -255,6 +255,22 @@ class LoopSettings(_Section):
         "shipping label (no labels, label_status N/A/pending/empty, no tracking number) as "
         "keep-item. Off by default because a return closed by hand looks the same.",
     )
+    write_back_notes: bool = Field(
+        True,
+        description="When a Loop return is held (not sent to Khaos), add one note on it in "
+        "Loop saying what is wrong and which team is fixing it (never twice for the same "
+        "cause). Needs api_key; set false to leave Loop untouched.",
+    )
+    write_back_flag: bool = Field(
+        False,
+        description="Also flag a held Loop return for review (stops Loop's automatic "
+        "processing until someone unflags it). Needs write_back_notes.",
+    )
+    write_back_credit_note: bool = Field(
+        False,
+        description="When the Khaos credit note of a Loop return is confirmed, add a note "
+        "with its code. Needs write_back_notes.",
+    )
 
 
 ZIGZAG_TRIGGERS = ("requested", "updated", "in_transit", "received", "inspected",
@@ -773,6 +789,183 @@ class AuditSettings(_Section):
         "recomputed.")
 
 
+ALERT_OWNERS = ("cx", "warehouse", "finance", "ops", "*")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_QUIET = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
+
+
+class AlertRoute(_Section):
+    name: str = Field(
+        "", max_length=60,
+        description="A short name for this route, used in the delivery record, logs and the "
+        "alert_channel_failing exception. Default: '<owner>-<mode>-<position>'. Changing it "
+        "makes returnbridge treat the route as new (open exceptions are alerted again).",
+    )
+    owner: str = Field(
+        ..., description="Which team's exceptions go here: cx, warehouse, finance, ops, or "
+        "'*' for every team.",
+    )
+    urls: list[SecretStr] = Field(
+        default_factory=list,
+        description="Apprise URLs (mailto://, mailtos://, slack://, msteams://, json://, ...; "
+        "see docs/alerts.md). '${NAME}' is replaced by the environment variable NAME, so "
+        "tokens and passwords need not be in the file.",
+    )
+    urls_env: str = Field(
+        "", description="Name of an environment variable holding more Apprise URLs "
+        "(separated by spaces, commas or new lines).",
+    )
+    mode: Literal["immediate", "digest"] = Field(
+        "immediate", description="'immediate': one message per exception as soon as it is "
+        "seen; 'digest': one message per period listing what opened in it.",
+    )
+    digest: Literal["hourly", "daily"] = Field(
+        "hourly", description="Digest period (mode = 'digest'): 'hourly' (sent at the top of "
+        "each hour) or 'daily' (sent at [alerts].digest_hour).",
+    )
+    min_severity: Literal["warning", "blocking"] = Field(
+        "warning", description="Least severe exception this route takes: 'warning' (all) or "
+        "'blocking' (only exceptions that stop a return).",
+    )
+    max_severity: Literal["warning", "blocking"] = Field(
+        "blocking", description="Most severe exception this route takes: 'warning' makes a "
+        "route for 'the rest', e.g. a digest beside an immediate route with min_severity = "
+        "'blocking' for the same team.",
+    )
+    types: list[str] = Field(
+        default_factory=list, description="Only these exception types (empty: every type).",
+    )
+    quiet_hours: str = Field(
+        "", description="'HH:MM-HH:MM' in [alerts].timezone during which nothing is sent on "
+        "this route (held until the quiet hours end). Empty: none.",
+    )
+
+    @field_validator("owner")
+    @classmethod
+    def _owner_known(cls, value: str) -> str:
+        if value not in ALERT_OWNERS:
+            raise ValueError(f"owner must be one of {', '.join(ALERT_OWNERS)}")
+        return value
+
+    @field_validator("types")
+    @classmethod
+    def _types_known(cls, value: list[str]) -> list[str]:
+        from returnbridge.domain.exceptions import CATALOGUE
+
+        unknown = [t for t in value if t not in CATALOGUE]
+        if unknown:
+            raise ValueError(f"unknown exception type(s): {', '.join(unknown)}")
+        return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours_shape(cls, value: str) -> str:
+        if value and not _QUIET.match(value.strip()):
+            raise ValueError("quiet_hours must look like '22:00-07:00'")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _severities_ordered(self) -> AlertRoute:
+        if self.min_severity == "blocking" and self.max_severity == "warning":
+            raise ValueError("min_severity 'blocking' with max_severity 'warning' takes nothing")
+        return self
+
+    def resolved_urls(self) -> list[str]:
+        """The route's Apprise URLs with ``${NAME}`` expanded and ``urls_env`` added."""
+        raw = [u.get_secret_value() for u in self.urls]
+        if self.urls_env:
+            extra = os.environ.get(self.urls_env, "")
+            raw.extend(p for p in re.split(r"[\s,]+", extra) if p)
+        return [_ENV_REF.sub(lambda m: os.environ.get(m.group(1), ""), u) for u in raw]
+
+
+class AlertsSettings(_Section):
+    routes: list[AlertRoute] = Field(
+        default_factory=list,
+        description="Where each team's alerts go: one [[alerts.routes]] table per route "
+        "(keys below and in docs/alerts.md). No routes: no alerts are sent.",
+    )
+    console_base_url: str = Field(
+        "", description="Base address of the web console, for links in alerts "
+        "('{console_base_url}/exceptions/{id}'). Empty: alerts link to the API at "
+        "[server].public_base_url.",
+    )
+    interval_seconds: int = Field(
+        60, ge=5, le=3600,
+        description="How often the alert job looks for new exceptions and sends what is due "
+        "(the most an immediate alert waits).",
+    )
+    timezone: str = Field(
+        "Europe/London", description="Time zone for quiet hours and daily digests."
+    )
+    digest_hour: int = Field(
+        8, ge=0, le=23, description="Hour of the day (in [alerts].timezone) daily digests go.",
+    )
+    realert_after_hours: list[float] = Field(
+        default_factory=lambda: [24.0, 72.0],
+        description="An exception still open this many hours after it was first seen is "
+        "alerted again (once per threshold), on immediate routes.",
+    )
+    max_immediate_per_run: int = Field(
+        20, ge=1, le=1000,
+        description="Most single alerts one immediate route gets from one run; beyond that "
+        "the new exceptions go as one summary message (so switching alerts on, or a burst "
+        "of problems, does not send hundreds of e-mails).",
+    )
+    channel_failure_threshold: int = Field(
+        3, ge=1, le=100,
+        description="Failed delivery attempts in a row after which the route is reported as "
+        "an alert_channel_failing exception for ops.",
+    )
+    connection_failure_threshold: int = Field(
+        5, ge=1, le=1000,
+        description="Failed calls in a row to the Loop API, Khaos SOAP, Shopify or ZigZag "
+        "after which a connection_failing exception is opened for ops.",
+    )
+    connection_failure_minutes: int = Field(
+        15, ge=1, le=10080,
+        description="Minutes of failing calls (without a success) to one of those systems "
+        "after which connection_failing is opened, however few the calls.",
+    )
+    max_retry_minutes: int = Field(
+        30, ge=1, le=1440,
+        description="Longest wait between two delivery attempts on a failing route "
+        "(attempts back off from 30 seconds up to this).",
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone_known(cls, value: str) -> str:
+        return _check_timezone(value)
+
+    @field_validator("routes")
+    @classmethod
+    def _names_unique(cls, value: list[AlertRoute]) -> list[AlertRoute]:
+        names = [r.name for r in value if r.name]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"route names must be unique: {', '.join(dupes)}")
+        return value
+
+    def secret_values(self) -> list[str]:
+        """Every expanded alert URL and the secret parts in it, for redaction."""
+        found: list[str] = []
+        for route in self.routes:
+            for url in route.resolved_urls():
+                found.append(url)
+                try:
+                    parts = urlsplit(url)
+                except ValueError:
+                    continue
+                found.extend(p for p in (parts.password or "", parts.username or "") if p)
+                found.extend(seg for seg in parts.path.split("/") if len(seg) >= 12)
+        return found
+
+    def route_name(self, index: int) -> str:
+        route = self.routes[index]
+        return route.name or f"{route.owner.replace('*', 'all')}-{route.mode}-{index + 1}"
+
+
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Least severe log level written."
@@ -800,6 +993,7 @@ class Settings(BaseSettings):
     reconciliation: ReconciliationSettings = Field(default_factory=ReconciliationSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    alerts: AlertsSettings = Field(default_factory=AlertsSettings)
 
     def secret_values(self) -> list[str]:
         """Every configured secret, for redaction (non-empty, longest first)."""
@@ -807,6 +1001,7 @@ class Settings(BaseSettings):
         _collect_secrets(self, found)
         found.extend(p for p in (_url_password(self.database.url),
                                  _url_password(self.database.system_url)) if p)
+        found.extend(self.alerts.secret_values())
         return sorted({s for s in found if s}, key=len, reverse=True)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
-from returnbridge.config import ReasonMappingEntry, Settings
+from returnbridge.config import AlertRoute, ReasonMappingEntry, Settings
 
 _SECTION_INTRO = {
     "database": "Storage.",
@@ -29,7 +29,24 @@ _SECTION_INTRO = {
     "month-end pack (docs/reconciliation.md).",
     "audit": "Audit log integrity ('returnbridge audit-log verify').",
     "log": "Logging.",
+    "alerts": "Alerts to the owning teams (e-mail, Slack, Teams, webhooks through Apprise; "
+    "see docs/alerts.md).",
 }
+
+_EXAMPLE_ROUTES = """\
+# Example: uncomment and adapt (docs/alerts.md has one example per channel).
+# [[alerts.routes]]
+# owner = "warehouse"
+# mode = "immediate"
+# min_severity = "blocking"
+# urls = ["mailtos://${SMTP_USER}:${SMTP_PASSWORD}@smtp.example.com?to=warehouse@example.com"]
+#
+# [[alerts.routes]]
+# owner = "*"
+# mode = "digest"
+# digest = "daily"
+# urls_env = "RB_ALERT_DIGEST_URLS"
+"""
 
 _EXAMPLE_REASONS = """\
 # Example: uncomment and use your own Khaos return reason IDs (System Data > Return Reasons).
@@ -136,6 +153,8 @@ def config_template() -> str:
             continue
         out.append(f"# {_SECTION_INTRO[section]}")
         _template_section(section, model, out)
+        if section == "alerts":
+            out.append(_EXAMPLE_ROUTES)
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -192,4 +211,16 @@ def configuration_markdown() -> str:
             out.append(f"| `{key}`{' 🔒' if secret else ''} | {_md_default(info)} | {env} | "
                        f"{desc} |")
         out.append("")
+        if section == "alerts":
+            out.append("Each `[[alerts.routes]]` table has these keys (environment: "
+                       "`RB_ALERTS__ROUTES` as a JSON list):")
+            out.append("")
+            out.append("| key | default | meaning |")
+            out.append("|---|---|---|")
+            for key, info in _fields(AlertRoute):
+                secret = "SecretStr" in str(info.annotation)
+                desc = (info.description or "").replace("|", "\\|")
+                out.append(f"| `{key}`{' 🔒' if secret else ''} | {_md_default(info)} | "
+                           f"{desc} |")
+            out.append("")
     return "\n".join(out).rstrip() + "\n"

@@ -21,7 +21,7 @@ ZIGZAG = {"retailer_code": "GL123", "webhook_secret": SECRET}
 
 
 def zigzag_app(factory: Callable[..., Runtime]) -> LiveApp:
-    return start_live_app(factory, zigzag=ZIGZAG)
+    return start_live_app(factory, zigzag=ZIGZAG, api={"metrics_public": True})
 
 
 def send(app: LiveApp, body: bytes) -> int:

@@ -25,11 +25,12 @@ def test_queued_recording_calls_process_return_once(
     with live(runtime_factory) as app:
         opened = refund(return_id_with_reason(5100, damaged=False), "SCARF-GRY")
         [ref] = send_returns(app, [opened])
-        khaos = make_sandbox(app)
+        khaos = make_sandbox(app, credit_note_at="import")
         try:
             assert khaos.poll_once() == 1
             soap_url = khaos.serve_soap()
-            rt = runtime_factory(khaos={"soap_url": soap_url, "soap_calls_per_minute": 600},
+            rt = runtime_factory(khaos={"soap_url": soap_url, "soap_calls_per_minute": 600,
+                                         "cleared_credit_note_stages": ["20"]},
                                  server={"queue_poll_seconds": 0.1})
             with KhaosSoapClient(soap_url, timeout=10) as client:
                 assert sweep_unconfirmed(rt, client).confirmed == 1

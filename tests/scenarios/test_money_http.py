@@ -155,13 +155,16 @@ def _delivered(payload: dict[str, Any]) -> dict[str, Any]:
 def test_refund_is_not_recorded_by_processing_a_return_whose_goods_have_not_arrived(
         runtime_factory: Callable[..., Runtime]) -> None:
     with live(runtime_factory) as app:
-        khaos = make_sandbox(app)
+        # A Khaos that raises the credit note at import (stage 20 counted as cleared): the
+        # one configuration where a Loop refund can be recorded on an unprocessed return.
+        khaos = make_sandbox(app, credit_note_at="import")
         try:
             opened = refund(return_id_with_reason(4500, damaged=False), "SCARF-GRY")
             [ref] = send_returns(app, [opened])
             assert khaos.poll_once() == 1
             soap_url = khaos.serve_soap()
-            rt = runtime_factory(khaos={"soap_url": soap_url})
+            rt = runtime_factory(khaos={"soap_url": soap_url,
+                                         "cleared_credit_note_stages": ["20"]})
             with KhaosSoapClient(soap_url, timeout=10) as client:
                 assert sweep_unconfirmed(rt, client).confirmed == 1
                 send_returns(app, [_closed(opened, "39.50", refund_id="RF-4501")])
@@ -178,14 +181,15 @@ def test_refund_is_not_recorded_by_processing_a_return_whose_goods_have_not_arri
 def test_loop_refund_is_recorded_against_the_credit_note_once_or_handed_to_finance(
         runtime_factory: Callable[..., Runtime]) -> None:
     with live(runtime_factory) as app:
-        khaos = make_sandbox(app)
+        khaos = make_sandbox(app, credit_note_at="import")
         try:
             first = refund(return_id_with_reason(4400, damaged=False), "SCARF-GRY")
             second = refund(return_id_with_reason(4410, damaged=False), "SCARF-GRY")
             ref1, ref2 = send_returns(app, [first, second])
             assert khaos.poll_once() == 2
             soap_url = khaos.serve_soap()
-            rt = runtime_factory(khaos={"soap_url": soap_url})
+            rt = runtime_factory(khaos={"soap_url": soap_url,
+                                         "cleared_credit_note_stages": ["20"]})
             with KhaosSoapClient(soap_url, timeout=10) as client:
                 assert sweep_unconfirmed(rt, client).confirmed == 2
                 assert due_refs(rt) == []  # the Loop refund is not known yet

@@ -12,7 +12,7 @@ from returnbridge.flows.runtime import Runtime
 from returnbridge.flows.stock_push import push_stock
 from returnbridge.sandbox.zigzag.api import ZigZagApiSandbox
 from returnbridge.sources.zigzag.client import ZigZagClient
-from returnbridge.store.models import ReturnLineRow, ReturnRow, StockLevel
+from returnbridge.store.models import ExceptionRow, ReturnLineRow, ReturnRow, StockLevel
 
 KNOWN = {f"SKU-{n:03d}" for n in range(60)}
 
@@ -114,3 +114,69 @@ def test_no_dc_map_means_no_push(runtime_factory: Callable[..., Runtime],
     with ZigZagClient(rt.settings.zigzag) as client:
         assert push_stock(rt, client).pushed == 0
     assert zz.requests == []
+
+
+def _exceptions(rt: Runtime, type_: str) -> list[ExceptionRow]:
+    with rt.sessions() as session:
+        return list(session.scalars(select(ExceptionRow).where(ExceptionRow.type == type_)))
+
+
+def test_a_refused_sku_opens_an_exception_and_the_rest_of_its_batch_goes_through(
+        runtime_factory: Callable[..., Runtime], zz: ZigZagApiSandbox) -> None:
+    rt = _runtime(runtime_factory, zz, stock_push_skus=sorted(KNOWN | {"GHOST-1"}))
+    levels = {(f"SKU-{n:03d}", "1"): str(n + 1) for n in range(30)}
+    levels[("GHOST-1", "1")] = "4"  # not in ZigZag's catalogue: ZigZag refuses the batch
+    _set_levels(rt, levels)
+    zz.refuse_sku("SKU-007", "is blocked for live exchanges")
+    with ZigZagClient(rt.settings.zigzag) as client:
+        result = push_stock(rt, client)
+    assert result.pushed == 29 and sorted(result.rejected) == ["GHOST-1", "SKU-007"]
+    assert all(zz.stock[(f"SKU-{n:03d}", "GB0064")] == n + 1 for n in range(30) if n != 7)
+    assert ("SKU-007", "GB0064") not in zz.stock and ("GHOST-1", "GB0064") not in zz.stock
+    pushed = _pushed(rt)
+    assert pushed[("SKU-007", "1")] is None and pushed[("GHOST-1", "1")] is None
+    assert pushed[("SKU-008", "1")] == Decimal("9")
+
+    rows = {r.details["sku"]: r for r in _exceptions(rt, "stock_push_rejected")}
+    assert set(rows) == {"GHOST-1", "SKU-007"}
+    assert rows["SKU-007"].owner == "warehouse" and rows["SKU-007"].status == "open"
+    assert "is blocked for live exchanges" in rows["SKU-007"].message
+    assert "SKU-007" in rows["SKU-007"].message and "GB0064" in rows["SKU-007"].message
+    assert "does not exist" in rows["GHOST-1"].details["error"]
+
+    # Next run: the refused SKUs go alone and do not hold anything back.
+    _set_levels(rt, {("SKU-001", "1"): "50"})
+    calls_before = len(zz.puts())
+    with ZigZagClient(rt.settings.zigzag) as client:
+        again = push_stock(rt, client)
+    assert again.pushed == 1 and sorted(again.rejected) == ["GHOST-1", "SKU-007"]
+    assert len(zz.puts()) - calls_before == 3  # the good batch, then one per refused SKU
+    assert zz.stock[("SKU-001", "GB0064")] == 50
+
+    # Fixed at ZigZag: accepted, exception resolved by itself.
+    zz.accept_sku("SKU-007")
+    with ZigZagClient(rt.settings.zigzag) as client:
+        fixed = push_stock(rt, client)
+    assert fixed.rejected == ("GHOST-1",) and zz.stock[("SKU-007", "GB0064")] == 8
+    rows = {r.details["sku"]: r for r in _exceptions(rt, "stock_push_rejected")}
+    assert rows["SKU-007"].status == "resolved" and rows["GHOST-1"].status == "open"
+
+
+def test_zigzag_down_past_the_threshold_is_a_connection_exception_until_it_answers(
+        runtime_factory: Callable[..., Runtime], zz: ZigZagApiSandbox) -> None:
+    rt = _runtime(runtime_factory, zz, stock_push_skus=["SKU-001"], max_attempts=1)
+    rt.settings.alerts.connection_failure_threshold = 2
+    _set_levels(rt, {("SKU-001", "1"): "5"})
+    with ZigZagClient(rt.settings.zigzag, sleep=lambda _s: None) as client:
+        zz.fail_next(503, times=1)
+        push_stock(rt, client)
+        assert _exceptions(rt, "connection_failing") == []  # one failure is not a pattern
+        zz.fail_next(503, times=1)
+        push_stock(rt, client)
+        [failing] = _exceptions(rt, "connection_failing")
+        assert failing.status == "open" and failing.owner == "ops"
+        assert failing.details["system"] == "zigzag" and "503" in failing.details["last_error"]
+        ok = push_stock(rt, client)
+    assert ok.pushed == 1
+    [failing] = _exceptions(rt, "connection_failing")
+    assert failing.status == "resolved"

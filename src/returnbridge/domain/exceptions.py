@@ -168,6 +168,36 @@ CATALOGUE: dict[str, ExceptionType] = {
             "report), then run 'returnbridge events replay ID --why \"what you fixed\"'. "
             "This exception resolves itself when the replay succeeds.",
         ),
+        ExceptionType(
+            "alert_channel_failing", Owner.OPS, Severity.WARNING,
+            "Alerts to one of the configured [[alerts.routes]] cannot be delivered; they are "
+            "kept and retried, and go out once the channel works again.",
+            "Check the route's Apprise URL and the service behind it (mail server, Slack or "
+            "Teams webhook, receiver); 'returnbridge alerts test --owner TEAM' tries it. "
+            "Resolves by itself on the first successful delivery.",
+        ),
+        ExceptionType(
+            "connection_failing", Owner.OPS, Severity.WARNING,
+            "Calls to an external system (Loop API, Khaos SOAP, Shopify, ZigZag) have failed "
+            "repeatedly; work that needs it waits and is retried.",
+            "Check the system's status, the network and the credentials in the configuration "
+            "(the details show the last error); 'returnbridge doctor' runs connection checks. "
+            "Resolves by itself on the next successful call.",
+        ),
+        ExceptionType(
+            "stock_push_rejected", Owner.WAREHOUSE, Severity.WARNING,
+            "ZigZag refused the stock level of one SKU; the other SKUs of its batch were sent. "
+            "Until this is fixed, ZigZag offers exchanges for this SKU on stale stock.",
+            "Check the SKU named here in ZigZag (is it in the retailer's catalogue there?) and "
+            "in Khaos; fix the SKU or remove it from [zigzag].stock_push_skus. The next push "
+            "retries it and resolves this when ZigZag accepts it.",
+        ),
+        ExceptionType(
+            "schedule_not_running", Owner.OPS, Severity.WARNING,
+            "A scheduled job has not completed for three times its interval.",
+            "Check that a 'returnbridge worker' process is running and look at its log for "
+            "the job named here; resolves by itself on the job's next successful run.",
+        ),
     )
 }
 

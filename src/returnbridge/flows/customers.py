@@ -34,6 +34,7 @@ class CustomerLoad:
 _EMAIL = ("email", "e-mail", "email address", "emailaddress")
 _URN = ("urn", "company code", "companycode", "company_code", "customer urn")
 _NAME = ("name", "company name", "companyname", "company_name")
+_POSTCODE = ("postcode", "post code", "postal code", "zip", "invoice postcode")
 
 
 def _column(header: list[str], names: tuple[str, ...]) -> int | None:
@@ -45,7 +46,7 @@ def _column(header: list[str], names: tuple[str, ...]) -> int | None:
 
 
 def load_customers_csv(rt: Runtime, path: Path, *, actor: str) -> CustomerLoad:
-    """Load a Khaos customer export (columns Email and URN; Name optional)."""
+    """Load a Khaos customer export (columns Email and URN; Name and Postcode optional)."""
     with path.open(newline="", encoding="utf-8-sig") as fh:
         rows = list(csv.reader(fh))
     if not rows:
@@ -55,6 +56,7 @@ def load_customers_csv(rt: Runtime, path: Path, *, actor: str) -> CustomerLoad:
                                  _column(header, _NAME))
     if email_at is None or urn_at is None:
         raise ValueError(f"{path} needs an Email and a URN column; it has {header}")
+    postcode_at = _column(header, _POSTCODE)
     records: list[CustomerRecord] = []
     skipped: list[str] = []
     for number, row in enumerate(body, start=2):
@@ -64,7 +66,9 @@ def load_customers_csv(rt: Runtime, path: Path, *, actor: str) -> CustomerLoad:
             skipped.append(f"line {number}: needs an email address and a URN")
             continue
         name = row[name_at].strip() if name_at is not None and name_at < len(row) else ""
-        records.append(CustomerRecord(email=email, urn=urn, name=name))
+        postcode = (row[postcode_at].strip()
+                    if postcode_at is not None and postcode_at < len(row) else "")
+        records.append(CustomerRecord(email=email, urn=urn, name=name, postcode=postcode))
     with rt.sessions() as session, session.begin():
         change = upsert_customers(session, records, origin="khaos")
     again = _released(rt, actor) if change.changed else None

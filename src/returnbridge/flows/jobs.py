@@ -36,10 +36,18 @@ class Job:
 
 
 def _loop_backstop(rt: Runtime) -> str:
+    from returnbridge.flows.health import record_failure, record_success
     from returnbridge.flows.loop_backstop import run_backstop
+    from returnbridge.sources.loop.client import LoopError
 
     # Stored events are queued by the event pump within seconds.
-    return str(run_backstop(rt))
+    try:
+        result = run_backstop(rt)
+    except (LoopError, OSError) as exc:
+        record_failure(rt, "loop", f"{type(exc).__name__}: {exc}")
+        raise
+    record_success(rt, "loop")
+    return str(result)
 
 
 def _khaos_confirm(rt: Runtime) -> str:
@@ -83,6 +91,18 @@ def _reconciliation(rt: Runtime) -> str:
     return str(run_continuous(rt))
 
 
+def _alerts(rt: Runtime) -> str:
+    from returnbridge.flows.alerts import run_alerts
+
+    return str(run_alerts(rt))
+
+
+def _loop_notes(rt: Runtime) -> str:
+    from returnbridge.flows.loop_notes import write_back
+
+    return str(write_back(rt))
+
+
 def _minutes(value: object) -> float:
     try:
         return max(0.0, float(value)) * 60.0  # type: ignore[arg-type]
@@ -114,15 +134,37 @@ JOBS: tuple[Job, ...] = (
     Job("reconciliation",
         lambda rt: max(0.0, rt.settings.reconciliation.interval_hours) * 3600.0,
         _reconciliation),
+    Job("loop-notes",
+        lambda rt: 60.0 if rt.settings.loop.api_key.get_secret_value()
+        and rt.settings.loop.write_back_notes else 0.0,
+        _loop_notes),
+    Job("alerts",
+        lambda rt: float(rt.settings.alerts.interval_seconds) if rt.settings.alerts.routes
+        else 0.0,
+        _alerts),
 )
 _BY_NAME = {job.name: job for job in JOBS}
+
+
+def run_recorded(rt: Runtime, job: Job) -> str:
+    """Run ``job`` and record its start and outcome in ``job_runs``."""
+    from returnbridge.flows.health import record_job
+
+    record_job(rt, job.name, ok=None)
+    try:
+        summary = job.run(rt)
+    except Exception as exc:
+        record_job(rt, job.name, ok=False, summary=f"{type(exc).__name__}: {exc}")
+        raise
+    record_job(rt, job.name, ok=True, summary=summary)
+    return summary
 
 
 @DBOS.step()
 def run_job_step(name: str) -> str:
     from returnbridge.flows.durable import runtime
 
-    return _BY_NAME[name].run(runtime())
+    return run_recorded(runtime(), _BY_NAME[name])
 
 
 @DBOS.workflow()
@@ -149,7 +191,7 @@ def enqueue_due(rt: Runtime, now: float | None = None) -> list[str]:
                 continue
             _LAST_DIRECT[(id(rt), job.name)] = bucket
             try:
-                log.info("scheduled job ran", job=job.name, summary=job.run(rt))
+                log.info("scheduled job ran", job=job.name, summary=run_recorded(rt, job))
             except Exception as exc:
                 log.warning("scheduled job failed; will retry", job=job.name, error=str(exc))
         else:
@@ -159,11 +201,21 @@ def enqueue_due(rt: Runtime, now: float | None = None) -> list[str]:
     return started
 
 
+def intervals(rt: Runtime) -> dict[str, float]:
+    """Each job's interval in seconds (0: not configured, so never late)."""
+    return {job.name: job.interval_seconds(rt) for job in JOBS}
+
+
 class Scheduler:
-    """A thread that checks for due jobs every few seconds (worker processes only)."""
+    """A thread that checks for due jobs every few seconds (worker processes only), and
+    once a minute whether any job has stopped running (``schedule_not_running``)."""
 
     def __init__(self, rt: Runtime, tick_seconds: float = 5.0) -> None:
+        from returnbridge.store.models import utcnow
+
         self.rt = rt
+        self.started_at = utcnow()
+        self._last_check = 0.0
         intervals = [i for i in (job.interval_seconds(rt) for job in JOBS) if i > 0]
         self.tick = min([tick_seconds, *intervals])
         self._stop = threading.Event()
@@ -179,6 +231,14 @@ class Scheduler:
                 enqueue_due(self.rt)
             except Exception as exc:
                 log.warning("scheduler tick failed; will retry", error=str(exc))
+            if time.monotonic() - self._last_check >= 60:
+                self._last_check = time.monotonic()
+                try:
+                    from returnbridge.flows.health import check_schedules
+
+                    check_schedules(self.rt, intervals(self.rt), started_at=self.started_at)
+                except Exception as exc:
+                    log.warning("schedule check failed; will retry", error=str(exc))
 
     def stop(self) -> None:
         self._stop.set()

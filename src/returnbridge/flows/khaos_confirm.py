@@ -39,7 +39,8 @@ from returnbridge.domain.exceptions import Problem
 from returnbridge.domain.khaos_status import KhaosStatus
 from returnbridge.domain.money import MoneyError, quantize, to_decimal
 from returnbridge.erp.khaos.soap import OrderStatusRecord
-from returnbridge.erp.khaos.soap_faults import SoapError
+from returnbridge.erp.khaos.soap_faults import SoapError, SoapTransportError
+from returnbridge.flows.health import record_failure, record_success
 from returnbridge.flows.runtime import Runtime
 from returnbridge.store import audit, returns_repo
 from returnbridge.store.exceptions_repo import raise_problem
@@ -382,7 +383,10 @@ def sweep_unconfirmed(rt: Runtime, soap_client: OrderStatusSource, *,
         except SoapError as exc:
             result.errors.append(str(exc))
             log.warning("credit note sweep call failed", error=str(exc), refs=len(batch))
+            if isinstance(exc, SoapTransportError):
+                record_failure(rt, "khaos_soap", str(exc))
             continue
+        record_success(rt, "khaos_soap")
         apply_order_statuses(rt, batch, records, result)
     return result
 
@@ -604,9 +608,14 @@ def soap_confirm_batch_step(refs: list[str]) -> dict[str, int]:
 
     rt = _durable_runtime()
     result = SweepResult(checked=len(refs), calls=1)
-    with KhaosSoapClient(rt.settings.khaos.soap_url,
-                         timeout=rt.settings.khaos.soap_timeout_seconds) as client:
-        records = client.export_order_status_by_ref(refs)
+    try:
+        with KhaosSoapClient(rt.settings.khaos.soap_url,
+                             timeout=rt.settings.khaos.soap_timeout_seconds) as client:
+            records = client.export_order_status_by_ref(refs)
+    except SoapTransportError as exc:
+        record_failure(rt, "khaos_soap", str(exc))
+        raise
+    record_success(rt, "khaos_soap")
     apply_order_statuses(rt, refs, records, result)
     return {"confirmed": result.confirmed, "imported": result.imported,
             "not_found": len(result.not_found)}
@@ -635,10 +644,14 @@ def process_return_step(return_code: str, manual_auth_code: str) -> str:
         ReturnPartiallyProcessed,
     )
 
-    k = _durable_runtime().settings.khaos
+    rt = _durable_runtime()
+    k = rt.settings.khaos
     try:
         with KhaosSoapClient(k.soap_url, timeout=k.soap_timeout_seconds) as client:
             client.process_return(return_code, manual_auth_code)
+    except SoapTransportError as exc:
+        record_failure(rt, "khaos_soap", str(exc))
+        raise  # the step is retried
     except ReturnAlreadyProcessed:
         return "already_processed"
     except ReturnNotFound:
@@ -647,6 +660,7 @@ def process_return_step(return_code: str, manual_auth_code: str) -> str:
         return "partially_processed"
     except ReturnCodeOrAuthMissing:
         return "code_or_auth_missing"
+    record_success(rt, "khaos_soap")
     return "processed"
 
 

@@ -47,6 +47,7 @@ from sqlalchemy.orm import Session
 from returnbridge.domain.exceptions import Problem
 from returnbridge.domain.khaos_status import KhaosStatus
 from returnbridge.domain.money import ZERO, quantize
+from returnbridge.flows.health import record_failure, record_success
 from returnbridge.flows.runtime import Runtime
 from returnbridge.store import audit, exceptions_repo, returns_repo
 from returnbridge.store.models import ExceptionRow, RefundRow, ReturnRow, Watermark, utcnow
@@ -414,6 +415,9 @@ def pay(rt: Runtime, plan: Plan, provider: PaymentsProvider) -> str:
         refused = type(exc).__name__ == "ShopifyUserError"
         unknown = type(exc).__name__ == "ShopifyOutcomeUnknown"
         if not (refused or unknown):
+            if type(exc).__name__ in ("ShopifyUnavailable", "ShopifyAuthError") or isinstance(
+                    exc, OSError):
+                record_failure(rt, "shopify", f"{type(exc).__name__}: {exc}")
             raise  # transient: the caller retries with the same key
         with rt.sessions() as session, session.begin():
             row = returns_repo.by_ref(session, plan.associated_ref)
@@ -424,6 +428,7 @@ def pay(rt: Runtime, plan: Plan, provider: PaymentsProvider) -> str:
                                     f"{plan.currency} ({plan.method}) was made")
                      + f": {exc}")
         return ""
+    record_success(rt, "shopify")
     if os.environ.get("RB_FAULT_KILL_AFTER_REFUND_CALL") == "1":  # crash-safety tests only
         os.kill(os.getpid(), signal.SIGKILL)
     store_refund(rt, plan, str(result.id), result.amount)

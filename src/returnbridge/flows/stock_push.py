@@ -7,18 +7,27 @@ peak is spread over several runs). Only SKUs ZigZag knows are sent: the configur
 ``stock_push_skus``, else the SKUs seen in ZigZag returns. A level is marked pushed only
 after ZigZag accepted its batch, with the value that was sent, so a failed or interrupted
 run is simply repeated by the next one (the PUT overwrites: repeating is harmless).
+
+ZigZag refuses a whole batch when one line is wrong (a SKU it does not know). A refused
+batch is split in halves and each half sent again, down to the single line ZigZag refuses,
+so the good SKUs still go through; the refused SKU opens a ``stock_push_rejected``
+exception for the warehouse naming the SKU and ZigZag's error. A SKU with such an open
+exception is sent on its own in later runs, and its exception resolves when ZigZag accepts it.
+Unavailability and authentication failures count towards ``connection_failing``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal
 
 import structlog
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from returnbridge.domain.exceptions import Problem
+from returnbridge.flows.health import record_failure, record_success
 from returnbridge.flows.runtime import Runtime
 from returnbridge.sources.zigzag.client import (
     MAX_QUANTITY,
@@ -27,7 +36,15 @@ from returnbridge.sources.zigzag.client import (
     ZigZagError,
     ZigZagRejected,
 )
-from returnbridge.store.models import ReturnLineRow, ReturnRow, StockItem, StockLevel, utcnow
+from returnbridge.store import exceptions_repo
+from returnbridge.store.models import (
+    ExceptionRow,
+    ReturnLineRow,
+    ReturnRow,
+    StockItem,
+    StockLevel,
+    utcnow,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -39,6 +56,7 @@ class PushResult:
     skipped_unknown: int  # changed levels of SKUs ZigZag does not know
     remaining: int  # changed levels left for the next run (max_lines reached or failure)
     errors: tuple[str, ...] = ()
+    rejected: tuple[str, ...] = ()  # SKUs ZigZag refused (each has an exception)
 
     @property
     def ok(self) -> bool:
@@ -100,6 +118,70 @@ def _mark_pushed(rt: Runtime, batch: list[_Pending]) -> None:
                 .values(pushed_available=item.available, pushed_at=now))
 
 
+def _rejected_key(line: StockLine) -> str:
+    return f"{line.sku}@{line.warehouse_dc_code}"
+
+
+def _open_rejections(session: Session) -> set[str]:
+    return set(session.scalars(select(ExceptionRow.dedupe_key).where(
+        ExceptionRow.type == "stock_push_rejected", ExceptionRow.status == "open")))
+
+
+def _reject(rt: Runtime, item: _Pending, error: str) -> None:
+    line = item.line
+    with rt.sessions() as session, session.begin():
+        exceptions_repo.raise_problem(session, Problem(
+            "stock_push_rejected",
+            f"ZigZag refused the stock level of SKU {line.sku} at DC {line.warehouse_dc_code} "
+            f"({line.available_quantity} available): {error}",
+            dedupe_key=_rejected_key(line),
+            details={"sku": line.sku, "dc_code": line.warehouse_dc_code,
+                     "quantity": str(line.available_quantity), "error": error[:1000]}))
+
+
+def _accepted(rt: Runtime, batch: list[_Pending], open_keys: set[str]) -> None:
+    _mark_pushed(rt, batch)
+    cleared = [p for p in batch if _rejected_key(p.line) in open_keys]
+    if cleared:
+        with rt.sessions() as session, session.begin():
+            for item in cleared:
+                exceptions_repo.resolve_by_key(
+                    session, "stock_push_rejected", _rejected_key(item.line),
+                    by="returnbridge", how="ZigZag accepted the SKU's stock level")
+                open_keys.discard(_rejected_key(item.line))
+
+
+@dataclass
+class _Tally:
+    pushed: int = 0
+    batches: int = 0
+    rejected: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def _send(rt: Runtime, client: ZigZagClient, batch: list[_Pending], size: int,
+          open_keys: set[str], tally: _Tally) -> None:
+    """Send ``batch``; when ZigZag refuses it, halve it until the refused line is alone.
+    ZigZagError other than a refusal propagates (the rest of the run waits)."""
+    try:
+        client.update_exchange_stocks([p.line for p in batch], batch_size=size)
+    except ZigZagRejected as exc:
+        if len(batch) == 1:
+            tally.rejected.append(batch[0].line.sku)
+            tally.errors.append(str(exc))
+            log.warning("zigzag refused a SKU's stock level", sku=batch[0].line.sku,
+                        error=str(exc))
+            _reject(rt, batch[0], str(exc))
+            return
+        middle = len(batch) // 2
+        _send(rt, client, batch[:middle], size, open_keys, tally)
+        _send(rt, client, batch[middle:], size, open_keys, tally)
+        return
+    _accepted(rt, batch, open_keys)
+    tally.pushed += len(batch)
+    tally.batches += 1
+
+
 def push_stock(rt: Runtime, client: ZigZagClient, *, skus: Collection[str] | None = None,
                max_lines: int = 2000) -> PushResult:
     """Push changed stock levels to ZigZag; see the module docstring."""
@@ -111,24 +193,29 @@ def push_stock(rt: Runtime, client: ZigZagClient, *, skus: Collection[str] | Non
         allowed: Collection[str] = (set(skus) if skus is not None
                                     else set(settings.stock_push_skus) or zigzag_skus(session))
         pending, unknown, left = changed_levels(session, dc_codes, allowed, max_lines)
+        open_keys = _open_rejections(session)
     size = settings.stock_push_batch_size
-    pushed = batches = 0
-    errors: list[str] = []
-    for start in range(0, len(pending), size):
-        batch = pending[start:start + size]
+    # SKUs ZigZag refused before go on their own, so they cannot hold back a batch again.
+    suspects = [p for p in pending if _rejected_key(p.line) in open_keys]
+    batches = _chunks([p for p in pending if _rejected_key(p.line) not in open_keys], size)
+    batches.extend([p] for p in suspects)
+    tally = _Tally()
+    for batch in batches:
         try:
-            client.update_exchange_stocks([p.line for p in batch], batch_size=size)
-        except ZigZagRejected as exc:
-            errors.append(str(exc))
-            log.warning("zigzag refused a stock batch", error=str(exc), lines=len(batch))
-            left += len(batch)
-            continue
+            _send(rt, client, batch, size, open_keys, tally)
         except ZigZagError as exc:  # unavailable or auth: the rest waits for the next run
-            errors.append(str(exc))
+            tally.errors.append(str(exc))
             log.warning("zigzag stock push stopped", error=str(exc))
-            left += len(pending) - start
+            record_failure(rt, "zigzag", str(exc))
             break
-        _mark_pushed(rt, batch)
-        pushed += len(batch)
-        batches += 1
-    return PushResult(pushed, batches, unknown, left, tuple(errors))
+    else:
+        if batches:
+            record_success(rt, "zigzag")
+    # Not pushed: left over by max_lines, refused, or waiting after a failure.
+    remaining = left + len(pending) - tally.pushed
+    return PushResult(tally.pushed, tally.batches, unknown, remaining, tuple(tally.errors),
+                      tuple(tally.rejected))
+
+
+def _chunks(items: list[_Pending], size: int) -> list[list[_Pending]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]

@@ -62,6 +62,7 @@ public_base_url = "http://127.0.0.1:{port}"
 
 [api]
 tokens = ["{API_TOKEN}"]
+metrics_public = true  # a local demo on 127.0.0.1: Prometheus may scrape without a token
 
 [loop]
 webhook_secrets = ["{LOOP_SECRET}"]

@@ -333,6 +333,7 @@ class CustomerRecord:
     email: str
     urn: str
     name: str = ""
+    postcode: str = ""  # "" when the source has none: an existing postcode is kept
 
 
 def _email_key(email: str) -> str:
@@ -344,25 +345,27 @@ def upsert_customers(session: Session, customers: Iterable[CustomerRecord], *,
     """Insert or update email -> URN rows (emails stored stripped and casefolded)."""
     now = now or utcnow()
     wanted = {_email_key(c.email)[:255]: c for c in customers if c.email.strip() and c.urn}
-    existing: dict[str, tuple[str, str, str]] = {}
+    existing: dict[str, tuple[str, str, str, str]] = {}
     for chunk in _chunks(list(wanted)):
         for row in session.execute(
                 select(CustomerMirror.id, CustomerMirror.email, CustomerMirror.urn,
-                       CustomerMirror.name, CustomerMirror.origin)
+                       CustomerMirror.name, CustomerMirror.origin, CustomerMirror.postcode)
                 .where(CustomerMirror.email.in_(chunk))):
-            existing[row.email] = (row.urn, row.name, row.origin)
+            existing[row.email] = (row.urn, row.name, row.origin, row.postcode)
     inserts: list[dict[str, Any]] = []
     changed = 0
     for email, c in wanted.items():
-        values = (c.urn[:50], c.name[:255], origin[:20])
         old = existing.get(email)
+        postcode = c.postcode.strip().upper()[:20] or (old[3] if old is not None else "")
+        values = (c.urn[:50], c.name[:255], origin[:20], postcode)
         if old is None:
             inserts.append({"email": email, "urn": values[0], "name": values[1],
-                            "origin": values[2], "updated_at": now})
+                            "origin": values[2], "postcode": values[3], "updated_at": now})
         elif old != values:
             session.execute(
                 update(CustomerMirror).where(CustomerMirror.email == email)
-                .values(urn=values[0], name=values[1], origin=values[2], updated_at=now)
+                .values(urn=values[0], name=values[1], origin=values[2], postcode=values[3],
+                        updated_at=now)
                 .execution_options(synchronize_session=False))
             changed += 1
     if inserts:

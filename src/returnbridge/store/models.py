@@ -355,6 +355,7 @@ class CustomerMirror(Base):
     urn: Mapped[str] = mapped_column(String(50))
     name: Mapped[str] = mapped_column(String(255), default="")
     origin: Mapped[str] = mapped_column(String(20), default="khaos")  # khaos|soap|operator
+    postcode: Mapped[str] = mapped_column(String(20), default="")  # for match suggestions
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -413,7 +414,7 @@ class ReconciliationItem(Base):
     resolved_by: Mapped[str] = mapped_column(String(120), default="")
 
 
-# -- reconciliation legs (migration 0007; issue #13) --------------------------------
+# -- reconciliation legs (migration 0008; issue #13) --------------------------------
 
 
 def table_of(model: type[Base]) -> Table:
@@ -487,3 +488,100 @@ class ReconPaymentLeg(Base):
     ours: Mapped[bool] = mapped_column(Boolean, default=False)  # carries our tag
     matched_by: Mapped[str] = mapped_column(String(20), default="")  # tag|record|amount|repeat
     created_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class AlertOutbox(Base):
+    """Alerts: what was (or is to be) sent to which route, so nothing is sent twice.
+
+    One row per (route, alert_key). ``alert_key`` names the cause: ``exc:{id}:{severity}``
+    for the first alert of an exception at a severity (a higher severity is a new key, so an
+    escalation alerts again), ``exc:{id}:age:{hours}`` for an age threshold,
+    ``digest:{period start}`` for a digest. Status: queued (waits for the route's digest),
+    pending (to send), sent, digested (went out in digest ``digest_id``), dropped (resolved
+    before its digest went), superseded (an age threshold already passed at the first alert).
+    """
+
+    __tablename__ = "alert_outbox"
+    __table_args__ = (
+        UniqueConstraint("route", "alert_key", name="uq_alert_outbox_route_key"),
+        Index("ix_alert_outbox_status_due", "status", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    route: Mapped[str] = mapped_column(String(60))
+    alert_key: Mapped[str] = mapped_column(String(120))
+    kind: Mapped[str] = mapped_column(String(20))  # exception | digest
+    exception_id: Mapped[int | None] = mapped_column(
+        ForeignKey("exceptions.id", ondelete="SET NULL"), nullable=True, index=True)
+    status: Mapped[str] = mapped_column(String(20))
+    digest_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    title: Mapped[str] = mapped_column(String(255), default="")
+    body: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class AlertRouteState(Base):
+    """The health of one alert route: consecutive failures and the last error."""
+
+    __tablename__ = "alert_routes"
+
+    route: Mapped[str] = mapped_column(String(60), primary_key=True)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ConnectionHealth(Base):
+    """Consecutive failures of calls to one external system (loop, khaos_soap, shopify,
+    zigzag), for the ``connection_failing`` exception and /metrics."""
+
+    __tablename__ = "connection_health"
+
+    system: Mapped[str] = mapped_column(String(30), primary_key=True)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class JobRun(Base):
+    """The last start, success and failure of each scheduled job (``schedule_not_running``,
+    /metrics, ``returnbridge doctor``)."""
+
+    __tablename__ = "job_runs"
+
+    name: Mapped[str] = mapped_column(String(60), primary_key=True)
+    last_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    last_summary: Mapped[str] = mapped_column(Text, default="")
+
+
+class LoopNote(Base):
+    """What returnbridge wrote (or will write) on a Loop return, one row per cause, so that
+    the same cause is never noted twice (even when the return is released and held again).
+
+    ``cause``: ``held:{exception type}:{dedupe key}``, ``flag`` or ``credit:{code}``.
+    Status: pending (decided, not yet sent), sending (the POST may have gone: checked against
+    Loop's notes before sending again), sent, failed (Loop refused it; ``error`` says why).
+    """
+
+    __tablename__ = "loop_notes"
+    __table_args__ = (UniqueConstraint("return_id", "cause", name="uq_loop_notes_cause"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    return_id: Mapped[int] = mapped_column(ForeignKey("returns.id", ondelete="CASCADE"))
+    loop_return_id: Mapped[str] = mapped_column(String(80))
+    cause: Mapped[str] = mapped_column(String(255))
+    content: Mapped[str] = mapped_column(String(255), default="")
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -6,9 +6,10 @@ import structlog
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from returnbridge import __version__
+from returnbridge.db_metrics import DatabaseCollector
 from returnbridge.flows.events_admin import refresh_failed_gauge
 from returnbridge.store.migrate import SchemaNotCurrent, require_current
 from returnbridge.web.auth import check_bearer
@@ -17,7 +18,6 @@ from returnbridge.web.metrics import REGISTRY
 
 log = structlog.get_logger(__name__)
 router = APIRouter()
-log = structlog.get_logger(__name__)
 
 
 @router.get("/healthz")
@@ -56,4 +56,7 @@ def metrics(request: Request) -> Response:
         refresh_failed_gauge(ctx.rt)
     except Exception as exc:  # the counters still answer when the database does not
         log.warning("could not read failed events for /metrics", error=str(exc))
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    from_db = CollectorRegistry(auto_describe=False)
+    from_db.register(DatabaseCollector(ctx.rt.sessions))
+    return Response(generate_latest(REGISTRY) + generate_latest(from_db),
+                    media_type=CONTENT_TYPE_LATEST)

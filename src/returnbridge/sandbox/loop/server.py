@@ -229,6 +229,19 @@ class LoopSandboxApp:
                         rows.extend(sandbox.world.asn_rows(ret))
             return JSONResponse(rows)
 
+        @api.get("/warehouse/return/{rid}/notes")
+        async def notes(rid: str, request: Request) -> Response:
+            refused = sandbox._admit(request)
+            if refused:
+                return refused
+            try:
+                ret = sandbox.world.get(rid)
+            except KeyError:
+                return _error(404, "Return not found.", "NOT_FOUND")
+            if not ret.notes:  # as Loop does: 422 when the return has no notes
+                return _error(422, "This return has no notes.", "UNPROCESSABLE_ENTITY")
+            return JSONResponse({"notes": ret.notes})
+
         @api.post("/warehouse/return/{rid}/{action}")
         async def act(rid: str, action: str, request: Request) -> Response:
             refused = sandbox._admit(request)

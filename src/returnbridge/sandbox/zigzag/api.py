@@ -64,6 +64,8 @@ class ZigZagApiSandbox:
     non_returnable: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     requests: list[ApiCall] = field(default_factory=list)
     tokens_issued: int = 0
+    # SKUs refused with a given message even though they exist (e.g. blocked for exchanges)
+    refused_skus: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._tokens: dict[str, float] = {}
@@ -99,6 +101,17 @@ class ZigZagApiSandbox:
         """The next ``times`` PUT requests answer ``status_code`` (before any validation)."""
         with self._lock:
             self._faults.extend(_Fault(status_code, retry_after) for _ in range(times))
+
+    def refuse_sku(self, sku: str, message: str = "is not enabled for live exchanges") -> None:
+        """ZigZag refuses the whole batch containing ``sku`` from now on (as it does for an
+        unknown SKU), with ``message``; ``accept_sku`` undoes it."""
+        with self._lock:
+            self.refused_skus[sku] = message
+
+    def accept_sku(self, sku: str) -> None:
+        with self._lock:
+            self.refused_skus.pop(sku, None)
+            self.known_skus.add(sku)
 
     def expire_tokens(self) -> None:
         with self._lock:
@@ -204,6 +217,8 @@ class ZigZagApiSandbox:
             "availableQuantity")
         if sku not in self.known_skus:
             errors.append(f"exchangeStocks[{index}].sku {sku!r} does not exist")
+        elif sku in self.refused_skus:
+            errors.append(f"exchangeStocks[{index}].sku {sku!r} {self.refused_skus[sku]}")
         if dc not in self.dc_codes:
             errors.append(f"exchangeStocks[{index}].warehouseDcCode {dc!r} does not exist")
         if not isinstance(qty, int) or isinstance(qty, bool) or not 0 <= qty <= MAX_QUANTITY:

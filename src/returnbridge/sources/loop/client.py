@@ -350,6 +350,18 @@ class LoopClient:
             raise ValueError("a Loop note needs 1 to 254 characters")
         self._action(f"warehouse/return/{int(return_id)}/note", {"content": content})
 
+    def notes(self, return_id: str | int) -> list[str]:
+        """The contents of the return's notes (Loop answers 422 when there are none)."""
+        try:
+            response = self._send("GET", f"warehouse/return/{int(return_id)}/notes")
+        except LoopValidationError:
+            return []
+        data = self._json(response)
+        rows = data.get("notes") if isinstance(data, dict) else None
+        if not isinstance(rows, list):
+            raise LoopResponseInvalid("the notes answer has no notes list")
+        return [str(r.get("content", "")) for r in rows if isinstance(r, dict)]
+
 
 def _retry_after(value: str | None, attempt: int) -> float:
     """Seconds to wait after a 429: the header if usable, else 1, 2, 4 ... up to 60."""
