@@ -24,7 +24,7 @@ demo: sync
 	$(UV) run --frozen returnbridge demo
 
 test: sync
-	$(UV) run --frozen pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(UV) run --frozen pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: sync
 	$(UV) run --frozen ruff check src tests bench
@@ -37,6 +37,7 @@ bench: sync
 	$(UV) run --frozen python bench/reconcile.py
 	$(UV) run --frozen python bench/xml_push_memory.py
 	$(UV) run --frozen python bench/suggest.py
+	$(UV) run --frozen python bench/console.py
 
 fuzz: sync
 	$(UV) run --frozen python bench/fuzz_routes.py $(FUZZ_ARGS)

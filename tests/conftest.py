@@ -34,9 +34,11 @@ PG_ADMIN_URL = os.environ.get(
     "RB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 REQUIRE_PG = os.environ.get("RB_TEST_REQUIRE_POSTGRES") == "1" or os.environ.get("CI") == "true"
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-LOOP_FIXTURES = SHARED / "fixtures" / "loop"
-KHAOS_FIXTURES = SHARED / "fixtures" / "khaos"
+# In-repository copies (tests never read outside the repository); provenance in
+# tests/fixtures/README.md.
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+LOOP_FIXTURES = FIXTURES / "loop"
+KHAOS_FIXTURES = FIXTURES / "khaos"
 
 LOOP_SECRET = "test-loop-secret"
 KHAOS_USER, KHAOS_PASSWORD = "khaos", "test-channel-password"

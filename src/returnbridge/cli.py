@@ -20,6 +20,8 @@ from returnbridge import (
     cli_events,
     cli_exceptions,
     cli_reconcile,
+    cli_tokens,
+    cli_users,
 )
 from returnbridge.cli_alerts import alerts_app, doctor
 from returnbridge.cli_backfill import backfill_app
@@ -42,6 +44,8 @@ app.add_typer(alerts_app, name="alerts")
 app.command("doctor")(doctor)
 app.add_typer(mapping_app, name="mapping")
 app.command("suggest")(suggest)
+app.add_typer(cli_users.app, name="users")
+app.add_typer(cli_tokens.app, name="tokens")
 app.command("audit")(cli_audit.audit)
 app.command("reconcile")(cli_reconcile.reconcile)
 app.add_typer(cli_audit_log.app, name="audit-log")

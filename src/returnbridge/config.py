@@ -151,8 +151,9 @@ class ServerSettings(_Section):
 class ApiSettings(_Section):
     tokens: list[SecretStr] = Field(
         default_factory=list,
-        description="Bearer tokens accepted on /api/v1 (operators and scripts). Empty: the "
-        "API refuses every request.",
+        description="Shared bearer tokens accepted on /api/v1 with the admin scope (operators "
+        "and scripts). Prefer named tokens with a scope: 'returnbridge tokens create'. Empty "
+        "and no named tokens: the API refuses every request.",
     )
     metrics_token: SecretStr = Field(
         SecretStr(""), description="Bearer token required on /metrics. Empty: /metrics "
@@ -161,6 +162,38 @@ class ApiSettings(_Section):
     metrics_public: bool = Field(
         False, description="Serve /metrics without a token (only on a private network). "
         "Ignored when metrics_token is set.")
+
+
+class ConsoleSettings(_Section):
+    idle_timeout_minutes: int = Field(
+        30, ge=1, le=24 * 60,
+        description="A console session that has done nothing for this long is signed out.",
+    )
+    session_max_hours: int = Field(
+        12, ge=1, le=24 * 14,
+        description="A console session ends this long after sign-in, active or not.",
+    )
+    secure_cookies: str = Field(
+        "auto",
+        description="'auto': mark the session cookie Secure when the request arrived over "
+        "https (directly or X-Forwarded-Proto from your TLS proxy); 'always'; 'never' (local "
+        "testing over plain http only).",
+    )
+    login_attempts: int = Field(
+        5, ge=1, le=100,
+        description="Failed sign-ins allowed per user name (and per client address) in "
+        "login_window_minutes before further attempts are refused.",
+    )
+    login_window_minutes: int = Field(
+        15, ge=1, le=24 * 60, description="The window for login_attempts, in minutes."
+    )
+
+    @field_validator("secure_cookies")
+    @classmethod
+    def _known_secure(cls, value: str) -> str:
+        if value not in ("auto", "always", "never"):
+            raise ValueError("must be 'auto', 'always' or 'never'")
+        return value
 
 
 class LoopSettings(_Section):
@@ -236,6 +269,14 @@ class LoopSettings(_Section):
         24, ge=1, le=2880,
         description="How far back the very first backstop pass looks, in hours. Use "
         "'returnbridge backfill loop' for older history.",
+    )
+    details_calls_per_pass: int = Field(
+        200, ge=0, le=100_000,
+        description="Most GET /warehouse/return/details calls one backstop pass or backfill "
+        "run makes to fetch the customer's name and address, which the list API lacks (they "
+        "share the API key's rate limit). Returns beyond it are completed by later backstop "
+        "passes, oldest first; until then they are held as unknown_customer. 0: never call "
+        "(use [policy].fallback_contact_surname).",
     )
     keep_item_return_methods: list[str] = Field(
         default_factory=lambda: ["keep_item", "keep item", "keep-item", "no_return"],
@@ -574,6 +615,18 @@ class KhaosSettings(_Section):
         "channel's Order Ref format). Empty: each returned line names its original order only "
         "when the Khaos order code is known (SOrderCode).",
     )
+    currency: str = Field(
+        "GBP", min_length=3, max_length=3,
+        description="ISO currency code of the Khaos account the returns go to. A return in "
+        "another currency is held as currency_mismatch (Khaos documents carry plain "
+        "numbers, so a USD return would otherwise be booked as pounds).",
+    )
+
+    @field_validator("currency")
+    @classmethod
+    def _upper_currency(cls, value: str) -> str:
+        return value.strip().upper()
+
     max_push_bytes: int = Field(
         100_000_000, ge=1024,
         description="Largest body accepted on the Khaos push routes (/khaos/stock, "
@@ -632,7 +685,27 @@ class DefaultReasonEntry(_Section):
         return value
 
 
+class SkuMappingEntry(_Section):
+    """A Khaos StockCode for a shop variant that has no SKU (or a wrong one)."""
+
+    variant_id: str = Field("", description="Shopify variant id as the source sends it.")
+    barcode: str = Field("", description="The variant's barcode as the source sends it.")
+    stock_code: str = Field(..., min_length=1, description="Khaos StockCode to send.")
+
+    @model_validator(mode="after")
+    def _needs_a_key(self) -> SkuMappingEntry:
+        if not (self.variant_id.strip() or self.barcode.strip()):
+            raise ValueError("a [[mapping.skus]] entry needs variant_id or barcode")
+        return self
+
+
 class MappingSettings(_Section):
+    skus: list[SkuMappingEntry] = Field(
+        default_factory=list,
+        description="Khaos StockCodes for returned or exchange items that come without a "
+        "SKU (Shopify variants with no SKU send \"sku\": \"\"), [[mapping.skus]] tables "
+        "keyed by variant_id or barcode. Checked before the Khaos catalogue's barcodes.",
+    )
     reasons: list[ReasonMappingEntry] = Field(
         default_factory=list,
         description="Return reason mapping, [[mapping.reasons]] tables; first match wins.",
@@ -736,6 +809,24 @@ class PolicySettings(_Section):
         "", description="Fallback InvoiceAddress: postcode.")
     fallback_address_country_code: str = Field(
         "GB", description="Fallback InvoiceAddress: ISO country code.")
+    fallback_contact_forename: str = Field(
+        "", description="InvoiceContact Forename sent when the source gives no customer "
+        "name (and Loop's return details have none). Khaos needs a Forename or Surname.",
+    )
+    fallback_contact_surname: str = Field(
+        "", description="InvoiceContact Surname sent when the source gives no customer "
+        "name. Empty (with an empty forename): such returns are held as unknown_customer, "
+        "never served without a contact name.",
+    )
+    vat_rates: list[Decimal] = Field(
+        default_factory=lambda: [Decimal("0"), Decimal("0.05"), Decimal("0.20")],
+        description="VAT rates a returned line may carry (fractions: 0.20 is 20%). A line "
+        "whose tax implies another rate raises tax_drift. Empty: no check.",
+    )
+    vat_rate_tolerance: Decimal = Field(
+        Decimal("0.01"), ge=0, description="Penny rounding allowed per unit when checking a "
+        "line's tax against the VAT rates, in the return's currency.",
+    )
     validate_catalogue: Literal["auto", "always", "never"] = Field(
         "auto", description="Check SKUs and exchange items against the Khaos stock mirror: "
         "'auto' once Khaos has pushed at least one stock item, 'always' (an empty mirror "
@@ -984,6 +1075,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     loop: LoopSettings = Field(default_factory=LoopSettings)
     zigzag: ZigZagSettings = Field(default_factory=ZigZagSettings)
     khaos: KhaosSettings = Field(default_factory=KhaosSettings)

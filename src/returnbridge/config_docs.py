@@ -12,12 +12,19 @@ from typing import Any
 from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
-from returnbridge.config import AlertRoute, ReasonMappingEntry, Settings
+from returnbridge.config import (
+    AlertRoute,
+    MappingSettings,
+    ReasonMappingEntry,
+    Settings,
+    SkuMappingEntry,
+)
 
 _SECTION_INTRO = {
     "database": "Storage.",
     "server": "The HTTP server (webhooks, Khaos channel, API).",
     "api": "Operator API (/api/v1) and metrics.",
+    "console": "The team console (/console): sessions and sign-in limits.",
     "loop": "Loop Returns.",
     "zigzag": "ZigZag.",
     "khaos": "Khaos Control channel (Khaos polls this service).",
@@ -63,6 +70,11 @@ _EXAMPLE_REASONS = """\
 # disposition = "*"
 # khaos_reason_id = "7"          # a reason whose processing type is "Stock Missing/Write off"
 # processing = "write_off"
+#
+# Items that come without a SKU (Shopify variants with no SKU): their Khaos StockCode.
+# [[mapping.skus]]
+# variant_id = "32725922578529"  # or: barcode = "5012345678900"
+# stock_code = "TEE-BLK-M"
 """
 
 
@@ -223,4 +235,18 @@ def configuration_markdown() -> str:
                 out.append(f"| `{key}`{' 🔒' if secret else ''} | {_md_default(info)} | "
                            f"{desc} |")
             out.append("")
+        if section == "mapping":
+            out.extend(_sku_mapping_markdown())
     return "\n".join(out).rstrip() + "\n"
+
+
+def _sku_mapping_markdown() -> list[str]:
+    intro = MappingSettings.model_fields["skus"].description or ""
+    out = [intro, "", "Each `[[mapping.skus]]` table has these keys:", "",
+           "| key | default | environment | meaning |", "|---|---|---|---|"]
+    for key, info in _fields(SkuMappingEntry):
+        desc = (info.description or "").replace("|", "\\|")
+        out.append(f"| `{key}` | {_md_default(info)} | `RB_MAPPING__SKUS` (JSON list) | "
+                   f"{desc} |")
+    out.append("")
+    return out

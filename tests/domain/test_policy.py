@@ -60,7 +60,8 @@ def line(reason: str = "Too small", disposition: Disposition = Disposition.UNKNO
 def case(*lines: ReturnLine, state: ReturnState = ReturnState.REQUESTED,
          source: Source = Source.LOOP, urn: str = "", **kw: object) -> ReturnCase:
     return ReturnCase(source=source, source_return_id="1", associated_ref="LR-1",
-                      order_ref="#1", customer=Customer(email="a@b.c", urn=urn, address=ADDRESS),
+                      order_ref="#1", customer=Customer(email="a@b.c", last_name="Sam", urn=urn,
+                                                     address=ADDRESS),
                       currency="GBP", state=state, source_state="open",
                       created_at=datetime(2026, 1, 1, tzinfo=UTC), updated_at=None,
                       lines=lines, **kw)  # type: ignore[arg-type]
@@ -342,7 +343,7 @@ def test_deciding_is_deterministic_so_releasing_is_idempotent(c: ReturnCase,
 
 
 def test_no_address_is_held_unless_a_fallback_address_is_configured() -> None:
-    bare = replace(case(line()), customer=Customer(email="a@b.c"))
+    bare = replace(case(line()), customer=Customer(email="a@b.c", last_name="Sam"))
     d = decide(bare, CONFIG, POLICY, NO_FACTS)
     assert d.blocked and "InvoiceAddress" in d.problems[0].message
     assert decide(bare, replace(CONFIG, fallback_address=True), POLICY, NO_FACTS).release

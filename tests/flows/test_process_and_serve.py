@@ -27,7 +27,9 @@ def fixture(name: str) -> dict[str, Any]:
     return data
 
 
-def test_a_loop_return_becomes_ready_with_reasons_and_fallback_urn(runtime: Runtime) -> None:
+def test_a_loop_return_becomes_ready_with_reasons_and_fallback_urn(
+        runtime_factory: Any) -> None:
+    runtime = runtime_factory(khaos={"currency": "USD"})  # the fixture is a USD return
     ingest(runtime, fixture("return_updated_closed_refund.json"))
     view = return_view(runtime, "LR-6042537")
     assert view is not None

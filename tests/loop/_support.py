@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-# The shared fixtures (shared/ sits beside the repository, in CI too); one source of truth.
-# Signature tests depend on their exact bytes.
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "loop"
+# In-repository copies of the shared fixtures (byte for byte: signature tests depend on
+# their exact bytes); provenance in tests/fixtures/README.md.
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "loop"
 GOLDEN = Path(__file__).parent.parent / "fixtures" / "loop_golden"
 
 PREFIX = "LR-"

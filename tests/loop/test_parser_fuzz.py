@@ -189,7 +189,8 @@ def check_case(payload: dict[str, Any], case: ReturnCase) -> None:
     # Never silently drop data: every unit element ends up in exactly one line.
     assert case.units == unit_count(payload)
     for line in case.lines:
-        assert line.sku
+        # A unit without a SKU is kept (sku ""): the policy resolves it or holds the return.
+        assert isinstance(line.sku, str) and line.sku == line.sku.strip()
         assert line.quantity == len(line.source_unit_ids) == len(line.unit_nets)
         assert len(line.unit_taxes) == line.quantity
         assert line.unit_gross == line.unit_net + line.unit_tax

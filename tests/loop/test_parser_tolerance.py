@@ -486,7 +486,6 @@ def test_non_object_payload_is_payload_invalid(payload: object) -> None:
 @pytest.mark.parametrize(
     ("mutate", "path"),
     [
-        (lambda p: p["line_items"][0].pop("sku"), "line_items[0].sku"),
         (lambda p: p["line_items"][0].update(sku={"a": 1}), "line_items[0].sku"),
         (lambda p: p["line_items"][0].update(line_item_id=[1]), "line_items[0].line_item_id"),
         (lambda p: p["line_items"][0].update(tax="x"), "line_items[0].tax"),
@@ -531,3 +530,26 @@ def test_customer_object_with_email_is_read() -> None:
     payload = closed_refund()
     payload["customer"] = {"email": "obj@example.com"}
     assert parse(payload).customer.email == "obj@example.com"
+
+
+@pytest.mark.parametrize("blank", ["", None, "N/A", "DELETE"])
+def test_a_unit_or_exchange_without_a_sku_is_kept_with_what_identifies_it(blank: Any) -> None:
+    """Shopify variants without a SKU send "sku": "". The return must not be thrown away:
+    the unit is kept with its variant id, barcode and title (the policy holds it)."""
+    payload = closed_refund()
+    unit = payload["line_items"][0]
+    unit["barcode"] = "5012345678900"
+    payload["exchanges"] = [{"sku": "", "variant_id": 4455, "title": "Tee - L",
+                             "price": "10.00", "tax": "2.00"}]
+    for element in (unit, payload["exchanges"][0]):
+        if blank == "DELETE":
+            element.pop("sku")
+        else:
+            element["sku"] = blank
+    case = parse_return(payload, prefix=PREFIX)
+    (line,) = case.lines
+    assert (line.sku, line.variant_id, line.barcode, line.quantity) == (
+        "", str(unit["variant_id"]), "5012345678900", 1)
+    assert line.title == unit["title"]
+    (swap,) = case.exchanges
+    assert (swap.sku, swap.variant_id, swap.title) == ("", "4455", "Tee - L")

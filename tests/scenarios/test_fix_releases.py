@@ -105,3 +105,27 @@ def test_adding_a_mapping_releases_the_held_return_at_start_up(
     (unmapped,) = excs
     assert unmapped.status == "resolved"
     assert "mapping or policy configuration changed" in unmapped.resolution
+
+
+def test_setting_the_khaos_currency_releases_a_currency_mismatch_at_start_up(
+        runtime_factory: Callable[..., Runtime]) -> None:
+    from returnbridge.flows.process import apply_event
+    from returnbridge.store.events import store_event
+
+    rt = runtime_factory(mapping=MAPPING)  # [khaos].currency defaults to GBP
+    assert reevaluate_if_mapping_changed(rt) is not None
+    body = loop_return(503, [unit("TEE-BLK-M", 1)])
+    body["currency"] = "EUR"
+    stored = store_event(rt.sessions, source="loop", body=json.dumps(body).encode(), headers={},
+                         topic="return", trigger="return.updated", source_ref="503")
+    apply_event(rt, stored.event_id)
+    status, excs = _status(rt, "LR-503")
+    assert status == "held" and [e.type for e in excs] == ["currency_mismatch"]
+    assert excs[0].owner == "finance" and "EUR" in excs[0].message
+
+    settings = make_settings(rt.settings.database.url, mapping=MAPPING,
+                             khaos={"currency": "EUR"})
+    result = reevaluate_if_mapping_changed(Runtime(settings, rt.engine, rt.sessions))
+    assert result is not None and result.released == 1
+    status, excs = _status(rt, "LR-503")
+    assert status == "ready" and excs[0].status == "resolved"

@@ -16,14 +16,18 @@ from tests.conftest import (
 )
 
 
-def test_signed_fixture_bytes_are_accepted_as_sent(live_app: LiveApp) -> None:
-    body = loop_fixture_bytes("return_updated_closed_refund.json")
-    with live_app.client() as c:
-        r = c.post("/webhooks/loop", content=body,
-                   headers={"X-Loop-Signature": sign(body, LOOP_SECRET)})
-    assert r.status_code == 200 and r.json()["status"] == "stored"
-    with live_app.api() as api:
-        assert api.get("/api/v1/returns/LR-6042537").json()["khaos_status"] == "ready"
+def test_signed_fixture_bytes_are_accepted_as_sent(runtime_factory: Any) -> None:
+    live_app = start_live_app(runtime_factory, khaos={"currency": "USD"})  # a USD return
+    try:
+        body = loop_fixture_bytes("return_updated_closed_refund.json")
+        with live_app.client() as c:
+            r = c.post("/webhooks/loop", content=body,
+                       headers={"X-Loop-Signature": sign(body, LOOP_SECRET)})
+        assert r.status_code == 200 and r.json()["status"] == "stored"
+        with live_app.api() as api:
+            assert api.get("/api/v1/returns/LR-6042537").json()["khaos_status"] == "ready"
+    finally:
+        live_app.stop()
 
 
 def test_bad_signature_is_401_and_nothing_is_stored(live_app: LiveApp) -> None:

@@ -35,7 +35,8 @@ CATALOGUE: dict[str, ExceptionType] = {
     for t in (
         ExceptionType(
             "sku_mismatch", Owner.OPS, Severity.BLOCKING,
-            "A returned SKU does not exist in the Khaos catalogue under the configured mapping.",
+            "A returned SKU does not exist in the Khaos catalogue under the configured "
+            "mapping, or the item came without a SKU and its variant id / barcode maps to none.",
             "Correct the SKU in Khaos (StockCode, OtherRef or barcode) or in the shop, then "
             "wait for the next stock upload; the return is released automatically.",
         ),
@@ -47,9 +48,11 @@ CATALOGUE: dict[str, ExceptionType] = {
         ),
         ExceptionType(
             "unknown_customer", Owner.CX, Severity.BLOCKING,
-            "No Khaos customer URN could be found for this return's customer.",
-            "Find or create the customer in Khaos, or set fallback_customer_urn for this "
-            "source; then retry the return.",
+            "Khaos cannot take this return's customer: no customer URN, no address, or no "
+            "contact name (Khaos needs a Forename or Surname).",
+            "Do what this exception's message says is missing: find or create the customer "
+            "in Khaos (then load the customer mirror), or configure the fallback URN, "
+            "address or contact name that is not set yet; the return is re-evaluated.",
         ),
         ExceptionType(
             "exchange_unknown_sku", Owner.CX, Severity.BLOCKING,
@@ -70,6 +73,14 @@ CATALOGUE: dict[str, ExceptionType] = {
             "non_return_outcome_unmapped", Owner.OPS, Severity.BLOCKING,
             "A shipping refund or handling fee has no configured non-stock SKU.",
             "Configure the non-stock SKUs for shipping refunds and handling fees.",
+        ),
+        ExceptionType(
+            "currency_mismatch", Owner.FINANCE, Severity.BLOCKING,
+            "The return is in a currency other than the Khaos account's ([khaos].currency). "
+            "Khaos documents carry plain numbers, so it would be booked in the wrong currency.",
+            "Decide how this return is booked: convert and raise it in Khaos by hand (then "
+            "resolve this exception with a note), or, if the Khaos account really uses this "
+            "currency, set [khaos].currency and restart; the return is re-evaluated.",
         ),
         ExceptionType(
             "khaos_import_unconfirmed", Owner.OPS, Severity.WARNING,
@@ -210,8 +221,8 @@ class Problem:
     message: str
     dedupe_key: str
     details: dict[str, str] = field(default_factory=dict)
-    # A next action written for this very problem (e.g. naming the money gap's category);
-    # empty: the type's next_action.
+    # What to do about *this* occurrence (e.g. naming the money gap's category, or when the
+    # type's general next_action would be wrong for it). "" uses the type's.
     next_action: str = ""
 
     @property

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from returnbridge.domain.lifecycle import advance, is_backwards
-from returnbridge.domain.model import Parcel, ReturnCase
+from returnbridge.domain.model import Customer, Parcel, ReturnCase
 from returnbridge.domain.receipts import effective_lines, merge_receipts
 
 
@@ -31,9 +31,7 @@ def merge(current: ReturnCase | None, incoming: ReturnCase, event_id: str) -> Me
             f"already {current.state.value}",
         )
     state = advance(current.state, incoming.state)
-    customer = incoming.customer
-    if current.customer.urn and not customer.urn:
-        customer = replace(customer, urn=current.customer.urn)
+    customer = _keep_known_customer(current.customer, incoming.customer)
     settlement = incoming.settlement
     if settlement.store_credit == 0 and current.settlement.store_credit:
         # a gift card reported on its own (giftcard.requested) is not undone by a snapshot
@@ -50,3 +48,21 @@ def same_content(a: ReturnCase, b: ReturnCase) -> bool:
     """True when two versions would produce the same Khaos document."""
     return (effective_lines(a), a.exchanges, a.settlement, a.customer.email) == (
         effective_lines(b), b.exchanges, b.settlement, b.customer.email)
+
+
+def _keep_known_customer(current: Customer, incoming: Customer) -> Customer:
+    """Loop's list view has no name or address: a newer list element about the same
+    customer must not erase the name and address an earlier webhook or details call gave."""
+    customer = incoming
+    if current.urn and not customer.urn:
+        customer = replace(customer, urn=current.urn)
+    same = not customer.email or customer.email.casefold() == current.email.casefold()
+    if not same:
+        return customer
+    if not (customer.first_name or customer.last_name) and (
+            current.first_name or current.last_name):
+        customer = replace(customer, first_name=current.first_name,
+                           last_name=current.last_name)
+    if customer.address is None and current.address is not None:
+        customer = replace(customer, address=current.address)
+    return customer

@@ -11,14 +11,14 @@ held with exceptions (which never delay other returns).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
 from returnbridge.domain.exceptions import Problem
 from returnbridge.domain.lifecycle import ReturnState, rank
-from returnbridge.domain.model import Disposition, ReturnCase, ReturnLine
+from returnbridge.domain.model import Disposition, ExchangeLine, ReturnCase, ReturnLine
 from returnbridge.domain.money import ZERO, quantize
 from returnbridge.domain.pricing import price_lines
 from returnbridge.domain.reasons import Processing, ReasonRule, match_reason
@@ -29,6 +29,13 @@ from returnbridge.domain.settlement import (
     Stage,
     money_problems,
     off_note,
+)
+from returnbridge.domain.source_checks import (
+    contact_problems,
+    currency_problems,
+    resolve_blank_skus,
+    source_out_of_stock,
+    vat_rate_problems,
 )
 
 
@@ -84,6 +91,10 @@ class PolicyConfig:
     stock_stale_after: timedelta = timedelta(hours=24)
     allow_non_stock_controlled_exchanges: bool = False
     fallback_address: bool = False  # an InvoiceAddress is configured for address-less returns
+    fallback_contact: bool = False  # a contact name is configured for nameless customers
+    currency: str = ""  # the Khaos account's currency; "" = not checked
+    vat_rates: tuple[Decimal, ...] = ()  # allowed VAT rates; () = not checked
+    vat_rate_tolerance: Decimal = Decimal("0.01")  # per unit
 
 
 @dataclass(frozen=True)
@@ -113,6 +124,8 @@ class Facts:
     candidates: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     levels: Mapping[str, LevelFacts] = field(default_factory=dict)
     customer_urn: str = ""  # from the customer mirror (email -> URN)
+    # StockCodes for items sent without a SKU, by source_checks.sku_keys (variant / barcode)
+    resolved_skus: Mapping[str, str] = field(default_factory=dict)
 
 
 class LineKind(StrEnum):
@@ -154,6 +167,8 @@ class Decision:
     # Shipping refund / handling fee not on the document (no SKU configured): each is an
     # open reconciliation item for finance (flows/money.py persists them).
     off_note: tuple[OffNote, ...] = ()
+    # The exchange items as they go to Khaos (blank SKUs resolved).
+    exchanges: tuple[ExchangeLine, ...] = ()
 
     @property
     def blocked(self) -> bool:
@@ -320,7 +335,7 @@ def _catalogue_problems(case: ReturnCase, facts: Facts, config: PolicyConfig,
                         lines: tuple[ReturnLine, ...], problems: list[Problem]) -> None:
     if not facts.catalogue_loaded:
         return
-    for sku in dict.fromkeys(ln.sku for ln in lines):
+    for sku in dict.fromkeys(ln.sku for ln in lines if ln.sku):
         item = facts.items.get(sku)
         if item is None or item.deleted:
             near = facts.candidates.get(sku, ())
@@ -331,6 +346,8 @@ def _catalogue_problems(case: ReturnCase, facts: Facts, config: PolicyConfig,
                 f"{' (it is deleted there)' if item and item.deleted else ''}.{hint}",
                 f"sku:{sku}", sku=sku, candidates="; ".join(near)))
     for ex in case.exchanges:
+        if not ex.sku:
+            continue  # no SKU: already held by source_checks.resolve_blank_skus
         item = facts.items.get(ex.sku)
         if item is None or item.deleted:
             near = facts.candidates.get(ex.sku, ())
@@ -355,6 +372,8 @@ def _catalogue_problems(case: ReturnCase, facts: Facts, config: PolicyConfig,
                     "such items are not allowed by policy.allow_non_stock_controlled_exchanges.",
                     f"exchange-nsc:{ex.sku}", sku=ex.sku))
             continue
+        if ex.out_of_stock:
+            continue  # the source's own word: source_checks.source_out_of_stock
         level = facts.levels.get(ex.sku)
         if level is None:
             why = "Khaos has not sent a stock level for it"
@@ -363,8 +382,6 @@ def _catalogue_problems(case: ReturnCase, facts: Facts, config: PolicyConfig,
                    "UTC)")
         elif level.available < ex.quantity:
             why = f"only {level.available.normalize():f} available, {ex.quantity} needed"
-        elif ex.out_of_stock:
-            why = f"{case.source.value} marked it out of stock"
         else:
             continue
         problems.append(_problem(
@@ -377,12 +394,16 @@ def decide(case: ReturnCase, config: PolicyConfig, policy: SourcePolicy,
            facts: Facts) -> Decision:
     problems: list[Problem] = []
     notes: list[str] = []
+    case = resolve_blank_skus(case, facts.resolved_skus, problems)
     lines = effective_lines(case)
     for stray in unmatched_receipts(case):
         notes.append(f"receipt for {stray.quantity} unit(s) of "
                      f"{stray.sku or stray.variant_id or stray.line_item_id} matches no "
                      "returned line; ignored")
     priced, unlisted = _money_problems(case, config, lines, problems, notes)
+    problems.extend(vat_rate_problems(case, lines, config.vat_rates, config.vat_rate_tolerance))
+    problems.extend(currency_problems(case, config.currency))
+    problems.extend(source_out_of_stock(case))
     chosen, wait, left_out = _release_state(case, policy, priced)
     # Validate everything the return holds, not just today's part, so problems surface early.
     document: list[DocumentLine] = []
@@ -405,6 +426,10 @@ def decide(case: ReturnCase, config: PolicyConfig, policy: SourcePolicy,
             f"No Khaos customer URN for {case.customer.email or 'this customer'} "
             "(not in the customer mirror, and no fallback URN for "
             f"{case.source.value}).", "customer", email=case.customer.email))
+        problems[-1] = replace(problems[-1], next_action=(
+            "Find or create the customer in Khaos and load it into the customer mirror "
+            "('returnbridge khaos load-customers'), or set "
+            f"[{case.source.value}].fallback_customer_urn; the return is re-evaluated."))
     if case.customer.address is None and not config.fallback_address:
         problems.append(_problem(
             case, "unknown_customer",
@@ -412,6 +437,12 @@ def decide(case: ReturnCase, config: PolicyConfig, policy: SourcePolicy,
             ", and Khaos requires an InvoiceAddress on every return (set the "
             "policy.fallback_address_* keys to the fallback account's address).",
             "address", email=case.customer.email))
+        problems[-1] = replace(problems[-1], next_action=(
+            f"{case.source.value} sent no address: set [policy].fallback_address_line1, "
+            "_town and _postcode (the fallback account's address) and restart, or add the "
+            "return in Khaos by hand and resolve this exception; the URN "
+            f"{'(' + urn + ') ' if urn else ''}is not the problem."))
+    problems.extend(contact_problems(case, config.fallback_contact))
     if left_out and not wait:
         notes.append(f"{left_out} unit(s) not received yet; they stay open on this return")
 
@@ -443,4 +474,5 @@ def decide(case: ReturnCase, config: PolicyConfig, policy: SourcePolicy,
         open_units=left_out,
         split_off=tuple(split),
         off_note=unlisted,
+        exchanges=case.exchanges,
     )

@@ -30,8 +30,11 @@ def evaluate(rt: Runtime, session: Session, row: ReturnRow, case: ReturnCase,
     exceptions' last-seen time without counting the same problem again."""
     if KhaosStatus(row.khaos_status) in DELIVERED:
         return row.khaos_status
+    from returnbridge.flows.sku_fix import apply_aliases
+
+    case = apply_aliases(session, case)  # SKU candidates a person chose in the console
     known = facts.gather(rt, session, case)
-    decision = decide(case, rt.policy_config(), rt.source_policy(case.source.value), known)
+    decision = decide(case, rt.policy_config(session), rt.source_policy(case.source.value), known)
     problems = tuple(
         replace(p, details={**p.details, "origin": "policy"}) for p in decision.problems
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from returnbridge.domain.model import ReturnCase
 from returnbridge.domain.policy import Facts, ItemFacts, LevelFacts
+from returnbridge.domain.source_checks import sku_keys
 from returnbridge.flows.runtime import Runtime
 from returnbridge.store.models import CustomerMirror, StockBarcode, StockItem, StockLevel
 
@@ -100,19 +102,57 @@ def _level(session: Session, stock_id: str, site_id: str) -> LevelFacts | None:
     return LevelFacts(available=total, updated_at=oldest)
 
 
+def resolve_blank_skus(rt: Runtime, session: Session, case: ReturnCase,
+                       use_catalogue: bool) -> dict[str, str]:
+    """StockCodes for the items ``case`` sent without a SKU, keyed by
+    :func:`~returnbridge.domain.source_checks.sku_keys`: ``[[mapping.skus]]`` first, then
+    (when the catalogue is used) a live Khaos item with that barcode, or with the variant
+    id as its OtherRef."""
+    wanted = [(ln.variant_id, ln.barcode) for ln in case.lines if not ln.sku]
+    wanted += [(ex.variant_id, "") for ex in case.exchanges if not ex.sku]
+    if not wanted:
+        return {}
+    configured: dict[str, str] = {}
+    for entry in rt.settings.mapping.skus:
+        for key in sku_keys(entry.variant_id.strip(), entry.barcode.strip()):
+            configured.setdefault(key, entry.stock_code.strip())
+    out: dict[str, str] = {}
+    for variant_id, barcode in wanted:
+        for key in sku_keys(variant_id, barcode):
+            if key in configured:
+                out[key] = configured[key]
+                continue
+            if not use_catalogue:
+                continue
+            kind, value = key.split(":", 1)
+            item = find_item(session, value, "Barcode" if kind == "barcode" else "OtherRef")
+            if item is not None and not item.deleted:
+                out[key] = item.stock_code
+    return out
+
+
 def gather(rt: Runtime, session: Session, case: ReturnCase,
            now: datetime | None = None) -> Facts:
     now = now or datetime.now(UTC)
     mode = rt.settings.policy.validate_catalogue
     loaded = mode == "always" or (mode == "auto" and catalogue_loaded(session))
     urn = customer_urn(session, case.customer.email)
+    resolved = resolve_blank_skus(rt, session, case, loaded)
+    if resolved or any(not ln.sku for ln in case.lines) or any(
+            not ex.sku for ex in case.exchanges):
+        case = replace(case, lines=tuple(
+            replace(ln, sku=ln.sku or _first(resolved, sku_keys(ln.variant_id, ln.barcode)))
+            for ln in case.lines), exchanges=tuple(
+            replace(ex, sku=ex.sku or _first(resolved, sku_keys(ex.variant_id)))
+            for ex in case.exchanges))
     if not loaded:
-        return Facts(now=now, customer_urn=urn)
+        return Facts(now=now, customer_urn=urn, resolved_skus=resolved)
     mapping = rt.settings.khaos.sku_mapping
     items: dict[str, ItemFacts] = {}
     candidates: dict[str, tuple[str, ...]] = {}
     levels: dict[str, LevelFacts] = {}
-    skus = [ln.sku for ln in case.lines] + [ex.sku for ex in case.exchanges]
+    skus = [ln.sku for ln in case.lines if ln.sku] + [ex.sku for ex in case.exchanges
+                                                     if ex.sku]
     for sku in dict.fromkeys(skus):
         item = find_item(session, sku, mapping)
         if item is None or item.deleted:
@@ -123,10 +163,16 @@ def gather(rt: Runtime, session: Session, case: ReturnCase,
                                    discontinued=item.discontinued,
                                    stock_controlled=item.stock_controlled, deleted=item.deleted)
     for ex in case.exchanges:
+        if not ex.sku:
+            continue
         item = find_item(session, ex.sku, mapping)
         if item is not None:
             level = _level(session, item.stock_id, rt.settings.policy.exchange_site_id)
             if level is not None:
                 levels[ex.sku] = level
     return Facts(now=now, catalogue_loaded=True, items=items, candidates=candidates,
-                 levels=levels, customer_urn=urn)
+                 levels=levels, customer_urn=urn, resolved_skus=resolved)
+
+
+def _first(resolved: dict[str, str], keys: tuple[str, ...]) -> str:
+    return next((resolved[k] for k in keys if k in resolved), "")

@@ -43,7 +43,7 @@ def new_units(rt: Runtime, session: Session, row: ReturnRow,
     policy = rt.source_policy(case.source.value)
     if policy.goods_in_owner is not GoodsInOwner.RETURNS_PLATFORM:
         return ()
-    decision = decide(case, rt.policy_config(), policy, facts.gather(rt, session, case))
+    decision = decide(case, rt.policy_config(session), policy, facts.gather(rt, session, case))
     documented, _ = _documented(session, row)
     extra: list[ReturnLine] = []
     for doc in decision.document:

@@ -74,9 +74,18 @@ def to_served(row: ReturnRow, k: KhaosSettings | None = None,
     customer = case.customer
     if customer.address is None and policy is not None:
         customer = replace(customer, address=fallback_address(policy, customer))
+    if not (customer.first_name.strip() or customer.last_name.strip()) and policy is not None:
+        # Never reached without a configured name: the policy holds nameless returns.
+        customer = replace(customer, first_name=policy.fallback_contact_forename.strip(),
+                           last_name=policy.fallback_contact_surname.strip())
+    # Exchange items sent without a SKU go out under the StockCode the policy resolved.
+    stored = sorted(row.exchanges, key=lambda e: e.position)
+    exchanges = tuple(
+        replace(ex, sku=stored[i].sku) if not ex.sku and i < len(stored) else ex
+        for i, ex in enumerate(case.exchanges))
     return ServedReturn(
         associated_ref=row.associated_ref, created_at=created, urn=row.khaos_urn,
-        customer=customer, lines=lines, exchanges=case.exchanges,
+        customer=customer, lines=lines, exchanges=exchanges,
         process_return=row.process_return, order_ref=case.order_ref,
         notes=served_notes(case),
         source_order=source_order(row.khaos_order_code, case.order_ref,

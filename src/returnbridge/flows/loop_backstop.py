@@ -28,10 +28,11 @@ from sqlalchemy.orm import Session
 
 from returnbridge.flows.runtime import Runtime
 from returnbridge.metrics import REGISTRY
-from returnbridge.sources.loop.client import LoopClient, ReturnPage, windows
-from returnbridge.sources.loop.values import ident
+from returnbridge.sources.loop.client import LoopClient, LoopError, ReturnPage, windows
+from returnbridge.sources.loop.values import ident, is_placeholder
+from returnbridge.store.codec import case_from_json
 from returnbridge.store.events import StoredEvent, sha256, store_event
-from returnbridge.store.models import InboundEvent, ReturnRow, Watermark, utcnow
+from returnbridge.store.models import ExceptionRow, InboundEvent, ReturnRow, Watermark, utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -72,6 +73,7 @@ class _Tally:
     already_known: int = 0
     gaps: int = 0
     new_events: list[StoredEvent] = field(default_factory=list)
+    details_calls: int = 0  # GET /warehouse/return/details for a customer's name
 
 
 def _known_refs(rt: Runtime, refs: Iterable[str]) -> set[str]:
@@ -96,12 +98,123 @@ def _ref(element: dict[str, Any]) -> str:
     return "" if isinstance(raw_id, dict | list | bool) else ident(raw_id)[:80]
 
 
-def _store_batch(rt: Runtime, bodies: list[tuple[str, bytes]]) -> list[StoredEvent]:
+def _has_name(element: dict[str, Any]) -> bool:
+    """Whether a return object names its customer (the list view never does)."""
+    for key, fields in (("customer_detail", ("first_name", "last_name")),
+                        ("customer", ("first_name", "last_name")), ("address", ("name",))):
+        part = element.get(key)
+        if isinstance(part, dict) and any(
+                isinstance(part.get(f), str) and not is_placeholder(part.get(f))
+                for f in fields):
+            return True
+    return False
+
+
+def _named_already(rt: Runtime, refs: list[str]) -> set[str]:
+    """Return ids whose stored return already has the customer's name."""
+    if not refs:
+        return set()
+    with rt.sessions() as session:
+        rows = session.execute(select(ReturnRow.source_return_id, ReturnRow.case_json).where(
+            ReturnRow.source == "loop", ReturnRow.source_return_id.in_(refs))).all()
+    named = set()
+    for ref, case_json in rows:
+        customer = case_from_json(case_json).customer
+        if customer.first_name or customer.last_name:
+            named.add(ref)
+    return named
+
+
+_CUSTOMER_KEYS = ("customer_detail", "address", "customer")
+_NEVER_SERVED = frozenset({"cancelled", "canceled", "expired"})  # no Khaos document: no call
+
+
+def _with_customer(api: LoopClient, ref: str, element: dict[str, Any],
+                   tally: _Tally) -> dict[str, Any]:
+    """``element`` with the customer's name and address from Loop's return details
+    (``GET /warehouse/return/details``), when the details have them."""
+    tally.details_calls += 1
+    try:
+        details = api.return_details(ref)
+    except LoopError as exc:
+        log.warning("loop_details_failed", return_id=ref, error=str(exc))
+        return element
+    if not _has_name(details):
+        return element
+    enriched = dict(element)
+    for key in _CUSTOMER_KEYS:
+        value = details.get(key)
+        if isinstance(value, dict) or (key == "customer" and value and not element.get(key)):
+            enriched[key] = value
+    return enriched
+
+
+def _complete_customers(rt: Runtime, api: LoopClient | None,
+                        items: list[tuple[str, bytes, dict[str, Any]]], tally: _Tally
+                        ) -> list[tuple[str, bytes, str]]:
+    """(ref, stored body, dedupe key) for one page. List elements carry no customer name or
+    address; for a new (not yet stored) element of a return we have no name for, the
+    customer comes from the return's details. The dedupe key stays the sha256 of the list
+    element as Loop sent it, so an unchanged element re-read later is still a duplicate
+    and costs no further details call."""
+    keys = [sha256(body) for _, body, _ in items]
+    with rt.sessions() as session:
+        stored = set(session.scalars(select(InboundEvent.dedupe_key).where(
+            InboundEvent.source == "loop", InboundEvent.dedupe_key.in_(keys))))
+    nameless = [ref for (ref, _, element), key in zip(items, keys, strict=True)
+                if ref and key not in stored and not _has_name(element)
+                and str(element.get("state", "")).casefold() not in _NEVER_SERVED]
+    named = _named_already(rt, sorted(set(nameless)))
+    out: list[tuple[str, bytes, str]] = []
+    for (ref, listed, element), key in zip(items, keys, strict=True):
+        body = listed
+        if (api is not None and ref in nameless and ref not in named
+                and tally.details_calls < rt.settings.loop.details_calls_per_pass):
+            enriched = _with_customer(api, ref, element, tally)
+            if enriched is not element:
+                body = return_event_body(enriched)
+                named.add(ref)
+        out.append((ref, body, key))
+    return out
+
+
+def _complete_held(rt: Runtime, api: LoopClient, tally: _Tally) -> None:
+    """Returns held for want of a contact name (the details budget of an earlier pass or
+    backfill ran out): fetch their details with what is left of this pass's budget, oldest
+    first, and store the ones that now name the customer as events."""
+    budget = rt.settings.loop.details_calls_per_pass - tally.details_calls
+    if budget <= 0:
+        return
+    with rt.sessions() as session:
+        refs = list(dict.fromkeys(session.scalars(
+            select(ReturnRow.source_return_id)
+            .join(ExceptionRow, ExceptionRow.return_id == ReturnRow.id)
+            .where(ReturnRow.source == "loop", ReturnRow.state.not_in(_NEVER_SERVED),
+                   ExceptionRow.type == "unknown_customer",
+                   ExceptionRow.status == "open",
+                   ExceptionRow.dedupe_key.like("%:contact-name"))
+            .order_by(ReturnRow.id).limit(budget))))
+    bodies: list[tuple[str, bytes, str]] = []
+    for ref in refs:
+        tally.details_calls += 1
+        try:
+            details = api.return_details(ref)
+        except LoopError as exc:
+            log.warning("loop_details_failed", return_id=ref, error=str(exc))
+            continue
+        if _has_name(details):
+            body = return_event_body(details)
+            bodies.append((ref, body, sha256(body)))
+    if bodies:
+        tally.new_events.extend(e for e in _store_batch(rt, bodies) if not e.duplicate)
+
+
+def _store_batch(rt: Runtime, bodies: list[tuple[str, bytes, str]]) -> list[StoredEvent]:
     """Store one page's return objects in one transaction: the same result as calling
-    ``store_event`` for each (dedupe by sha256, duplicates counted), much faster."""
+    ``store_event`` for each (dedupe by key, duplicates counted), much faster."""
     keyed: dict[str, tuple[str, bytes]] = {}
-    for ref, body in bodies:
-        keyed.setdefault(sha256(body), (ref, body))
+    for ref, body, key in bodies:
+        keyed.setdefault(key, (ref, body))
     with rt.sessions() as session, session.begin():
         existing = dict(session.execute(select(InboundEvent.dedupe_key, InboundEvent.id).where(
             InboundEvent.source == "loop", InboundEvent.dedupe_key.in_(list(keyed)))).all())
@@ -112,7 +225,7 @@ def _store_batch(rt: Runtime, bodies: list[tuple[str, bytes]]) -> list[StoredEve
             rows[digest] = InboundEvent(
                 source="loop", channel=CHANNEL, topic="return", trigger=TRIGGER,
                 dedupe_key=digest, source_ref=ref, headers=dict(_HEADERS), body=body,
-                body_sha256=digest, status="received")
+                body_sha256=sha256(body), status="received")
         session.add_all(rows.values())
         if existing:
             session.execute(update(InboundEvent).where(
@@ -123,26 +236,28 @@ def _store_batch(rt: Runtime, bodies: list[tuple[str, bytes]]) -> list[StoredEve
         ids = {digest: row.id for digest, row in rows.items()} | existing
     out: list[StoredEvent] = []
     first_use: set[str] = set()
-    for _, body in bodies:
-        digest = sha256(body)
+    for _, _, digest in bodies:
         new = digest in rows and digest not in first_use
         first_use.add(digest)
         out.append(StoredEvent(ids[digest], "loop", digest, duplicate=not new))
     return out
 
 
-def _store_page(rt: Runtime, page: ReturnPage, tally: _Tally) -> None:
+def _store_page(rt: Runtime, page: ReturnPage, tally: _Tally,
+                api: LoopClient | None = None) -> None:
     tally.pages += 1
     tally.returns_seen += len(page.returns)
-    bodies = [(_ref(element), return_event_body(element)) for element in page.returns]
+    bodies = _complete_customers(
+        rt, api, [(_ref(element), return_event_body(element), element)
+                  for element in page.returns], tally)
     try:
         stored = _store_batch(rt, bodies) if bodies else []
     except IntegrityError:  # a concurrent pass stored some of them: one by one instead
         stored = [store_event(rt.sessions, source="loop", body=body, headers=dict(_HEADERS),
                               topic="return", trigger=TRIGGER, source_ref=ref,
-                              channel=CHANNEL) for ref, body in bodies]
+                              channel=CHANNEL, dedupe_key=key) for ref, body, key in bodies]
     fresh: list[tuple[str, StoredEvent]] = []
-    for (ref, _), event in zip(bodies, stored, strict=True):
+    for (ref, _, _), event in zip(bodies, stored, strict=True):
         if event.duplicate:
             tally.already_known += 1
             BACKSTOP_STORED.labels("known").inc()
@@ -225,7 +340,8 @@ def run_backstop(rt: Runtime, *, client: LoopClient | None = None,
     tally = _Tally()
     try:
         for page in api.iter_pages(start=start, end=end):
-            _store_page(rt, page, tally)
+            _store_page(rt, page, tally, api)
+        _complete_held(rt, api, tally)
     finally:
         if owned:
             api.close()
@@ -333,7 +449,7 @@ def run_backfill(rt: Runtime, since: datetime, until: datetime | None = None, *,
             start_cursor, cursor = cursor, ""
             for page in api.iter_state(start=window[0], end=window[1], state=state,
                                        cursor=start_cursor):
-                _store_page(rt, page, tally)
+                _store_page(rt, page, tally, api)
                 if page.next_cursor:
                     _write_mark(rt, BACKFILL_WATERMARK,
                                 _position(since, until, index, page.next_cursor))

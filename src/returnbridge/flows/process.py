@@ -309,7 +309,7 @@ def _fold_evidence(rt: Runtime, session: Session, row: ReturnRow, found: Evidenc
 
 def _document_summary(rt: Runtime, session: Session, case: ReturnCase) -> tuple[str, ...]:
     """What Khaos would be sent for ``case`` today: lines with reason and price, exchanges."""
-    found = decide(case, rt.policy_config(), rt.source_policy(case.source.value),
+    found = decide(case, rt.policy_config(session), rt.source_policy(case.source.value),
                    facts.gather(rt, session, case))
     if found.wait_reason:
         return (f"nothing ({found.wait_reason})",)

@@ -93,6 +93,7 @@ def mapping_fingerprint(rt: Runtime) -> str:
     data = {"mapping": s.mapping.model_dump(mode="json"),
             "policy": s.policy.model_dump(mode="json"),
             "sku_mapping": s.khaos.sku_mapping,
+            "currency": s.khaos.currency,
             "fallbacks": [s.loop.fallback_customer_urn, s.zigzag.fallback_customer_urn],
             "owners": [s.loop.goods_in_owner.value, s.zigzag.goods_in_owner.value]}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()

@@ -49,63 +49,17 @@ from returnbridge.domain.khaos_status import KhaosStatus
 from returnbridge.domain.money import ZERO, quantize
 from returnbridge.flows.health import record_failure, record_success
 from returnbridge.flows.runtime import Runtime
+from returnbridge.payments.provider import (
+    PaymentsProvider,
+    ProviderPayment,
+    RefundsProvider,
+)
 from returnbridge.store import audit, exceptions_repo, returns_repo
 from returnbridge.store.models import ExceptionRow, RefundRow, ReturnRow, Watermark, utcnow
 
 WAITING_FOR_DECISION = "waiting for the platform's refund decision"
 ORIGINAL_PAYMENT = "original_payment"
 STORE_CREDIT_METHODS = frozenset({"store_credit", "gift_card"})
-
-
-class RefundsProvider(Protocol):
-    """What the gate needs from a payment provider (payments/shopify/client.py)."""
-
-    def find_order(self, name: str) -> _Order: ...
-
-    def create_refund(self, order_id: str, amount: Decimal, currency: str, note: str,
-                      idempotency_key: str) -> _Refund: ...
-
-
-class StoreCreditProvider(Protocol):
-    """Store credit and gift cards (Shopify ``storeCreditAccountCredit`` and
-    ``giftCardCreate``), used only when ``[zigzag].store_credit_action`` asks for them."""
-
-    def credit_store_credit(self, customer_id: str, amount: Decimal, currency: str, note: str,
-                            idempotency_key: str) -> _Payment: ...
-
-    def create_gift_card(self, customer_id: str, amount: Decimal, currency: str, note: str,
-                         idempotency_key: str) -> _Payment: ...
-
-
-class _Payment(Protocol):
-    @property
-    def id(self) -> str: ...
-    @property
-    def amount(self) -> Decimal: ...
-
-
-class _Refund(Protocol):
-    @property
-    def id(self) -> str: ...
-    @property
-    def note(self) -> str: ...
-    @property
-    def amount(self) -> Decimal: ...
-
-
-class _Order(Protocol):
-    @property
-    def id(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def customer_id(self) -> str: ...
-    @property
-    def refunds(self) -> tuple[_Refund, ...]: ...
-
-
-class PaymentsProvider(RefundsProvider, StoreCreditProvider, Protocol):
-    """Refunds, store credit and gift cards (``ShopifyClient``)."""
 
 
 class KhaosRecorder(Protocol):
@@ -400,7 +354,7 @@ def pay(rt: Runtime, plan: Plan, provider: PaymentsProvider) -> str:
     when Shopify refused (or cannot say whether it paid): then finance holds the return."""
     key = refund_key(plan.associated_ref)
     note = refund_note(plan)
-    result: _Payment
+    result: ProviderPayment
     try:
         if plan.action is Action.CREDIT and plan.method == "gift_card":
             result = provider.create_gift_card(plan.customer_id, plan.amount, plan.currency,

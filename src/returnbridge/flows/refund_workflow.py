@@ -13,6 +13,7 @@ from dbos import DBOS, SetWorkflowID
 from returnbridge.flows import refund_gate
 from returnbridge.flows.refund_gate import Action, Plan
 from returnbridge.flows.runtime import Runtime
+from returnbridge.payments.provider import PaymentsProvider
 
 log = structlog.get_logger(__name__)
 
@@ -25,7 +26,7 @@ def _runtime() -> Runtime:
     return runtime()
 
 
-def provider(rt: Runtime) -> refund_gate.PaymentsProvider:
+def provider(rt: Runtime) -> PaymentsProvider:
     from returnbridge.payments.shopify.client import ShopifyClient
 
     return ShopifyClient(rt.settings.shopify)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from sqlalchemy import Engine
@@ -10,7 +11,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from returnbridge.config import Settings
 from returnbridge.domain.policy import GoodsInOwner, PolicyConfig, ReleaseOn, SourcePolicy
+from returnbridge.domain.reasons import ReasonRule
 from returnbridge.store.db import make_engine, session_factory
+
+CONSOLE_RULES_TTL = 5.0
 
 
 @dataclass
@@ -18,6 +22,11 @@ class Runtime:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
+    # Reason rules saved in the console (checked before the TOML rules). Read through the
+    # caller's session when there is one (SQLite allows one writer: a second session inside
+    # a transaction would wait on it); else cached for CONSOLE_RULES_TTL seconds.
+    _console_rules: tuple[ReasonRule, ...] | None = field(default=None, repr=False)
+    _console_rules_at: float = field(default=0.0, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
@@ -39,10 +48,15 @@ class Runtime:
             processed_by_refund_gate=False,
         )
 
-    def policy_config(self) -> PolicyConfig:
+    def policy_config(self, session: Session | None = None) -> PolicyConfig:
+        """The posting policy's configuration; pass the session of the transaction in hand
+        so the console's mapping rules are read in it."""
+        from returnbridge.store.console_mapping import load_rules
+
+        console = load_rules(session) if session is not None else self.console_rules()
         p = self.settings.policy
         return PolicyConfig(
-            rules=self.settings.mapping.rules(),
+            rules=console + self.settings.mapping.rules(),
             defaults=self.settings.mapping.default_reasons(),
             tolerance=p.tolerance,
             keep_item_reason_id=p.keep_item_reason_id,
@@ -52,7 +66,26 @@ class Runtime:
             stock_stale_after=timedelta(hours=p.stock_stale_hours),
             allow_non_stock_controlled_exchanges=p.allow_non_stock_controlled_exchanges,
             fallback_address=bool(p.fallback_address_line1 and p.fallback_address_postcode),
+            fallback_contact=bool(p.fallback_contact_surname.strip()
+                                  or p.fallback_contact_forename.strip()),
+            currency=self.settings.khaos.currency,
+            vat_rates=tuple(p.vat_rates),
+            vat_rate_tolerance=p.vat_rate_tolerance,
         )
+
+    def console_rules(self) -> tuple[ReasonRule, ...]:
+        """The console's rules (cached); never call inside an open transaction."""
+        now = time.monotonic()
+        if self._console_rules is None or now - self._console_rules_at > CONSOLE_RULES_TTL:
+            from returnbridge.store.console_mapping import load_rules
+
+            with self.sessions() as session:
+                self._console_rules = load_rules(session)
+            self._console_rules_at = now
+        return self._console_rules
+
+    def forget_console_rules(self) -> None:
+        self._console_rules = None
 
     def prefix(self, source: str) -> str:
         section = self.settings.loop if source == "loop" else self.settings.zigzag

@@ -52,14 +52,34 @@ class ProviderGiftCard(Protocol):
     def last_characters(self) -> str: ...
 
 
-class PaymentsProvider(Protocol):
+class ProviderPayment(Protocol):
+    """What a payment of any kind answers: its id and the amount paid."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def amount(self) -> Decimal: ...
+
+
+class RefundsProvider(Protocol):
+    """Refunds to the original payment and the order's existing refunds."""
+
     def find_order(self, name: str) -> ProviderOrder: ...
 
     def create_refund(self, order_id: str, amount: Decimal, currency: str, note: str,
                       idempotency_key: str) -> ProviderRefund: ...
+
+
+class StoreCreditProvider(Protocol):
+    """Store credit and gift cards (Shopify ``storeCreditAccountCredit`` and
+    ``giftCardCreate``), used only when ``[zigzag].store_credit_action`` asks for them."""
 
     def credit_store_credit(self, customer_id: str, amount: Decimal, currency: str, note: str,
                             idempotency_key: str) -> ProviderStoreCredit: ...
 
     def create_gift_card(self, customer_id: str, amount: Decimal, currency: str, note: str,
                          idempotency_key: str) -> ProviderGiftCard: ...
+
+
+class PaymentsProvider(RefundsProvider, StoreCreditProvider, Protocol):
+    """Refunds, store credit and gift cards (``ShopifyClient``)."""

@@ -343,6 +343,7 @@ def _scenario(service: ServiceProcess, count: int, console: Console, keep_runnin
     ok = (len(khaos.imported) > 0 and not khaos.failures and served == len(khaos.imported)
           and sweep.confirmed == len(khaos.imported) and zz_ok and sc_ok and gw_ok
           and stock_after == stock_before + 3)
+    ok = month_end_pack(console) and ok
     console.print("All checks passed." if ok else "[red]Something did not go as expected "
                   f"(see {directory / 'service.log'}).[/red]")
     if keep_running:
@@ -361,7 +362,6 @@ def _scenario(service: ServiceProcess, count: int, console: Console, keep_runnin
         except KeyboardInterrupt:
             pass
     khaos.close()
-    ok = month_end_pack(console) and ok
     return 0 if ok else 1
 
 

@@ -42,8 +42,7 @@ def raise_problem(session: Session, problem: Problem, *, return_id: int | None =
         row.message = problem.message
         # the same gap re-evaluated: its current figures, not the first ones
         row.details = {**(row.details or {}), **problem.details}
-        if problem.next_action:
-            row.next_action = problem.next_action
+        row.next_action = problem.next_action or kind.next_action
         if row.status == "resolved":
             row.status = "open"
             row.resolved_at = None
@@ -97,7 +96,8 @@ def _re_evaluable(row: ExceptionRow) -> bool:
     # themselves; the rest need a person (or the flow that raised them).
     if row.type in {"unmapped_return_reason", "unknown_customer", "sku_mismatch",
                     "exchange_unknown_sku", "exchange_not_web_enabled",
-                    "exchange_out_of_stock", "non_return_outcome_unmapped"}:
+                    "exchange_out_of_stock", "non_return_outcome_unmapped",
+                    "currency_mismatch"}:
         return True
     return row.type in {"tax_drift", "amount_mismatch"} and (
         (row.details or {}).get("origin") == "policy")

@@ -414,7 +414,7 @@ class ReconciliationItem(Base):
     resolved_by: Mapped[str] = mapped_column(String(120), default="")
 
 
-# -- reconciliation legs (migration 0008; issue #13) --------------------------------
+# -- reconciliation legs (migration 0009; issue #13) --------------------------------
 
 
 def table_of(model: type[Base]) -> Table:
@@ -585,3 +585,97 @@ class LoopNote(Base):
     error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+# --- 0003: the team console (users, sessions, API tokens, console mapping rules) -----------
+
+
+class ConsoleUser(Base):
+    """A named person who signs in to the console; ``password_hash`` is argon2id."""
+
+    __tablename__ = "console_users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    display_name: Mapped[str] = mapped_column(String(120), default="")
+    role: Mapped[str] = mapped_column(String(20))  # cx | warehouse | finance | admin
+    password_hash: Mapped[str] = mapped_column(String(255))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ConsoleSession(Base):
+    """A signed-in browser. ``id`` is the SHA-256 of the cookie value, never the value."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("console_users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    client: Mapped[str] = mapped_column(String(255), default="")
+
+
+class ApiToken(Base):
+    """A named bearer token with a scope; only the SHA-256 of the token is kept."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+    scope: Mapped[str] = mapped_column(String(20))  # read | act | admin
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(120), default="")
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ConsoleMappingRule(Base):
+    """A ``[[mapping.reasons]]`` rule saved in the console; checked before the TOML rules."""
+
+    __tablename__ = "console_mapping_rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(20), default="*")
+    reason: Mapped[str] = mapped_column(String(255), default="*")
+    condition: Mapped[str] = mapped_column(String(80), default="*")
+    disposition: Mapped[str] = mapped_column(String(20), default="*")
+    khaos_reason_id: Mapped[str] = mapped_column(String(20))
+    processing: Mapped[str] = mapped_column(String(20))
+    note: Mapped[str] = mapped_column(Text, default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(120), default="")
+
+
+# Console search and overview (0003): the filters a person uses on 100,000 returns.
+# Covering: the Overview counts every stage of a period from this index alone.
+Index("ix_returns_first_seen_flow", ReturnRow.first_seen_at, ReturnRow.khaos_status,
+      ReturnRow.imported_at, ReturnRow.credit_confirmed_at)
+Index("ix_returns_status_credit", ReturnRow.khaos_status, ReturnRow.credit_confirmed_at,
+      ReturnRow.process_return)
+Index("ix_returns_customer_email", ReturnRow.customer_email)
+Index("ix_returns_order_ref", ReturnRow.order_ref)
+Index("ix_returns_served_at", ReturnRow.served_at)
+Index("ix_returns_khaos_status_first_seen", ReturnRow.khaos_status, ReturnRow.first_seen_at)
+Index("ix_return_lines_sku", ReturnLineRow.sku)
+Index("ix_exceptions_status_first_seen", ExceptionRow.status, ExceptionRow.first_seen_at)
+
+
+class SkuAlias(Base):
+    """A person's decision (console, one click on a candidate): the shop's ``source_sku``
+    is the Khaos item sent as ``khaos_sku`` (its value in the [khaos].sku_mapping field)."""
+
+    __tablename__ = "sku_aliases"
+
+    source_sku: Mapped[str] = mapped_column(String(100), primary_key=True)
+    khaos_sku: Mapped[str] = mapped_column(String(100))
+    stock_id: Mapped[str] = mapped_column(String(40), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(120), default="")

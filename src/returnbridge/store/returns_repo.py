@@ -112,6 +112,14 @@ def apply_decision(row: ReturnRow, decision: Decision) -> None:
         )
         for i, d in enumerate(decision.document)
     ]
+    if decision.exchanges:  # items sent without a SKU carry their resolved StockCode now
+        row.exchanges = [
+            ExchangeLineRow(
+                position=i, sku=ex.sku[:100], quantity=ex.quantity, unit_net=ex.unit_net,
+                unit_tax=ex.unit_tax, unit_gross=ex.unit_gross, out_of_stock=ex.out_of_stock,
+            )
+            for i, ex in enumerate(decision.exchanges)
+        ]
 
 
 def add_timeline(session: Session, row: ReturnRow, kind: str, message: str,

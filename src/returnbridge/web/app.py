@@ -23,7 +23,8 @@ from returnbridge.web import (
     webhooks,
     zigzag_webhook,
 )
-from returnbridge.web.auth import bearer_ok
+from returnbridge.web.auth import bearer_known
+from returnbridge.web.console.routes import install as install_console
 from returnbridge.web.context import AppContext, Enqueue, SignatureFailures
 from returnbridge.web.limits import RequestGuard
 
@@ -53,10 +54,9 @@ def create_app(rt: Runtime, enqueue: Enqueue | None) -> FastAPI:
     app = FastAPI(title="returnbridge", version=__version__,
                   docs_url="/api/docs" if docs else None,
                   openapi_url="/api/openapi.json" if docs else None, redoc_url=None)
-    tokens = [t.get_secret_value() for t in rt.settings.api.tokens]
     # Outermost: nothing reads a body before its size and (for /api) its credentials pass.
     app.add_middleware(RequestGuard, settings=rt.settings,
-                       authorize={"api": lambda headers: bearer_ok(headers, tokens)})
+                       authorize={"api": lambda headers: bearer_known(headers, rt)})
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(DataError, _unstorable)
     app.state.ctx = AppContext(rt=rt, enqueue=enqueue,
@@ -71,4 +71,5 @@ def create_app(rt: Runtime, enqueue: Enqueue | None) -> FastAPI:
     app.include_router(events_routes.router)
     app.include_router(reconciliation_routes.router)
     app.include_router(health.router)
+    install_console(app)
     return app

@@ -9,8 +9,9 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import AliasChoices, BaseModel, Field
 
+from returnbridge.flows.accounts import Scope
 from returnbridge.flows.khaos_confirm import ConfirmRefused, UnknownReturn, confirm_credit
-from returnbridge.web.auth import check_bearer
+from returnbridge.web.auth import actor_for, api_identity
 from returnbridge.web.context import AppContext
 
 router = APIRouter(prefix="/api/v1")
@@ -33,10 +34,11 @@ class ConfirmCredit(BaseModel):
 async def post_confirm_credit(associated_ref: str, body: ConfirmCredit,
                               request: Request) -> dict[str, Any]:
     ctx: AppContext = request.app.state.ctx
-    check_bearer(request, [t.get_secret_value() for t in ctx.rt.settings.api.tokens])
+    identity = await run_in_threadpool(api_identity, request, ctx.rt, Scope.ACT)
     try:
         result = await run_in_threadpool(confirm_credit, ctx.rt, associated_ref,
-                                         body.credit_note_code, body.value, body.actor,
+                                         body.credit_note_code, body.value,
+                                         actor_for(identity, body.actor),
                                          body.reason)
     except UnknownReturn as exc:
         raise HTTPException(404, str(exc)) from None

@@ -12,15 +12,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from returnbridge.flows import events_admin
+from returnbridge.flows.accounts import Identity
 from returnbridge.flows.runtime import Runtime
-from returnbridge.web.exceptions_routes import ActionBody, _actor, _rt
+from returnbridge.web.exceptions_routes import ActionBody, _actor, _actor_rt, _rt
 
 router = APIRouter(prefix="/api/v1")
+EventId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The stored event's id.")]
 
 
 async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -47,22 +49,24 @@ async def list_events(rt: Annotated[Runtime, Depends(_rt)],
 
 
 @router.get("/events/{event_id}")
-async def get_event(event_id: int, rt: Annotated[Runtime, Depends(_rt)]) -> dict[str, Any]:
+async def get_event(event_id: EventId, rt: Annotated[Runtime, Depends(_rt)]) -> dict[str, Any]:
     view: dict[str, Any] = await _call(events_admin.show_event, rt, event_id)
     return view
 
 
 @router.get("/events/{event_id}/raw")
-async def get_raw(event_id: int, rt: Annotated[Runtime, Depends(_rt)]) -> Response:
+async def get_raw(event_id: EventId, rt: Annotated[Runtime, Depends(_rt)]) -> Response:
     body: bytes = await _call(events_admin.raw_body, rt, event_id)
     return Response(body, media_type="application/octet-stream",
                     headers={"X-Content-Type-Options": "nosniff"})
 
 
 @router.post("/events/{event_id}/replay")
-async def replay_event(event_id: int, request: Request, rt: Annotated[Runtime, Depends(_rt)],
+async def replay_event(event_id: EventId,
+                       who: Annotated[tuple[Identity, Runtime], Depends(_actor_rt)],
                        body: ActionBody | None = None) -> dict[str, Any]:
+    identity, rt = who
     result: events_admin.ReplayResult = await _call(
-        events_admin.replay_event, rt, event_id, _actor(request, body),
+        events_admin.replay_event, rt, event_id, _actor(identity, body),
         body.why if body else "")
     return result.as_dict()

@@ -4,13 +4,14 @@ GET    /api/v1/exceptions?status=open&owner=&type=&ref=&limit=&offset=
 GET    /api/v1/exceptions/{id}
 POST   /api/v1/exceptions/{id}/retry|resolve|ignore   body {"by": "...", "why": "..."}
 
-The actor is ``by`` from the body, else a fingerprint of the bearer token used
-(``api-token:1a2b3c4d``; never the token itself).
+The audit actor is the authenticated identity: ``token:NAME`` for a named token, a
+fingerprint of a shared ``[api].tokens`` entry (``api-token:1a2b3c4d``; never the token
+itself). A ``by`` in the body is recorded beside it (``token:ops-script (alice)``), never
+instead of it. Reading needs the ``read`` scope; actions need ``act``.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -19,8 +20,9 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from returnbridge.flows import exception_actions as actions
+from returnbridge.flows.accounts import Identity, Scope
 from returnbridge.flows.runtime import Runtime
-from returnbridge.web.auth import check_bearer
+from returnbridge.web.auth import actor_for, api_identity
 from returnbridge.web.context import AppContext
 
 router = APIRouter(prefix="/api/v1")
@@ -34,15 +36,17 @@ class ActionBody(BaseModel):
 
 def _rt(request: Request) -> Runtime:
     ctx: AppContext = request.app.state.ctx
-    check_bearer(request, [t.get_secret_value() for t in ctx.rt.settings.api.tokens])
+    api_identity(request, ctx.rt, Scope.READ)
     return ctx.rt
 
 
-def _actor(request: Request, body: ActionBody | None) -> str:
-    if body is not None and body.by.strip():
-        return body.by.strip()
-    presented = request.headers.get("authorization", "").partition(" ")[2].strip()
-    return "api-token:" + hashlib.sha256(presented.encode()).hexdigest()[:8]
+def _actor_rt(request: Request) -> tuple[Identity, Runtime]:
+    ctx: AppContext = request.app.state.ctx
+    return api_identity(request, ctx.rt, Scope.ACT), ctx.rt
+
+
+def _actor(identity: Identity, body: ActionBody | None) -> str:
+    return actor_for(identity, body.by if body is not None else "")
 
 
 async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -88,25 +92,30 @@ async def get_exception(exception_id: ExceptionId,
 
 
 @router.post("/exceptions/{exception_id}/retry")
-async def retry_exception(exception_id: ExceptionId, request: Request,
-                          rt: Annotated[Runtime, Depends(_rt)],
+async def retry_exception(exception_id: ExceptionId,
+                          who: Annotated[tuple[Identity, Runtime], Depends(_actor_rt)],
                           body: ActionBody | None = None) -> dict[str, Any]:
+    identity, rt = who
     result: actions.ActionResult = await _call(
-        actions.retry, rt, exception_id, _actor(request, body), body.why if body else "")
+        actions.retry, rt, exception_id, _actor(identity, body), body.why if body else "")
     return result.as_dict()
 
 
 @router.post("/exceptions/{exception_id}/resolve")
-async def resolve_exception(exception_id: ExceptionId, body: ActionBody, request: Request,
-                            rt: Annotated[Runtime, Depends(_rt)]) -> dict[str, Any]:
+async def resolve_exception(exception_id: ExceptionId, body: ActionBody,
+                            who: Annotated[tuple[Identity, Runtime], Depends(_actor_rt)]
+                            ) -> dict[str, Any]:
+    identity, rt = who
     result: actions.ActionResult = await _call(
-        actions.resolve, rt, exception_id, _actor(request, body), body.why)
+        actions.resolve, rt, exception_id, _actor(identity, body), body.why)
     return result.as_dict()
 
 
 @router.post("/exceptions/{exception_id}/ignore")
-async def ignore_exception(exception_id: ExceptionId, body: ActionBody, request: Request,
-                            rt: Annotated[Runtime, Depends(_rt)]) -> dict[str, Any]:
+async def ignore_exception(exception_id: ExceptionId, body: ActionBody,
+                            who: Annotated[tuple[Identity, Runtime], Depends(_actor_rt)]
+                            ) -> dict[str, Any]:
+    identity, rt = who
     result: actions.ActionResult = await _call(
-        actions.ignore, rt, exception_id, _actor(request, body), body.why)
+        actions.ignore, rt, exception_id, _actor(identity, body), body.why)
     return result.as_dict()

@@ -42,6 +42,7 @@ class SandboxReturn:
     notes: list[dict[str, Any]] = field(default_factory=list)
     delivered_at: datetime | None = None
     restocked: bool = False
+    listed_as_is: bool = False  # imported from a real list element: served as it was
 
     @property
     def state(self) -> str:
@@ -81,6 +82,19 @@ class LoopWorld:
             self._emit_return(ret, "return.created")
         return rid
 
+    def import_listed(self, element: dict[str, Any], *, at: datetime | None = None) -> int:
+        """Serve a real list-API element (e.g. one published by a public integration) as it
+        is from the list and details endpoints. Its id must be numeric."""
+        with self.lock:
+            rid = int(str(element["id"]))
+            when = at or self.clock()
+            skus = tuple(str(u.get("sku") or "") for u in element.get("line_items") or [])
+            self.returns[rid] = SandboxReturn(
+                rid, Scenario("refund", skus or ("",), state=str(element.get("state", ""))),
+                copy.deepcopy(element), when, when, listed_as_is=True)
+            self.next_id = max(self.next_id, rid + 1)
+        return rid
+
     def get(self, rid: int | str) -> SandboxReturn:
         try:
             return self.returns[int(rid)]
@@ -96,17 +110,36 @@ class LoopWorld:
 
     def list_view(self, ret: SandboxReturn) -> dict[str, Any]:
         """The element of GET /warehouse/return/list (L view): updated_at and outcome too."""
+        if ret.listed_as_is:
+            body = copy.deepcopy(ret.data)
+            body.setdefault("updated_at", _iso(ret.updated_at))
+            return body
         body = copy.deepcopy(ret.data)
         body.pop("shop_id", None)
-        body.pop("customer_detail", None)  # not in the list view
+        # The list view documents the customer's email only: no name, no address
+        # (reference §3.1); it has the address's country instead.
+        body.pop("customer_detail", None)
+        address = body.pop("address", None)
+        if isinstance(address, dict):
+            body["origin_country"] = address.get("country", "")
+            body["origin_country_code"] = address.get("country_code", "")
         body["updated_at"] = _iso(ret.updated_at)
         body["outcome"] = {"refund": "refund", "exchange": "exchange", "credit": "credit",
                            "keep_item": "refund", "cancelled": "refund"}[ret.scenario.outcome]
         return body
 
     def details_view(self, ret: SandboxReturn) -> dict[str, Any]:
+        """GET /warehouse/return/details (R view). Loop's example types ``customer`` as
+        <any>; the sandbox answers with the customer's name and address as the webhook
+        carries them (``customer_detail``, ``address``) [I], so that a return first read
+        from the list API can be completed."""
         body = self.list_view(ret)
+        if ret.listed_as_is:
+            return body  # what was published: no name to add
         body["created_at"] = _naive(ret.created_at)  # R's example has no zone
+        for key in ("customer_detail", "address"):
+            if key in ret.data:
+                body[key] = copy.deepcopy(ret.data[key])
         return body
 
     def asn_rows(self, ret: SandboxReturn) -> list[dict[str, Any]]:

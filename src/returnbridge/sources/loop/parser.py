@@ -115,9 +115,9 @@ class _Unit:
 def _unit(raw: Any, index: int) -> _Unit:
     path = f"line_items[{index}]"
     element = obj(raw, path)
+    # Shopify variants without a SKU send "sku": "". The unit is kept (with its variant id,
+    # barcode and title); the policy resolves it to a StockCode or holds the return.
     sku = text(element.get("sku"), f"{path}.sku")
-    if not sku:
-        raise PayloadInvalid("returned unit has no SKU", path=f"{path}.sku")
     price = amount(element.get("price"), f"{path}.price")
     discount = amount(element.get("discount"), f"{path}.discount")
     return _Unit(
@@ -200,9 +200,7 @@ def group_units(units: list[_Unit],
 def _exchange(raw: Any, index: int) -> ExchangeLine:
     path = f"exchanges[{index}]"
     element = obj(raw, path)
-    sku = text(element.get("sku"), f"{path}.sku")
-    if not sku:
-        raise PayloadInvalid("exchange item has no SKU", path=f"{path}.sku")
+    sku = text(element.get("sku"), f"{path}.sku")  # may be "" (see _unit)
     net = amount(element.get("price"), f"{path}.price") - amount(
         element.get("discount"), f"{path}.discount"
     )
@@ -268,7 +266,11 @@ def _customer(payload: dict[str, Any]) -> Customer:
             first, last = last, ""
     customer_field = payload.get("customer")
     if isinstance(customer_field, dict):
+        # The details view documents ``customer`` without a type; accept an object.
         customer_email = text(customer_field.get("email"), "customer.email")
+        if not (first or last):
+            first = text(customer_field.get("first_name"), "customer.first_name")
+            last = text(customer_field.get("last_name"), "customer.last_name")
     else:
         customer_email = text(customer_field, "customer")
     # ``customer`` is in every view (webhook, list, details); ``customer_detail`` only in the

@@ -1,0 +1,352 @@
+"""Console users, their sessions, and named API tokens with scopes.
+
+- Passwords are hashed with argon2id (argon2-cffi, its recommended parameters); a hash made
+  with older parameters is upgraded at the next successful sign-in.
+- Session cookies and API tokens are 256-bit random values; only their SHA-256 is stored
+  (a fast hash is right for values nobody can guess; argon2 is for what people choose).
+- Every change to a user or token is written to the audit log with who did it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from returnbridge.store import audit
+from returnbridge.store.models import ApiToken, ConsoleSession, ConsoleUser, utcnow
+
+
+class Role(StrEnum):
+    CX = "cx"
+    WAREHOUSE = "warehouse"
+    FINANCE = "finance"
+    ADMIN = "admin"
+
+
+class Scope(StrEnum):
+    READ = "read"  # GET only
+    ACT = "act"  # also retry / resolve / ignore exceptions
+    ADMIN = "admin"  # everything, like the shared [api].tokens
+
+
+SCOPE_RANK = {Scope.READ: 0, Scope.ACT: 1, Scope.ADMIN: 2}
+ROLE_LABELS = {Role.CX: "customer service", Role.WAREHOUSE: "warehouse",
+               Role.FINANCE: "finance", Role.ADMIN: "admin"}
+USERNAME = re.compile(r"^[a-z0-9][a-z0-9._@-]{1,79}$")
+MIN_PASSWORD = 12
+_hasher = PasswordHasher()
+# Verified against when the user name is unknown, so both answers take as long.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+class AccountError(ValueError):
+    """A user or token request that cannot be carried out; the message says why."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is acting: a console user, a named token, or a shared [api] token."""
+
+    actor: str  # what the audit log records
+    name: str  # what a page shows
+    role: Role | None  # console users
+    scope: Scope  # what the API allows (console users: by role, see may_act)
+    user_id: int | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN or (self.role is None and self.scope is Scope.ADMIN)
+
+    def may_act_on(self, owner: str) -> bool:
+        """Whether this identity may retry/resolve/ignore an exception owned by ``owner``.
+
+        Console users act on their own team's queue; admins (and ``act``/``admin`` tokens)
+        on every queue, including ``ops``."""
+        if self.role is None:
+            return SCOPE_RANK[self.scope] >= SCOPE_RANK[Scope.ACT]
+        return self.role is Role.ADMIN or self.role.value == owner
+
+
+def sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+# --- users -----------------------------------------------------------------------------
+
+
+def _role(value: str) -> Role:
+    try:
+        return Role(value)
+    except ValueError:
+        raise AccountError(f"unknown role {value!r}; use one of "
+                           f"{', '.join(r.value for r in Role)}") from None
+
+
+def _user(session: Session, username: str) -> ConsoleUser:
+    row = session.scalars(select(ConsoleUser).where(
+        ConsoleUser.username == username.strip().lower())).first()
+    if row is None:
+        raise AccountError(f"no console user {username!r}; see 'returnbridge users list'")
+    return row
+
+
+def check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise AccountError(f"the password must be at least {MIN_PASSWORD} characters")
+
+
+def add_user(session: Session, username: str, role: str, password: str, *, by: str,
+             display_name: str = "") -> ConsoleUser:
+    name = username.strip().lower()
+    if not USERNAME.match(name):
+        raise AccountError("a user name is 2-80 characters: lower-case letters, digits, and "
+                           ". _ @ - (not first)")
+    check_password(password)
+    r = _role(role)
+    if session.scalars(select(ConsoleUser.id).where(ConsoleUser.username == name)).first():
+        raise AccountError(f"console user {name!r} already exists")
+    now = utcnow()
+    row = ConsoleUser(username=name, display_name=display_name.strip()[:120] or name,
+                      role=r.value, password_hash=_hasher.hash(password), disabled=False,
+                      created_at=now, updated_at=now)
+    session.add(row)
+    session.flush()
+    audit.record(session, actor=by, action="user.add", subject=f"user:{name}",
+                 details={"role": r.value})
+    return row
+
+
+def list_users(session: Session) -> list[ConsoleUser]:
+    return list(session.scalars(select(ConsoleUser).order_by(ConsoleUser.username)))
+
+
+def set_role(session: Session, username: str, role: str, *, by: str) -> ConsoleUser:
+    row = _user(session, username)
+    r = _role(role)
+    before = row.role
+    row.role = r.value
+    row.updated_at = utcnow()
+    audit.record(session, actor=by, action="user.set_role", subject=f"user:{row.username}",
+                 details={"from": before, "to": r.value})
+    return row
+
+
+def set_disabled(session: Session, username: str, disabled: bool, *, by: str) -> ConsoleUser:
+    row = _user(session, username)
+    row.disabled = disabled
+    row.updated_at = utcnow()
+    if disabled:  # signed-in browsers are signed out at once
+        session.execute(delete(ConsoleSession).where(ConsoleSession.user_id == row.id))
+    audit.record(session, actor=by, action="user.disable" if disabled else "user.enable",
+                 subject=f"user:{row.username}")
+    return row
+
+
+def set_password(session: Session, username: str, password: str, *, by: str) -> ConsoleUser:
+    check_password(password)
+    row = _user(session, username)
+    row.password_hash = _hasher.hash(password)
+    row.updated_at = utcnow()
+    session.execute(delete(ConsoleSession).where(ConsoleSession.user_id == row.id))
+    audit.record(session, actor=by, action="user.set_password", subject=f"user:{row.username}")
+    return row
+
+
+def verify_password(session: Session, username: str, password: str) -> ConsoleUser | None:
+    """The enabled user with this name and password, else None (same work either way)."""
+    row = session.scalars(select(ConsoleUser).where(
+        ConsoleUser.username == username.strip().lower())).first()
+    try:
+        _hasher.verify(row.password_hash if row is not None else _DUMMY_HASH, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return None
+    if row is None or row.disabled:
+        return None
+    if _hasher.check_needs_rehash(row.password_hash):
+        row.password_hash = _hasher.hash(password)
+    return row
+
+
+def user_identity(row: ConsoleUser) -> Identity:
+    role = Role(row.role)
+    scope = Scope.ADMIN if role is Role.ADMIN else Scope.ACT
+    return Identity(actor=f"user:{row.username}", name=row.display_name or row.username,
+                    role=role, scope=scope, user_id=row.id)
+
+
+# --- sessions --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    identity: Identity
+    csrf_token: str
+    session_id: str
+
+
+def open_session(session: Session, user: ConsoleUser, client: str) -> str:
+    """A new session for ``user``; returns the cookie value (only its hash is stored)."""
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    session.add(ConsoleSession(id=sha256(token), user_id=user.id,
+                               csrf_token=secrets.token_urlsafe(32), created_at=now,
+                               last_seen_at=now, client=client[:255]))
+    user.last_login_at = now
+    audit.record(session, actor=f"user:{user.username}", action="user.login",
+                 subject=f"user:{user.username}", details={"client": client[:255]})
+    return token
+
+
+def resume_session(session: Session, cookie: str, *, idle: timedelta, max_age: timedelta,
+                   now: datetime | None = None) -> SignedIn | None:
+    """The signed-in user for a session cookie, or None when unknown, idle or expired."""
+    if not cookie:
+        return None
+    now = now or utcnow()
+    row = session.get(ConsoleSession, sha256(cookie))
+    if row is None:
+        return None
+    user = session.get(ConsoleUser, row.user_id)
+    if (user is None or user.disabled or now - row.last_seen_at > idle
+            or now - row.created_at > max_age):
+        session.delete(row)
+        return None
+    if now - row.last_seen_at > timedelta(seconds=30):  # one write a minute, not per click
+        row.last_seen_at = now
+    return SignedIn(user_identity(user), row.csrf_token, row.id)
+
+
+def close_session(session: Session, cookie: str) -> None:
+    row = session.get(ConsoleSession, sha256(cookie)) if cookie else None
+    if row is None:
+        return
+    user = session.get(ConsoleUser, row.user_id)
+    session.delete(row)
+    if user is not None:
+        audit.record(session, actor=f"user:{user.username}", action="user.logout",
+                     subject=f"user:{user.username}")
+
+
+def csrf_ok(expected: str, presented: str | None) -> bool:
+    return bool(expected and presented) and hmac.compare_digest(
+        expected.encode(), (presented or "").encode())
+
+
+# --- API tokens --------------------------------------------------------------------------
+
+
+def _scope(value: str) -> Scope:
+    try:
+        return Scope(value)
+    except ValueError:
+        raise AccountError(f"unknown scope {value!r}; use one of "
+                           f"{', '.join(s.value for s in Scope)}") from None
+
+
+def create_token(session: Session, name: str, scope: str, *, by: str) -> tuple[ApiToken, str]:
+    """A new named token; the token itself is returned once and never stored."""
+    clean = name.strip()
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$", clean):
+        raise AccountError("a token name is 1-80 characters: letters, digits, . _ -")
+    s = _scope(scope)
+    if session.scalars(select(ApiToken.id).where(ApiToken.name == clean)).first():
+        raise AccountError(f"a token named {clean!r} already exists; revoke it first")
+    token = "rbt_" + secrets.token_urlsafe(32)
+    row = ApiToken(name=clean, scope=s.value, token_sha256=sha256(token), prefix=token[:10],
+                   created_at=utcnow(), created_by=by[:120])
+    session.add(row)
+    session.flush()
+    audit.record(session, actor=by, action="token.create", subject=f"token:{clean}",
+                 details={"scope": s.value})
+    return row, token
+
+
+def list_tokens(session: Session) -> list[ApiToken]:
+    return list(session.scalars(select(ApiToken).order_by(ApiToken.name)))
+
+
+def revoke_token(session: Session, name: str, *, by: str) -> ApiToken:
+    row = session.scalars(select(ApiToken).where(ApiToken.name == name.strip())).first()
+    if row is None:
+        raise AccountError(f"no token named {name!r}")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        audit.record(session, actor=by, action="token.revoke", subject=f"token:{row.name}")
+    return row
+
+
+def token_identity(session: Session, presented: str) -> Identity | None:
+    row = session.scalars(select(ApiToken).where(
+        ApiToken.token_sha256 == sha256(presented))).first()
+    if row is None or row.revoked_at is not None:
+        return None
+    now = utcnow()
+    if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=1):
+        row.last_used_at = now
+    return Identity(actor=f"token:{row.name}", name=row.name, role=None,
+                    scope=Scope(row.scope))
+
+
+def shared_token_identity(presented: str) -> Identity:
+    return Identity(actor="api-token:" + sha256(presented)[:8], name="shared API token",
+                    role=None, scope=Scope.ADMIN)
+
+
+# --- sign-in rate limiting ---------------------------------------------------------------
+
+
+class LoginThrottle:
+    """Failed sign-ins per user name and per client address in a sliding window.
+
+    Kept in the serving process's memory: with several ``serve`` processes each counts on
+    its own, so the limit is per process (documented in docs/console.md)."""
+
+    def __init__(self, attempts: int, window_seconds: float) -> None:
+        self.attempts = attempts
+        self.window = window_seconds
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, key: str, now: float) -> deque[float]:
+        q = self._failures.setdefault(key, deque())
+        while q and now - q[0] > self.window:
+            q.popleft()
+        return q
+
+    def blocked(self, *keys: str) -> float:
+        """Seconds until another attempt is allowed (0: allowed now)."""
+        now = time.monotonic()
+        wait = 0.0
+        with self._lock:
+            for key in keys:
+                q = self._recent(key, now)
+                if len(q) >= self.attempts:
+                    wait = max(wait, self.window - (now - q[0]))
+        return wait
+
+    def failed(self, *keys: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for key in keys:
+                self._recent(key, now).append(now)
+            if len(self._failures) > 10_000:  # forget the oldest keys, never grow unbounded
+                for stale in list(self._failures)[:5_000]:
+                    del self._failures[stale]
+
+    def succeeded(self, *keys: str) -> None:
+        with self._lock:
+            for key in keys:
+                self._failures.pop(key, None)

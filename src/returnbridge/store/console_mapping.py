@@ -1,0 +1,28 @@
+"""Reason-mapping rules saved in the console (``console_mapping_rules``).
+
+They are checked before the ``[[mapping.reasons]]`` rules of returnbridge.toml, oldest
+first; the first rule that matches wins (console or file), then the per-disposition
+defaults. Removing a rule marks it inactive, so the audit log and the table keep it."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from returnbridge.domain.reasons import Processing, ReasonRule
+from returnbridge.store.models import ConsoleMappingRule
+
+
+def active_rows(session: Session) -> list[ConsoleMappingRule]:
+    return list(session.scalars(select(ConsoleMappingRule).where(
+        ConsoleMappingRule.active.is_(True)).order_by(ConsoleMappingRule.id)))
+
+
+def to_rule(row: ConsoleMappingRule) -> ReasonRule:
+    return ReasonRule(source=row.source, reason=row.reason, disposition=row.disposition,
+                      condition=row.condition, khaos_reason_id=row.khaos_reason_id,
+                      processing=Processing(row.processing))
+
+
+def load_rules(session: Session) -> tuple[ReasonRule, ...]:
+    return tuple(to_rule(r) for r in active_rows(session))

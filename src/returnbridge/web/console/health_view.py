@@ -1,0 +1,117 @@
+"""The Health page's data: configuration checks, what each connection last did, schedules.
+
+"Last success" is evidence the database already holds (the last event received from a
+source, the last Khaos poll answered, the last push from Khaos, the last refund made); "last
+error" is the newest failed event or open exception about that connection."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from returnbridge.checks import check_settings
+from returnbridge.flows.jobs import JOBS
+from returnbridge.flows.runtime import Runtime
+from returnbridge.store.models import (
+    ExceptionRow,
+    InboundEvent,
+    JobRun,
+    KhaosDelivery,
+    KhaosOrderStatus,
+    RefundRow,
+    StockItem,
+    Watermark,
+)
+
+
+def _last_run(run: JobRun) -> datetime | None:
+    times = [t for t in (run.last_success_at, run.last_failure_at, run.last_started_at) if t]
+    return max(times) if times else None
+
+
+def _last_result(run: JobRun) -> str:
+    failed_last = run.last_failure_at is not None and (
+        run.last_success_at is None or run.last_failure_at >= run.last_success_at)
+    return f"failed: {run.last_error}" if failed_last else run.last_summary
+
+
+def _iso(value: datetime | None) -> str:
+    return value.isoformat()[:19].replace("T", " ") if value else ""
+
+
+def _source(session: Session, source: str) -> dict[str, str]:
+    last_ok = session.scalar(select(func.max(InboundEvent.received_at)).where(
+        InboundEvent.source == source, InboundEvent.status != "failed"))
+    failed = session.scalars(select(InboundEvent).where(
+        InboundEvent.source == source, InboundEvent.status == "failed")
+        .order_by(InboundEvent.id.desc()).limit(1)).first()
+    return {"last_success": _iso(last_ok),
+            "last_success_what": "last event received",
+            "last_error": _iso(failed.received_at) if failed else "",
+            "error": (failed.error[:300] if failed else "")}
+
+
+def _open_problem(session: Session, types: tuple[str, ...]) -> ExceptionRow | None:
+    return session.scalars(select(ExceptionRow).where(
+        ExceptionRow.status == "open", ExceptionRow.type.in_(types))
+        .order_by(ExceptionRow.last_seen_at.desc()).limit(1)).first()
+
+
+def health_data(rt: Runtime) -> dict[str, Any]:
+    s = rt.settings
+    findings = [{"level": f.level.value, "key": f.key, "message": f.message}
+                for f in check_settings(s)]
+    with rt.sessions() as session:
+        connections: list[dict[str, str]] = []
+        for name, source, configured in (
+                ("Loop", "loop", bool(s.loop.webhook_secrets or s.loop.api_key
+                                      .get_secret_value())),
+                ("ZigZag", "zigzag", bool(s.zigzag.base_url))):
+            row = {"name": name, "configured": "yes" if configured else "no", **_source(
+                session, source)}
+            connections.append(row)
+        last_poll = session.scalar(select(func.max(KhaosDelivery.delivered_at)))
+        last_push = max([d for d in (
+            session.scalar(select(func.max(StockItem.updated_at))),
+            session.scalar(select(func.max(KhaosOrderStatus.updated_at)))) if d] or [None])
+        soap = _open_problem(session, ("khaos_import_unconfirmed", "credit_note_missing"))
+        connections.append({
+            "name": "Khaos channel (polls and pushes)", "configured":
+            "yes" if s.khaos.channel_password.get_secret_value() else "no",
+            "last_success": _iso(last_poll), "last_success_what":
+            f"last poll answered; last push received {_iso(last_push) or 'never'}",
+            "last_error": "", "error": ""})
+        connections.append({
+            "name": "Khaos SOAP", "configured": "yes" if s.khaos.soap_url else "no",
+            "last_success": "", "last_success_what": "see credit notes confirmed on returns",
+            "last_error": _iso(soap.last_seen_at) if soap else "",
+            "error": soap.message[:300] if soap else ""})
+        last_refund = session.scalar(select(func.max(RefundRow.created_at)).where(
+            RefundRow.origin == "returnbridge"))
+        refund_problem = _open_problem(session, ("duplicate_refund_suspected",
+                                                 "refund_before_credit"))
+        connections.append({
+            "name": "Shopify", "configured": "yes" if (s.shopify.shop_domain
+                                                       or s.shopify.base_url) else "no",
+            "last_success": _iso(last_refund), "last_success_what": "last refund made",
+            "last_error": _iso(refund_problem.last_seen_at) if refund_problem else "",
+            "error": refund_problem.message[:300] if refund_problem else ""})
+        all_marks = list(session.scalars(select(Watermark).order_by(Watermark.name)))
+        runs = {r.name: r for r in session.scalars(select(JobRun))}
+    marks = [{"name": m.name, "value": m.value[:80], "updated_at": _iso(m.updated_at)}
+             for m in all_marks]
+    jobs = []
+    for job in JOBS:
+        seconds = job.interval_seconds(rt)
+        last = runs.get(job.name)
+        jobs.append({"name": job.name,
+                     "every": f"{seconds / 60:g} min" if seconds > 0 else "off (not configured)",
+                     "last_run": _iso(_last_run(last)) if last else "",
+                     "last_result": _last_result(last) if last else ""})
+    return {"findings": findings, "connections": connections, "jobs": jobs,
+            "watermarks": marks,
+            "errors": sum(1 for f in findings if f["level"] == "error"),
+            "warnings": sum(1 for f in findings if f["level"] == "warning")}

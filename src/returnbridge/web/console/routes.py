@@ -1,0 +1,461 @@
+"""The team console: server-rendered pages under /console (Jinja2 + vendored htmx).
+
+Thin: each route checks who is asking, calls one flow, renders one template."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from returnbridge import __version__
+from returnbridge.domain.exceptions import CATALOGUE, Owner
+from returnbridge.flows import console_mapping, console_views, sku_fix
+from returnbridge.flows import exception_actions as actions
+from returnbridge.flows.accounts import ROLE_LABELS, SignedIn, close_session, open_session
+from returnbridge.flows.accounts import verify_password as check_credentials
+from returnbridge.flows.returns_search import (
+    SOURCES,
+    STATUSES,
+    BadSearch,
+    ReturnFilters,
+    search_returns,
+)
+from returnbridge.flows.runtime import Runtime
+from returnbridge.web.console import runbooks
+from returnbridge.web.console.security import (
+    PREFIX,
+    SECURITY_HEADERS,
+    SESSION_COOKIE,
+    Forbidden,
+    NotSignedIn,
+    clear_session,
+    client_of,
+    form_with_csrf,
+    login_csrf,
+    login_url,
+    runtime,
+    safe_next,
+    set_login_csrf,
+    set_session,
+    signed_in,
+    throttle,
+)
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+templates.env.globals.update(version=__version__, role_labels=ROLE_LABELS, prefix=PREFIX)
+router = APIRouter(prefix=PREFIX)
+Who = Annotated[SignedIn, Depends(signed_in)]
+PAGE_SIZE = 50
+
+
+def page(request: Request, name: str, who: SignedIn | None, status_code: int = 200,
+         **context: Any) -> HTMLResponse:
+    context.setdefault("msg", request.query_params.get("msg", ""))
+    context.setdefault("error", request.query_params.get("error", ""))
+    return templates.TemplateResponse(request, name, {"who": who, **context},
+                                      status_code=status_code)
+
+
+async def db(rt: Runtime, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def run() -> Any:
+        with rt.sessions() as session:
+            return fn(session, *args, **kwargs)
+    return await run_in_threadpool(run)
+
+
+def redirect(path: str, **query: str) -> RedirectResponse:
+    q = {k: v for k, v in query.items() if v}
+    joiner = "&" if "?" in path else "?"
+    return RedirectResponse(path + (f"{joiner}{urlencode(q)}" if q else ""), status_code=303)
+
+
+# --- sign-in -------------------------------------------------------------------------------
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_form(request: Request, next: str = "") -> Response:
+    token = login_csrf(request)
+    response = page(request, "login.html", None, csrf=token, next=safe_next(next),
+                    username="")
+    set_login_csrf(request, response, token)
+    return response
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request) -> Response:
+    form = await request.form()
+    username = str(form.get("username") or "").strip().lower()[:80]
+    password = str(form.get("password") or "")
+    next_path = safe_next(str(form.get("next") or ""))
+    cookie_token = request.cookies.get("rb_login_csrf", "")
+    token = login_csrf(request)
+
+    def refuse(message: str, code: int) -> Response:
+        response = page(request, "login.html", None, status_code=code, csrf=token,
+                        next=next_path, username=username, error=message)
+        set_login_csrf(request, response, token)
+        return response
+
+    if not cookie_token or str(form.get("csrf_token") or "") != cookie_token:
+        return refuse("This sign-in form has expired. Please try again.", 403)
+    limiter = throttle(request)
+    host = request.client.host if request.client else "?"
+    keys = (f"user:{username}", f"ip:{host}")
+    wait = limiter.blocked(*keys)
+    if wait:
+        return refuse(f"Too many failed sign-ins. Try again in {int(wait // 60) + 1} "
+                      "minute(s), or ask an admin to check your account.", 429)
+    rt = runtime(request)
+
+    def attempt() -> str | None:
+        with rt.sessions() as session, session.begin():
+            user = check_credentials(session, username, password)
+            if user is None:
+                return None
+            return open_session(session, user, client_of(request))
+
+    session_token = await run_in_threadpool(attempt)
+    if session_token is None:
+        limiter.failed(*keys)
+        return refuse("Wrong user name or password (or the account is disabled).", 401)
+    limiter.succeeded(*keys)
+    response = RedirectResponse(next_path, status_code=303)
+    set_session(request, response, session_token)
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, who: Who) -> Response:
+    await form_with_csrf(request, who)
+    rt = runtime(request)
+    cookie = request.cookies.get(SESSION_COOKIE, "")
+
+    def out() -> None:
+        with rt.sessions() as session, session.begin():
+            close_session(session, cookie)
+
+    await run_in_threadpool(out)
+    response = redirect(f"{PREFIX}/login", msg="You are signed out.")
+    clear_session(response)
+    return response
+
+
+# --- overview ------------------------------------------------------------------------------
+
+
+@router.get("/", response_class=HTMLResponse)
+async def home(who: Who) -> Response:
+    return redirect(f"{PREFIX}/overview")
+
+
+@router.get("/overview", response_class=HTMLResponse)
+async def overview(request: Request, who: Who) -> Response:
+    data = await db(runtime(request), console_views.overview)
+    return page(request, "overview.html", who, nav="overview", o=data)
+
+
+# --- returns -------------------------------------------------------------------------------
+
+
+@router.get("/returns", response_class=HTMLResponse)
+async def returns_list(request: Request, who: Who, q: str = "", status: str = "",
+                       source: str = "", ref: str = "", order: str = "", email: str = "",
+                       sku: str = "", date_from: str = "", date_to: str = "",
+                       min_age_days: str = "", offset: int = 0) -> Response:
+    filters = ReturnFilters(q=q, status=status, source=source, ref=ref, order=order,
+                            email=email, sku=sku, date_from=date_from, date_to=date_to,
+                            min_age_days=min_age_days)
+    error = ""
+    try:
+        result = await db(runtime(request), search_returns, filters, limit=PAGE_SIZE,
+                          offset=max(offset, 0))
+    except BadSearch as exc:
+        error, result = str(exc), None
+    query = filters.as_query()
+    return page(request, "returns.html", who, nav="returns", f=filters, result=result,
+                error=error, statuses=STATUSES, sources=SOURCES, query=query,
+                page_size=PAGE_SIZE,
+                prev_url=f"?{urlencode({**query, 'offset': max(offset - PAGE_SIZE, 0)})}",
+                next_url=f"?{urlencode({**query, 'offset': offset + PAGE_SIZE})}")
+
+
+@router.get("/returns/{associated_ref}", response_class=HTMLResponse)
+async def return_detail(request: Request, associated_ref: str, who: Who) -> Response:
+    view = await run_in_threadpool(console_views.return_page, runtime(request), associated_ref)
+    if view is None:
+        return page(request, "not_found.html", who, status_code=404,
+                    what=f"No return with AssociatedRef {associated_ref}.")
+    return page(request, "return.html", who, nav="returns", r=view)
+
+
+@router.get("/returns/{associated_ref}/dry-run", response_class=HTMLResponse)
+async def return_dry_run(request: Request, associated_ref: str, who: Who) -> Response:
+    result = await run_in_threadpool(console_views.dry_run, runtime(request), associated_ref)
+    if result is None:
+        return page(request, "not_found.html", who, status_code=404,
+                    what=f"No return with AssociatedRef {associated_ref}.")
+    name = ("dry_run_fragment.html" if request.headers.get("hx-request") == "true"
+            else "dry_run.html")
+    return page(request, name, who, nav="returns", ref=associated_ref, d=result)
+
+
+# --- exceptions ----------------------------------------------------------------------------
+
+OWNERS = [o.value for o in Owner]
+
+
+def default_owner(who: SignedIn) -> str:
+    role = who.identity.role
+    return role.value if role is not None and role.value in OWNERS else "all"
+
+
+@router.get("/exceptions", response_class=HTMLResponse)
+async def exceptions_queue(request: Request, who: Who, owner: str = "", type: str = "",
+                           status: str = "open") -> Response:
+    owner = owner if owner in (*OWNERS, "all") else default_owner(who)
+    type = type if type in CATALOGUE else ""
+    status = status if status in ("open", "resolved", "ignored") else "open"
+    rt = runtime(request)
+    items = await db(rt, console_views.exception_queue, owner, status=status, type=type)
+    counts = await db(rt, console_views.queue_counts)
+    for item in items:
+        item["may_act"] = who.identity.may_act_on(item["owner"])
+    return page(request, "exceptions.html", who, nav="exceptions", items=items, owner=owner,
+                owners=OWNERS, counts=counts, type=type, status=status,
+                types=sorted(CATALOGUE), may_act_here=any(i["may_act"] for i in items))
+
+
+@router.get("/exceptions/{exception_id}", response_class=HTMLResponse)
+async def exception_detail(request: Request, exception_id: int, who: Who) -> Response:
+    try:
+        view = await db(runtime(request), actions.show_exception, exception_id)
+    except actions.ExceptionNotFound as exc:
+        return page(request, "not_found.html", who, status_code=404, what=str(exc))
+    live: list[dict[str, Any]] = []
+    if view["type"] == "sku_mismatch" and view["status"] == "open" and view["details"].get(
+            "sku"):
+        live = await db(runtime(request), sku_fix.candidates, str(view["details"]["sku"]))
+    return page(request, "exception.html", who, nav="exceptions", e=view,
+                may_act=who.identity.may_act_on(view["owner"]),
+                runbook=runbooks.render(view["type"]), live_candidates=live)
+
+
+@router.post("/exceptions/{exception_id}/apply-candidate")
+async def exception_apply_candidate(request: Request, exception_id: int,
+                                    who: Who) -> Response:
+    form = await form_with_csrf(request, who)
+    rt = runtime(request)
+    back = f"{PREFIX}/exceptions/{exception_id}"
+
+    def run() -> actions.ActionResult:
+        with rt.sessions() as session:
+            owner = actions.show_exception(session, exception_id)["owner"]
+        if not who.identity.may_act_on(owner):
+            raise Forbidden(f"Exception {exception_id} belongs to the {owner} team.")
+        return sku_fix.apply_candidate(rt, exception_id, str(form.get("stock_id") or ""),
+                                       who.identity.actor)
+
+    try:
+        result = await run_in_threadpool(run)
+    except actions.ExceptionNotFound as exc:
+        return page(request, "not_found.html", who, status_code=404, what=str(exc))
+    except actions.ActionRefused as exc:
+        return redirect(back, error=str(exc))
+    return redirect(back, msg=result.message)
+
+
+ACTIONS: dict[str, Callable[..., actions.ActionResult]] = {
+    "retry": actions.retry, "resolve": actions.resolve, "ignore": actions.ignore}
+
+
+def _act(rt: Runtime, who: SignedIn, exception_id: int, action: str,
+         why: str) -> actions.ActionResult:
+    with rt.sessions() as session:
+        row = actions.show_exception(session, exception_id)
+    if not who.identity.may_act_on(row["owner"]):
+        raise Forbidden(f"Exception {exception_id} belongs to the {row['owner']} team; "
+                        f"as {who.identity.role} you can see it but not act on it.")
+    return ACTIONS[action](rt, exception_id, who.identity.actor, why)
+
+
+@router.post("/exceptions/{exception_id}/{action}")
+async def exception_action(request: Request, exception_id: int, action: str,
+                           who: Who) -> Response:
+    form = await form_with_csrf(request, who)
+    if action not in ACTIONS:
+        return page(request, "not_found.html", who, status_code=404,
+                    what=f"There is no action {action!r}.")
+    back = f"{PREFIX}/exceptions/{exception_id}"
+    try:
+        result = await run_in_threadpool(_act, runtime(request), who, exception_id, action,
+                                         str(form.get("why") or ""))
+    except actions.ExceptionNotFound as exc:
+        return page(request, "not_found.html", who, status_code=404, what=str(exc))
+    except (actions.ActionRefused, actions.MissingReason) as exc:
+        return redirect(back, error=str(exc))
+    return redirect(back, msg=result.message)
+
+
+@router.post("/exceptions-bulk")
+async def exceptions_bulk(request: Request, who: Who) -> Response:
+    form = await form_with_csrf(request, who)
+    action = str(form.get("action") or "")
+    raw = form.get("ids") or []
+    ids = [int(x) for x in (raw if isinstance(raw, list) else [raw]) if str(x).isdigit()]
+    back = str(form.get("back") or f"{PREFIX}/exceptions")
+    back = safe_next(back)
+    if action not in ACTIONS:
+        return redirect(back, error="Choose retry, resolve or ignore.")
+    if not ids:
+        return redirect(back, error="Tick at least one exception first.")
+    rt = runtime(request)
+    why = str(form.get("why") or "")
+
+    def run_all() -> tuple[dict[str, int], list[str]]:
+        tally: dict[str, int] = {}
+        problems: list[str] = []
+        for exception_id in ids[:500]:
+            try:
+                result = _act(rt, who, exception_id, action, why)
+            except Forbidden as exc:
+                problems.append(exc.message)
+                continue
+            except (actions.ActionRefused, actions.MissingReason,
+                    actions.ExceptionNotFound) as exc:
+                problems.append(f"#{exception_id}: {exc}")
+                continue
+            tally[result.outcome] = tally.get(result.outcome, 0) + 1
+        return tally, problems
+
+    tally, problems = await run_in_threadpool(run_all)
+    done = ", ".join(f"{n} {outcome.replace('_', ' ')}" for outcome, n in sorted(tally.items()))
+    return redirect(back, msg=f"{action}: {done or 'nothing done'}",
+                    error=" ".join(problems[:5]) + (f" (+{len(problems) - 5} more)"
+                                                    if len(problems) > 5 else ""))
+
+
+# --- mapping -------------------------------------------------------------------------------
+
+
+def _mapping_data(rt: Runtime, days: int | None = None) -> dict[str, Any]:
+    with rt.sessions() as session:
+        report = console_views.reason_coverage(session, rt.policy_config(session), days)
+        console_rules = console_mapping.console_rules_view(session)
+    file_rules = [console_mapping.rule_dict(r) for r in rt.settings.mapping.rules()]
+    return {"report": report, "console_rules": console_rules, "file_rules": file_rules,
+            "defaults": rt.settings.mapping.defaults}
+
+
+@router.get("/mapping", response_class=HTMLResponse)
+async def mapping(request: Request, who: Who, reason: str = "", source: str = "",
+                  disposition: str = "", condition: str = "", days: int = 0) -> Response:
+    data = await run_in_threadpool(_mapping_data, runtime(request),
+                                   min(days, 3650) if days > 0 else None)
+    proposal = {"reason": reason, "source": source or "*", "disposition": disposition or "*",
+                "condition": condition or "*", "khaos_reason_id": "", "processing": ""}
+    return page(request, "mapping.html", who, nav="mapping", proposal=proposal, preview=None,
+                **data)
+
+
+RULE_FIELDS = ("source", "reason", "condition", "disposition", "khaos_reason_id",
+               "processing")
+
+
+@router.post("/mapping/preview", response_class=HTMLResponse)
+async def mapping_preview(request: Request, who: Who) -> Response:
+    form = await form_with_csrf(request, who)
+    proposal = {k: str(form.get(k) or "") for k in RULE_FIELDS}
+    proposal["note"] = str(form.get("note") or "")
+    rt = runtime(request)
+    data = await run_in_threadpool(_mapping_data, rt)
+    try:
+        rule = console_mapping.parse_rule(proposal)
+    except console_mapping.RuleInvalid as exc:
+        return page(request, "mapping.html", who, status_code=422, nav="mapping",
+                    proposal=proposal, preview=None, error=f"The rule is not valid: {exc}",
+                    **data)
+    result = await run_in_threadpool(console_mapping.preview, rt, rule)
+    return page(request, "mapping.html", who, nav="mapping", proposal=proposal,
+                preview=result, **data)
+
+
+@router.post("/mapping/save")
+async def mapping_save(request: Request, who: Who) -> Response:
+    form = await form_with_csrf(request, who)
+    if not who.identity.is_admin:
+        raise Forbidden("Only an admin can change the mapping; ask one to save this rule.")
+    proposal = {k: str(form.get(k) or "") for k in RULE_FIELDS}
+    try:
+        rule = console_mapping.parse_rule(proposal)
+    except console_mapping.RuleInvalid as exc:
+        return redirect(f"{PREFIX}/mapping", error=f"The rule is not valid: {exc}")
+    saved = await run_in_threadpool(console_mapping.save, runtime(request), rule,
+                                    by=who.identity.actor, note=str(form.get("note") or ""))
+    r = saved.reevaluation
+    return redirect(f"{PREFIX}/mapping",
+                    msg=f"Rule {saved.rule_id} saved. Re-evaluated {r.examined} return(s): "
+                    f"{r.released} released, {r.still_held} still held"
+                    + (f", {r.failed} failed (see the log)" if r.failed else "") + ".")
+
+
+@router.post("/mapping/{rule_id}/remove")
+async def mapping_remove(request: Request, rule_id: int, who: Who) -> Response:
+    await form_with_csrf(request, who)
+    if not who.identity.is_admin:
+        raise Forbidden("Only an admin can change the mapping.")
+    removed = await run_in_threadpool(console_mapping.remove, runtime(request), rule_id,
+                                      by=who.identity.actor)
+    return redirect(f"{PREFIX}/mapping", msg=f"Rule {rule_id} removed." if removed else "",
+                    error="" if removed else f"No active rule {rule_id}.")
+
+
+# --- health --------------------------------------------------------------------------------
+
+
+@router.get("/health", response_class=HTMLResponse)
+async def health(request: Request, who: Who) -> Response:
+    if not who.identity.is_admin:
+        raise Forbidden("The Health page is for admins (it shows the configuration checks).")
+    from returnbridge.web.console.health_view import health_data
+
+    data = await run_in_threadpool(health_data, runtime(request))
+    return page(request, "health.html", who, nav="health", h=data)
+
+
+# --- wiring --------------------------------------------------------------------------------
+
+
+def install(app: FastAPI) -> None:
+    """Mount the console: routes, static files, the sign-in redirect and headers."""
+    app.include_router(router)
+    app.mount(f"{PREFIX}/static", StaticFiles(directory=str(HERE / "static")),
+              name="console-static")
+
+    @app.exception_handler(NotSignedIn)
+    async def _to_login(request: Request, exc: NotSignedIn) -> Response:
+        if request.headers.get("hx-request") == "true":
+            return Response(status_code=401, headers={"HX-Redirect": login_url(exc.next_path)})
+        return RedirectResponse(login_url(exc.next_path), status_code=303)
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(request: Request, exc: Forbidden) -> Response:
+        who = getattr(request.state, "who", None)
+        return page(request, "forbidden.html", who, status_code=403, message=exc.message)
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next: Callable[..., Any]) -> Response:
+        response: Response = await call_next(request)
+        if request.url.path.startswith(PREFIX):
+            for key, value in SECURITY_HEADERS.items():
+                response.headers.setdefault(key, value)
+        return response
+
