@@ -318,6 +318,10 @@ def build(conn: Connection, scope: Scope, out_dir: Path | None = None,
     totals = Totals()
     differences: list[dict[str, Any]] = []
     owed: dict[tuple[str, str], list[int]] = {}
+    if conn.dialect.name == "postgresql":
+        # A server-side cursor is planned for its first rows (cursor_tuple_fraction 0.1:
+        # nested loops); the pack reads every row, so plan for all of them.
+        conn.exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1.0")
     result = conn.execute(statement(scope).execution_options(stream_results=True,
                                                              yield_per=5000))
     keys = list(result.keys())
