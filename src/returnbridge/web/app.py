@@ -19,6 +19,7 @@ from returnbridge.web import (
     health,
     khaos_push_routes,
     khaos_routes,
+    reconciliation_routes,
     webhooks,
     zigzag_webhook,
 )
@@ -69,5 +70,6 @@ def create_app(rt: Runtime, enqueue: Enqueue | None) -> FastAPI:
     app.include_router(confirm_routes.router)
     app.include_router(exceptions_routes.router)
     app.include_router(events_routes.router)
+    app.include_router(reconciliation_routes.router)
     app.include_router(health.router)
     return app
