@@ -38,6 +38,7 @@ bench-detail: sync
 	$(UV) run --frozen python bench/ingest.py
 	$(UV) run --frozen python bench/stock_upload.py
 	$(UV) run --frozen python bench/backfill.py
+	$(UV) run --frozen python bench/reconcile.py
 	$(UV) run --frozen python bench/xml_push_memory.py
 	$(UV) run --frozen python bench/suggest.py
 	$(UV) run --frozen python bench/console.py

@@ -14,7 +14,15 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from returnbridge import cli_audit, cli_audit_log, cli_events, cli_exceptions, cli_tokens, cli_users
+from returnbridge import (
+    cli_audit,
+    cli_audit_log,
+    cli_events,
+    cli_exceptions,
+    cli_reconcile,
+    cli_tokens,
+    cli_users,
+)
 from returnbridge.cli_alerts import alerts_app, doctor
 from returnbridge.cli_backfill import backfill_app
 from returnbridge.cli_common import ConfigOpt, err, load, out
@@ -39,6 +47,7 @@ app.command("suggest")(suggest)
 app.add_typer(cli_users.app, name="users")
 app.add_typer(cli_tokens.app, name="tokens")
 app.command("audit")(cli_audit.audit)
+app.command("reconcile")(cli_reconcile.reconcile)
 app.add_typer(cli_audit_log.app, name="audit-log")
 _settings = load
 

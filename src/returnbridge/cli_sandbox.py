@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -104,3 +105,37 @@ def khaos(
     _wait()
     sandbox.stop_polling()
     sandbox.close()
+
+
+@sandbox_app.command("month")
+def month(
+    period: Annotated[str, typer.Option(help="The month to fill, YYYY-MM.")] = "2026-10",
+    size: Annotated[int, typer.Option(help="Returns in the month.")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Random seed (the same seed, the same month).")]
+    = 13,
+    replace: Annotated[bool, typer.Option(help="Empty the reconciliation legs first.")] = True,
+    config: Annotated[str | None, typer.Option("--config", "-c",
+                                               help="Configuration file.")] = None,
+) -> None:
+    """Fill the configured database's reconciliation legs with a realistic month with planted
+    discrepancies; then run 'returnbridge reconcile --period PERIOD --no-refresh'."""
+    from returnbridge.cli_common import load
+    from returnbridge.sandbox.month import clear_legs, generate, load_legs
+    from returnbridge.store.db import make_engine
+    from returnbridge.store.migrate import upgrade
+
+    settings = load(Path(config) if config else None)
+    engine = make_engine(settings.database.url)
+    upgrade(engine)
+    data = generate(period, size, seed=seed)
+    with engine.begin() as conn:
+        if replace:
+            clear_legs(conn)
+        load_legs(conn, data)
+    engine.dispose()
+    kinds: dict[str, int] = {}
+    for p in data.planted:
+        kinds[p.category.value] = kinds.get(p.category.value, 0) + 1
+    out.print(f"{data.size} returns, {len(data.credit_notes)} credit notes, "
+              f"{len(data.payments)} payments in {period}; planted: "
+              + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())))

@@ -847,6 +847,43 @@ class PolicySettings(_Section):
     )
 
 
+class ReconciliationSettings(_Section):
+    """Three-way reconciliation (issue #13): the continuous check and the month-end pack."""
+
+    interval_hours: float = Field(
+        24.0, ge=0, description="How often the continuous reconciliation runs (hours; 0 "
+        "turns the schedule off; 'returnbridge reconcile --continuous' runs it on demand).",
+    )
+    months_checked: int = Field(
+        2, ge=1, le=12, description="How many months (this one and the ones before) the "
+        "continuous check looks at; gaps in older months stay as they are.",
+    )
+    ignore_categories: list[str] = Field(
+        default_factory=list, description="Difference categories the continuous check does "
+        "not raise as exceptions (they are still in the month-end pack), e.g. [\"rounding\"].",
+    )
+    credit_note_clear_days: int = Field(
+        7, ge=0, description="Days after the platform processed or closed a return by which "
+        "its Khaos credit note must be cleared (else credit_note_not_cleared).",
+    )
+    stage_age_hours: dict[str, float] = Field(
+        default_factory=lambda: {"pending": 48.0, "ready": 6.0, "served": 24.0,
+                                 "imported": 336.0, "received_not_graded": 72.0,
+                                 "refund_held": 48.0},
+        description="Largest age per stage before a return counts as stuck (return_stuck, "
+        "routed to the stage's owning team: pending/ready/served ops, imported and "
+        "received_not_graded warehouse, refund_held finance). 0 turns a stage off.",
+    )
+    out_dir: str = Field(
+        "reconciliation", description="Where the month-end pack is written (and served "
+        "from by /api/v1/reconciliation/files).",
+    )
+    read_shopify_orders: bool = Field(
+        True, description="Read each returned order's refunds from Shopify (refunds made "
+        "by hand included) when Shopify is configured.",
+    )
+
+
 class AuditSettings(_Section):
     hmac_key: SecretStr = Field(
         SecretStr(""), description="Key sealing the audit log's anchor (HMAC-SHA256), so that "
@@ -1058,6 +1095,7 @@ class Settings(BaseSettings):
     mapping: MappingSettings = Field(default_factory=MappingSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
     shopify: ShopifySettings = Field(default_factory=ShopifySettings)
+    reconciliation: ReconciliationSettings = Field(default_factory=ReconciliationSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)

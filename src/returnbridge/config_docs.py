@@ -32,6 +32,8 @@ _SECTION_INTRO = {
     "reason. First match wins.",
     "policy": "Posting policy (what each return becomes in Khaos, and when).",
     "shopify": "Shopify Admin API (refunds made by returnbridge after the credit note).",
+    "reconciliation": "Three-way reconciliation: the daily continuous check and the "
+    "month-end pack (docs/reconciliation.md).",
     "audit": "Audit log integrity ('returnbridge audit-log verify').",
     "log": "Logging.",
     "alerts": "Alerts to the owning teams (e-mail, Slack, Teams, webhooks through Apprise; "

@@ -131,7 +131,11 @@ def test_failed_event_is_one_exception_on_metrics_and_a_replay_resolves_it(
             entries = session.scalars(select(AuditEntry).where(
                 AuditEntry.subject == f"event:{graded}").order_by(AuditEntry.id)).all()
             assert [(e.actor, e.details["outcome"]) for e in entries] == [
-                ("alice", "failed"), ("bob", "processed"), (entries[2].actor, "unchanged")]
+                (entries[0].actor, "failed"), ("bob", "processed"), (entries[2].actor, "unchanged")]
+            # Over the API the actor is the authenticated token; what the caller typed is kept
+            # beside it and can never replace it.
+            assert entries[0].actor.startswith("api-token:") and entries[0].actor.endswith(
+                "(alice)")
             assert entries[2].actor.startswith("api-token:")
             assert entries[1].details["why"] == "dropped the trigger"
             assert audit.verify_chain(session) == []

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -19,6 +20,8 @@ from tests.conftest import LiveApp, start_live_app
 from tests.exceptions._seed import add_problem, add_return
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+# /metrics is closed by default; a Prometheus on a private network may be allowed in.
+SCRAPED = {"metrics_public": True}
 
 
 def _scrape(app: LiveApp) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -55,8 +58,8 @@ def _seed(rt: Runtime) -> None:
 
 def test_database_gauges_are_the_same_from_every_process(
         runtime_factory: Callable[..., Runtime]) -> None:
-    first = start_live_app(runtime_factory)
-    second = start_live_app(runtime_factory)  # another process on the same database
+    first = start_live_app(runtime_factory, api=SCRAPED)
+    second = start_live_app(runtime_factory, api=SCRAPED)  # another process, same database
     try:
         _seed(first.rt)
         a, b = _scrape(first), _scrape(second)
@@ -98,7 +101,15 @@ def _exported_names(app: LiveApp) -> set[str]:
     return names
 
 
-def test_dashboard_and_alert_rules_use_only_exported_metrics(live_app: LiveApp) -> None:
+@pytest.fixture
+def scraped_app(runtime_factory: Callable[..., Runtime]) -> Iterator[LiveApp]:
+    app = start_live_app(runtime_factory, api=SCRAPED)
+    yield app
+    app.stop()
+
+
+def test_dashboard_and_alert_rules_use_only_exported_metrics(scraped_app: LiveApp) -> None:
+    live_app = scraped_app
     dashboard = json.loads((DEPLOY / "grafana" / "returnbridge.json").read_text())
     rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]

@@ -146,6 +146,31 @@ CATALOGUE: dict[str, ExceptionType] = {
             "format, report it with the event attached.",
         ),
         ExceptionType(
+            "reconciliation_gap", Owner.FINANCE, Severity.WARNING,
+            "The three-way reconciliation (platform outcome, Khaos credit note, payments) "
+            "found a difference on a return or an orphan refund / credit note; the category "
+            "is in the details and the message.",
+            "Read the category in the details and follow docs/reconciliation.md for it; the "
+            "exception resolves itself when the missing leg arrives or the figures agree.",
+        ),
+        ExceptionType(
+            "credit_note_not_cleared", Owner.FINANCE, Severity.WARNING,
+            "The platform processed or closed the return, but its Khaos credit note is not "
+            "cleared (confirmed or at a [khaos] cleared_credit_note_stages stage) after "
+            "[reconciliation] "
+            "credit_note_clear_days.",
+            "Process the credit note in Khaos (or confirm it with 'returnbridge khaos "
+            "confirm'); it resolves itself once Khaos reports it cleared.",
+        ),
+        ExceptionType(
+            "return_stuck", Owner.OPS, Severity.WARNING,
+            "A return has been in one stage (pending, ready, served, imported, received "
+            "not graded, refund held) longer than [reconciliation] stage_age_hours allows; "
+            "routed to the team that owns that stage.",
+            "Open the return ('returnbridge returns show REF') and move it on: the stage in "
+            "the details says which system is waiting (see docs/runbooks/return_stuck.md).",
+        ),
+        ExceptionType(
             "event_failed", Owner.OPS, Severity.WARNING,
             "A stored event could not be processed, even after its automatic retries. The raw "
             "event is kept; what it says has not been applied to its return.",

@@ -85,6 +85,12 @@ def _waiting_evidence(rt: Runtime) -> str:
     return f"{report_waiting_evidence(rt)} return(s) known only from their events"
 
 
+def _reconciliation(rt: Runtime) -> str:
+    from returnbridge.flows.reconcile.service import run_continuous
+
+    return str(run_continuous(rt))
+
+
 def _alerts(rt: Runtime) -> str:
     from returnbridge.flows.alerts import run_alerts
 
@@ -125,6 +131,9 @@ JOBS: tuple[Job, ...] = (
         lambda rt: _minutes(getattr(rt.settings.khaos, "confirm_sweep_minutes", 15))
         if rt.settings.khaos.soap_url else 0.0,
         _platform_refunds, direct=True),
+    Job("reconciliation",
+        lambda rt: max(0.0, rt.settings.reconciliation.interval_hours) * 3600.0,
+        _reconciliation),
     Job("loop-notes",
         lambda rt: 60.0 if rt.settings.loop.api_key.get_secret_value()
         and rt.settings.loop.write_back_notes else 0.0,

@@ -343,6 +343,7 @@ def _scenario(service: ServiceProcess, count: int, console: Console, keep_runnin
     ok = (len(khaos.imported) > 0 and not khaos.failures and served == len(khaos.imported)
           and sweep.confirmed == len(khaos.imported) and zz_ok and sc_ok and gw_ok
           and stock_after == stock_before + 3)
+    ok = month_end_pack(console) and ok
     console.print("All checks passed." if ok else "[red]Something did not go as expected "
                   f"(see {directory / 'service.log'}).[/red]")
     if keep_running:
@@ -362,3 +363,36 @@ def _scenario(service: ServiceProcess, count: int, console: Console, keep_runnin
             pass
     khaos.close()
     return 0 if ok else 1
+
+
+def month_end_pack(console: Console, size: int = 500) -> bool:
+    """A small sandbox month (planted discrepancies) reconciled into a month-end pack that
+    outlives the demo; prints where it is."""
+    from returnbridge.flows.reconcile import pack
+    from returnbridge.flows.reconcile.engine import Scope
+    from returnbridge.sandbox.month import found_keys, generate, load_legs, planted_keys
+
+    where = Path(tempfile.gettempdir()) / "returnbridge-demo-pack"
+    where.mkdir(parents=True, exist_ok=True)
+    db = where / "month.db"
+    db.unlink(missing_ok=True)
+    period = "2026-10"
+    engine = make_engine(f"sqlite:///{db}")
+    upgrade(engine)
+    month = generate(period, size)
+    with engine.begin() as conn:
+        load_legs(conn, month)
+    with engine.connect() as conn:
+        result = pack.build(conn, Scope(period), where)
+    engine.dispose()
+    exact = found_keys(result.differences) == planted_keys(month)
+    s = result.summary
+    console.print(
+        f"Month-end reconciliation of a sandbox month ({size} returns, "
+        f"{len(month.planted)} planted discrepancies): {len(result.differences)} "
+        f"difference(s) found ({'all planted, nothing else' if exact else 'MISMATCH'}), "
+        f"unexplained residual {s['residual_unexplained']}.", soft_wrap=True)
+    html = where / f"reconciliation-{period}.html"
+    console.print(f"Month-end pack: {where} (open {html.as_uri()}; "
+                  f"reconciliation-{period}.xlsx for finance)", soft_wrap=True)
+    return exact and s["residual_unexplained"] == "0.00"

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -413,6 +415,82 @@ class ReconciliationItem(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     resolved_by: Mapped[str] = mapped_column(String(120), default="")
+
+
+# -- reconciliation legs (migration 0009; issue #13) --------------------------------
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's Core table (typed), for set-based statements."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+# Money here is BigInteger minor units (pence): exact SUMs on SQLite and PostgreSQL alike.
+
+
+class ReconPlatformLeg(Base):
+    """Leg 1: what the returns platform settled for a return (refreshed from ``returns``)."""
+
+    __tablename__ = "recon_platform"
+    __table_args__ = (Index("ix_recon_platform_outcome", "outcome_at"),)
+
+    associated_ref: Mapped[str] = mapped_column(String(50), primary_key=True)
+    source: Mapped[str] = mapped_column(String(20), index=True)
+    order_ref: Mapped[str] = mapped_column(String(80), default="", index=True)
+    customer: Mapped[str] = mapped_column(String(255), default="")
+    currency: Mapped[str] = mapped_column(String(3), default="")
+    state: Mapped[str] = mapped_column(String(20), default="")
+    outcome_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    units: Mapped[int] = mapped_column(Integer, default=0)
+    goods: Mapped[int] = mapped_column(BigInteger, default=0)  # header total incl. VAT
+    tax: Mapped[int] = mapped_column(BigInteger, default=0)
+    refund: Mapped[int] = mapped_column(BigInteger, default=0)
+    store_credit: Mapped[int] = mapped_column(BigInteger, default=0)
+    exchange_credit: Mapped[int] = mapped_column(BigInteger, default=0)
+    shipping: Mapped[int] = mapped_column(BigInteger, default=0)
+    handling_fee: Mapped[int] = mapped_column(BigInteger, default=0)
+    bonus: Mapped[int] = mapped_column(BigInteger, default=0)
+    upsell: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ReconCreditNoteLeg(Base):
+    """Leg 2: the Khaos credit note for a return (code, value, VAT, lines, stage)."""
+
+    __tablename__ = "recon_credit_notes"
+    __table_args__ = (Index("ix_recon_credit_notes_raised", "raised_at"),)
+
+    associated_ref: Mapped[str] = mapped_column(String(50), primary_key=True)
+    code: Mapped[str] = mapped_column(String(50), default="")
+    value: Mapped[int] = mapped_column(BigInteger, default=0)
+    tax: Mapped[int] = mapped_column(BigInteger, default=0)
+    shipping_line: Mapped[int] = mapped_column(BigInteger, default=0)
+    fee_line: Mapped[int] = mapped_column(BigInteger, default=0)  # positive: withheld
+    stage: Mapped[str] = mapped_column(String(40), default="")
+    cleared: Mapped[bool] = mapped_column(Boolean, default=False)
+    raised_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ReconPaymentLeg(Base):
+    """Leg 3: one refund on the payment provider (or one store credit issued), attributed
+    to a return when it can be ('' when nothing ties it to one: a refund made by hand)."""
+
+    __tablename__ = "recon_payments"
+    __table_args__ = (
+        UniqueConstraint("provider", "provider_ref", name="uq_recon_payments_provider_ref"),
+        Index("ix_recon_payments_created", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    associated_ref: Mapped[str] = mapped_column(String(50), default="", index=True)
+    order_ref: Mapped[str] = mapped_column(String(80), default="")
+    kind: Mapped[str] = mapped_column(String(20), default="refund")  # refund | store_credit
+    provider: Mapped[str] = mapped_column(String(20), default="shopify")
+    provider_ref: Mapped[str] = mapped_column(String(120))
+    amount: Mapped[int] = mapped_column(BigInteger)
+    gateway: Mapped[str] = mapped_column(String(60), default="")
+    ours: Mapped[bool] = mapped_column(Boolean, default=False)  # carries our tag
+    matched_by: Mapped[str] = mapped_column(String(20), default="")  # tag|record|amount|repeat
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class AlertOutbox(Base):

@@ -19,6 +19,7 @@ from returnbridge.web import (
     health,
     khaos_push_routes,
     khaos_routes,
+    reconciliation_routes,
     webhooks,
     zigzag_webhook,
 )
@@ -54,6 +55,7 @@ def create_app(rt: Runtime, enqueue: Enqueue | None, wake: Wake | None = None) -
     app = FastAPI(title="returnbridge", version=__version__,
                   docs_url="/api/docs" if docs else None,
                   openapi_url="/api/openapi.json" if docs else None, redoc_url=None)
+    install_console(app)  # before the guard, so that the guard stays outermost
     # Outermost: nothing reads a body before its size and (for /api) its credentials pass.
     app.add_middleware(RequestGuard, settings=rt.settings,
                        authorize={"api": lambda headers: bearer_known(headers, rt)})
@@ -72,6 +74,6 @@ def create_app(rt: Runtime, enqueue: Enqueue | None, wake: Wake | None = None) -
     app.include_router(confirm_routes.router)
     app.include_router(exceptions_routes.router)
     app.include_router(events_routes.router)
+    app.include_router(reconciliation_routes.router)
     app.include_router(health.router)
-    install_console(app)
     return app

@@ -1,0 +1,81 @@
+"""What the CLI, the API and the schedule call: refresh the legs, then reconcile."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextlib import suppress
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from returnbridge.domain.reconciliation import period_bounds
+from returnbridge.flows.reconcile import continuous, legs, pack
+from returnbridge.flows.reconcile.engine import Scope, statement
+from returnbridge.flows.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+
+SOURCES = ("loop", "zigzag", "all")
+
+
+def scope(rt: Runtime, period: str, source: str = "all") -> Scope:
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
+    period_bounds(period)  # validates
+    prefixes: tuple[str, ...] = ()
+    if source == "loop":
+        prefixes = (rt.settings.loop.associated_ref_prefix,)
+    elif source == "zigzag":
+        prefixes = (rt.settings.zigzag.associated_ref_prefix,)
+    return Scope(period, source, prefixes)
+
+
+def _orders(rt: Runtime) -> Any:
+    s = rt.settings.shopify
+    if not rt.settings.reconciliation.read_shopify_orders or not (
+            s.shop_domain or s.base_url):
+        return None
+    from returnbridge.payments.shopify.client import ShopifyClient
+
+    return ShopifyClient(s)
+
+
+def refresh_legs(rt: Runtime, since: datetime) -> dict[str, int]:
+    orders = _orders(rt)
+    try:
+        return legs.refresh(rt, since, orders=orders)
+    finally:
+        if orders is not None:
+            with suppress(Exception):
+                orders.close()
+
+
+def month_end(rt: Runtime, period: str, *, source: str = "all", out_dir: Path | None = None,
+              formats: Iterable[str] = pack.FORMATS, refresh: bool = True,
+              progress: pack.Progress | None = None) -> pack.PackResult:
+    sc = scope(rt, period, source)
+    if refresh:
+        refresh_legs(rt, legs.default_since(sc.bounds[0]))
+    out = out_dir if out_dir is not None else Path(rt.settings.reconciliation.out_dir)
+    with rt.engine.connect() as conn:
+        return pack.build(conn, sc, out, formats, progress)
+
+
+def count(rt: Runtime, period: str, source: str = "all") -> int:
+    import sqlalchemy as sa
+
+    sc = scope(rt, period, source)
+    with rt.engine.connect() as conn:
+        sub = statement(sc).subquery()
+        return int(conn.execute(sa.select(sa.func.count()).select_from(sub)).scalar_one())
+
+
+def run_continuous(rt: Runtime, now: datetime | None = None) -> continuous.Outcome:
+    now = now or datetime.now(UTC)
+    first = continuous.periods(now, rt.settings.reconciliation.months_checked)[-1]
+    refresh_legs(rt, legs.default_since(period_bounds(first)[0]))
+    outcome = continuous.run(rt, now)
+    log.info("continuous reconciliation ran", summary=str(outcome))
+    return outcome
