@@ -5,7 +5,7 @@ The worker claims an event only when no older event about the same return is sti
 a scan of every waiting event.
 
 Revision ID: 0003_perf
-Revises: 0008
+Revises: 0009
 Create Date: 2026-11-30
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = '0003_perf'
-down_revision = '0008'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 
