@@ -4,7 +4,7 @@ The worker claims an event only when no older event about the same return is sti
 (and deferred evidence is looked up the same way); this index keeps that a lookup instead of
 a scan of every waiting event.
 
-Revision ID: 0003_perf
+Revision ID: 0010
 Revises: 0009
 Create Date: 2026-11-30
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = '0003_perf'
+revision = '0010'
 down_revision = '0009'
 branch_labels = None
 depends_on = None
