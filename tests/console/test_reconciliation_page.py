@@ -4,8 +4,8 @@ admin see the month's summary and differences and build the pack; cx and warehou
 from __future__ import annotations
 
 import re
-from contextlib import closing
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import httpx

@@ -25,6 +25,8 @@ from returnbridge.flows import console_mapping, console_views, sku_fix
 from returnbridge.flows import exception_actions as actions
 from returnbridge.flows.accounts import ROLE_LABELS, Role, SignedIn, close_session, open_session
 from returnbridge.flows.accounts import verify_password as check_credentials
+from returnbridge.flows.reconcile import continuous
+from returnbridge.flows.reconcile import service as recon_service
 from returnbridge.flows.returns_search import (
     SOURCES,
     STATUSES,
@@ -32,11 +34,8 @@ from returnbridge.flows.returns_search import (
     ReturnFilters,
     search_returns,
 )
-from returnbridge.flows.reconcile import continuous
-from returnbridge.flows.reconcile import service as recon_service
 from returnbridge.flows.runtime import Runtime
 from returnbridge.web.console import runbooks
-from returnbridge.web.reconciliation_routes import PACK_FILE, PACK_TYPES
 from returnbridge.web.console.security import (
     PREFIX,
     SECURITY_HEADERS,
@@ -55,6 +54,7 @@ from returnbridge.web.console.security import (
     signed_in,
     throttle,
 )
+from returnbridge.web.reconciliation_routes import PACK_FILE, PACK_TYPES
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -486,10 +486,12 @@ async def reconciliation(request: Request, who: Who, period: str = "",
     data = await run_in_threadpool(_reconciliation_data, runtime(request), period)
     diffs = data.pop("differences")
     start = (page_no - 1) * PAGE_SIZE
+    if error:
+        data["error"] = error
     return page(request, "reconciliation.html", who, nav="reconciliation", period=period,
                 rows=diffs[start:start + PAGE_SIZE], total=len(diffs), page_no=page_no,
                 pages=max(1, -(-len(diffs) // PAGE_SIZE)), start=start,
-                **({"error": error} if error else {}), **data)
+                **data)
 
 
 @router.post("/reconciliation/build")
