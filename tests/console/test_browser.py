@@ -25,6 +25,7 @@ from returnbridge.sandbox.demo import KHAOS_PASSWORD, KHAOS_USER, LOOP_SECRET, w
 from returnbridge.sandbox.khaos.poller import KhaosSandbox
 from returnbridge.sandbox.loop.samples import CATALOGUE, Scenario, return_payload
 from returnbridge.sandbox.loop.sender import LoopSender
+from returnbridge.sandbox.month import generate, load_legs
 from returnbridge.sandbox.service import ServiceProcess, free_port
 from returnbridge.store.db import make_engine, session_factory
 from returnbridge.store.migrate import upgrade
@@ -39,6 +40,7 @@ SHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
 PASSWORD = "correct horse battery staple"
 USERS = {"carol": "cx", "walt": "warehouse", "fiona": "finance", "ada": "admin"}
 XSS = "<script>alert(1)</script>"
+RECON_PERIOD = "2026-10"
 
 
 @dataclass
@@ -104,10 +106,13 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     text = text.replace('[[mapping.reasons]]\nkhaos_reason_id = "', '[[mapping.reasons]]\n'
                         'reason = "Too small"\nkhaos_reason_id = "')
     text = text.replace('format = "json"', 'format = "json"\n\n[console]\n'
-                        'secure_cookies = "never"')
+                        'secure_cookies = "never"\n\n[reconciliation]\n'
+                        f'out_dir = "{tmp / "packs"}"')
     config.write_text(text, encoding="utf-8")
     engine = make_engine(db_url)
     upgrade(engine)
+    with engine.begin() as conn:  # a small sandbox month with planted differences
+        load_legs(conn, generate(RECON_PERIOD, 80, seed=5))
     with session_factory(engine)() as s, s.begin():
         for name, role in USERS.items():
             if name != "ada":
@@ -298,4 +303,23 @@ def test_payload_text_is_shown_escaped(console: Console) -> None:
     expect(page.get_by_role("link", name="LR-401")).to_be_visible()
     page.screenshot(path=str(SHOTS / "returns.png"), full_page=True)
     assert dialogs == []
+    page.close()
+
+
+def test_finance_opens_the_reconciliation_month_and_builds_the_pack(console: Console) -> None:
+    month = generate(RECON_PERIOD, 80, seed=5)  # the same month the fixture loaded
+    page = console.login("fiona")
+    page.get_by_role("link", name="Reconciliation", exact=True).click()
+    page.get_by_label("Month", exact=True).fill(RECON_PERIOD)
+    page.get_by_role("button", name="Show", exact=True).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Reconciliation {RECON_PERIOD}")
+    expect(page.get_by_test_id("residual")).to_contain_text("0.00")
+    planted = month.planted[0]
+    expect(page.locator("#categories")).to_contain_text(planted.category.value)
+    expect(page.locator("#differences")).to_contain_text(planted.key)
+    page.get_by_role("button", name="Build the pack").click()
+    expect(page.get_by_role("status").first).to_contain_text(f"Pack for {RECON_PERIOD} written")
+    expect(page.get_by_test_id("pack-files")).to_contain_text(
+        f"reconciliation-{RECON_PERIOD}.xlsx")
+    page.screenshot(path=str(SHOTS / "reconciliation.png"), full_page=True)
     page.close()

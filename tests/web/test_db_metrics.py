@@ -52,6 +52,16 @@ def _seed(rt: Runtime) -> None:
                               idempotency_key="k-2", amount=Decimal("25.00"), currency="GBP"))
         session.add(RefundRow(associated_ref="LR-5", provider="shopify", origin="returnbridge",
                               idempotency_key="k-5", amount=Decimal("10.50"), currency="GBP"))
+        # what the continuous reconciliation stores: one open gap per return and category
+        add_problem(session, "reconciliation_gap", "LR-6:recon:unexplained",
+                    category="unexplained", amount="1.25", currency="GBP")
+        add_problem(session, "reconciliation_gap", "LR-7:recon:unexplained",
+                    category="unexplained", amount="-0.50", currency="GBP")
+        add_problem(session, "reconciliation_gap", "LR-8:recon:refund",
+                    category="refund", amount="4.00", currency="GBP")
+        gone = add_problem(session, "reconciliation_gap", "LR-9:recon:unexplained",
+                           category="unexplained", amount="99.00", currency="GBP")
+        gone.status = "resolved"
         session.add(JobRun(name="khaos-confirm", last_success_at=now, last_error="",
                            last_summary=""))
 
@@ -86,6 +96,11 @@ def test_database_gauges_are_the_same_from_every_process(
                   origin="returnbridge", currency="GBP") == 35.5
     assert _value(a, "returnbridge_schedule_last_success_timestamp_seconds",
                   job="khaos-confirm") > 0
+    assert _value(a, "returnbridge_reconciliation_open_gaps", category="unexplained") == 2
+    assert _value(a, "returnbridge_reconciliation_open_gaps", category="refund") == 1
+    assert _value(a, "returnbridge_reconciliation_open_gaps", category="shipping") == 0
+    assert _value(a, "returnbridge_reconciliation_residual_unexplained",
+                  currency="GBP") == 0.75  # the resolved gap is not counted
     assert _value(a, "returnbridge_db_metrics_up") == 1
 
 

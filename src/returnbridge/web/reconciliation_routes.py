@@ -23,10 +23,10 @@ from returnbridge.web.exceptions_routes import _rt
 
 router = APIRouter(prefix="/api/v1")
 
-_NAME = re.compile(r"^reconciliation-\d{4}-\d{2}(-[a-z-]+)?\.(xlsx|csv|html|json)$")
-_TYPES = {"xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-          "csv": "text/csv; charset=utf-8", "html": "text/html; charset=utf-8",
-          "json": "application/json"}
+PACK_FILE = re.compile(r"^reconciliation-\d{4}-\d{2}(-[a-z-]+)?\.(xlsx|csv|html|json)$")
+PACK_TYPES = {"xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+              "csv": "text/csv; charset=utf-8", "html": "text/html; charset=utf-8",
+              "json": "application/json"}
 
 
 @router.get("/reconciliation")
@@ -46,10 +46,10 @@ async def report(rt: Annotated[Runtime, Depends(_rt)],
 
 @router.get("/reconciliation/files/{name}")
 async def file(name: str, rt: Annotated[Runtime, Depends(_rt)]) -> FileResponse:
-    if not _NAME.match(name):
+    if not PACK_FILE.match(name):
         raise HTTPException(404, "no such reconciliation file")
     path = Path(rt.settings.reconciliation.out_dir) / name
     if not path.is_file():
         raise HTTPException(404, f"{name} has not been written; GET /api/v1/reconciliation"
                             "?period=YYYY-MM writes the pack")
-    return FileResponse(path, media_type=_TYPES[name.rsplit(".", 1)[1]], filename=name)
+    return FileResponse(path, media_type=PACK_TYPES[name.rsplit(".", 1)[1]], filename=name)

@@ -73,6 +73,7 @@ def _gap_problem(d: dict[str, Any], period: str) -> Problem:
         message=f"{subject}: {cat.value} {d['amount']} {d['currency']}".rstrip()
         + f" — {INFO[cat].meaning}",
         details={"category": cat.value, "amount": str(d["amount"]), "period": period,
+                 "currency": str(d["currency"] or ""),
                  "order_ref": str(d["order_ref"]), "credit_note": str(d["credit_note_code"]),
                  "provider_ref": str(d["provider_ref"])},
         next_action=f"[{cat.value}] {INFO[cat].next_action}")

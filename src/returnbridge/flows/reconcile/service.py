@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from contextlib import suppress
 from datetime import UTC, datetime
@@ -18,6 +19,14 @@ from returnbridge.flows.runtime import Runtime
 log = structlog.get_logger(__name__)
 
 SOURCES = ("loop", "zigzag", "all")
+
+
+def scope_period(period: str) -> str:
+    """``period`` if it is a YYYY-MM month, else ValueError saying why."""
+    if not re.fullmatch(r"\d{4}-\d{2}", period):
+        raise ValueError(f"the period must be YYYY-MM, got {period!r}")
+    period_bounds(period)
+    return period
 
 
 def scope(rt: Runtime, period: str, source: str = "all") -> Scope:
@@ -61,6 +70,13 @@ def month_end(rt: Runtime, period: str, *, source: str = "all", out_dir: Path | 
     out = out_dir if out_dir is not None else Path(rt.settings.reconciliation.out_dir)
     with rt.engine.connect() as conn:
         return pack.build(conn, sc, out, formats, progress)
+
+
+def report(rt: Runtime, period: str, source: str = "all") -> pack.PackResult:
+    """The month's summary and differences from the legs as stored; writes no file."""
+    sc = scope(rt, period, source)
+    with rt.engine.connect() as conn:
+        return pack.build(conn, sc, None)
 
 
 def count(rt: Runtime, period: str, source: str = "all") -> int:

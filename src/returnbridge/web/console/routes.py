@@ -5,13 +5,14 @@ Thin: each route checks who is asking, calls one flow, renders one template."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import MutableHeaders
@@ -19,10 +20,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from returnbridge import __version__
 from returnbridge.domain.exceptions import CATALOGUE, Owner
+from returnbridge.domain.reconciliation import INFO, ORPHANS
 from returnbridge.flows import console_mapping, console_views, sku_fix
 from returnbridge.flows import exception_actions as actions
-from returnbridge.flows.accounts import ROLE_LABELS, SignedIn, close_session, open_session
+from returnbridge.flows.accounts import ROLE_LABELS, Role, SignedIn, close_session, open_session
 from returnbridge.flows.accounts import verify_password as check_credentials
+from returnbridge.flows.reconcile import continuous
+from returnbridge.flows.reconcile import service as recon_service
 from returnbridge.flows.returns_search import (
     SOURCES,
     STATUSES,
@@ -50,6 +54,7 @@ from returnbridge.web.console.security import (
     signed_in,
     throttle,
 )
+from returnbridge.web.reconciliation_routes import PACK_FILE, PACK_TYPES
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -431,6 +436,91 @@ async def health(request: Request, who: Who) -> Response:
 
     data = await run_in_threadpool(health_data, runtime(request))
     return page(request, "health.html", who, nav="health", h=data)
+
+
+# --- reconciliation --------------------------------------------------------------------------
+
+FINANCE_ROLES = (Role.FINANCE, Role.ADMIN)
+
+
+def _finance_only(who: SignedIn) -> None:
+    if not (who.identity.is_admin or who.identity.role in FINANCE_ROLES):
+        raise Forbidden("The Reconciliation page is for finance and admins.")
+
+
+def _period_or_now(period: str) -> tuple[str, str]:
+    """(period, error): the month asked for, or the current month and why it was refused."""
+    if not period:
+        return continuous.period_of(datetime.now(UTC)), ""
+    try:
+        recon_service.scope_period(period)
+    except ValueError as exc:
+        return continuous.period_of(datetime.now(UTC)), f"Not a month: {exc}"
+    return period, ""
+
+
+def _pack_files(rt: Runtime, period: str) -> list[str]:
+    out = Path(rt.settings.reconciliation.out_dir)
+    if not out.is_dir():
+        return []
+    return sorted(p.name for p in out.glob(f"reconciliation-{period}*")
+                  if p.is_file() and PACK_FILE.match(p.name))
+
+
+def _reconciliation_data(rt: Runtime, period: str) -> dict[str, Any]:
+    result = recon_service.report(rt, period)
+    s = result.summary
+    cats = s["categories"]
+    orphans = {o.value: cats.get(o.value, {"count": 0, "amount": "0.00"}) for o in ORPHANS}
+    return {"summary": s, "differences": result.differences, "orphans": orphans,
+            "meanings": {c.value: INFO[c].meaning for c in INFO},
+            "files": _pack_files(rt, period)}
+
+
+@router.get("/reconciliation", response_class=HTMLResponse)
+async def reconciliation(request: Request, who: Who, period: str = "",
+                         page_no: Annotated[int, Query(alias="page", ge=1, le=100000)] = 1
+                         ) -> Response:
+    _finance_only(who)
+    period, error = _period_or_now(period.strip())
+    data = await run_in_threadpool(_reconciliation_data, runtime(request), period)
+    diffs = data.pop("differences")
+    start = (page_no - 1) * PAGE_SIZE
+    if error:
+        data["error"] = error
+    return page(request, "reconciliation.html", who, nav="reconciliation", period=period,
+                rows=diffs[start:start + PAGE_SIZE], total=len(diffs), page_no=page_no,
+                pages=max(1, -(-len(diffs) // PAGE_SIZE)), start=start,
+                **data)
+
+
+@router.post("/reconciliation/build")
+async def reconciliation_build(request: Request, who: Who) -> Response:
+    form = await form_with_csrf(request, who)
+    _finance_only(who)
+    period = str(form.get("period") or "").strip()
+    try:
+        recon_service.scope_period(period)
+    except ValueError as exc:
+        return redirect(f"{PREFIX}/reconciliation", error=f"Not a month: {exc}")
+    result = await run_in_threadpool(recon_service.month_end, runtime(request), period,
+                                     refresh=False)
+    return redirect(f"{PREFIX}/reconciliation?period={period}",
+                    msg=f"Pack for {period} written: {len(result.files)} file(s), "
+                    f"{len(result.differences)} difference(s).")
+
+
+@router.get("/reconciliation/files/{name}")
+async def reconciliation_file(request: Request, name: str, who: Who) -> Response:
+    _finance_only(who)
+    if not PACK_FILE.match(name):
+        return page(request, "not_found.html", who, status_code=404,
+                    what="No such reconciliation file.")
+    path = Path(runtime(request).settings.reconciliation.out_dir) / name
+    if not path.is_file():
+        return page(request, "not_found.html", who, status_code=404,
+                    what=f"{name} has not been written yet: use “Build the pack”.")
+    return FileResponse(path, media_type=PACK_TYPES[name.rsplit(".", 1)[1]], filename=name)
 
 
 # --- wiring --------------------------------------------------------------------------------
