@@ -7,9 +7,11 @@ Screenshots of each page are written to docs/console/ (referenced from docs/cons
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,7 +38,13 @@ from tests.exceptions._seed import add_problem
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("console-browser")]
 
 CHROMIUM = "/usr/bin/chromium"
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "console"
+# The suite saves a screenshot of every page: into docs/console when asked
+# (`make screenshots`, RB_UPDATE_SCREENSHOTS=1), else beside the test run, so that running
+# the tests never edits the repository.
+SHOTS = (Path(__file__).resolve().parents[2] / "docs" / "console"
+         if os.environ.get("RB_UPDATE_SCREENSHOTS") == "1"
+         else Path(tempfile.gettempdir()) / "returnbridge-console-screenshots")
+SHOTS.mkdir(parents=True, exist_ok=True)
 PASSWORD = "correct horse battery staple"
 USERS = {"carol": "cx", "walt": "warehouse", "fiona": "finance", "ada": "admin"}
 XSS = "<script>alert(1)</script>"
