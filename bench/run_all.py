@@ -96,6 +96,21 @@ def xml_push_memory() -> tuple[float, float]:
     return float(found.get("full", "nan")), float(found.get("baseline", "nan"))
 
 
+def suggester_rows() -> list[Row]:
+    """Precision@1 of the suggesters on the labelled sets (bench/suggest.py): no target,
+    the figure is what the docs may claim."""
+    sys.path.insert(0, str(HERE))
+    import suggest  # bench/suggest.py
+
+    rows = []
+    for score in (suggest.reasons(), suggest.skus(), suggest.customers()):
+        rows.append(Row(f"suggester precision@1, {score.name} ({score.cases} labelled)",
+                        "(info)", fmt(score.precision_at_1 * 100, "%", 1),
+                        f"coverage {fmt(score.coverage * 100, '%', 0)}",
+                        f"{score.right}/{score.answered}"))
+    return rows
+
+
 def fmt(value: float | None, unit: str = "", digits: int = 0) -> str:
     if value is None or value != value:  # NaN
         return "n/a"
@@ -159,6 +174,7 @@ def main() -> None:
     rows.append(Row("backfill share of Loop's rate budget", ">= 90%",
                     "not measured by make bench (bench/backfill.py lifts the limit)"))
     rows.append(Row("RSS flat over 10 minutes", "flat", "not measured by make bench"))
+    rows.extend(suggester_rows())
 
     print(f"\nreturnbridge bench: {args.events} webhooks per run; load average at start "
           f"{load_start}, at end {load()} ({os.cpu_count()} CPUs)")
