@@ -44,6 +44,7 @@ from returnbridge.store.models import (
 from returnbridge.web.app import create_app
 
 PASSWORD = "bench password long enough"
+TARGET_MS = 300.0  # issue 14: every console page within this server time
 REASONS = ["Too small", "Too big", "Changed my mind", "Arrived damaged", "Wrong colour"]
 SKUS = [f"SKU-{i:04d}" for i in range(800)]
 STATUSES = ["done"] * 60 + ["credit_confirmed"] * 15 + ["imported"] * 10 + ["served"] * 8 + \
@@ -148,13 +149,19 @@ def main() -> None:
         "returns ?status=held": "/console/returns?status=held",
         "returns ?sku=": "/console/returns?sku=SKU-0042",
         "returns ?email=": "/console/returns?email=customer123%40example.co.uk",
+        "returns ?email=fragment": "/console/returns?email=customer123",
+        "returns ?q=": "/console/returns?q=LR-4242",
+        "returns ?ref=": "/console/returns?ref=LR-999",
+        "returns ?order=": "/console/returns?order=%23150",
         "returns page 100": "/console/returns?offset=5000",
         "a return": f"/console/returns/LR-{held}",
         "exceptions (all)": "/console/exceptions?owner=all",
         "an exception": "/console/exceptions/1",
         "mapping": "/console/mapping",
+        "mapping ?days=90": "/console/mapping?days=90",
         "health": "/console/health",
         "API /returns?status=held": "/api/v1/returns?status=held",
+        "API /returns?q=": "/api/v1/returns?q=customer77",
     }
     with TestClient(create_app(rt, None)) as client:
         form = client.get("/console/login")
@@ -162,8 +169,9 @@ def main() -> None:
         assert token is not None
         client.post("/console/login", data={"username": "ada", "password": PASSWORD,
                                             "csrf_token": token.group(1)})
-        print(f"{'page':<28}{'median ms':>10}{'max ms':>10}")
+        print(f"{'page':<28}{'median ms':>10}{'max ms':>10}  vs {TARGET_MS:.0f} ms")
         worst = 0.0
+        misses = []
         for name, path in pages.items():
             times = []
             headers = {"Authorization": "Bearer bench"} if path.startswith("/api") else {}
@@ -172,9 +180,16 @@ def main() -> None:
                 r = client.get(path, headers=headers)
                 times.append((time.perf_counter() - t0) * 1000)
                 assert r.status_code == 200, (path, r.status_code, r.text[:300])
-            worst = max(worst, statistics.median(times))
-            print(f"{name:<28}{statistics.median(times):>10.0f}{max(times):>10.0f}")
-        print(f"slowest median: {worst:.0f} ms (target <= 300 ms)")
+            median, slowest = statistics.median(times), max(times)
+            worst = max(worst, median)
+            verdict = "pass" if slowest <= TARGET_MS else (
+                "FAIL (median)" if median > TARGET_MS else "FAIL (max only)")
+            if slowest > TARGET_MS:
+                misses.append(name)
+            print(f"{name:<28}{median:>10.0f}{slowest:>10.0f}  {verdict}")
+        print(f"slowest median: {worst:.0f} ms (target <= {TARGET_MS:.0f} ms); "
+              f"{len(pages) - len(misses)}/{len(pages)} pages pass on median and max"
+              + (f"; misses: {', '.join(misses)}" if misses else ""))
     rt.close()
     if pg_name and args.postgres:
         admin = create_engine(args.postgres, isolation_level="AUTOCOMMIT")

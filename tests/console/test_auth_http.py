@@ -189,12 +189,27 @@ def test_api_returns_search_filters_and_pages(app: LiveApp) -> None:
         by_sku = api.get("/api/v1/returns", params={"sku": "SCARF-GRY"}).json()
         by_source = api.get("/api/v1/returns", params={"source": "loop", "limit": 1}).json()
         by_email = api.get("/api/v1/returns", params={"email": "lr-9@"}).json()
+        by_q = api.get("/api/v1/returns", params={"q": "zz-"}).json()
+        by_ref = api.get("/api/v1/returns", params={"ref": "z-1"}).json()
+        by_order = api.get("/api/v1/returns", params={"order": "100"}).json()
+        by_domain = api.get("/api/v1/returns", params={"email": "EXAMPLE.co"}).json()
+        pages = [api.get("/api/v1/returns", params={"q": "example", "limit": 1,
+                                                    "offset": n}).json() for n in (0, 1, 2)]
+        newest = api.get("/api/v1/returns").json()
         bad = api.get("/api/v1/returns", params={"status": "lost"})
         old = api.get("/api/v1/returns", params={"min_age_days": "3"}).json()
     assert everything["total"] == 2
     assert [r["associated_ref"] for r in by_sku["returns"]] == ["ZZ-1"]
     assert by_source["total"] == 1 and by_source["returns"][0]["open_exceptions"] == 2
     assert [r["associated_ref"] for r in by_email["returns"]] == ["LR-9"]
+    # the free-text filters are case-insensitive "contains", whatever part is typed
+    assert [r["associated_ref"] for r in by_q["returns"]] == ["ZZ-1"]
+    assert [r["associated_ref"] for r in by_ref["returns"]] == ["ZZ-1"] and by_ref["total"] == 1
+    assert by_order["total"] == 2 and by_domain["total"] == 2
+    # paged one at a time, newest first like the unfiltered list, nothing lost or repeated
+    assert [p["total"] for p in pages] == [2, 2, 2]
+    assert [r["associated_ref"] for p in pages for r in p["returns"]] == \
+        [r["associated_ref"] for r in newest["returns"]]
     assert bad.status_code == 400 and "unknown status" in bad.json()["detail"]
     assert old["total"] == 0
 

@@ -666,6 +666,10 @@ Index("ix_returns_status_credit", ReturnRow.khaos_status, ReturnRow.credit_confi
 Index("ix_returns_customer_email", ReturnRow.customer_email)
 Index("ix_returns_order_ref", ReturnRow.order_ref)
 Index("ix_returns_served_at", ReturnRow.served_at)
+# Console text search (0010): "contains" filters scan this narrow index, not the wide rows.
+# (PostgreSQL also gets pg_trgm GIN indexes on the three text columns, in the migration.)
+Index("ix_returns_search", ReturnRow.first_seen_at, ReturnRow.associated_ref,
+      ReturnRow.order_ref, ReturnRow.customer_email)
 Index("ix_returns_khaos_status_first_seen", ReturnRow.khaos_status, ReturnRow.first_seen_at)
 Index("ix_return_lines_sku", ReturnLineRow.sku)
 Index("ix_exceptions_status_first_seen", ExceptionRow.status, ExceptionRow.first_seen_at)
