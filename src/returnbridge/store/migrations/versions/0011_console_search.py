@@ -10,8 +10,8 @@ case-insensitive "contains" searches, which no ordinary b-tree index can answer.
   '%…%'`` for fragments of three or more characters without a scan. Created only when the
   server offers the extension; without it the covering index still serves.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-11-30
 """
 
@@ -20,8 +20,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0010'
-down_revision = '0009'
+revision = '0011'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 
