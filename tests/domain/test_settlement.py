@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from decimal import Decimal
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from returnbridge.domain.lifecycle import ReturnState
@@ -202,6 +202,9 @@ def test_an_injected_error_is_found_exactly_once(drawn: tuple[ReturnCase, Credit
                                             total=clean.totals.total + error),
                       settlement=replace(clean.settlement,
                                          refund_to_original=owed + error))
+    # A header of all zeros means "the source gave no totals" (nothing to compare with): an
+    # error that drives the header to zero cannot be seen, by design.
+    assume(drifted.totals.total != ZERO or drifted.totals.product != ZERO)
     gaps = money_gaps(drifted, clean_basis, TOL)
     if error == ZERO:
         assert gaps == ()
