@@ -898,6 +898,20 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _QUIET = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
 
 
+def url_secrets(urls: list[str]) -> list[str]:
+    """The URLs and the secret parts in them (user, password, long path segments such as
+    webhook tokens), for redaction."""
+    found = list(urls)
+    for url in urls:
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            continue
+        found.extend(p for p in (parts.password or "", parts.username or "") if p)
+        found.extend(seg for seg in parts.path.split("/") if len(seg) >= 12)
+    return found
+
+
 class AlertRoute(_Section):
     name: str = Field(
         "", max_length=60,
@@ -1053,17 +1067,7 @@ class AlertsSettings(_Section):
 
     def secret_values(self) -> list[str]:
         """Every expanded alert URL and the secret parts in it, for redaction."""
-        found: list[str] = []
-        for route in self.routes:
-            for url in route.resolved_urls():
-                found.append(url)
-                try:
-                    parts = urlsplit(url)
-                except ValueError:
-                    continue
-                found.extend(p for p in (parts.password or "", parts.username or "") if p)
-                found.extend(seg for seg in parts.path.split("/") if len(seg) >= 12)
-        return found
+        return url_secrets([u for route in self.routes for u in route.resolved_urls()])
 
     def route_name(self, index: int) -> str:
         route = self.routes[index]

@@ -21,7 +21,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import structlog
 from sqlalchemy import select
@@ -29,7 +28,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from returnbridge.config import AlertsSettings, Settings
+from returnbridge.config import AlertsSettings, Settings, url_secrets
 from returnbridge.domain.alerts import (
     ExceptionFacts,
     RouteRule,
@@ -89,15 +88,7 @@ def _redact(text: str, secrets: Sequence[str]) -> str:
 
 
 def _url_secrets(urls: Sequence[str]) -> list[str]:
-    found = list(urls)
-    for url in urls:
-        try:
-            parts = urlsplit(url)
-        except ValueError:
-            continue
-        found.extend(p for p in (parts.password or "", parts.username or "") if p)
-        found.extend(seg for seg in parts.path.split("/") if len(seg) >= 12)
-    return found
+    return url_secrets(list(urls))
 
 
 def apprise_send(urls: Sequence[str], title: str, body: str) -> str | None:
