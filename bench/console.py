@@ -28,8 +28,8 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from returnbridge.config import Settings
-from returnbridge.domain.model import Customer, ReturnCase, ReturnState, Source
+from returnbridge.composition import Settings
+from returnbridge.domain.model import Customer, ReturnCase, ReturnState
 from returnbridge.flows import accounts
 from returnbridge.flows.runtime import Runtime
 from returnbridge.store.codec import case_to_json
@@ -82,7 +82,7 @@ def fill(url: str, n: int) -> None:
                     "khaos_status": status, "khaos_urn": "LOOPWEB", "process_return": True,
                     "first_seen_at": seen, "last_event_at": seen,
                     "case_json": case_to_json(ReturnCase(
-                        source=Source.LOOP, source_return_id=str(rid),
+                        source="loop", source_return_id=str(rid),
                         associated_ref=f"LR-{rid}", order_ref=f"#{100000 + rid}",
                         customer=Customer(email=f"customer{rid % 40000}@example.co.uk"),
                         currency="GBP", state=ReturnState.CLOSED, source_state="closed",

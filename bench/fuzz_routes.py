@@ -40,7 +40,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from returnbridge.config import Settings
+from returnbridge.composition import Settings
 from returnbridge.erp.khaos.xml import to_xml
 from returnbridge.flows.process import apply_event
 from returnbridge.flows.runtime import Runtime

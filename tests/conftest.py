@@ -21,7 +21,7 @@ import uvicorn
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from returnbridge.config import Settings
+from returnbridge.composition import Settings
 from returnbridge.flows.process import apply_event
 from returnbridge.flows.runtime import Runtime
 from returnbridge.sandbox.service import free_port

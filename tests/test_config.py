@@ -7,7 +7,8 @@ from typer.testing import CliRunner
 
 from returnbridge.checks import Level, check_settings
 from returnbridge.cli import app
-from returnbridge.config import ConfigError, Settings, load_settings
+from returnbridge.composition import Settings, load_settings
+from returnbridge.config import ConfigError
 from returnbridge.config_docs import config_template, configuration_markdown
 from returnbridge.logs import REDACTED, configure
 

@@ -88,7 +88,7 @@ def test_the_bundle_has_everything_but_the_secrets(db_url: str, tmp_path: Path,
 
 def _env(settings: object) -> dict[str, str]:
     """The settings as RB_ environment variables (JSON per section)."""
-    from returnbridge.config import Settings
+    from returnbridge.composition import Settings
 
     assert isinstance(settings, Settings)
     env = {}

@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 
 from returnbridge import logs
 from returnbridge.cli import app
-from returnbridge.config import ConfigError, Settings, load_settings
+from returnbridge.composition import Settings, load_settings
+from returnbridge.config import ConfigError
 from returnbridge.flows.coverage_audit import csv_cell
 from returnbridge.flows.runtime import Runtime
 from returnbridge.store.db import make_engine

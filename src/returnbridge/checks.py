@@ -39,12 +39,6 @@ def check_settings(s: Settings) -> list[Finding]:
     def add(level: Level, key: str, message: str) -> None:
         f.append(Finding(level, key, message))
 
-    if not s.loop.webhook_secrets:
-        add(Level.ERROR, "[loop].webhook_secrets",
-            "no Loop webhook secret is configured, so every Loop webhook will be refused "
-            "with 401. Copy the secret from Loop Admin > Developer Tools.")
-    if any(not x.get_secret_value() for x in s.loop.webhook_secrets):
-        add(Level.ERROR, "[loop].webhook_secrets", "one of the Loop webhook secrets is empty.")
     if not s.khaos.channel_username or not s.khaos.channel_password.get_secret_value():
         add(Level.ERROR, "[khaos].channel_username/channel_password",
             "the Khaos channel credentials are not set, so Khaos cannot fetch the "
@@ -86,31 +80,22 @@ def check_settings(s: Settings) -> list[Finding]:
         add(Level.ERROR, "[policy].non_stock_reason_id",
             "shipping refund / handling fee SKUs are set but non_stock_reason_id is empty, so "
             "those lines cannot be sent; set the Khaos reason to use on them.")
-    zigzag_on = bool(s.zigzag.webhook_secret.get_secret_value() or s.zigzag.base_url
-                     or s.zigzag.webhook_username)
     shopify_on = bool(s.shopify.shop_domain or s.shopify.base_url)
-    for name, section, active in (("loop", s.loop, True), ("zigzag", s.zigzag, zigzag_on)):
-        if active and section.refund_owner == "returnbridge" and not shopify_on:
-            add(Level.ERROR, f"[{name}].refund_owner",
-                f"{name} refunds are owned by returnbridge but [shopify] is not configured, so "
-                "credit-confirmed returns will wait for a refund that is never made. Set "
-                "[shopify].shop_domain and admin_token, or refund_owner = \"platform\".")
+    for platform in s.platforms:
+        section = platform.common(s)
+        if (platform.configured(platform.settings(s)) and section.refund_owner == "returnbridge"
+                and not shopify_on):
+            add(Level.ERROR, f"[{platform.name}].refund_owner",
+                f"{platform.name} refunds are owned by returnbridge but [shopify] is not "
+                "configured, so credit-confirmed returns will wait for a refund that is never "
+                "made. Set [shopify].shop_domain and admin_token, or refund_owner = "
+                "\"platform\".")
     if shopify_on and not s.shopify.admin_token.get_secret_value():
         add(Level.ERROR, "[shopify].admin_token", "no Shopify Admin API token: refunds fail.")
-    if zigzag_on and not (s.policy.fallback_address_line1 and s.policy.fallback_address_postcode):
-        add(Level.WARNING, "[policy].fallback_address_*",
-            "ZigZag's default events carry no customer address and Khaos requires an "
-            "InvoiceAddress: without a fallback address every ZigZag return is held as "
-            "unknown_customer.")
-    if zigzag_on and s.zigzag.refund_owner == "returnbridge" and not s.khaos.soap_url:
-        add(Level.NOTE, "[khaos].soap_url",
-            "without desktop SOAP, payments made by returnbridge are never recorded in Khaos "
-            "by ProcessReturn; each becomes a finance_task to record against its credit note.")
     f.extend(check_secrets(s))
-    if not s.loop.fallback_customer_urn:
-        add(Level.NOTE, "[loop].fallback_customer_urn",
-            "no fallback customer: Loop returns whose customer cannot be matched are held "
-            "with unknown_customer until someone fixes them.")
+    for platform in s.platforms:
+        for level, key, message in platform.check_config(platform.settings(s), s):
+            add(Level(level), key, message)
     return f
 
 
@@ -153,16 +138,10 @@ def check_secrets(s: Settings) -> list[Finding]:
         f.append(Finding(Level.WARNING, "[api].metrics_public",
                          "/metrics is open to anyone who can reach the service; set "
                          "[api].metrics_token unless only Prometheus can reach it."))
-    for i, secret in enumerate(s.loop.webhook_secrets):
-        weak(f"[loop].webhook_secrets[{i}]", secret.get_secret_value())
+    for platform in s.platforms:
+        for key, value in platform.secrets(platform.settings(s)):
+            weak(key, value)
     weak("[khaos].channel_password", s.khaos.channel_password.get_secret_value())
-    z = s.zigzag
-    if z.webhook_username and not z.webhook_password.get_secret_value():
-        f.append(Finding(Level.ERROR, "[zigzag].webhook_password",
-                         "webhook_username is set but the password is empty, so every ZigZag "
-                         "delivery is refused. Set the password ZigZag sends."))
-    weak("[zigzag].webhook_secret", z.webhook_secret.get_secret_value())
-    weak("[zigzag].webhook_password", z.webhook_password.get_secret_value())
     key = s.audit.hmac_key.get_secret_value()
     if not key:
         f.append(Finding(Level.WARNING, "[audit].hmac_key",
@@ -237,10 +216,6 @@ def check_alerts(s: Settings) -> list[Finding]:
     if s.alerts.routes and not any(r.owner in ("ops", "*") for r in s.alerts.routes):
         f.append(Finding(Level.NOTE, "[alerts].routes", "no route for ops: failing alert "
                          "channels and connections are only visible in the exception queue."))
-    if s.loop.write_back_notes and not s.loop.api_key.get_secret_value() and (
-            s.loop.webhook_secrets):
-        f.append(Finding(Level.NOTE, "[loop].write_back_notes", "notes on held Loop returns "
-                         "need [loop].api_key; without it none are written."))
     return f
 
 

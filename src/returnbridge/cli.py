@@ -29,7 +29,8 @@ from returnbridge.cli_common import ConfigOpt, err, load, out
 from returnbridge.cli_khaos import khaos_app
 from returnbridge.cli_sandbox import sandbox_app
 from returnbridge.cli_suggest import mapping_app, suggest
-from returnbridge.config import ConfigError, Settings, load_settings
+from returnbridge.composition import Settings, load_settings
+from returnbridge.config import ConfigError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Returns platforms (Loop Returns, ZigZag) to Khaos Control.")

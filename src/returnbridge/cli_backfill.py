@@ -1,6 +1,6 @@
 """``returnbridge backfill loop --since DATE [--until DATE]``: Loop history into the event store.
 
-Thin: parse the dates, call :func:`returnbridge.flows.loop_backstop.run_backfill` with a Rich
+Thin: parse the dates, call :func:`returnbridge.sources.loop.backstop.run_backfill` with a Rich
 progress bar, print a summary. An interrupted run (Ctrl-C, a crash, a Loop outage) resumes
 from its last saved page when started again with the same ``--since``.
 """
@@ -53,12 +53,12 @@ def backfill_loop(
     the service processes anything it has not seen. Safe to repeat; resumes after an
     interrupt."""
     from returnbridge.cli import _logging, _require_schema, _settings
-    from returnbridge.flows.loop_backstop import (
+    from returnbridge.flows.runtime import Runtime
+    from returnbridge.sources.loop.backstop import (
         BackfillProgress,
         backfill_position,
         run_backfill,
     )
-    from returnbridge.flows.runtime import Runtime
     from returnbridge.sources.loop.client import LoopError
 
     start = parse_date(since)

@@ -10,7 +10,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from returnbridge.config import ConfigError, Settings, load_settings
+from returnbridge.composition import Settings, load_settings
+from returnbridge.config import ConfigError
 
 out = Console()
 err = Console(stderr=True)

@@ -12,7 +12,7 @@ import os
 import re
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -31,8 +31,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from returnbridge.domain.policy import DefaultReason, GoodsInOwner
+from returnbridge.domain.policy import DefaultReason
 from returnbridge.domain.reasons import Processing, ReasonRule
+from returnbridge.returns_platform import Registry
 
 DEFAULT_CONFIG_FILE = "returnbridge.toml"
 CONFIG_ENV = "RB_CONFIG"
@@ -61,7 +62,7 @@ def _read_secret_file(key: str, path: Any, as_list: bool) -> Any:
     return text.strip("\r\n")
 
 
-class _Section(BaseModel):
+class Section(BaseModel):
     """A configuration section. Every secret key ``x`` may instead be given as ``x_file``: a
     path whose content is the value (Docker and Kubernetes secrets); for a list of secrets,
     one per line."""
@@ -87,7 +88,7 @@ class _Section(BaseModel):
         return data
 
 
-class DatabaseSettings(_Section):
+class DatabaseSettings(Section):
     _FILE_KEYS: ClassVar[tuple[str, ...]] = ("url", "system_url")  # may carry a password
     url: str = Field(
         "sqlite:///returnbridge.db",
@@ -101,7 +102,7 @@ class DatabaseSettings(_Section):
     )
 
 
-class ServerSettings(_Section):
+class ServerSettings(Section):
     host: str = Field("127.0.0.1", description="Address the HTTP server listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port the HTTP server listens on.")
     public_base_url: str = Field(
@@ -161,7 +162,7 @@ class ServerSettings(_Section):
         "/api/openapi.json (public when on). Off by default.")
 
 
-class ApiSettings(_Section):
+class ApiSettings(Section):
     tokens: list[SecretStr] = Field(
         default_factory=list,
         description="Shared bearer tokens accepted on /api/v1 with the admin scope (operators "
@@ -177,7 +178,7 @@ class ApiSettings(_Section):
         "Ignored when metrics_token is set.")
 
 
-class ConsoleSettings(_Section):
+class ConsoleSettings(Section):
     idle_timeout_minutes: int = Field(
         30, ge=1, le=24 * 60,
         description="A console session that has done nothing for this long is signed out.",
@@ -209,328 +210,7 @@ class ConsoleSettings(_Section):
         return value
 
 
-class LoopSettings(_Section):
-    api_key: SecretStr = Field(
-        SecretStr(""), description="Loop API key (Returns scope), sent as X-Authorization."
-    )
-    base_url: str = Field(
-        "https://api.loopreturns.com/api/v1", description="Loop API base URL."
-    )
-    webhook_secrets: list[SecretStr] = Field(
-        default_factory=list,
-        description="Webhook secrets from Loop Admin > Developer Tools, one per webhook "
-        "subscription. A delivery is accepted if its X-Loop-Signature matches any of them.",
-    )
-    associated_ref_prefix: str = Field(
-        "LR-", max_length=20, description="Prefix of the Khaos AssociatedRef for Loop returns."
-    )
-    goods_in_owner: GoodsInOwner = Field(
-        GoodsInOwner.KHAOS,
-        description="Who books goods in: 'khaos' (the warehouse processes the return in "
-        "Khaos) or 'returns_platform' (Loop's grading decides; returns go in processed).",
-    )
-    refund_owner: Literal["platform", "returnbridge"] = Field(
-        "platform", description="Who pays the customer back: 'platform' (Loop refunds "
-        "itself; returnbridge reconciles) or 'returnbridge' (the refund gate refunds through "
-        "Shopify once the Khaos credit note is confirmed).",
-    )
-    record_refunds_in_khaos: bool = Field(
-        True, description="With refund_owner = 'platform' and [khaos].soap_url set: once "
-        "the Khaos credit note is confirmed and Loop reports its refund, record it against "
-        "the Khaos return with ProcessReturn(ReturnCode, Loop refund id), once per return. "
-        "If Khaos has already processed the return, a finance task (reconciliation item "
-        "'refund_record') says which refund to record by hand. false: never.",
-    )
-    fallback_customer_urn: str = Field(
-        "",
-        description="Khaos customer URN used when a Loop customer cannot be matched. Empty: "
-        "no fallback; unmatched customers raise an unknown_customer exception.",
-    )
-    timeout_seconds: float = Field(
-        30.0, gt=0, le=300, description="Timeout for each call to the Loop API."
-    )
-    rate_limit_per_minute: int = Field(
-        280, ge=1, le=300,
-        description="Most Loop API calls per minute from this process (Loop allows 300 per "
-        "API key; keep some room for other tools using the same key).",
-    )
-    page_size: int = Field(
-        750, ge=1, le=750, description="Returns per page when listing returns (Loop's "
-        "maximum is 750).",
-    )
-    max_window_days: int = Field(
-        120, ge=1, le=120, description="Longest from/to window per list call, in days "
-        "(Loop rejects windows over 120 days).",
-    )
-    list_states: list[str] = Field(
-        default_factory=lambda: ["open", "closed", "cancelled", "expired", "review"],
-        description="Return states listed by the backstop and backfill, one pass each (Loop "
-        "leaves out cancelled and review returns unless asked for them).",
-    )
-    backstop_interval_minutes: int = Field(
-        10, ge=0, le=1440,
-        description="How often the backstop lists returns updated in Loop since its last "
-        "complete pass, to catch webhooks that never arrived. 0 turns it off.",
-    )
-    backstop_overlap_minutes: int = Field(
-        15, ge=0, le=1440,
-        description="Each backstop pass starts this many minutes before the end of the "
-        "previous one, so that late-committed updates are not missed (re-reads are "
-        "deduplicated).",
-    )
-    backstop_first_lookback_hours: int = Field(
-        24, ge=1, le=2880,
-        description="How far back the very first backstop pass looks, in hours. Use "
-        "'returnbridge backfill loop' for older history.",
-    )
-    details_calls_per_pass: int = Field(
-        200, ge=0, le=100_000,
-        description="Most GET /warehouse/return/details calls one backstop pass or backfill "
-        "run makes to fetch the customer's name and address, which the list API lacks (they "
-        "share the API key's rate limit). Returns beyond it are completed by later backstop "
-        "passes, oldest first; until then they are held as unknown_customer. 0: never call "
-        "(use [policy].fallback_contact_surname).",
-    )
-    keep_item_return_methods: list[str] = Field(
-        default_factory=lambda: ["keep_item", "keep item", "keep-item", "no_return"],
-        description="Keep-item rule, part 1: a return whose return_method (text, or its "
-        "method_type / provider) is one of these (case-insensitive) expects no parcel; its "
-        "lines get physical_return_expected = false. Loop documents no keep-item field, so "
-        "check this against your own returns.",
-    )
-    keep_item_line_outcomes: list[str] = Field(
-        default_factory=lambda: ["keep_item", "keep item", "keep"],
-        description="Keep-item rule, part 2: a returned unit whose line outcome is one of "
-        "these (case-insensitive) expects no parcel.",
-    )
-    keep_item_when_closed_without_label: bool = Field(
-        False,
-        description="Keep-item rule, part 3: treat a closed return that never had a "
-        "shipping label (no labels, label_status N/A/pending/empty, no tracking number) as "
-        "keep-item. Off by default because a return closed by hand looks the same.",
-    )
-    write_back_notes: bool = Field(
-        True,
-        description="When a Loop return is held (not sent to Khaos), add one note on it in "
-        "Loop saying what is wrong and which team is fixing it (never twice for the same "
-        "cause). Needs api_key; set false to leave Loop untouched.",
-    )
-    write_back_flag: bool = Field(
-        False,
-        description="Also flag a held Loop return for review (stops Loop's automatic "
-        "processing until someone unflags it). Needs write_back_notes.",
-    )
-    write_back_credit_note: bool = Field(
-        False,
-        description="When the Khaos credit note of a Loop return is confirmed, add a note "
-        "with its code. Needs write_back_notes.",
-    )
-
-
-ZIGZAG_TRIGGERS = ("requested", "updated", "in_transit", "received", "inspected",
-                   "refund_requested", "refund_issued", "cancelled", "ignore")
-
-DEFAULT_ZIGZAG_EVENT_TYPES: dict[str, str] = {
-    "ReturnCreated": "requested",
-    "ReturnInTransit": "in_transit",
-    "ReturnReceived": "received",
-    "ReturnGraded": "inspected",
-    "RefundRequested": "refund_requested",
-    "RefundIssued": "refund_issued",
-    "ReturnCancelled": "cancelled",
-}
-
-DEFAULT_ZIGZAG_DISPOSITIONS: dict[str, str] = {
-    "Resellable": "restock",
-    "Damaged": "write_off",
-    "Faulty": "write_off",
-    "Quarantine": "resale_hold",
-    "Recycle": "recycle",
-    "Donate": "donate",
-    "Missing": "missing",
-}
-
-
-_PATH_STEP = re.compile(r"^[^\[\]]*(\[\d*\])?$")
-
-
-def _check_path(value: str) -> str:
-    if not all(_PATH_STEP.match(step) for step in value.strip().split(".")):
-        raise ValueError(f"{value!r} is not a dot path (like 'customer.email', 'items[]' "
-                         "or 'lines[0].sku')")
-    return value.strip()
-
-
-class ZigZagFieldPaths(_Section):
-    """Where each fact sits in a ZigZag webhook body: dot paths (``customer.email``); the
-    ``item_*`` paths are relative to one element of the ``items`` list."""
-
-    event_id: str = Field("eventId", description="Unique id of the delivery's event; "
-                          "deliveries without one are deduplicated on the body's SHA-256.")
-    event_type: str = Field("eventType", description="The event's name (see event_types).")
-    occurred_at: str = Field("occurredAt", description="When the event happened (ISO 8601).")
-    retailer_code: str = Field("retailerCode", description="Your retailer code.")
-    return_ref: str = Field("returnReference", description="ZigZag's return reference; "
-                            "the AssociatedRef is associated_ref_prefix + this.")
-    order_ref: str = Field("orderNumber", description="The original order number.")
-    currency: str = Field("currency", description="ISO currency of the amounts.")
-    customer_email: str = Field("customer.email", description="Customer e-mail address.")
-    customer_first_name: str = Field("customer.firstName", description="Customer first name.")
-    customer_last_name: str = Field("customer.lastName", description="Customer last name.")
-    tracking_number: str = Field("trackingNumber", description="Parcel tracking number.")
-    carrier: str = Field("carrier", description="Parcel carrier.")
-    warehouse_dc_code: str = Field("warehouseDcCode", description="Receiving DC code.")
-    items: str = Field("items[]", description="The list of returned items ('[]' marks a "
-                       "list; a path without it is read as a list too).")
-    item_id: str = Field("itemId", description="An item's line id within the return.")
-    item_sku: str = Field("sku", description="An item's SKU.")
-    item_quantity: str = Field("quantity", description="Units requested for return.")
-    item_quantity_received: str = Field(
-        "quantityReceived", description="Units that arrived, when ZigZag sends it "
-        "separately; missing: a received/graded event's quantity is what arrived.")
-    item_unit_price: str = Field("unitPrice", description="Price of one unit (see "
-                                 "[zigzag.webhook].prices_include_tax).")
-    item_unit_tax: str = Field("unitTax", description="Tax of one unit.")
-    item_reason: str = Field("returnReason", description="The customer's return reason.")
-    item_condition: str = Field("condition", description="Grade given at inspection.")
-    item_disposition: str = Field("disposition", description="What happens to the unit "
-                                  "(see dispositions).")
-    item_received_at: str = Field("receivedAt", description="When the item arrived.")
-    refund_amount: str = Field("refund.amount", description="Refund amount (refund events).")
-    refund_method: str = Field("refund.method", description="Refund method.")
-    refund_reference: str = Field("refund.reference", description="Refund reference at the "
-                                  "payment provider, if ZigZag sends one.")
-
-    @field_validator("*")
-    @classmethod
-    def _dot_path(cls, value: str) -> str:
-        return _check_path(value)
-
-
-class ZigZagWebhookSettings(_Section):
-    """How ZigZag's webhook payloads map onto returnbridge (docs/zigzag.md)."""
-
-    prices_include_tax: bool = Field(
-        True, description="Whether item unit prices include the unit tax (gross).")
-    fields: ZigZagFieldPaths = Field(default_factory=ZigZagFieldPaths)
-    event_types: dict[str, str] = Field(
-        default_factory=lambda: dict(DEFAULT_ZIGZAG_EVENT_TYPES),
-        description="Event name -> canonical trigger (requested, updated, in_transit, "
-        "received, inspected, refund_requested, refund_issued, cancelled, ignore). Entries "
-        "are added to the default contract's table; matching ignores case; names not listed "
-        "are stored, not used.",
-    )
-    dispositions: dict[str, str] = Field(
-        default_factory=lambda: dict(DEFAULT_ZIGZAG_DISPOSITIONS),
-        description="Disposition value -> canonical disposition (restock, resale_hold, "
-        "write_off, recycle, donate, missing, unknown). Entries are added to the default "
-        "table; matching ignores case; unknown values open an exception, never a guess.",
-    )
-
-    @field_validator("event_types")
-    @classmethod
-    def _known_triggers(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, trigger in value.items():
-            if trigger not in ZIGZAG_TRIGGERS:
-                raise ValueError(f"{name} = {trigger!r}: must be one of "
-                                 f"{', '.join(ZIGZAG_TRIGGERS)}")
-        return value
-
-    @field_validator("dispositions")
-    @classmethod
-    def _known_dispositions(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, disposition in value.items():
-            if disposition not in DISPOSITIONS:
-                raise ValueError(f"{name} = {disposition!r}: must be one of "
-                                 f"{', '.join(DISPOSITIONS)}")
-        return value
-
-
-class ZigZagSettings(_Section):
-    base_url: str = Field("", description="ZigZag API base URL (from ZigZag onboarding), "
-                          "e.g. https://api.returns.international.")
-    username: str = Field("", description="ZigZag API user name for the token endpoint.")
-    password: SecretStr = Field(SecretStr(""), description="ZigZag API password.")
-    retailer_code: str = Field("", description="Your ZigZag retailer code.")
-    token_path: str = Field(
-        "/Return/api/v1/Account/Token",
-        description="Token endpoint, relative to base_url (confirm with ZigZag: the public "
-        "docs also name POST /token).")
-    token_lifetime_seconds: int = Field(
-        1800, ge=60, description="Token lifetime when the token response does not say "
-        "(ZigZag documents 30 minutes).")
-    token_renew_seconds: int = Field(
-        120, ge=0, description="Renew the token this many seconds before it expires.")
-    exchange_stocks_path: str = Field(
-        "/Return/api/v1/ExchangeStocks/Update", description="Stock update endpoint (PUT).")
-    non_returnable_path: str = Field(
-        "/Return/api/v1/NonReturnableProducts",
-        description="Non-returnable products endpoint (PUT).")
-    timeout_seconds: float = Field(
-        30.0, gt=0, le=300, description="Timeout for each call to the ZigZag API.")
-    max_attempts: int = Field(
-        4, ge=1, le=10, description="Attempts per ZigZag API call on 429/5xx/timeouts "
-        "(exponential backoff, Retry-After honoured).")
-    webhook_secret_header: str = Field(
-        "X-ZigZag-Secret", description="Header that carries the shared webhook secret."
-    )
-    webhook_secret: SecretStr = Field(
-        SecretStr(""), description="Shared secret ZigZag sends with each webhook."
-    )
-    webhook_username: str = Field(
-        "", description="HTTP Basic user name ZigZag sends with each webhook; empty: "
-        "no Basic auth. With both a secret and Basic configured, both must match.")
-    webhook_password: SecretStr = Field(
-        SecretStr(""), description="HTTP Basic password ZigZag sends with each webhook.")
-    associated_ref_prefix: str = Field(
-        "ZZ-", max_length=20, description="Prefix of the Khaos AssociatedRef for ZigZag returns."
-    )
-    goods_in_owner: GoodsInOwner = Field(
-        GoodsInOwner.RETURNS_PLATFORM,
-        description="Who books goods in for ZigZag returns (see [loop].goods_in_owner).",
-    )
-    refund_owner: Literal["platform", "returnbridge"] = Field(
-        "returnbridge", description="Who pays the customer back: 'returnbridge' (the refund "
-        "gate refunds through Shopify once the Khaos credit note is confirmed) or 'platform'.",
-    )
-    fallback_customer_urn: str = Field(
-        "", description="Khaos customer URN used when a ZigZag customer cannot be matched."
-    )
-    store_credit_action: Literal["finance_task", "shopify_store_credit", "gift_card"] = Field(
-        "finance_task",
-        description="What the refund gate does when ZigZag asks for store credit (or a gift "
-        "card) instead of money back: 'shopify_store_credit' credits the customer's Shopify "
-        "store credit account, 'gift_card' issues a Shopify gift card to the customer, "
-        "'finance_task' opens a finance_task exception naming the amount, the customer and "
-        "the credit note for finance to settle by hand. Never a card refund.",
-    )
-    refund_without_request: bool = Field(
-        False,
-        description="Refund the confirmed credit note value to the original payment even "
-        "when ZigZag sent no RefundRequested event. Only for retailers whose ZigZag contract "
-        "has no refund event; otherwise a return without a refund request is not paid and "
-        "shows 'waiting for the platform's refund decision'.",
-    )
-    warehouse_dc_codes: dict[str, str] = Field(
-        default_factory=dict,
-        description="Khaos SiteID -> ZigZag warehouseDcCode for the live-exchange stock "
-        "push; sites not listed are not pushed. Empty: no stock push.")
-    stock_push_skus: list[str] = Field(
-        default_factory=list,
-        description="SKUs whose stock is pushed to ZigZag. Empty: the SKUs ZigZag knows "
-        "(those seen in ZigZag returns).")
-    stock_push_batch_size: int = Field(
-        40, ge=1, le=40, description="Most stock lines per ExchangeStocks/Update call.")
-    stock_push_minutes: int = Field(
-        15, ge=0, le=1440, description="How often changed stock levels are pushed to "
-        "ZigZag, in minutes; 0 disables the push.")
-    webhook: ZigZagWebhookSettings = Field(
-        default_factory=ZigZagWebhookSettings,
-        description="Payload mapping: [zigzag.webhook], [zigzag.webhook.fields], "
-        "[zigzag.webhook.event_types], [zigzag.webhook.dispositions].")
-
-
-class KhaosSettings(_Section):
+class KhaosSettings(Section):
     channel_username: str = Field(
         "", description="HTTP Basic user name Khaos uses on every /khaos/* route."
     )
@@ -648,7 +328,7 @@ class KhaosSettings(_Section):
     )
 
 
-class ReasonMappingEntry(_Section):
+class ReasonMappingEntry(Section):
     source: str = Field("*", description="'loop', 'zigzag' or '*'.")
     reason: str = Field("*", description="Source reason text, case-insensitive glob.")
     condition: str = Field("*", description="Source condition or grade, glob.")
@@ -685,7 +365,7 @@ class ReasonMappingEntry(_Section):
         )
 
 
-class DefaultReasonEntry(_Section):
+class DefaultReasonEntry(Section):
     disposition: str = Field(..., description="Canonical disposition, or '*' for any.")
     khaos_reason_id: str = Field(..., min_length=1, description="Khaos return reason ID.")
     processing: Processing = Field(..., description="What that Khaos reason does.")
@@ -698,7 +378,7 @@ class DefaultReasonEntry(_Section):
         return value
 
 
-class SkuMappingEntry(_Section):
+class SkuMappingEntry(Section):
     """A Khaos StockCode for a shop variant that has no SKU (or a wrong one)."""
 
     variant_id: str = Field("", description="Shopify variant id as the source sends it.")
@@ -712,7 +392,7 @@ class SkuMappingEntry(_Section):
         return self
 
 
-class MappingSettings(_Section):
+class MappingSettings(Section):
     skus: list[SkuMappingEntry] = Field(
         default_factory=list,
         description="Khaos StockCodes for returned or exchange items that come without a "
@@ -737,7 +417,7 @@ class MappingSettings(_Section):
                      for d in self.defaults)
 
 
-class ShopifySettings(_Section):
+class ShopifySettings(Section):
     """Shopify Admin API, used by the refund gate (ARCHITECTURE 5.5)."""
 
     shop_domain: str = Field(
@@ -767,7 +447,7 @@ class ShopifySettings(_Section):
         False, description="Ask Shopify to e-mail the customer about each refund.")
 
 
-class PolicySettings(_Section):
+class PolicySettings(Section):
     """Posting policy knobs (ARCHITECTURE 6) that are not per-source."""
 
     tolerance: Decimal = Field(
@@ -847,7 +527,7 @@ class PolicySettings(_Section):
     )
 
 
-class ReconciliationSettings(_Section):
+class ReconciliationSettings(Section):
     """Three-way reconciliation (issue #13): the continuous check and the month-end pack."""
 
     interval_hours: float = Field(
@@ -884,7 +564,7 @@ class ReconciliationSettings(_Section):
     )
 
 
-class AuditSettings(_Section):
+class AuditSettings(Section):
     hmac_key: SecretStr = Field(
         SecretStr(""), description="Key sealing the audit log's anchor (HMAC-SHA256), so that "
         "editing an entry and recomputing the chain is detected by 'returnbridge audit-log "
@@ -912,7 +592,7 @@ def url_secrets(urls: list[str]) -> list[str]:
     return found
 
 
-class AlertRoute(_Section):
+class AlertRoute(Section):
     name: str = Field(
         "", max_length=60,
         description="A short name for this route, used in the delivery record, logs and the "
@@ -997,7 +677,7 @@ class AlertRoute(_Section):
         return [_ENV_REF.sub(lambda m: os.environ.get(m.group(1), ""), u) for u in raw]
 
 
-class AlertsSettings(_Section):
+class AlertsSettings(Section):
     routes: list[AlertRoute] = Field(
         default_factory=list,
         description="Where each team's alerts go: one [[alerts.routes]] table per route "
@@ -1074,7 +754,7 @@ class AlertsSettings(_Section):
         return route.name or f"{route.owner.replace('*', 'all')}-{route.mode}-{index + 1}"
 
 
-class LogSettings(_Section):
+class LogSettings(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Least severe log level written."
     )
@@ -1085,16 +765,29 @@ class LogSettings(_Section):
 
 
 class Settings(BaseSettings):
+    """The core's configuration. The composition root (``returnbridge.composition``) extends
+    it with one section per returns platform plugged in, and sets ``platforms``; a
+    subclass must have a section, named as the platform, for each platform it lists."""
+
     model_config = SettingsConfigDict(
         env_prefix="RB_", env_nested_delimiter="__", extra="forbid", validate_default=True
     )
+    platforms: ClassVar[Registry] = Registry()
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        for platform in cls.platforms:
+            field = cls.model_fields.get(platform.name)
+            if field is None or field.annotation is not platform.settings_model:
+                raise TypeError(f"{cls.__name__} lists the returns platform {platform.name!r} "
+                                f"but has no [{platform.name}] section of type "
+                                f"{platform.settings_model.__name__}")
 
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
-    loop: LoopSettings = Field(default_factory=LoopSettings)
-    zigzag: ZigZagSettings = Field(default_factory=ZigZagSettings)
     khaos: KhaosSettings = Field(default_factory=KhaosSettings)
     mapping: MappingSettings = Field(default_factory=MappingSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
@@ -1153,14 +846,19 @@ def config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
     return default if default.exists() else None
 
 
-def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
-    """Read the configuration; raise ``ConfigError`` with plain-language problems."""
+S = TypeVar("S", bound=Settings)
+
+
+def load_settings_as(settings_class: type[S], path: str | os.PathLike[str] | None = None,
+                     **overrides: Any) -> S:
+    """Read the configuration into ``settings_class``; raise ``ConfigError`` with
+    plain-language problems."""
     file = config_path(path)
     if file is not None and not file.exists():
         raise ConfigError([f"the configuration file {file} does not exist "
                            "(create one with 'returnbridge init')"], file)
 
-    class _FileSettings(Settings):
+    class _FileSettings(settings_class):  # type: ignore[valid-type,misc]
         @classmethod
         def settings_customise_sources(
             cls,

@@ -12,13 +12,8 @@ from typing import Any
 from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
-from returnbridge.config import (
-    AlertRoute,
-    MappingSettings,
-    ReasonMappingEntry,
-    Settings,
-    SkuMappingEntry,
-)
+from returnbridge.composition import Settings
+from returnbridge.config import AlertRoute, MappingSettings, ReasonMappingEntry, SkuMappingEntry
 
 _SECTION_INTRO = {
     "database": "Storage.",

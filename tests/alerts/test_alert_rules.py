@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from returnbridge.checks import Level, check_alerts
-from returnbridge.config import Settings
+from returnbridge.composition import Settings
 from returnbridge.domain.alerts import (
     RouteRule,
     digest_period_start,

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from returnbridge.cli import app
-from returnbridge.config import Settings
+from returnbridge.composition import Settings
 from returnbridge.domain.exceptions import Problem
 from returnbridge.flows.alerts import run_alerts
 from returnbridge.flows.runtime import Runtime

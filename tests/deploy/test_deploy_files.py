@@ -17,7 +17,7 @@ import yaml
 
 from returnbridge import __version__
 from returnbridge.cli import app
-from returnbridge.config import Settings
+from returnbridge.composition import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -17,7 +17,6 @@ from returnbridge.domain.model import (
     ReturnCase,
     ReturnLine,
     Settlement,
-    Source,
     SourceTotals,
     UnitReceipt,
 )
@@ -58,7 +57,7 @@ def line(reason: str = "Too small", disposition: Disposition = Disposition.UNKNO
 
 
 def case(*lines: ReturnLine, state: ReturnState = ReturnState.REQUESTED,
-         source: Source = Source.LOOP, urn: str = "", **kw: object) -> ReturnCase:
+         source: str = "loop", urn: str = "", **kw: object) -> ReturnCase:
     return ReturnCase(source=source, source_return_id="1", associated_ref="LR-1",
                       order_ref="#1", customer=Customer(email="a@b.c", last_name="Sam", urn=urn,
                                                      address=ADDRESS),
@@ -91,7 +90,7 @@ def test_review_waits_and_closed_only_rule_waits_for_close() -> None:
 
 
 def test_unmapped_reason_holds_the_return_and_says_which() -> None:
-    d = decide(case(line(), source=Source.ZIGZAG), PolicyConfig(rules=RULES[:1]), POLICY,
+    d = decide(case(line(), source="zigzag"), PolicyConfig(rules=RULES[:1]), POLICY,
                NO_FACTS)
     assert not d.release and d.blocked
     assert [p.type for p in d.problems] == ["unmapped_return_reason"]
@@ -139,10 +138,10 @@ def test_cancelled_or_expired_returns_are_not_released(state: ReturnState) -> No
 
 def test_platform_goods_in_waits_for_grading_then_credits_what_arrived() -> None:
     two = line(qty=2, sku="A")
-    waiting = decide(case(two, source=Source.ZIGZAG, state=ReturnState.IN_TRANSIT),
+    waiting = decide(case(two, source="zigzag", state=ReturnState.IN_TRANSIT),
                      CONFIG, PLATFORM, NO_FACTS)
     assert not waiting.release and "received and graded" in waiting.wait_reason
-    graded = case(two, source=Source.ZIGZAG, state=ReturnState.INSPECTED, receipts=(
+    graded = case(two, source="zigzag", state=ReturnState.INSPECTED, receipts=(
         UnitReceipt(quantity=1, at=NOW, sku="A", disposition=Disposition.RESTOCK),))
     d = decide(graded, CONFIG, PLATFORM, NO_FACTS)
     assert d.release and d.process_return and d.open_units == 1
@@ -160,7 +159,7 @@ def test_received_then_graded_twice_and_out_of_order_counts_units_once() -> None
     in_order = merge_receipts(merge_receipts((), (arrived,)), (graded,))
     reversed_ = merge_receipts(merge_receipts((), (graded,)), (arrived,))
     assert in_order == reversed_ == (graded,)
-    d = decide(case(two, source=Source.ZIGZAG, state=ReturnState.INSPECTED,
+    d = decide(case(two, source="zigzag", state=ReturnState.INSPECTED,
                     receipts=in_order), CONFIG, PLATFORM, NO_FACTS)
     assert [(x.line.quantity, x.processing) for x in d.document] == [(2, Processing.WRITE_OFF)]
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from returnbridge.config import Settings
+from returnbridge.composition import Settings
 from returnbridge.flows.runtime import Runtime
 from returnbridge.sandbox.demo import API_TOKEN, ZIGZAG_SECRET, write_demo_config
 from returnbridge.sandbox.service import ServiceProcess, free_port

@@ -10,7 +10,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from returnbridge.config import ZigZagSettings
 from returnbridge.flows.refund_gate import refund_key
 from returnbridge.sandbox.demo import (
     API_TOKEN,
@@ -23,6 +22,7 @@ from returnbridge.sandbox.service import ServiceProcess, free_port
 from returnbridge.sandbox.shopify.api import ShopifySandbox
 from returnbridge.sandbox.zigzag.samples import SampleItem, journey
 from returnbridge.sandbox.zigzag.sender import ZigZagSender
+from returnbridge.sources.zigzag.settings import ZigZagSettings
 from tests.e2e.test_real_process import wait_for_status
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from returnbridge import cli_audit, cli_exceptions
 from returnbridge.cli import app
-from returnbridge.config import Settings
+from returnbridge.composition import Settings
 from returnbridge.flows.runtime import Runtime
 from returnbridge.store import audit
 from returnbridge.store.models import AuditEntry

@@ -11,7 +11,6 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from returnbridge.config import LoopSettings
 from returnbridge.sandbox.loop.samples import Scenario
 from returnbridge.sandbox.loop.server import LoopSandboxServer
 from returnbridge.sandbox.loop.world import LoopWorld
@@ -26,6 +25,7 @@ from returnbridge.sources.loop.client import (
     windows,
 )
 from returnbridge.sources.loop.ratelimit import TokenBucket
+from returnbridge.sources.loop.settings import LoopSettings
 
 KEY = "client-test-key"
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)

@@ -19,16 +19,16 @@ import structlog
 from typer.testing import CliRunner
 
 from returnbridge.cli import app as cli_app
-from returnbridge.flows.loop_backstop import (
-    BackfillProgress,
-    backfill_position,
-    run_backfill,
-)
 from returnbridge.flows.process import apply_event
 from returnbridge.flows.runtime import Runtime
 from returnbridge.sandbox.loop.samples import Scenario
 from returnbridge.sandbox.loop.server import LoopSandboxServer
 from returnbridge.sandbox.loop.world import LoopWorld
+from returnbridge.sources.loop.backstop import (
+    BackfillProgress,
+    backfill_position,
+    run_backfill,
+)
 
 from ._support import LOOP_KEY, apply_pending, client_for, count_events, count_returns, loop_section
 

@@ -14,17 +14,17 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from returnbridge.flows.loop_backstop import (
-    BACKSTOP_WATERMARK,
-    backstop_watermark,
-    run_backstop,
-    webhook_gap_count,
-)
 from returnbridge.flows.runtime import Runtime
 from returnbridge.sandbox.loop.dispatch import WebhookDispatcher
 from returnbridge.sandbox.loop.samples import Scenario
 from returnbridge.sandbox.loop.server import LoopSandboxServer
 from returnbridge.sandbox.loop.world import LoopWorld
+from returnbridge.sources.loop.backstop import (
+    BACKSTOP_WATERMARK,
+    backstop_watermark,
+    run_backstop,
+    webhook_gap_count,
+)
 from returnbridge.store.models import Watermark
 from tests.conftest import LOOP_SECRET, start_live_app
 

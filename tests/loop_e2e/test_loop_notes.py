@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from returnbridge.flows.loop_notes import held_note, write_back
 from returnbridge.flows.runtime import Runtime
 from returnbridge.sandbox.loop.server import LoopSandboxServer
 from returnbridge.sandbox.loop.world import LoopWorld
 from returnbridge.sources.loop.client import LoopClient
+from returnbridge.sources.loop.notes import held_note, write_back
 from returnbridge.store import exceptions_repo
 from returnbridge.store.models import LoopNote, ReturnRow, utcnow
 from tests.exceptions._seed import add_problem, add_return
@@ -49,7 +49,7 @@ def _notes(loop: LoopSandboxServer, rid: int) -> list[str]:
 
 
 def _settings(loop: LoopSandboxServer) -> Any:
-    from returnbridge.config import LoopSettings
+    from returnbridge.sources.loop.settings import LoopSettings
 
     return LoopSettings(api_key=LOOP_KEY, base_url=loop.base_url)
 

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from typing import Any
 
 from returnbridge.flows.khaos_serve import serve_page
-from returnbridge.flows.loop_backstop import run_backstop
 from returnbridge.flows.reevaluate import reevaluate_if_mapping_changed
 from returnbridge.flows.runtime import Runtime
 from returnbridge.sandbox.loop.dispatch import WebhookDispatcher
@@ -24,6 +23,7 @@ from returnbridge.sandbox.loop.samples import Scenario, return_payload
 from returnbridge.sandbox.loop.sender import LoopSender
 from returnbridge.sandbox.loop.server import LoopSandboxServer
 from returnbridge.sandbox.loop.world import LoopWorld
+from returnbridge.sources.loop.backstop import run_backstop
 from tests.conftest import LOOP_SECRET, LiveApp, make_settings, start_live_app
 from tests.khaos_channel._schema import assert_json_valid
 

@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from returnbridge.flows.loop_backstop import run_backstop
 from returnbridge.flows.runtime import Runtime
 from returnbridge.sandbox.loop.dispatch import WebhookDispatcher
 from returnbridge.sandbox.loop.server import LoopSandboxServer
 from returnbridge.sandbox.loop.world import LoopWorld
+from returnbridge.sources.loop.backstop import run_backstop
 from returnbridge.sources.loop.signature import HEADER, sign
 from returnbridge.store.models import ExceptionRow, InboundEvent
 from tests.conftest import FIXTURES, LOOP_SECRET, LiveApp, start_live_app

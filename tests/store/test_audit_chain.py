@@ -14,7 +14,7 @@ from sqlalchemy import delete, select, text, update
 from typer.testing import CliRunner
 
 from returnbridge.cli import app
-from returnbridge.config import Settings
+from returnbridge.composition import Settings
 from returnbridge.flows.runtime import Runtime
 from returnbridge.store import audit
 from returnbridge.store.models import AuditAnchor, AuditEntry

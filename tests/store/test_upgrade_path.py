@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine, column, insert, select, table
 from sqlalchemy.types import JSON, Boolean, DateTime, Integer, LargeBinary, String, Text
 
-from returnbridge.config import Settings
+from returnbridge.composition import Settings
 from returnbridge.flows.process import apply_event
 from returnbridge.flows.queries import return_view
 from returnbridge.flows.runtime import Runtime

@@ -25,7 +25,6 @@ from returnbridge.domain.model import (
     ReturnCase,
     ReturnLine,
     ReturnState,
-    Source,
 )
 from returnbridge.domain.suggest import ReasonEvidence, suggest_reason
 from returnbridge.flows.customers import load_customers_csv
@@ -68,7 +67,7 @@ def _case(ref: str, *, reason: str = "", disposition: str = "restock", sku: str 
           barcode: str = "", title: str = "", first: str = "", last: str = "",
           postcode: str = "") -> ReturnCase:
     return ReturnCase(
-        source=Source.LOOP, source_return_id=ref[3:], associated_ref=ref, order_ref="#1",
+        source="loop", source_return_id=ref[3:], associated_ref=ref, order_ref="#1",
         customer=Customer(email=f"{ref.lower()}@example.com", first_name=first, last_name=last,
                           address=Address(postcode=postcode) if postcode else None),
         currency="GBP", state=ReturnState.REQUESTED, source_state="open", created_at=None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from returnbridge.config import ZigZagSettings
+from returnbridge.sources.zigzag.settings import ZigZagSettings
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "zigzag"
 

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from returnbridge.config import ZigZagSettings
 from returnbridge.sandbox.zigzag.api import ZigZagApiSandbox
 from returnbridge.sources.zigzag.client import (
     NonReturnableProduct,
@@ -17,6 +16,7 @@ from returnbridge.sources.zigzag.client import (
     ZigZagRejected,
     ZigZagUnavailable,
 )
+from returnbridge.sources.zigzag.settings import ZigZagSettings
 
 SKUS = {f"SKU-{n:03d}" for n in range(100)}
 

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from returnbridge.domain.lifecycle import ReturnState
-from returnbridge.domain.model import Disposition, Source
+from returnbridge.domain.model import Disposition
 from returnbridge.sources.errors import PayloadInvalid
 from returnbridge.sources.zigzag.events import envelope, interpret
 
@@ -24,7 +24,7 @@ def test_return_created_is_a_snapshot_with_lines_prices_and_customer() -> None:
     case = result.snapshot
     assert case is not None and result.evidence is None
     assert (case.source, case.source_return_id, case.associated_ref, case.order_ref) == (
-        Source.ZIGZAG, "RTN-000123", "ZZ-RTN-000123", "100085875")
+        "zigzag", "RTN-000123", "ZZ-RTN-000123", "100085875")
     assert case.customer.email == "ann.lee@example.com"
     assert case.currency == "GBP" and case.state is ReturnState.REQUESTED
     red, blue = case.lines

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from returnbridge.config import ConfigError, load_settings
+from returnbridge.composition import load_settings
+from returnbridge.config import ConfigError
 from returnbridge.sources.zigzag.events import interpret, trigger_of
 
 from ._support import fixture

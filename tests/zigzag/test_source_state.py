@@ -12,7 +12,7 @@ from sqlalchemy import select
 from returnbridge.domain.evidence import Evidence, apply_evidence
 from returnbridge.domain.lifecycle import ReturnState
 from returnbridge.domain.merge import merge
-from returnbridge.domain.model import Customer, ReturnCase, Source
+from returnbridge.domain.model import Customer, ReturnCase
 from returnbridge.flows.runtime import Runtime
 from returnbridge.store.models import ReturnRow
 from tests.events._support import send, zigzag_app
@@ -70,7 +70,7 @@ def test_every_delivery_order_ends_at_the_most_advanced_stage(
 
 
 def _case(state: ReturnState, source_state: str) -> ReturnCase:
-    return ReturnCase(source=Source.LOOP, source_return_id="1", associated_ref="LR-1",
+    return ReturnCase(source="loop", source_return_id="1", associated_ref="LR-1",
                       order_ref="#1", customer=Customer(email="a@example.com"),
                       currency="GBP", state=state, source_state=source_state,
                       created_at=None, updated_at=None)

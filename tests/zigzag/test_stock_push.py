@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import select
 
 from returnbridge.flows.runtime import Runtime
-from returnbridge.flows.stock_push import push_stock
 from returnbridge.sandbox.zigzag.api import ZigZagApiSandbox
 from returnbridge.sources.zigzag.client import ZigZagClient
+from returnbridge.sources.zigzag.stock_push import push_stock
 from returnbridge.store.models import ExceptionRow, ReturnLineRow, ReturnRow, StockLevel
 
 KNOWN = {f"SKU-{n:03d}" for n in range(60)}

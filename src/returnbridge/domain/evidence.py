@@ -35,9 +35,38 @@ class Evidence:
     state: ReturnState | None = None
     # Free-text for the timeline.
     summary: str = ""
-    # The source's own name for the stage this event reports (e.g. ZigZag "ReturnGraded");
+    # The source's own name for the stage this event reports (e.g. "ReturnGraded");
     # becomes the return's ``source_state`` when ``state`` is not older news.
     source_state: str = ""
+
+
+@dataclass(frozen=True)
+class ExternalRefund:
+    """A refund the platform reports as already made: reconcile it, never pay it again."""
+
+    return_ref: str  # the platform's return reference
+    associated_ref: str
+    order_ref: str
+    amount: Decimal
+    currency: str
+    method: str
+    reference: str  # the payment provider's refund id, when the platform sends one
+    event_id: str
+    occurred_at: datetime | None
+
+
+@dataclass(frozen=True)
+class RefundRequest:
+    """The platform asks the retailer to refund: the refund gate decides what is paid."""
+
+    return_ref: str
+    associated_ref: str
+    order_ref: str
+    amount: Decimal | None  # None: the platform did not say; the credit note value decides
+    currency: str
+    method: str
+    event_id: str
+    occurred_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -54,6 +83,12 @@ class Interpretation:
     evidence: Evidence | None = None
     problems: tuple[Problem, ...] = ()
     note: str = ""
+    external_refund: ExternalRefund | None = None
+    refund_request: RefundRequest | None = None
+    # An event about a return not seen yet that carries the whole return: that picture
+    # (state requested), to open the return from (out-of-order delivery). None when the
+    # payload cannot make one.
+    fallback_snapshot: ReturnCase | None = None
 
 
 

@@ -11,11 +11,6 @@ from returnbridge.domain.lifecycle import ReturnState
 from returnbridge.domain.money import ZERO
 
 
-class Source(StrEnum):
-    LOOP = "loop"
-    ZIGZAG = "zigzag"
-
-
 class Disposition(StrEnum):
     RESTOCK = "restock"
     RESALE_HOLD = "resale_hold"
@@ -51,7 +46,7 @@ class Customer:
 
 @dataclass(frozen=True)
 class ReturnLine:
-    """One SKU and outcome group; Loop's per-unit elements are grouped into quantities."""
+    """One SKU and outcome group; a platform's per-unit elements are grouped into quantities."""
 
     sku: str
     quantity: int
@@ -154,7 +149,7 @@ class SourceTotals:
 
 @dataclass(frozen=True)
 class ReturnCase:
-    source: Source
+    source: str  # the returns platform's name (validated where it is registered)
     source_return_id: str
     associated_ref: str
     order_ref: str

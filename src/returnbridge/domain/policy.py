@@ -198,7 +198,7 @@ def _reason_for(case: ReturnCase, line: ReturnLine, config: PolicyConfig,
                 problems: list[Problem]) -> tuple[str, Processing] | None:
     if not line.physical_return_expected and config.keep_item_reason_id:
         return config.keep_item_reason_id, Processing.NO_STOCK
-    rule = match_reason(config.rules, source=case.source.value, reason=line.reason,
+    rule = match_reason(config.rules, source=case.source, reason=line.reason,
                         disposition=line.disposition.value, condition=line.condition)
     found: tuple[str, Processing] | None = None
     if rule is not None:
@@ -208,7 +208,7 @@ def _reason_for(case: ReturnCase, line: ReturnLine, config: PolicyConfig,
             if default.disposition in (line.disposition.value, "*"):
                 found = default.khaos_reason_id, default.processing
                 break
-    what = (f"{case.source.value} reason {line.reason or '(none)'!r}, condition "
+    what = (f"{case.source} reason {line.reason or '(none)'!r}, condition "
             f"{line.condition or '(none)'!r}, disposition {line.disposition.value!r}")
     if found is None:
         problems.append(_problem(
@@ -245,7 +245,7 @@ def _reason_for(case: ReturnCase, line: ReturnLine, config: PolicyConfig,
 def _release_state(case: ReturnCase, policy: SourcePolicy,
                    lines: tuple[ReturnLine, ...]) -> tuple[tuple[ReturnLine, ...], str, int]:
     """(lines that go in the document, why not yet or "", units left out)."""
-    name = case.source.value
+    name = case.source
     if case.state in (ReturnState.CANCELLED, ReturnState.EXPIRED):
         return (), f"the return is {case.state.value} at {name}", 0
     if not lines:
@@ -425,20 +425,20 @@ def decide(case: ReturnCase, config: PolicyConfig, policy: SourcePolicy,
             case, "unknown_customer",
             f"No Khaos customer URN for {case.customer.email or 'this customer'} "
             "(not in the customer mirror, and no fallback URN for "
-            f"{case.source.value}).", "customer", email=case.customer.email))
+            f"{case.source}).", "customer", email=case.customer.email))
         problems[-1] = replace(problems[-1], next_action=(
             "Find or create the customer in Khaos and load it into the customer mirror "
             "('returnbridge khaos load-customers'), or set "
-            f"[{case.source.value}].fallback_customer_urn; the return is re-evaluated."))
+            f"[{case.source}].fallback_customer_urn; the return is re-evaluated."))
     if case.customer.address is None and not config.fallback_address:
         problems.append(_problem(
             case, "unknown_customer",
-            f"{case.source.value} sent no address for {case.customer.email or 'the customer'}"
+            f"{case.source} sent no address for {case.customer.email or 'the customer'}"
             ", and Khaos requires an InvoiceAddress on every return (set the "
             "policy.fallback_address_* keys to the fallback account's address).",
             "address", email=case.customer.email))
         problems[-1] = replace(problems[-1], next_action=(
-            f"{case.source.value} sent no address: set [policy].fallback_address_line1, "
+            f"{case.source} sent no address: set [policy].fallback_address_line1, "
             "_town and _postcode (the fallback account's address) and restart, or add the "
             "return in Khaos by hand and resolve this exception; the URN "
             f"{'(' + urn + ') ' if urn else ''}is not the problem."))

@@ -189,7 +189,7 @@ def _settlement_category(residual: Decimal, s: Settlement, units: int,
 
 def money_gaps(case: ReturnCase, basis: CreditBasis, tolerance: Decimal) -> tuple[MoneyGap, ...]:
     """Every gap beyond ``tolerance``, one per link (see the module docstring)."""
-    src = case.source.value
+    src = case.source
     cur = f" {case.currency}" if case.currency else ""
     stage = basis.stage
     sent = "sent to Khaos" if stage is Stage.AFTER_HANDOVER else "to be sent to Khaos"

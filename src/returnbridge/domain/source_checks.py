@@ -68,7 +68,7 @@ def resolve_blank_skus(case: ReturnCase, resolved: Mapping[str, str],
             what = _described(ln.variant_id, ln.barcode, ln.title)
             problems.append(Problem(
                 type="sku_mismatch",
-                message=f"{case.source.value} sent a returned item without a SKU ({what}, "
+                message=f"{case.source} sent a returned item without a SKU ({what}, "
                 f"{ln.quantity} unit(s)); Khaos needs a StockCode for it.",
                 dedupe_key=f"{case.associated_ref}:sku:blank:"
                 f"{ln.variant_id or ln.barcode or ln.title}",
@@ -84,7 +84,7 @@ def resolve_blank_skus(case: ReturnCase, resolved: Mapping[str, str],
             what = _described(ex.variant_id, "", ex.title)
             problems.append(Problem(
                 type="exchange_unknown_sku",
-                message=f"{case.source.value} sent an exchange item without a SKU ({what}); "
+                message=f"{case.source} sent an exchange item without a SKU ({what}); "
                 "Khaos needs a StockCode to send it out.",
                 dedupe_key=f"{case.associated_ref}:exchange-sku:blank:"
                 f"{ex.variant_id or ex.title}",
@@ -107,7 +107,7 @@ def contact_problems(case: ReturnCase, fallback_contact: bool) -> list[Problem]:
         return []
     return [Problem(
         type="unknown_customer",
-        message=f"{case.source.value} gave no name for {c.email or 'the customer'}; Khaos "
+        message=f"{case.source} gave no name for {c.email or 'the customer'}; Khaos "
         "needs a Forename or Surname on the return's contact, so it is not sent.",
         dedupe_key=f"{case.associated_ref}:contact-name",
         details={"email": c.email},
@@ -136,9 +136,9 @@ def source_out_of_stock(case: ReturnCase) -> list[Problem]:
     return [Problem(
         type="exchange_out_of_stock",
         message=f"Exchange item {ex.sku or ex.variant_id or ex.title}: "
-        f"{case.source.value} marked it out of stock, so it will not send it.",
+        f"{case.source} marked it out of stock, so it will not send it.",
         dedupe_key=f"{case.associated_ref}:exchange-stock:{ex.sku or ex.variant_id}",
-        details={"sku": ex.sku, "variant_id": ex.variant_id, "by": case.source.value},
+        details={"sku": ex.sku, "variant_id": ex.variant_id, "by": case.source},
     ) for ex in case.exchanges if ex.out_of_stock]
 
 

@@ -34,7 +34,7 @@ def evaluate(rt: Runtime, session: Session, row: ReturnRow, case: ReturnCase,
 
     case = apply_aliases(session, case)  # SKU candidates a person chose in the console
     known = facts.gather(rt, session, case)
-    decision = decide(case, rt.policy_config(session), rt.source_policy(case.source.value), known)
+    decision = decide(case, rt.policy_config(session), rt.source_policy(case.source), known)
     problems = tuple(
         replace(p, details={**p.details, "origin": "policy"}) for p in decision.problems
     )

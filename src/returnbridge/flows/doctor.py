@@ -31,7 +31,6 @@ from returnbridge.store.models import (
     ExceptionRow,
     InboundEvent,
     JobRun,
-    LoopNote,
     ReturnRow,
     utcnow,
 )
@@ -95,7 +94,8 @@ def _counts(rt: Runtime) -> dict[str, Any]:
                 .group_by(ExceptionRow.type))}
         out["events_by_status"] = grouped(InboundEvent.source, InboundEvent.status)
         out["alerts_by_route_and_status"] = grouped(AlertOutbox.route, AlertOutbox.status)
-        out["loop_notes_by_status"] = grouped(LoopNote.status)
+        for source in rt.platforms:
+            out.update(source.doctor_counts(session))
     return out
 
 
@@ -169,24 +169,10 @@ def connection_checks(rt: Runtime, timeout: float = 10.0) -> list[dict[str, str]
     """Live checks of each configured system (short timeouts, no retries, no writes)."""
     s = rt.settings
     checks: list[dict[str, str]] = []
-    if s.loop.api_key.get_secret_value():
-        def loop() -> str:
-            from returnbridge.sources.loop.client import LoopClient
-
-            with LoopClient(s.loop, max_retries=0) as client:
-                end = utcnow()
-                page = client.list_page(start=end - timedelta(hours=1), end=end,
-                                        state="open", page_size=1)
-            return f"listed returns ({len(page.returns)} on the first page)"
-        checks.append(_probe("loop", loop))
-    if s.zigzag.base_url:
-        def zigzag() -> str:
-            from returnbridge.sources.zigzag.client import ZigZagClient
-
-            with ZigZagClient(s.zigzag) as client:
-                client.token()
-            return "token issued"
-        checks.append(_probe("zigzag", zigzag))
+    for source in rt.platforms:
+        check = source.probe(source.settings(s))
+        if check is not None:
+            checks.append(_probe(source.name, check))
     if s.khaos.soap_url:
         def khaos() -> str:
             answer = httpx.get(s.khaos.soap_url, timeout=timeout)

@@ -50,7 +50,7 @@ from returnbridge.store.models import AuditEntry, ExceptionRow, InboundEvent, Re
 
 log = structlog.get_logger(__name__)
 
-SOURCES = ("loop", "zigzag", "khaos")
+KHAOS_SOURCE = "khaos"  # Khaos pushes share the inbox
 REPLAYABLE = frozenset({"received", "failed", "invalid", "deferred", "unhandled"})
 FAILED_TYPE = "event_failed"
 REDACTED = "[redacted]"
@@ -102,6 +102,11 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def event_sources(rt: Runtime) -> tuple[str, ...]:
+    """Where stored events come from: the returns platforms, and Khaos."""
+    return (*rt.platforms.names(), KHAOS_SOURCE)
+
+
 def _split(values: str | list[str] | tuple[str, ...] | None) -> list[str]:
     if values is None:
         return []
@@ -110,7 +115,7 @@ def _split(values: str | list[str] | tuple[str, ...] | None) -> list[str]:
 
 
 def _ref_of(rt: Runtime, source: str, source_ref: str) -> str:
-    if source not in ("loop", "zigzag") or not source_ref:
+    if source not in rt.platforms or not source_ref:
         return ""
     try:
         return associated_ref(rt.prefix(source), source_ref)
@@ -125,7 +130,7 @@ def _refs_for(rt: Runtime, session: Session, ref: str) -> list[tuple[str | None,
     row = returns_repo.by_ref(session, wanted) or returns_repo.by_ref(session, wanted.upper())
     if row is not None:
         found.append((row.source, row.source_return_id))
-    for source in ("loop", "zigzag"):
+    for source in rt.platforms.names():
         prefix = rt.prefix(source)
         if prefix and wanted.upper().startswith(prefix.upper()) and len(wanted) > len(prefix):
             found.append((source, wanted[len(prefix):]))
@@ -182,9 +187,10 @@ def list_events(rt: Runtime, *, source: str | list[str] | None = None,
     several values (lists or comma-separated); ``status=all`` (the default) is every one."""
     sources = _split(source)
     statuses = [s for s in _split(status) if s != "all"]
-    unknown = [s for s in sources if s not in SOURCES]
+    known = event_sources(rt)
+    unknown = [s for s in sources if s not in known]
     if unknown:
-        raise BadEventFilter(f"unknown source {unknown[0]!r}; use {', '.join(SOURCES)}")
+        raise BadEventFilter(f"unknown source {unknown[0]!r}; use {', '.join(known)}")
     unknown = [s for s in statuses if s not in STATUSES]
     if unknown:
         raise BadEventFilter(f"unknown status {unknown[0]!r}; use {', '.join(STATUSES)} "
@@ -258,7 +264,7 @@ def interpretation(rt: Runtime, event: InboundEvent) -> dict[str, Any]:
 
 
 def _return_of(session: Session, event: InboundEvent) -> ReturnRow | None:
-    if event.source not in ("loop", "zigzag") or not event.source_ref:
+    if event.source == KHAOS_SOURCE or not event.source_ref:
         return None
     return session.scalars(select(ReturnRow).where(
         ReturnRow.source == event.source, ReturnRow.source_return_id == event.source_ref)
@@ -497,5 +503,5 @@ def refresh_failed_gauge(rt: Runtime) -> None:
     """Set ``returnbridge_failed_events{source}`` from the database (for /metrics)."""
     with rt.sessions() as session:
         counts = failed_counts(session)
-    for source in set(SOURCES) | set(counts):
+    for source in set(event_sources(rt)) | set(counts):
         EVENTS_FAILED_NOW.labels(source).set(counts.get(source, 0))

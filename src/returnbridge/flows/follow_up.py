@@ -40,7 +40,7 @@ def _documented(session: Session, row: ReturnRow) -> tuple[Counter[tuple[str, st
 def new_units(rt: Runtime, session: Session, row: ReturnRow,
               case: ReturnCase) -> tuple[ReturnLine, ...]:
     """Received (and graded) units the documents sent so far do not cover."""
-    policy = rt.source_policy(case.source.value)
+    policy = rt.source_policy(case.source)
     if policy.goods_in_owner is not GoodsInOwner.RETURNS_PLATFORM:
         return ()
     decision = decide(case, rt.policy_config(session), policy, facts.gather(rt, session, case))
@@ -68,7 +68,7 @@ def _open_child(rt: Runtime, session: Session, row: ReturnRow, case: ReturnCase,
     number = existing + 2  # the parent is document 1
     doc = replace(
         case, source_return_id=source_return_id,
-        associated_ref=associated_ref(rt.prefix(case.source.value), case.source_return_id,
+        associated_ref=associated_ref(rt.prefix(case.source), case.source_return_id,
                                       follow_up=number),
         lines=lines, exchanges=(), receipts=(), settlement=Settlement(),
         totals=SourceTotals(), events=(),

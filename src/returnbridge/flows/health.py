@@ -1,6 +1,7 @@
 """Silent failures made visible: failing connections and schedules that stopped running.
 
-- **Connections** (``loop``, ``khaos_soap``, ``shopify``, ``zigzag``): every call site that
+- **Connections** (``khaos_soap``, ``shopify`` and each returns platform's API): every call
+  site that
   talks to the system records a success or a failure here. After
   ``[alerts].connection_failure_threshold`` failures in a row, or failures for
   ``[alerts].connection_failure_minutes``, a ``connection_failing`` exception for ops is
@@ -26,8 +27,15 @@ from returnbridge.store.models import ConnectionHealth, ExceptionRow, JobRun, ut
 
 log = structlog.get_logger(__name__)
 
-SYSTEMS = {"loop": "the Loop API", "khaos_soap": "Khaos SOAP", "shopify": "Shopify",
-           "zigzag": "the ZigZag API"}
+CORE_SYSTEMS = {"khaos_soap": "Khaos SOAP", "shopify": "Shopify"}
+
+
+def system_title(rt: Runtime, system: str) -> str:
+    """How people call an external system: "Khaos SOAP", "the Loop API"."""
+    for platform in rt.platforms:
+        if platform.api_system == system:
+            return platform.api_title or platform.title
+    return CORE_SYSTEMS.get(system, system)
 
 
 def record_success(rt: Runtime, system: str, now: datetime | None = None) -> None:
@@ -46,7 +54,7 @@ def record_success(rt: Runtime, system: str, now: datetime | None = None) -> Non
             if was_failing:
                 exceptions_repo.resolve_by_key(
                     session, "connection_failing", f"system:{system}", by="returnbridge",
-                    how=f"a call to {SYSTEMS.get(system, system)} succeeded again")
+                    how=f"a call to {system_title(rt, system)} succeeded again")
     except Exception as exc:  # never fail the caller over bookkeeping
         log.warning("could not record a connection success", system=system, error=str(exc))
 
@@ -68,7 +76,7 @@ def record_failure(rt: Runtime, system: str, error: str, now: datetime | None = 
             minutes = (now - row.failing_since).total_seconds() / 60
             if (row.consecutive_failures >= settings.connection_failure_threshold
                     or minutes >= settings.connection_failure_minutes):
-                name = SYSTEMS.get(system, system)
+                name = system_title(rt, system)
                 exceptions_repo.raise_problem(session, Problem(
                     "connection_failing",
                     f"Calls to {name} have failed {row.consecutive_failures} time(s) in a row "

@@ -1,9 +1,10 @@
-"""Scheduled jobs (ARCHITECTURE 5.6-5.8): backstop, confirmation sweep, SLA checks, the
-ZigZag stock push and the refund gate starter.
+"""Scheduled jobs (ARCHITECTURE 5.6-5.8): the confirmation sweep, SLA checks, the refund
+gate starter, reconciliation, alerts, and each returns platform's own jobs (its backstop,
+its stock push).
 
 Every worker process runs the same clock; each due run is a DBOS workflow whose id is
 ``job:{name}:{time bucket}``, so however many workers there are, each run happens once.
-A job that is not configured (no Loop API key, no ZigZag URL, ...) is simply not due.
+A job that is not configured (no API key, no URL, ...) is simply not due.
 """
 
 from __future__ import annotations
@@ -35,36 +36,10 @@ class Job:
     direct: bool = False
 
 
-def _loop_backstop(rt: Runtime) -> str:
-    from returnbridge.flows.health import record_failure, record_success
-    from returnbridge.flows.loop_backstop import run_backstop
-    from returnbridge.sources.loop.client import LoopError
-
-    # Stored events are queued by the event pump within seconds.
-    try:
-        result = run_backstop(rt)
-    except (LoopError, OSError) as exc:
-        record_failure(rt, "loop", f"{type(exc).__name__}: {exc}")
-        raise
-    record_success(rt, "loop")
-    return str(result)
-
-
 def _khaos_confirm(rt: Runtime) -> str:
     from returnbridge.flows.khaos_confirm import run_confirm_cycle
 
     return str(run_confirm_cycle(rt, durable=True))
-
-
-def _zigzag_stock(rt: Runtime) -> str:
-    from returnbridge.flows.stock_push import push_stock
-    from returnbridge.sources.zigzag.client import ZigZagClient
-
-    client = ZigZagClient(rt.settings.zigzag)
-    try:
-        return str(push_stock(rt, client))
-    finally:
-        client.close()
 
 
 def _refund_gate(rt: Runtime) -> str:
@@ -97,53 +72,44 @@ def _alerts(rt: Runtime) -> str:
     return str(run_alerts(rt))
 
 
-def _loop_notes(rt: Runtime) -> str:
-    from returnbridge.flows.loop_notes import write_back
-
-    return str(write_back(rt))
+def _minutes(value: float) -> float:
+    return max(0.0, float(value)) * 60.0
 
 
-def _minutes(value: object) -> float:
-    try:
-        return max(0.0, float(value)) * 60.0  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return 0.0
-
-
-JOBS: tuple[Job, ...] = (
-    Job("loop-backstop",
-        lambda rt: _minutes(rt.settings.loop.backstop_interval_minutes)
-        if rt.settings.loop.api_key.get_secret_value() else 0.0,
-        _loop_backstop),
+CORE_JOBS: tuple[Job, ...] = (
     Job("khaos-confirm",
-        lambda rt: _minutes(getattr(rt.settings.khaos, "confirm_sweep_minutes", 15)),
+        lambda rt: _minutes(rt.settings.khaos.confirm_sweep_minutes),
         _khaos_confirm, direct=True),
-    Job("zigzag-stock-push",
-        lambda rt: _minutes(getattr(rt.settings.zigzag, "stock_push_minutes", 5))
-        if rt.settings.zigzag.base_url else 0.0,
-        _zigzag_stock),
     Job("evidence-without-return", lambda rt: 3600.0, _waiting_evidence),
     Job("refund-gate",
         lambda rt: rt.settings.shopify.refund_gate_seconds
         if rt.settings.shopify.shop_domain or rt.settings.shopify.base_url else 0.0,
         _refund_gate, direct=True),
     Job("platform-refund-record",
-        lambda rt: _minutes(getattr(rt.settings.khaos, "confirm_sweep_minutes", 15))
+        lambda rt: _minutes(rt.settings.khaos.confirm_sweep_minutes)
         if rt.settings.khaos.soap_url else 0.0,
         _platform_refunds, direct=True),
     Job("reconciliation",
         lambda rt: max(0.0, rt.settings.reconciliation.interval_hours) * 3600.0,
         _reconciliation),
-    Job("loop-notes",
-        lambda rt: 60.0 if rt.settings.loop.api_key.get_secret_value()
-        and rt.settings.loop.write_back_notes else 0.0,
-        _loop_notes),
     Job("alerts",
         lambda rt: float(rt.settings.alerts.interval_seconds) if rt.settings.alerts.routes
         else 0.0,
         _alerts),
 )
-_BY_NAME = {job.name: job for job in JOBS}
+
+
+def jobs(rt: Runtime) -> tuple[Job, ...]:
+    """The core's jobs, then each returns platform's own (its backstop, its stock push)."""
+    return CORE_JOBS + tuple(Job(j.name, j.interval_seconds, j.run)
+                             for platform in rt.platforms for j in platform.jobs())
+
+
+def job_named(rt: Runtime, name: str) -> Job:
+    for job in jobs(rt):
+        if job.name == name:
+            return job
+    raise LookupError(f"no scheduled job named {name!r}")
 
 
 def run_recorded(rt: Runtime, job: Job) -> str:
@@ -164,7 +130,8 @@ def run_recorded(rt: Runtime, job: Job) -> str:
 def run_job_step(name: str) -> str:
     from returnbridge.flows.durable import runtime
 
-    return run_recorded(runtime(), _BY_NAME[name])
+    rt = runtime()
+    return run_recorded(rt, job_named(rt, name))
 
 
 @DBOS.workflow()
@@ -181,7 +148,7 @@ def enqueue_due(rt: Runtime, now: float | None = None) -> list[str]:
     """Start every job whose current time bucket has not run yet."""
     now = time.time() if now is None else now
     started = []
-    for job in JOBS:
+    for job in jobs(rt):
         interval = job.interval_seconds(rt)
         if interval <= 0:
             continue
@@ -203,7 +170,7 @@ def enqueue_due(rt: Runtime, now: float | None = None) -> list[str]:
 
 def intervals(rt: Runtime) -> dict[str, float]:
     """Each job's interval in seconds (0: not configured, so never late)."""
-    return {job.name: job.interval_seconds(rt) for job in JOBS}
+    return {job.name: job.interval_seconds(rt) for job in jobs(rt)}
 
 
 class Scheduler:
@@ -216,7 +183,7 @@ class Scheduler:
         self.rt = rt
         self.started_at = utcnow()
         self._last_check = 0.0
-        intervals = [i for i in (job.interval_seconds(rt) for job in JOBS) if i > 0]
+        intervals = [i for i in (job.interval_seconds(rt) for job in jobs(rt)) if i > 0]
         self.tick = min([tick_seconds, *intervals])
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

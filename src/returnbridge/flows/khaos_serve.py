@@ -99,11 +99,11 @@ def served_notes(case: ReturnCase) -> str:
     store credit, that it is store credit (the credit stays on the customer's account and is
     not to be refunded). Khaos documents no store-credit field on CustomerReturnImport;
     ``Notes`` is its documented free-text field (the use is inferred)."""
-    notes = f"{case.source.value} return {case.source_return_id}, order {case.order_ref}"
+    notes = f"{case.source} return {case.source_return_id}, order {case.order_ref}"
     credit = case.settlement.store_credit
     if credit > ZERO:
         notes += (f". STORE CREDIT {quantize(credit)} {case.currency}".rstrip()
-                  + f" issued by {case.source.value} as a gift card: leave this credit on the "
+                  + f" issued by {case.source} as a gift card: leave this credit on the "
                   "customer's account; do not refund it")
     return notes
 

@@ -1,12 +1,13 @@
 """A platform's own refund, recorded against the Khaos credit note (ARCHITECTURE 5.5, 11).
 
-When the returns platform pays the customer itself (Loop with ``refund_owner =
-"platform"``), Khaos never hears of the refund, so every such credit note looks like unspent
-credit on the customer's account. With desktop Khaos SOAP configured and
-``[loop].record_refunds_in_khaos`` on, each return whose credit note is confirmed and whose
-platform refund is known (a ``refunds[]`` entry with its ``provider_refund_id``) gets:
+When the returns platform pays the customer itself (``refund_owner = "platform"``), Khaos
+never hears of the refund, so every such credit note looks like unspent credit on the
+customer's account. With desktop Khaos SOAP configured and the platform's refund rules
+asking for it (``record_platform_refunds_in_khaos``), each return whose credit note is
+confirmed and whose platform refund is known (a gateway refund with its provider refund id)
+gets:
 
-1. its refund stored once in ``refunds`` (provider ``loop``, origin ``external``, key
+1. its refund stored once in ``refunds`` (provider: the platform, origin ``external``, key
    ``platform-refund-{AssociatedRef}``);
 2. ``ProcessReturn(ReturnCode, ManualAuthCode=<refund id>)`` through the rate-limited SOAP
    queue, as workflow ``process-return:{AssociatedRef}`` (the same id the refund gate
@@ -75,11 +76,11 @@ def record_key(associated_ref: str) -> str:
 
 def _sources(rt: Runtime) -> list[str]:
     out = []
-    for name in ("loop", "zigzag"):
-        section = getattr(rt.settings, name)
-        if (getattr(section, "refund_owner", "") == "platform"
-                and getattr(section, "record_refunds_in_khaos", False)):
-            out.append(name)
+    for platform in rt.platforms:
+        section = platform.settings(rt.settings)
+        if (platform.common(rt.settings).refund_owner == "platform"
+                and platform.refund_rules(section).record_platform_refunds_in_khaos):
+            out.append(platform.name)
     return out
 
 

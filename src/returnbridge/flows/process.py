@@ -126,17 +126,12 @@ def _apply_and_mark(rt: Runtime, session: Session, event: InboundEvent) -> Outco
 
 
 def interpret(rt: Runtime, event: InboundEvent) -> Interpretation:
-    """Hand the raw event to its source adapter."""
-    if event.source == "loop":
-        from returnbridge.sources.loop.topics import interpret as loop_interpret
-
-        return loop_interpret(event.body, topic=event.topic, trigger=event.trigger,
-                              settings=rt.settings.loop)
-    if event.source == "zigzag":
-        from returnbridge.sources.zigzag.events import interpret as zigzag_interpret
-
-        return zigzag_interpret(event.body, settings=rt.settings.zigzag)
-    return Interpretation(handled=False, note=f"no processor for source {event.source!r}")
+    """Hand the raw event to its returns platform."""
+    platform = rt.platforms.get(event.source)
+    if platform is None:
+        return Interpretation(handled=False, note=f"no processor for source {event.source!r}")
+    return platform.interpret(platform.settings(rt.settings), event.body, event.topic,
+                              event.trigger)
 
 
 def _apply(rt: Runtime, session: Session, event: InboundEvent) -> Outcome:
@@ -158,7 +153,7 @@ def _apply(rt: Runtime, session: Session, event: InboundEvent) -> Outcome:
         row, outcome = _merge_snapshot(rt, session, found.snapshot, event, key, evidence)
     elif found.evidence is not None and found.source_return_id:
         row = returns_repo.find_for_update(session, event.source, found.source_return_id)
-        fallback = getattr(found, "fallback_snapshot", None)
+        fallback = found.fallback_snapshot
         if row is None and fallback is not None:
             # The platform's event carries enough to open the return itself.
             row, _ = _merge_snapshot(rt, session, fallback, event, key + ":opened", evidence)
@@ -177,7 +172,7 @@ def _apply(rt: Runtime, session: Session, event: InboundEvent) -> Outcome:
         if row is not None:
             returns_repo.add_timeline(session, row, "exception",
                                       f"{exc_row.type}: {problem.message}", evidence)
-    external = getattr(found, "external_refund", None)  # ZigZag RefundIssued
+    external = found.external_refund  # made by the platform itself
     if external is not None:
         from returnbridge.flows.refund_gate import _record_external
 
@@ -185,7 +180,7 @@ def _apply(rt: Runtime, session: Session, event: InboundEvent) -> Outcome:
                          event_id=external.event_id, amount=external.amount,
                          currency=external.currency, reference=external.reference,
                          order_ref=external.order_ref)
-    request = getattr(found, "refund_request", None)  # ZigZag RefundRequested
+    request = found.refund_request  # the platform's refund decision
     if request is not None and row is not None:
         from returnbridge.flows.refund_gate import record_refund_request
 
@@ -250,13 +245,14 @@ def report_waiting_evidence(rt: Runtime, older_than: timedelta = WAITING_EVIDENC
             .group_by(InboundEvent.source, InboundEvent.source_ref)
         ).all()
         for source, ref, count, first in rows:
+            platform = rt.platforms.get(source)
+            check = (platform.missing_returns_hint() if platform is not None
+                     else f"the {source} webhook subscriptions")
             exceptions_repo.raise_problem(session, Problem(
                 type="status_drift",
                 message=f"{source} sent {count} event(s) about return {ref or '?'} (first at "
                 f"{first:%Y-%m-%d %H:%M} UTC) but returnbridge has never received the return "
-                "itself. They are kept and applied as soon as it arrives. Check the "
-                f"{source} webhook subscriptions and, for Loop, the API key the backstop "
-                "uses; 'returnbridge backfill loop' fetches it by hand.",
+                f"itself. They are kept and applied as soon as it arrives. Check {check}.",
                 dedupe_key=waiting_key(source, ref),
                 details={"source": source, "source_return_id": ref, "events": str(count)},
             ), associated_ref=_ref_or_blank(rt, source, ref))
@@ -265,7 +261,7 @@ def report_waiting_evidence(rt: Runtime, older_than: timedelta = WAITING_EVIDENC
 
 def _merge_snapshot(rt: Runtime, session: Session, incoming: ReturnCase, event: InboundEvent,
                     key: str, evidence: dict[str, Any]) -> tuple[ReturnRow, Outcome]:
-    row = returns_repo.find_for_update(session, incoming.source.value, incoming.source_return_id)
+    row = returns_repo.find_for_update(session, incoming.source, incoming.source_return_id)
     current = returns_repo.case_of(row) if row is not None else None
     result = merge(current, incoming, key)
     if row is None:
@@ -309,7 +305,7 @@ def _fold_evidence(rt: Runtime, session: Session, row: ReturnRow, found: Evidenc
 
 def _document_summary(rt: Runtime, session: Session, case: ReturnCase) -> tuple[str, ...]:
     """What Khaos would be sent for ``case`` today: lines with reason and price, exchanges."""
-    found = decide(case, rt.policy_config(session), rt.source_policy(case.source.value),
+    found = decide(case, rt.policy_config(session), rt.source_policy(case.source),
                    facts.gather(rt, session, case))
     if found.wait_reason:
         return (f"nothing ({found.wait_reason})",)

@@ -94,8 +94,10 @@ def mapping_fingerprint(rt: Runtime) -> str:
             "policy": s.policy.model_dump(mode="json"),
             "sku_mapping": s.khaos.sku_mapping,
             "currency": s.khaos.currency,
-            "fallbacks": [s.loop.fallback_customer_urn, s.zigzag.fallback_customer_urn],
-            "owners": [s.loop.goods_in_owner.value, s.zigzag.goods_in_owner.value]}
+            "fallbacks": [rt.platform_settings(n).fallback_customer_urn
+                          for n in rt.platforms.names()],
+            "owners": [rt.platform_settings(n).goods_in_owner.value
+                       for n in rt.platforms.names()]}
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 

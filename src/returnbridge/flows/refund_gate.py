@@ -1,21 +1,21 @@
 """The refund gate (ARCHITECTURE 5.5, 11): credit note first, then exactly what the platform
 decided, exactly once.
 
-For sources whose refunds returnbridge owns (ZigZag by default):
+For sources whose refunds returnbridge owns (``refund_owner = "returnbridge"``):
 
 1. only a return whose credit note is confirmed *and cleared* (``credit_confirmed``) is
    settled;
 2. the platform's decision is followed (:func:`decide`): the amount it asked for
-   (ZigZag ``RefundRequested``), never more than the credit note (an over-ask is capped
+   (the platform's refund request), never more than the credit note (an over-ask is capped
    and opens ``amount_mismatch`` once); its method: original payment -> Shopify
-   ``refundCreate``; store credit / gift card -> ``[zigzag].store_credit_action``
+   ``refundCreate``; store credit / gift card -> the platform's store-credit setting
    (Shopify store credit, a Shopify gift card, or a ``finance_task``), never a card
    refund; an unknown method -> a ``finance_task``, nothing paid. No request -> nothing
-   paid, the return shows "waiting for the platform's refund decision" (unless
-   ``[zigzag].refund_without_request``);
+   paid, the return shows "waiting for the platform's refund decision" (for a platform
+   whose refund rules need a request);
 3. the order's refunds in Shopify are checked first: a refund we did not make and do not
    know about (a goodwill refund by hand) opens ``duplicate_refund_suspected`` for
-   finance and nothing is paid; a refund the platform already reported (``RefundIssued``)
+   finance and nothing is paid; a refund the platform already reported as made
    is reconciled instead of repeated;
 4. the payment is made with an idempotency key derived from the AssociatedRef, its note
    carrying the credit note code, and stored (a crash between the call and the store
@@ -54,6 +54,7 @@ from returnbridge.payments.provider import (
     ProviderPayment,
     RefundsProvider,
 )
+from returnbridge.returns_platform import RefundRules
 from returnbridge.store import audit, exceptions_repo, returns_repo
 from returnbridge.store.models import ExceptionRow, RefundRow, ReturnRow, Watermark, utcnow
 
@@ -102,15 +103,19 @@ def refund_key(associated_ref: str) -> str:
 
 
 def refund_owner(rt: Runtime, source: str) -> str:
-    section = rt.settings.loop if source == "loop" else rt.settings.zigzag
-    return str(getattr(section, "refund_owner", "returnbridge" if source == "zigzag"
-                       else "platform"))
+    return rt.platform_settings(source).refund_owner
+
+
+def refund_rules(rt: Runtime, source: str) -> RefundRules:
+    platform = rt.platforms[source]
+    return platform.refund_rules(platform.settings(rt.settings))
 
 
 def _needs_request(rt: Runtime, source: str) -> bool:
-    """Whether this source must ask before anything is paid (ZigZag: ``RefundRequested``).
-    Loop has no such event; its refund, when returnbridge owns it, is the credit value."""
-    return source == "zigzag" and not rt.settings.zigzag.refund_without_request
+    """Whether this source must send its refund decision before anything is paid. A
+    platform with no such event has its refund, when returnbridge owns it, be the credit
+    note's value."""
+    return refund_rules(rt, source).needs_request
 
 
 def _waiting(session: Session, rt: Runtime, row: ReturnRow) -> bool:
@@ -154,7 +159,7 @@ def due_refs(rt: Runtime, limit: int = 200) -> list[str]:
     """Credit-confirmed returns whose refund returnbridge owns and has not finished; not
     those already shown waiting for the platform's decision (the request clears the wait)
     or held for finance, so that they never crowd out the others."""
-    sources = [s for s in ("loop", "zigzag") if refund_owner(rt, s) == "returnbridge"]
+    sources = [s for s in rt.platforms.names() if refund_owner(rt, s) == "returnbridge"]
     if not sources:
         return []
     held = (select(ExceptionRow.id).where(
@@ -207,15 +212,22 @@ def decide(rt: Runtime, row: ReturnRow) -> Decision:
     if method == ORIGINAL_PAYMENT:
         return Decision(Action.PAY, amount, ORIGINAL_PAYMENT, asked)
     if method in STORE_CREDIT_METHODS:
-        configured = rt.settings.zigzag.store_credit_action
+        rules = refund_rules(rt, row.source)
+        configured = rules.store_credit_action
         if configured == "finance_task":
+            setting = rules.store_credit_setting or f"[{row.source}] store credit"
             return Decision(Action.FINANCE, amount, "finance_task", asked,
                             f"{row.source} asked for {method.replace('_', ' ')}; "
-                            "[zigzag].store_credit_action is finance_task")
+                            f"{setting} is finance_task")
         return Decision(Action.CREDIT, amount, configured, asked)
     return Decision(Action.FINANCE, amount, "finance_task", asked,
                     f"{row.source} asked for refund method {method!r}, which returnbridge "
                     "does not know, so it paid nothing")
+
+
+def _title(rt: Runtime, source: str) -> str:
+    platform = rt.platforms.get(source)
+    return platform.title if platform is not None else source
 
 
 def _over_ask(session: Session, rt: Runtime, row: ReturnRow, decision: Decision) -> None:
@@ -234,7 +246,7 @@ def _over_ask(session: Session, rt: Runtime, row: ReturnRow, decision: Decision)
         f"{decision.amount} {cur}; returnbridge pays {decision.amount} {cur}, never more than "
         f"the credit note. If the customer is owed the difference of "
         f"{decision.asked - decision.amount} {cur}, raise a further credit note in Khaos and "
-        "pay it by hand; otherwise ask ZigZag to correct the request.",
+        f"pay it by hand; otherwise ask {_title(rt, row.source)} to correct the request.",
         dedupe_key=key,
         details={"origin": "refund_request", "asked": str(decision.asked),
                  "paid": str(decision.amount), "credit_note_code": row.credit_note_code},
@@ -674,7 +686,7 @@ def run_refund_gate(rt: Runtime, associated_ref: str, provider: PaymentsProvider
 def record_external_refund(rt: Runtime, *, associated_ref: str, provider: str, event_id: str,
                            amount: Decimal, currency: str, reference: str,
                            order_ref: str) -> None:
-    """A refund made outside returnbridge (e.g. ZigZag ``RefundIssued``): store it, and open
+    """A refund made outside returnbridge (the platform reports it as made): store it, and open
     ``refund_before_credit`` when Khaos has no credit note for the return yet."""
     with rt.sessions() as session, session.begin():
         _record_external(session, associated_ref=associated_ref, provider=provider,
@@ -684,7 +696,7 @@ def record_external_refund(rt: Runtime, *, associated_ref: str, provider: str, e
 
 def record_refund_request(session: Session, row: ReturnRow, *, amount: Decimal | None,
                           method: str, currency: str, event_id: str, at: str) -> None:
-    """The platform asks for a refund (ZigZag ``RefundRequested``): keep its decision for
+    """The platform asks for a refund (its refund request): keep its decision for
     the gate. It goes to the first document of the return (the return itself, then its
     follow-up documents) that has no request yet; when all have one, it replaces the last
     one's if that is not paid yet; a request after returnbridge has paid everything is

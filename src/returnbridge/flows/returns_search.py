@@ -7,6 +7,7 @@ address (exact, as stored or lower-case: fast on a large table)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -17,9 +18,9 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from returnbridge.domain.khaos_status import KhaosStatus
+from returnbridge.returns_platform import NAME_PATTERN
 from returnbridge.store.models import ExceptionRow, ReturnLineRow, ReturnRow, utcnow
 
-SOURCES = ("loop", "zigzag")
 STATUSES = tuple(s.value for s in KhaosStatus)
 MAX_LIMIT = 500
 _FULL_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -97,8 +98,8 @@ def apply_filters(stmt: Any, f: ReturnFilters, now: datetime | None = None) -> A
             raise BadSearch(f"unknown status {f.status!r}; use one of {', '.join(STATUSES)}")
         stmt = stmt.where(ReturnRow.khaos_status == f.status)
     if f.source:
-        if f.source not in SOURCES:
-            raise BadSearch(f"unknown source {f.source!r}; use loop or zigzag")
+        if not NAME_PATTERN.match(f.source):
+            raise BadSearch(f"unknown source {f.source!r}")
         stmt = stmt.where(ReturnRow.source == f.source)
     if f.ref.strip():
         stmt = stmt.where(_Contains(ReturnRow.associated_ref, _like(f.ref)))
@@ -135,8 +136,11 @@ def apply_filters(stmt: Any, f: ReturnFilters, now: datetime | None = None) -> A
 
 
 def search_returns(session: Session, f: ReturnFilters, *, limit: int = 50,
-                   offset: int = 0) -> ReturnPage:
-    """One page of returns matching ``f``, newest first, with the total count."""
+                   offset: int = 0, sources: Collection[str] = ()) -> ReturnPage:
+    """One page of returns matching ``f``, newest first, with the total count. ``sources``:
+    the returns platforms that exist, to refuse any other (empty: any name)."""
+    if f.source and sources and f.source not in sources:
+        raise BadSearch(f"unknown source {f.source!r}; use {' or '.join(sources)}")
     if limit < 1 or offset < 0:
         raise BadSearch("limit must be at least 1 and offset at least 0")
     limit = min(limit, MAX_LIMIT)

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from returnbridge.config import Settings
 from returnbridge.domain.policy import GoodsInOwner, PolicyConfig, ReleaseOn, SourcePolicy
 from returnbridge.domain.reasons import ReasonRule
+from returnbridge.returns_platform import PlatformSettings, Registry
 from returnbridge.store.db import make_engine, session_factory
 
 CONSOLE_RULES_TTL = 5.0
@@ -34,8 +35,17 @@ class Runtime:
         info = {"audit_hmac_key": settings.audit.hmac_key.get_secret_value()}
         return cls(settings, engine, session_factory(engine, info))
 
+    @property
+    def platforms(self) -> Registry:
+        """The returns platforms plugged in (``Settings.platforms``)."""
+        return self.settings.platforms
+
+    def platform_settings(self, source: str) -> PlatformSettings:
+        """The settings every platform has, for returns and events from ``source``."""
+        return self.platforms[source].common(self.settings)
+
     def source_policy(self, source: str) -> SourcePolicy:
-        section = self.settings.loop if source == "loop" else self.settings.zigzag
+        section = self.platform_settings(source)
         p = self.settings.policy
         release = (p.release_on_khaos if section.goods_in_owner is GoodsInOwner.KHAOS
                    else p.release_on_returns_platform)
@@ -88,8 +98,7 @@ class Runtime:
         self._console_rules = None
 
     def prefix(self, source: str) -> str:
-        section = self.settings.loop if source == "loop" else self.settings.zigzag
-        return section.associated_ref_prefix
+        return self.platform_settings(source).associated_ref_prefix
 
     def close(self) -> None:
         self.engine.dispose()

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from returnbridge.config import load_settings
+from returnbridge.composition import load_settings
 from returnbridge.erp.khaos.soap import KhaosSoapClient
 from returnbridge.flows.khaos_confirm import sweep_unconfirmed
 from returnbridge.flows.runtime import Runtime

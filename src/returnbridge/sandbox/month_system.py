@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from returnbridge.domain.lifecycle import ReturnState
-from returnbridge.domain.model import Customer, ReturnCase, Settlement, Source, SourceTotals
+from returnbridge.domain.model import Customer, ReturnCase, Settlement, SourceTotals
 from returnbridge.domain.reconciliation import from_minor
 from returnbridge.sandbox.month import Month
 from returnbridge.sandbox.shopify.api import ShopifySandbox
@@ -67,7 +67,7 @@ def fill_system(session: Session, shopify: ShopifySandbox, month: Month) -> None
         ref, c = p["associated_ref"], notes.get(p["associated_ref"])
         m = from_minor
         case = ReturnCase(
-            source=Source(p["source"]), source_return_id=ref, associated_ref=ref,
+            source=str(p["source"]), source_return_id=ref, associated_ref=ref,
             order_ref=p["order_ref"], customer=Customer(email=p["customer"]),
             currency=p["currency"], state=ReturnState(p["state"]), source_state=p["state"],
             created_at=p["outcome_at"], updated_at=p["outcome_at"],

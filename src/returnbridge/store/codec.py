@@ -19,7 +19,6 @@ from returnbridge.domain.model import (
     ReturnCase,
     ReturnLine,
     Settlement,
-    Source,
     SourceTotals,
     UnitReceipt,
 )
@@ -81,7 +80,7 @@ def case_from_json(d: dict[str, Any]) -> ReturnCase:
     s = d["settlement"]
     t = d["totals"]
     return ReturnCase(
-        source=Source(d["source"]),
+        source=str(d["source"]),
         source_return_id=d["source_return_id"],
         associated_ref=d["associated_ref"],
         order_ref=d["order_ref"],

@@ -52,7 +52,7 @@ def save_case(session: Session, row: ReturnRow | None, case: ReturnCase, *,
     ``keep_lines`` (after delivery) the stored document lines are left as served."""
     if row is None:
         row = ReturnRow(
-            associated_ref=case.associated_ref, source=case.source.value,
+            associated_ref=case.associated_ref, source=case.source,
             source_return_id=case.source_return_id, state=case.state.value,
             khaos_status=KhaosStatus.PENDING.value, first_seen_at=utcnow(),
         )

@@ -23,7 +23,8 @@ async def _ctx(request: Request) -> AppContext:
 
 def _search(rt: Runtime, filters: ReturnFilters, limit: int, offset: int) -> dict[str, Any]:
     with rt.sessions() as session:
-        page = search_returns(session, filters, limit=limit, offset=offset)
+        page = search_returns(session, filters, limit=limit, offset=offset,
+                              sources=rt.platforms.names())
     return {"total": page.total, "limit": page.limit, "offset": page.offset,
             "count": len(page.items), "filters": filters.as_query(), "returns": page.items}
 

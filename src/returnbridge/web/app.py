@@ -21,7 +21,6 @@ from returnbridge.web import (
     khaos_routes,
     reconciliation_routes,
     webhooks,
-    zigzag_webhook,
 )
 from returnbridge.web.auth import bearer_known
 from returnbridge.web.console.routes import install as install_console
@@ -67,7 +66,6 @@ def create_app(rt: Runtime, enqueue: Enqueue | None, wake: Wake | None = None) -
                                wake=wake)
     app.router.on_shutdown.append(inbox.close)
     app.include_router(webhooks.router)
-    app.include_router(zigzag_webhook.router)
     app.include_router(khaos_routes.router)
     app.include_router(khaos_push_routes.router)
     app.include_router(api.router)

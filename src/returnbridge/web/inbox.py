@@ -30,23 +30,23 @@ class Inbox:
 
     async def store(self, event: NewEvent) -> StoredEvent:
         """Store ``event`` durably (committed) and return it; raises what the commit raised."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[StoredEvent] = loop.create_future()
+        event_loop = asyncio.get_running_loop()
+        future: asyncio.Future[StoredEvent] = event_loop.create_future()
         self._pending.append((event, future))
         if not self._flushing:
             self._flushing = True
-            self._task = loop.create_task(self._flush())
+            self._task = event_loop.create_task(self._flush())
         return await future
 
     async def _flush(self) -> None:
-        loop = asyncio.get_running_loop()
+        event_loop = asyncio.get_running_loop()
         batch: list[tuple[NewEvent, asyncio.Future[StoredEvent]]] = []
         try:
             while self._pending:
                 batch = self._pending[:self.max_batch]
                 del self._pending[:self.max_batch]
                 try:
-                    stored = await loop.run_in_executor(
+                    stored = await event_loop.run_in_executor(
                         self._executor, store_events, self.sessions, [e for e, _ in batch])
                 except Exception as exc:
                     if len(batch) == 1:
@@ -54,7 +54,7 @@ class Inbox:
                             batch[0][1].set_exception(exc)
                     else:  # none is stored; one bad event must not fail the others
                         for event, future in batch:
-                            await self._store_alone(loop, event, future)
+                            await self._store_alone(event_loop, event, future)
                 else:
                     for (_, future), result in zip(batch, stored, strict=True):
                         if not future.done():
@@ -66,10 +66,10 @@ class Inbox:
                     future.cancel()
             self._flushing = False
 
-    async def _store_alone(self, loop: asyncio.AbstractEventLoop, event: NewEvent,
+    async def _store_alone(self, event_loop: asyncio.AbstractEventLoop, event: NewEvent,
                            future: asyncio.Future[StoredEvent]) -> None:
         try:
-            stored = await loop.run_in_executor(self._executor, store_events, self.sessions,
+            stored = await event_loop.run_in_executor(self._executor, store_events, self.sessions,
                                                 [event])
         except Exception as exc:
             if not future.done():

@@ -1,18 +1,12 @@
-"""POST /webhooks/{source}: verify on the raw bytes, store, answer, then process."""
+"""POST /webhooks/{platform}: the platform's verifier, then store, answer, then process."""
 
 from __future__ import annotations
-
-import json
-from typing import Any
 
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import SQLAlchemyError
 
-from returnbridge.sources.loop import signature
-from returnbridge.sources.loop.parser import envelope
 from returnbridge.store.events import StoredEvent
 from returnbridge.store.inbox import NewEvent
 from returnbridge.web.context import AppContext
@@ -20,9 +14,6 @@ from returnbridge.web.metrics import WEBHOOKS
 
 router = APIRouter()
 log = structlog.get_logger(__name__)
-
-_KEPT_HEADERS = ("content-type", "user-agent", "x-loop-signature", "content-length")
-
 
 class BodyTooLarge(Exception):
     pass
@@ -42,42 +33,63 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _peek(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError):  # not JSON, a 5,000-digit number, nested too deep
-        return None
+def _too_large(platform: str, limit: int) -> JSONResponse:
+    WEBHOOKS.labels(platform, "too_large").inc()
+    # 413 is not retried by the platforms that list what they retry: the same bytes would
+    # fail again.
+    return JSONResponse({"error": f"body larger than {limit} bytes"}, status_code=413)
 
 
-@router.post("/webhooks/loop")
-async def loop_webhook(request: Request) -> JSONResponse:
+@router.post("/webhooks/{platform_name}")
+async def platform_webhook(request: Request, platform_name: str) -> JSONResponse:
+    """Authenticate a delivery with its platform's verifier, store the raw event, answer.
+
+    A stored event gets 200 even if it later turns out invalid (it is kept and raises
+    payload_invalid); a failure before storing gets 500, which every platform retries; bad
+    credentials get 401 (retried where the platform retries it, so a mis-set secret loses
+    nothing)."""
     ctx: AppContext = request.app.state.ctx
     settings = ctx.rt.settings
+    platform = ctx.rt.platforms.get(platform_name)
+    if platform is None:
+        return JSONResponse({"error": f"no returns platform named {platform_name!r}"},
+                            status_code=404)
+    name = platform.name
+    section = platform.settings(settings)
+    limit = settings.server.max_body_bytes
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    if not platform.authenticates_on_body:
+        why = platform.authenticate(section, headers, None)
+        if why:
+            return await _refused(ctx, name, platform.auth_failure_label, why)
     try:
-        body = await read_body(request, settings.server.max_body_bytes)
+        body = await read_body(request, limit)
     except BodyTooLarge:
-        WEBHOOKS.labels("loop", "too_large").inc()
-        return JSONResponse({"error": f"body larger than {settings.server.max_body_bytes} "
-                             "bytes"}, status_code=413)
-    secrets = [s.get_secret_value() for s in settings.loop.webhook_secrets]
-    if not signature.verify(body, request.headers.get(signature.HEADER), secrets):
-        WEBHOOKS.labels("loop", "bad_signature").inc()
-        await run_in_threadpool(ctx.signature_failures.note, "loop")
-        return JSONResponse({"error": "X-Loop-Signature does not match any configured "
-                             "webhook secret"}, status_code=401)
-    topic, trigger, ref = envelope(_peek(body))
-    headers = {k: v for k, v in request.headers.items() if k.lower() in _KEPT_HEADERS}
+        return _too_large(name, limit)
+    # A client that goes away mid-body is the request guard's (web/limits.py): one log line.
+    if platform.authenticates_on_body:
+        why = platform.authenticate(section, headers, body)
+        if why:
+            return await _refused(ctx, name, platform.auth_failure_label, why)
+    routing = platform.route(section, body)
+    kept = {k: v for k, v in headers.items() if k in platform.kept_headers}
     try:
         stored: StoredEvent = await ctx.inbox.store(NewEvent(
-            source="loop", body=body, headers=headers, topic=topic, trigger=trigger,
-            source_ref=ref))
-    except SQLAlchemyError as exc:
-        # Not stored: a 5xx makes Loop retry, which is what we want.
-        WEBHOOKS.labels("loop", "store_failed").inc()
-        log.error("could not store webhook", source="loop", error=str(exc))
+            source=name, body=body, headers=kept, dedupe_key=routing.dedupe_key or None,
+            topic=routing.topic, trigger=routing.trigger, source_ref=routing.source_ref))
+    except Exception as exc:
+        # Not stored: a 5xx makes the platform retry, which is what we want.
+        WEBHOOKS.labels(name, "store_failed").inc()
+        log.error("could not store webhook", source=name, error=str(exc))
         return JSONResponse({"error": "could not store the event; please retry"},
                             status_code=500)
-    WEBHOOKS.labels("loop", "duplicate" if stored.duplicate else "stored").inc()
+    WEBHOOKS.labels(name, "duplicate" if stored.duplicate else "stored").inc()
     await ctx.after_store(stored)
     return JSONResponse({"status": "duplicate" if stored.duplicate else "stored",
                          "event_id": stored.event_id})
+
+
+async def _refused(ctx: AppContext, platform: str, label: str, why: str) -> JSONResponse:
+    WEBHOOKS.labels(platform, label).inc()
+    await run_in_threadpool(ctx.signature_failures.note, platform)
+    return JSONResponse({"error": why}, status_code=401)

@@ -37,7 +37,7 @@ DIFF_COLUMNS: tuple[Category, ...] = (
 @dataclass(frozen=True)
 class Scope:
     period: str
-    source: str = "all"  # loop | zigzag | all
+    source: str = "all"  # a returns platform's name, or all
     prefixes: tuple[str, ...] = ()  # AssociatedRef prefixes of ``source`` (legs without P)
 
     @property

@@ -18,7 +18,7 @@ from returnbridge.flows.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 
-SOURCES = ("loop", "zigzag", "all")
+ALL = "all"
 
 
 def scope_period(period: str) -> str:
@@ -30,14 +30,13 @@ def scope_period(period: str) -> str:
 
 
 def scope(rt: Runtime, period: str, source: str = "all") -> Scope:
-    if source not in SOURCES:
-        raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
+    known = (*rt.platforms.names(), ALL)
+    if source not in known:
+        raise ValueError(f"source must be one of {', '.join(known)}, got {source!r}")
     period_bounds(period)  # validates
     prefixes: tuple[str, ...] = ()
-    if source == "loop":
-        prefixes = (rt.settings.loop.associated_ref_prefix,)
-    elif source == "zigzag":
-        prefixes = (rt.settings.zigzag.associated_ref_prefix,)
+    if source != ALL:
+        prefixes = (rt.prefix(source),)
     return Scope(period, source, prefixes)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from returnbridge.config import ZigZagSettings
+from returnbridge.sources.zigzag.settings import ZigZagSettings
 
 
 @dataclass

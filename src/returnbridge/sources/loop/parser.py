@@ -20,7 +20,6 @@ from returnbridge.domain.model import (
     ReturnCase,
     ReturnLine,
     Settlement,
-    Source,
     SourceTotals,
 )
 from returnbridge.domain.money import ZERO, quantize
@@ -340,7 +339,7 @@ def parse_return(payload: Any, *, prefix: str,
             and all(u.disposition is not Disposition.UNKNOWN for u in units)):
         state = ReturnState.INSPECTED  # every unit graded: the goods are in and checked
     return ReturnCase(
-        source=Source.LOOP,
+        source="loop",
         source_return_id=return_id,
         associated_ref=ref,
         order_ref=text(payload.get("order_name"), "order_name")

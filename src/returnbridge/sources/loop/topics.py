@@ -13,7 +13,6 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
-from returnbridge.config import LoopSettings
 from returnbridge.domain.evidence import Evidence, Interpretation
 from returnbridge.domain.exceptions import Problem
 from returnbridge.domain.lifecycle import ReturnState
@@ -21,6 +20,7 @@ from returnbridge.domain.model import Disposition, ReturnCase, UnitReceipt
 from returnbridge.domain.money import ZERO
 from returnbridge.sources.errors import PayloadInvalid
 from returnbridge.sources.loop.parser import envelope, parse_return
+from returnbridge.sources.loop.settings import LoopSettings
 from returnbridge.sources.loop.values import (
     amount,
     ident,

@@ -30,7 +30,7 @@ from typing import Any, Self
 import httpx
 import structlog
 
-from returnbridge.config import ZigZagSettings
+from returnbridge.sources.zigzag.settings import ZigZagSettings
 
 log = structlog.get_logger(__name__)
 

@@ -29,12 +29,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from returnbridge.config import (
-    DEFAULT_ZIGZAG_DISPOSITIONS,
-    DEFAULT_ZIGZAG_EVENT_TYPES,
-    ZigZagSettings,
+from returnbridge.domain.evidence import (
+    Evidence,
+    ExternalRefund,
+    Interpretation,
+    RefundRequest,
+    UnitReceipt,
 )
-from returnbridge.domain.evidence import Evidence, Interpretation, UnitReceipt
 from returnbridge.domain.exceptions import Problem
 from returnbridge.domain.identity import IdentityError, associated_ref
 from returnbridge.domain.lifecycle import ReturnState
@@ -44,12 +45,16 @@ from returnbridge.domain.model import (
     ReturnCase,
     ReturnLine,
     Settlement,
-    Source,
 )
 from returnbridge.domain.money import ZERO
 from returnbridge.sources.errors import PayloadInvalid
 from returnbridge.sources.loop.values import amount, ident, is_placeholder, text, timestamp
 from returnbridge.sources.zigzag.paths import get, peek
+from returnbridge.sources.zigzag.settings import (
+    DEFAULT_ZIGZAG_DISPOSITIONS,
+    DEFAULT_ZIGZAG_EVENT_TYPES,
+    ZigZagSettings,
+)
 
 SNAPSHOT_TRIGGERS = frozenset({"requested", "updated"})
 MAX_QUANTITY = 100_000
@@ -65,47 +70,12 @@ _STATE_OF: dict[str, ReturnState] = {
 
 
 @dataclass(frozen=True)
-class ExternalRefund:
-    """A refund ZigZag reports as already made (``RefundIssued``): reconcile, never repay."""
-
-    return_ref: str  # ZigZag's return reference
-    associated_ref: str
-    order_ref: str
-    amount: Decimal
-    currency: str
-    method: str
-    reference: str  # the payment provider's refund id, when ZigZag sends one
-    event_id: str
-    occurred_at: datetime | None
-
-
-@dataclass(frozen=True)
-class RefundRequest:
-    """ZigZag asks the retailer to refund (``RefundRequested``): the refund gate decides."""
-
-    return_ref: str
-    associated_ref: str
-    order_ref: str
-    amount: Decimal | None  # None: ZigZag did not say; the credit note value decides
-    currency: str
-    method: str
-    event_id: str
-    occurred_at: datetime | None
-
-
-@dataclass(frozen=True)
 class ZigZagInterpretation(Interpretation):
     """An :class:`Interpretation` plus what only ZigZag events carry."""
 
     event_id: str = ""
     event_type: str = ""  # the raw name as sent
     trigger: str = ""  # the canonical trigger it maps to ("" when unknown)
-    external_refund: ExternalRefund | None = None
-    refund_request: RefundRequest | None = None
-    # received/inspected events of the default contract carry the whole return: this is
-    # that picture (state requested), for a flow that gets the evidence before the
-    # return itself (out-of-order delivery). None when the payload cannot make one.
-    fallback_snapshot: ReturnCase | None = None
 
 
 @dataclass(frozen=True)
@@ -313,7 +283,7 @@ def _snapshot(payload: dict[str, Any], settings: ZigZagSettings, *, ref: str, as
         raise PayloadInvalid("a return without items", path=f.items)
     refund = amount(get(payload, f.refund_amount), f.refund_amount)
     return ReturnCase(
-        source=Source.ZIGZAG,
+        source="zigzag",
         source_return_id=ref,
         associated_ref=assoc,
         order_ref=_text_at(payload, f.order_ref),

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from returnbridge.checks import check_settings
-from returnbridge.flows.jobs import JOBS
+from returnbridge.flows.jobs import jobs
 from returnbridge.flows.runtime import Runtime
 from returnbridge.store.models import (
     ExceptionRow,
@@ -66,12 +66,10 @@ def health_data(rt: Runtime) -> dict[str, Any]:
                 for f in check_settings(s)]
     with rt.sessions() as session:
         connections: list[dict[str, str]] = []
-        for name, source, configured in (
-                ("Loop", "loop", bool(s.loop.webhook_secrets or s.loop.api_key
-                                      .get_secret_value())),
-                ("ZigZag", "zigzag", bool(s.zigzag.base_url))):
-            row = {"name": name, "configured": "yes" if configured else "no", **_source(
-                session, source)}
+        for platform in rt.platforms:
+            configured = platform.configured(platform.settings(s))
+            row = {"name": platform.title, "configured": "yes" if configured else "no",
+                   **_source(session, platform.name)}
             connections.append(row)
         last_poll = session.scalar(select(func.max(KhaosDelivery.delivered_at)))
         last_push = max([d for d in (
@@ -103,15 +101,15 @@ def health_data(rt: Runtime) -> dict[str, Any]:
         runs = {r.name: r for r in session.scalars(select(JobRun))}
     marks = [{"name": m.name, "value": m.value[:80], "updated_at": _iso(m.updated_at)}
              for m in all_marks]
-    jobs = []
-    for job in JOBS:
+    job_rows = []
+    for job in jobs(rt):
         seconds = job.interval_seconds(rt)
         last = runs.get(job.name)
-        jobs.append({"name": job.name,
+        job_rows.append({"name": job.name,
                      "every": f"{seconds / 60:g} min" if seconds > 0 else "off (not configured)",
                      "last_run": _iso(_last_run(last)) if last else "",
                      "last_result": _last_result(last) if last else ""})
-    return {"findings": findings, "connections": connections, "jobs": jobs,
+    return {"findings": findings, "connections": connections, "jobs": job_rows,
             "watermarks": marks,
             "errors": sum(1 for f in findings if f["level"] == "error"),
             "warnings": sum(1 for f in findings if f["level"] == "warning")}

@@ -28,7 +28,6 @@ from returnbridge.flows.accounts import verify_password as check_credentials
 from returnbridge.flows.reconcile import continuous
 from returnbridge.flows.reconcile import service as recon_service
 from returnbridge.flows.returns_search import (
-    SOURCES,
     STATUSES,
     BadSearch,
     ReturnFilters,
@@ -184,12 +183,13 @@ async def returns_list(request: Request, who: Who, q: str = "", status: str = ""
     error = ""
     try:
         result = await db(runtime(request), search_returns, filters, limit=PAGE_SIZE,
-                          offset=max(offset, 0))
+                          offset=max(offset, 0), sources=runtime(request).platforms.names())
     except BadSearch as exc:
         error, result = str(exc), None
     query = filters.as_query()
     return page(request, "returns.html", who, nav="returns", f=filters, result=result,
-                error=error, statuses=STATUSES, sources=SOURCES, query=query,
+                error=error, statuses=STATUSES, sources=runtime(request).platforms.names(),
+                query=query,
                 page_size=PAGE_SIZE,
                 prev_url=f"?{urlencode({**query, 'offset': max(offset - PAGE_SIZE, 0)})}",
                 next_url=f"?{urlencode({**query, 'offset': offset + PAGE_SIZE})}")

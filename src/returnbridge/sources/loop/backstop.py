@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from returnbridge.flows.runtime import Runtime
 from returnbridge.metrics import REGISTRY
 from returnbridge.sources.loop.client import LoopClient, LoopError, ReturnPage, windows
+from returnbridge.sources.loop.settings import loop_settings
 from returnbridge.sources.loop.values import ident, is_placeholder
 from returnbridge.store.codec import case_from_json
 from returnbridge.store.events import StoredEvent, sha256, store_event
@@ -169,7 +170,7 @@ def _complete_customers(rt: Runtime, api: LoopClient | None,
     for (ref, listed, element), key in zip(items, keys, strict=True):
         body = listed
         if (api is not None and ref in nameless and ref not in named
-                and tally.details_calls < rt.settings.loop.details_calls_per_pass):
+                and tally.details_calls < loop_settings(rt.settings).details_calls_per_pass):
             enriched = _with_customer(api, ref, element, tally)
             if enriched is not element:
                 body = return_event_body(enriched)
@@ -182,7 +183,7 @@ def _complete_held(rt: Runtime, api: LoopClient, tally: _Tally) -> None:
     """Returns held for want of a contact name (the details budget of an earlier pass or
     backfill ran out): fetch their details with what is left of this pass's budget, oldest
     first, and store the ones that now name the customer as events."""
-    budget = rt.settings.loop.details_calls_per_pass - tally.details_calls
+    budget = loop_settings(rt.settings).details_calls_per_pass - tally.details_calls
     if budget <= 0:
         return
     with rt.sessions() as session:
@@ -295,7 +296,7 @@ def _write_mark(rt: Runtime, name: str, value: str | None) -> None:
 def _client(rt: Runtime, client: LoopClient | None) -> tuple[LoopClient, bool]:
     if client is not None:
         return client, False
-    return LoopClient(rt.settings.loop), True
+    return LoopClient(loop_settings(rt.settings)), True
 
 
 # --- backstop ----------------------------------------------------------------------------
@@ -328,7 +329,7 @@ def run_backstop(rt: Runtime, *, client: LoopClient | None = None,
     """One pass over returns updated since the last complete pass; the watermark moves to
     ``now`` only when every state and window was read. Loop errors propagate (typed
     ``LoopError``) and leave the watermark where it was."""
-    settings = rt.settings.loop
+    settings = loop_settings(rt.settings)
     end = (now or utcnow()).astimezone(UTC)
     mark = backstop_watermark(rt)
     if mark is None:
@@ -424,7 +425,7 @@ def run_backfill(rt: Runtime, since: datetime, until: datetime | None = None, *,
                  client: LoopClient | None = None) -> BackfillResult:
     """Store every Loop return updated in [since, until] as an event. Resumes an interrupted
     run for the same ``since`` (and ``until``, when given) from its last saved page."""
-    settings = rt.settings.loop
+    settings = loop_settings(rt.settings)
     since = since.astimezone(UTC) if since.tzinfo else since.replace(tzinfo=UTC)
     saved = backfill_position(rt)
     if until is None:

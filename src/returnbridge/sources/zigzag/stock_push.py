@@ -36,6 +36,7 @@ from returnbridge.sources.zigzag.client import (
     ZigZagError,
     ZigZagRejected,
 )
+from returnbridge.sources.zigzag.settings import zigzag_settings
 from returnbridge.store import exceptions_repo
 from returnbridge.store.models import (
     ExceptionRow,
@@ -185,7 +186,7 @@ def _send(rt: Runtime, client: ZigZagClient, batch: list[_Pending], size: int,
 def push_stock(rt: Runtime, client: ZigZagClient, *, skus: Collection[str] | None = None,
                max_lines: int = 2000) -> PushResult:
     """Push changed stock levels to ZigZag; see the module docstring."""
-    settings = rt.settings.zigzag
+    settings = zigzag_settings(rt.settings)
     dc_codes = dict(settings.warehouse_dc_codes)
     if not dc_codes:
         return PushResult(0, 0, 0, 0)

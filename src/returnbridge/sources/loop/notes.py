@@ -33,7 +33,9 @@ from returnbridge.sources.loop.client import (
     LoopHTTPError,
     LoopUnavailable,
 )
-from returnbridge.store.models import ExceptionRow, LoopNote, ReturnRow, utcnow
+from returnbridge.sources.loop.notes_table import LoopNote
+from returnbridge.sources.loop.settings import loop_settings
+from returnbridge.store.models import ExceptionRow, ReturnRow, utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -87,13 +89,13 @@ class NoteRun:
 
 
 def enabled(rt: Runtime) -> bool:
-    loop = rt.settings.loop
+    loop = loop_settings(rt.settings)
     return bool(loop.api_key.get_secret_value()) and loop.write_back_notes
 
 
 def plan(rt: Runtime) -> int:
     """Write the ``loop_notes`` rows for causes not yet noted; how many were written."""
-    loop = rt.settings.loop
+    loop = loop_settings(rt.settings)
     written = 0
     with rt.sessions() as session, session.begin():
         held = session.execute(
@@ -138,7 +140,7 @@ def _add(session: Session, ret: ReturnRow, cause: str, owner: str, type_: str,
 
 
 def _client(rt: Runtime) -> LoopClient:
-    return LoopClient(rt.settings.loop)
+    return LoopClient(loop_settings(rt.settings))
 
 
 def send(rt: Runtime, client: LoopClient | None = None) -> tuple[int, int, int]:
