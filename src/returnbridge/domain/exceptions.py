@@ -189,7 +189,8 @@ CATALOGUE: dict[str, ExceptionType] = {
         ),
         ExceptionType(
             "connection_failing", Owner.OPS, Severity.WARNING,
-            "Calls to an external system (Loop API, Khaos SOAP, Shopify, ZigZag) have failed "
+            "Calls to an external system (a returns platform's API, Khaos SOAP, Shopify) have "
+            "failed "
             "repeatedly; work that needs it waits and is retried.",
             "Check the system's status, the network and the credentials in the configuration "
             "(the details show the last error); 'returnbridge doctor' runs connection checks. "
@@ -197,11 +198,13 @@ CATALOGUE: dict[str, ExceptionType] = {
         ),
         ExceptionType(
             "stock_push_rejected", Owner.WAREHOUSE, Severity.WARNING,
-            "ZigZag refused the stock level of one SKU; the other SKUs of its batch were sent. "
-            "Until this is fixed, ZigZag offers exchanges for this SKU on stale stock.",
-            "Check the SKU named here in ZigZag (is it in the retailer's catalogue there?) and "
-            "in Khaos; fix the SKU or remove it from [zigzag].stock_push_skus. The next push "
-            "retries it and resolves this when ZigZag accepts it.",
+            "The returns platform refused the stock level of one SKU; the other SKUs of its "
+            "batch were sent. Until this is fixed, the platform offers exchanges for this SKU "
+            "on stale stock.",
+            "Check the SKU named here at the returns platform (is it in the retailer's "
+            "catalogue there?) and in Khaos; fix the SKU or remove it from the platform's "
+            "stock_push_skus setting. The next push retries it and resolves this when the "
+            "platform accepts it.",
         ),
         ExceptionType(
             "schedule_not_running", Owner.OPS, Severity.WARNING,

@@ -51,7 +51,7 @@ def same_content(a: ReturnCase, b: ReturnCase) -> bool:
 
 
 def _keep_known_customer(current: Customer, incoming: Customer) -> Customer:
-    """Loop's list view has no name or address: a newer list element about the same
+    """A platform's list view may have no name or address: a newer list element about the same
     customer must not erase the name and address an earlier webhook or details call gave."""
     customer = incoming
     if current.urn and not customer.urn:

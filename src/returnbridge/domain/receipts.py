@@ -1,7 +1,7 @@
 """Receipt evidence: which returned units physically arrived, and how they were graded.
 
-Sources state receipts separately from the return itself (Loop ``restock.requested``,
-ZigZag ``ReturnReceived`` / ``ReturnGraded``). We keep the latest statement per unit key
+Sources state receipts separately from the return itself (a restock request, a "received"
+or "graded" event). We keep the latest statement per unit key
 on the case and derive *effective lines* from the source's lines: each line is split
 into the part that arrived (with the grade's disposition and the arrival time) and the
 part still expected. Duplicate and out-of-order deliveries give the same answer because

@@ -1,6 +1,6 @@
 """Reconciliation vocabulary (ARCHITECTURE 11, issue #13): three legs, named gaps.
 
-Three legs per return: the platform's outcome (what Loop / ZigZag say the customer gets),
+Three legs per return: the platform's outcome (what the returns platform says the customer gets),
 the Khaos credit note (code, value, stage, cleared), and the payments (refunds on the
 Shopify order, ours or made by hand, and store credit issued). Every penny between the
 credit note and the money is one named *difference*, signed as its contribution to

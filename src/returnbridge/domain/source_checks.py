@@ -111,8 +111,8 @@ def contact_problems(case: ReturnCase, fallback_contact: bool) -> list[Problem]:
         "needs a Forename or Surname on the return's contact, so it is not sent.",
         dedupe_key=f"{case.associated_ref}:contact-name",
         details={"email": c.email},
-        next_action="Returns read from Loop's list API carry no name: check that the Loop "
-        "API key can read return details (the backstop fetches them), or set "
+        next_action="Returns read from a platform's list API may carry no name: check that "
+        "the platform's API key can read return details (the backstop fetches them), or set "
         "[policy].fallback_contact_surname (and _forename) to the name to use and restart; "
         "the return is re-evaluated.",
     )]

@@ -93,7 +93,7 @@ class EventWorker:
         self._wake.set()
 
     def start(self) -> None:
-        self._threads = [threading.Thread(target=self._loop, name="event-worker", daemon=True)]
+        self._threads = [threading.Thread(target=self._run, name="event-worker", daemon=True)]
         if not self.sqlite:
             self._threads.append(threading.Thread(target=self._listen, name="event-listen",
                                                   daemon=True))
@@ -106,7 +106,7 @@ class EventWorker:
         for t in self._threads:
             t.join(timeout=10)
 
-    def _loop(self) -> None:
+    def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 claimed = self.run_batch()

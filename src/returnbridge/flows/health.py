@@ -31,7 +31,7 @@ CORE_SYSTEMS = {"khaos_soap": "Khaos SOAP", "shopify": "Shopify"}
 
 
 def system_title(rt: Runtime, system: str) -> str:
-    """How people call an external system: "Khaos SOAP", "the Loop API"."""
+    """How people call an external system: "Khaos SOAP", or a platform's ``api_title``."""
     for platform in rt.platforms:
         if platform.api_system == system:
             return platform.api_title or platform.title

@@ -189,10 +189,10 @@ class Scheduler:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="rb-scheduler", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="rb-scheduler", daemon=True)
         self._thread.start()
 
-    def _loop(self) -> None:
+    def _run(self) -> None:
         while not self._stop.wait(self.tick):
             try:
                 enqueue_due(self.rt)

@@ -1,8 +1,8 @@
 """Money checked whenever money news arrives, before or after handover (ARCHITECTURE 11).
 
 Before handover the posting policy runs the settlement identity on the document it would
-send (flows/decide.py). After handover the document is fixed, so a later settlement (Loop's
-``return`` topic closing with the refund, a gift card) is checked here against what Khaos
+send (flows/decide.py). After handover the document is fixed, so a later settlement (the
+platform closing the return with its refund, a gift card) is checked here against what Khaos
 was actually served: the stored document lines of the return and of its further documents.
 Each gap is one exception (``domain/settlement.py``); a gap found again updates the same
 row, a gap that closed is resolved, saying by what.

@@ -34,9 +34,9 @@ class Coalescer:
                 return
             self._running = True
             self.idle.clear()
-        threading.Thread(target=self._loop, name="rb-reevaluate", daemon=True).start()
+        threading.Thread(target=self._run, name="rb-reevaluate", daemon=True).start()
 
-    def _loop(self) -> None:
+    def _run(self) -> None:
         from returnbridge.flows.reevaluate import reevaluate_open
 
         while True:

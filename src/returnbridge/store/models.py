@@ -540,8 +540,8 @@ class AlertRouteState(Base):
 
 
 class ConnectionHealth(Base):
-    """Consecutive failures of calls to one external system (loop, khaos_soap, shopify,
-    zigzag), for the ``connection_failing`` exception and /metrics."""
+    """Consecutive failures of calls to one external system (khaos_soap, shopify, or a
+    returns platform's API), for the ``connection_failing`` exception and /metrics."""
 
     __tablename__ = "connection_health"
 
