@@ -46,10 +46,11 @@ def imports(path: Path, name: str, known: set[str]) -> Iterator[tuple[str, int]]
             targets = [base] + [f"{base}.{a.name}" for a in node.names]
         for target in targets:
             # "import a.b.c" depends on a.b.c; the closest known module is the dependency.
-            while target and target not in known:
-                target = target.rpartition(".")[0]
-            if target and target != name:
-                yield target, node.lineno
+            closest = target
+            while closest and closest not in known:
+                closest = closest.rpartition(".")[0]
+            if closest and closest != name:
+                yield closest, node.lineno
 
 
 def graph() -> dict[str, set[str]]:
@@ -66,10 +67,10 @@ def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
     on_stack: set[str] = set()
     out: list[list[str]] = []
     counter = 0
-    for root in edges:
+    for root, children_of_root in edges.items():
         if root in index:
             continue
-        work: list[tuple[str, Iterator[str]]] = [(root, iter(sorted(edges[root])))]
+        work: list[tuple[str, Iterator[str]]] = [(root, iter(sorted(children_of_root)))]
         index[root] = low[root] = counter
         counter += 1
         stack.append(root)

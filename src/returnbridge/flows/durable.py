@@ -20,7 +20,8 @@ from pathlib import Path
 import structlog
 from dbos import DBOS, SetWorkflowID
 
-from returnbridge.flows import jobs, khaos_confirm, refund_workflow
+from returnbridge.flows import events_admin, jobs, khaos_confirm, refund_workflow
+from returnbridge.flows.current import install, runtime
 from returnbridge.flows.event_worker import EventWorker
 from returnbridge.flows.process import apply_event
 from returnbridge.flows.runtime import Runtime
@@ -30,18 +31,6 @@ from returnbridge.store.events import pending_events
 log = structlog.get_logger(__name__)
 
 EVENTS_QUEUE = "events"
-
-
-class _Current:
-    """The Runtime of this process, for workflow code (DBOS itself is per process too)."""
-
-    runtime: Runtime | None = None
-
-
-def runtime() -> Runtime:
-    if _Current.runtime is None:
-        raise RuntimeError("durable execution has not been started")
-    return _Current.runtime
 
 
 def workflow_id(source: str, dedupe_key: str) -> str:
@@ -59,9 +48,7 @@ def apply_event_step(event_id: int) -> str:
 @DBOS.step()
 def mark_failed_step(event_id: int, error: str) -> None:
     """Retries exhausted: the event becomes ``failed`` with an ``event_failed`` exception."""
-    from returnbridge.flows.events_admin import record_failure
-
-    record_failure(runtime(), event_id, error)
+    events_admin.record_failure(runtime(), event_id, error)
 
 
 @DBOS.workflow()
@@ -128,7 +115,7 @@ class Durable:
             self.events.wake()
 
     def start(self) -> None:
-        _Current.runtime = self.rt
+        install(self.rt)
         DBOS(config={
             "name": "returnbridge",
             "system_database_url": system_database_url(self.rt),
@@ -178,4 +165,4 @@ class Durable:
         if self._pump is not None:
             self._pump.join(timeout=5)
         DBOS.destroy(workflow_completion_timeout_sec=5)
-        _Current.runtime = None
+        install(None)

@@ -18,6 +18,7 @@ import structlog
 from dbos import DBOS, SetWorkflowID
 
 from returnbridge.flows import platform_refunds  # noqa: F401  (registers its DBOS workflow)
+from returnbridge.flows.current import runtime
 from returnbridge.flows.runtime import Runtime
 
 log = structlog.get_logger(__name__)
@@ -128,8 +129,6 @@ def run_recorded(rt: Runtime, job: Job) -> str:
 
 @DBOS.step()
 def run_job_step(name: str) -> str:
-    from returnbridge.flows.durable import runtime
-
     rt = runtime()
     return run_recorded(rt, job_named(rt, name))
 

@@ -40,6 +40,7 @@ from returnbridge.domain.khaos_status import KhaosStatus
 from returnbridge.domain.money import MoneyError, quantize, to_decimal
 from returnbridge.erp.khaos.soap import OrderStatusRecord
 from returnbridge.erp.khaos.soap_faults import SoapError, SoapTransportError
+from returnbridge.flows.current import runtime
 from returnbridge.flows.health import record_failure, record_success
 from returnbridge.flows.runtime import Runtime
 from returnbridge.store import audit, returns_repo
@@ -595,10 +596,6 @@ def register_soap_queue(settings: Settings) -> None:
                         on_conflict="always_update")
 
 
-def _durable_runtime() -> Runtime:
-    from returnbridge.flows.durable import runtime
-
-    return runtime()
 
 
 @DBOS.step(retries_allowed=True, max_attempts=4, interval_seconds=5.0, backoff_rate=2.0)
@@ -606,7 +603,7 @@ def soap_confirm_batch_step(refs: list[str]) -> dict[str, int]:
     """One ExportOrderStatusEx call for ``refs`` and what it proved."""
     from returnbridge.erp.khaos.soap import KhaosSoapClient
 
-    rt = _durable_runtime()
+    rt = runtime()
     result = SweepResult(checked=len(refs), calls=1)
     try:
         with KhaosSoapClient(rt.settings.khaos.soap_url,
@@ -644,7 +641,7 @@ def process_return_step(return_code: str, manual_auth_code: str) -> str:
         ReturnPartiallyProcessed,
     )
 
-    rt = _durable_runtime()
+    rt = runtime()
     k = rt.settings.khaos
     try:
         with KhaosSoapClient(k.soap_url, timeout=k.soap_timeout_seconds) as client:

@@ -38,6 +38,7 @@ from returnbridge.domain.khaos_status import KhaosStatus
 from returnbridge.domain.model import ReturnCase
 from returnbridge.domain.money import quantize
 from returnbridge.domain.policy import GoodsInOwner
+from returnbridge.flows.current import runtime
 from returnbridge.flows.runtime import Runtime
 from returnbridge.store import audit, returns_repo
 from returnbridge.store.models import ReconciliationItem, RefundRow, ReturnRow, utcnow
@@ -246,10 +247,6 @@ def record_now(rt: Runtime, associated_ref: str, khaos: Any) -> str:
 # --- durable execution -------------------------------------------------------------------
 
 
-def _runtime() -> Runtime:
-    from returnbridge.flows.durable import runtime
-
-    return runtime()
 
 
 def _plan_json(plan: RecordPlan) -> dict[str, Any]:
@@ -262,13 +259,13 @@ def _plan(data: dict[str, Any]) -> RecordPlan:
 
 @DBOS.step()
 def platform_refund_plan_step(associated_ref: str) -> dict[str, Any] | None:
-    plan = plan_record(_runtime(), associated_ref)
+    plan = plan_record(runtime(), associated_ref)
     return _plan_json(plan) if plan is not None else None
 
 
 @DBOS.step()
 def platform_refund_apply_step(plan: dict[str, Any], outcome: str) -> str:
-    return apply_outcome(_runtime(), _plan(plan), outcome)
+    return apply_outcome(runtime(), _plan(plan), outcome)
 
 
 @DBOS.workflow()

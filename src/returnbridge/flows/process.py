@@ -26,8 +26,7 @@ from returnbridge.domain.merge import merge, same_content
 from returnbridge.domain.model import ReturnCase
 from returnbridge.domain.policy import decide
 from returnbridge.flows import facts
-from returnbridge.flows.decide import evaluate
-from returnbridge.flows.follow_up import open_follow_up
+from returnbridge.flows.decide import evaluate, open_follow_up
 from returnbridge.flows.money import check_after_handover
 from returnbridge.flows.runtime import Runtime
 from returnbridge.metrics import EVENTS_APPLIED

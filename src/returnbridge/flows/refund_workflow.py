@@ -11,6 +11,7 @@ import structlog
 from dbos import DBOS, SetWorkflowID
 
 from returnbridge.flows import refund_gate
+from returnbridge.flows.current import runtime
 from returnbridge.flows.refund_gate import Action, Plan
 from returnbridge.flows.runtime import Runtime
 from returnbridge.payments.provider import PaymentsProvider
@@ -20,10 +21,6 @@ log = structlog.get_logger(__name__)
 REFUNDS_QUEUE = "refunds"
 
 
-def _runtime() -> Runtime:
-    from returnbridge.flows.durable import runtime
-
-    return runtime()
 
 
 def provider(rt: Runtime) -> PaymentsProvider:
@@ -45,7 +42,7 @@ def _plan(data: dict[str, Any]) -> Plan:
 
 @DBOS.step()
 def refund_plan_step(associated_ref: str) -> dict[str, Any]:
-    rt = _runtime()
+    rt = runtime()
     client = provider(rt)
     try:
         return _plan_json(refund_gate.plan_refund(rt, associated_ref, client))
@@ -57,7 +54,7 @@ def refund_plan_step(associated_ref: str) -> dict[str, Any]:
 def refund_pay_step(plan: dict[str, Any]) -> str:
     """Transient failures are retried with the same idempotency key; a refusal by the
     provider (over-refund, ...) is not: it holds the return for finance instead."""
-    rt = _runtime()
+    rt = runtime()
     client = provider(rt)
     try:
         return refund_gate.pay(rt, _plan(plan), client)
@@ -73,12 +70,12 @@ def _close(client: object) -> None:
 
 @DBOS.step()
 def refund_hand_to_finance_step(plan: dict[str, Any]) -> str:
-    return refund_gate.hand_to_finance(_runtime(), _plan(plan))
+    return refund_gate.hand_to_finance(runtime(), _plan(plan))
 
 
 @DBOS.step()
 def refund_prepare_record_step(plan: dict[str, Any]) -> dict[str, Any] | None:
-    rt = _runtime()
+    rt = runtime()
     req = refund_gate.prepare_record(rt, _plan(plan), soap=bool(rt.settings.khaos.soap_url))
     return asdict(req) if req is not None else None
 
@@ -86,7 +83,7 @@ def refund_prepare_record_step(plan: dict[str, Any]) -> dict[str, Any] | None:
 @DBOS.step()
 def refund_apply_record_step(plan: dict[str, Any], req: dict[str, Any],
                              outcome: str | None) -> str:
-    return refund_gate.apply_record(_runtime(), _plan(plan), refund_gate.RecordRequest(**req),
+    return refund_gate.apply_record(runtime(), _plan(plan), refund_gate.RecordRequest(**req),
                                     outcome)
 
 
@@ -99,7 +96,7 @@ def _record(plan: dict[str, Any]) -> None:
     if req is None:
         return
     outcome: str | None = None
-    soap = bool(_runtime().settings.khaos.soap_url)
+    soap = bool(runtime().settings.khaos.soap_url)
     if refund_gate.uses_process_return(refund_gate.RecordRequest(**req), soap=soap):
         handle = enqueue_process_return(plan["associated_ref"], req["return_code"],
                                         req["auth"])
@@ -109,7 +106,7 @@ def _record(plan: dict[str, Any]) -> None:
 
 @DBOS.step()
 def refund_finish_step(associated_ref: str, why: str) -> str:
-    return refund_gate.finish(_runtime(), associated_ref, why)
+    return refund_gate.finish(runtime(), associated_ref, why)
 
 
 @DBOS.workflow()

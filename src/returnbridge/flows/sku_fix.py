@@ -9,34 +9,15 @@ SKU in Khaos or the shop stays the better fix when it is possible (see the runbo
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from returnbridge.domain.model import ReturnCase
 from returnbridge.flows import exception_actions as actions
 from returnbridge.flows.runtime import Runtime
 from returnbridge.store import audit, catalogue, returns_repo
 from returnbridge.store.models import ReturnRow, SkuAlias, StockBarcode, StockItem, utcnow
-
-
-def apply_aliases(session: Session, case: ReturnCase) -> ReturnCase:
-    """``case`` with every aliased SKU (returned and exchange lines) replaced."""
-    skus = {ln.sku for ln in case.lines} | {ex.sku for ex in case.exchanges}
-    if not skus:
-        return case
-    aliases = {str(source): str(target) for source, target in session.execute(
-        select(SkuAlias.source_sku, SkuAlias.khaos_sku).where(
-            SkuAlias.source_sku.in_(sorted(skus)))).all()}
-    if not aliases:
-        return case
-    return replace(
-        case,
-        lines=tuple(replace(ln, sku=aliases.get(ln.sku, ln.sku)) for ln in case.lines),
-        exchanges=tuple(replace(ex, sku=aliases.get(ex.sku, ex.sku))
-                        for ex in case.exchanges))
 
 
 def candidates(session: Session, sku: str) -> list[dict[str, Any]]:
