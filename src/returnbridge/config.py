@@ -33,7 +33,7 @@ from pydantic_settings import (
 
 from returnbridge.domain.policy import DefaultReason
 from returnbridge.domain.reasons import Processing, ReasonRule
-from returnbridge.returns_platform import Registry
+from returnbridge.returns_platform import NAME_PATTERN, Registry
 
 DEFAULT_CONFIG_FILE = "returnbridge.toml"
 CONFIG_ENV = "RB_CONFIG"
@@ -329,7 +329,8 @@ class KhaosSettings(Section):
 
 
 class ReasonMappingEntry(Section):
-    source: str = Field("*", description="'loop', 'zigzag' or '*'.")
+    source: str = Field("*", description="A returns platform's name (its settings section, "
+                        "e.g. 'loop', 'zigzag'), or '*' for any.")
     reason: str = Field("*", description="Source reason text, case-insensitive glob.")
     condition: str = Field("*", description="Source condition or grade, glob.")
     disposition: str = Field("*", description="Canonical disposition or '*'.")
@@ -343,8 +344,8 @@ class ReasonMappingEntry(Section):
     @field_validator("source")
     @classmethod
     def _known_source(cls, value: str) -> str:
-        if value not in ("loop", "zigzag", "*"):
-            raise ValueError("must be 'loop', 'zigzag' or '*'")
+        if value != "*" and not NAME_PATTERN.match(value):
+            raise ValueError("must be a returns platform's name or '*'")
         return value
 
     @field_validator("disposition")
@@ -796,6 +797,15 @@ class Settings(BaseSettings):
     audit: AuditSettings = Field(default_factory=AuditSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
+
+    @model_validator(mode="after")
+    def _mapped_sources_exist(self) -> Settings:
+        known = self.platforms.names()
+        for i, entry in enumerate(self.mapping.reasons):
+            if entry.source != "*" and known and entry.source not in known:
+                raise ValueError(f"[[mapping.reasons]] #{i + 1}: source {entry.source!r} is "
+                                 f"not a returns platform here (use {', '.join(known)} or '*')")
+        return self
 
     def secret_values(self) -> list[str]:
         """Every configured secret, for redaction (non-empty, longest first)."""
