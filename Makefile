@@ -29,6 +29,7 @@ test: sync
 lint: sync
 	$(UV) run --frozen ruff check src tests bench
 	$(UV) run --frozen mypy src
+	$(UV) run --frozen lint-imports
 
 bench: sync
 	$(UV) run --frozen python bench/run_all.py $(BENCH_ARGS)
