@@ -26,7 +26,7 @@ def import_credit_notes(
                                               "login name).")] = None,
 ) -> None:
     """Confirm credit notes from finance's credit-note export file."""
-    from returnbridge.flows.khaos_confirm import import_credit_notes_csv
+    from returnbridge.flows.confirm.credit_file import import_credit_notes_csv
     from returnbridge.flows.runtime import Runtime
 
     rt = Runtime.from_settings(_settings(config))
@@ -54,11 +54,9 @@ def sweep(config: ConfigOpt = None) -> None:
     """Check every served return now: SOAP status export (when soap_url is set), pushed
     order statuses, and the confirmation SLA."""
     from returnbridge.erp.khaos.soap import KhaosSoapClient
-    from returnbridge.flows.khaos_confirm import (
-        check_sla,
-        confirm_from_order_statuses,
-        sweep_unconfirmed,
-    )
+    from returnbridge.flows.confirm.order_statuses import confirm_from_order_statuses
+    from returnbridge.flows.confirm.sla import check_sla
+    from returnbridge.flows.confirm.soap_sweep import sweep_unconfirmed
     from returnbridge.flows.runtime import Runtime
 
     settings = _settings(config)

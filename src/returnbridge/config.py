@@ -31,6 +31,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from returnbridge.domain.exceptions import CATALOGUE
 from returnbridge.domain.policy import DefaultReason
 from returnbridge.domain.reasons import Processing, ReasonRule
 from returnbridge.returns_platform import NAME_PATTERN, Registry
@@ -649,8 +650,6 @@ class AlertRoute(Section):
     @field_validator("types")
     @classmethod
     def _types_known(cls, value: list[str]) -> list[str]:
-        from returnbridge.domain.exceptions import CATALOGUE
-
         unknown = [t for t in value if t not in CATALOGUE]
         if unknown:
             raise ValueError(f"unknown exception type(s): {', '.join(unknown)}")

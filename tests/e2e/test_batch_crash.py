@@ -6,13 +6,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from returnbridge.flows.event_worker import FAULT_MARKER_ENV, FAULT_PAUSE_ENV
 from returnbridge.sandbox.demo import LOOP_SECRET, write_demo_config
 from returnbridge.sandbox.loop.samples import Scenario, return_payload
 from returnbridge.sandbox.loop.sender import LoopSender
 from returnbridge.sandbox.service import ServiceProcess, free_port
 from returnbridge.store.db import normalise_url
 from returnbridge.store.models import InboundEvent, ReturnRow, TimelineEntry
+from tests.e2e.crash_hooks import MARKER, MODULE, PAUSE_MID_BATCH_AFTER
 
 pytestmark = pytest.mark.slow
 
@@ -58,9 +58,9 @@ def test_sigkill_in_the_middle_of_a_batch_loses_nothing_and_applies_nothing_twic
 
     # 2. A worker that stops after applying 3 events of its batch, before the commit: kill it.
     marker = tmp_path / "paused"
-    service = ServiceProcess(config, port, tmp_path / "service.log")
+    service = ServiceProcess(config, port, tmp_path / "service.log", module=MODULE)
     # (Not waiting for readiness: on SQLite the open batch holds the only write lock.)
-    service.start(env={FAULT_PAUSE_ENV: "3", FAULT_MARKER_ENV: str(marker)}, wait=False)
+    service.start(env={PAUSE_MID_BATCH_AFTER: "3", MARKER: str(marker)}, wait=False)
     try:
         deadline = time.monotonic() + 120
         while not marker.exists():

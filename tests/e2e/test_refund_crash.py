@@ -23,6 +23,7 @@ from returnbridge.sandbox.shopify.api import ShopifySandbox
 from returnbridge.sandbox.zigzag.samples import SampleItem, journey
 from returnbridge.sandbox.zigzag.sender import ZigZagSender
 from returnbridge.sources.zigzag.settings import ZigZagSettings
+from tests.e2e.crash_hooks import KILL_AFTER_PAYMENT, MODULE
 from tests.e2e.test_real_process import wait_for_status
 
 pytestmark = pytest.mark.slow
@@ -41,11 +42,11 @@ def test_sigkill_between_refund_call_and_store_still_pays_once(db_url: str,
     shopify.add_order("100085875", "44.99")
     port = free_port()
     service = ServiceProcess(_config(tmp_path, db_url, port, shopify), port,
-                             tmp_path / "service.log")
+                             tmp_path / "service.log", module=MODULE)
     ref = "ZZ-RTN-900"
     key = refund_key(ref)
     try:
-        service.start(env={"RB_FAULT_KILL_AFTER_REFUND_CALL": "1"})
+        service.start(env={KILL_AFTER_PAYMENT: "1"})
         sender = ZigZagSender.for_settings(f"{service.base_url}/webhooks/zigzag",
                                            ZigZagSettings(webhook_secret=ZIGZAG_SECRET))
         items = [SampleItem("30D24LRED", unit_price="44.99", unit_tax="7.50")]

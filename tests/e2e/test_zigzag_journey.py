@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from returnbridge.erp.khaos.soap import KhaosSoapClient
-from returnbridge.flows.khaos_confirm import sweep_unconfirmed
+from returnbridge.flows.confirm.soap_sweep import sweep_unconfirmed
 from returnbridge.flows.refund_gate import Action, refund_key, run_refund_gate
 from returnbridge.flows.runtime import Runtime
 from returnbridge.payments.shopify.client import ShopifyClient

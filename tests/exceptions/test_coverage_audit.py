@@ -93,7 +93,7 @@ def test_unknown_skus_follow_the_configured_sku_mapping(runtime: Runtime) -> Non
 
 def test_per_disposition_defaults_count_as_mapped() -> None:
     config = PolicyConfig(defaults=(DefaultReason("restock", "6", Processing.RESTOCK),))
-    from returnbridge.flows.coverage_audit import _map
+    from returnbridge.flows.coverage_audit import map_line as _map
 
     assert _map(config, "loop", "Anything", "", "restock") == (
         "mapped", "6", "restock", "default for restock")

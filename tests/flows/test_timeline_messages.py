@@ -14,9 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
 from returnbridge.domain.khaos_status import KhaosStatus
+from returnbridge.flows.confirm.by_hand import confirm_credit
 from returnbridge.flows.events_admin import record_failure, replay_event
 from returnbridge.flows.exception_actions import resolve
-from returnbridge.flows.khaos_confirm import confirm_credit
 from returnbridge.flows.khaos_serve import serve_page
 from returnbridge.flows.process import apply_event
 from returnbridge.flows.runtime import Runtime

@@ -15,12 +15,10 @@ from typer.testing import CliRunner
 from returnbridge.cli import app as cli_app
 from returnbridge.domain.exceptions import CATALOGUE
 from returnbridge.erp.khaos.soap import KhaosSoapClient
-from returnbridge.flows.khaos_confirm import (
-    check_sla,
-    confirm_from_order_statuses,
-    import_credit_notes_csv,
-    sweep_unconfirmed,
-)
+from returnbridge.flows.confirm.credit_file import import_credit_notes_csv
+from returnbridge.flows.confirm.order_statuses import confirm_from_order_statuses
+from returnbridge.flows.confirm.sla import check_sla
+from returnbridge.flows.confirm.soap_sweep import sweep_unconfirmed
 from returnbridge.flows.khaos_serve import serve_page
 from returnbridge.flows.queries import exception_list, return_view
 from returnbridge.flows.runtime import Runtime

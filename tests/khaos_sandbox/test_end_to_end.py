@@ -7,7 +7,7 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from returnbridge.erp.khaos.soap import KhaosSoapClient
-from returnbridge.flows.khaos_confirm import sweep_unconfirmed
+from returnbridge.flows.confirm.soap_sweep import sweep_unconfirmed
 from returnbridge.flows.runtime import Runtime
 from tests.khaos_sandbox._support import (
     OTHER_SITE,

@@ -6,8 +6,9 @@ import time
 from collections.abc import Callable
 
 from returnbridge.erp.khaos.soap import KhaosSoapClient
+from returnbridge.flows.confirm.queue import register_soap_queue
+from returnbridge.flows.confirm.soap_sweep import sweep_unconfirmed
 from returnbridge.flows.durable import Durable
-from returnbridge.flows.khaos_confirm import register_soap_queue, sweep_unconfirmed
 from returnbridge.flows.platform_refunds import enqueue_due
 from returnbridge.flows.queries import return_view
 from returnbridge.flows.runtime import Runtime

@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from returnbridge.flows.durable import Durable
-from returnbridge.flows.khaos_confirm import (
-    SOAP_QUEUE_NAME,
+from returnbridge.flows.confirm.queue import (
     enqueue_confirm_sweep,
     enqueue_process_return,
     register_soap_queue,
 )
+from returnbridge.flows.confirm.sightings import SOAP_QUEUE_NAME
+from returnbridge.flows.durable import Durable
 from returnbridge.flows.queries import return_view
 from returnbridge.flows.runtime import Runtime
 from returnbridge.store import returns_repo

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from decimal import Decimal
 
 from returnbridge.erp.khaos.soap import KhaosSoapClient
-from returnbridge.flows.khaos_confirm import sweep_unconfirmed
+from returnbridge.flows.confirm.soap_sweep import sweep_unconfirmed
 from returnbridge.flows.runtime import Runtime
 from returnbridge.sandbox.loop.dispatch import WebhookDispatcher
 from returnbridge.sandbox.loop.samples import Scenario

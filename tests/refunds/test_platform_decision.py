@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from returnbridge import cli_common
 from returnbridge.cli import app as cli_app
-from returnbridge.flows.khaos_confirm import confirm_credit
+from returnbridge.flows.confirm.by_hand import confirm_credit
 from returnbridge.flows.khaos_serve import serve_page
 from returnbridge.flows.refund_gate import (
     WAITING_FOR_DECISION,

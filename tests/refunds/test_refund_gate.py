@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from returnbridge.flows.khaos_confirm import confirm_credit
+from returnbridge.flows.confirm.by_hand import confirm_credit
 from returnbridge.flows.khaos_serve import serve_page
 from returnbridge.flows.refund_gate import Action, refund_key, run_refund_gate
 from returnbridge.flows.runtime import Runtime

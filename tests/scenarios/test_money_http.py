@@ -11,7 +11,7 @@ from decimal import Decimal
 from typing import Any
 
 from returnbridge.erp.khaos.soap import KhaosSoapClient
-from returnbridge.flows.khaos_confirm import sweep_unconfirmed
+from returnbridge.flows.confirm.soap_sweep import sweep_unconfirmed
 from returnbridge.flows.platform_refunds import due_refs, record_now
 from returnbridge.flows.runtime import Runtime
 from returnbridge.sandbox.khaos.state import Processing

@@ -14,8 +14,9 @@ from datetime import datetime
 from decimal import Decimal
 
 from returnbridge.domain.exceptions import Problem
-from returnbridge.domain.lifecycle import ReturnState
-from returnbridge.domain.model import ReturnCase, UnitReceipt
+from returnbridge.domain.lifecycle import ReturnState, advance
+from returnbridge.domain.model import Parcel, ReturnCase, UnitReceipt
+from returnbridge.domain.receipts import merge_receipts
 
 
 @dataclass(frozen=True)
@@ -97,9 +98,6 @@ def apply_evidence(case: ReturnCase, evidence: Evidence, event_key: str) -> Retu
     """Fold partial evidence into a case. Applying the same event twice changes nothing."""
     from dataclasses import replace
 
-    from returnbridge.domain.lifecycle import advance
-    from returnbridge.domain.model import Parcel
-    from returnbridge.domain.receipts import merge_receipts
 
     if event_key in case.events:
         return case

@@ -24,8 +24,8 @@ from returnbridge.config import ReasonMappingEntry
 from returnbridge.domain.exceptions import Severity
 from returnbridge.domain.khaos_status import KhaosStatus
 from returnbridge.domain.policy import PolicyConfig
-from returnbridge.domain.reasons import ReasonRule
-from returnbridge.flows.coverage_audit import _map as map_line
+from returnbridge.domain.reasons import Processing, ReasonRule
+from returnbridge.flows.coverage_audit import map_line
 from returnbridge.flows.reevaluate import ReevaluationResult, reevaluate_open
 from returnbridge.flows.runtime import Runtime
 from returnbridge.store import audit
@@ -226,6 +226,4 @@ def console_rules_view(session: Session) -> list[dict[str, Any]]:
 
 
 def _processing(value: str) -> Any:
-    from returnbridge.domain.reasons import Processing
-
     return Processing(value)

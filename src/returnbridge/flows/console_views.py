@@ -18,6 +18,7 @@ from returnbridge.domain.exceptions import CATALOGUE, Owner, Severity
 from returnbridge.domain.khaos_status import DELIVERED, KhaosStatus
 from returnbridge.domain.money import ZERO, quantize
 from returnbridge.erp.khaos.channel import customer_return_import
+from returnbridge.flows.coverage_audit import ReasonCoverage, map_line
 from returnbridge.flows.exception_actions import exception_view
 from returnbridge.flows.khaos_serve import channel_options, render, to_served
 from returnbridge.flows.queries import return_view
@@ -273,8 +274,6 @@ def reason_coverage(session: Session, config: Any, days: int | None = None) -> d
     By default over the returns still to be sent to Khaos (pending, held, ready): the ones
     a mapping change can still affect, and a small set however large the history. With
     ``days``, over every return seen in that many days (slower on a large database)."""
-    from returnbridge.flows.coverage_audit import ReasonCoverage
-    from returnbridge.flows.coverage_audit import _map as map_line
 
     cutoff = utcnow() - timedelta(days=days or 0)
     scope = (ReturnRow.last_event_at >= cutoff if days

@@ -216,7 +216,7 @@ def _hours(hours: float) -> str:
     return f"{hours / 24:g} day(s)" if hours >= 48 and hours % 24 == 0 else f"{hours:g}h"
 
 
-def _map(config: PolicyConfig, source: str, reason: str, condition: str,
+def map_line(config: PolicyConfig, source: str, reason: str, condition: str,
          disposition: str, keep_item: bool = False) -> tuple[str, str, str, str]:
     """(status, khaos_reason_id, processing, mapped_by), the way the posting policy maps."""
     if keep_item and config.keep_item_reason_id:
@@ -317,7 +317,7 @@ def _reasons(session: Session, config: PolicyConfig, cutoff: datetime,
             g["last"], g["ref"] = seen, ref
     affected: set[int] = set()
     for (source, reason, condition, disposition, keep), g in groups.items():
-        status, reason_id, processing, by = _map(config, source, reason, condition,
+        status, reason_id, processing, by = map_line(config, source, reason, condition,
                                                  disposition, keep)
         if status != "mapped":
             affected |= g["returns"]

@@ -23,7 +23,9 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from returnbridge import __version__
+from returnbridge.flows.jobs import intervals
 from returnbridge.flows.runtime import Runtime
+from returnbridge.store.migrate import current_revision, head_revision
 from returnbridge.store.models import (
     AlertOutbox,
     AlertRouteState,
@@ -67,8 +69,6 @@ def _config(rt: Runtime) -> dict[str, Any]:
 
 
 def _schema(rt: Runtime) -> dict[str, Any]:
-    from returnbridge.store.migrate import current_revision, head_revision
-
     try:
         current = current_revision(rt.engine)
     except Exception as exc:
@@ -126,8 +126,6 @@ def _recent(rt: Runtime, limit: int = 20) -> dict[str, Any]:
 
 
 def _schedules(rt: Runtime) -> list[dict[str, Any]]:
-    from returnbridge.flows.jobs import intervals
-
     configured = intervals(rt)
     with rt.sessions() as session:
         runs = {r.name: r for r in session.scalars(select(JobRun))}

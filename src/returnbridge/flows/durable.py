@@ -20,10 +20,12 @@ from pathlib import Path
 import structlog
 from dbos import DBOS, SetWorkflowID
 
-from returnbridge.flows import events_admin, jobs, khaos_confirm, refund_workflow
+from returnbridge.flows import events_admin, jobs, refund_workflow
+from returnbridge.flows.confirm.queue import register_soap_queue
 from returnbridge.flows.current import install, runtime
 from returnbridge.flows.event_worker import EventWorker
 from returnbridge.flows.process import apply_event
+from returnbridge.flows.reevaluate import reevaluate_if_mapping_changed
 from returnbridge.flows.runtime import Runtime
 from returnbridge.store.db import create_private_file, is_sqlite, normalise_url, sqlite_path
 from returnbridge.store.events import pending_events
@@ -136,7 +138,7 @@ class Durable:
         DBOS.register_queue(refund_workflow.REFUNDS_QUEUE, worker_concurrency=4,
                             polling_interval_sec=server.queue_poll_seconds,
                             on_conflict="always_update")
-        khaos_confirm.register_soap_queue(self.rt.settings)
+        register_soap_queue(self.rt.settings)
         if self.worker:
             self._scheduler = jobs.Scheduler(self.rt)
             self._scheduler.start()
@@ -147,8 +149,6 @@ class Durable:
 
     def _reevaluate(self) -> None:
         try:
-            from returnbridge.flows.reevaluate import reevaluate_if_mapping_changed
-
             result = reevaluate_if_mapping_changed(self.rt)
             if result is not None:
                 log.info("held returns re-evaluated after a configuration change",

@@ -18,16 +18,15 @@ Idle, the worker sleeps: an in-process wake-up when a webhook is stored here, Po
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 
 import structlog
 from sqlalchemy import Select, exists, or_, select, update
 from sqlalchemy.orm import aliased
 
+from returnbridge.flows.events_admin import record_failure
 from returnbridge.flows.process import apply_event, apply_locked, error_text
 from returnbridge.flows.runtime import Runtime
 from returnbridge.store.db import is_sqlite, write_gate
@@ -42,10 +41,9 @@ BATCH_SECONDS_POSTGRES = 0.5
 RETRY_INTERVAL_S = 1.0
 RETRY_BACKOFF = 2.0
 
-# Crash tests only: pause (forever) after this many events of a batch are applied and not yet
-# committed, after writing the marker file, so a test can SIGKILL the process mid-batch.
-FAULT_PAUSE_ENV = "RB_FAULT_PAUSE_MID_BATCH_AFTER"
-FAULT_MARKER_ENV = "RB_FAULT_MARKER"
+# Called with n after the n-th event of a batch is applied, before the batch commits. Empty
+# in production; the crash tests' launcher (tests/e2e/crash_hooks.py) adds a pause there.
+AFTER_EVENT_IN_BATCH: list[Callable[[int], None]] = []
 
 
 def claim_query(limit: int, *, skip_locked: bool, not_ids: Sequence[int] = ()
@@ -82,10 +80,6 @@ class EventWorker:
         self._threads: list[threading.Thread] = []
         self._not_before: dict[int, float] = {}  # event id -> monotonic time of next try
         self._per_event_s = 0.002  # recent time to apply one event (moving average)
-        pause = os.environ.get(FAULT_PAUSE_ENV, "")
-        self._fault_after = int(pause) if pause.isdigit() else 0
-        if self._fault_after:  # the crash test needs the batch to reach the pause
-            self.batch_seconds = float("inf")
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -175,8 +169,8 @@ class EventWorker:
                             apply_locked(self.rt, session, event)
                     except Exception as event_exc:  # this event alone is rolled back
                         failed.append((event.id, event_exc))
-                    if n == self._fault_after:
-                        self._pause_for_crash_test()
+                    for hook in AFTER_EVENT_IN_BATCH:
+                        hook(n)
         except Exception as exc:
             if not ids:
                 raise
@@ -218,8 +212,6 @@ class EventWorker:
             attempts = session.scalar(select(InboundEvent.attempts)
                                       .where(InboundEvent.id == event_id)) or 0
         if attempts >= self.max_attempts:
-            from returnbridge.flows.events_admin import record_failure
-
             self._not_before.pop(event_id, None)
             record_failure(self.rt, event_id, error_text(exc))
             log.error("event failed", event_id=event_id, error=error_text(exc))
@@ -228,11 +220,3 @@ class EventWorker:
         self._not_before[event_id] = time.monotonic() + delay
         log.warning("event not applied; will retry", event_id=event_id, attempts=attempts,
                     retry_in_s=delay, error=error_text(exc))
-
-    def _pause_for_crash_test(self) -> None:
-        marker = os.environ.get(FAULT_MARKER_ENV, "")
-        if marker:
-            Path(marker).write_text(str(os.getpid()), encoding="utf-8")
-        log.warning("paused mid-batch for a crash test", env=FAULT_PAUSE_ENV)
-        while True:
-            time.sleep(3600)

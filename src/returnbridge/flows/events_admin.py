@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from returnbridge.domain.exceptions import Problem
 from returnbridge.domain.identity import IdentityError, associated_ref
 from returnbridge.flows.exception_actions import age_text
+from returnbridge.flows.khaos_push import run_after_mirror_change
 from returnbridge.flows.process import apply_locked, error_text, interpret
 from returnbridge.flows.runtime import Runtime
 from returnbridge.metrics import EVENTS_FAILED, EVENTS_FAILED_NOW
@@ -493,7 +494,6 @@ def replay_event(rt: Runtime, event_id: int, actor: str, why: str = "") -> Repla
     if failed_source:
         EVENTS_FAILED.labels(failed_source).inc()
     if mirror_kind:  # as after a push: held returns waiting for the mirror are re-checked
-        from returnbridge.flows.khaos_push import run_after_mirror_change
 
         run_after_mirror_change(rt, mirror_kind)
     return result

@@ -14,6 +14,7 @@ from returnbridge.domain.model import ReturnCase
 from returnbridge.domain.policy import Facts, ItemFacts, LevelFacts
 from returnbridge.domain.source_checks import sku_keys
 from returnbridge.flows.runtime import Runtime
+from returnbridge.store import catalogue
 from returnbridge.store.models import CustomerMirror, StockBarcode, StockItem, StockLevel
 
 
@@ -47,7 +48,6 @@ def nearest_candidates(session: Session, sku: str, limit: int = 5) -> tuple[str,
 
     Suggestions only: the fix belongs in the master data, never applied automatically."""
     try:  # the catalogue repository's matcher when present (richer scoring)
-        from returnbridge.store import catalogue
 
         found = catalogue.nearest_candidates(session, sku, limit=limit)
         return tuple(_describe(c) for c in found)

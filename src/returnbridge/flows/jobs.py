@@ -17,9 +17,16 @@ from dataclasses import dataclass
 import structlog
 from dbos import DBOS, SetWorkflowID
 
-from returnbridge.flows import platform_refunds  # noqa: F401  (registers its DBOS workflow)
+from returnbridge.flows import platform_refunds
+from returnbridge.flows.alerts import run_alerts
+from returnbridge.flows.confirm.queue import run_confirm_cycle
 from returnbridge.flows.current import runtime
+from returnbridge.flows.health import check_schedules, record_job
+from returnbridge.flows.process import report_waiting_evidence
+from returnbridge.flows.reconcile.service import run_continuous
+from returnbridge.flows.refund_workflow import enqueue_due_refunds
 from returnbridge.flows.runtime import Runtime
+from returnbridge.store.models import utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -38,38 +45,26 @@ class Job:
 
 
 def _khaos_confirm(rt: Runtime) -> str:
-    from returnbridge.flows.khaos_confirm import run_confirm_cycle
-
     return str(run_confirm_cycle(rt, durable=True))
 
 
 def _refund_gate(rt: Runtime) -> str:
-    from returnbridge.flows.refund_workflow import enqueue_due_refunds
-
     return f"{enqueue_due_refunds(rt)} refund workflow(s) started"
 
 
 def _platform_refunds(rt: Runtime) -> str:
-    from returnbridge.flows.platform_refunds import enqueue_due
-
-    return f"{enqueue_due(rt)} platform refund(s) queued for recording in Khaos"
+    return f"{platform_refunds.enqueue_due(rt)} platform refund(s) queued for recording in Khaos"
 
 
 def _waiting_evidence(rt: Runtime) -> str:
-    from returnbridge.flows.process import report_waiting_evidence
-
     return f"{report_waiting_evidence(rt)} return(s) known only from their events"
 
 
 def _reconciliation(rt: Runtime) -> str:
-    from returnbridge.flows.reconcile.service import run_continuous
-
     return str(run_continuous(rt))
 
 
 def _alerts(rt: Runtime) -> str:
-    from returnbridge.flows.alerts import run_alerts
-
     return str(run_alerts(rt))
 
 
@@ -115,8 +110,6 @@ def job_named(rt: Runtime, name: str) -> Job:
 
 def run_recorded(rt: Runtime, job: Job) -> str:
     """Run ``job`` and record its start and outcome in ``job_runs``."""
-    from returnbridge.flows.health import record_job
-
     record_job(rt, job.name, ok=None)
     try:
         summary = job.run(rt)
@@ -177,8 +170,6 @@ class Scheduler:
     once a minute whether any job has stopped running (``schedule_not_running``)."""
 
     def __init__(self, rt: Runtime, tick_seconds: float = 5.0) -> None:
-        from returnbridge.store.models import utcnow
-
         self.rt = rt
         self.started_at = utcnow()
         self._last_check = 0.0
@@ -200,8 +191,6 @@ class Scheduler:
             if time.monotonic() - self._last_check >= 60:
                 self._last_check = time.monotonic()
                 try:
-                    from returnbridge.flows.health import check_schedules
-
                     check_schedules(self.rt, intervals(self.rt), started_at=self.started_at)
                 except Exception as exc:
                     log.warning("schedule check failed; will retry", error=str(exc))

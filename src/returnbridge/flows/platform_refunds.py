@@ -38,7 +38,9 @@ from returnbridge.domain.khaos_status import KhaosStatus
 from returnbridge.domain.model import ReturnCase
 from returnbridge.domain.money import quantize
 from returnbridge.domain.policy import GoodsInOwner
+from returnbridge.flows.confirm.queue import enqueue_process_return, fault_outcome
 from returnbridge.flows.current import runtime
+from returnbridge.flows.refund_workflow import REFUNDS_QUEUE
 from returnbridge.flows.runtime import Runtime
 from returnbridge.store import audit, returns_repo
 from returnbridge.store.models import ReconciliationItem, RefundRow, ReturnRow, utcnow
@@ -171,7 +173,7 @@ def _refund_row(session: Session, row: ReturnRow, case: ReturnCase,
 
 
 def apply_outcome(rt: Runtime, plan: RecordPlan, outcome: str) -> str:
-    """What ProcessReturn answered (one of khaos_confirm.PROCESS_RETURN_OUTCOMES)."""
+    """What ProcessReturn answered (one of confirm.queue.PROCESS_RETURN_OUTCOMES)."""
     with rt.sessions() as session, session.begin():
         row = returns_repo.by_ref(session, plan.associated_ref)
         if row is None:
@@ -226,8 +228,6 @@ def _finance_task(session: Session, row: ReturnRow, refund: RefundRow, plan: Rec
 
 def record_now(rt: Runtime, associated_ref: str, khaos: Any) -> str:
     """The whole step without DBOS (tests, one-off use): plan, ProcessReturn, outcome."""
-    from returnbridge.flows.refund_gate import _FAULT_OUTCOMES
-
     plan = plan_record(rt, associated_ref)
     if plan is None:
         with rt.sessions() as session:
@@ -237,7 +237,7 @@ def record_now(rt: Runtime, associated_ref: str, khaos: Any) -> str:
         khaos.process_return(plan.return_code, plan.auth)
         outcome = "processed"
     except Exception as exc:
-        mapped = _FAULT_OUTCOMES.get(type(exc).__name__)
+        mapped = fault_outcome(exc)
         if mapped is None:
             raise  # transport trouble: nothing was stored as done; the next run retries
         outcome = mapped
@@ -271,8 +271,6 @@ def platform_refund_apply_step(plan: dict[str, Any], outcome: str) -> str:
 @DBOS.workflow()
 def platform_refund_workflow(associated_ref: str) -> str:
     """Record one platform refund in Khaos through the rate-limited SOAP queue."""
-    from returnbridge.flows.khaos_confirm import enqueue_process_return
-
     plan = platform_refund_plan_step(associated_ref)
     if plan is None:
         return "nothing to record"
@@ -282,8 +280,6 @@ def platform_refund_workflow(associated_ref: str) -> str:
 
 def enqueue_due(rt: Runtime) -> int:
     """Start the recording for every due return (workflow ids make repeats harmless)."""
-    from returnbridge.flows.refund_workflow import REFUNDS_QUEUE
-
     started = 0
     for ref in due_refs(rt):
         with SetWorkflowID(f"platform-refund:{ref}"):

@@ -27,7 +27,9 @@ from returnbridge.domain.model import ReturnCase
 from returnbridge.domain.policy import decide
 from returnbridge.flows import facts
 from returnbridge.flows.decide import evaluate, open_follow_up
+from returnbridge.flows.khaos_push import reapply_event
 from returnbridge.flows.money import check_after_handover
+from returnbridge.flows.refund_gate import record_external_refund, record_refund_request
 from returnbridge.flows.runtime import Runtime
 from returnbridge.metrics import EVENTS_APPLIED
 from returnbridge.sources.errors import PayloadInvalid
@@ -65,7 +67,6 @@ def apply_locked(rt: Runtime, session: Session, event: InboundEvent) -> Outcome:
     """Apply ``event`` (status ``received``, locked by the caller) in ``session``: the one
     processing path, for the workflow step and for ``events replay``."""
     if event.source == "khaos":  # a push whose mirror update did not commit: redo it
-        from returnbridge.flows.khaos_push import reapply_event
 
         return Outcome(reapply_event(session, event).status)
     outcome = _apply_and_mark(rt, session, event)
@@ -173,16 +174,13 @@ def _apply(rt: Runtime, session: Session, event: InboundEvent) -> Outcome:
                                       f"{exc_row.type}: {problem.message}", evidence)
     external = found.external_refund  # made by the platform itself
     if external is not None:
-        from returnbridge.flows.refund_gate import _record_external
-
-        _record_external(session, associated_ref=external.associated_ref, provider=event.source,
+        record_external_refund(session, associated_ref=external.associated_ref,
+                               provider=event.source,
                          event_id=external.event_id, amount=external.amount,
                          currency=external.currency, reference=external.reference,
                          order_ref=external.order_ref)
     request = found.refund_request  # the platform's refund decision
     if request is not None and row is not None:
-        from returnbridge.flows.refund_gate import record_refund_request
-
         record_refund_request(session, row, amount=request.amount, method=request.method,
                               currency=request.currency or row.currency,
                               event_id=request.event_id or key,

@@ -32,8 +32,6 @@ functions (tests, CLI) and the DBOS workflow in ``flows/refund_workflow.py`` wit
 
 from __future__ import annotations
 
-import os
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
@@ -47,10 +45,15 @@ from sqlalchemy.orm import Session
 from returnbridge.domain.exceptions import Problem
 from returnbridge.domain.khaos_status import KhaosStatus
 from returnbridge.domain.money import ZERO, quantize
+from returnbridge.flows.confirm.queue import fault_outcome
+from returnbridge.flows.confirm.sightings import PROCESSED_STAGES
 from returnbridge.flows.health import record_failure, record_success
 from returnbridge.flows.runtime import Runtime
 from returnbridge.payments.provider import (
+    PaymentOutcomeUnknown,
+    PaymentRefused,
     PaymentsProvider,
+    PaymentUnavailable,
     ProviderPayment,
     RefundsProvider,
 )
@@ -96,6 +99,12 @@ class Plan:
     method: str = ORIGINAL_PAYMENT
     customer: str = ""  # e-mail, for people reading a finance task
     customer_id: str = ""  # the payment provider's customer (store credit, gift cards)
+
+
+# Called with the AssociatedRef after the payment call succeeded, before it is stored. Empty
+# in production; the crash tests' launcher (tests/e2e/crash_hooks.py) kills the process
+# there.
+AFTER_PAYMENT_CALL: list[Callable[[str], None]] = []
 
 
 def refund_key(associated_ref: str) -> str:
@@ -377,14 +386,11 @@ def pay(rt: Runtime, plan: Plan, provider: PaymentsProvider) -> str:
         else:
             result = provider.create_refund(plan.order_id, plan.amount, plan.currency, note,
                                             key)
-    except Exception as exc:
-        refused = type(exc).__name__ == "ShopifyUserError"
-        unknown = type(exc).__name__ == "ShopifyOutcomeUnknown"
-        if not (refused or unknown):
-            if type(exc).__name__ in ("ShopifyUnavailable", "ShopifyAuthError") or isinstance(
-                    exc, OSError):
-                record_failure(rt, "shopify", f"{type(exc).__name__}: {exc}")
-            raise  # transient: the caller retries with the same key
+    except (PaymentUnavailable, OSError) as exc:
+        record_failure(rt, "shopify", f"{type(exc).__name__}: {exc}")
+        raise  # transient: the caller retries with the same key
+    except (PaymentRefused, PaymentOutcomeUnknown) as exc:
+        refused = isinstance(exc, PaymentRefused)
         with rt.sessions() as session, session.begin():
             row = returns_repo.by_ref(session, plan.associated_ref)
             assert row is not None
@@ -395,8 +401,8 @@ def pay(rt: Runtime, plan: Plan, provider: PaymentsProvider) -> str:
                      + f": {exc}")
         return ""
     record_success(rt, "shopify")
-    if os.environ.get("RB_FAULT_KILL_AFTER_REFUND_CALL") == "1":  # crash-safety tests only
-        os.kill(os.getpid(), signal.SIGKILL)
+    for hook in AFTER_PAYMENT_CALL:
+        hook(plan.associated_ref)
     store_refund(rt, plan, str(result.id), result.amount)
     return str(result.id)
 
@@ -482,17 +488,10 @@ class RecordRequest:
     payment_id: str = ""
 
 
-_FAULT_OUTCOMES = {"ReturnAlreadyProcessed": "already_processed", "ReturnNotFound": "not_found",
-                   "ReturnPartiallyProcessed": "partially_processed",
-                   "ReturnCodeOrAuthMissing": "code_or_auth_missing"}
-
-
 def still_unprocessed(rt: Runtime, row: ReturnRow) -> bool:
     """Whether the return may still be unprocessed in Khaos, so that ProcessReturn can
     record the payment: served with ProcessReturn false, and its credit note not reported
     at a stage that only a processed return reaches."""
-    from returnbridge.flows.khaos_confirm import PROCESSED_STAGES
-
     if row.process_return:
         return False
     stage = {p.casefold() for p in (row.credit_note_stage, *row.credit_note_stage.split(" ", 1))}
@@ -530,7 +529,7 @@ def uses_process_return(req: RecordRequest, *, soap: bool) -> bool:
 def apply_record(rt: Runtime, plan: Plan, req: RecordRequest, outcome: str | None,
                  detail: str = "") -> str:
     """Move to ``refund_recorded`` from ProcessReturn's outcome (one of
-    flows.khaos_confirm.PROCESS_RETURN_OUTCOMES), or with None (no ProcessReturn: the
+    flows.confirm.queue.PROCESS_RETURN_OUTCOMES), or with None (no ProcessReturn: the
     return is already processed, or there is no SOAP) after opening a finance task."""
     call = f"ProcessReturn({req.return_code}, {req.auth})"
     if outcome is None:
@@ -601,7 +600,7 @@ def record_in_khaos(rt: Runtime, plan: Plan, khaos: KhaosRecorder | None) -> str
             khaos.process_return(req.return_code, req.auth)
             outcome = "processed"
         except Exception as exc:
-            outcome = _FAULT_OUTCOMES.get(type(exc).__name__)
+            outcome = fault_outcome(exc)
             if outcome is None:
                 raise  # transport trouble: the workflow step is retried
             detail = str(exc)
@@ -683,17 +682,6 @@ def run_refund_gate(rt: Runtime, associated_ref: str, provider: PaymentsProvider
     return plan
 
 
-def record_external_refund(rt: Runtime, *, associated_ref: str, provider: str, event_id: str,
-                           amount: Decimal, currency: str, reference: str,
-                           order_ref: str) -> None:
-    """A refund made outside returnbridge (the platform reports it as made): store it, and open
-    ``refund_before_credit`` when Khaos has no credit note for the return yet."""
-    with rt.sessions() as session, session.begin():
-        _record_external(session, associated_ref=associated_ref, provider=provider,
-                         event_id=event_id, amount=amount, currency=currency,
-                         reference=reference, order_ref=order_ref)
-
-
 def record_refund_request(session: Session, row: ReturnRow, *, amount: Decimal | None,
                           method: str, currency: str, event_id: str, at: str) -> None:
     """The platform asks for a refund (its refund request): keep its decision for
@@ -733,11 +721,11 @@ def record_refund_request(session: Session, row: ReturnRow, *, amount: Decimal |
         {"event_id": event_id})
 
 
-def _record_external(session: object, *, associated_ref: str, provider: str, event_id: str,
-                     amount: Decimal, currency: str, reference: str, order_ref: str) -> None:
-    from sqlalchemy.orm import Session
-
-    assert isinstance(session, Session)
+def record_external_refund(session: Session, *, associated_ref: str, provider: str,
+                           event_id: str, amount: Decimal, currency: str, reference: str,
+                           order_ref: str) -> None:
+    """A refund made outside returnbridge (the platform reports it as made): store it, and
+    open ``refund_before_credit`` when Khaos has no credit note for the return yet."""
     key = f"external-{provider}-{event_id or reference}"
     if session.scalars(select(RefundRow).where(RefundRow.idempotency_key == key)).first():
         return

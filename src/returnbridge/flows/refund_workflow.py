@@ -11,10 +11,12 @@ import structlog
 from dbos import DBOS, SetWorkflowID
 
 from returnbridge.flows import refund_gate
+from returnbridge.flows.confirm.queue import enqueue_process_return
 from returnbridge.flows.current import runtime
 from returnbridge.flows.refund_gate import Action, Plan
 from returnbridge.flows.runtime import Runtime
 from returnbridge.payments.provider import PaymentsProvider
+from returnbridge.payments.shopify.client import ShopifyClient
 
 log = structlog.get_logger(__name__)
 
@@ -24,8 +26,6 @@ REFUNDS_QUEUE = "refunds"
 
 
 def provider(rt: Runtime) -> PaymentsProvider:
-    from returnbridge.payments.shopify.client import ShopifyClient
-
     return ShopifyClient(rt.settings.shopify)
 
 
@@ -90,8 +90,6 @@ def refund_apply_record_step(plan: dict[str, Any], req: dict[str, Any],
 def _record(plan: dict[str, Any]) -> None:
     """ProcessReturn goes through the rate-limited SOAP queue (at most once per return),
     when the return is still unprocessed in Khaos; otherwise finance records it."""
-    from returnbridge.flows.khaos_confirm import enqueue_process_return
-
     req = refund_prepare_record_step(plan)
     if req is None:
         return

@@ -13,6 +13,7 @@ from returnbridge.config import Settings
 from returnbridge.domain.policy import GoodsInOwner, PolicyConfig, ReleaseOn, SourcePolicy
 from returnbridge.domain.reasons import ReasonRule
 from returnbridge.returns_platform import PlatformSettings, Registry
+from returnbridge.store.console_mapping import load_rules
 from returnbridge.store.db import make_engine, session_factory
 
 CONSOLE_RULES_TTL = 5.0
@@ -61,8 +62,6 @@ class Runtime:
     def policy_config(self, session: Session | None = None) -> PolicyConfig:
         """The posting policy's configuration; pass the session of the transaction in hand
         so the console's mapping rules are read in it."""
-        from returnbridge.store.console_mapping import load_rules
-
         console = load_rules(session) if session is not None else self.console_rules()
         p = self.settings.policy
         return PolicyConfig(
@@ -87,8 +86,6 @@ class Runtime:
         """The console's rules (cached); never call inside an open transaction."""
         now = time.monotonic()
         if self._console_rules is None or now - self._console_rules_at > CONSOLE_RULES_TTL:
-            from returnbridge.store.console_mapping import load_rules
-
             with self.sessions() as session:
                 self._console_rules = load_rules(session)
             self._console_rules_at = now

@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import threading
 
+from returnbridge.flows import khaos_push
+from returnbridge.flows.reevaluate import reevaluate_open
 from returnbridge.flows.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -37,8 +39,6 @@ class Coalescer:
         threading.Thread(target=self._run, name="rb-reevaluate", daemon=True).start()
 
     def _run(self) -> None:
-        from returnbridge.flows.reevaluate import reevaluate_open
-
         while True:
             with self._lock:
                 if not self._pending:
@@ -72,7 +72,5 @@ def _after_mirror_change(rt: Runtime, kind: str) -> None:
 
 def install_hooks() -> None:
     """Idempotent: register the reactions between flows."""
-    from returnbridge.flows import khaos_push
-
     if _after_mirror_change not in khaos_push.AFTER_MIRROR_CHANGE:
         khaos_push.AFTER_MIRROR_CHANGE.append(_after_mirror_change)

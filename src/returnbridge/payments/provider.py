@@ -12,6 +12,19 @@ from decimal import Decimal
 from typing import Protocol
 
 
+class PaymentRefused(Exception):
+    """The provider refused the payment (it was not made): a person must look."""
+
+
+class PaymentOutcomeUnknown(Exception):
+    """The payment may or may not have been made, and the provider cannot de-duplicate a
+    repeat: never retried blindly; a person checks in the provider's admin."""
+
+
+class PaymentUnavailable(Exception):
+    """The provider could not be reached or refused the credentials: retried later."""
+
+
 class ProviderRefund(Protocol):
     @property
     def id(self) -> str: ...

@@ -16,7 +16,7 @@ from rich.table import Table
 
 from returnbridge.composition import load_settings
 from returnbridge.erp.khaos.soap import KhaosSoapClient
-from returnbridge.flows.khaos_confirm import sweep_unconfirmed
+from returnbridge.flows.confirm.soap_sweep import sweep_unconfirmed
 from returnbridge.flows.runtime import Runtime
 from returnbridge.sandbox.khaos.emulator import KhaosSandbox
 from returnbridge.sandbox.loop.samples import CATALOGUE, demo_payloads

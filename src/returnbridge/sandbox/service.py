@@ -21,8 +21,11 @@ def free_port() -> int:
 
 
 class ServiceProcess:
-    def __init__(self, config: Path, port: int, log_file: Path, *args: str) -> None:
+    def __init__(self, config: Path, port: int, log_file: Path, *args: str,
+                 module: str = "returnbridge") -> None:
         self.config = config
+        # The module run with ``python -m``: the product, or a test launcher around it.
+        self.module = module
         self.port = port
         self.log_file = log_file
         self.args = args
@@ -37,7 +40,7 @@ class ServiceProcess:
         env = {**os.environ, "RB_CONFIG": str(self.config), **(env or {})}
         with self.log_file.open("ab") as log:
             self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-                [sys.executable, "-m", "returnbridge", "serve", "--port", str(self.port),
+                [sys.executable, "-m", self.module, "serve", "--port", str(self.port),
                  *self.args],
                 stdout=log, stderr=subprocess.STDOUT, env=env,
             )

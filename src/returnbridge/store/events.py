@@ -26,7 +26,7 @@ def sha256(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def _text(value: str) -> str:
+def column_text(value: str) -> str:
     """Envelope text as a column can hold it: PostgreSQL refuses NUL characters (and a
     refusal here would answer 500 and make the sender retry the same bytes forever)."""
     return value.replace("\x00", "")
@@ -46,8 +46,8 @@ def store_event(
 ) -> StoredEvent:
     """Insert the event, or count a duplicate of one already stored. Commits before returning."""
     digest = sha256(body)
-    key = _text(dedupe_key or digest)
-    topic, trigger, source_ref = _text(topic), _text(trigger), _text(source_ref)
+    key = column_text(dedupe_key or digest)
+    topic, trigger, source_ref = column_text(topic), column_text(trigger), column_text(source_ref)
     try:
         with factory() as session, session.begin():
             row = InboundEvent(

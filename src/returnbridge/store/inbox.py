@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from returnbridge.store.db import write_gate
-from returnbridge.store.events import StoredEvent, _text, sha256
+from returnbridge.store.events import StoredEvent, column_text, sha256
 from returnbridge.store.models import InboundEvent, utcnow
 
 # Workers on other processes or hosts LISTEN on this channel (PostgreSQL only).
@@ -58,11 +58,11 @@ def store_events(factory: sessionmaker[Session], events: Sequence[NewEvent]) -> 
         fresh = False
         for e in events:
             digest = sha256(e.body)
-            key = _text(e.dedupe_key or digest)
+            key = column_text(e.dedupe_key or digest)
             new_id = conn.execute(insert.values(
-                source=e.source, channel=e.channel, topic=_text(e.topic)[:80],
-                trigger=_text(e.trigger)[:80], dedupe_key=key,
-                source_ref=_text(e.source_ref)[:80], headers=e.headers, body=e.body,
+                source=e.source, channel=e.channel, topic=column_text(e.topic)[:80],
+                trigger=column_text(e.trigger)[:80], dedupe_key=key,
+                source_ref=column_text(e.source_ref)[:80], headers=e.headers, body=e.body,
                 body_sha256=digest, status="received", received_at=utcnow(), error="",
                 duplicates=0, attempts=0)).scalar()
             if new_id is not None:

@@ -19,7 +19,7 @@ from fastapi.responses import Response
 from returnbridge.flows import events_admin
 from returnbridge.flows.accounts import Identity
 from returnbridge.flows.runtime import Runtime
-from returnbridge.web.exceptions_routes import ActionBody, _actor, _actor_rt, _rt
+from returnbridge.web.exceptions_routes import ActionBody, actor_and_runtime, actor_of, runtime_of
 
 router = APIRouter(prefix="/api/v1")
 EventId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The stored event's id.")]
@@ -35,7 +35,7 @@ async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 @router.get("/events")
-async def list_events(rt: Annotated[Runtime, Depends(_rt)],
+async def list_events(rt: Annotated[Runtime, Depends(runtime_of)],
                       source: Annotated[list[str] | None, Query()] = None,
                       status: Annotated[list[str] | None, Query()] = None,
                       older_than: str | None = None, since: str | None = None,
@@ -49,13 +49,14 @@ async def list_events(rt: Annotated[Runtime, Depends(_rt)],
 
 
 @router.get("/events/{event_id}")
-async def get_event(event_id: EventId, rt: Annotated[Runtime, Depends(_rt)]) -> dict[str, Any]:
+async def get_event(event_id: EventId,
+                    rt: Annotated[Runtime, Depends(runtime_of)]) -> dict[str, Any]:
     view: dict[str, Any] = await _call(events_admin.show_event, rt, event_id)
     return view
 
 
 @router.get("/events/{event_id}/raw")
-async def get_raw(event_id: EventId, rt: Annotated[Runtime, Depends(_rt)]) -> Response:
+async def get_raw(event_id: EventId, rt: Annotated[Runtime, Depends(runtime_of)]) -> Response:
     body: bytes = await _call(events_admin.raw_body, rt, event_id)
     return Response(body, media_type="application/octet-stream",
                     headers={"X-Content-Type-Options": "nosniff"})
@@ -63,10 +64,10 @@ async def get_raw(event_id: EventId, rt: Annotated[Runtime, Depends(_rt)]) -> Re
 
 @router.post("/events/{event_id}/replay")
 async def replay_event(event_id: EventId,
-                       who: Annotated[tuple[Identity, Runtime], Depends(_actor_rt)],
+                       who: Annotated[tuple[Identity, Runtime], Depends(actor_and_runtime)],
                        body: ActionBody | None = None) -> dict[str, Any]:
     identity, rt = who
     result: events_admin.ReplayResult = await _call(
-        events_admin.replay_event, rt, event_id, _actor(identity, body),
+        events_admin.replay_event, rt, event_id, actor_of(identity, body),
         body.why if body else "")
     return result.as_dict()

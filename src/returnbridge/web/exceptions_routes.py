@@ -34,18 +34,18 @@ class ActionBody(BaseModel):
     why: str = Field("", max_length=2000, description="Why; required for resolve and ignore.")
 
 
-def _rt(request: Request) -> Runtime:
+def runtime_of(request: Request) -> Runtime:
     ctx: AppContext = request.app.state.ctx
     api_identity(request, ctx.rt, Scope.READ)
     return ctx.rt
 
 
-def _actor_rt(request: Request) -> tuple[Identity, Runtime]:
+def actor_and_runtime(request: Request) -> tuple[Identity, Runtime]:
     ctx: AppContext = request.app.state.ctx
     return api_identity(request, ctx.rt, Scope.ACT), ctx.rt
 
 
-def _actor(identity: Identity, body: ActionBody | None) -> str:
+def actor_of(identity: Identity, body: ActionBody | None) -> str:
     return actor_for(identity, body.by if body is not None else "")
 
 
@@ -73,7 +73,7 @@ def _show(rt: Runtime, exception_id: int) -> dict[str, Any]:
 
 
 @router.get("/exceptions")
-async def list_exceptions(rt: Annotated[Runtime, Depends(_rt)], status: str = "open",
+async def list_exceptions(rt: Annotated[Runtime, Depends(runtime_of)], status: str = "open",
                           owner: str | None = None, type: str | None = None,
                           ref: str | None = None, limit: int = 100,
                           offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0) -> dict[str, Any]:
@@ -86,36 +86,36 @@ async def list_exceptions(rt: Annotated[Runtime, Depends(_rt)], status: str = "o
 
 @router.get("/exceptions/{exception_id}")
 async def get_exception(exception_id: ExceptionId,
-                        rt: Annotated[Runtime, Depends(_rt)]) -> dict[str, Any]:
+                        rt: Annotated[Runtime, Depends(runtime_of)]) -> dict[str, Any]:
     view: dict[str, Any] = await _call(_show, rt, exception_id)
     return view
 
 
 @router.post("/exceptions/{exception_id}/retry")
 async def retry_exception(exception_id: ExceptionId,
-                          who: Annotated[tuple[Identity, Runtime], Depends(_actor_rt)],
+                          who: Annotated[tuple[Identity, Runtime], Depends(actor_and_runtime)],
                           body: ActionBody | None = None) -> dict[str, Any]:
     identity, rt = who
     result: actions.ActionResult = await _call(
-        actions.retry, rt, exception_id, _actor(identity, body), body.why if body else "")
+        actions.retry, rt, exception_id, actor_of(identity, body), body.why if body else "")
     return result.as_dict()
 
 
 @router.post("/exceptions/{exception_id}/resolve")
 async def resolve_exception(exception_id: ExceptionId, body: ActionBody,
-                            who: Annotated[tuple[Identity, Runtime], Depends(_actor_rt)]
+                            who: Annotated[tuple[Identity, Runtime], Depends(actor_and_runtime)]
                             ) -> dict[str, Any]:
     identity, rt = who
     result: actions.ActionResult = await _call(
-        actions.resolve, rt, exception_id, _actor(identity, body), body.why)
+        actions.resolve, rt, exception_id, actor_of(identity, body), body.why)
     return result.as_dict()
 
 
 @router.post("/exceptions/{exception_id}/ignore")
 async def ignore_exception(exception_id: ExceptionId, body: ActionBody,
-                            who: Annotated[tuple[Identity, Runtime], Depends(_actor_rt)]
+                            who: Annotated[tuple[Identity, Runtime], Depends(actor_and_runtime)]
                             ) -> dict[str, Any]:
     identity, rt = who
     result: actions.ActionResult = await _call(
-        actions.ignore, rt, exception_id, _actor(identity, body), body.why)
+        actions.ignore, rt, exception_id, actor_of(identity, body), body.why)
     return result.as_dict()

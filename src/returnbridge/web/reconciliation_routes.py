@@ -19,7 +19,7 @@ from fastapi.responses import FileResponse
 
 from returnbridge.flows.reconcile import pack, service
 from returnbridge.flows.runtime import Runtime
-from returnbridge.web.exceptions_routes import _rt
+from returnbridge.web.exceptions_routes import runtime_of
 
 router = APIRouter(prefix="/api/v1")
 
@@ -30,7 +30,7 @@ PACK_TYPES = {"xlsx": "application/vnd.openxmlformats-officedocument.spreadsheet
 
 
 @router.get("/reconciliation")
-async def report(rt: Annotated[Runtime, Depends(_rt)],
+async def report(rt: Annotated[Runtime, Depends(runtime_of)],
                  period: Annotated[str, Query(pattern=r"^\d{4}-\d{2}$")],
                  source: str = "all", refresh: bool = False) -> dict[str, Any]:
     try:
@@ -45,7 +45,7 @@ async def report(rt: Annotated[Runtime, Depends(_rt)],
 
 
 @router.get("/reconciliation/files/{name}")
-async def file(name: str, rt: Annotated[Runtime, Depends(_rt)]) -> FileResponse:
+async def file(name: str, rt: Annotated[Runtime, Depends(runtime_of)]) -> FileResponse:
     if not PACK_FILE.match(name):
         raise HTTPException(404, "no such reconciliation file")
     path = Path(rt.settings.reconciliation.out_dir) / name

@@ -26,10 +26,11 @@ from sqlalchemy.orm import Session
 from returnbridge.domain.khaos_status import KhaosStatus
 from returnbridge.domain.lifecycle import ReturnState
 from returnbridge.domain.reconciliation import to_minor
-from returnbridge.flows.khaos_confirm import is_cleared
+from returnbridge.flows.confirm.sightings import is_cleared
 from returnbridge.flows.money import served_basis
 from returnbridge.flows.refund_gate import refund_key
 from returnbridge.flows.runtime import Runtime
+from returnbridge.payments.shopify.client import ShopifyError
 from returnbridge.store.codec import case_from_json
 from returnbridge.store.models import (
     KhaosOrderStatus,
@@ -147,8 +148,6 @@ def _from_refunds_table(recorded: Iterable[RefundRow]) -> list[dict[str, Any]]:
 
 def _from_orders(orders: OrderReader, returns: list[ReturnRow], platform: list[dict[str, Any]],
                  recorded: list[RefundRow]) -> tuple[int, list[dict[str, Any]]]:
-    from returnbridge.payments.shopify.client import ShopifyError
-
     by_order: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for p in platform:
         if p["order_ref"]:

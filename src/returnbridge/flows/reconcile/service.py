@@ -15,6 +15,7 @@ from returnbridge.domain.reconciliation import period_bounds
 from returnbridge.flows.reconcile import continuous, legs, pack
 from returnbridge.flows.reconcile.engine import Scope, statement
 from returnbridge.flows.runtime import Runtime
+from returnbridge.payments.shopify.client import ShopifyClient
 
 log = structlog.get_logger(__name__)
 
@@ -45,7 +46,6 @@ def _orders(rt: Runtime) -> Any:
     if not rt.settings.reconciliation.read_shopify_orders or not (
             s.shop_domain or s.base_url):
         return None
-    from returnbridge.payments.shopify.client import ShopifyClient
 
     return ShopifyClient(s)
 

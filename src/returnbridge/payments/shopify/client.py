@@ -41,6 +41,11 @@ import httpx
 import structlog
 
 from returnbridge.config import ShopifySettings
+from returnbridge.payments.provider import (
+    PaymentOutcomeUnknown,
+    PaymentRefused,
+    PaymentUnavailable,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -52,15 +57,15 @@ class ShopifyError(Exception):
     """A Shopify call failed."""
 
 
-class ShopifyAuthError(ShopifyError):
+class ShopifyAuthError(ShopifyError, PaymentUnavailable):
     """The access token was refused (HTTP 401/403)."""
 
 
-class ShopifyUnavailable(ShopifyError):
+class ShopifyUnavailable(ShopifyError, PaymentUnavailable):
     """Shopify did not answer successfully after every attempt (throttled, 5xx, timeouts)."""
 
 
-class ShopifyOutcomeUnknown(ShopifyError):
+class ShopifyOutcomeUnknown(ShopifyError, PaymentOutcomeUnknown):
     """A mutation that Shopify cannot de-duplicate was sent and no answer came back (or an
     earlier attempt with the same key was interrupted): it may or may not have been applied,
     so it is not repeated until a person has checked in the Shopify admin. Not a transient
@@ -96,7 +101,7 @@ class UserError:
     message: str
 
 
-class ShopifyUserError(ShopifyError):
+class ShopifyUserError(ShopifyError, PaymentRefused):
     """``userErrors`` from a mutation: Shopify refused it (e.g. more than refundable)."""
 
     def __init__(self, errors: list[UserError]) -> None:

@@ -35,6 +35,7 @@ from returnbridge.flows.returns_search import (
 )
 from returnbridge.flows.runtime import Runtime
 from returnbridge.web.console import runbooks
+from returnbridge.web.console.health_view import health_data
 from returnbridge.web.console.security import (
     PREFIX,
     SECURITY_HEADERS,
@@ -432,7 +433,6 @@ async def mapping_remove(request: Request, rule_id: int, who: Who) -> Response:
 async def health(request: Request, who: Who) -> Response:
     if not who.identity.is_admin:
         raise Forbidden("The Health page is for admins (it shows the configuration checks).")
-    from returnbridge.web.console.health_view import health_data
 
     data = await run_in_threadpool(health_data, runtime(request))
     return page(request, "health.html", who, nav="health", h=data)

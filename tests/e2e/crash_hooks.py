@@ -1,0 +1,57 @@
+"""``python -m tests.e2e.crash_hooks serve ...``: returnbridge with crash-test faults.
+
+The product has no fault switch; this launcher, which only the tests run, hangs its faults
+on the product's hooks and then runs the normal command line:
+
+- ``RB_TEST_KILL_AFTER_PAYMENT=1``: SIGKILL right after a payment call succeeded, before
+  it is stored (refund_gate.AFTER_PAYMENT_CALL).
+- ``RB_TEST_PAUSE_MID_BATCH_AFTER=N`` (and ``RB_TEST_MARKER=path``): after the N-th event
+  of a batch is applied and before the batch commits, write the process id to the marker
+  and wait forever, so the test can SIGKILL it mid-batch (event_worker.AFTER_EVENT_IN_BATCH).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from returnbridge.flows import event_worker, refund_gate
+
+KILL_AFTER_PAYMENT = "RB_TEST_KILL_AFTER_PAYMENT"
+PAUSE_MID_BATCH_AFTER = "RB_TEST_PAUSE_MID_BATCH_AFTER"
+MARKER = "RB_TEST_MARKER"
+MODULE = "tests.e2e.crash_hooks"
+
+
+def _kill(_ref: str) -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _pause_after(count: int, marker: str) -> None:
+    def pause(n: int) -> None:
+        if n != count:
+            return
+        if marker:
+            Path(marker).write_text(str(os.getpid()), encoding="utf-8")
+        while True:
+            time.sleep(3600)
+    event_worker.AFTER_EVENT_IN_BATCH.append(pause)
+    # The batch must reach the pause: no time limit on it.
+    event_worker.BATCH_SECONDS_SQLITE = event_worker.BATCH_SECONDS_POSTGRES = float("inf")
+
+
+def install() -> None:
+    if os.environ.get(KILL_AFTER_PAYMENT) == "1":
+        refund_gate.AFTER_PAYMENT_CALL.append(_kill)
+    pause = os.environ.get(PAUSE_MID_BATCH_AFTER, "")
+    if pause.isdigit():
+        _pause_after(int(pause), os.environ.get(MARKER, ""))
+
+
+if __name__ == "__main__":
+    install()
+    from returnbridge.cli import main
+
+    main()
