@@ -14,7 +14,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from returnbridge.cli_common import ConfigOpt, err, load, out
+from returnbridge.cli.common import ConfigOpt, err, load, out
 
 if TYPE_CHECKING:
     from returnbridge.flows.exception_actions import ActionResult

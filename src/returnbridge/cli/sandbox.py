@@ -119,7 +119,7 @@ def month(
 ) -> None:
     """Fill the configured database's reconciliation legs with a realistic month with planted
     discrepancies; then run 'returnbridge reconcile --period PERIOD --no-refresh'."""
-    from returnbridge.cli_common import load
+    from returnbridge.cli.common import load
     from returnbridge.sandbox.month import clear_legs, generate, load_legs
     from returnbridge.store.db import make_engine
     from returnbridge.store.migrate import upgrade

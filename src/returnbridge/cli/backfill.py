@@ -52,7 +52,7 @@ def backfill_loop(
     """Store every Loop return updated in a date range as an event (deduplicated), so that
     the service processes anything it has not seen. Safe to repeat; resumes after an
     interrupt."""
-    from returnbridge.cli import _logging, _require_schema, _settings
+    from returnbridge.cli.root import _logging, _require_schema, _settings
     from returnbridge.flows.loop_backstop import (
         BackfillProgress,
         backfill_position,

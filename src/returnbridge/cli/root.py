@@ -14,21 +14,33 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from returnbridge import (
-    cli_audit,
-    cli_audit_log,
-    cli_events,
-    cli_exceptions,
-    cli_reconcile,
-    cli_tokens,
-    cli_users,
+from returnbridge.cli import (
+    audit as cli_audit,
 )
-from returnbridge.cli_alerts import alerts_app, doctor
-from returnbridge.cli_backfill import backfill_app
-from returnbridge.cli_common import ConfigOpt, err, load, out
-from returnbridge.cli_khaos import khaos_app
-from returnbridge.cli_sandbox import sandbox_app
-from returnbridge.cli_suggest import mapping_app, suggest
+from returnbridge.cli import (
+    audit_log as cli_audit_log,
+)
+from returnbridge.cli import (
+    events as cli_events,
+)
+from returnbridge.cli import (
+    exceptions as cli_exceptions,
+)
+from returnbridge.cli import (
+    reconcile as cli_reconcile,
+)
+from returnbridge.cli import (
+    tokens as cli_tokens,
+)
+from returnbridge.cli import (
+    users as cli_users,
+)
+from returnbridge.cli.alerts import alerts_app, doctor
+from returnbridge.cli.backfill import backfill_app
+from returnbridge.cli.common import ConfigOpt, err, load, out
+from returnbridge.cli.khaos import khaos_app
+from returnbridge.cli.sandbox import sandbox_app
+from returnbridge.cli.suggest import mapping_app, suggest
 from returnbridge.config import ConfigError, Settings, load_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
