@@ -14,34 +14,14 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from returnbridge.cli import (
-    audit as cli_audit,
-)
-from returnbridge.cli import (
-    audit_log as cli_audit_log,
-)
-from returnbridge.cli import (
-    events as cli_events,
-)
-from returnbridge.cli import (
-    exceptions as cli_exceptions,
-)
-from returnbridge.cli import (
-    reconcile as cli_reconcile,
-)
-from returnbridge.cli import (
-    tokens as cli_tokens,
-)
-from returnbridge.cli import (
-    users as cli_users,
-)
+from returnbridge.cli import audit, audit_log, events, exceptions, reconcile, tokens, users
 from returnbridge.cli.alerts import alerts_app, doctor
 from returnbridge.cli.backfill import backfill_app
-from returnbridge.cli.common import ConfigOpt, err, load, out
+from returnbridge.cli.common import ConfigOpt, configure_logging, err, load, out, require_schema
 from returnbridge.cli.khaos import khaos_app
 from returnbridge.cli.sandbox import sandbox_app
 from returnbridge.cli.suggest import mapping_app, suggest
-from returnbridge.config import ConfigError, Settings, load_settings
+from returnbridge.config import ConfigError, load_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Returns platforms (Loop Returns, ZigZag) to Khaos Control.")
@@ -49,19 +29,18 @@ returns_app = typer.Typer(no_args_is_help=True, help="Look at returns.")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(returns_app, name="returns")
 app.add_typer(backfill_app, name="backfill")
-app.add_typer(cli_exceptions.app, name="exceptions")
-app.add_typer(cli_events.app, name="events")
+app.add_typer(exceptions.app, name="exceptions")
+app.add_typer(events.app, name="events")
 app.add_typer(khaos_app, name="khaos")
 app.add_typer(alerts_app, name="alerts")
 app.command("doctor")(doctor)
 app.add_typer(mapping_app, name="mapping")
 app.command("suggest")(suggest)
-app.add_typer(cli_users.app, name="users")
-app.add_typer(cli_tokens.app, name="tokens")
-app.command("audit")(cli_audit.audit)
-app.command("reconcile")(cli_reconcile.reconcile)
-app.add_typer(cli_audit_log.app, name="audit-log")
-_settings = load
+app.add_typer(users.app, name="users")
+app.add_typer(tokens.app, name="tokens")
+app.command("audit")(audit.audit)
+app.command("reconcile")(reconcile.reconcile)
+app.add_typer(audit_log.app, name="audit-log")
 
 
 def _show_version(value: bool) -> None:
@@ -79,12 +58,6 @@ def _main(
         help="Print the version and exit.")] = False,
 ) -> None:
     """Returns platforms (Loop Returns, ZigZag) to Khaos Control."""
-
-
-def _logging(settings: Settings) -> None:
-    from returnbridge import logs
-
-    logs.configure(settings.log.level, settings.log.format, settings.secret_values())
 
 
 @app.command()
@@ -148,7 +121,7 @@ def migrate(config: ConfigOpt = None) -> None:
     from returnbridge.store.db import make_engine
     from returnbridge.store.migrate import upgrade
 
-    settings = _settings(config)
+    settings = load(config)
     engine = make_engine(settings.database.url)
     before, after = upgrade(engine)
     where = engine.url.render_as_string(hide_password=True)
@@ -157,21 +130,6 @@ def migrate(config: ConfigOpt = None) -> None:
     else:
         out.print(f"{where}: schema {before or 'empty'} -> {after}.")
     engine.dispose()
-
-
-def _require_schema(settings: Settings) -> None:
-    from returnbridge.store.db import make_engine
-    from returnbridge.store.migrate import SchemaNotCurrent, require_current
-
-    engine = make_engine(settings.database.url)
-    try:
-        require_current(engine)
-    except SchemaNotCurrent as exc:
-        err.print(f"[red]returnbridge will not start:[/red] {escape(str(exc))}",
-                  soft_wrap=True)
-        raise typer.Exit(2) from None
-    finally:
-        engine.dispose()
 
 
 @app.command()
@@ -189,9 +147,9 @@ def serve(
     from returnbridge.web.app import create_app
     from returnbridge.web.limits import uvicorn_options
 
-    settings = _settings(config)
-    _logging(settings)
-    _require_schema(settings)
+    settings = load(config)
+    configure_logging(settings)
+    require_schema(settings)
     rt = Runtime.from_settings(settings)
     durable = Durable(rt, worker=worker)
     durable.start()
@@ -213,9 +171,9 @@ def worker(config: ConfigOpt = None) -> None:
     from returnbridge.flows.durable import Durable
     from returnbridge.flows.runtime import Runtime
 
-    settings = _settings(config)
-    _logging(settings)
-    _require_schema(settings)
+    settings = load(config)
+    configure_logging(settings)
+    require_schema(settings)
     rt = Runtime.from_settings(settings)
     durable = Durable(rt, worker=True)
     durable.start()
@@ -238,7 +196,7 @@ def returns_show(
     from returnbridge.flows.queries import return_view
     from returnbridge.flows.runtime import Runtime
 
-    settings = _settings(config)
+    settings = load(config)
     rt = Runtime.from_settings(settings)
     view = return_view(rt, ref)
     rt.close()
