@@ -164,7 +164,7 @@ def test_no_refund_request_means_no_payment_and_a_visible_wait(
     config = tmp_path / "returnbridge.toml"
     config.write_text(f'[database]\nurl = "{app.rt.settings.database.url}"\n', encoding="utf-8")
     monkeypatch.setattr(cli_common, "out", Console(width=200))
-    monkeypatch.setattr("returnbridge.cli.root.out", cli_common.out)
+    monkeypatch.setattr("returnbridge.cli.returns.out", cli_common.out)
     shown = CliRunner().invoke(cli_app, ["returns", "show", ref, "--config", str(config)],
                                env={"COLUMNS": "200", "RB_CONFIG": ""})
     assert shown.exit_code == 0, shown.output

@@ -76,9 +76,9 @@ def test_returns_show_lists_the_reconciliation_items(
     from typer.testing import CliRunner
 
     from returnbridge.cli import app as cli_app
-    from returnbridge.cli import root as cli_root
+    from returnbridge.cli import returns as cli_returns
 
-    monkeypatch.setattr(cli_root, "out", Console(width=250))
+    monkeypatch.setattr(cli_returns, "out", Console(width=250))
     rt = runtime_factory(mapping=MAPPING)
     _ingest(rt, loop_return(804, [unit("TEE-BLK-M", 1)], state="closed",
                             refund="28.95", refund_shipping_total="3.95",
