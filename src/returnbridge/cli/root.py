@@ -13,14 +13,20 @@ import typer
 from rich.markup import escape
 
 from returnbridge import __version__
-from returnbridge.cli import audit, audit_log, events, exceptions, reconcile, tokens, users
 from returnbridge.cli.alerts import alerts_app, doctor
+from returnbridge.cli.audit import audit
+from returnbridge.cli.audit_log import app as audit_log_app
 from returnbridge.cli.backfill import backfill_app
 from returnbridge.cli.common import ConfigOpt, configure_logging, err, load, out, require_schema
+from returnbridge.cli.events import app as events_app
+from returnbridge.cli.exceptions import app as exceptions_app
 from returnbridge.cli.khaos import khaos_app
+from returnbridge.cli.reconcile import reconcile
 from returnbridge.cli.returns import returns_app
 from returnbridge.cli.sandbox import sandbox_app
 from returnbridge.cli.suggest import mapping_app, suggest
+from returnbridge.cli.tokens import app as tokens_app
+from returnbridge.cli.users import app as users_app
 from returnbridge.config import ConfigError, load_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -28,18 +34,18 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(returns_app, name="returns")
 app.add_typer(backfill_app, name="backfill")
-app.add_typer(exceptions.app, name="exceptions")
-app.add_typer(events.app, name="events")
+app.add_typer(exceptions_app, name="exceptions")
+app.add_typer(events_app, name="events")
 app.add_typer(khaos_app, name="khaos")
 app.add_typer(alerts_app, name="alerts")
 app.command("doctor")(doctor)
 app.add_typer(mapping_app, name="mapping")
 app.command("suggest")(suggest)
-app.add_typer(users.app, name="users")
-app.add_typer(tokens.app, name="tokens")
-app.command("audit")(audit.audit)
-app.command("reconcile")(reconcile.reconcile)
-app.add_typer(audit_log.app, name="audit-log")
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
+app.command("audit")(audit)
+app.command("reconcile")(reconcile)
+app.add_typer(audit_log_app, name="audit-log")
 
 
 def _show_version(value: bool) -> None:
