@@ -13,8 +13,8 @@ from rich.console import Console
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from returnbridge import cli_events
 from returnbridge.cli import app as cli_app
+from returnbridge.cli import events as cli_events
 from returnbridge.flows.events_admin import record_failure
 from returnbridge.flows.process import apply_event
 from returnbridge.flows.runtime import Runtime

@@ -12,8 +12,8 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from returnbridge import cli_events
 from returnbridge.cli import app as cli_app
+from returnbridge.cli import events as cli_events
 from returnbridge.flows.runtime import Runtime
 from returnbridge.sandbox.loop.samples import Scenario, return_payload
 from returnbridge.sandbox.loop.sender import LoopSender

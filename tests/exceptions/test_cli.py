@@ -8,8 +8,9 @@ from rich.console import Console
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from returnbridge import cli_audit, cli_exceptions
 from returnbridge.cli import app
+from returnbridge.cli import audit as cli_audit
+from returnbridge.cli import exceptions as cli_exceptions
 from returnbridge.composition import Settings
 from returnbridge.flows.runtime import Runtime
 from returnbridge.store import audit

@@ -17,8 +17,8 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from returnbridge import cli_common
 from returnbridge.cli import app as cli_app
+from returnbridge.cli import common as cli_common
 from returnbridge.flows.confirm.by_hand import confirm_credit
 from returnbridge.flows.khaos_serve import serve_page
 from returnbridge.flows.refund_gate import (
@@ -164,7 +164,7 @@ def test_no_refund_request_means_no_payment_and_a_visible_wait(
     config = tmp_path / "returnbridge.toml"
     config.write_text(f'[database]\nurl = "{app.rt.settings.database.url}"\n', encoding="utf-8")
     monkeypatch.setattr(cli_common, "out", Console(width=200))
-    monkeypatch.setattr("returnbridge.cli.out", cli_common.out)
+    monkeypatch.setattr("returnbridge.cli.returns.out", cli_common.out)
     shown = CliRunner().invoke(cli_app, ["returns", "show", ref, "--config", str(config)],
                                env={"COLUMNS": "200", "RB_CONFIG": ""})
     assert shown.exit_code == 0, shown.output

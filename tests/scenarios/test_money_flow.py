@@ -75,16 +75,17 @@ def test_returns_show_lists_the_reconciliation_items(
     from rich.console import Console
     from typer.testing import CliRunner
 
-    from returnbridge import cli
+    from returnbridge.cli import app as cli_app
+    from returnbridge.cli import returns as cli_returns
 
-    monkeypatch.setattr(cli, "out", Console(width=250))
+    monkeypatch.setattr(cli_returns, "out", Console(width=250))
     rt = runtime_factory(mapping=MAPPING)
     _ingest(rt, loop_return(804, [unit("TEE-BLK-M", 1)], state="closed",
                             refund="28.95", refund_shipping_total="3.95",
                             handling_fee="0.00", trigger="return.closed"))
     config = tmp_path / "returnbridge.toml"
     config.write_text(f'[database]\nurl = "{db_url}"\n', encoding="utf-8")
-    result = CliRunner().invoke(cli.app, ["returns", "show", "LR-804", "--config",
+    result = CliRunner().invoke(cli_app, ["returns", "show", "LR-804", "--config",
                                           str(config)], env={"COLUMNS": "250", "RB_CONFIG": ""})
     assert result.exit_code == 0, result.output
     assert "reconciliation [open] shipping 3.95 GBP" in result.output

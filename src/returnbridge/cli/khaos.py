@@ -9,11 +9,10 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from returnbridge.cli_common import ConfigOpt, err, load, out
+from returnbridge.cli.common import ConfigOpt, err, load, out
 
 khaos_app = typer.Typer(no_args_is_help=True,
                         help="Khaos Control: credit-note confirmation and the SOAP sweep.")
-_settings = load
 
 
 @khaos_app.command("import-credit-notes")
@@ -29,7 +28,7 @@ def import_credit_notes(
     from returnbridge.flows.confirm.credit_file import import_credit_notes_csv
     from returnbridge.flows.runtime import Runtime
 
-    rt = Runtime.from_settings(_settings(config))
+    rt = Runtime.from_settings(load(config))
     try:
         result = import_credit_notes_csv(rt, file, actor or getpass.getuser())
     except ValueError as exc:
@@ -59,7 +58,7 @@ def sweep(config: ConfigOpt = None) -> None:
     from returnbridge.flows.confirm.soap_sweep import sweep_unconfirmed
     from returnbridge.flows.runtime import Runtime
 
-    settings = _settings(config)
+    settings = load(config)
     rt = Runtime.from_settings(settings)
     try:
         pushed = confirm_from_order_statuses(rt)
@@ -94,7 +93,7 @@ def load_customers(
     from returnbridge.flows.customers import load_customers_csv, lookup_unknown_customers
     from returnbridge.flows.runtime import Runtime
 
-    settings = _settings(config)
+    settings = load(config)
     rt = Runtime.from_settings(settings)
     who = actor or getpass.getuser()
     try:

@@ -13,8 +13,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from returnbridge.cli_common import ConfigOpt, err, out
-from returnbridge.cli_exceptions import ByOpt, JsonOpt, default_actor, runtime
+from returnbridge.cli.common import ByOpt, ConfigOpt, JsonOpt, default_actor, err, out, runtime
 
 app = typer.Typer(no_args_is_help=True,
                   help="Stored inbound events: list them, show one (raw bytes and what "

@@ -16,7 +16,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from returnbridge.cli_common import ConfigOpt, err, load, out
+from returnbridge.cli.common import ConfigOpt, err, load, out
 
 
 def reconcile(

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from returnbridge.cli_common import ConfigOpt, err, load, out
+from returnbridge.cli.common import ConfigOpt, err, load, out
 
 alerts_app = typer.Typer(no_args_is_help=True,
                          help="Alerts to the owning teams: test a route, send what is due.")

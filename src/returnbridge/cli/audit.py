@@ -10,8 +10,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from returnbridge.cli_common import ConfigOpt, err, out
-from returnbridge.cli_exceptions import runtime
+from returnbridge.cli.common import ConfigOpt, err, out, runtime
 
 if TYPE_CHECKING:
     from returnbridge.flows.coverage_audit import CoverageReport

@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from returnbridge.cli_common import ConfigOpt, err, out
-from returnbridge.cli_exceptions import runtime
+from returnbridge.cli.common import ConfigOpt, err, out, runtime
 
 app = typer.Typer(no_args_is_help=True, help="Check the audit log's hash chain and anchor.")
 

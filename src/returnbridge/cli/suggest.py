@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from returnbridge.cli_common import ConfigOpt, err, load, out
+from returnbridge.cli.common import ConfigOpt, err, load, out
 
 mapping_app = typer.Typer(no_args_is_help=True, help="Reason mapping helpers.")
 

@@ -11,8 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from returnbridge.cli_common import ConfigOpt, err, out
-from returnbridge.cli_exceptions import ByOpt, default_actor, runtime
+from returnbridge.cli.common import ByOpt, ConfigOpt, default_actor, err, out, runtime
 
 app = typer.Typer(no_args_is_help=True,
                   help="Console users: named people with a role (cx, warehouse, finance, admin).")

@@ -2,61 +2,55 @@
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.markup import escape
 
-from returnbridge import (
-    cli_audit,
-    cli_audit_log,
-    cli_events,
-    cli_exceptions,
-    cli_reconcile,
-    cli_tokens,
-    cli_users,
-)
-from returnbridge.cli_alerts import alerts_app, doctor
-from returnbridge.cli_backfill import backfill_app
-from returnbridge.cli_common import ConfigOpt, err, load, out
-from returnbridge.cli_khaos import khaos_app
-from returnbridge.cli_sandbox import sandbox_app
-from returnbridge.cli_suggest import mapping_app, suggest
-from returnbridge.composition import Settings, load_settings
+from returnbridge import __version__
+from returnbridge.cli.alerts import alerts_app, doctor
+from returnbridge.cli.audit import audit
+from returnbridge.cli.audit_log import app as audit_log_app
+from returnbridge.cli.backfill import backfill_app
+from returnbridge.cli.common import ConfigOpt, configure_logging, err, load, out, require_schema
+from returnbridge.cli.events import app as events_app
+from returnbridge.cli.exceptions import app as exceptions_app
+from returnbridge.cli.khaos import khaos_app
+from returnbridge.cli.reconcile import reconcile
+from returnbridge.cli.returns import returns_app
+from returnbridge.cli.sandbox import sandbox_app
+from returnbridge.cli.suggest import mapping_app, suggest
+from returnbridge.cli.tokens import app as tokens_app
+from returnbridge.cli.users import app as users_app
+from returnbridge.composition import load_settings
 from returnbridge.config import ConfigError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Returns platforms (Loop Returns, ZigZag) to Khaos Control.")
-returns_app = typer.Typer(no_args_is_help=True, help="Look at returns.")
 app.add_typer(sandbox_app, name="sandbox")
 app.add_typer(returns_app, name="returns")
 app.add_typer(backfill_app, name="backfill")
-app.add_typer(cli_exceptions.app, name="exceptions")
-app.add_typer(cli_events.app, name="events")
+app.add_typer(exceptions_app, name="exceptions")
+app.add_typer(events_app, name="events")
 app.add_typer(khaos_app, name="khaos")
 app.add_typer(alerts_app, name="alerts")
 app.command("doctor")(doctor)
 app.add_typer(mapping_app, name="mapping")
 app.command("suggest")(suggest)
-app.add_typer(cli_users.app, name="users")
-app.add_typer(cli_tokens.app, name="tokens")
-app.command("audit")(cli_audit.audit)
-app.command("reconcile")(cli_reconcile.reconcile)
-app.add_typer(cli_audit_log.app, name="audit-log")
-_settings = load
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
+app.command("audit")(audit)
+app.command("reconcile")(reconcile)
+app.add_typer(audit_log_app, name="audit-log")
 
 
 def _show_version(value: bool) -> None:
     if value:
-        from returnbridge import __version__
-
         out.print(f"returnbridge {__version__}", highlight=False)
         raise typer.Exit()
 
@@ -68,12 +62,6 @@ def _main(
         help="Print the version and exit.")] = False,
 ) -> None:
     """Returns platforms (Loop Returns, ZigZag) to Khaos Control."""
-
-
-def _logging(settings: Settings) -> None:
-    from returnbridge import logs
-
-    logs.configure(settings.log.level, settings.log.format, settings.secret_values())
 
 
 @app.command()
@@ -137,7 +125,7 @@ def migrate(config: ConfigOpt = None) -> None:
     from returnbridge.store.db import make_engine
     from returnbridge.store.migrate import upgrade
 
-    settings = _settings(config)
+    settings = load(config)
     engine = make_engine(settings.database.url)
     before, after = upgrade(engine)
     where = engine.url.render_as_string(hide_password=True)
@@ -146,21 +134,6 @@ def migrate(config: ConfigOpt = None) -> None:
     else:
         out.print(f"{where}: schema {before or 'empty'} -> {after}.")
     engine.dispose()
-
-
-def _require_schema(settings: Settings) -> None:
-    from returnbridge.store.db import make_engine
-    from returnbridge.store.migrate import SchemaNotCurrent, require_current
-
-    engine = make_engine(settings.database.url)
-    try:
-        require_current(engine)
-    except SchemaNotCurrent as exc:
-        err.print(f"[red]returnbridge will not start:[/red] {escape(str(exc))}",
-                  soft_wrap=True)
-        raise typer.Exit(2) from None
-    finally:
-        engine.dispose()
 
 
 @app.command()
@@ -178,9 +151,9 @@ def serve(
     from returnbridge.web.app import create_app
     from returnbridge.web.limits import uvicorn_options
 
-    settings = _settings(config)
-    _logging(settings)
-    _require_schema(settings)
+    settings = load(config)
+    configure_logging(settings)
+    require_schema(settings)
     rt = Runtime.from_settings(settings)
     durable = Durable(rt, worker=worker)
     durable.start()
@@ -202,9 +175,9 @@ def worker(config: ConfigOpt = None) -> None:
     from returnbridge.flows.durable import Durable
     from returnbridge.flows.runtime import Runtime
 
-    settings = _settings(config)
-    _logging(settings)
-    _require_schema(settings)
+    settings = load(config)
+    configure_logging(settings)
+    require_schema(settings)
     rt = Runtime.from_settings(settings)
     durable = Durable(rt, worker=True)
     durable.start()
@@ -215,83 +188,6 @@ def worker(config: ConfigOpt = None) -> None:
     stop.wait()
     durable.stop()
     rt.close()
-
-
-@returns_app.command("show")
-def returns_show(
-    ref: Annotated[str, typer.Argument(help="AssociatedRef, e.g. LR-12345.")],
-    config: ConfigOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """Show one return: lines, Khaos status, timeline and open exceptions."""
-    from returnbridge.flows.queries import return_view
-    from returnbridge.flows.runtime import Runtime
-
-    settings = _settings(config)
-    rt = Runtime.from_settings(settings)
-    view = return_view(rt, ref)
-    rt.close()
-    if view is None:
-        err.print(f"no return with AssociatedRef {ref!r}")
-        raise typer.Exit(1)
-    if as_json:
-        out.print_json(json.dumps(view))
-        return
-    _print_return(view)
-
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def _t(value: Any) -> str:
-    """Text from a return (SKUs, reasons, messages come from outside) made safe to print:
-    no Rich markup, no terminal escape codes."""
-    return escape(_CONTROL.sub("\N{REPLACEMENT CHARACTER}", str(value)))
-
-
-def _print_return(view: dict[str, Any]) -> None:
-    cur = _t(view["currency"])
-    out.print(f"[bold]{_t(view['associated_ref'])}[/bold]  {_t(view['source'])} return "
-              f"{_t(view['source_return_id'])}, order {_t(view['order_ref'])}", highlight=False)
-    out.print(f"state {_t(view['state'])} (source: {_t(view['source_state'])}), Khaos: "
-              f"[bold]{_t(view['khaos_status'])}[/bold]"
-              + (f", waiting: {_t(view['waiting_for'])}" if view["waiting_for"] else ""),
-              highlight=False)
-    for line in view["lines"]:
-        out.print(f"  {_t(line['quantity'])} x {_t(line['sku'])} @ {_t(line['unit_gross'])} "
-                  f"{cur}  reason {_t(repr(line['reason']))} -> Khaos reason "
-                  f"{_t(line['khaos_reason_id'] or '(unmapped)')}", highlight=False)
-    if view["credit_note"]["code"]:
-        stage = view["credit_note"].get("stage")
-        out.print(f"  credit note {_t(view['credit_note']['code'])} "
-                  f"({_t(view['credit_note']['value'] or '?')} {cur})"
-                  + (f", stage {_t(stage)}" if stage else ""), highlight=False)
-    asked = view.get("refund_request")
-    if asked:
-        out.print(f"  refund requested by {_t(view['source'])}: "
-                  f"{_t(asked.get('amount') or 'the credited amount')} "
-                  f"{_t(asked.get('currency') or view['currency'])} to "
-                  f"{_t(str(asked.get('method', '')).replace('_', ' '))}", highlight=False)
-    for r in view.get("refunds", []):
-        who = "by returnbridge" if r["origin"] == "returnbridge" else "outside returnbridge"
-        out.print(f"  refund {_t(r['amount'])} {_t(r['currency'])} {who} "
-                  f"({_t(r['provider'])} {_t(r['provider_refund_id'] or '-')})",
-                  highlight=False)
-    for item in view.get("reconciliation_items", []):
-        ref = f" {item['reference']}" if item["reference"] else ""
-        out.print(_t(f"  reconciliation [{item['status']}] {item['category']} "
-                     f"{item['amount']} {item['currency']}{ref}: {item['note']}"),
-                  highlight=False, soft_wrap=True)
-    if view.get("follow_up_of"):
-        out.print(f"  follow-up of {_t(view['follow_up_of'])}", highlight=False)
-    for ref in view.get("follow_ups", []):
-        out.print(f"  follow-up document {_t(ref)}", highlight=False)
-    for t in view["timeline"]:
-        out.print(f"  {_t(t['at'][:19])}  {_t(t['kind']):<18} {_t(t['message'])}",
-                  highlight=False, soft_wrap=True)
-    for e in view["open_exceptions"]:
-        out.print(f"  [red]{_t(e['type'])}[/red] ({_t(e['owner'])}): {_t(e['message'])} "
-                  f"Next: {_t(e['next_action'])}", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+
+from returnbridge.cli.common import load, out
 
 sandbox_app = typer.Typer(no_args_is_help=True, help="Run a local sandbox of Loop, ZigZag, "
                           "Shopify or Khaos Control.")
-out = Console()
 
 PortOpt = Annotated[int, typer.Option(help="Port to listen on (0: any free port).")]
 
@@ -119,7 +119,6 @@ def month(
 ) -> None:
     """Fill the configured database's reconciliation legs with a realistic month with planted
     discrepancies; then run 'returnbridge reconcile --period PERIOD --no-refresh'."""
-    from returnbridge.cli_common import load
     from returnbridge.sandbox.month import clear_legs, generate, load_legs
     from returnbridge.store.db import make_engine
     from returnbridge.store.migrate import upgrade

@@ -2,48 +2,29 @@
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from returnbridge.cli_common import ConfigOpt, err, load, out
+from returnbridge.cli.common import (
+    ByOpt,
+    ConfigOpt,
+    JsonOpt,
+    default_actor,
+    err,
+    out,
+    runtime,
+)
 
 if TYPE_CHECKING:
     from returnbridge.flows.exception_actions import ActionResult
-    from returnbridge.flows.runtime import Runtime
 
 app = typer.Typer(no_args_is_help=True,
                   help="The exception queue: problems a person has to look at.")
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-ByOpt = Annotated[str | None, typer.Option("--by", help="Who acts (default: $USER).")]
-
-
-@contextmanager
-def runtime(config: Path | None) -> Iterator[Runtime]:
-    from returnbridge.flows.runtime import Runtime
-
-    rt = Runtime.from_settings(load(config))
-    try:
-        yield rt
-    finally:
-        rt.close()
-
-
-def default_actor(by: str | None) -> str:
-    if by and by.strip():
-        return by.strip()
-    try:
-        return os.environ.get("USER") or getpass.getuser() or "cli"
-    except (KeyError, OSError):
-        return "cli"
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:

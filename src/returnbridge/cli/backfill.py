@@ -8,19 +8,17 @@ from its last saved page when started again with the same ``--since``.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from returnbridge.cli.common import ConfigOpt, configure_logging, err, load, out, require_schema
+
 backfill_app = typer.Typer(no_args_is_help=True,
                            help="Read history from a returns platform's API.")
-out = Console()
-err = Console(stderr=True)
 
 
 def parse_date(value: str) -> datetime:
@@ -45,14 +43,11 @@ def backfill_loop(
     apply: Annotated[bool, typer.Option("--apply/--no-apply", help="Also apply the new "
                                         "events here instead of leaving them to the running "
                                         "service.")] = False,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="Configuration file "
-                                                "(default: $RB_CONFIG or "
-                                                "./returnbridge.toml).")] = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Store every Loop return updated in a date range as an event (deduplicated), so that
     the service processes anything it has not seen. Safe to repeat; resumes after an
     interrupt."""
-    from returnbridge.cli import _logging, _require_schema, _settings
     from returnbridge.flows.runtime import Runtime
     from returnbridge.sources.loop.backstop import (
         BackfillProgress,
@@ -63,13 +58,13 @@ def backfill_loop(
 
     start = parse_date(since)
     end = parse_date(until) if until else None
-    settings = _settings(config)
-    _logging(settings)
+    settings = load(config)
+    configure_logging(settings)
     if not settings.loop.api_key.get_secret_value():
         err.print("[red]error[/red]: [loop].api_key is not set (a key with the Returns scope "
                   "from Loop Admin > Developer Tools).")
         raise typer.Exit(2)
-    _require_schema(settings)
+    require_schema(settings)
     rt = Runtime.from_settings(settings)
     saved = backfill_position(rt)
     if saved and saved[0] == start and (end is None or saved[1] == end):

@@ -9,8 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from returnbridge.cli_common import ConfigOpt, err, out
-from returnbridge.cli_exceptions import ByOpt, default_actor, runtime
+from returnbridge.cli.common import ByOpt, ConfigOpt, default_actor, err, out, runtime
 
 app = typer.Typer(no_args_is_help=True,
                   help="Named API tokens for /api/v1 with a scope: read, act or admin.")
