@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from returnbridge.composition import Settings
 from returnbridge.domain.model import Customer, ReturnCase, ReturnState
-from returnbridge.flows import accounts
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.console import accounts
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.store.codec import case_to_json
 from returnbridge.store.db import make_engine
 from returnbridge.store.migrate import upgrade

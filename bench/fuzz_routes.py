@@ -42,8 +42,8 @@ from sqlalchemy import func, select
 
 from returnbridge.composition import Settings
 from returnbridge.erp.khaos.xml import to_xml
-from returnbridge.flows.process import apply_event
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.ingest.apply import apply_event
 from returnbridge.sandbox.loop.samples import Scenario, return_payload
 from returnbridge.sandbox.loop.sender import php_json
 from returnbridge.sandbox.service import free_port

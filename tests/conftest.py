@@ -22,8 +22,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from returnbridge.composition import Settings
-from returnbridge.flows.process import apply_event
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.ingest.apply import apply_event
 from returnbridge.sandbox.service import free_port
 from returnbridge.store.db import make_engine
 from returnbridge.store.migrate import upgrade

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from returnbridge.cli import app
 from returnbridge.domain.exceptions import Problem
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.store import exceptions_repo
 from returnbridge.store.models import InboundEvent, JobRun, utcnow
 from tests.conftest import make_settings

@@ -22,8 +22,8 @@ from returnbridge import logs
 from returnbridge.cli import app
 from returnbridge.composition import Settings, load_settings
 from returnbridge.config import ConfigError
-from returnbridge.flows.coverage_audit import csv_cell
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.exceptions.coverage import csv_cell
 from returnbridge.store.db import make_engine
 from returnbridge.store.migrate import upgrade
 from tests.conftest import LiveApp, start_live_app
@@ -132,7 +132,7 @@ def test_init_writes_the_config_owner_only(tmp_path: Path) -> None:
 
 
 def test_sqlite_databases_are_created_owner_only(tmp_path: Path) -> None:
-    from returnbridge.flows.durable import system_database_url
+    from returnbridge.flows.engine.durable import system_database_url
 
     db = tmp_path / "data" / "returnbridge.db"
     engine = make_engine(f"sqlite:///{db}")

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from returnbridge.cli import app
 from returnbridge.composition import Settings
 from returnbridge.domain.exceptions import Problem
-from returnbridge.flows.alerts import run_alerts
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.exceptions.alerts import run_alerts
 from returnbridge.store import exceptions_repo
 from returnbridge.store.models import AlertOutbox, ExceptionRow, utcnow
 from tests.alerts._receivers import Mailbox, WebhookReceiver

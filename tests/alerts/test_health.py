@@ -8,9 +8,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from returnbridge.flows import jobs
-from returnbridge.flows.health import check_schedules, record_failure, record_success
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine import jobs
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.exceptions.health import check_schedules, record_failure, record_success
 from returnbridge.store.models import ExceptionRow, JobRun, utcnow
 
 

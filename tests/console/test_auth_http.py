@@ -13,8 +13,8 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from returnbridge.cli import app as cli_app
-from returnbridge.flows import accounts
-from returnbridge.flows.health import record_job
+from returnbridge.flows.console import accounts
+from returnbridge.flows.exceptions.health import record_job
 from returnbridge.store import audit
 from returnbridge.store.models import AuditEntry, ConsoleUser, ExceptionRow
 from tests.conftest import API_TOKEN, LiveApp, start_live_app

@@ -22,7 +22,7 @@ from urllib.parse import quote
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from returnbridge.flows.accounts import add_user
+from returnbridge.flows.console.accounts import add_user
 from returnbridge.sandbox.demo import KHAOS_PASSWORD, KHAOS_USER, LOOP_SECRET, write_demo_config
 from returnbridge.sandbox.khaos.poller import KhaosSandbox
 from returnbridge.sandbox.loop.samples import CATALOGUE, Scenario, return_payload

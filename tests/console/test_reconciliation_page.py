@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import openpyxl
 
-from returnbridge.flows import accounts
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.console import accounts
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.sandbox.month import generate, load_legs
 from tests.conftest import start_live_app
 

@@ -8,9 +8,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from returnbridge.flows import accounts
-from returnbridge.flows.console_views import dry_run
-from returnbridge.flows.process import apply_event
+from returnbridge.flows.console import accounts
+from returnbridge.flows.console.views import dry_run
+from returnbridge.flows.ingest.apply import apply_event
 from returnbridge.sandbox.loop.samples import Scenario, return_payload
 from returnbridge.store import returns_repo
 from returnbridge.store.events import store_event

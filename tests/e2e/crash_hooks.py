@@ -17,7 +17,8 @@ import signal
 import time
 from pathlib import Path
 
-from returnbridge.flows import event_worker, refund_gate
+from returnbridge.flows.ingest import worker as event_worker
+from returnbridge.flows.refunds import gate as refund_gate
 
 KILL_AFTER_PAYMENT = "RB_TEST_KILL_AFTER_PAYMENT"
 PAUSE_MID_BATCH_AFTER = "RB_TEST_PAUSE_MID_BATCH_AFTER"

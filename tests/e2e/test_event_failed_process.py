@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from returnbridge.composition import Settings
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.sandbox.demo import API_TOKEN, ZIGZAG_SECRET, write_demo_config
 from returnbridge.sandbox.service import ServiceProcess, free_port
 from returnbridge.sandbox.zigzag.sender import ZigZagSender

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from returnbridge.flows.refund_gate import refund_key
+from returnbridge.flows.refunds.gate import refund_key
 from returnbridge.sandbox.demo import (
     API_TOKEN,
     KHAOS_PASSWORD,

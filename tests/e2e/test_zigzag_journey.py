@@ -20,8 +20,8 @@ from decimal import Decimal
 
 from returnbridge.erp.khaos.soap import KhaosSoapClient
 from returnbridge.flows.confirm.soap_sweep import sweep_unconfirmed
-from returnbridge.flows.refund_gate import Action, refund_key, run_refund_gate
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.refunds.gate import Action, refund_key, run_refund_gate
 from returnbridge.payments.shopify.client import ShopifyClient
 from returnbridge.sandbox.khaos.emulator import KhaosSandbox
 from returnbridge.sandbox.service import free_port

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import select, text
 
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.sandbox.zigzag.sender import ZigZagSender
 from returnbridge.store.models import ExceptionRow, InboundEvent, ReturnRow
 from tests.conftest import API_TOKEN, LiveApp, start_live_app

@@ -15,9 +15,9 @@ from typer.testing import CliRunner
 
 from returnbridge.cli import app as cli_app
 from returnbridge.cli import events as cli_events
-from returnbridge.flows.events_admin import record_failure
-from returnbridge.flows.process import apply_event
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.ingest.apply import apply_event
+from returnbridge.flows.ingest.events import record_failure
 from returnbridge.store import audit
 from returnbridge.store.models import AuditEntry, TimelineEntry
 

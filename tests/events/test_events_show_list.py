@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from returnbridge.cli import app as cli_app
 from returnbridge.cli import events as cli_events
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.sandbox.loop.samples import Scenario, return_payload
 from returnbridge.sandbox.loop.sender import LoopSender
 from tests.conftest import LOOP_SECRET

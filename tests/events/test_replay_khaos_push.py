@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from returnbridge.flows.events_admin import list_events, replay_event
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.ingest.events import list_events, replay_event
 from returnbridge.store.events import sha256, store_event
 from returnbridge.store.models import StockItem
 from tests.khaos_channel.test_pushes import STOCK_XML

@@ -5,9 +5,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from returnbridge.flows import exception_actions as actions
-from returnbridge.flows.process import apply_event
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.exceptions import actions
+from returnbridge.flows.ingest.apply import apply_event
 from returnbridge.sandbox.loop.samples import Scenario, return_payload
 from returnbridge.store import audit, returns_repo
 from returnbridge.store.events import store_event

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from returnbridge.flows.process import apply_event
+from returnbridge.flows.ingest.apply import apply_event
 from returnbridge.sandbox.loop.samples import Scenario, return_payload
 from returnbridge.store import audit
 from returnbridge.store.events import store_event

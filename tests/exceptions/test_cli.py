@@ -12,7 +12,7 @@ from returnbridge.cli import app
 from returnbridge.cli import audit as cli_audit
 from returnbridge.cli import exceptions as cli_exceptions
 from returnbridge.composition import Settings
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.store import audit
 from returnbridge.store.models import AuditEntry
 from tests.exceptions._seed import add_item, add_problem, add_return

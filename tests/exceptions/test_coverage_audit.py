@@ -5,8 +5,8 @@ from typing import Any
 
 from returnbridge.domain.policy import DefaultReason, PolicyConfig
 from returnbridge.domain.reasons import Processing
-from returnbridge.flows.coverage_audit import audit_report, coverage_report
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.exceptions.coverage import audit_report, coverage_report
 from returnbridge.store.models import utcnow
 from tests.exceptions._seed import add_item, add_level, add_return
 
@@ -93,7 +93,7 @@ def test_unknown_skus_follow_the_configured_sku_mapping(runtime: Runtime) -> Non
 
 def test_per_disposition_defaults_count_as_mapped() -> None:
     config = PolicyConfig(defaults=(DefaultReason("restock", "6", Processing.RESTOCK),))
-    from returnbridge.flows.coverage_audit import map_line as _map
+    from returnbridge.flows.exceptions.coverage import map_line as _map
 
     assert _map(config, "loop", "Anything", "", "restock") == (
         "mapped", "6", "restock", "default for restock")

@@ -5,10 +5,10 @@ from typing import Any
 from sqlalchemy import func, select
 
 from returnbridge.erp.khaos.channel import assert_no_null
-from returnbridge.flows.khaos_serve import serve_page
-from returnbridge.flows.process import apply_event
-from returnbridge.flows.queries import exception_list, return_view
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.console.queries import exception_list, return_view
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.ingest.apply import apply_event
+from returnbridge.flows.khaos.serve import serve_page
 from returnbridge.sandbox.loop.samples import Scenario, return_payload
 from returnbridge.store.events import store_event
 from returnbridge.store.models import KhaosDeliveryItem, ReturnRow

@@ -15,11 +15,11 @@ from sqlalchemy.exc import DBAPIError
 
 from returnbridge.domain.khaos_status import KhaosStatus
 from returnbridge.flows.confirm.by_hand import confirm_credit
-from returnbridge.flows.events_admin import record_failure, replay_event
-from returnbridge.flows.exception_actions import resolve
-from returnbridge.flows.khaos_serve import serve_page
-from returnbridge.flows.process import apply_event
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.exceptions.actions import resolve
+from returnbridge.flows.ingest.apply import apply_event
+from returnbridge.flows.ingest.events import record_failure, replay_event
+from returnbridge.flows.khaos.serve import serve_page
 from returnbridge.sandbox.loop.samples import Scenario, return_payload
 from returnbridge.store import returns_repo
 from returnbridge.store.events import store_event

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from sqlalchemy import insert, select
 
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.sandbox.loop.samples import Scenario, return_payload
 from returnbridge.sources.loop.parser import parse_return
 from returnbridge.store.codec import case_to_json

@@ -5,7 +5,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from returnbridge.erp.khaos.pushes import StockItemRecord, StockLevelRecord
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.store import catalogue
 from returnbridge.store.catalogue import CustomerRecord
 from returnbridge.store.models import utcnow

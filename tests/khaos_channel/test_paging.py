@@ -4,9 +4,9 @@ from collections.abc import Callable
 
 from sqlalchemy import func, select
 
-from returnbridge.flows.khaos_serve import serve_page
-from returnbridge.flows.queries import return_view
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.console.queries import return_view
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.khaos.serve import serve_page
 from returnbridge.store.models import KhaosDelivery, KhaosDeliveryItem, ReturnRow
 from tests.conftest import start_live_app
 from tests.khaos_channel._ready import make_ready_returns

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 
-from returnbridge.flows import khaos_push
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.khaos import pushes as khaos_push
 from returnbridge.store import catalogue
 from returnbridge.store.models import (
     ExceptionRow,

@@ -10,7 +10,7 @@ import pytest
 from lxml import etree
 from sqlalchemy import select
 
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.sandbox.loop.samples import Scenario, return_payload
 from returnbridge.sandbox.loop.sender import LoopSender
 from returnbridge.store.models import KhaosDelivery

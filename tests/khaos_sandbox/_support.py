@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.sandbox.khaos.emulator import KhaosSandbox
 from returnbridge.sandbox.loop.samples import CATALOGUE, REASONS, Scenario, return_payload
 from returnbridge.sandbox.loop.sender import LoopSender

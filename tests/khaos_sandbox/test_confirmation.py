@@ -19,9 +19,9 @@ from returnbridge.flows.confirm.credit_file import import_credit_notes_csv
 from returnbridge.flows.confirm.order_statuses import confirm_from_order_statuses
 from returnbridge.flows.confirm.sla import check_sla
 from returnbridge.flows.confirm.soap_sweep import sweep_unconfirmed
-from returnbridge.flows.khaos_serve import serve_page
-from returnbridge.flows.queries import exception_list, return_view
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.console.queries import exception_list, return_view
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.khaos.serve import serve_page
 from returnbridge.store.audit import verify_chain
 from returnbridge.store.models import AuditEntry, KhaosOrderStatus, utcnow
 from tests.conftest import API_TOKEN, LiveApp

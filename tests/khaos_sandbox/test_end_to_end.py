@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from returnbridge.erp.khaos.soap import KhaosSoapClient
 from returnbridge.flows.confirm.soap_sweep import sweep_unconfirmed
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
 from tests.khaos_sandbox._support import (
     OTHER_SITE,
     RETURNS_SITE,

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from returnbridge.erp.khaos.soap import KhaosSoapClient
 from returnbridge.flows.confirm.queue import register_soap_queue
 from returnbridge.flows.confirm.soap_sweep import sweep_unconfirmed
-from returnbridge.flows.durable import Durable
-from returnbridge.flows.platform_refunds import enqueue_due
-from returnbridge.flows.queries import return_view
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.console.queries import return_view
+from returnbridge.flows.engine.durable import Durable
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.refunds.platform import enqueue_due
 from tests.khaos_sandbox._support import (
     live,
     make_sandbox,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.sandbox.khaos.state import KhaosState, Processing
 from returnbridge.sandbox.khaos.xmldoc import xml_to_document
 from tests.conftest import KHAOS_FIXTURES

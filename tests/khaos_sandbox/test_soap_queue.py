@@ -11,9 +11,9 @@ from returnbridge.flows.confirm.queue import (
     register_soap_queue,
 )
 from returnbridge.flows.confirm.sightings import SOAP_QUEUE_NAME
-from returnbridge.flows.durable import Durable
-from returnbridge.flows.queries import return_view
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.console.queries import return_view
+from returnbridge.flows.engine.durable import Durable
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.store import returns_repo
 from tests.khaos_sandbox._support import (
     live,

@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from returnbridge.flows.process import apply_event
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.ingest.apply import apply_event
 from returnbridge.sandbox.loop.samples import DEMO_SCENARIOS, Scenario
 from returnbridge.sandbox.loop.world import LoopWorld
 from returnbridge.sources.loop.client import LoopClient

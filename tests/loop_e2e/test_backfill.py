@@ -19,8 +19,8 @@ import structlog
 from typer.testing import CliRunner
 
 from returnbridge.cli import app as cli_app
-from returnbridge.flows.process import apply_event
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.ingest.apply import apply_event
 from returnbridge.sandbox.loop.samples import Scenario
 from returnbridge.sandbox.loop.server import LoopSandboxServer
 from returnbridge.sandbox.loop.world import LoopWorld

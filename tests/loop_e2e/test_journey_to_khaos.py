@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from returnbridge.erp.khaos.soap import KhaosSoapClient
 from returnbridge.flows.confirm.soap_sweep import sweep_unconfirmed
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.sandbox.loop.dispatch import WebhookDispatcher
 from returnbridge.sandbox.loop.samples import Scenario
 from returnbridge.sandbox.loop.world import LoopWorld

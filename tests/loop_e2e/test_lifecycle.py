@@ -9,7 +9,7 @@ from decimal import Decimal
 from sqlalchemy import select
 
 from returnbridge.domain.model import ReturnCase
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.sandbox.loop.dispatch import WebhookDispatcher
 from returnbridge.sandbox.loop.samples import Scenario
 from returnbridge.sandbox.loop.world import LoopWorld

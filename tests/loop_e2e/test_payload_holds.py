@@ -15,9 +15,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from returnbridge.flows.khaos_serve import serve_page
-from returnbridge.flows.reevaluate import reevaluate_if_mapping_changed
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.decide.reevaluate import reevaluate_if_mapping_changed
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.khaos.serve import serve_page
 from returnbridge.sandbox.loop.dispatch import WebhookDispatcher
 from returnbridge.sandbox.loop.samples import Scenario, return_payload
 from returnbridge.sandbox.loop.sender import LoopSender

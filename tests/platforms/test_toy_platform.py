@@ -10,7 +10,7 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.sandbox.khaos.emulator import KhaosSandbox
 from returnbridge.sandbox.service import free_port
 from tests.conftest import API_TOKEN, KHAOS_PASSWORD, KHAOS_USER, LiveApp

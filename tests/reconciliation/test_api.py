@@ -8,7 +8,7 @@ from pathlib import Path
 
 import openpyxl
 
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.sandbox.month import found_keys, generate, load_legs, planted_keys
 from tests.conftest import start_live_app
 

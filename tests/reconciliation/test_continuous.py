@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 import sqlalchemy as sa
 
 from returnbridge.domain.reconciliation import Category
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.flows.reconcile import continuous
-from returnbridge.flows.runtime import Runtime
 from returnbridge.sandbox.month import generate, load_legs
 from returnbridge.store.models import ExceptionRow, ReconCreditNoteLeg, ReturnRow
 

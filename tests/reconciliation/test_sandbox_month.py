@@ -8,9 +8,9 @@ from decimal import Decimal
 from pathlib import Path
 
 from returnbridge.domain.reconciliation import Category
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.flows.reconcile import pack, service
 from returnbridge.flows.reconcile.engine import Scope
-from returnbridge.flows.runtime import Runtime
 from returnbridge.payments.shopify.client import ShopifyClient
 from returnbridge.sandbox.month import PLANTS, found_keys, generate, load_legs, planted_keys
 from returnbridge.sandbox.month_system import fill_system, policy_settings

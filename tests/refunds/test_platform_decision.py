@@ -20,15 +20,15 @@ from typer.testing import CliRunner
 from returnbridge.cli import app as cli_app
 from returnbridge.cli import common as cli_common
 from returnbridge.flows.confirm.by_hand import confirm_credit
-from returnbridge.flows.khaos_serve import serve_page
-from returnbridge.flows.refund_gate import (
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.khaos.serve import serve_page
+from returnbridge.flows.refunds.gate import (
     WAITING_FOR_DECISION,
     Action,
     due_refs,
     run_refund_gate,
     workflow_id,
 )
-from returnbridge.flows.runtime import Runtime
 from returnbridge.payments.shopify.client import ShopifyClient
 from returnbridge.sandbox.shopify.api import ShopifySandbox
 from returnbridge.sandbox.zigzag.samples import event, journey

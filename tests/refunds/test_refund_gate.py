@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from returnbridge.flows.confirm.by_hand import confirm_credit
-from returnbridge.flows.khaos_serve import serve_page
-from returnbridge.flows.refund_gate import Action, refund_key, run_refund_gate
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.khaos.serve import serve_page
+from returnbridge.flows.refunds.gate import Action, refund_key, run_refund_gate
 from returnbridge.payments.shopify.client import ShopifyClient
 from returnbridge.sandbox.shopify.api import ShopifySandbox
 from returnbridge.sandbox.zigzag.samples import SampleItem, event, journey
@@ -280,7 +280,7 @@ class _KhaosAnsweringLate:
 
 def test_a_lost_process_return_answer_is_recorded_not_sent_to_finance(
         app: LiveApp, shopify: ShopifySandbox) -> None:
-    from returnbridge.flows.refund_gate import pay, plan_refund, record_in_khaos
+    from returnbridge.flows.refunds.gate import pay, plan_refund, record_in_khaos
 
     shopify.add_order(ORDER, "44.99")
     _graded_and_credited(app, "RTN-10")

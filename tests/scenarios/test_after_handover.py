@@ -8,9 +8,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from returnbridge.flows.khaos_serve import serve_page
-from returnbridge.flows.process import apply_event
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.ingest.apply import apply_event
+from returnbridge.flows.khaos.serve import serve_page
 from returnbridge.store import returns_repo
 from returnbridge.store.events import store_event
 from returnbridge.store.models import ExceptionRow
@@ -76,7 +76,7 @@ def test_events_about_a_return_never_received_are_reported_then_applied(
         runtime_factory: Callable[..., Runtime]) -> None:
     from datetime import timedelta
 
-    from returnbridge.flows.process import report_waiting_evidence
+    from returnbridge.flows.ingest.apply import report_waiting_evidence
 
     rt = runtime_factory(mapping=MAPPING)
     variant = unit("TEE-BLK-M", 1)["variant_id"]

@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 
-from returnbridge.flows.reevaluate import reevaluate_if_mapping_changed
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.decide.reevaluate import reevaluate_if_mapping_changed
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.store import returns_repo
 from returnbridge.store.models import ExceptionRow
 from tests.conftest import LiveApp, make_settings, start_live_app
@@ -29,7 +29,7 @@ def _push(app: LiveApp, path: str, body: dict[str, Any]) -> httpx.Response:
 
 
 def _ingest(app: LiveApp, body: dict[str, Any]) -> None:
-    from returnbridge.flows.process import apply_event
+    from returnbridge.flows.ingest.apply import apply_event
     from returnbridge.store.events import store_event
 
     raw = json.dumps(body).encode()
@@ -83,7 +83,7 @@ def test_adding_a_mapping_releases_the_held_return_at_start_up(
                            "processing": "restock"}]}
     rt = runtime_factory(mapping=narrow)
     assert reevaluate_if_mapping_changed(rt) is not None  # first start records the mapping
-    from returnbridge.flows.process import apply_event
+    from returnbridge.flows.ingest.apply import apply_event
     from returnbridge.store.events import store_event
 
     body = loop_return(502, [unit("TEE-BLK-M", 1, reason="Wrong colour")])
@@ -109,7 +109,7 @@ def test_adding_a_mapping_releases_the_held_return_at_start_up(
 
 def test_setting_the_khaos_currency_releases_a_currency_mismatch_at_start_up(
         runtime_factory: Callable[..., Runtime]) -> None:
-    from returnbridge.flows.process import apply_event
+    from returnbridge.flows.ingest.apply import apply_event
     from returnbridge.store.events import store_event
 
     rt = runtime_factory(mapping=MAPPING)  # [khaos].currency defaults to GBP

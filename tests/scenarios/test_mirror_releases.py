@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from returnbridge.erp.khaos.soap import KhaosSoapClient
-from returnbridge.flows.customers import load_customers_csv, lookup_unknown_customers
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.decide.customers import load_customers_csv, lookup_unknown_customers
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.sandbox.khaos.emulator import KhaosSandbox
 from returnbridge.store import returns_repo
 from returnbridge.store.models import ExceptionRow
@@ -124,7 +124,7 @@ def test_customer_of_the_original_order_is_found_first(
 
 def test_re_evaluating_a_held_return_does_not_count_the_problem_again(
         runtime_factory: Callable[..., Runtime]) -> None:
-    from returnbridge.flows.reevaluate import reevaluate_open
+    from returnbridge.flows.decide.reevaluate import reevaluate_open
     from returnbridge.store.models import ExceptionRow
 
     app = start_live_app(runtime_factory, mapping=MAPPING, loop={"fallback_customer_urn": ""})

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from returnbridge.flows.khaos_serve import serve_page
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.khaos.serve import serve_page
 from returnbridge.store import exceptions_repo
 from returnbridge.store.models import ExceptionRow
 from tests.scenarios.test_after_handover import _ingest

@@ -12,8 +12,8 @@ from typing import Any
 
 from returnbridge.erp.khaos.soap import KhaosSoapClient
 from returnbridge.flows.confirm.soap_sweep import sweep_unconfirmed
-from returnbridge.flows.platform_refunds import due_refs, record_now
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.refunds.platform import due_refs, record_now
 from returnbridge.sandbox.khaos.state import Processing
 from tests.conftest import LiveApp
 from tests.khaos_sandbox._support import (

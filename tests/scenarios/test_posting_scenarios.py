@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from returnbridge.flows.khaos_serve import serve_page
-from returnbridge.flows.process import apply_event
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.ingest.apply import apply_event
+from returnbridge.flows.khaos.serve import serve_page
 from returnbridge.store import returns_repo
 from returnbridge.store.events import store_event
 from returnbridge.store.models import CustomerMirror, ExceptionRow, StockItem, StockLevel

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from returnbridge.cli import app
 from returnbridge.composition import Settings
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.store import audit
 from returnbridge.store.models import AuditAnchor, AuditEntry
 

@@ -13,9 +13,9 @@ from sqlalchemy import Engine, column, insert, select, table
 from sqlalchemy.types import JSON, Boolean, DateTime, Integer, LargeBinary, String, Text
 
 from returnbridge.composition import Settings
-from returnbridge.flows.process import apply_event
-from returnbridge.flows.queries import return_view
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.console.queries import return_view
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.ingest.apply import apply_event
 from returnbridge.sandbox.loop.samples import Scenario, return_payload
 from returnbridge.sandbox.loop.sender import php_json
 from returnbridge.store import audit

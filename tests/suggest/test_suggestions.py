@@ -27,8 +27,8 @@ from returnbridge.domain.model import (
     ReturnState,
 )
 from returnbridge.domain.suggest import ReasonEvidence, suggest_reason
-from returnbridge.flows.customers import load_customers_csv
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.decide.customers import load_customers_csv
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.store.codec import case_to_json
 from returnbridge.store.models import StockItem
 from tests.exceptions._seed import add_problem, add_return

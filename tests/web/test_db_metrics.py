@@ -14,7 +14,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.store.models import JobRun, RefundRow, utcnow
 from tests.conftest import LiveApp, start_live_app
 from tests.exceptions._seed import add_problem, add_return

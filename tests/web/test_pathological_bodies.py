@@ -12,7 +12,7 @@ import pytest
 import structlog
 from sqlalchemy import select
 
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.sources.loop.signature import sign
 from returnbridge.store.models import InboundEvent
 from tests.conftest import LOOP_SECRET, LiveApp, start_live_app

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import structlog
 
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.sources.loop.signature import sign
 from tests.conftest import API_TOKEN, LOOP_SECRET, LiveApp, start_live_app
 

@@ -13,7 +13,7 @@ from returnbridge.domain.evidence import Evidence, apply_evidence
 from returnbridge.domain.lifecycle import ReturnState
 from returnbridge.domain.merge import merge
 from returnbridge.domain.model import Customer, ReturnCase
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.store.models import ReturnRow
 from tests.events._support import send, zigzag_app
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.sandbox.zigzag.api import ZigZagApiSandbox
 from returnbridge.sources.zigzag.client import ZigZagClient
 from returnbridge.sources.zigzag.stock_push import push_stock

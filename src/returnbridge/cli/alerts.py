@@ -24,7 +24,7 @@ def test(
     config: ConfigOpt = None,
 ) -> None:
     """Send a test message on every configured route (or a team's routes)."""
-    from returnbridge.flows.alerts import send_test
+    from returnbridge.flows.exceptions.alerts import send_test
 
     if owner is not None and owner not in OWNERS:
         err.print(f"unknown owner {escape(owner)!r}; use one of {', '.join(OWNERS)}",
@@ -48,8 +48,8 @@ def test(
 @alerts_app.command("run")
 def run(config: ConfigOpt = None) -> None:
     """Run one alert cycle now (the worker does this every [alerts].interval_seconds)."""
-    from returnbridge.flows.alerts import run_alerts
-    from returnbridge.flows.runtime import Runtime
+    from returnbridge.flows.engine.runtime import Runtime
+    from returnbridge.flows.exceptions.alerts import run_alerts
 
     rt = Runtime.from_settings(load(config))
     try:
@@ -64,8 +64,8 @@ def status(
     config: ConfigOpt = None,
 ) -> None:
     """What was sent, queued and is failing, per route."""
-    from returnbridge.flows.alerts import outbox_summary
-    from returnbridge.flows.runtime import Runtime
+    from returnbridge.flows.engine.runtime import Runtime
+    from returnbridge.flows.exceptions.alerts import outbox_summary
 
     rt = Runtime.from_settings(load(config))
     try:
@@ -97,8 +97,8 @@ def doctor(
     recent errors, schedules and connection checks, as one JSON file."""
     from pathlib import Path
 
-    from returnbridge.flows.doctor import bundle
-    from returnbridge.flows.runtime import Runtime
+    from returnbridge.flows.engine.runtime import Runtime
+    from returnbridge.flows.exceptions.doctor import bundle
     from returnbridge.store.models import utcnow
 
     rt = Runtime.from_settings(load(config))

@@ -13,7 +13,7 @@ from rich.table import Table
 from returnbridge.cli.common import ConfigOpt, err, out, runtime
 
 if TYPE_CHECKING:
-    from returnbridge.flows.coverage_audit import CoverageReport
+    from returnbridge.flows.exceptions.coverage import CoverageReport
 
 _STATUS_STYLE = {"unmapped": "red", "unsafe": "red", "mapped": "green"}
 
@@ -38,7 +38,7 @@ def audit(
     published to web; SKUs the Khaos catalogue does not know under the configured
     sku_mapping; stale stock levels.
     """
-    from returnbridge.flows.coverage_audit import audit_report
+    from returnbridge.flows.exceptions.coverage import audit_report
 
     with runtime(config) as rt:
         report = audit_report(rt, days=days, stale_hours=stale_hours)

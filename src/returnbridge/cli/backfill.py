@@ -48,7 +48,7 @@ def backfill_loop(
     """Store every Loop return updated in a date range as an event (deduplicated), so that
     the service processes anything it has not seen. Safe to repeat; resumes after an
     interrupt."""
-    from returnbridge.flows.runtime import Runtime
+    from returnbridge.flows.engine.runtime import Runtime
     from returnbridge.sources.loop.backstop import (
         BackfillProgress,
         backfill_position,
@@ -95,7 +95,7 @@ def backfill_loop(
             raise typer.Exit(1) from None
     applied = 0
     if apply:
-        from returnbridge.flows.process import apply_event
+        from returnbridge.flows.ingest.apply import apply_event
 
         for event_id in result.new_event_ids:
             apply_event(rt, event_id)

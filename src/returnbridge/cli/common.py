@@ -19,7 +19,7 @@ from returnbridge.composition import Settings, load_settings
 from returnbridge.config import ConfigError
 
 if TYPE_CHECKING:
-    from returnbridge.flows.runtime import Runtime
+    from returnbridge.flows.engine.runtime import Runtime
 
 out = Console()
 err = Console(stderr=True)
@@ -45,7 +45,7 @@ def load(config: Path | None) -> Settings:
 def runtime(config: Path | None) -> Iterator[Runtime]:
     """A runtime built from the configuration, closed when the command is done."""
     # Imported here, not at the top, so that ``returnbridge --help`` stays quick.
-    from returnbridge.flows.runtime import Runtime
+    from returnbridge.flows.engine.runtime import Runtime
 
     rt = Runtime.from_settings(load(config))
     try:

@@ -52,7 +52,7 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def _guard(fn: Callable[[], Any]) -> Any:
-    from returnbridge.flows import events_admin
+    from returnbridge.flows.ingest import events as events_admin
 
     try:
         return fn()
@@ -82,7 +82,7 @@ def list_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """List stored events, newest first, with status, return, attempts and age."""
-    from returnbridge.flows.events_admin import list_events
+    from returnbridge.flows.ingest.events import list_events
 
     with runtime(config) as rt:
         page = _guard(lambda: list_events(rt, source=source, status=status,
@@ -221,7 +221,7 @@ def show_cmd(
 ) -> None:
     """One event: raw bytes, headers (redacted), dedupe key, status, attempts, last error and
     what returnbridge reads in it now."""
-    from returnbridge.flows.events_admin import raw_body, show_event
+    from returnbridge.flows.ingest.events import raw_body, show_event
 
     with runtime(config) as rt:
         if raw:
@@ -254,7 +254,7 @@ def replay_cmd(
     Idempotent: a processed event is not re-applied. Exits 1 when the replay failed or the
     event still cannot be read.
     """
-    from returnbridge.flows.events_admin import replay_event
+    from returnbridge.flows.ingest.events import replay_event
 
     with runtime(config) as rt:
         result = _guard(lambda: replay_event(rt, event_id, default_actor(by), why))

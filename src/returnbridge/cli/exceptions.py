@@ -21,7 +21,7 @@ from returnbridge.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from returnbridge.flows.exception_actions import ActionResult
+    from returnbridge.flows.exceptions.actions import ActionResult
 
 app = typer.Typer(no_args_is_help=True,
                   help="The exception queue: problems a person has to look at.")
@@ -33,7 +33,7 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def _guard(fn: Callable[[], Any]) -> Any:
-    from returnbridge.flows import exception_actions as actions
+    from returnbridge.flows.exceptions import actions
 
     try:
         return fn()
@@ -55,7 +55,7 @@ def list_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """List exceptions, most recently seen first, with their age."""
-    from returnbridge.flows.exception_actions import list_exceptions
+    from returnbridge.flows.exceptions.actions import list_exceptions
 
     with runtime(config) as rt, rt.sessions() as session:
         page = _guard(lambda: list_exceptions(session, status=status, owner=owner, type=type,
@@ -143,7 +143,7 @@ def show_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """One exception: what it means, its return, candidates, history and what to do."""
-    from returnbridge.flows.exception_actions import show_exception
+    from returnbridge.flows.exceptions.actions import show_exception
 
     with runtime(config) as rt, rt.sessions() as session:
         view = _guard(lambda: show_exception(session, exception_id))
@@ -176,7 +176,7 @@ def retry_cmd(
 
     Exits 1 when the cause is still present.
     """
-    from returnbridge.flows.exception_actions import retry
+    from returnbridge.flows.exceptions.actions import retry
 
     with runtime(config) as rt:
         result = _guard(lambda: retry(rt, exception_id, default_actor(by), why))
@@ -195,7 +195,7 @@ def resolve_cmd(
 
     Exits 1 when it re-opened.
     """
-    from returnbridge.flows.exception_actions import resolve
+    from returnbridge.flows.exceptions.actions import resolve
 
     with runtime(config) as rt:
         result = _guard(lambda: resolve(rt, exception_id, default_actor(by), why))
@@ -211,7 +211,7 @@ def ignore_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Take an exception out of the queue; the same problem found again stays ignored."""
-    from returnbridge.flows.exception_actions import ignore
+    from returnbridge.flows.exceptions.actions import ignore
 
     with runtime(config) as rt:
         result = _guard(lambda: ignore(rt, exception_id, default_actor(by), why))

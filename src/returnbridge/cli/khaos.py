@@ -26,7 +26,7 @@ def import_credit_notes(
 ) -> None:
     """Confirm credit notes from finance's credit-note export file."""
     from returnbridge.flows.confirm.credit_file import import_credit_notes_csv
-    from returnbridge.flows.runtime import Runtime
+    from returnbridge.flows.engine.runtime import Runtime
 
     rt = Runtime.from_settings(load(config))
     try:
@@ -56,7 +56,7 @@ def sweep(config: ConfigOpt = None) -> None:
     from returnbridge.flows.confirm.order_statuses import confirm_from_order_statuses
     from returnbridge.flows.confirm.sla import check_sla
     from returnbridge.flows.confirm.soap_sweep import sweep_unconfirmed
-    from returnbridge.flows.runtime import Runtime
+    from returnbridge.flows.engine.runtime import Runtime
 
     settings = load(config)
     rt = Runtime.from_settings(settings)
@@ -90,8 +90,8 @@ def load_customers(
 ) -> None:
     """Fill the customer mirror (email -> URN) and release the returns it unblocks."""
     from returnbridge.erp.khaos.soap import KhaosSoapClient
-    from returnbridge.flows.customers import load_customers_csv, lookup_unknown_customers
-    from returnbridge.flows.runtime import Runtime
+    from returnbridge.flows.decide.customers import load_customers_csv, lookup_unknown_customers
+    from returnbridge.flows.engine.runtime import Runtime
 
     settings = load(config)
     rt = Runtime.from_settings(settings)

@@ -36,8 +36,8 @@ def reconcile(
     config: ConfigOpt = None,
 ) -> None:
     """Three-way reconciliation: platform outcome, Khaos credit note, payments."""
+    from returnbridge.flows.engine.runtime import Runtime
     from returnbridge.flows.reconcile import legs, service
-    from returnbridge.flows.runtime import Runtime
     from returnbridge.store.migrate import require_current
 
     settings = load(config)

@@ -21,8 +21,8 @@ def returns_show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show one return: lines, Khaos status, timeline and open exceptions."""
-    from returnbridge.flows.queries import return_view
-    from returnbridge.flows.runtime import Runtime
+    from returnbridge.flows.console.queries import return_view
+    from returnbridge.flows.engine.runtime import Runtime
 
     rt = Runtime.from_settings(load(config))
     view = return_view(rt, ref)

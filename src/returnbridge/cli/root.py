@@ -146,8 +146,8 @@ def serve(
     """Run the HTTP service (webhooks, Khaos channel, API) and, by default, the worker."""
     import uvicorn
 
-    from returnbridge.flows.durable import Durable
-    from returnbridge.flows.runtime import Runtime
+    from returnbridge.flows.engine.durable import Durable
+    from returnbridge.flows.engine.runtime import Runtime
     from returnbridge.web.app import create_app
     from returnbridge.web.limits import uvicorn_options
 
@@ -172,8 +172,8 @@ def serve(
 @app.command()
 def worker(config: ConfigOpt = None) -> None:
     """Run workflows without the HTTP server (scale out next to 'serve --no-worker')."""
-    from returnbridge.flows.durable import Durable
-    from returnbridge.flows.runtime import Runtime
+    from returnbridge.flows.engine.durable import Durable
+    from returnbridge.flows.engine.runtime import Runtime
 
     settings = load(config)
     configure_logging(settings)

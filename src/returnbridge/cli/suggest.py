@@ -23,8 +23,8 @@ def mapping_suggest(
     """Print [[mapping.reasons]] entries for the open unmapped_return_reason exceptions,
     each with its confidence and evidence, learned from returns already in Khaos."""
     from returnbridge.domain.suggest import toml_snippet
-    from returnbridge.flows.runtime import Runtime
-    from returnbridge.flows.suggestions import mapping_suggestions
+    from returnbridge.flows.engine.runtime import Runtime
+    from returnbridge.flows.exceptions.suggestions import mapping_suggestions
 
     rt = Runtime.from_settings(load(config))
     try:
@@ -58,8 +58,8 @@ def suggest(
 ) -> None:
     """Candidates for one exception: catalogue items for sku_mismatch, Khaos customers for
     unknown_customer, each with a confidence and why."""
-    from returnbridge.flows.runtime import Runtime
-    from returnbridge.flows.suggestions import customer_suggestions, sku_suggestions
+    from returnbridge.flows.engine.runtime import Runtime
+    from returnbridge.flows.exceptions.suggestions import customer_suggestions, sku_suggestions
     from returnbridge.store.models import ExceptionRow
 
     rt = Runtime.from_settings(load(config))

@@ -24,7 +24,7 @@ def create(
     config: ConfigOpt = None, by: ByOpt = None,
 ) -> None:
     """Create a token; it is printed once (only its SHA-256 is stored)."""
-    from returnbridge.flows.accounts import AccountError, create_token
+    from returnbridge.flows.console.accounts import AccountError, create_token
 
     with runtime(config) as rt, rt.sessions() as session:
         try:
@@ -43,7 +43,7 @@ def list_cmd(config: ConfigOpt = None,
              as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False
              ) -> None:
     """List named tokens (never the tokens themselves)."""
-    from returnbridge.flows.accounts import list_tokens
+    from returnbridge.flows.console.accounts import list_tokens
 
     with runtime(config) as rt, rt.sessions() as session:
         rows = [{"name": t.name, "scope": t.scope, "prefix": t.prefix,
@@ -66,7 +66,7 @@ def list_cmd(config: ConfigOpt = None,
 def revoke(name: Annotated[str, typer.Argument()], config: ConfigOpt = None,
            by: ByOpt = None) -> None:
     """Revoke a token; it is refused from the next request on."""
-    from returnbridge.flows.accounts import AccountError, revoke_token
+    from returnbridge.flows.console.accounts import AccountError, revoke_token
 
     with runtime(config) as rt, rt.sessions() as session:
         try:

@@ -28,7 +28,7 @@ def _password_from_stdin() -> str:
 
 
 def _run(config: Any, fn: Callable[[Any], str]) -> None:
-    from returnbridge.flows.accounts import AccountError
+    from returnbridge.flows.console.accounts import AccountError
 
     with runtime(config) as rt, rt.sessions() as session:
         try:
@@ -52,7 +52,7 @@ def add(
     by: ByOpt = None,
 ) -> None:
     """Add a console user (the password is hashed with argon2id)."""
-    from returnbridge.flows.accounts import add_user
+    from returnbridge.flows.console.accounts import add_user
 
     if not password_stdin:
         err.print("use --password-stdin and pipe the password in", style="red")
@@ -72,7 +72,7 @@ def list_cmd(config: ConfigOpt = None,
              as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False
              ) -> None:
     """List console users with their role and last sign-in."""
-    from returnbridge.flows.accounts import list_users
+    from returnbridge.flows.console.accounts import list_users
 
     with runtime(config) as rt, rt.sessions() as session:
         rows = [{"username": u.username, "name": u.display_name, "role": u.role,
@@ -94,7 +94,7 @@ def list_cmd(config: ConfigOpt = None,
 def disable(username: Annotated[str, typer.Argument()], config: ConfigOpt = None,
             by: ByOpt = None) -> None:
     """Disable a user; their open sessions end at once."""
-    from returnbridge.flows.accounts import set_disabled
+    from returnbridge.flows.console.accounts import set_disabled
 
     actor = "cli:" + default_actor(by)
     _run(config, lambda s: f"disabled {set_disabled(s, username, True, by=actor).username}")
@@ -104,7 +104,7 @@ def disable(username: Annotated[str, typer.Argument()], config: ConfigOpt = None
 def enable(username: Annotated[str, typer.Argument()], config: ConfigOpt = None,
            by: ByOpt = None) -> None:
     """Enable a disabled user again."""
-    from returnbridge.flows.accounts import set_disabled
+    from returnbridge.flows.console.accounts import set_disabled
 
     actor = "cli:" + default_actor(by)
     _run(config, lambda s: f"enabled {set_disabled(s, username, False, by=actor).username}")
@@ -115,7 +115,7 @@ def set_role_cmd(username: Annotated[str, typer.Argument()],
                  role: Annotated[str, typer.Argument(help="cx, warehouse, finance or admin.")],
                  config: ConfigOpt = None, by: ByOpt = None) -> None:
     """Change a user's role."""
-    from returnbridge.flows.accounts import set_role
+    from returnbridge.flows.console.accounts import set_role
 
     actor = "cli:" + default_actor(by)
     _run(config, lambda s: f"{set_role(s, username, role, by=actor).username} is now {role}")
@@ -129,7 +129,7 @@ def set_password_cmd(
     config: ConfigOpt = None, by: ByOpt = None,
 ) -> None:
     """Set a new password; the user's open sessions end."""
-    from returnbridge.flows.accounts import set_password
+    from returnbridge.flows.console.accounts import set_password
 
     if not password_stdin:
         err.print("use --password-stdin and pipe the password in", style="red")

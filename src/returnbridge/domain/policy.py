@@ -165,7 +165,7 @@ class Decision:
     # document, processed on import, instead of waiting for the parcel (ARCHITECTURE 6.3).
     split_off: tuple[DocumentLine, ...] = ()
     # Shipping refund / handling fee not on the document (no SKU configured): each is an
-    # open reconciliation item for finance (flows/money.py persists them).
+    # open reconciliation item for finance (flows/decide/money.py persists them).
     off_note: tuple[OffNote, ...] = ()
     # The exchange items as they go to Khaos (blank SKUs resolved).
     exchanges: tuple[ExchangeLine, ...] = ()

@@ -17,7 +17,7 @@ from rich.table import Table
 from returnbridge.composition import load_settings
 from returnbridge.erp.khaos.soap import KhaosSoapClient
 from returnbridge.flows.confirm.soap_sweep import sweep_unconfirmed
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.sandbox.khaos.emulator import KhaosSandbox
 from returnbridge.sandbox.loop.samples import CATALOGUE, demo_payloads
 from returnbridge.sandbox.loop.sender import LoopSender

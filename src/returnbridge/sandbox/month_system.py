@@ -101,7 +101,7 @@ def fill_system(session: Session, shopify: ShopifySandbox, month: Month) -> None
 
 def _pay(session: Session, shopify: ShopifySandbox, row: ReturnRow,
          pay: dict[str, Any]) -> None:
-    from returnbridge.flows.refund_gate import refund_key
+    from returnbridge.flows.refunds.gate import refund_key
 
     amount = from_minor(pay["amount"])
     ref = row.associated_ref

@@ -7,10 +7,10 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 
-from returnbridge.flows.accounts import Scope
-from returnbridge.flows.queries import return_view
-from returnbridge.flows.returns_search import BadSearch, ReturnFilters, search_returns
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.console.accounts import Scope
+from returnbridge.flows.console.queries import return_view
+from returnbridge.flows.console.search import BadSearch, ReturnFilters, search_returns
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.web.auth import api_identity
 from returnbridge.web.context import AppContext
 

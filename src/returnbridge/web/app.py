@@ -9,8 +9,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
 
 from returnbridge import __version__
-from returnbridge.flows.runtime import Runtime
-from returnbridge.flows.wiring import install_hooks
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.engine.wiring import install_hooks
 from returnbridge.web import (
     api,
     confirm_routes,

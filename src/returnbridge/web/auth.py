@@ -9,14 +9,14 @@ import hmac
 
 from fastapi import HTTPException, Request, status
 
-from returnbridge.flows.accounts import (
+from returnbridge.flows.console.accounts import (
     SCOPE_RANK,
     Identity,
     Scope,
     shared_token_identity,
     token_identity,
 )
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
 
 
 def _eq(a: str, b: str) -> bool:

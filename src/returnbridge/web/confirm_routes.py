@@ -9,9 +9,9 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import AliasChoices, BaseModel, Field
 
-from returnbridge.flows.accounts import Scope
 from returnbridge.flows.confirm.by_hand import confirm_credit
 from returnbridge.flows.confirm.sightings import ConfirmRefused, UnknownReturn
+from returnbridge.flows.console.accounts import Scope
 from returnbridge.web.auth import actor_for, api_identity
 from returnbridge.web.context import AppContext
 

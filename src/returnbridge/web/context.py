@@ -11,7 +11,7 @@ import structlog
 from fastapi.concurrency import run_in_threadpool
 
 from returnbridge.domain.exceptions import Problem
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.store.events import StoredEvent
 from returnbridge.store.exceptions_repo import raise_problem
 from returnbridge.web.inbox import Inbox

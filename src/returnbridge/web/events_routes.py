@@ -16,9 +16,9 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from returnbridge.flows import events_admin
-from returnbridge.flows.accounts import Identity
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.console.accounts import Identity
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.ingest import events as events_admin
 from returnbridge.web.exceptions_routes import ActionBody, actor_and_runtime, actor_of, runtime_of
 
 router = APIRouter(prefix="/api/v1")

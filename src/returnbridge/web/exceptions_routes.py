@@ -19,9 +19,9 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
-from returnbridge.flows import exception_actions as actions
-from returnbridge.flows.accounts import Identity, Scope
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.console.accounts import Identity, Scope
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.exceptions import actions
 from returnbridge.web.auth import actor_for, api_identity
 from returnbridge.web.context import AppContext
 

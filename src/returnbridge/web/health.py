@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from returnbridge import __version__
 from returnbridge.db_metrics import DatabaseCollector
-from returnbridge.flows.events_admin import refresh_failed_gauge
+from returnbridge.flows.ingest.events import refresh_failed_gauge
 from returnbridge.store.migrate import SchemaNotCurrent, require_current
 from returnbridge.web.auth import check_bearer
 from returnbridge.web.context import AppContext

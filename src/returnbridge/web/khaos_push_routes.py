@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from returnbridge.erp.khaos.pushes import PushKind
-from returnbridge.flows.khaos_push import PushOutcome, receive_push, run_after_mirror_change
+from returnbridge.flows.khaos.pushes import PushOutcome, receive_push, run_after_mirror_change
 from returnbridge.web.khaos_routes import khaos_ctx
 from returnbridge.web.webhooks import BodyTooLarge, read_body
 

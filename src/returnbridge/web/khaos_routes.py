@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from returnbridge.erp.khaos.channel import endpoint_config
 from returnbridge.erp.khaos.xml import endpoint_config_xml
-from returnbridge.flows.khaos_serve import serve_page
+from returnbridge.flows.khaos.serve import serve_page
 from returnbridge.web.auth import check_basic
 from returnbridge.web.context import AppContext
 from returnbridge.web.metrics import KHAOS_POLLS, KHAOS_SERVED

@@ -17,8 +17,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.flows.reconcile import pack, service
-from returnbridge.flows.runtime import Runtime
 from returnbridge.web.exceptions_routes import runtime_of
 
 router = APIRouter(prefix="/api/v1")

@@ -14,7 +14,7 @@ from returnbridge.flows.confirm.sightings import (
     Sighting,
     record_sighting,
 )
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
 
 log = structlog.get_logger(__name__)
 

@@ -15,7 +15,7 @@ from returnbridge.flows.confirm.sightings import (
     UnknownReturn,
     record_sighting,
 )
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.store.models import KhaosOrderStatus, ReturnRow
 
 log = structlog.get_logger(__name__)

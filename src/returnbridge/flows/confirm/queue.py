@@ -24,9 +24,9 @@ from returnbridge.flows.confirm.order_statuses import confirm_from_order_statuse
 from returnbridge.flows.confirm.sightings import SOAP_QUEUE_NAME, SweepResult
 from returnbridge.flows.confirm.sla import check_sla
 from returnbridge.flows.confirm.soap_sweep import apply_order_statuses, awaiting_refs
-from returnbridge.flows.current import runtime
-from returnbridge.flows.health import record_failure, record_success
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.current import runtime
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.exceptions.health import record_failure, record_success
 from returnbridge.store.models import utcnow
 
 log = structlog.get_logger(__name__)
@@ -37,7 +37,7 @@ log = structlog.get_logger(__name__)
 
 def register_soap_queue(settings: Settings) -> None:
     """Register the rate-limited SOAP queue; call after ``DBOS.launch()`` in every process
-    (as flows/durable.py does for the events queue)."""
+    (as flows/engine/durable.py does for the events queue)."""
     k = settings.khaos
     DBOS.register_queue(SOAP_QUEUE_NAME, limiter={"limit": k.soap_calls_per_minute,
                                                   "period": 60.0},

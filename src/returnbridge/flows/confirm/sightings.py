@@ -18,7 +18,7 @@ from returnbridge.domain.exceptions import Problem
 from returnbridge.domain.khaos_status import KhaosStatus
 from returnbridge.domain.money import quantize
 from returnbridge.erp.khaos.soap import OrderStatusRecord
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.store import audit, returns_repo
 from returnbridge.store.exceptions_repo import raise_problem
 from returnbridge.store.models import ExceptionRow, ReturnRow, utcnow

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from returnbridge.domain.exceptions import Problem
 from returnbridge.domain.khaos_status import KhaosStatus
 from returnbridge.flows.confirm.sightings import UNCONFIRMED
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.store import returns_repo
 from returnbridge.store.exceptions_repo import raise_problem
 from returnbridge.store.models import ExceptionRow, ReturnRow, utcnow

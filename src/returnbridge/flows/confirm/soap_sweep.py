@@ -20,8 +20,8 @@ from returnbridge.flows.confirm.sightings import (
     UnknownReturn,
     record_sighting,
 )
-from returnbridge.flows.health import record_failure, record_success
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.exceptions.health import record_failure, record_success
 from returnbridge.store.models import ReturnRow
 
 log = structlog.get_logger(__name__)

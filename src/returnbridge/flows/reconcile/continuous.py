@@ -28,9 +28,9 @@ from returnbridge.domain.reconciliation import (
     from_minor,
     period_bounds,
 )
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.flows.reconcile import pack
 from returnbridge.flows.reconcile.engine import Scope
-from returnbridge.flows.runtime import Runtime
 from returnbridge.store import exceptions_repo, returns_repo
 from returnbridge.store.models import (
     ExceptionRow,

@@ -27,9 +27,9 @@ from returnbridge.domain.khaos_status import KhaosStatus
 from returnbridge.domain.lifecycle import ReturnState
 from returnbridge.domain.reconciliation import to_minor
 from returnbridge.flows.confirm.sightings import is_cleared
-from returnbridge.flows.money import served_basis
-from returnbridge.flows.refund_gate import refund_key
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.decide.money import served_basis
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.refunds.gate import refund_key
 from returnbridge.payments.shopify.client import ShopifyError
 from returnbridge.store.codec import case_from_json
 from returnbridge.store.models import (

@@ -12,9 +12,9 @@ from typing import Any
 import structlog
 
 from returnbridge.domain.reconciliation import period_bounds
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.flows.reconcile import continuous, legs, pack
 from returnbridge.flows.reconcile.engine import Scope, statement
-from returnbridge.flows.runtime import Runtime
 from returnbridge.payments.shopify.client import ShopifyClient
 
 log = structlog.get_logger(__name__)

@@ -26,7 +26,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.metrics import REGISTRY
 from returnbridge.sources.loop.client import LoopClient, LoopError, ReturnPage, windows
 from returnbridge.sources.loop.settings import loop_settings

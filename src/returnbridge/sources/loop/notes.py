@@ -25,8 +25,8 @@ from sqlalchemy.orm import Session
 
 from returnbridge.domain.exceptions import Owner
 from returnbridge.domain.khaos_status import KhaosStatus
-from returnbridge.flows.health import record_failure, record_success
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.exceptions.health import record_failure, record_success
 from returnbridge.sources.loop.client import (
     LoopClient,
     LoopError,

@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import func, select
 
 from returnbridge.domain.evidence import Interpretation
-from returnbridge.flows.health import record_failure, record_success
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.exceptions.health import record_failure, record_success
 from returnbridge.returns_platform import (
     ConfigFinding,
     PlatformJob,

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from returnbridge.domain.evidence import Interpretation
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.returns_platform import (
     ConfigFinding,
     PlatformJob,

@@ -27,8 +27,8 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from returnbridge.domain.exceptions import Problem
-from returnbridge.flows.health import record_failure, record_success
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.exceptions.health import record_failure, record_success
 from returnbridge.sources.zigzag.client import (
     MAX_QUANTITY,
     StockLine,

@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from returnbridge.checks import check_settings
-from returnbridge.flows.jobs import jobs
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.engine.jobs import jobs
+from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.store.models import (
     ExceptionRow,
     InboundEvent,

@@ -21,19 +21,27 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from returnbridge import __version__
 from returnbridge.domain.exceptions import CATALOGUE, Owner
 from returnbridge.domain.reconciliation import INFO, ORPHANS
-from returnbridge.flows import console_mapping, console_views, sku_fix
-from returnbridge.flows import exception_actions as actions
-from returnbridge.flows.accounts import ROLE_LABELS, Role, SignedIn, close_session, open_session
-from returnbridge.flows.accounts import verify_password as check_credentials
-from returnbridge.flows.reconcile import continuous
-from returnbridge.flows.reconcile import service as recon_service
-from returnbridge.flows.returns_search import (
+from returnbridge.flows.console import mapping as console_mapping
+from returnbridge.flows.console import views as console_views
+from returnbridge.flows.console.accounts import (
+    ROLE_LABELS,
+    Role,
+    SignedIn,
+    close_session,
+    open_session,
+)
+from returnbridge.flows.console.accounts import verify_password as check_credentials
+from returnbridge.flows.console.search import (
     STATUSES,
     BadSearch,
     ReturnFilters,
     search_returns,
 )
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.decide import sku_fix
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.exceptions import actions
+from returnbridge.flows.reconcile import continuous
+from returnbridge.flows.reconcile import service as recon_service
 from returnbridge.web.console import runbooks
 from returnbridge.web.console.health_view import health_data
 from returnbridge.web.console.security import (

@@ -18,8 +18,8 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from returnbridge.flows.accounts import LoginThrottle, SignedIn, csrf_ok, resume_session
-from returnbridge.flows.runtime import Runtime
+from returnbridge.flows.console.accounts import LoginThrottle, SignedIn, csrf_ok, resume_session
+from returnbridge.flows.engine.runtime import Runtime
 
 SESSION_COOKIE = "rb_session"
 LOGIN_CSRF_COOKIE = "rb_login_csrf"

@@ -1,0 +1,182 @@
+"""Run the posting policy for one (not yet delivered) return and store what it decided.
+
+Used by event processing, by re-evaluation when a cause changes (stock mirror, mapping,
+customer mirror) and by the operator's retry. Opens the problems found, resolves the ones
+that went away (saying by what), and moves the Khaos status.
+
+Follow-up documents (ARCHITECTURE 6.1) are decided here too, because deciding and
+following up call each other: when the returns platform owns goods-in, a partial return is
+credited for what arrived and the rest stays open. If the rest arrives (and is graded)
+after Khaos already has the first document, re-sending the same AssociatedRef is never
+allowed; instead the new units become a follow-up return with a suffixed AssociatedRef
+(``ZZ-RTN-1-2``), which goes through the same policy, validation, serving, confirmation and
+refund gate on its own. Only additions are safe this way; any other change after handover
+is ``status_drift``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import replace
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from returnbridge.domain.identity import associated_ref
+from returnbridge.domain.khaos_status import DELIVERED, KhaosStatus
+from returnbridge.domain.model import ReturnCase, ReturnLine, Settlement, SourceTotals
+from returnbridge.domain.policy import Decision, DocumentLine, GoodsInOwner, decide
+from returnbridge.flows.decide import facts
+from returnbridge.flows.decide.money import sync_off_note
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.store import exceptions_repo, returns_repo
+from returnbridge.store.models import ReturnRow
+from returnbridge.store.sku_aliases import apply_aliases
+
+
+def evaluate(rt: Runtime, session: Session, row: ReturnRow, case: ReturnCase,
+             evidence: dict[str, Any], *, cause: str, recount: bool = True) -> str:
+    """Decide and persist; returns the new Khaos status. No-op for delivered returns.
+
+    ``recount`` False (a re-evaluation with no new news from the source) refreshes the
+    exceptions' last-seen time without counting the same problem again."""
+    if KhaosStatus(row.khaos_status) in DELIVERED:
+        return row.khaos_status
+    case = apply_aliases(session, case)  # SKU candidates a person chose in the console
+    known = facts.gather(rt, session, case)
+    decision = decide(case, rt.policy_config(session), rt.source_policy(case.source), known)
+    problems = tuple(
+        replace(p, details={**p.details, "origin": "policy"}) for p in decision.problems
+    )
+    returns_repo.apply_decision(row, decision)
+    sync_off_note(session, row, case, decision.off_note, evidence)
+    for problem in problems:
+        exceptions_repo.raise_problem(session, problem, return_id=row.id,
+                                      associated_ref=row.associated_ref,
+                                      times=1 if recount else 0)
+    for gone in exceptions_repo.resolve_missing(
+        session, row.id, problems, by="returnbridge",
+        how=f"re-evaluated after {cause}: the problem is gone",
+    ):
+        returns_repo.add_timeline(session, row, "exception_resolved",
+                                  f"{gone.type} resolved: {gone.resolution}", evidence)
+    _move_status(session, row, decision, evidence)
+    if decision.release and decision.split_off:
+        open_split(rt, session, row, case, decision.split_off, evidence)
+    return row.khaos_status
+
+
+def _move_status(session: Session, row: ReturnRow, decision: Decision,
+                 evidence: dict[str, Any]) -> None:
+    if decision.release:
+        why = "validated; waiting for Khaos to fetch it"
+        if decision.notes:
+            why += " (" + "; ".join(decision.notes) + ")"
+        returns_repo.set_khaos_status(session, row, KhaosStatus.READY, why, evidence)
+    elif decision.blocked:
+        types = sorted({p.type for p in decision.problems if p.blocking})
+        returns_repo.set_khaos_status(session, row, KhaosStatus.HELD,
+                                      "held until fixed: " + (", ".join(types)
+                                                              or "a blocking problem"),
+                                      evidence)
+    else:
+        returns_repo.set_khaos_status(
+            session, row, KhaosStatus.PENDING,
+            f"not released yet: {decision.wait_reason or 'waiting for the returns platform'}",
+            evidence)
+
+
+# --- follow-up documents -----------------------------------------------------------------
+
+
+def _documented(session: Session, row: ReturnRow) -> tuple[Counter[tuple[str, str]], int]:
+    """Units already on the parent's document and its follow-ups, by (SKU, disposition)."""
+    counts: Counter[tuple[str, str]] = Counter()
+    children = session.scalars(select(ReturnRow).where(ReturnRow.parent_id == row.id)).all()
+    for doc in (row, *children):
+        for line in doc.lines:
+            counts[(line.sku, line.disposition)] += line.quantity
+    return counts, len(children)
+
+
+def new_units(rt: Runtime, session: Session, row: ReturnRow,
+              case: ReturnCase) -> tuple[ReturnLine, ...]:
+    """Received (and graded) units the documents sent so far do not cover."""
+    policy = rt.source_policy(case.source)
+    if policy.goods_in_owner is not GoodsInOwner.RETURNS_PLATFORM:
+        return ()
+    decision = decide(case, rt.policy_config(session), policy, facts.gather(rt, session, case))
+    documented, _ = _documented(session, row)
+    extra: list[ReturnLine] = []
+    for doc in decision.document:
+        line = doc.line
+        if not line.physical_return_expected:
+            continue
+        key = (line.sku, line.disposition.value)
+        covered = min(documented[key], line.quantity)
+        documented[key] -= covered
+        if line.quantity > covered:
+            extra.append(replace(line, quantity=line.quantity - covered,
+                                 source_unit_ids=line.source_unit_ids[covered:]))
+    return tuple(extra)
+
+
+def _open_child(rt: Runtime, session: Session, row: ReturnRow, case: ReturnCase,
+                lines: tuple[ReturnLine, ...], source_return_id: str, *, child_note: str,
+                parent_note: str, cause: str, evidence: dict[str, Any]) -> ReturnRow:
+    """A further document of ``row``'s return: its own suffixed AssociatedRef, only
+    ``lines``, no money header (the parent's checks covered it), evaluated at once."""
+    _, existing = _documented(session, row)
+    number = existing + 2  # the parent is document 1
+    doc = replace(
+        case, source_return_id=source_return_id,
+        associated_ref=associated_ref(rt.prefix(case.source), case.source_return_id,
+                                      follow_up=number),
+        lines=lines, exchanges=(), receipts=(), settlement=Settlement(),
+        totals=SourceTotals(), events=(),
+    )
+    child = returns_repo.save_case(session, None, doc)
+    child.parent_id = row.id
+    child.first_seen_via = row.first_seen_via
+    units = sum(ln.quantity for ln in lines)
+    returns_repo.add_timeline(session, child, "follow_up",
+                              child_note.format(units=units, parent=row.associated_ref),
+                              evidence)
+    returns_repo.add_timeline(session, row, "follow_up",
+                              parent_note.format(units=units, child=child.associated_ref),
+                              evidence)
+    evaluate(rt, session, child, doc, evidence, cause=f"{cause} {row.associated_ref}")
+    return child
+
+
+def open_follow_up(rt: Runtime, session: Session, row: ReturnRow, case: ReturnCase,
+                   evidence: dict[str, Any]) -> ReturnRow | None:
+    """Create the follow-up return for newly arrived units, if there are any."""
+    lines = new_units(rt, session, row, case)
+    if not lines:
+        return None
+    _, existing = _documented(session, row)
+    return _open_child(
+        rt, session, row, case, lines, f"{case.source_return_id}#{existing + 2}",
+        child_note="follow-up to {parent}: {units} unit(s) that arrived after the first "
+        "document was handed to Khaos",
+        parent_note="{units} more unit(s) arrived after handover; sent as follow-up {child}",
+        cause="follow-up of", evidence=evidence)
+
+
+def open_split(rt: Runtime, session: Session, row: ReturnRow, case: ReturnCase,
+               kept: tuple[DocumentLine, ...], evidence: dict[str, Any]) -> ReturnRow | None:
+    """The kept (no-parcel) lines of a mixed return as their own document, processed on
+    import. Created once; later evaluations of the parent find it and do nothing."""
+    marker = f"{case.source_return_id}#keep"
+    existing = session.scalars(select(ReturnRow).where(
+        ReturnRow.source == row.source, ReturnRow.source_return_id == marker)).first()
+    if existing is not None:
+        return None
+    return _open_child(
+        rt, session, row, case, tuple(d.line for d in kept), marker,
+        child_note="the {units} kept unit(s) of {parent}, sent on their own and processed "
+        "on import (no parcel will come back)",
+        parent_note="{units} kept unit(s) sent separately as {child}",
+        cause="split from", evidence=evidence)

@@ -1,0 +1,178 @@
+"""Look up what the policy needs to know from our mirrors of Khaos (ARCHITECTURE 6.5, 6.6)."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import replace
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from returnbridge.domain.model import ReturnCase
+from returnbridge.domain.policy import Facts, ItemFacts, LevelFacts
+from returnbridge.domain.source_checks import sku_keys
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.store import catalogue
+from returnbridge.store.models import CustomerMirror, StockBarcode, StockItem, StockLevel
+
+
+def find_item(session: Session, sku: str, mapping: str) -> StockItem | None:
+    """The live catalogue item a served SKU will resolve to under Khaos's MappingType."""
+    if not sku:
+        return None
+    by_code = select(StockItem).where(StockItem.stock_code == sku)
+    by_ref = select(StockItem).where(StockItem.other_ref == sku)
+    by_barcode = select(StockItem).join(
+        StockBarcode, StockBarcode.stock_id == StockItem.stock_id
+    ).where(StockBarcode.barcode == sku)
+    order = {"StockCode": [by_code], "OtherRef": [by_ref], "Barcode": [by_barcode],
+             "WebCode": [by_code], "Automatic": [by_code, by_ref, by_barcode]}.get(
+        mapping, [by_code])
+    fallback: StockItem | None = None
+    for stmt in order:
+        for item in session.scalars(stmt).all():
+            if not item.deleted:
+                return item
+            fallback = fallback or item
+    return fallback
+
+
+def catalogue_loaded(session: Session) -> bool:
+    return session.scalar(select(StockItem.stock_id).limit(1)) is not None
+
+
+def nearest_candidates(session: Session, sku: str, limit: int = 5) -> tuple[str, ...]:
+    """Catalogue entries that look like ``sku`` (by StockCode, OtherRef or barcode).
+
+    Suggestions only: the fix belongs in the master data, never applied automatically."""
+    try:  # the catalogue repository's matcher when present (richer scoring)
+
+        found = catalogue.nearest_candidates(session, sku, limit=limit)
+        return tuple(_describe(c) for c in found)
+    except (ImportError, AttributeError):
+        pass
+    rows = session.execute(
+        select(StockItem.stock_code, StockItem.other_ref).where(StockItem.deleted.is_(False))
+    ).all()
+    index: dict[str, str] = {}
+    for code, other in rows:
+        index.setdefault(code.casefold(), f"StockCode {code}")
+        if other:
+            index.setdefault(other.casefold(), f"OtherRef {other} (StockCode {code})")
+    for (barcode,) in session.execute(select(StockBarcode.barcode)).all():
+        index.setdefault(barcode.casefold(), f"barcode {barcode}")
+    close = difflib.get_close_matches(sku.casefold(), list(index), n=limit, cutoff=0.6)
+    return tuple(index[c] for c in close)
+
+
+def _describe(candidate: object) -> str:
+    field = str(getattr(candidate, "field", ""))
+    value = str(getattr(candidate, "value", ""))
+    code = str(getattr(candidate, "stock_code", ""))
+    score = getattr(candidate, "score", None)
+    if not field:
+        return str(candidate)
+    text = f"{field} {value}" + (f" (StockCode {code})" if field != "StockCode" else "")
+    return text + (f", {round(float(score) * 100)}% alike" if score is not None else "")
+
+
+def customer_urn(session: Session, email: str) -> str:
+    if not email:
+        return ""
+    urn = session.scalar(
+        select(CustomerMirror.urn).where(CustomerMirror.email == email.strip().casefold())
+    )
+    return urn or ""
+
+
+def _level(session: Session, stock_id: str, site_id: str) -> LevelFacts | None:
+    stmt = select(func.count(), func.min(StockLevel.updated_at)).where(
+        StockLevel.stock_id == stock_id)
+    if site_id:
+        stmt = stmt.where(StockLevel.site_id == site_id)
+    count, oldest = session.execute(stmt).one()
+    if not count:
+        return None
+    levels = select(StockLevel.available).where(StockLevel.stock_id == stock_id)
+    if site_id:
+        levels = levels.where(StockLevel.site_id == site_id)
+    total = sum((a for (a,) in session.execute(levels).all()), Decimal(0))
+    return LevelFacts(available=total, updated_at=oldest)
+
+
+def resolve_blank_skus(rt: Runtime, session: Session, case: ReturnCase,
+                       use_catalogue: bool) -> dict[str, str]:
+    """StockCodes for the items ``case`` sent without a SKU, keyed by
+    :func:`~returnbridge.domain.source_checks.sku_keys`: ``[[mapping.skus]]`` first, then
+    (when the catalogue is used) a live Khaos item with that barcode, or with the variant
+    id as its OtherRef."""
+    wanted = [(ln.variant_id, ln.barcode) for ln in case.lines if not ln.sku]
+    wanted += [(ex.variant_id, "") for ex in case.exchanges if not ex.sku]
+    if not wanted:
+        return {}
+    configured: dict[str, str] = {}
+    for entry in rt.settings.mapping.skus:
+        for key in sku_keys(entry.variant_id.strip(), entry.barcode.strip()):
+            configured.setdefault(key, entry.stock_code.strip())
+    out: dict[str, str] = {}
+    for variant_id, barcode in wanted:
+        for key in sku_keys(variant_id, barcode):
+            if key in configured:
+                out[key] = configured[key]
+                continue
+            if not use_catalogue:
+                continue
+            kind, value = key.split(":", 1)
+            item = find_item(session, value, "Barcode" if kind == "barcode" else "OtherRef")
+            if item is not None and not item.deleted:
+                out[key] = item.stock_code
+    return out
+
+
+def gather(rt: Runtime, session: Session, case: ReturnCase,
+           now: datetime | None = None) -> Facts:
+    now = now or datetime.now(UTC)
+    mode = rt.settings.policy.validate_catalogue
+    loaded = mode == "always" or (mode == "auto" and catalogue_loaded(session))
+    urn = customer_urn(session, case.customer.email)
+    resolved = resolve_blank_skus(rt, session, case, loaded)
+    if resolved or any(not ln.sku for ln in case.lines) or any(
+            not ex.sku for ex in case.exchanges):
+        case = replace(case, lines=tuple(
+            replace(ln, sku=ln.sku or _first(resolved, sku_keys(ln.variant_id, ln.barcode)))
+            for ln in case.lines), exchanges=tuple(
+            replace(ex, sku=ex.sku or _first(resolved, sku_keys(ex.variant_id)))
+            for ex in case.exchanges))
+    if not loaded:
+        return Facts(now=now, customer_urn=urn, resolved_skus=resolved)
+    mapping = rt.settings.khaos.sku_mapping
+    items: dict[str, ItemFacts] = {}
+    candidates: dict[str, tuple[str, ...]] = {}
+    levels: dict[str, LevelFacts] = {}
+    skus = [ln.sku for ln in case.lines if ln.sku] + [ex.sku for ex in case.exchanges
+                                                     if ex.sku]
+    for sku in dict.fromkeys(skus):
+        item = find_item(session, sku, mapping)
+        if item is None or item.deleted:
+            candidates[sku] = nearest_candidates(session, sku)
+        if item is not None:
+            items[sku] = ItemFacts(stock_code=item.stock_code,
+                                   publish_on_web=item.publish_on_web,
+                                   discontinued=item.discontinued,
+                                   stock_controlled=item.stock_controlled, deleted=item.deleted)
+    for ex in case.exchanges:
+        if not ex.sku:
+            continue
+        item = find_item(session, ex.sku, mapping)
+        if item is not None:
+            level = _level(session, item.stock_id, rt.settings.policy.exchange_site_id)
+            if level is not None:
+                levels[ex.sku] = level
+    return Facts(now=now, catalogue_loaded=True, items=items, candidates=candidates,
+                 levels=levels, customer_urn=urn, resolved_skus=resolved)
+
+
+def _first(resolved: dict[str, str], keys: tuple[str, ...]) -> str:
+    return next((resolved[k] for k in keys if k in resolved), "")

@@ -1,0 +1,352 @@
+"""Normalise + decide (ARCHITECTURE 5.2): apply one stored event, in one transaction.
+
+Idempotent: an event that is no longer ``received`` is left alone, so a retried or
+duplicated run changes nothing. The source adapter turns the event into an
+:class:`Interpretation`; a snapshot is merged monotonically, evidence is folded in, and the
+return is re-evaluated by the posting policy. Evidence about a return we have not seen yet
+is *deferred* and applied as soon as the return arrives (webhook or backstop).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import DataError, StatementError
+from sqlalchemy.orm import Session
+
+from returnbridge.domain.evidence import Evidence, Interpretation, apply_evidence
+from returnbridge.domain.exceptions import Problem
+from returnbridge.domain.identity import IdentityError, associated_ref
+from returnbridge.domain.khaos_status import DELIVERED, KhaosStatus
+from returnbridge.domain.merge import merge, same_content
+from returnbridge.domain.model import ReturnCase
+from returnbridge.domain.policy import decide
+from returnbridge.flows.decide import facts
+from returnbridge.flows.decide.evaluate import evaluate, open_follow_up
+from returnbridge.flows.decide.money import check_after_handover
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.khaos.pushes import reapply_event
+from returnbridge.flows.refunds.gate import record_external_refund, record_refund_request
+from returnbridge.metrics import EVENTS_APPLIED
+from returnbridge.sources.errors import PayloadInvalid
+from returnbridge.store import exceptions_repo, returns_repo
+from returnbridge.store.events import mark_event
+from returnbridge.store.models import InboundEvent, ReturnRow, utcnow
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # processed | unhandled | invalid | skipped | deferred
+    associated_ref: str = ""
+    khaos_status: str = ""
+    note: str = ""
+
+
+def apply_event(rt: Runtime, event_id: int) -> Outcome:
+    try:
+        with rt.sessions() as session, session.begin():
+            event = session.get(InboundEvent, event_id, with_for_update=True)
+            if event is None:
+                return Outcome("skipped", note=f"event {event_id} does not exist")
+            if event.status != "received":
+                return Outcome("skipped", note=f"event {event_id} already {event.status}")
+            event.attempts = (event.attempts or 0) + 1
+            return apply_locked(rt, session, event)
+    except Exception as exc:
+        note_failed_attempt(rt, event_id, exc)
+        raise
+
+
+def apply_locked(rt: Runtime, session: Session, event: InboundEvent) -> Outcome:
+    """Apply ``event`` (status ``received``, locked by the caller) in ``session``: the one
+    processing path, for the workflow step and for ``events replay``."""
+    if event.source == "khaos":  # a push whose mirror update did not commit: redo it
+
+        return Outcome(reapply_event(session, event).status)
+    outcome = _apply_and_mark(rt, session, event)
+    EVENTS_APPLIED.labels(event.source, outcome.status).inc()
+    return outcome
+
+
+def error_text(exc: BaseException) -> str:
+    """What went wrong, for the event's error and the exception message. For a database
+    error only the database's own words: the statement and its parameters (customer data)
+    stay out of it."""
+    orig = getattr(exc, "orig", None) if isinstance(exc, StatementError) else None
+    words = " ".join(str(orig if orig is not None else exc).split())
+    return f"{type(exc).__name__}: {words}"[:4000]
+
+
+def note_failed_attempt(rt: Runtime, event_id: int, exc: BaseException) -> None:
+    """Count a try that raised and keep its error on the event (status unchanged, so the
+    retry runs); never raises itself."""
+    try:
+        with rt.sessions() as session, session.begin():
+            session.execute(
+                update(InboundEvent).where(InboundEvent.id == event_id)
+                .values(attempts=InboundEvent.attempts + 1, error=error_text(exc)))
+    except Exception:  # the database itself may be what failed; the retry will tell
+        return
+
+
+def _apply_and_mark(rt: Runtime, session: Session, event: InboundEvent) -> Outcome:
+    try:
+        try:
+            with session.begin_nested():
+                outcome = _apply(rt, session, event)
+        except DataError as exc:  # a value the database cannot hold: retrying never helps
+            raise PayloadInvalid("a value in the event cannot be stored "
+                                 f"({str(exc.orig or exc).splitlines()[0][:200]})") from None
+    except PayloadInvalid as exc:
+        mark_event(session, event.id, "invalid", str(exc))
+        row = exceptions_repo.raise_problem(
+            session,
+            Problem(
+                type="payload_invalid",
+                message=f"{event.source} event {event.id} ({event.topic or 'no topic'}) "
+                f"could not be read: {exc}",
+                dedupe_key=f"event:{event.id}",
+                details={"event_id": str(event.id), "error": str(exc)},
+            ),
+        )
+        # Name this event, so the command can be copied as it is.
+        row.next_action = row.next_action.replace("events show ID", f"events show {event.id}")
+        log.warning("event payload invalid; kept with a payload_invalid exception",
+                    event_id=event.id, source=event.source, error=str(exc)[:300])
+        return Outcome("invalid", note=str(exc))
+    mark_event(session, event.id, outcome.status,
+               "" if outcome.status == "processed" else outcome.note)
+    return outcome
+
+
+def interpret(rt: Runtime, event: InboundEvent) -> Interpretation:
+    """Hand the raw event to its returns platform."""
+    platform = rt.platforms.get(event.source)
+    if platform is None:
+        return Interpretation(handled=False, note=f"no processor for source {event.source!r}")
+    return platform.interpret(platform.settings(rt.settings), event.body, event.topic,
+                              event.trigger)
+
+
+def _apply(rt: Runtime, session: Session, event: InboundEvent) -> Outcome:
+    try:
+        found = interpret(rt, event)
+    except ValueError as exc:  # not UTF-8, not JSON, a number too long to convert
+        raise PayloadInvalid(f"the body is not JSON ({str(exc)[:200]})") from None
+    except RecursionError:
+        raise PayloadInvalid("the body is nested too deeply to read") from None
+    if not found.handled:
+        return Outcome("unhandled", note=found.note or f"topic {event.topic or '?'}/"
+                       f"{event.trigger or '?'} stored, not used by this version")
+    evidence = {"event_id": event.id, "topic": event.topic, "trigger": event.trigger,
+                "channel": event.channel}
+    key = f"{event.source}:{event.id}"
+    row: ReturnRow | None = None
+    outcome = Outcome("processed", note=found.note)
+    if found.snapshot is not None:
+        row, outcome = _merge_snapshot(rt, session, found.snapshot, event, key, evidence)
+    elif found.evidence is not None and found.source_return_id:
+        row = returns_repo.find_for_update(session, event.source, found.source_return_id)
+        fallback = found.fallback_snapshot
+        if row is None and fallback is not None:
+            # The platform's event carries enough to open the return itself.
+            row, _ = _merge_snapshot(rt, session, fallback, event, key + ":opened", evidence)
+        if row is None:
+            return Outcome("deferred", note=f"evidence for return {found.source_return_id}, "
+                           "which has not arrived yet; applied when it does")
+        outcome = _fold_evidence(rt, session, row, found.evidence, key, evidence)
+    elif found.source_return_id:
+        row = returns_repo.find_for_update(session, event.source, found.source_return_id)
+    for problem in found.problems:
+        ref = row.associated_ref if row is not None else _ref_or_blank(rt, event.source,
+                                                                        found.source_return_id)
+        exc_row = exceptions_repo.raise_problem(
+            session, problem, return_id=row.id if row is not None else None,
+            associated_ref=ref)
+        if row is not None:
+            returns_repo.add_timeline(session, row, "exception",
+                                      f"{exc_row.type}: {problem.message}", evidence)
+    external = found.external_refund  # made by the platform itself
+    if external is not None:
+        record_external_refund(session, associated_ref=external.associated_ref,
+                               provider=event.source,
+                         event_id=external.event_id, amount=external.amount,
+                         currency=external.currency, reference=external.reference,
+                         order_ref=external.order_ref)
+    request = found.refund_request  # the platform's refund decision
+    if request is not None and row is not None:
+        record_refund_request(session, row, amount=request.amount, method=request.method,
+                              currency=request.currency or row.currency,
+                              event_id=request.event_id or key,
+                              at=request.occurred_at.isoformat() if request.occurred_at else "")
+    if found.problems and row is None and not found.snapshot and not found.evidence:
+        return Outcome("processed", _ref_or_blank(rt, event.source, found.source_return_id),
+                       note=found.note or "problem recorded")
+    if row is not None and found.snapshot is not None:
+        _apply_deferred(rt, session, row)
+    return outcome
+
+
+def _ref_or_blank(rt: Runtime, source: str, source_return_id: str) -> str:
+    if not source_return_id:
+        return ""
+    try:
+        return associated_ref(rt.prefix(source), source_return_id)
+    except IdentityError:
+        return ""
+
+
+def _apply_deferred(rt: Runtime, session: Session, row: ReturnRow) -> None:
+    """Evidence that arrived before its return: apply it now, oldest first."""
+    waiting = session.scalars(
+        select(InboundEvent)
+        .where(InboundEvent.source == row.source, InboundEvent.status == "deferred",
+               InboundEvent.source_ref == row.source_return_id)
+        .order_by(InboundEvent.id)
+        .with_for_update()
+    ).all()
+    for event in waiting:
+        event.status = "received"
+        session.flush()
+        _apply_and_mark(rt, session, event)
+    if waiting:
+        for gone in exceptions_repo.resolve_by_key(
+                session, "status_drift", waiting_key(row.source, row.source_return_id),
+                by="returnbridge", how="the return arrived; its earlier events were applied"):
+            gone.return_id = row.id
+            gone.associated_ref = row.associated_ref
+
+
+def waiting_key(source: str, source_return_id: str) -> str:
+    return f"{source}:{source_return_id}:evidence-without-return"
+
+
+WAITING_EVIDENCE_AFTER = timedelta(hours=1)
+
+
+def report_waiting_evidence(rt: Runtime, older_than: timedelta = WAITING_EVIDENCE_AFTER) -> int:
+    """Events about returns we have never received, waiting longer than ``older_than``:
+    a webhook gap the backstop should close. One ``status_drift`` per return, for ops."""
+    cutoff = utcnow() - older_than
+    with rt.sessions() as session, session.begin():
+        rows = session.execute(
+            select(InboundEvent.source, InboundEvent.source_ref, func.count(),
+                   func.min(InboundEvent.received_at))
+            .where(InboundEvent.status == "deferred", InboundEvent.received_at <= cutoff)
+            .group_by(InboundEvent.source, InboundEvent.source_ref)
+        ).all()
+        for source, ref, count, first in rows:
+            platform = rt.platforms.get(source)
+            check = (platform.missing_returns_hint() if platform is not None
+                     else f"the {source} webhook subscriptions")
+            exceptions_repo.raise_problem(session, Problem(
+                type="status_drift",
+                message=f"{source} sent {count} event(s) about return {ref or '?'} (first at "
+                f"{first:%Y-%m-%d %H:%M} UTC) but returnbridge has never received the return "
+                f"itself. They are kept and applied as soon as it arrives. Check {check}.",
+                dedupe_key=waiting_key(source, ref),
+                details={"source": source, "source_return_id": ref, "events": str(count)},
+            ), associated_ref=_ref_or_blank(rt, source, ref))
+        return len(rows)
+
+
+def _merge_snapshot(rt: Runtime, session: Session, incoming: ReturnCase, event: InboundEvent,
+                    key: str, evidence: dict[str, Any]) -> tuple[ReturnRow, Outcome]:
+    row = returns_repo.find_for_update(session, incoming.source, incoming.source_return_id)
+    current = returns_repo.case_of(row) if row is not None else None
+    result = merge(current, incoming, key)
+    if row is None:
+        row = returns_repo.save_case(session, None, result.case)
+        row.first_seen_via = "backstop" if event.channel == "backstop" else "webhook"
+    elif KhaosStatus(row.khaos_status) in DELIVERED and current is not None:
+        return row, _after_delivery(rt, session, row, current, result.case,
+                                    result.content_applied,
+                                    event, evidence, result.note)
+    else:
+        returns_repo.save_case(session, row, result.case)
+    returns_repo.add_timeline(session, row, "event",
+                              f"{event.trigger or event.topic or 'event'}: {result.note}",
+                              evidence)
+    status = evaluate(rt, session, row, result.case, evidence,
+                      cause=f"{event.source} event {event.id}")
+    return row, Outcome("processed", row.associated_ref, status, result.note)
+
+
+def _fold_evidence(rt: Runtime, session: Session, row: ReturnRow, found: Evidence, key: str,
+                   evidence: dict[str, Any]) -> Outcome:
+    current = returns_repo.case_of(row)
+    updated = apply_evidence(current, found, key)
+    summary = found.summary or "evidence recorded"
+    if KhaosStatus(row.khaos_status) in DELIVERED:
+        returns_repo.save_case(session, row, updated, keep_lines=True)
+        returns_repo.add_timeline(session, row, "evidence", f"{summary} (after handover to "
+                                  "Khaos; the Khaos document is unchanged)", evidence)
+        check_after_handover(rt, session, row, updated, evidence,
+                             cause=f"{row.source} evidence event {evidence['event_id']}")
+        child = open_follow_up(rt, session, row, updated, evidence)
+        if child is not None:
+            return Outcome("processed", child.associated_ref, child.khaos_status, summary)
+        return Outcome("processed", row.associated_ref, row.khaos_status, summary)
+    returns_repo.save_case(session, row, updated)
+    returns_repo.add_timeline(session, row, "evidence", summary, evidence)
+    status = evaluate(rt, session, row, updated, evidence,
+                      cause=f"{row.source} evidence event {evidence['event_id']}")
+    return Outcome("processed", row.associated_ref, status, summary)
+
+
+def _document_summary(rt: Runtime, session: Session, case: ReturnCase) -> tuple[str, ...]:
+    """What Khaos would be sent for ``case`` today: lines with reason and price, exchanges."""
+    found = decide(case, rt.policy_config(session), rt.source_policy(case.source),
+                   facts.gather(rt, session, case))
+    if found.wait_reason:
+        return (f"nothing ({found.wait_reason})",)
+    lines = sorted(f"{d.line.quantity} x {d.line.sku} @ {d.line.unit_gross} reason "
+                   f"{d.khaos_reason_id}" for d in (*found.document, *found.split_off))
+    swaps = sorted(f"exchange {e.quantity} x {e.sku}" for e in case.exchanges)
+    return (*lines, *swaps)
+
+
+def _after_delivery(rt: Runtime, session: Session, row: ReturnRow, current: ReturnCase,
+                    merged: ReturnCase, content_applied: bool, event: InboundEvent,
+                    evidence: dict[str, Any], note: str) -> Outcome:
+    """Already handed to Khaos: never re-send the same AssociatedRef (ARCHITECTURE 6.1).
+
+    The newer version is kept (money and evidence stay current for reconciliation) but the
+    served document lines are not touched. If the change would alter the Khaos document
+    (lines, quantities, prices, reasons, exchanges, or the return was cancelled), that is
+    ``status_drift`` for operations, saying what differs."""
+    before: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
+    if content_applied and (not same_content(current, merged) or merged.state != current.state):
+        before = _document_summary(rt, session, current)
+        after = _document_summary(rt, session, merged)
+    returns_repo.save_case(session, row, merged if content_applied else current,
+                           keep_lines=True)
+    returns_repo.add_timeline(session, row, "event",
+                              f"{event.trigger or 'event'}: {note}", evidence)
+    # Money news after handover is checked against what Khaos was served (ARCHITECTURE 11).
+    check_after_handover(rt, session, row, merged if content_applied else current, evidence,
+                         cause=f"{event.source} event {event.id}")
+    if before != after:
+        exceptions_repo.raise_problem(
+            session,
+            Problem(
+                type="status_drift",
+                message=f"{row.associated_ref} changed at {row.source} after it was handed "
+                f"to Khaos; the Khaos document was not changed. Sent: "
+                f"{'; '.join(before) or 'nothing'}. Now: {'; '.join(after) or 'nothing'}. "
+                "Adjust the return or credit note in Khaos by hand "
+                "if needed.",
+                dedupe_key=f"{row.associated_ref}:changed-after-serve",
+                details={"event_id": str(event.id), "sent": "; ".join(before),
+                         "now": "; ".join(after)},
+            ),
+            return_id=row.id, associated_ref=row.associated_ref,
+        )
+    return Outcome("processed", row.associated_ref, row.khaos_status, note)

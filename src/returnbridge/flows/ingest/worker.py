@@ -1,0 +1,222 @@
+"""The event worker: stored events applied in micro-batches (ARCHITECTURE 5).
+
+Each round claims up to ``batch_size`` received events, oldest first, and applies them in ONE
+transaction, each inside its own savepoint, then commits. The event's status changes in the
+same transaction as its effects, so the transaction is the exactly-once unit: a crash
+anywhere in a batch rolls the whole batch back, and the next round applies every event of it
+once. An event that raises is rolled back to its savepoint alone, counted, and retried with
+backoff; after ``max_attempts`` it becomes ``failed`` with an ``event_failed`` exception.
+
+Order per return: an event is claimed only when no older event about the same return is
+still waiting, so two workers never apply one return's events out of order. On PostgreSQL
+the claim is ``FOR UPDATE SKIP LOCKED``: workers in several processes, on several hosts,
+share one database and never take the same event. On SQLite there is one writer anyway.
+
+Idle, the worker sleeps: an in-process wake-up when a webhook is stored here, PostgreSQL
+``LISTEN`` for events stored by other processes, and a slow poll as a backstop.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import structlog
+from sqlalchemy import Select, exists, or_, select, update
+from sqlalchemy.orm import aliased
+
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.ingest.apply import apply_event, apply_locked, error_text
+from returnbridge.flows.ingest.events import record_failure
+from returnbridge.store.db import is_sqlite, write_gate
+from returnbridge.store.inbox import NOTIFY_CHANNEL
+from returnbridge.store.models import InboundEvent
+
+log = structlog.get_logger(__name__)
+
+MAX_ATTEMPTS = 5
+BATCH_SECONDS_SQLITE = 0.02
+BATCH_SECONDS_POSTGRES = 0.5
+RETRY_INTERVAL_S = 1.0
+RETRY_BACKOFF = 2.0
+
+# Called with n after the n-th event of a batch is applied, before the batch commits. Empty
+# in production; the crash tests' launcher (tests/e2e/crash_hooks.py) adds a pause there.
+AFTER_EVENT_IN_BATCH: list[Callable[[int], None]] = []
+
+
+def claim_query(limit: int, *, skip_locked: bool, not_ids: Sequence[int] = ()
+                ) -> Select[InboundEvent]:
+    """Received events, oldest first, that no older waiting event of the same return holds
+    back."""
+    e = InboundEvent
+    older = aliased(InboundEvent)
+    held_back = exists().where(older.source == e.source, older.source_ref == e.source_ref,
+                               older.status == "received", older.id < e.id)
+    stmt = (select(e).where(e.status == "received", or_(e.source_ref == "", ~held_back))
+            .order_by(e.id).limit(limit))
+    if not_ids:
+        stmt = stmt.where(e.id.notin_(list(not_ids)))
+    if skip_locked:
+        stmt = stmt.with_for_update(skip_locked=True, of=e)
+    return stmt
+
+
+class EventWorker:
+    def __init__(self, rt: Runtime, *, batch_size: int = 100, idle_poll_seconds: float = 1.0,
+                 max_attempts: int = MAX_ATTEMPTS, batch_seconds: float | None = None) -> None:
+        self.rt = rt
+        self.batch_size = batch_size
+        self.idle_poll_seconds = idle_poll_seconds
+        self.max_attempts = max_attempts
+        self.sqlite = is_sqlite(rt.settings.database.url)
+        # How long one batch may hold its transaction: on SQLite that is the write lock the
+        # inbox waits for, so keep it short; PostgreSQL holds only the claimed rows.
+        self.batch_seconds = batch_seconds if batch_seconds is not None else (
+            BATCH_SECONDS_SQLITE if self.sqlite else BATCH_SECONDS_POSTGRES)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._not_before: dict[int, float] = {}  # event id -> monotonic time of next try
+        self._per_event_s = 0.002  # recent time to apply one event (moving average)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._threads = [threading.Thread(target=self._run, name="event-worker", daemon=True)]
+        if not self.sqlite:
+            self._threads.append(threading.Thread(target=self._listen, name="event-listen",
+                                                  daemon=True))
+        for t in self._threads:
+            t.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        for t in self._threads:
+            t.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                claimed = self.run_batch()
+            except Exception as exc:
+                log.warning("event batch failed; will retry", error=error_text(exc))
+                claimed = 0
+            if claimed:
+                continue  # more may be waiting: no sleep while there is a backlog
+            self._wake.wait(self._idle_wait())
+            self._wake.clear()
+
+    def _idle_wait(self) -> float:
+        if not self._not_before:
+            return self.idle_poll_seconds
+        soonest = min(self._not_before.values()) - time.monotonic()
+        return max(0.01, min(self.idle_poll_seconds, soonest))
+
+    def _listen(self) -> None:
+        """PostgreSQL: wake on NOTIFY from any process that stored events."""
+        import psycopg
+
+        url = self.rt.engine.url.set(drivername="postgresql")
+        conninfo = url.render_as_string(hide_password=False)
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
+                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            self._wake.set()
+            except Exception as exc:  # the slow poll still runs; try again shortly
+                log.warning("event notifications unavailable; polling", error=str(exc))
+                self._stop.wait(5.0)
+
+    # ------------------------------------------------------------------ one round
+
+    def _claim_limit(self) -> int:
+        """About as many events as fit in ``batch_seconds`` at the recent pace (claiming
+        more would only read rows the batch leaves for the next round)."""
+        fit = self.batch_seconds / max(self._per_event_s, 1e-4) + 1
+        return max(1, min(self.batch_size, int(min(fit, self.batch_size))))
+
+    def _waiting_retries(self) -> list[int]:
+        now = time.monotonic()
+        for event_id in [i for i, t in self._not_before.items() if t <= now]:
+            del self._not_before[event_id]
+        return list(self._not_before)
+
+    def run_batch(self) -> int:
+        """Claim and apply one batch; returns how many events were claimed."""
+        failed: list[tuple[int, BaseException]] = []
+        ids: list[int] = []
+        try:
+            with write_gate(self.rt.engine), self.rt.sessions() as session, session.begin():
+                events = session.scalars(claim_query(
+                    self._claim_limit(), skip_locked=not self.sqlite,
+                    not_ids=self._waiting_retries())).all()
+                started = time.monotonic()
+                for n, event in enumerate(events, start=1):
+                    if n > 1 and time.monotonic() - started > self.batch_seconds:
+                        break  # the rest stays received, for the next round
+                    ids.append(event.id)
+                    event.attempts = (event.attempts or 0) + 1
+                    try:
+                        with session.begin_nested():
+                            apply_locked(self.rt, session, event)
+                    except Exception as event_exc:  # this event alone is rolled back
+                        failed.append((event.id, event_exc))
+                    for hook in AFTER_EVENT_IN_BATCH:
+                        hook(n)
+        except Exception as exc:
+            if not ids:
+                raise
+            # The batch itself did not commit (nothing of it is applied): one at a time.
+            log.warning("event batch rolled back; applying its events one by one",
+                        events=len(ids), error=error_text(exc))
+            return self._one_by_one(ids)
+        for event_id, problem in failed:
+            self._failed_attempt(event_id, problem)
+        if ids:
+            per_event = (time.monotonic() - started) / len(ids)
+            self._per_event_s = 0.8 * self._per_event_s + 0.2 * per_event
+            log.info("events applied", count=len(ids) - len(failed), failed=len(failed))
+        if self.sqlite:
+            time.sleep(0.0005)  # let a waiting inbox commit take the write gate first
+        return len(ids)
+
+    def _one_by_one(self, ids: Sequence[int]) -> int:
+        for event_id in ids:
+            try:
+                apply_event(self.rt, event_id)  # counts the failed try itself
+            except Exception as exc:
+                self._after_failure(event_id, exc)
+        return len(ids)
+
+    def _failed_attempt(self, event_id: int, exc: BaseException) -> None:
+        """The try is counted already (committed with the batch); keep its error."""
+        try:
+            with self.rt.sessions() as session, session.begin():
+                session.execute(update(InboundEvent).where(InboundEvent.id == event_id)
+                                .values(error=error_text(exc)))
+        except Exception as db_exc:
+            log.warning("could not record an event's error", event_id=event_id,
+                        error=error_text(db_exc))
+        self._after_failure(event_id, exc)
+
+    def _after_failure(self, event_id: int, exc: BaseException) -> None:
+        with self.rt.sessions() as session:
+            attempts = session.scalar(select(InboundEvent.attempts)
+                                      .where(InboundEvent.id == event_id)) or 0
+        if attempts >= self.max_attempts:
+            self._not_before.pop(event_id, None)
+            record_failure(self.rt, event_id, error_text(exc))
+            log.error("event failed", event_id=event_id, error=error_text(exc))
+            return
+        delay = RETRY_INTERVAL_S * RETRY_BACKOFF ** max(0, attempts - 1)
+        self._not_before[event_id] = time.monotonic() + delay
+        log.warning("event not applied; will retry", event_id=event_id, attempts=attempts,
+                    retry_in_s=delay, error=error_text(exc))

@@ -1,0 +1,1 @@
+"""The Khaos channel: serving returns to Khaos polls, and what Khaos pushes."""

@@ -1,0 +1,235 @@
+"""Serve to Khaos (ARCHITECTURE 5.3): answer a CReturnDownload poll.
+
+Everything ready is handed over oldest first, at most ``page_size`` per poll, in the
+configured format (JSON or XML); what was handed over is marked ``served`` and recorded in
+``khaos_deliveries`` in the same transaction, so a return is never served twice unless Khaos
+asks for it by name (``SpecificIDs``) or repeats a request we already answered.
+
+Paging: while more is waiting the answer carries ``Sirion-Continuation: d<delivery id>``.
+Khaos echoes the last value it received on its next request, so a request carrying ``d<N>``
+again after we answered it means our answer never arrived: the returns of that answer are
+handed over again (as redeliveries) instead of being lost."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from returnbridge.config import KhaosSettings, PolicySettings
+from returnbridge.domain.khaos_status import DELIVERED, KhaosStatus
+from returnbridge.domain.model import Address, Customer, ReturnCase
+from returnbridge.domain.money import ZERO, quantize
+from returnbridge.erp.khaos.channel import (
+    ChannelOptions,
+    ServedLine,
+    ServedReturn,
+    customer_return_import,
+)
+from returnbridge.erp.khaos.xml import customer_return_import_xml
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.store import returns_repo
+from returnbridge.store.models import KhaosDelivery, KhaosDeliveryItem, ReturnRow, utcnow
+
+
+@dataclass(frozen=True)
+class Page:
+    document: bytes
+    media_type: str
+    continuation: str  # "" when nothing more is waiting
+    refs: tuple[str, ...]
+
+
+def channel_options(rt: Runtime) -> ChannelOptions:
+    k = rt.settings.khaos
+    return ChannelOptions(unit_price=k.unit_price, sku_mapping=k.sku_mapping,
+                          match_address_on=tuple(k.match_address_on),
+                          match_contact_on=tuple(k.match_contact_on), timezone=k.timezone)
+
+
+def fallback_address(policy: PolicySettings, customer: Customer) -> Address | None:
+    """The configured InvoiceAddress for customers the source sent no address for."""
+    if not (policy.fallback_address_line1 and policy.fallback_address_postcode):
+        return None
+    name = " ".join(p for p in (customer.first_name, customer.last_name) if p)
+    return Address(name=name, line1=policy.fallback_address_line1,
+                   town=policy.fallback_address_town,
+                   postcode=policy.fallback_address_postcode,
+                   country_code=policy.fallback_address_country_code)
+
+
+def to_served(row: ReturnRow, k: KhaosSettings | None = None,
+              policy: PolicySettings | None = None) -> ServedReturn:
+    case = returns_repo.case_of(row)
+    lines = tuple(
+        ServedLine(sku=lr.sku, quantity=lr.quantity, khaos_reason_id=lr.khaos_reason_id,
+                   unit_net=lr.unit_net, unit_gross=lr.unit_gross)
+        for lr in row.lines
+    )
+    created: datetime = case.created_at or row.first_seen_at
+    customer = case.customer
+    if customer.address is None and policy is not None:
+        customer = replace(customer, address=fallback_address(policy, customer))
+    if not (customer.first_name.strip() or customer.last_name.strip()) and policy is not None:
+        # Never reached without a configured name: the policy holds nameless returns.
+        customer = replace(customer, first_name=policy.fallback_contact_forename.strip(),
+                           last_name=policy.fallback_contact_surname.strip())
+    # Exchange items sent without a SKU go out under the StockCode the policy resolved.
+    stored = sorted(row.exchanges, key=lambda e: e.position)
+    exchanges = tuple(
+        replace(ex, sku=stored[i].sku) if not ex.sku and i < len(stored) else ex
+        for i, ex in enumerate(case.exchanges))
+    return ServedReturn(
+        associated_ref=row.associated_ref, created_at=created, urn=row.khaos_urn,
+        customer=customer, lines=lines, exchanges=exchanges,
+        process_return=row.process_return, order_ref=case.order_ref,
+        notes=served_notes(case),
+        source_order=source_order(row.khaos_order_code, case.order_ref,
+                                  k.source_order_ref_format if k else ""),
+        brand_id=k.brand_id if k else "", sales_source_id=k.sales_source_id if k else "",
+    )
+
+
+def served_notes(case: ReturnCase) -> str:
+    """The CustomerReturn ``Notes``: where the return came from and, when the platform gave
+    store credit, that it is store credit (the credit stays on the customer's account and is
+    not to be refunded). Khaos documents no store-credit field on CustomerReturnImport;
+    ``Notes`` is its documented free-text field (the use is inferred)."""
+    notes = f"{case.source} return {case.source_return_id}, order {case.order_ref}"
+    credit = case.settlement.store_credit
+    if credit > ZERO:
+        notes += (f". STORE CREDIT {quantize(credit)} {case.currency}".rstrip()
+                  + f" issued by {case.source} as a gift card: leave this credit on the "
+                  "customer's account; do not refund it")
+    return notes
+
+
+def source_order(khaos_order_code: str, order_ref: str, ref_format: str
+                 ) -> tuple[str, str] | None:
+    """The one SourceOrder key for the original order: the Khaos order code when known,
+    else the order's AssociatedRef built with ``[khaos].source_order_ref_format``."""
+    if khaos_order_code:
+        return ("SOrderCode", khaos_order_code)
+    if ref_format and order_ref:
+        return ("AssociatedRef", ref_format.format(order_ref=order_ref)[:50])
+    return None
+
+
+def _select_ready(session: Session, limit: int) -> list[ReturnRow]:
+    stmt = (
+        select(ReturnRow)
+        .where(ReturnRow.khaos_status == KhaosStatus.READY.value)
+        .order_by(ReturnRow.ready_at, ReturnRow.id)
+        .limit(limit)
+        .options(selectinload(ReturnRow.lines))
+        .with_for_update(skip_locked=True)
+    )
+    return list(session.scalars(stmt))
+
+
+def _select_specific(session: Session, refs: list[str]) -> list[ReturnRow]:
+    stmt = (
+        select(ReturnRow)
+        .where(ReturnRow.associated_ref.in_(refs))
+        .order_by(ReturnRow.ready_at, ReturnRow.id)
+        .options(selectinload(ReturnRow.lines))
+        .with_for_update()
+    )
+    servable = {KhaosStatus.READY, *DELIVERED}
+    return [r for r in session.scalars(stmt) if KhaosStatus(r.khaos_status) in servable]
+
+
+def parse_specific_ids(header: str | None) -> list[str]:
+    if not header:
+        return []
+    return [part.strip().strip('"') for part in header.split(",") if part.strip().strip('"')]
+
+
+_TOKEN = re.compile(r"^d(\d{1,18})$")
+
+
+def _unanswered(session: Session, continuation: str) -> KhaosDelivery | None:
+    """Our earlier answer to this very request, when Khaos repeats a token of ours."""
+    if not _TOKEN.match(continuation.strip()):
+        return None
+    return session.scalars(
+        select(KhaosDelivery)
+        .where(KhaosDelivery.endpoint == "returns",
+               KhaosDelivery.request_continuation == continuation.strip(),
+               KhaosDelivery.specific_ids == "")
+        .order_by(KhaosDelivery.id.desc()).limit(1)
+    ).first()
+
+
+def _select_delivered(session: Session, delivery_id: int) -> list[ReturnRow]:
+    stmt = (
+        select(ReturnRow)
+        .join(KhaosDeliveryItem, KhaosDeliveryItem.return_id == ReturnRow.id)
+        .where(KhaosDeliveryItem.delivery_id == delivery_id)
+        .order_by(ReturnRow.ready_at, ReturnRow.id)
+        .options(selectinload(ReturnRow.lines))
+        .with_for_update()
+    )
+    # Only what Khaos cannot have imported yet (no import evidence since).
+    return [r for r in session.scalars(stmt) if r.khaos_status == KhaosStatus.SERVED.value]
+
+
+def render(document: dict[str, object], fmt: str) -> tuple[bytes, str]:
+    """The CustomerReturnImport bytes and media type for ``fmt`` ("JSON" or "XML")."""
+    if fmt == "XML":
+        return customer_return_import_xml(document), "application/xml"
+    return json.dumps(document, separators=(",", ":")).encode(), "application/json"
+
+
+def serve_page(rt: Runtime, *, continuation: str = "", specific_ids: str | None = None,
+               fmt: str | None = None) -> Page:
+    """Answer one CReturnDownload request; ``fmt`` defaults to ``[khaos].format``."""
+    refs_asked = parse_specific_ids(specific_ids)
+    k = rt.settings.khaos
+    fmt = fmt or k.format
+    with rt.sessions() as session, session.begin():
+        repeated = None if refs_asked else _unanswered(session, continuation)
+        if refs_asked:
+            rows = _select_specific(session, refs_asked)
+            more = False
+        elif repeated is not None:
+            rows = _select_delivered(session, repeated.id)
+            more = bool(repeated.response_continuation)
+        else:
+            rows = _select_ready(session, k.page_size + 1)
+            more = len(rows) > k.page_size
+            rows = rows[:k.page_size]
+        document = customer_return_import([to_served(r, k, rt.settings.policy) for r in rows],
+                                          channel_options(rt))
+        body, media_type = render(document, fmt)
+        delivery = KhaosDelivery(
+            delivered_at=utcnow(), endpoint="returns", format=fmt,
+            request_continuation=continuation[:255], response_continuation="",
+            specific_ids=",".join(refs_asked), return_count=len(rows), document=body,
+        )
+        session.add(delivery)
+        session.flush()
+        next_token = f"d{delivery.id}" if more else ""
+        delivery.response_continuation = next_token
+        for row in rows:
+            redelivery = KhaosStatus(row.khaos_status) in DELIVERED
+            session.add(KhaosDeliveryItem(delivery_id=delivery.id, return_id=row.id,
+                                          associated_ref=row.associated_ref,
+                                          redelivery=redelivery))
+            evidence = {"delivery_id": delivery.id}
+            if redelivery:
+                why = ("served again because Khaos asked for it by name (SpecificIDs)"
+                       if refs_asked else
+                       f"served again because Khaos repeated its request {continuation!r}: "
+                       f"our answer (delivery {repeated.id if repeated else '?'}) never "
+                       "reached it")
+                returns_repo.add_timeline(session, row, "khaos_redelivery", why, evidence)
+            else:
+                returns_repo.set_khaos_status(session, row, KhaosStatus.SERVED,
+                                              f"fetched by Khaos in delivery {delivery.id}",
+                                              evidence)
+        return Page(body, media_type, next_token, tuple(r.associated_ref for r in rows))
