@@ -217,24 +217,31 @@ def upsert_order_statuses(session: Session, statuses: Sequence[OrderStatusRecord
 
 # --------------------------------------------------------------------------- lookups
 
-def find_item(session: Session, sku: str, mapping: MappingType | str = "StockCode"
-              ) -> StockItem | None:
-    """The live (not deleted) item Khaos would match ``sku`` to under ``mapping``.
+# The one rule for which catalogue fields Khaos matches a served SKU against, per
+# ``[khaos].sku_mapping``: the posting policy, the coverage audit and the console all use it.
+# ``Automatic`` tries StockCode, then OtherRef, then barcode (Khaos's documented order).
+# ``WebCode`` is not mirrored (the channel never pushes it), so it is matched as StockCode
+# (inferred: shops usually use the stock code as the web code).
+FIELDS_BY_MAPPING: dict[str, tuple[str, ...]] = {
+    "StockCode": ("StockCode",), "WebCode": ("StockCode",), "OtherRef": ("OtherRef",),
+    "Barcode": ("Barcode",), "Automatic": ("StockCode", "OtherRef", "Barcode"),
+}
 
-    ``Automatic`` tries StockCode, then OtherRef, then barcode (Khaos's documented order).
-    ``WebCode`` is not mirrored, so it is looked up like ``Automatic``."""
+
+def find_item(session: Session, sku: str, mapping: MappingType | str = "StockCode", *,
+              include_deleted: bool = False) -> StockItem | None:
+    """The live item Khaos would match ``sku`` to under ``mapping`` (FIELDS_BY_MAPPING);
+    with ``include_deleted``, when no live item matches, a deleted one (so that a hold can
+    say the item was deleted in Khaos)."""
     sku = sku.strip()
     if not sku:
         return None
-    order: tuple[str, ...]
-    if mapping in ("Automatic", "WebCode"):
-        order = ("StockCode", "OtherRef", "Barcode")
-    elif mapping in ("StockCode", "OtherRef", "Barcode"):
-        order = (mapping,)
-    else:
+    fields = FIELDS_BY_MAPPING.get(str(mapping))
+    if fields is None:
         raise ValueError(f"unknown Khaos mapping type {mapping!r}")
-    for kind in order:
-        stmt = select(StockItem).where(StockItem.deleted.is_(False))
+    deleted: StockItem | None = None
+    for kind in fields:
+        stmt = select(StockItem)
         if kind == "StockCode":
             stmt = stmt.where(StockItem.stock_code == sku)
         elif kind == "OtherRef":
@@ -242,11 +249,12 @@ def find_item(session: Session, sku: str, mapping: MappingType | str = "StockCod
         else:
             stmt = stmt.join(StockBarcode, StockBarcode.stock_id == StockItem.stock_id).where(
                 StockBarcode.barcode == sku)
-        found = session.scalars(stmt.order_by(StockItem.discontinued, StockItem.stock_id)
-                                .limit(1)).first()
-        if found is not None:
+        found = session.scalars(stmt.order_by(StockItem.deleted, StockItem.discontinued,
+                                              StockItem.stock_id).limit(1)).first()
+        if found is not None and not found.deleted:
             return found
-    return None
+        deleted = deleted or found
+    return deleted if include_deleted else None
 
 
 @dataclass(frozen=True)

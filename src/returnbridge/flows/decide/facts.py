@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -15,28 +14,13 @@ from returnbridge.domain.policy import Facts, ItemFacts, LevelFacts
 from returnbridge.domain.source_checks import sku_keys
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.store import catalogue
-from returnbridge.store.models import CustomerMirror, StockBarcode, StockItem, StockLevel
+from returnbridge.store.models import CustomerMirror, StockItem, StockLevel
 
 
 def find_item(session: Session, sku: str, mapping: str) -> StockItem | None:
-    """The live catalogue item a served SKU will resolve to under Khaos's MappingType."""
-    if not sku:
-        return None
-    by_code = select(StockItem).where(StockItem.stock_code == sku)
-    by_ref = select(StockItem).where(StockItem.other_ref == sku)
-    by_barcode = select(StockItem).join(
-        StockBarcode, StockBarcode.stock_id == StockItem.stock_id
-    ).where(StockBarcode.barcode == sku)
-    order = {"StockCode": [by_code], "OtherRef": [by_ref], "Barcode": [by_barcode],
-             "WebCode": [by_code], "Automatic": [by_code, by_ref, by_barcode]}.get(
-        mapping, [by_code])
-    fallback: StockItem | None = None
-    for stmt in order:
-        for item in session.scalars(stmt).all():
-            if not item.deleted:
-                return item
-            fallback = fallback or item
-    return fallback
+    """The catalogue item a served SKU will resolve to under Khaos's MappingType (a deleted
+    one when no live item matches: the hold then says so)."""
+    return catalogue.find_item(session, sku, mapping, include_deleted=True)
 
 
 def catalogue_loaded(session: Session) -> bool:
@@ -44,38 +28,16 @@ def catalogue_loaded(session: Session) -> bool:
 
 
 def nearest_candidates(session: Session, sku: str, limit: int = 5) -> tuple[str, ...]:
-    """Catalogue entries that look like ``sku`` (by StockCode, OtherRef or barcode).
-
-    Suggestions only: the fix belongs in the master data, never applied automatically."""
-    try:  # the catalogue repository's matcher when present (richer scoring)
-
-        found = catalogue.nearest_candidates(session, sku, limit=limit)
-        return tuple(_describe(c) for c in found)
-    except (ImportError, AttributeError):
-        pass
-    rows = session.execute(
-        select(StockItem.stock_code, StockItem.other_ref).where(StockItem.deleted.is_(False))
-    ).all()
-    index: dict[str, str] = {}
-    for code, other in rows:
-        index.setdefault(code.casefold(), f"StockCode {code}")
-        if other:
-            index.setdefault(other.casefold(), f"OtherRef {other} (StockCode {code})")
-    for (barcode,) in session.execute(select(StockBarcode.barcode)).all():
-        index.setdefault(barcode.casefold(), f"barcode {barcode}")
-    close = difflib.get_close_matches(sku.casefold(), list(index), n=limit, cutoff=0.6)
-    return tuple(index[c] for c in close)
+    """Catalogue entries that look like ``sku`` (by StockCode, OtherRef or barcode), said
+    for people. Suggestions only: the fix belongs in the master data, never applied
+    automatically."""
+    return tuple(_describe(c) for c in catalogue.nearest_candidates(session, sku, limit=limit))
 
 
-def _describe(candidate: object) -> str:
-    field = str(getattr(candidate, "field", ""))
-    value = str(getattr(candidate, "value", ""))
-    code = str(getattr(candidate, "stock_code", ""))
-    score = getattr(candidate, "score", None)
-    if not field:
-        return str(candidate)
-    text = f"{field} {value}" + (f" (StockCode {code})" if field != "StockCode" else "")
-    return text + (f", {round(float(score) * 100)}% alike" if score is not None else "")
+def _describe(candidate: catalogue.Candidate) -> str:
+    text = f"{candidate.field} {candidate.value}" + (
+        f" (StockCode {candidate.stock_code})" if candidate.field != "StockCode" else "")
+    return text + f", {round(candidate.score * 100)}% alike"
 
 
 def customer_urn(session: Session, email: str) -> str:

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from returnbridge.domain.policy import PolicyConfig
 from returnbridge.domain.reasons import Processing, match_reason
 from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.store.catalogue import FIELDS_BY_MAPPING
 from returnbridge.store.models import (
     ExchangeLineRow,
     ReturnLineRow,
@@ -245,11 +246,6 @@ def map_line(config: PolicyConfig, source: str, reason: str, condition: str,
 def _chunks(values: Sequence[str]) -> Iterable[list[str]]:
     for i in range(0, len(values), _CHUNK):
         yield list(values[i:i + _CHUNK])
-
-
-FIELDS_BY_MAPPING = {"StockCode": ("StockCode",), "WebCode": ("StockCode",),
-                     "OtherRef": ("OtherRef",), "Barcode": ("Barcode",),
-                     "Automatic": ("StockCode", "OtherRef", "Barcode")}
 
 
 def _catalogue_lookup(session: Session,
