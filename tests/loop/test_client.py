@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from returnbridge.adapters.ratelimit import TokenBucket
 from returnbridge.config import LoopSettings
 from returnbridge.sandbox.loop.samples import Scenario
 from returnbridge.sandbox.loop.server import LoopSandboxServer
@@ -25,7 +26,6 @@ from returnbridge.sources.loop.client import (
     cursor_of,
     windows,
 )
-from returnbridge.sources.loop.ratelimit import TokenBucket
 
 KEY = "client-test-key"
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)

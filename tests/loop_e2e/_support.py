@@ -7,13 +7,13 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from returnbridge.adapters.ratelimit import TokenBucket
 from returnbridge.config import LoopSettings
 from returnbridge.flows.process import apply_event
 from returnbridge.flows.runtime import Runtime
 from returnbridge.sandbox.loop.samples import DEMO_SCENARIOS, Scenario
 from returnbridge.sandbox.loop.world import LoopWorld
 from returnbridge.sources.loop.client import LoopClient
-from returnbridge.sources.loop.ratelimit import TokenBucket
 from returnbridge.store.events import pending_events
 from returnbridge.store.models import InboundEvent, ReturnRow
 

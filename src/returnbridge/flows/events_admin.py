@@ -31,13 +31,13 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from returnbridge.adapters.errors import PayloadInvalid
 from returnbridge.domain.exceptions import Problem
 from returnbridge.domain.identity import IdentityError, associated_ref
 from returnbridge.flows.exception_actions import age_text
 from returnbridge.flows.process import apply_locked, error_text, interpret
 from returnbridge.flows.runtime import Runtime
 from returnbridge.metrics import EVENTS_FAILED, EVENTS_FAILED_NOW
-from returnbridge.sources.errors import PayloadInvalid
 from returnbridge.store import audit, exceptions_repo, returns_repo
 from returnbridge.store.events import (
     STATUSES,

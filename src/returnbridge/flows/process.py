@@ -18,6 +18,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import DataError, StatementError
 from sqlalchemy.orm import Session
 
+from returnbridge.adapters.errors import PayloadInvalid
 from returnbridge.domain.evidence import Evidence, Interpretation, apply_evidence
 from returnbridge.domain.exceptions import Problem
 from returnbridge.domain.identity import IdentityError, associated_ref
@@ -31,7 +32,6 @@ from returnbridge.flows.follow_up import open_follow_up
 from returnbridge.flows.money import check_after_handover
 from returnbridge.flows.runtime import Runtime
 from returnbridge.metrics import EVENTS_APPLIED
-from returnbridge.sources.errors import PayloadInvalid
 from returnbridge.store import exceptions_repo, returns_repo
 from returnbridge.store.events import mark_event
 from returnbridge.store.models import InboundEvent, ReturnRow, utcnow

@@ -19,8 +19,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from returnbridge.adapters.ratelimit import TokenBucket, shared_bucket
 from returnbridge.config import LoopSettings
-from returnbridge.sources.loop.ratelimit import TokenBucket, shared_bucket
 
 DEFAULT_STATES = ("open", "closed", "cancelled", "expired", "review")
 MAX_PAGE_SIZE = 750

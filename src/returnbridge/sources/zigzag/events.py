@@ -29,6 +29,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from returnbridge.adapters.errors import PayloadInvalid
+from returnbridge.adapters.values import amount, ident, is_placeholder, text, timestamp
 from returnbridge.config import (
     DEFAULT_ZIGZAG_DISPOSITIONS,
     DEFAULT_ZIGZAG_EVENT_TYPES,
@@ -47,8 +49,6 @@ from returnbridge.domain.model import (
     Source,
 )
 from returnbridge.domain.money import ZERO
-from returnbridge.sources.errors import PayloadInvalid
-from returnbridge.sources.loop.values import amount, ident, is_placeholder, text, timestamp
 from returnbridge.sources.zigzag.paths import get, peek
 
 SNAPSHOT_TRIGGERS = frozenset({"requested", "updated"})

@@ -1,4 +1,5 @@
-"""Tolerant readers for the value types Loop really sends (reference §3, §6.4-6.5).
+"""Tolerant readers for the value types platforms really send (Loop reference §3, §6.4-6.5;
+ZigZag webhooks; Shopify GraphQL answers).
 
 Every reader takes the JSON path of the value it reads, so that a bad value raises
 PayloadInvalid naming where it is ("line_items[2].price: not an amount: 'abc'").
@@ -12,8 +13,8 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from returnbridge.adapters.errors import PayloadInvalid
 from returnbridge.domain.money import PENNY, ZERO, MoneyError, to_decimal
-from returnbridge.sources.errors import PayloadInvalid
 
 PLACEHOLDERS = frozenset({"", "n/a", "null", "none"})
 
