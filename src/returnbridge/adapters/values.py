@@ -175,3 +175,12 @@ def items(value: Any, path: str) -> list[Any]:
     if isinstance(value, dict):
         return list(value.values())
     raise PayloadInvalid(f"expected a list, got {type(value).__name__}", path=path)
+
+
+def timestamp_or_none(value: Any) -> datetime | None:
+    """Like :func:`timestamp`, but None for anything that is not a timestamp: for answers
+    where an unreadable time is no reason to refuse the rest."""
+    try:
+        return timestamp(value)
+    except PayloadInvalid:
+        return None
