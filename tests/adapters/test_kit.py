@@ -38,9 +38,11 @@ def test_the_kit_imports_nothing_from_the_layers_above_it() -> None:
 
 
 def test_payload_invalid_is_defined_once() -> None:
-    defining = [path.relative_to(SRC).as_posix() for path in SRC.rglob("*.py")
-                if any(isinstance(node, ast.ClassDef) and node.name == "PayloadInvalid"
-                       for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))))]
+    sources = {path: path.read_text(encoding="utf-8") for path in SRC.rglob("*.py")}
+    defining = [path.relative_to(SRC).as_posix() for path, text in sources.items()
+                if "PayloadInvalid" in text
+                and any(isinstance(node, ast.ClassDef) and node.name == "PayloadInvalid"
+                        for node in ast.walk(ast.parse(text)))]
     assert defining == ["adapters/errors.py"]
 
 
