@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from returnbridge.adapters.ratelimit import TokenBucket
 from returnbridge.composition import Settings
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.sandbox.loop.samples import DEMO_SCENARIOS
@@ -31,7 +32,6 @@ from returnbridge.sandbox.loop.server import LoopSandboxServer
 from returnbridge.sandbox.loop.world import LoopWorld
 from returnbridge.sources.loop.backstop import run_backfill
 from returnbridge.sources.loop.client import LoopClient
-from returnbridge.sources.loop.ratelimit import TokenBucket
 from returnbridge.store.db import make_engine
 from returnbridge.store.migrate import upgrade
 

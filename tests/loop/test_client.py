@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from returnbridge.adapters.ratelimit import TokenBucket
 from returnbridge.sandbox.loop.samples import Scenario
 from returnbridge.sandbox.loop.server import LoopSandboxServer
 from returnbridge.sandbox.loop.world import LoopWorld
@@ -24,7 +25,6 @@ from returnbridge.sources.loop.client import (
     cursor_of,
     windows,
 )
-from returnbridge.sources.loop.ratelimit import TokenBucket
 from returnbridge.sources.loop.settings import LoopSettings
 
 KEY = "client-test-key"

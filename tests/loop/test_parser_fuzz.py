@@ -19,10 +19,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from returnbridge.adapters.errors import PayloadInvalid
+from returnbridge.adapters.values import amount, flag, ident, items, text, timestamp
 from returnbridge.domain.model import ReturnCase
-from returnbridge.sources.errors import PayloadInvalid
 from returnbridge.sources.loop.parser import parse_return
-from returnbridge.sources.loop.values import amount, flag, ident, items, text, timestamp
 from returnbridge.store.codec import case_from_json, case_to_json
 
 from ._support import PREFIX, return_payloads, unit

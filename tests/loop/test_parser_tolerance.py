@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from returnbridge.adapters.errors import PayloadInvalid
+from returnbridge.adapters.values import amount, ident, text, timestamp
 from returnbridge.domain.lifecycle import ReturnState
 from returnbridge.domain.model import Disposition, ReturnCase
-from returnbridge.sources.errors import PayloadInvalid
 from returnbridge.sources.loop.parser import canonical_state, parse_return
-from returnbridge.sources.loop.values import amount, ident, text, timestamp
 from returnbridge.store.codec import case_to_json
 
 from ._support import PREFIX, closed_refund, exchange, unit

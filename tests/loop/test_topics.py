@@ -17,11 +17,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from returnbridge.adapters.errors import PayloadInvalid
 from returnbridge.domain.evidence import Interpretation
 from returnbridge.domain.lifecycle import ReturnState
 from returnbridge.domain.model import Disposition
 from returnbridge.sandbox.loop.sender import php_json
-from returnbridge.sources.errors import PayloadInvalid
 from returnbridge.sources.loop.settings import LoopSettings
 from returnbridge.sources.loop.topics import interpret
 from returnbridge.store.codec import to_jsonable

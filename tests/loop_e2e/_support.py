@@ -7,12 +7,12 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from returnbridge.adapters.ratelimit import TokenBucket
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.flows.ingest.apply import apply_event
 from returnbridge.sandbox.loop.samples import DEMO_SCENARIOS, Scenario
 from returnbridge.sandbox.loop.world import LoopWorld
 from returnbridge.sources.loop.client import LoopClient
-from returnbridge.sources.loop.ratelimit import TokenBucket
 from returnbridge.sources.loop.settings import LoopSettings
 from returnbridge.store.events import pending_events
 from returnbridge.store.models import InboundEvent, ReturnRow

@@ -13,6 +13,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr
 
+from returnbridge.adapters.errors import PayloadInvalid
 from returnbridge.composition import PLATFORMS, Settings
 from returnbridge.config import Section
 from returnbridge.domain.evidence import Interpretation
@@ -21,7 +22,6 @@ from returnbridge.domain.lifecycle import ReturnState
 from returnbridge.domain.model import Address, Customer, ReturnCase, ReturnLine
 from returnbridge.domain.policy import GoodsInOwner
 from returnbridge.returns_platform import Registry, ReturnsPlatform, Routing
-from returnbridge.sources.errors import PayloadInvalid
 
 SIGNATURE_HEADER = "x-toy-signature"
 

@@ -8,9 +8,9 @@ from decimal import Decimal
 
 import pytest
 
+from returnbridge.adapters.errors import PayloadInvalid
 from returnbridge.domain.lifecycle import ReturnState
 from returnbridge.domain.model import Disposition
-from returnbridge.sources.errors import PayloadInvalid
 from returnbridge.sources.zigzag.events import envelope, interpret
 
 from ._support import fixture, zigzag_settings

@@ -9,7 +9,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from returnbridge.sources.errors import PayloadInvalid
+from returnbridge.adapters.errors import PayloadInvalid
 from returnbridge.sources.zigzag.events import ZigZagInterpretation, envelope, interpret
 
 from ._support import FIXTURES, zigzag_settings

@@ -17,16 +17,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
+from returnbridge.adapters.errors import PayloadInvalid
 from returnbridge.erp.khaos.xml import XmlInvalid, parse_document
 
 PushKind = Literal["stock", "stock-status", "order-status"]
 PUSH_KINDS: tuple[PushKind, ...] = ("stock", "stock-status", "order-status")
 _ROOTS: dict[PushKind, str] = {"stock": "StockItems", "stock-status": "StockStatuses",
                                "order-status": "OrderStatuses"}
-
-
-class PayloadInvalid(ValueError):
-    """The pushed body is not the documented document; the raw body is kept."""
 
 
 class _EntryInvalid(ValueError):

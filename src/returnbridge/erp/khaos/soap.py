@@ -16,6 +16,7 @@ from types import TracebackType
 import httpx
 from lxml import etree
 
+from returnbridge.adapters.http import http_client
 from returnbridge.erp.khaos.soap_faults import SoapFault, SoapTransportError, fault_from
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -243,7 +244,7 @@ class KhaosSoapClient:
         if not url:
             raise ValueError("the SOAP URL is empty ([khaos].soap_url)")
         self.url = url
-        self._http = httpx.Client(timeout=httpx.Timeout(timeout), transport=transport)
+        self._http = http_client(timeout=timeout, transport=transport)
 
     def __enter__(self) -> KhaosSoapClient:
         return self

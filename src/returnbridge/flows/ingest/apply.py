@@ -18,6 +18,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import DataError, StatementError
 from sqlalchemy.orm import Session
 
+from returnbridge.adapters.errors import PayloadInvalid
 from returnbridge.domain.evidence import Evidence, Interpretation, apply_evidence
 from returnbridge.domain.exceptions import Problem
 from returnbridge.domain.identity import IdentityError, associated_ref
@@ -32,7 +33,6 @@ from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.flows.khaos.pushes import reapply_event
 from returnbridge.flows.refunds.gate import record_external_refund, record_refund_request
 from returnbridge.metrics import EVENTS_APPLIED
-from returnbridge.sources.errors import PayloadInvalid
 from returnbridge.store import exceptions_repo, returns_repo
 from returnbridge.store.events import mark_event
 from returnbridge.store.models import InboundEvent, ReturnRow, utcnow

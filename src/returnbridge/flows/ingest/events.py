@@ -31,6 +31,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from returnbridge.adapters.errors import PayloadInvalid
 from returnbridge.domain.exceptions import Problem
 from returnbridge.domain.identity import IdentityError, associated_ref
 from returnbridge.flows.engine.runtime import Runtime
@@ -38,7 +39,6 @@ from returnbridge.flows.exceptions.actions import age_text
 from returnbridge.flows.ingest.apply import apply_locked, error_text, interpret
 from returnbridge.flows.khaos.pushes import run_after_mirror_change
 from returnbridge.metrics import EVENTS_FAILED, EVENTS_FAILED_NOW
-from returnbridge.sources.errors import PayloadInvalid
 from returnbridge.store import audit, exceptions_repo, returns_repo
 from returnbridge.store.events import (
     STATUSES,

@@ -22,10 +22,10 @@ import structlog
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
+from returnbridge.adapters.errors import PayloadInvalid
 from returnbridge.domain.exceptions import Problem
 from returnbridge.erp.khaos.pushes import (
     PUSH_KINDS,
-    PayloadInvalid,
     PushKind,
     body_format,
     parse_order_statuses,

@@ -33,14 +33,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
-from email.utils import parsedate_to_datetime
+from decimal import Decimal
 from typing import Any, Self
 
 import httpx
 import structlog
 
+from returnbridge.adapters.http import Attempt, Retry, RetryPolicy, http_client, with_retries
+from returnbridge.adapters.values import timestamp_or_none
 from returnbridge.config import ShopifySettings
+from returnbridge.domain.money import MoneyError, to_decimal
 from returnbridge.payments.provider import (
     PaymentOutcomeUnknown,
     PaymentRefused,
@@ -50,7 +52,7 @@ from returnbridge.payments.provider import (
 log = structlog.get_logger(__name__)
 
 _MAX_WAIT = 60.0
-_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_BACKOFF = RetryPolicy(max_attempts=1, retry_after_cap=_MAX_WAIT)
 
 
 class ShopifyError(Exception):
@@ -262,21 +264,9 @@ DOCUMENTS: dict[str, str] = {
 
 def _decimal(value: Any, what: str) -> Decimal:
     try:
-        result = Decimal(str(value))
-    except (InvalidOperation, ValueError):
+        return to_decimal(value)
+    except MoneyError:
         raise ShopifyError(f"Shopify sent {what} {value!r}, not an amount") from None
-    if not result.is_finite():
-        raise ShopifyError(f"Shopify sent {what} {value!r}, not an amount")
-    return result
-
-
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def _money(node: Any, what: str) -> tuple[Decimal, str]:
@@ -291,14 +281,14 @@ def _transaction(node: dict[str, Any]) -> Transaction:
         id=str(node.get("id", "")), kind=str(node.get("kind", "")),
         status=str(node.get("status", "")), gateway=str(node.get("gateway", "")),
         amount=amount, currency=currency, parent_id=str(parent.get("id") or ""),
-        created_at=_time(node.get("createdAt")),
+        created_at=timestamp_or_none(node.get("createdAt")),
     )
 
 
 def _refund(node: dict[str, Any]) -> Refund:
     amount, currency = _money(node.get("totalRefundedSet"), "a refund total")
     txs = (node.get("transactions") or {}).get("nodes") or []
-    return Refund(id=str(node.get("id", "")), created_at=_time(node.get("createdAt")),
+    return Refund(id=str(node.get("id", "")), created_at=timestamp_or_none(node.get("createdAt")),
                   note=str(node.get("note") or ""), amount=amount, currency=currency,
                   transactions=tuple(_transaction(t) for t in txs))
 
@@ -345,23 +335,9 @@ def _numeric_id(gid: str) -> str:
     return gid.rsplit("/", 1)[-1]
 
 
-def _retry_after(response: httpx.Response | None, attempt: int) -> float:
-    if response is not None:
-        raw = response.headers.get("retry-after", "").strip()
-        if raw:
-            try:
-                return min(max(float(raw), 0.0), _MAX_WAIT)
-            except ValueError:
-                try:
-                    when = parsedate_to_datetime(raw).timestamp()
-                    return float(min(max(when - time.time(), 0.0), _MAX_WAIT))
-                except (TypeError, ValueError):
-                    pass
-    return float(min(0.5 * 2.0 ** (attempt - 1), 30.0))
-
-
-def throttle_wait(extensions: Any, attempt: int) -> float:
-    """Seconds until the bucket holds the requested cost (from ``throttleStatus``)."""
+def throttle_wait(extensions: Any, attempt: int, policy: RetryPolicy = _BACKOFF) -> float:
+    """Seconds until the bucket holds the requested cost (from ``throttleStatus``); the
+    policy's backoff when Shopify did not say."""
     cost = (extensions or {}).get("cost") or {}
     status = cost.get("throttleStatus") or {}
     try:
@@ -369,9 +345,9 @@ def throttle_wait(extensions: Any, attempt: int) -> float:
         available = float(status.get("currentlyAvailable") or 0)
         rate = float(status.get("restoreRate") or 0)
     except (TypeError, ValueError):
-        return _retry_after(None, attempt)
+        return policy.backoff(attempt)
     if rate <= 0:
-        return _retry_after(None, attempt)
+        return policy.backoff(attempt)
     return min(max((needed - available) / rate, 0.05), _MAX_WAIT)
 
 
@@ -384,7 +360,7 @@ class ShopifyClient:
             f"https://{settings.shop_domain}/admin/api/{settings.api_version}")
         self.settings = settings
         self.endpoint = f"{base}/graphql.json"
-        self._http = http or httpx.Client(timeout=settings.timeout_seconds)
+        self._http = http or http_client(timeout=settings.timeout_seconds)
         self._own_http = http is None
         self._sleep = sleep
 
@@ -409,10 +385,10 @@ class ShopifyClient:
         """
         headers = {"X-Shopify-Access-Token": self.settings.admin_token.get_secret_value(),
                    "Content-Type": "application/json"}
-        attempt = 0
-        while True:
-            attempt += 1
-            last = attempt >= self.settings.max_attempts
+        policy = RetryPolicy(max_attempts=self.settings.max_attempts,
+                             retry_after_cap=_MAX_WAIT)
+
+        def step(attempt: Attempt) -> dict[str, Any] | Retry:
             try:
                 response = self._http.post(self.endpoint, json={"query": query,
                                                                 "variables": variables},
@@ -422,23 +398,21 @@ class ShopifyClient:
                         exc, (httpx.ConnectError, httpx.ConnectTimeout)):
                     raise ShopifyOutcomeUnknown(
                         f"Shopify did not answer ({exc}); the change may have been made") from exc
-                if last:
+                if attempt.last:
                     raise ShopifyUnavailable(f"Shopify did not answer: {exc}") from exc
-                self._sleep(_retry_after(None, attempt))
-                continue
+                return Retry()  # the policy's backoff
             if response.status_code in (401, 403):
                 raise ShopifyAuthError(f"Shopify refused the access token "
                                        f"(HTTP {response.status_code})")
-            if response.status_code in _RETRY_STATUSES:
+            if policy.retryable(response.status_code):
                 if not retry_ambiguous and response.status_code != 429:
                     raise ShopifyOutcomeUnknown(
                         f"Shopify answered HTTP {response.status_code}; the change may "
                         "have been made")
-                if last:
+                if attempt.last:
                     raise ShopifyUnavailable(f"Shopify answered HTTP {response.status_code} "
-                                             f"{attempt} times")
-                self._sleep(_retry_after(response, attempt))
-                continue
+                                             f"{attempt.number} times")
+                return Retry(policy.wait(attempt.number, response))
             if response.status_code >= 300:
                 raise ShopifyError(f"Shopify answered HTTP {response.status_code}: "
                                    f"{response.text[:300]}")
@@ -451,12 +425,11 @@ class ShopifyClient:
             errors = payload.get("errors") or []
             if any(((e.get("extensions") or {}).get("code") == "THROTTLED") for e in errors
                    if isinstance(e, dict)):
-                if last:
-                    raise ShopifyUnavailable(f"Shopify throttled {attempt} attempts")
-                wait = throttle_wait(payload.get("extensions"), attempt)
+                if attempt.last:
+                    raise ShopifyUnavailable(f"Shopify throttled {attempt.number} attempts")
+                wait = throttle_wait(payload.get("extensions"), attempt.number, policy)
                 log.info("shopify throttled; waiting", wait=wait)
-                self._sleep(wait)
-                continue
+                return Retry(wait)
             if errors:
                 details = _graphql_errors(errors if isinstance(errors, list) else [errors])
                 log.error("shopify refused the document", errors=[d.message for d in details])
@@ -465,6 +438,8 @@ class ShopifyClient:
             if not isinstance(data, dict):
                 raise ShopifyError("Shopify sent no data")
             return data
+
+        return with_retries(step, policy, sleep=self._sleep)
 
     def find_order(self, name: str) -> Order:
         """The order called ``name`` ("#1001" or "1001")."""

@@ -26,11 +26,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from returnbridge.adapters.values import ident, is_placeholder
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.metrics import REGISTRY
 from returnbridge.sources.loop.client import LoopClient, LoopError, ReturnPage, windows
 from returnbridge.sources.loop.settings import loop_settings
-from returnbridge.sources.loop.values import ident, is_placeholder
 from returnbridge.store.codec import case_from_json
 from returnbridge.store.events import StoredEvent, sha256, store_event
 from returnbridge.store.models import ExceptionRow, InboundEvent, ReturnRow, Watermark, utcnow

@@ -19,12 +19,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from returnbridge.sources.loop.ratelimit import TokenBucket, shared_bucket
+from returnbridge.adapters.http import Attempt, Retry, RetryPolicy, http_client, with_retries
+from returnbridge.adapters.ratelimit import TokenBucket, shared_bucket
 from returnbridge.sources.loop.settings import LoopSettings
 
 DEFAULT_STATES = ("open", "closed", "cancelled", "expired", "review")
 MAX_PAGE_SIZE = 750
 MAX_WINDOW = timedelta(days=120)
+# After a 429 the key pauses for Loop's Retry-After (at most 5 minutes), else 1, 2, 4 ... 60 s.
+_RATE_LIMITED = RetryPolicy(max_attempts=1, base=1.0, backoff_cap=60.0, retry_after_cap=300.0)
 
 
 class LoopError(Exception):
@@ -153,11 +156,11 @@ class LoopClient:
         self.max_retries = max_retries
         self.sleep = sleep
         self.stats = ClientStats()
-        self._http = httpx.Client(
+        self._http = http_client(
+            timeout=settings.timeout_seconds,
             base_url=settings.base_url.rstrip("/") + "/",
             headers={"X-Authorization": key, "Accept": "application/json",
                      "User-Agent": "returnbridge"},
-            timeout=httpx.Timeout(settings.timeout_seconds),
             transport=transport,
         )
 
@@ -174,9 +177,7 @@ class LoopClient:
 
     def _send(self, method: str, path: str, *, params: dict[str, Any] | None = None,
               body: Any = None, retry_reads: bool = True) -> httpx.Response:
-        attempt = 0
-        while True:
-            attempt += 1
+        def step(attempt: Attempt) -> httpx.Response | Retry:
             if self.limiter.acquire():
                 self.stats.throttled += 1
             self.stats.requests += 1
@@ -184,36 +185,35 @@ class LoopClient:
                 response = self._http.request(method, path.lstrip("/"), params=params,
                                               json=body)
             except httpx.TimeoutException as exc:
-                if retry_reads and attempt <= self.max_retries:
-                    self._backoff(attempt)
-                    continue
+                if retry_reads and not attempt.last:
+                    return self._backoff()
                 raise LoopTimeout(f"Loop did not answer {method} {path} within "
                                   f"{self.settings.timeout_seconds}s: {exc}") from None
             except httpx.TransportError as exc:
                 # A failed connect never reached Loop, so even actions may be retried.
-                if (retry_reads or isinstance(exc, httpx.ConnectError)) and (
-                        attempt <= self.max_retries):
-                    self._backoff(attempt)
-                    continue
+                if (retry_reads or isinstance(exc, httpx.ConnectError)) and not attempt.last:
+                    return self._backoff()
                 raise LoopUnavailable(f"Loop could not be reached for {method} {path}: "
                                       f"{exc}") from None
             if response.status_code == 429:
                 self.stats.rate_limited += 1
-                if attempt > self.max_retries:
+                if attempt.last:
                     raise LoopRateLimited("Loop kept answering 429 Too Many Requests",
                                           status=429, body=response.text)
-                wait = _retry_after(response.headers.get("Retry-After"), attempt)
-                self.limiter.pause(wait)  # this and every other caller of the key waits
-                continue
-            if response.status_code >= 500 and retry_reads and attempt <= self.max_retries:
-                self._backoff(attempt)
-                continue
+                # this and every other caller of the key waits
+                self.limiter.pause(_RATE_LIMITED.wait(attempt.number, response))
+                return Retry(wait=0)
+            if response.status_code >= 500 and retry_reads and not attempt.last:
+                return self._backoff()
             self._raise_for_status(method, path, response)
             return response
 
-    def _backoff(self, attempt: int) -> None:
+        return with_retries(step, RetryPolicy(max_attempts=self.max_retries + 1),
+                            sleep=self.sleep)
+
+    def _backoff(self) -> Retry:
         self.stats.retries += 1
-        self.sleep(min(30.0, 0.5 * 2 ** (attempt - 1)))
+        return Retry()  # the policy's exponential backoff
 
     @staticmethod
     def _raise_for_status(method: str, path: str, response: httpx.Response) -> None:
@@ -362,12 +362,3 @@ class LoopClient:
             raise LoopResponseInvalid("the notes answer has no notes list")
         return [str(r.get("content", "")) for r in rows if isinstance(r, dict)]
 
-
-def _retry_after(value: str | None, attempt: int) -> float:
-    """Seconds to wait after a 429: the header if usable, else 1, 2, 4 ... up to 60."""
-    if value:
-        try:
-            return max(0.0, min(300.0, float(value.strip())))
-        except ValueError:
-            pass
-    return float(min(60, 2 ** (attempt - 1)))

@@ -8,6 +8,17 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from returnbridge.adapters.errors import PayloadInvalid
+from returnbridge.adapters.values import (
+    amount,
+    flag,
+    ident,
+    is_placeholder,
+    items,
+    obj,
+    text,
+    timestamp,
+)
 from returnbridge.domain.identity import IdentityError, associated_ref
 from returnbridge.domain.lifecycle import ReturnState
 from returnbridge.domain.model import (
@@ -23,17 +34,6 @@ from returnbridge.domain.model import (
     SourceTotals,
 )
 from returnbridge.domain.money import ZERO, quantize
-from returnbridge.sources.errors import PayloadInvalid
-from returnbridge.sources.loop.values import (
-    amount,
-    flag,
-    ident,
-    is_placeholder,
-    items,
-    obj,
-    text,
-    timestamp,
-)
 
 # Loop return states (reference §3.6); the "needs review" spellings are one state.
 _STATES: dict[str, ReturnState] = {

@@ -13,15 +13,8 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
-from returnbridge.domain.evidence import Evidence, Interpretation
-from returnbridge.domain.exceptions import Problem
-from returnbridge.domain.lifecycle import ReturnState
-from returnbridge.domain.model import Disposition, ReturnCase, UnitReceipt
-from returnbridge.domain.money import ZERO
-from returnbridge.sources.errors import PayloadInvalid
-from returnbridge.sources.loop.parser import envelope, parse_return
-from returnbridge.sources.loop.settings import LoopSettings
-from returnbridge.sources.loop.values import (
+from returnbridge.adapters.errors import PayloadInvalid
+from returnbridge.adapters.values import (
     amount,
     ident,
     is_placeholder,
@@ -30,6 +23,13 @@ from returnbridge.sources.loop.values import (
     text,
     timestamp,
 )
+from returnbridge.domain.evidence import Evidence, Interpretation
+from returnbridge.domain.exceptions import Problem
+from returnbridge.domain.lifecycle import ReturnState
+from returnbridge.domain.model import Disposition, ReturnCase, UnitReceipt
+from returnbridge.domain.money import ZERO
+from returnbridge.sources.loop.parser import envelope, parse_return
+from returnbridge.sources.loop.settings import LoopSettings
 
 # EasyPost label statuses (reference §2.5, §3.6). The return label is addressed to the
 # merchant's return destination, so "delivered" means the parcel reached the warehouse.

@@ -24,19 +24,18 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any, Self
 
 import httpx
 import structlog
 
+from returnbridge.adapters.http import Attempt, Retry, RetryPolicy, http_client, with_retries
 from returnbridge.sources.zigzag.settings import ZigZagSettings
 
 log = structlog.get_logger(__name__)
 
 MAX_NON_RETURNABLE_PER_CALL = 40
 MAX_QUANTITY = 2_147_483_647
-_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _MAX_WAIT = 60.0
 _TOKEN_FIELDS = ("token", "access_token", "accessToken", "jwt", "Token", "AccessToken")
 _EXPIRY_FIELDS = ("expires_in", "expiresIn", "ExpiresIn")
@@ -111,21 +110,6 @@ def _jwt_exp(token: str) -> float | None:
     return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
 
 
-def _retry_after(response: httpx.Response | None, attempt: int) -> float:
-    if response is not None:
-        raw = response.headers.get("retry-after", "").strip()
-        if raw:
-            try:
-                return min(max(float(raw), 0.0), _MAX_WAIT)
-            except ValueError:
-                try:
-                    when = parsedate_to_datetime(raw).timestamp()
-                    return float(min(max(when - time.time(), 0.0), _MAX_WAIT))
-                except (TypeError, ValueError):
-                    pass
-    return float(min(0.5 * 2.0 ** (attempt - 1), 30.0))
-
-
 class ZigZagClient:
     """One client per process; thread-safe token cache."""
 
@@ -136,7 +120,7 @@ class ZigZagClient:
             raise ZigZagError("[zigzag].base_url is not configured")
         self.settings = settings
         self._base = settings.base_url.rstrip("/")
-        self._http = http or httpx.Client(timeout=settings.timeout_seconds)
+        self._http = http or http_client(timeout=settings.timeout_seconds)
         self._own_http = http is None
         self._sleep = sleep
         self._clock = clock
@@ -218,15 +202,15 @@ class ZigZagClient:
               headers: dict[str, str] | None = None, auth: bool = True) -> httpx.Response:
         """One logical call: retried on timeouts, 429 and 5xx; a 401 renews the token once."""
         renewed = False
-        attempt = 0
-        while True:
-            attempt += 1
+        policy = RetryPolicy(max_attempts=self.settings.max_attempts, retry_after_cap=_MAX_WAIT)
+
+        def step(attempt: Attempt) -> httpx.Response | Retry:
+            nonlocal renewed
             sent_headers = dict(headers or {})
             token = ""
             if auth:
                 token = self.token()
                 sent_headers["Authorization"] = f"Bearer {token}"
-            response: httpx.Response | None = None
             try:
                 if json_body is not None:
                     response = self._http.request(method, self._url(path), json=json_body,
@@ -236,30 +220,29 @@ class ZigZagClient:
                     response = self._http.request(method, self._url(path), content=content,
                                                   headers=sent_headers)
             except httpx.TransportError as exc:
-                if attempt >= self.settings.max_attempts:
+                if attempt.last:
                     raise ZigZagUnavailable(f"ZigZag {method} {path}: {exc}") from exc
-                wait = _retry_after(None, attempt)
+                wait = policy.backoff(attempt.number)
                 log.warning("zigzag call failed; retrying", path=path, error=str(exc),
                             wait=wait)
-                self._sleep(wait)
-                continue
+                return Retry(wait)
             if auth and response.status_code == 401 and not renewed:
                 renewed = True
                 self.invalidate_token(token)
-                attempt -= 1  # a renewal is not a failed attempt
-                continue
+                return Retry(wait=0, counted=False)  # a renewal is not a failed attempt
             if auth and response.status_code == 401:
                 raise ZigZagAuthError(f"ZigZag refused a fresh token on {method} {path}")
-            if response.status_code in _RETRY_STATUSES:
-                if attempt >= self.settings.max_attempts:
+            if policy.retryable(response.status_code):
+                if attempt.last:
                     raise ZigZagUnavailable(f"ZigZag {method} {path} answered HTTP "
-                                            f"{response.status_code} {attempt} times")
-                wait = _retry_after(response, attempt)
+                                            f"{response.status_code} {attempt.number} times")
+                wait = policy.wait(attempt.number, response)
                 log.warning("zigzag busy; retrying", path=path,
                             status=response.status_code, wait=wait)
-                self._sleep(wait)
-                continue
+                return Retry(wait)
             return response
+
+        return with_retries(step, policy, sleep=self._sleep)
 
     def _put_batches(self, path: str, envelope_key: str, items: list[dict[str, Any]],
                      size: int) -> list[BatchResult]:

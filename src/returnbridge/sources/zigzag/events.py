@@ -29,6 +29,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from returnbridge.adapters.errors import PayloadInvalid
+from returnbridge.adapters.values import amount, ident, is_placeholder, text, timestamp
 from returnbridge.domain.evidence import (
     Evidence,
     ExternalRefund,
@@ -47,8 +49,6 @@ from returnbridge.domain.model import (
     Settlement,
 )
 from returnbridge.domain.money import ZERO
-from returnbridge.sources.errors import PayloadInvalid
-from returnbridge.sources.loop.values import amount, ident, is_placeholder, text, timestamp
 from returnbridge.sources.zigzag.paths import get, peek
 from returnbridge.sources.zigzag.settings import (
     DEFAULT_ZIGZAG_DISPOSITIONS,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from returnbridge.sources.errors import PayloadInvalid
+from returnbridge.adapters.errors import PayloadInvalid
 
 _STEP = re.compile(r"^(?P<key>[^\[\]]*)(?:\[(?P<index>\d*)\])?$")
 

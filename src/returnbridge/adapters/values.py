@@ -1,4 +1,5 @@
-"""Tolerant readers for the value types Loop really sends (reference §3, §6.4-6.5).
+"""Tolerant readers for the value types platforms really send (Loop reference §3, §6.4-6.5;
+ZigZag webhooks; Shopify GraphQL answers).
 
 Every reader takes the JSON path of the value it reads, so that a bad value raises
 PayloadInvalid naming where it is ("line_items[2].price: not an amount: 'abc'").
@@ -12,8 +13,8 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from returnbridge.adapters.errors import PayloadInvalid
 from returnbridge.domain.money import PENNY, ZERO, MoneyError, to_decimal
-from returnbridge.sources.errors import PayloadInvalid
 
 PLACEHOLDERS = frozenset({"", "n/a", "null", "none"})
 
@@ -174,3 +175,12 @@ def items(value: Any, path: str) -> list[Any]:
     if isinstance(value, dict):
         return list(value.values())
     raise PayloadInvalid(f"expected a list, got {type(value).__name__}", path=path)
+
+
+def timestamp_or_none(value: Any) -> datetime | None:
+    """Like :func:`timestamp`, but None for anything that is not a timestamp: for answers
+    where an unreadable time is no reason to refuse the rest."""
+    try:
+        return timestamp(value)
+    except PayloadInvalid:
+        return None

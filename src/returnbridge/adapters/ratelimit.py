@@ -1,7 +1,7 @@
-"""A token bucket shared by every Loop client of one API key in this process.
+"""A token bucket shared by every client of one API key in this process.
 
-Loop allows 300 requests per minute per API key (reference §1). Every call takes a token
-first; when the bucket is empty the caller waits for the next token instead of risking 429.
+Every call takes a token first; when the bucket is empty the caller waits for the next token
+instead of risking 429 (Loop, for one, allows 300 requests per minute per API key).
 """
 
 from __future__ import annotations
