@@ -19,7 +19,7 @@ from typing import Any, Literal
 from sqlalchemy import Text, cast, delete, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from returnbridge.erp.khaos.pushes import OrderStatusRecord, StockItemRecord, StockLevelRecord
+from returnbridge.erp.khaos.pushes import PushedOrderStatus, StockItemRecord, StockLevelRecord
 from returnbridge.store.models import (
     CustomerMirror,
     KhaosOrderStatus,
@@ -179,7 +179,7 @@ def upsert_stock_levels(session: Session, levels: Sequence[StockLevelRecord], *,
 
 # --------------------------------------------------------------------------- order statuses
 
-def upsert_order_statuses(session: Session, statuses: Sequence[OrderStatusRecord], *,
+def upsert_order_statuses(session: Session, statuses: Sequence[PushedOrderStatus], *,
                           now: datetime | None = None) -> MirrorChange:
     """Insert or update order statuses by OrderID; unchanged ones are not touched."""
     now = now or utcnow()

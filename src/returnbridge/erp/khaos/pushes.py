@@ -67,7 +67,10 @@ class StockStatuses:
 
 
 @dataclass(frozen=True)
-class OrderStatusRecord:
+class PushedOrderStatus:
+    """One order status Khaos pushed (OrderStatusUpload); ExportOrderStatusEx answers with
+    ``soap.OrderStatusRecord``, a different shape."""
+
     order_id: str
     order_code: str
     associated_ref: str
@@ -81,7 +84,7 @@ class OrderStatusRecord:
 
 @dataclass(frozen=True)
 class OrderStatuses:
-    statuses: tuple[OrderStatusRecord, ...]
+    statuses: tuple[PushedOrderStatus, ...]
     problems: tuple[str, ...] = ()
 
 
@@ -311,13 +314,13 @@ def _total(entry: dict[str, Any]) -> Decimal | None:
     return None
 
 
-def _order_status(entry: dict[str, Any]) -> OrderStatusRecord:
+def _order_status(entry: dict[str, Any]) -> PushedOrderStatus:
     shipments = entry.get("Shipments")
     ships = [s for s in (shipments if isinstance(shipments, list) else [shipments])
              if isinstance(s, dict)]
     last = ships[-1] if ships else {}
     status = _str(entry.get("Status", entry.get("OrderStatus")), "Status")
-    return OrderStatusRecord(
+    return PushedOrderStatus(
         order_id=_str(entry.get("OrderID"), "OrderID", required=True),
         order_code=_str(entry.get("OrderCode"), "OrderCode"),
         associated_ref=_str(entry.get("AssociatedRef"), "AssociatedRef"),
