@@ -90,6 +90,10 @@ class Interpretation:
     # (state requested), to open the return from (out-of-order delivery). None when the
     # payload cannot make one.
     fallback_snapshot: ReturnCase | None = None
+    # What the platform called the event, and the canonical trigger it maps to ("" when
+    # the platform's envelope already says: the stored topic and trigger stand).
+    event_type: str = ""
+    trigger: str = ""
 
 
 

@@ -229,8 +229,8 @@ def interpretation(rt: Runtime, event: InboundEvent) -> dict[str, Any]:
         return {"readable": False, "error": error_text(exc)}
     view: dict[str, Any] = {
         "readable": True, "handled": found.handled, "note": found.note,
-        "trigger": getattr(found, "trigger", "") or event.trigger,
-        "event_type": getattr(found, "event_type", "") or event.topic,
+        "trigger": found.trigger or event.trigger,
+        "event_type": found.event_type or event.topic,
         "source_return_id": found.source_return_id,
         "associated_ref": _ref_of(rt, event.source, found.source_return_id),
         "problems": [{"type": p.type, "message": p.message} for p in found.problems],
@@ -256,8 +256,8 @@ def interpretation(rt: Runtime, event: InboundEvent) -> dict[str, Any]:
                           "disposition": r.disposition.value if r.disposition else None}
                          for r in ev.receipts],
         }
-    for name in ("external_refund", "refund_request"):
-        refund = getattr(found, name, None)
+    refunds = {"external_refund": found.external_refund, "refund_request": found.refund_request}
+    for name, refund in refunds.items():
         if refund is not None:
             view[name] = {"amount": _money(refund.amount), "currency": refund.currency,
                           "order_ref": refund.order_ref, "method": refund.method}

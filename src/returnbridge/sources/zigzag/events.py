@@ -74,8 +74,6 @@ class ZigZagInterpretation(Interpretation):
     """An :class:`Interpretation` plus what only ZigZag events carry."""
 
     event_id: str = ""
-    event_type: str = ""  # the raw name as sent
-    trigger: str = ""  # the canonical trigger it maps to ("" when unknown)
 
 
 @dataclass(frozen=True)
