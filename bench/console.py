@@ -32,6 +32,7 @@ from returnbridge.config import Settings
 from returnbridge.domain.model import Customer, ReturnCase, ReturnState, Source
 from returnbridge.flows import accounts
 from returnbridge.flows.runtime import Runtime
+from returnbridge.sandbox.month import generate, load_legs
 from returnbridge.store.codec import case_to_json
 from returnbridge.store.db import make_engine
 from returnbridge.store.migrate import upgrade
@@ -60,6 +61,10 @@ def database(pg: str | None) -> tuple[str, str | None]:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
     return make_url(pg).set(database=name).render_as_string(hide_password=False), name
+
+
+def period_of(now: datetime) -> str:
+    return f"{now.year:04d}-{now.month:02d}"
 
 
 def fill(url: str, n: int) -> None:
@@ -120,6 +125,10 @@ def fill(url: str, n: int) -> None:
             conn.execute(insert(TimelineEntry), timeline)
             if problems:
                 conn.execute(insert(ExceptionRow), problems)
+    # The Reconciliation page reads the month's legs (refreshed from the returns by the
+    # schedule): a month's share of the N returns, with ~5% planted discrepancies.
+    with engine.begin() as conn:
+        load_legs(conn, generate(period_of(now), max(n // 4, 20), seed=14))
     if engine.dialect.name == "postgresql":
         with engine.connect() as conn:
             conn.execute(text("ANALYZE"))
@@ -155,11 +164,15 @@ def main() -> None:
         "returns ?order=": "/console/returns?order=%23150",
         "returns page 100": "/console/returns?offset=5000",
         "a return": f"/console/returns/LR-{held}",
+        "a return's dry run": f"/console/returns/LR-{held}/dry-run",
+        "exceptions (own queue)": "/console/exceptions",
         "exceptions (all)": "/console/exceptions?owner=all",
         "an exception": "/console/exceptions/1",
         "mapping": "/console/mapping",
         "mapping ?days=90": "/console/mapping?days=90",
         "health": "/console/health",
+        "reconciliation (month)": f"/console/reconciliation?period={period_of(datetime.now(UTC))}",
+        "login page": "/console/login",
         "API /returns?status=held": "/api/v1/returns?status=held",
         "API /returns?q=": "/api/v1/returns?q=customer77",
     }
