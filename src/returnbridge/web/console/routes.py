@@ -117,7 +117,7 @@ async def login(request: Request) -> Response:
     limiter = throttle(request)
     host = request.client.host if request.client else "?"
     keys = (f"user:{username}", f"ip:{host}")
-    wait = limiter.blocked(*keys)
+    wait = await run_in_threadpool(limiter.blocked, *keys)
     if wait:
         return refuse(f"Too many failed sign-ins. Try again in {int(wait // 60) + 1} "
                       "minute(s), or ask an admin to check your account.", 429)
@@ -132,9 +132,9 @@ async def login(request: Request) -> Response:
 
     session_token = await run_in_threadpool(attempt)
     if session_token is None:
-        limiter.failed(*keys)
+        await run_in_threadpool(limiter.failed, *keys)
         return refuse("Wrong user name or password (or the account is disabled).", 401)
-    limiter.succeeded(*keys)
+    await run_in_threadpool(limiter.succeeded, *keys)
     response = RedirectResponse(next_path, status_code=303)
     set_session(request, response, session_token)
     return response
