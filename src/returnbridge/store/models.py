@@ -704,6 +704,30 @@ class ConsoleLoginFailure(Base):
 Index("ix_console_login_failures_key_at", ConsoleLoginFailure.key, ConsoleLoginFailure.at)
 
 
+class ReconLegsVersion(Base):
+    """One row (id 1): a counter that database triggers (0012) add to whenever a
+    reconciliation leg row is inserted, changed or deleted."""
+
+    __tablename__ = "recon_legs_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ReconciliationReport(Base):
+    """A month's reconciliation report (summary and differences) as computed at a
+    ``recon_legs_version``; the console page reads it while the legs are unchanged (0012)."""
+
+    __tablename__ = "reconciliation_reports"
+
+    period: Mapped[str] = mapped_column(String(7), primary_key=True)
+    source: Mapped[str] = mapped_column(String(20), primary_key=True)
+    legs_version: Mapped[int] = mapped_column(BigInteger)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON)
+    differences: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+
+
 # Console search and overview (0003): the filters a person uses on 100,000 returns.
 # Covering: the Overview counts every stage of a period from this index alone.
 Index("ix_returns_first_seen_flow", ReturnRow.first_seen_at, ReturnRow.khaos_status,

@@ -93,5 +93,8 @@ def run_continuous(rt: Runtime, now: datetime | None = None) -> continuous.Outco
     first = continuous.periods(now, rt.settings.reconciliation.months_checked)[-1]
     refresh_legs(rt, legs.default_since(period_bounds(first)[0]))
     outcome = continuous.run(rt, now)
+    from returnbridge.flows.reconcile import report_cache  # (it imports this module)
+
+    report_cache.warm(rt, continuous.periods(now, rt.settings.reconciliation.months_checked))
     log.info("continuous reconciliation ran", summary=str(outcome))
     return outcome

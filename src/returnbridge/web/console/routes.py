@@ -25,7 +25,7 @@ from returnbridge.flows import console_mapping, console_views, sku_fix
 from returnbridge.flows import exception_actions as actions
 from returnbridge.flows.accounts import ROLE_LABELS, Role, SignedIn, close_session, open_session
 from returnbridge.flows.accounts import verify_password as check_credentials
-from returnbridge.flows.reconcile import continuous
+from returnbridge.flows.reconcile import continuous, report_cache
 from returnbridge.flows.reconcile import service as recon_service
 from returnbridge.flows.returns_search import (
     SOURCES,
@@ -468,7 +468,7 @@ def _pack_files(rt: Runtime, period: str) -> list[str]:
 
 
 def _reconciliation_data(rt: Runtime, period: str) -> dict[str, Any]:
-    result = recon_service.report(rt, period)
+    result = report_cache.report(rt, period)
     s = result.summary
     cats = s["categories"]
     orphans = {o.value: cats.get(o.value, {"count": 0, "amount": "0.00"}) for o in ORPHANS}

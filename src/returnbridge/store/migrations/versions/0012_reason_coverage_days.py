@@ -1,5 +1,5 @@
-"""console: reason coverage pre-grouped per day, kept current by triggers; shared sign-in
-throttle (issue #14)
+"""console: reason coverage pre-grouped per day and reconciliation reports kept per legs
+version, both kept honest by triggers; shared sign-in throttle (issue #14)
 
 - ``reason_coverage_days``: the Mapping page's coverage grouped per UTC day of
   ``returns.last_event_at`` (see ``store/reason_coverage.py``), filled here from the
@@ -8,6 +8,9 @@ throttle (issue #14)
   ``return_lines`` whenever a grouped value changes, so every writer keeps the table
   honest; a reader rebuilds the marked days before reading.
 - ``ix_returns_last_event_at``: a day's returns, and a period's count, from an index.
+- ``recon_legs_version`` (a counter that triggers on the three reconciliation leg tables
+  add to on every change) and ``reconciliation_reports`` (a month's report as computed at
+  a version): the Reconciliation page reads the report while the legs are unchanged.
 - ``console_login_failures``: failed sign-ins, so that every ``serve`` process (worker)
   counts them together.
 
@@ -90,6 +93,9 @@ _PG_TRIGGERS = [
     EXECUTE FUNCTION rcov_return_changed()""",
 ]
 
+_LEGS = ('recon_platform', 'recon_credit_notes', 'recon_payments')
+_BUMP = 'UPDATE recon_legs_version SET n = n + 1 WHERE id = 1'
+
 _FILL = """INSERT INTO reason_coverage_days (day, source, reason, condition, disposition,
     physical_return_expected, returns, lines, units, last_seen, example_ref)
     SELECT {day}, r.source, l.reason, l.condition, l.disposition,
@@ -132,7 +138,34 @@ def upgrade() -> None:
     op.create_index('ix_console_login_failures_key_at', 'console_login_failures',
                     ['key', 'at'])
     op.create_index('ix_console_login_failures_at', 'console_login_failures', ['at'])
+    op.create_table('recon_legs_version',
+    sa.Column('id', sa.Integer(), autoincrement=False, nullable=False),
+    sa.Column('n', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_recon_legs_version'))
+    )
+    op.execute('INSERT INTO recon_legs_version (id, n) VALUES (1, 0)')
+    op.create_table('reconciliation_reports',
+    sa.Column('period', sa.String(length=7), nullable=False),
+    sa.Column('source', sa.String(length=20), nullable=False),
+    sa.Column('legs_version', sa.BigInteger(), nullable=False),
+    sa.Column('computed_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('summary', sa.JSON(), nullable=False),
+    sa.Column('differences', sa.JSON(), nullable=False),
+    sa.PrimaryKeyConstraint('period', 'source', name=op.f('pk_reconciliation_reports'))
+    )
     pg = op.get_bind().dialect.name == 'postgresql'
+    if pg:  # one bump per statement (a leg refresh or a COPY is one or a few statements)
+        op.execute(f"""CREATE OR REPLACE FUNCTION recon_legs_changed() RETURNS trigger
+            LANGUAGE plpgsql AS $$ BEGIN {_BUMP}; RETURN NULL; END $$""")
+        for table in _LEGS:
+            op.execute(f'CREATE TRIGGER trg_{table}_version AFTER INSERT OR UPDATE OR DELETE '
+                       f'OR TRUNCATE ON {table} FOR EACH STATEMENT '
+                       'EXECUTE FUNCTION recon_legs_changed()')
+    else:
+        for table in _LEGS:
+            for event in ('INSERT', 'UPDATE', 'DELETE'):
+                op.execute(f'CREATE TRIGGER trg_{table}_{event.lower()}_version AFTER {event} '
+                           f'ON {table} BEGIN {_BUMP}; END')
     day = ("to_char(r.last_event_at AT TIME ZONE 'UTC', 'YYYY-MM-DD')" if pg
            else 'substr(r.last_event_at, 1, 10)')
     op.execute(_FILL.format(day=day))
@@ -142,14 +175,22 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == 'postgresql':
+        for table in _LEGS:
+            op.execute(f'DROP TRIGGER IF EXISTS trg_{table}_version ON {table}')
+        op.execute('DROP FUNCTION IF EXISTS recon_legs_changed()')
         op.execute('DROP TRIGGER IF EXISTS trg_rcov_lines ON return_lines')
         op.execute('DROP TRIGGER IF EXISTS trg_rcov_return_upd ON returns')
         op.execute('DROP TRIGGER IF EXISTS trg_rcov_return_del ON returns')
         op.execute('DROP FUNCTION IF EXISTS rcov_line_changed()')
         op.execute('DROP FUNCTION IF EXISTS rcov_return_changed()')
     else:
+        for table in _LEGS:
+            for event in ('insert', 'update', 'delete'):
+                op.execute(f'DROP TRIGGER IF EXISTS trg_{table}_{event}_version')
         for name in ('line_ins', 'line_del', 'line_upd', 'return_upd', 'return_del'):
             op.execute(f'DROP TRIGGER IF EXISTS trg_rcov_{name}')
+    op.drop_table('reconciliation_reports')
+    op.drop_table('recon_legs_version')
     op.drop_index('ix_console_login_failures_at', table_name='console_login_failures')
     op.drop_index('ix_console_login_failures_key_at', table_name='console_login_failures')
     op.drop_table('console_login_failures')
