@@ -26,6 +26,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, create_engine, text, update
@@ -106,7 +107,7 @@ def _bulk(conn: Connection, model: type, rows: list[dict[str, object]]) -> None:
     sqlite = conn.dialect.name == "sqlite"
     values = [[_db_value(r[n] if n in r else defaults[n], sqlite) for n in names]
               for r in rows]
-    raw = conn.connection.driver_connection
+    raw: Any = conn.connection.driver_connection
     if sqlite:
         marks = ", ".join("?" * len(names))
         raw.executemany(f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks})",
