@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -76,19 +77,22 @@ def period_of(now: datetime) -> str:
     return f"{now.year:04d}-{now.month:02d}"
 
 
-def _db_value(value: object, sqlite: bool) -> object:
-    """A Python value as the driver takes it for these columns (what the column types'
-    bind processing would produce), without SQLAlchemy's per-row work."""
-    if isinstance(value, dict | list):
-        return json.dumps(value)
-    if sqlite:
-        if isinstance(value, datetime):
-            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-        if isinstance(value, Decimal):
-            return str(value)
-        if isinstance(value, bool):
-            return int(value)
-    return value
+def _sqlite_datetime(value: datetime) -> str:
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _converter(sample: object, sqlite: bool) -> Callable[[Any], object] | None:
+    """How a column's Python values become what the driver takes (what the column types'
+    bind processing would produce), chosen once per column from a sample value."""
+    if isinstance(sample, dict | list):
+        return json.dumps
+    if not sqlite:
+        return None  # psycopg's COPY adapts datetime, Decimal and bool itself
+    if isinstance(sample, datetime):
+        return lambda v: None if v is None else _sqlite_datetime(v)
+    if isinstance(sample, Decimal | bool):
+        return lambda v: None if v is None else (int(v) if isinstance(v, bool) else str(v))
+    return None
 
 
 def _bulk(conn: Connection, model: type, rows: list[dict[str, object]]) -> None:
@@ -97,24 +101,28 @@ def _bulk(conn: Connection, model: type, rows: list[dict[str, object]]) -> None:
     if not rows:
         return
     table = model.__table__  # type: ignore[attr-defined]
-    cols = [c for c in table.columns if c.name in rows[0] or c.default is not None]
-    defaults = {}
-    for c in cols:
-        if c.name not in rows[0] and c.default is not None:
-            arg = c.default.arg
-            defaults[c.name] = arg(None) if callable(arg) else arg
-    names = [c.name for c in cols]
     sqlite = conn.dialect.name == "sqlite"
-    values = [[_db_value(r[n] if n in r else defaults[n], sqlite) for n in names]
-              for r in rows]
+    names, fixed = [], {}
+    for c in table.columns:
+        if c.name in rows[0]:
+            names.append(c.name)
+        elif c.default is not None:
+            arg = c.default.arg
+            value = arg(None) if callable(arg) else arg
+            conv = _converter(value, sqlite)
+            fixed[c.name] = conv(value) if conv else value
+    samples = {n: next((r[n] for r in rows if r[n] is not None), None) for n in names}
+    convs = [_converter(samples[n], sqlite) for n in names]
+    tail = [fixed[n] for n in fixed]
+    values = [[conv(r[n]) if conv else r[n] for n, conv in zip(names, convs, strict=True)]
+              + tail for r in rows]
+    cols = ", ".join([*names, *fixed])
     raw: Any = conn.connection.driver_connection
     if sqlite:
-        marks = ", ".join("?" * len(names))
-        raw.executemany(f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks})",
-                        values)
+        marks = ", ".join("?" * (len(names) + len(fixed)))
+        raw.executemany(f"INSERT INTO {table.name} ({cols}) VALUES ({marks})", values)
         return
-    with raw.cursor() as cur, cur.copy(
-            f"COPY {table.name} ({', '.join(names)}) FROM STDIN") as copy:
+    with raw.cursor() as cur, cur.copy(f"COPY {table.name} ({cols}) FROM STDIN") as copy:
         for v in values:
             copy.write_row(v)
 
