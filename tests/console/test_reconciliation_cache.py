@@ -4,15 +4,16 @@ PostgreSQL it must always equal the report computed from the legs as they are no
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 
-from returnbridge.flows.reconcile import pack, report_cache, service
+from returnbridge.flows.reconcile import continuous, pack, report_cache, service
 from returnbridge.flows.runtime import Runtime
 from returnbridge.sandbox.month import generate, load_legs
-from returnbridge.store.models import ReconPaymentLeg, ReconPlatformLeg
+from returnbridge.store.models import ReconciliationReport, ReconPaymentLeg, ReconPlatformLeg
 
 PERIOD = "2026-10"
 
@@ -61,3 +62,24 @@ def test_the_report_is_read_back_until_a_leg_changes(runtime: Runtime,
         conn.execute(delete(ReconPaymentLeg).where(ReconPaymentLeg.associated_ref == ref))
     assert shown(rt) == fresh(rt) != changed
     assert len(built) == 4  # two views after two changes, and the two fresh reports
+
+
+def test_the_scheduled_run_leaves_the_checked_months_ready(
+        runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    rt = runtime
+    now = datetime(2026, 11, 3, 9, tzinfo=UTC)
+    with rt.engine.begin() as conn:
+        load_legs(conn, generate(PERIOD, 60, seed=8))
+    service.run_continuous(rt, now)
+    checked = continuous.periods(now, rt.settings.reconciliation.months_checked)
+    assert PERIOD in checked
+    with rt.sessions() as s:
+        stored = set(s.scalars(select(ReconciliationReport.period)))
+    assert stored == set(checked)
+
+    def no_build(*args: Any, **kwargs: Any) -> pack.PackResult:
+        raise AssertionError("the page recomputed a month the schedule had just computed")
+
+    expected = fresh(rt)
+    monkeypatch.setattr(pack, "build", no_build)
+    assert shown(rt) == expected
