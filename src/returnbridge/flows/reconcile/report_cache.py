@@ -30,8 +30,10 @@ from returnbridge.store.models import ReconciliationReport, ReconLegsVersion, ut
 _MONEY_KEYS = ("amount", "credit_value", "money_paid")
 
 
-def legs_version(conn: Connection) -> int:
-    return int(conn.scalar(select(ReconLegsVersion.n).where(ReconLegsVersion.id == 1)) or 0)
+def legs_version(conn: Connection) -> int | None:
+    """The change count of the legs; None if its row is missing (then nothing is kept)."""
+    n = conn.scalar(select(ReconLegsVersion.n).where(ReconLegsVersion.id == 1))
+    return None if n is None else int(n)
 
 
 def _dump(d: dict[str, Any]) -> dict[str, Any]:
@@ -56,6 +58,8 @@ def report(rt: Runtime, period: str, source: str = "all") -> pack.PackResult:
             return pack.PackResult(period, dict(row[0]), [_load(d) for d in row[1]], [])
         result = pack.build(conn, sc, None)
         conn.rollback()
+    if version is None:
+        return result
     try:
         with rt.engine.begin() as conn:
             conn.execute(delete(t).where(t.period == period, t.source == source))
