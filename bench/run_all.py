@@ -1,4 +1,5 @@
-"""Every throughput and footprint target of issue 12 in ONE table (``make bench``).
+"""Every throughput and footprint target of issue 12 (and the console's page time, issue 14)
+in ONE table (``make bench``).
 
 Runs the bench scripts as separate processes (each starts real ``returnbridge serve`` /
 ``worker`` processes), collects their figures and prints, per target: the figure, the
@@ -21,6 +22,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from returnbridge.sandbox.demo import write_demo_config
 from returnbridge.sandbox.service import ServiceProcess, free_port
@@ -111,6 +113,36 @@ def suggester_rows() -> list[Row]:
     return rows
 
 
+def console_pages(*, postgres: bool = False) -> dict[str, Any]:
+    """bench/console.py's figures: every console page with 100,000 returns, and the same
+    pages with 1,000 returns measured in the same run (the baseline)."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
+        path = Path(out.name)
+    cmd = [sys.executable, str(HERE / "console.py"), "--json", str(path)]
+    if postgres:
+        cmd.append("--postgres")
+    print("$", " ".join(cmd[1:]), flush=True)
+    subprocess.run(cmd, check=False)
+    try:
+        figures: dict[str, Any] = json.loads(path.read_text(encoding="utf-8") or "{}")
+    except (OSError, ValueError):
+        figures = {}
+    path.unlink(missing_ok=True)
+    return figures
+
+
+def console_row(figures: dict[str, Any], db: str) -> Row:
+    full, base = figures.get("full") or {}, figures.get("baseline") or {}
+    worst, slowest = full.get("worst_median_ms"), full.get("worst_max_ms")
+    base_ms = base.get("worst_median_ms")
+    n = int(full.get("returns") or 100_000)
+    return Row(f"console, slowest page ({full.get('worst_page', '?')}), {n:,} returns, {db}",
+               "<= 300 ms", f"{fmt(worst, ' ms')} (max {fmt(slowest, ' ms')})",
+               f"{fmt(base_ms, ' ms')} with {int(base.get('returns') or 0):,}",
+               fmt(worst / base_ms if worst and base_ms else None, "", 2),
+               bool(worst and worst <= 300))
+
+
 def fmt(value: float | None, unit: str = "", digits: int = 0) -> str:
     if value is None or value != value:  # NaN
         return "n/a"
@@ -164,6 +196,10 @@ def main() -> None:
                         fmt(e2, "/s", 1), fmt(e1, "/s", 1),
                         fmt(gain * 100 if gain is not None else None, "%", 0),
                         bool(gain is not None and gain >= 0.7)))
+
+    rows.append(console_row(console_pages(), "SQLite"))
+    if not args.no_postgres:
+        rows.append(console_row(console_pages(postgres=True), "PostgreSQL"))
 
     idle = idle_cpu()
     rows.append(Row("idle serve CPU", "<= 2% of a core", fmt(idle * 100, "%", 2), "", "",

@@ -102,6 +102,21 @@ def test_sign_in_is_rate_limited_and_disabled_users_cannot_sign_in(app: LiveApp)
     assert _login(app, "carol").headers["x-last-status"] == "429"
 
 
+def test_the_sign_in_limit_is_shared_by_every_serving_process(
+        app: LiveApp, runtime_factory: Any) -> None:
+    """Two ``serve`` processes (workers) on one database: failures on either count together."""
+    other = start_live_app(runtime_factory, console={"login_attempts": 3})
+    try:
+        assert _login(app, "fiona", "wrong").headers["x-last-status"] == "401"
+        assert _login(other, "fiona", "wrong").headers["x-last-status"] == "401"
+        assert _login(app, "fiona", "wrong").headers["x-last-status"] == "401"
+        refused = _login(other, "fiona")  # the right password, on the other process
+        assert refused.headers["x-last-status"] == "429"
+        assert _login(app, "ada").headers["x-last-status"] == "429"  # same client address
+    finally:
+        other.stop()
+
+
 def test_a_login_form_without_its_csrf_token_is_refused(app: LiveApp) -> None:
     with app.client(follow_redirects=False) as client:
         r = client.post("/console/login", data={"username": "ada", "password": PASSWORD})

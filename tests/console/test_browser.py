@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from returnbridge.sandbox.service import ServiceProcess, free_port
 from returnbridge.store.db import make_engine, session_factory
 from returnbridge.store.migrate import upgrade
 from returnbridge.store.models import ConsoleMappingRule, ExceptionRow, utcnow
+from tests.conftest import create_pg_database, drop_pg_database, pg_url
 from tests.exceptions._seed import add_problem
 
 # One server and one browser for the module: keep its tests on one xdist worker.
@@ -56,6 +58,11 @@ class Console:
     base_url: str
     db_url: str
     browser: Browser
+    screenshots: bool = True  # one database's run saves them
+
+    def shot(self, page: Page, name: str, *, full_page: bool = True) -> None:
+        if self.screenshots:
+            page.screenshot(path=str(SHOTS / name), full_page=full_page)
 
     def session(self) -> Any:
         return session_factory(make_engine(self.db_url))()
@@ -103,11 +110,11 @@ def _wait(db_url: str, count: int, timeout: float = 60) -> None:
     raise AssertionError(f"fewer than {count} returns arrived within {timeout}s")
 
 
-@pytest.fixture(scope="module")
-def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
-    tmp = tmp_path_factory.mktemp("console")
+@contextmanager
+def _serve(tmp: Path, db_url: str, *, screenshots: bool = True) -> Iterator[Console]:
+    """A real ``returnbridge serve`` on ``db_url`` (migrated here) with the sandbox returns,
+    users, a finance exception and a reconciliation month, and a browser."""
     port = free_port()
-    db_url = f"sqlite:///{tmp / 'returnbridge.db'}"
     config = write_demo_config(tmp, port, db_url)
     text = config.read_text(encoding="utf-8")
     # No catch-all rule: "Changed my mind" and "Wrong colour" stay unmapped (held, ops).
@@ -154,12 +161,32 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM)
             try:
-                yield Console(service.base_url, db_url, browser)
+                yield Console(service.base_url, db_url, browser, screenshots)
             finally:
                 browser.close()
     finally:
         sender.close()
         service.stop()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def console(tmp_path_factory: pytest.TempPathFactory,
+            request: pytest.FixtureRequest) -> Iterator[Console]:
+    """Every journey on SQLite (taking the screenshots) and on PostgreSQL, each against its
+    own ``serve``. PostgreSQL fails, never skips, with RB_TEST_REQUIRE_POSTGRES=1 or in CI
+    when it is missing (conftest's pg_template)."""
+    tmp = tmp_path_factory.mktemp(f"console-{request.param}")
+    if request.param == "sqlite":
+        with _serve(tmp, f"sqlite:///{tmp / 'returnbridge.db'}") as c:
+            yield c
+        return
+    request.getfixturevalue("pg_template")
+    name = create_pg_database()  # empty: serve's schema comes from the migrations here
+    try:
+        with _serve(tmp, pg_url(name), screenshots=False) as c:
+            yield c
+    finally:
+        drop_pg_database(name)
 
 
 def _exception_id(console: Console, type_: str, ref: str) -> int:
@@ -187,10 +214,10 @@ def test_each_role_signs_in_and_sees_its_name_and_role(console: Console) -> None
         if role == "admin":
             page.goto("/console/overview")
             expect(page.get_by_role("heading", name="The flow at a glance")).to_be_visible()
-            page.screenshot(path=str(SHOTS / "overview.png"), full_page=True)
+            console.shot(page, "overview.png")
             page.goto("/console/health")
             expect(page.get_by_role("heading", name="Connections")).to_be_visible()
-            page.screenshot(path=str(SHOTS / "health.png"), full_page=True)
+            console.shot(page, "health.png")
         page.get_by_role("button", name="Sign out").click()
         expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
         page.close()
@@ -201,7 +228,7 @@ def test_an_anonymous_visitor_gets_the_login_page(console: Console) -> None:
     page.goto("/console/returns/LR-301")
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     assert "/console/login?next=/console/returns/LR-301" in page.url
-    page.screenshot(path=str(SHOTS / "login.png"))
+    console.shot(page, "login.png", full_page=False)
     page.get_by_label("User name").fill("ada")
     page.get_by_label("Password").fill("wrong password!!")
     page.get_by_role("button", name="Sign in").click()
@@ -228,7 +255,7 @@ def test_a_cx_user_cannot_act_on_a_finance_exception(console: Console) -> None:
     expect(finance.get_by_role("button", name="Resolve")).to_be_visible()
     expect(finance.get_by_role("heading", name="Runbook: duplicate_refund_suspected")
            ).to_be_visible()
-    finance.screenshot(path=str(SHOTS / "exception.png"), full_page=True)
+    console.shot(finance, "exception.png")
     finance.close()
     with console.session() as s:
         assert s.get(ExceptionRow, finance_id).status == "open"
@@ -258,7 +285,7 @@ def test_a_bulk_retry_releases_held_returns(console: Console) -> None:
     page.goto("/console/exceptions?owner=ops&type=unmapped_return_reason")
     for exception_id in ids:
         page.get_by_label(f"Select exception {exception_id}").check()
-    page.screenshot(path=str(SHOTS / "exceptions.png"), full_page=True)
+    console.shot(page, "exceptions.png")
     page.get_by_role("button", name="Retry selected").click()
     expect(page.get_by_role("status").first).to_contain_text("retry: 2 resolved")
     page.goto("/console/returns?status=ready")
@@ -280,7 +307,7 @@ def test_a_return_page_shows_its_timeline_and_khaos_document(console: Console) -
     expect(document).to_contain_text('"AssociatedRef":"LR-301"')
     page.get_by_role("link", name="What Khaos would receive now").click()
     expect(page.get_by_test_id("dry-run")).to_contain_text("LR-301")
-    page.screenshot(path=str(SHOTS / "return.png"), full_page=True)
+    console.shot(page, "return.png")
     page.close()
 
 
@@ -295,7 +322,7 @@ def test_a_mapping_preview_lists_the_returns_it_would_release(console: Console) 
     released = page.get_by_test_id("would-release")
     expect(released).to_contain_text("LR-201")
     expect(released).to_contain_text("LR-202")
-    page.screenshot(path=str(SHOTS / "mapping.png"), full_page=True)
+    console.shot(page, "mapping.png")
     page.get_by_role("button", name="Save this rule").click()
     expect(page.get_by_role("status").first).to_contain_text("2 released")
     page.close()
@@ -309,7 +336,7 @@ def test_payload_text_is_shown_escaped(console: Console) -> None:
     expect(page.locator("#lines")).to_contain_text(XSS)
     page.goto("/console/returns?sku=" + quote(XSS))
     expect(page.get_by_role("link", name="LR-401")).to_be_visible()
-    page.screenshot(path=str(SHOTS / "returns.png"), full_page=True)
+    console.shot(page, "returns.png")
     assert dialogs == []
     page.close()
 
@@ -329,5 +356,5 @@ def test_finance_opens_the_reconciliation_month_and_builds_the_pack(console: Con
     expect(page.get_by_role("status").first).to_contain_text(f"Pack for {RECON_PERIOD} written")
     expect(page.get_by_test_id("pack-files")).to_contain_text(
         f"reconciliation-{RECON_PERIOD}.xlsx")
-    page.screenshot(path=str(SHOTS / "reconciliation.png"), full_page=True)
+    console.shot(page, "reconciliation.png")
     page.close()

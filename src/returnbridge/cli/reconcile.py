@@ -37,7 +37,7 @@ def reconcile(
 ) -> None:
     """Three-way reconciliation: platform outcome, Khaos credit note, payments."""
     from returnbridge.flows.engine.runtime import Runtime
-    from returnbridge.flows.reconcile import legs, service
+    from returnbridge.flows.reconcile import legs, scoping, service
     from returnbridge.store.migrate import require_current
 
     settings = load(config)
@@ -53,7 +53,7 @@ def reconcile(
         return
     formats = [f.strip() for f in fmt.split(",") if f.strip()]
     try:
-        sc = service.scope(rt, period, source)
+        sc = scoping.scope(rt, period, source)
     except ValueError as exc:
         err.print(escape(str(exc)))
         raise typer.Exit(2) from None

@@ -634,6 +634,77 @@ class ConsoleMappingRule(Base):
     created_by: Mapped[str] = mapped_column(String(120), default="")
 
 
+class ReasonCoverageDay(Base):
+    """The Mapping page's coverage, pre-grouped per UTC day of ``returns.last_event_at``
+    (0012): one row per day and (source, reason, condition, disposition, keep item). Each
+    return counts on one day only, so the days of a period add up. Rebuilt a day at a time
+    from the returns (``store/reason_coverage.py``) when that day is marked dirty."""
+
+    __tablename__ = "reason_coverage_days"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    day: Mapped[str] = mapped_column(String(10), index=True)  # YYYY-MM-DD, UTC
+    source: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(String(255))
+    condition: Mapped[str] = mapped_column(String(80))
+    disposition: Mapped[str] = mapped_column(String(20))
+    physical_return_expected: Mapped[bool] = mapped_column(Boolean)
+    returns: Mapped[int] = mapped_column(Integer)
+    lines: Mapped[int] = mapped_column(Integer)
+    units: Mapped[int] = mapped_column(BigInteger)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime())
+    example_ref: Mapped[str] = mapped_column(String(50))
+
+
+class ReasonCoverageDirty(Base):
+    """A day whose ``reason_coverage_days`` rows are out of date because this return (or
+    its lines) changed. Written by database triggers on ``returns`` and ``return_lines``
+    (0012), so every writer marks it; cleared when the day is rebuilt."""
+
+    __tablename__ = "reason_coverage_dirty"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    return_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+
+
+class ConsoleLoginFailure(Base):
+    """A failed console sign-in (0012), per user name or client address: every serving
+    process counts the same failures (``flows/console/login_throttle.py``)."""
+
+    __tablename__ = "console_login_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+Index("ix_console_login_failures_key_at", ConsoleLoginFailure.key, ConsoleLoginFailure.at)
+
+
+class ReconLegsVersion(Base):
+    """One row (id 1): a counter that database triggers (0012) add to whenever a
+    reconciliation leg row is inserted, changed or deleted."""
+
+    __tablename__ = "recon_legs_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class ReconciliationReport(Base):
+    """A month's reconciliation report (summary and differences) as computed at a
+    ``recon_legs_version``; the console page reads it while the legs are unchanged (0012)."""
+
+    __tablename__ = "reconciliation_reports"
+
+    period: Mapped[str] = mapped_column(String(7), primary_key=True)
+    source: Mapped[str] = mapped_column(String(20), primary_key=True)
+    legs_version: Mapped[int] = mapped_column(BigInteger)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON)
+    differences: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+
+
 # Console search and overview (0003): the filters a person uses on 100,000 returns.
 # Covering: the Overview counts every stage of a period from this index alone.
 Index("ix_returns_first_seen_flow", ReturnRow.first_seen_at, ReturnRow.khaos_status,
@@ -649,6 +720,8 @@ Index("ix_returns_search", ReturnRow.first_seen_at, ReturnRow.associated_ref,
       ReturnRow.order_ref, ReturnRow.customer_email)
 Index("ix_returns_khaos_status_first_seen", ReturnRow.khaos_status, ReturnRow.first_seen_at)
 Index("ix_return_lines_sku", ReturnLineRow.sku)
+# Reason coverage (0012): a day's returns are rebuilt from this index, and a period counted.
+Index("ix_returns_last_event_at", ReturnRow.last_event_at)
 Index("ix_exceptions_status_first_seen", ExceptionRow.status, ExceptionRow.first_seen_at)
 
 

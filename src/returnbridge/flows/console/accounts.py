@@ -13,9 +13,6 @@ import hashlib
 import hmac
 import re
 import secrets
-import threading
-import time
-from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -304,49 +301,3 @@ def shared_token_identity(presented: str) -> Identity:
     return Identity(actor="api-token:" + sha256(presented)[:8], name="shared API token",
                     role=None, scope=Scope.ADMIN)
 
-
-# --- sign-in rate limiting ---------------------------------------------------------------
-
-
-class LoginThrottle:
-    """Failed sign-ins per user name and per client address in a sliding window.
-
-    Kept in the serving process's memory: with several ``serve`` processes each counts on
-    its own, so the limit is per process (documented in docs/console.md)."""
-
-    def __init__(self, attempts: int, window_seconds: float) -> None:
-        self.attempts = attempts
-        self.window = window_seconds
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def _recent(self, key: str, now: float) -> deque[float]:
-        q = self._failures.setdefault(key, deque())
-        while q and now - q[0] > self.window:
-            q.popleft()
-        return q
-
-    def blocked(self, *keys: str) -> float:
-        """Seconds until another attempt is allowed (0: allowed now)."""
-        now = time.monotonic()
-        wait = 0.0
-        with self._lock:
-            for key in keys:
-                q = self._recent(key, now)
-                if len(q) >= self.attempts:
-                    wait = max(wait, self.window - (now - q[0]))
-        return wait
-
-    def failed(self, *keys: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            for key in keys:
-                self._recent(key, now).append(now)
-            if len(self._failures) > 10_000:  # forget the oldest keys, never grow unbounded
-                for stale in list(self._failures)[:5_000]:
-                    del self._failures[stale]
-
-    def succeeded(self, *keys: str) -> None:
-        with self._lock:
-            for key in keys:
-                self._failures.pop(key, None)

@@ -23,6 +23,7 @@ from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.flows.exceptions.actions import exception_view
 from returnbridge.flows.exceptions.coverage import ReasonCoverage, map_line
 from returnbridge.flows.khaos.serve import channel_options, render, to_served
+from returnbridge.store import reason_coverage as by_day
 from returnbridge.store import returns_repo
 from returnbridge.store.models import (
     ExceptionRow,
@@ -273,21 +274,29 @@ def reason_coverage(session: Session, config: Any, days: int | None = None) -> d
 
     By default over the returns still to be sent to Khaos (pending, held, ready): the ones
     a mapping change can still affect, and a small set however large the history. With
-    ``days``, over every return seen in that many days (slower on a large database)."""
+    ``days``, over every return seen in that many days, from the per-day coverage table
+    (``store/reason_coverage.py``: its dirty days are rebuilt first, so ``session`` must
+    not be inside a transaction)."""
 
     cutoff = utcnow() - timedelta(days=days or 0)
     scope = (ReturnRow.last_event_at >= cutoff if days
              else ReturnRow.khaos_status.in_(IN_FLIGHT))
-    rows = session.execute(
-        select(ReturnRow.source, ReturnLineRow.reason, ReturnLineRow.condition,
-               ReturnLineRow.disposition, ReturnLineRow.physical_return_expected,
-               func.count(func.distinct(ReturnRow.id)), func.count(),
-               func.sum(ReturnLineRow.quantity), func.max(ReturnRow.last_event_at),
-               func.max(ReturnRow.associated_ref))
-        .join(ReturnRow, ReturnRow.id == ReturnLineRow.return_id)
-        .where(scope)
-        .group_by(ReturnRow.source, ReturnLineRow.reason, ReturnLineRow.condition,
-                  ReturnLineRow.disposition, ReturnLineRow.physical_return_expected)).all()
+    if days:
+        groups = by_day.since(session, cutoff, by_day.refresh(session))
+        rows: list[Any] = [(g.source, g.reason, g.condition, g.disposition,
+                            g.physical_return_expected, g.returns, g.lines, g.units,
+                            g.last_seen, g.example_ref) for g in groups]
+    else:
+        rows = list(session.execute(
+            select(ReturnRow.source, ReturnLineRow.reason, ReturnLineRow.condition,
+                   ReturnLineRow.disposition, ReturnLineRow.physical_return_expected,
+                   func.count(func.distinct(ReturnRow.id)), func.count(),
+                   func.sum(ReturnLineRow.quantity), func.max(ReturnRow.last_event_at),
+                   func.max(ReturnRow.associated_ref))
+            .join(ReturnRow, ReturnRow.id == ReturnLineRow.return_id)
+            .where(scope)
+            .group_by(ReturnRow.source, ReturnLineRow.reason, ReturnLineRow.condition,
+                      ReturnLineRow.disposition, ReturnLineRow.physical_return_expected)))
     reasons = []
     for source, reason, condition, disposition, physical, n_returns, n_lines, units, last, \
             example in rows:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from contextlib import suppress
 from datetime import UTC, datetime
@@ -13,33 +12,12 @@ import structlog
 
 from returnbridge.domain.reconciliation import period_bounds
 from returnbridge.flows.engine.runtime import Runtime
-from returnbridge.flows.reconcile import continuous, legs, pack
-from returnbridge.flows.reconcile.engine import Scope, statement
+from returnbridge.flows.reconcile import continuous, legs, pack, report_cache
+from returnbridge.flows.reconcile.engine import statement
+from returnbridge.flows.reconcile.scoping import scope
 from returnbridge.payments.shopify.client import ShopifyClient
 
 log = structlog.get_logger(__name__)
-
-ALL = "all"
-
-
-def scope_period(period: str) -> str:
-    """``period`` if it is a YYYY-MM month, else ValueError saying why."""
-    if not re.fullmatch(r"\d{4}-\d{2}", period):
-        raise ValueError(f"the period must be YYYY-MM, got {period!r}")
-    period_bounds(period)
-    return period
-
-
-def scope(rt: Runtime, period: str, source: str = "all") -> Scope:
-    known = (*rt.platforms.names(), ALL)
-    if source not in known:
-        raise ValueError(f"source must be one of {', '.join(known)}, got {source!r}")
-    period_bounds(period)  # validates
-    prefixes: tuple[str, ...] = ()
-    if source != ALL:
-        prefixes = (rt.prefix(source),)
-    return Scope(period, source, prefixes)
-
 
 def _orders(rt: Runtime) -> Any:
     s = rt.settings.shopify
@@ -92,5 +70,7 @@ def run_continuous(rt: Runtime, now: datetime | None = None) -> continuous.Outco
     first = continuous.periods(now, rt.settings.reconciliation.months_checked)[-1]
     refresh_legs(rt, legs.default_since(period_bounds(first)[0]))
     outcome = continuous.run(rt, now)
+
+    report_cache.warm(rt, continuous.periods(now, rt.settings.reconciliation.months_checked))
     log.info("continuous reconciliation ran", summary=str(outcome))
     return outcome

@@ -40,7 +40,7 @@ from returnbridge.flows.console.search import (
 from returnbridge.flows.decide import sku_fix
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.flows.exceptions import actions
-from returnbridge.flows.reconcile import continuous
+from returnbridge.flows.reconcile import continuous, report_cache, scoping
 from returnbridge.flows.reconcile import service as recon_service
 from returnbridge.web.console import runbooks
 from returnbridge.web.console.health_view import health_data
@@ -125,7 +125,7 @@ async def login(request: Request) -> Response:
     limiter = throttle(request)
     host = request.client.host if request.client else "?"
     keys = (f"user:{username}", f"ip:{host}")
-    wait = limiter.blocked(*keys)
+    wait = await run_in_threadpool(limiter.blocked, *keys)
     if wait:
         return refuse(f"Too many failed sign-ins. Try again in {int(wait // 60) + 1} "
                       "minute(s), or ask an admin to check your account.", 429)
@@ -140,9 +140,9 @@ async def login(request: Request) -> Response:
 
     session_token = await run_in_threadpool(attempt)
     if session_token is None:
-        limiter.failed(*keys)
+        await run_in_threadpool(limiter.failed, *keys)
         return refuse("Wrong user name or password (or the account is disabled).", 401)
-    limiter.succeeded(*keys)
+    await run_in_threadpool(limiter.succeeded, *keys)
     response = RedirectResponse(next_path, status_code=303)
     set_session(request, response, session_token)
     return response
@@ -461,7 +461,7 @@ def _period_or_now(period: str) -> tuple[str, str]:
     if not period:
         return continuous.period_of(datetime.now(UTC)), ""
     try:
-        recon_service.scope_period(period)
+        scoping.scope_period(period)
     except ValueError as exc:
         return continuous.period_of(datetime.now(UTC)), f"Not a month: {exc}"
     return period, ""
@@ -476,7 +476,7 @@ def _pack_files(rt: Runtime, period: str) -> list[str]:
 
 
 def _reconciliation_data(rt: Runtime, period: str) -> dict[str, Any]:
-    result = recon_service.report(rt, period)
+    result = report_cache.report(rt, period)
     s = result.summary
     cats = s["categories"]
     orphans = {o.value: cats.get(o.value, {"count": 0, "amount": "0.00"}) for o in ORPHANS}
@@ -508,7 +508,7 @@ async def reconciliation_build(request: Request, who: Who) -> Response:
     _finance_only(who)
     period = str(form.get("period") or "").strip()
     try:
-        recon_service.scope_period(period)
+        scoping.scope_period(period)
     except ValueError as exc:
         return redirect(f"{PREFIX}/reconciliation", error=f"Not a month: {exc}")
     result = await run_in_threadpool(recon_service.month_end, runtime(request), period,

@@ -18,7 +18,8 @@ from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from returnbridge.flows.console.accounts import LoginThrottle, SignedIn, csrf_ok, resume_session
+from returnbridge.flows.console.accounts import SignedIn, csrf_ok, resume_session
+from returnbridge.flows.console.login_throttle import LoginThrottle
 from returnbridge.flows.engine.runtime import Runtime
 
 SESSION_COOKIE = "rb_session"
@@ -47,7 +48,8 @@ def throttle(request: Request) -> LoginThrottle:
     existing: LoginThrottle | None = getattr(request.app.state, "login_throttle", None)
     if existing is None:
         c = runtime(request).settings.console
-        existing = LoginThrottle(c.login_attempts, c.login_window_minutes * 60.0)
+        existing = LoginThrottle(runtime(request).sessions, c.login_attempts,
+                                 c.login_window_minutes * 60.0)
         request.app.state.login_throttle = existing
     return existing
 
