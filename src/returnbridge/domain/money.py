@@ -71,7 +71,3 @@ def allocate(total: Decimal, weights: Sequence[Decimal]) -> list[Decimal]:
         floors[i] += 1
     return [Decimal(p) * PENNY for p in floors]
 
-
-def within_tolerance(a: Decimal, b: Decimal, tolerance: Decimal) -> bool:
-    """True when two amounts differ by no more than ``tolerance``."""
-    return abs(a - b) <= tolerance

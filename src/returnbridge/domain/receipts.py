@@ -126,6 +126,3 @@ def unmatched_receipts(case: ReturnCase) -> tuple[UnitReceipt, ...]:
     """Receipts that match no line of the return (wrong SKU in the parcel, or our data)."""
     return tuple(r for r in case.receipts if not any(_matches(r, ln) for ln in case.lines))
 
-
-def units_received(line: ReturnLine) -> bool:
-    return line.received_at is not None

@@ -82,12 +82,6 @@ def reevaluate_open(rt: Runtime, *, by: str, why: str, limit: int = 10_000,
     return ReevaluationResult(len(ids), released, held, failed)
 
 
-def after_mirror_change(rt: Runtime, kind: str) -> None:
-    """Hook for Khaos pushes: stock items and levels can release held returns."""
-    if kind in ("stock", "stock-status", "customers"):
-        reevaluate_open(rt, by="returnbridge", why=f"Khaos {kind} update", held_only=True)
-
-
 def mapping_fingerprint(rt: Runtime) -> str:
     s = rt.settings
     data = {"mapping": s.mapping.model_dump(mode="json"),

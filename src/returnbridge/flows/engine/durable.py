@@ -14,11 +14,10 @@ already applied).
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
 from pathlib import Path
 
 import structlog
-from dbos import DBOS, SetWorkflowID
+from dbos import DBOS
 
 from returnbridge.flows.confirm.queue import register_soap_queue
 from returnbridge.flows.decide.reevaluate import reevaluate_if_mapping_changed
@@ -30,7 +29,6 @@ from returnbridge.flows.ingest.apply import apply_event
 from returnbridge.flows.ingest.worker import EventWorker
 from returnbridge.flows.refunds import workflow as refund_workflow
 from returnbridge.store.db import create_private_file, is_sqlite, normalise_url, sqlite_path
-from returnbridge.store.events import pending_events
 
 log = structlog.get_logger(__name__)
 
@@ -63,23 +61,6 @@ def process_event_workflow(event_id: int) -> str:
         mark_failed_step(event_id, f"{type(exc).__name__}: {exc}")
         log.error("event failed", event_id=event_id, error=str(exc))
         return "failed"
-
-
-def enqueue_event(source: str, dedupe_key: str, event_id: int) -> None:
-    """Apply one event through a DBOS workflow (kept for operators' scripts; the event
-    worker does not need it)."""
-    with SetWorkflowID(workflow_id(source, dedupe_key)):
-        DBOS.enqueue_workflow(EVENTS_QUEUE, process_event_workflow, event_id)
-
-
-def pump_pending(rt: Runtime, older_than: timedelta = timedelta(seconds=0)) -> int:
-    """Enqueue DBOS workflows for stored, unprocessed events; harmless to repeat (the event
-    worker does this work itself; kept for scripts)."""
-    with rt.sessions() as session:
-        pending = pending_events(session, older_than)
-    for event_id, source, key in pending:
-        enqueue_event(source, key, event_id)
-    return len(pending)
 
 
 def system_database_url(rt: Runtime) -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -413,10 +413,6 @@ def _stale(session: Session, now: datetime, stale_after: timedelta,
             stock_code=level.stock_code, stock_id=level.stock_id, site_id=level.site_id,
             available=str(level.available), updated_at=level.updated_at.isoformat(),
             age_hours=round(age, 1)))
-
-
-def status_counts(report: CoverageReport) -> Counter[str]:
-    return Counter(r.status for r in report.reasons)
 
 
 def audit_report(rt: Runtime, *, days: int = DEFAULT_DAYS,

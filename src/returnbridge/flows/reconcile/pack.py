@@ -32,7 +32,6 @@ from returnbridge.domain.reconciliation import (
 )
 from returnbridge.flows.reconcile.engine import DIFF_COLUMNS as ENGINE_DIFFS
 from returnbridge.flows.reconcile.engine import (
-    PAY,
     Row,
     Scope,
     statement,
@@ -537,6 +536,3 @@ th{{background:#ddebf7;text-align:left}}.n{{text-align:right;font-variant-numeri
 </body></html>
 """
 
-
-def payments_total(conn: Connection) -> int:
-    return int(conn.execute(sa.select(sa.func.count()).select_from(PAY)).scalar_one())
