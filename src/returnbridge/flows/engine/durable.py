@@ -35,10 +35,6 @@ log = structlog.get_logger(__name__)
 EVENTS_QUEUE = "events"
 
 
-def workflow_id(source: str, dedupe_key: str) -> str:
-    return f"event:{source}:{dedupe_key}"
-
-
 @DBOS.step(retries_allowed=True, max_attempts=5, interval_seconds=1.0, backoff_rate=2.0)
 def apply_event_step(event_id: int) -> str:
     outcome = apply_event(runtime(), event_id)
