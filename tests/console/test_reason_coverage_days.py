@@ -31,7 +31,7 @@ REASONS = ["Too small", "Arrived damaged", "Changed my mind", "Lost in post"]
 
 def live(session: Session, config: Any, days: int) -> dict[str, Any]:
     """The oracle: every line of the period grouped live (the page before 0012)."""
-    from returnbridge.flows.exceptions.coverage import _map as map_line
+    from returnbridge.flows.exceptions.coverage import map_line
 
     cutoff = utcnow() - timedelta(days=days)
     rows = session.execute(
