@@ -19,14 +19,9 @@ _md = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table"
 
 
 def _sources() -> list[Path]:
-    found: list[Path] = []
-    try:
-        packaged = Path(str(resources.files("returnbridge") / "runbooks"))
-        found.append(packaged)
-    except (ModuleNotFoundError, TypeError):
-        pass
-    found.append(Path(__file__).resolve().parents[4] / "docs" / "runbooks")
-    return found
+    """The runbooks packaged with the wheel, then those of a source checkout."""
+    return [Path(str(resources.files("returnbridge") / "runbooks")),
+            Path(__file__).resolve().parents[4] / "docs" / "runbooks"]
 
 
 @functools.lru_cache(maxsize=64)
