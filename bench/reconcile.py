@@ -101,6 +101,9 @@ def fill(url: str, n: int) -> set[tuple[str, str, str]]:
     return planted
 
 
+FIGURES: list[dict[str, object]] = []  # for --json (bench/run_all.py)
+
+
 def bench(label: str, url: str, n: int, work: Path) -> bool:
     print(f"reconcile [{label}] month of {n} returns", flush=True)
     planted = fill(url, n)
@@ -119,6 +122,8 @@ def bench(label: str, url: str, n: int, work: Path) -> bool:
     print(f"  planted found exactly: {exact} ({len(planted)} planted, {len(found)} flagged, "
           f"residual {rec['residual']})")
     print(f"  {'PASS' if ok else 'FAIL'}", flush=True)
+    FIGURES.append({"database": label, "returns": n, "seconds": secs, "rss_mb": rss,
+                    "baseline_seconds": bsecs, "exact": exact})
     return ok
 
 
@@ -130,6 +135,7 @@ def main() -> int:
     ap.add_argument("--child", choices=("baseline", "reconcile"))
     ap.add_argument("--url")
     ap.add_argument("--out")
+    ap.add_argument("--json", help="also write the figures to this file (bench/run_all.py)")
     args = ap.parse_args()
     if args.child:
         child(args.child, args.url, args.out)
@@ -151,6 +157,8 @@ def main() -> int:
                 with eng.connect() as c:
                     c.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
                 eng.dispose()
+    if args.json:
+        Path(args.json).write_text(json.dumps(FIGURES), encoding="utf-8")
     return 0 if all(results) else 1
 
 

@@ -143,6 +143,35 @@ def console_row(figures: dict[str, Any], db: str) -> Row:
                bool(worst and worst <= 300))
 
 
+def reconcile_rows(returns: int, *, postgres: bool) -> list[Row]:
+    """bench/reconcile.py's figures: a month of ``returns`` reconciled into the full pack,
+    against reading the same rows (the baseline, same run)."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
+        path = Path(out.name)
+    cmd = [sys.executable, str(HERE / "reconcile.py"), "--returns", str(returns),
+           "--json", str(path)]
+    if not postgres:
+        cmd.append("--sqlite")
+    print("$", " ".join(cmd[1:]), flush=True)
+    subprocess.run(cmd, check=False)
+    try:
+        figures: list[dict[str, Any]] = json.loads(path.read_text(encoding="utf-8") or "[]")
+    except (OSError, ValueError):
+        figures = []
+    path.unlink(missing_ok=True)
+    rows = []
+    for f in figures:
+        secs, base = float(f["seconds"]), float(f["baseline_seconds"])
+        rows.append(Row(f"reconcile a month, {int(f['returns']):,} returns, {f['database']}",
+                        "<= 20 s, <= 1 GB",
+                        f"{fmt(secs, ' s', 1)}, {fmt(float(f['rss_mb']), ' MB')}"
+                        + ("" if f["exact"] else ", planted gaps NOT all found"),
+                        f"read only {fmt(base, ' s', 1)}", fmt(secs / base if base else None,
+                                                               "x", 1),
+                        bool(secs <= 20 and float(f["rss_mb"]) <= 1024 and f["exact"])))
+    return rows
+
+
 def fmt(value: float | None, unit: str = "", digits: int = 0) -> str:
     if value is None or value != value:  # NaN
         return "n/a"
@@ -157,6 +186,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1500)
     parser.add_argument("--no-postgres", action="store_true")
+    parser.add_argument("--recon-returns", type=int, default=1_000_000,
+                        help="returns in the reconciliation month (the target is 1,000,000)")
     args = parser.parse_args()
     load_start = load()
     rows: list[Row] = []
@@ -200,6 +231,8 @@ def main() -> None:
     rows.append(console_row(console_pages(), "SQLite"))
     if not args.no_postgres:
         rows.append(console_row(console_pages(postgres=True), "PostgreSQL"))
+
+    rows.extend(reconcile_rows(args.recon_returns, postgres=not args.no_postgres))
 
     idle = idle_cpu()
     rows.append(Row("idle serve CPU", "<= 2% of a core", fmt(idle * 100, "%", 2), "", "",
