@@ -34,7 +34,7 @@ from pydantic_settings import (
 from returnbridge.domain.exceptions import CATALOGUE
 from returnbridge.domain.policy import DefaultReason
 from returnbridge.domain.reasons import Processing, ReasonRule
-from returnbridge.returns_platform import NAME_PATTERN, Registry
+from returnbridge.returns_platform import Registry, platform_name
 
 DEFAULT_CONFIG_FILE = "returnbridge.toml"
 CONFIG_ENV = "RB_CONFIG"
@@ -345,8 +345,12 @@ class ReasonMappingEntry(Section):
     @field_validator("source")
     @classmethod
     def _known_source(cls, value: str) -> str:
-        if value != "*" and not NAME_PATTERN.match(value):
-            raise ValueError("must be a returns platform's name or '*'")
+        if value != "*":
+            try:
+                platform_name(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a returns platform's name; use one "
+                                 "(e.g. 'loop', 'zigzag') or '*'") from None
         return value
 
     @field_validator("disposition")

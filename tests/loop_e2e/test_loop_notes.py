@@ -15,8 +15,9 @@ from returnbridge.sandbox.loop.server import LoopSandboxServer
 from returnbridge.sandbox.loop.world import LoopWorld
 from returnbridge.sources.loop.client import LoopClient
 from returnbridge.sources.loop.notes import held_note, write_back
+from returnbridge.sources.loop.notes_table import LoopNote
 from returnbridge.store import exceptions_repo
-from returnbridge.store.models import LoopNote, ReturnRow, utcnow
+from returnbridge.store.models import ReturnRow, utcnow
 from tests.exceptions._seed import add_problem, add_return
 
 LOOP_KEY = "sandbox-loop-key"
