@@ -86,7 +86,13 @@ from returnbridge.sandbox.zigzag.samples import SampleItem, journey, refund_tota
 from returnbridge.sandbox.zigzag.sender import ZigZagSender
 from returnbridge.store.db import make_engine
 from returnbridge.store.migrate import upgrade
-from returnbridge.store.models import ExceptionRow, InboundEvent, ReturnRow
+from returnbridge.store.models import (
+    ExceptionRow,
+    InboundEvent,
+    RefundRow,
+    ReturnRow,
+    TimelineEntry,
+)
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 LOOP_KEY = "chaos-loop-key"
@@ -160,6 +166,7 @@ class ChaosResult:
     drain_seconds: float = 0.0
     drained: bool = False
     total_seconds: float = 0.0
+    stuck: list[str] = field(default_factory=list)  # what returnbridge shows for them
 
     @property
     def problems(self) -> list[str]:
@@ -222,6 +229,9 @@ class ChaosResult:
         out.append(f"  SIGKILLs: {len(self.kills)} ({', '.join(self.kills)})")
         out.append(f"time: sending {self.send_seconds:.0f} s, drain after the last delivery "
                    f"{self.drain_seconds:.0f} s, total {self.total_seconds:.0f} s")
+        if self.stuck:
+            out.append("not in Khaos or not paid (as returnbridge shows them)")
+            out.extend(f"  {line}" for line in self.stuck)
         problems = self.problems
         out.append("RESULT: " + ("every loss and duplicate is zero, every rate within its "
                                  "limit" if not problems else "FAILED - " + "; ".join(problems)))
@@ -625,6 +635,35 @@ class _Campaign:
             if refunds and sum((x.amount for x in refunds), Decimal(0)) != amount:
                 r.refunds_wrong_amount += 1
 
+    def stuck_details(self, sb: _Sandboxes, wl: _Workload, limit: int = 10) -> None:
+        refs = [ref for ref in (*wl.loop_refs, *wl.zigzag_refs) if ref not in sb.khaos.imported]
+        refs += [f"ZZ-RTN-{700_000 + i}" for i, order in enumerate(wl.orders.values())
+                 if not order.refunds]
+        if not refs:
+            return
+        engine = make_engine(self.db_url)
+        try:
+            with engine.connect() as conn:
+                for ref in refs[:limit]:
+                    row = conn.execute(select(ReturnRow.id, ReturnRow.khaos_status).where(
+                        ReturnRow.associated_ref == ref)).first()
+                    if row is None:
+                        self.result.stuck.append(f"{ref}: unknown to returnbridge")
+                        continue
+                    exceptions = conn.scalars(select(ExceptionRow.type).where(
+                        ExceptionRow.return_id == row[0], ExceptionRow.status == "open")).all()
+                    refunds = conn.execute(select(RefundRow.provider, RefundRow.status).where(
+                        RefundRow.associated_ref == ref)).all()
+                    timeline = conn.scalars(select(TimelineEntry.message).where(
+                        TimelineEntry.return_id == row[0]).order_by(
+                        TimelineEntry.id.desc()).limit(4)).all()
+                    self.result.stuck.append(
+                        f"{ref}: {row[1]}; open exceptions {list(exceptions)}; refunds "
+                        f"{[tuple(r) for r in refunds]}; latest "
+                        f"{[m[:100] for m in reversed(timeline)]}")
+        finally:
+            engine.dispose()
+
     def drained(self, sb: _Sandboxes, wl: _Workload) -> bool:
         self.khaos_figures(sb, wl)
         r = self.result
@@ -737,6 +776,7 @@ def _run(campaign: _Campaign, sb: _Sandboxes, opts: ChaosOptions, service_url: s
     sb.khaos.stop_polling()
     campaign.khaos_figures(sb, wl)
     campaign.event_figures()
+    campaign.stuck_details(sb, wl)
     campaign.result.deliveries = dict(campaign.counts)
     if errors:
         raise errors[0]
