@@ -370,11 +370,13 @@ def main() -> None:
                         "127.0.0.1:5432/postgres", default=None)
     parser.add_argument("--routes", default="",
                         help="only the routes whose name contains one of these "
-                        "comma-separated words (e.g. 'loop,zigzag'); default: all")
+                        "comma-separated words (e.g. 'loop,zigzag'; '=/khaos/stock' for exactly "
+                        "that path); default: all")
     args = parser.parse_args()
     words = [w.strip() for w in args.routes.split(",") if w.strip()]
     chosen = {name: c for name, c in CAMPAIGNS.items()
-              if not words or any(w in name for w in words)}
+              if not words or any(name.split()[-1] == w[1:] if w.startswith("=") else w in name
+                                  for w in words)}
     if not chosen:
         parser.error(f"no route matches {args.routes!r}")
     from returnbridge import logs
