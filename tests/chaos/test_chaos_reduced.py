@@ -15,8 +15,8 @@ from tests.conftest import PG_ADMIN_URL
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-RETURNS = 150
-KILLS = 4
+RETURNS = 120
+KILLS = 3  # serve and each worker once
 
 
 def test_reduced_chaos_campaign_loses_nothing_and_posts_nothing_twice(
@@ -31,11 +31,13 @@ def test_reduced_chaos_campaign_loses_nothing_and_posts_nothing_twice(
     assert result.returns_expected == RETURNS and result.returns_in_khaos == RETURNS
     assert result.refunds_expected > 0 and result.refunds_paid == result.refunds_expected
     assert result.events_stored > 0 and result.events_processed == result.events_stored
-    # The faults really happened: every kill, drops and duplicates, and every sandbox
-    # failed some calls (else this run proved nothing).
-    assert len(result.kills) == KILLS
+    # The faults really happened: every kill, drops and duplicates, and every sandbox that
+    # was called more than a few times failed some calls (else this run proved nothing; the
+    # ZigZag API and Khaos SOAP see a handful of calls in a run this short).
+    assert sorted(result.kills) == ["chaos-worker-1", "chaos-worker-2", "serve"]
     assert result.deliveries["loop dropped"] > 0
     assert result.deliveries["loop duplicated"] + result.deliveries["zigzag duplicated"] > 0
     assert result.deliveries["zigzag first attempt lost"] > 0
-    assert {r.name for r in result.rates if sum(r.faults.values()) > 0} == {
-        "Loop API", "Shopify", "Khaos channel (polls, pushes)", "Khaos SOAP", "ZigZag API"}
+    busy = {r.name for r in result.rates if r.calls >= 20}
+    assert {"Loop API", "Shopify", "Khaos channel (polls, pushes)"} <= busy
+    assert all(sum(r.faults.values()) > 0 for r in result.rates if r.name in busy)

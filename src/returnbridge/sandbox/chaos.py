@@ -17,8 +17,9 @@ Faults:
   once a day for 7 days. A dropped ZigZag delivery is therefore a first attempt that got no
   answer, sent again later (out of order), like every ZigZag delivery refused while ``serve``
   is down.
-- ``kills`` SIGKILLs of a randomly chosen process (serve or a worker), each restarted, at
-  random points of the campaign's progress (sending, Khaos imports, refunds).
+- ``kills`` SIGKILLs (every process in turn, serve and each worker, in a random order each
+  round), each restarted, at random points of the campaign's progress (sending, Khaos
+  imports, refunds).
 - sandboxes: ``fault_rate`` of the calls returnbridge makes to the Loop API, the Khaos SOAP
   service, the ZigZag API and Shopify are answered 5xx, 429 or time out (held past the
   client's timeout, then processed anyway); the same share of Khaos's requests to the channel
@@ -483,6 +484,7 @@ class _Campaign:
         self.stop = threading.Event()
         self.zigzag_retry: list[_Delivery] = []
         self.counts: Counter[str] = Counter()
+        self.targets: list[str] = []
 
     # -- processes ---------------------------------------------------------------------
 
@@ -501,8 +503,10 @@ class _Campaign:
         self.serve.stop()
 
     def kill_one(self) -> None:
-        names = ["serve", *(w.name for w in self.workers)]
-        name = self.rng.choice(names)
+        if not self.targets:  # every process in turn, in a random order each round
+            self.targets = ["serve", *(w.name for w in self.workers)]
+            self.rng.shuffle(self.targets)
+        name = self.targets.pop()
         downtime = self.rng.uniform(0.2, 2.0)
         if name == "serve":
             self.serve.kill()
