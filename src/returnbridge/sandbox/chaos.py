@@ -351,7 +351,7 @@ class _Sandboxes:
 _TOKEN = re.compile(r"^d\d+$")
 
 
-def _lost_answer_recoverable(request: httpx.Request) -> bool:
+def khaos_answer_recoverable(request: httpx.Request) -> bool:
     """Khaos can ask again for a lost answer: pushes are retried, and a page fetched with
     one of returnbridge's continuation tokens is fetched again with the same token."""
     if request.method == "POST":
@@ -397,7 +397,7 @@ def _start_sandboxes(opts: ChaosOptions, service_url: str) -> _Sandboxes:
     zigzag.start()
     channel_meter = RateMeter(0, 60.0)
     transport = FaultyTransport(plan("Khaos channel (polls, pushes)", channel_meter, 4),
-                                channel_meter, lost_answer=_lost_answer_recoverable)
+                                channel_meter, lost_answer=khaos_answer_recoverable)
     khaos = KhaosSandbox(
         f"{service_url}/khaos/config.json", KHAOS_USER, KHAOS_PASSWORD,
         reasons={RESTOCK_REASON: "restock", WRITE_OFF_REASON: "write_off",

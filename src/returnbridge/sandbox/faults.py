@@ -49,10 +49,13 @@ class FaultPlan:
     kinds: tuple[str, ...] = KINDS
     timeout_seconds: float = 3.0  # how long a "timeout" holds the request
     seed: int = 0
+    # Outcomes of the next requests, in order, before any random one ("" for none): a test
+    # places a fault exactly where it wants it.
+    script: list[str] = field(default_factory=list)
     injected: Counter[str] = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
-        unknown = set(self.kinds) - set(KINDS)
+        unknown = (set(self.kinds) | set(self.script)) - {*KINDS, ""}
         if unknown:
             raise ValueError(f"unknown fault kinds {sorted(unknown)}")
         self._rng = random.Random(self.seed)
@@ -60,10 +63,13 @@ class FaultPlan:
 
     def draw(self) -> str:
         """The fault for the next request, or "" for none."""
-        if self.rate <= 0:
-            return ""
         with self._lock:
-            if self._rng.random() >= self.rate:
+            if self.script:
+                kind = self.script.pop(0)
+                if kind:
+                    self.injected[kind] += 1
+                return kind
+            if self.rate <= 0 or self._rng.random() >= self.rate:
                 return ""
             kind = self._rng.choice(self.kinds)
             self.injected[kind] += 1
