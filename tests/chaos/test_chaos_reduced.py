@@ -13,7 +13,8 @@ import pytest
 from returnbridge.sandbox.chaos import ChaosOptions, run_campaign
 from tests.conftest import PG_ADMIN_URL
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+# About two minutes on an idle 2-core machine; the drain deadline (240 s) bounds a stuck run.
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(900)]
 
 RETURNS = 120
 KILLS = 3  # serve and each worker once
