@@ -38,14 +38,18 @@ class Job:
 def _loop_backstop(rt: Runtime) -> str:
     from returnbridge.flows.health import record_failure, record_success
     from returnbridge.flows.loop_backstop import run_backstop
+    from returnbridge.flows.loop_lease import SKIPPED, loop_api_lease
     from returnbridge.sources.loop.client import LoopError
 
-    # Stored events are queued by the event pump within seconds.
-    try:
-        result = run_backstop(rt)
-    except (LoopError, OSError) as exc:
-        record_failure(rt, "loop", f"{type(exc).__name__}: {exc}")
-        raise
+    with loop_api_lease(rt) as mine:
+        if not mine:
+            return SKIPPED
+        # Stored events are queued by the event pump within seconds.
+        try:
+            result = run_backstop(rt)
+        except (LoopError, OSError) as exc:
+            record_failure(rt, "loop", f"{type(exc).__name__}: {exc}")
+            raise
     record_success(rt, "loop")
     return str(result)
 
@@ -98,9 +102,11 @@ def _alerts(rt: Runtime) -> str:
 
 
 def _loop_notes(rt: Runtime) -> str:
+    from returnbridge.flows.loop_lease import SKIPPED, loop_api_lease
     from returnbridge.flows.loop_notes import write_back
 
-    return str(write_back(rt))
+    with loop_api_lease(rt) as mine:
+        return str(write_back(rt)) if mine else SKIPPED
 
 
 def _minutes(value: object) -> float:
