@@ -6,7 +6,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
 PYTEST_WORKERS ?= 2
 
-.PHONY: all demo test lint bench bench-detail fuzz docs sync clean screenshots
+.PHONY: all demo test lint bench bench-detail fuzz chaos docs sync clean screenshots
 
 all: test
 
@@ -46,6 +46,11 @@ bench-detail: sync
 
 fuzz: sync
 	$(UV) run --frozen python bench/fuzz_routes.py $(FUZZ_ARGS)
+
+# The chaos campaign (10,000 returns, SIGKILLs, faults; PostgreSQL). CHAOS_ARGS, e.g.
+# CHAOS_ARGS="--returns 2000 --postgres postgresql://user@host/postgres".
+chaos: sync
+	$(UV) run --frozen python bench/chaos.py $(CHAOS_ARGS)
 
 screenshots: sync  ## the console's screenshots in docs/console, from the browser tests
 	RB_UPDATE_SCREENSHOTS=1 $(UV) run --frozen pytest -n 0 tests/console/test_browser.py

@@ -129,10 +129,16 @@ class RouteFigures:
     requests: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
     acknowledged: set[int] = field(default_factory=set)  # event ids answered as stored
+    no_answer: Counter[str] = field(default_factory=Counter)  # timeouts, connection errors
+    seconds: float = 0.0
 
     @property
     def server_errors(self) -> int:
         return sum(n for code, n in self.statuses.items() if code >= 500)
+
+    @property
+    def unanswered(self) -> int:
+        return sum(self.no_answer.values())
 
 
 class _Service:
@@ -175,7 +181,15 @@ class _Service:
 Campaign = Callable[[httpx.Client, RouteFigures, int], None]
 
 
-def _record(fig: RouteFigures, r: httpx.Response) -> None:
+def _record(fig: RouteFigures, call: Callable[[], httpx.Response]) -> None:
+    """Send one request; an answer that never comes (a timeout: the sender would retry the
+    same bytes) is counted against the route like a 5xx, not raised."""
+    try:
+        r = call()
+    except httpx.TransportError as exc:
+        fig.requests += 1
+        fig.no_answer[type(exc).__name__] += 1
+        return
     fig.requests += 1
     fig.statuses[r.status_code] += 1
     if r.status_code == 200:
@@ -196,9 +210,9 @@ def loop_campaign(c: httpx.Client, fig: RouteFigures, examples: int) -> None:
         base = return_payload(data.draw(st.integers(1, 10**6)),
                               Scenario("refund", ("TEE-BLK-M",)))
         body = _body(_mutated(base, data, ("line_items",)), data)
-        _record(fig, c.post("/webhooks/loop", content=body,
-                            headers={"X-Loop-Signature": sign(body, LOOP_SECRET),
-                                     "Content-Type": "application/json"}))
+        _record(fig, lambda: c.post("/webhooks/loop", content=body,
+                                    headers={"X-Loop-Signature": sign(body, LOOP_SECRET),
+                                             "Content-Type": "application/json"}))
     _run(examples, one)
 
 
@@ -207,9 +221,9 @@ def zigzag_campaign(c: httpx.Client, fig: RouteFigures, examples: int) -> None:
     def one(data: st.DataObject) -> None:
         doc = _mutated({**ZIGZAG_BASE, "eventId": str(uuid.uuid4())}, data, ("items",))
         body = _body(doc, data)
-        _record(fig, c.post("/webhooks/zigzag", content=body,
-                            headers={"X-ZigZag-Secret": ZIGZAG_SECRET,
-                                     "Content-Type": "application/json"}))
+        _record(fig, lambda: c.post("/webhooks/zigzag", content=body,
+                                    headers={"X-ZigZag-Secret": ZIGZAG_SECRET,
+                                             "Content-Type": "application/json"}))
     _run(examples, one)
 
 
@@ -232,9 +246,9 @@ def khaos_campaign(kind: str) -> Campaign:
             else:
                 body = _body(doc, data)
             ctype = "application/xml" if as_xml else "application/json"
-            _record(fig, c.post(f"/khaos/{kind}", content=body, auth=(KHAOS_USER,
-                                                                       KHAOS_PASSWORD),
-                                headers={"Content-Type": ctype}))
+            _record(fig, lambda: c.post(f"/khaos/{kind}", content=body,
+                                        auth=(KHAOS_USER, KHAOS_PASSWORD),
+                                        headers={"Content-Type": ctype}))
         _run(examples, one)
     return campaign
 
@@ -259,13 +273,13 @@ def api_campaign(c: httpx.Client, fig: RouteFigures, examples: int) -> None:
             params = data.draw(st.dictionaries(
                 st.sampled_from(["status", "owner", "type", "ref", "limit", "offset"]),
                 st.text(max_size=12) | st.integers(-10, 10**12).map(str), max_size=4))
-            r = c.get(path.format(ref=ref, n=n), params=params, headers=headers)
+            target = path.format(ref=ref, n=n)
+            _record(fig, lambda: c.get(target, params=params, headers=headers))
         else:
             path = data.draw(paths).format(ref=ref, n=n)
             body = _body(data.draw(confirm | json_values), data)
-            r = c.post(path, content=body,
-                       headers={**headers, "Content-Type": "application/json"})
-        _record(fig, r)
+            _record(fig, lambda: c.post(path, content=body, headers={
+                **headers, "Content-Type": "application/json"}))
     _run(examples, one)
 
 
@@ -293,7 +307,8 @@ class Report:
         for name, fig in self.routes.items():
             codes = ", ".join(f"{k}: {v}" for k, v in sorted(fig.statuses.items()))
             out.append(f"fuzz {name}: {fig.requests} requests, 5xx {fig.server_errors}, "
-                       f"stored {len(fig.acknowledged)} ({codes})")
+                       f"no answer {fig.unanswered}, stored {len(fig.acknowledged)} "
+                       f"({codes}) in {fig.seconds:.0f} s")
         states = ", ".join(f"{k} {v}" for k, v in sorted(self.by_status.items()))
         out.append(f"fuzz events: {self.stored} stored ({states}); payload_invalid "
                    f"exceptions {self.payload_invalid}; acknowledged but missing "
@@ -302,13 +317,18 @@ class Report:
 
 
 def run_campaign(db_url: str, examples: int,
-                 routes: dict[str, Campaign] | None = None) -> Report:
+                 routes: dict[str, Campaign] | None = None,
+                 progress: Callable[[str, RouteFigures], None] | None = None) -> Report:
     figures: dict[str, RouteFigures] = {}
     with _Service(db_url) as svc, httpx.Client(
-            base_url=f"http://127.0.0.1:{svc.port}", timeout=30) as client:
+            base_url=f"http://127.0.0.1:{svc.port}", timeout=60) as client:
         for name, campaign in (routes or CAMPAIGNS).items():
-            figures[name] = RouteFigures()
-            campaign(client, figures[name], examples)
+            figures[name] = fig = RouteFigures()
+            started = time.monotonic()
+            campaign(client, fig, examples)
+            fig.seconds = time.monotonic() - started
+            if progress is not None:
+                progress(name, fig)
         with svc.rt.sessions() as s:
             rows = s.execute(select(InboundEvent.id, InboundEvent.status)).all()
             invalid = s.scalar(select(func.count()).select_from(ExceptionRow).where(
@@ -348,19 +368,30 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=10_000, help="requests per route")
     parser.add_argument("--postgres", nargs="?", const="postgresql+psycopg://postgres@"
                         "127.0.0.1:5432/postgres", default=None)
+    parser.add_argument("--routes", default="",
+                        help="only the routes whose name contains one of these "
+                        "comma-separated words (e.g. 'loop,zigzag'; '=/khaos/stock' for exactly "
+                        "that path); default: all")
     args = parser.parse_args()
+    words = [w.strip() for w in args.routes.split(",") if w.strip()]
+    chosen = {name: c for name, c in CAMPAIGNS.items()
+              if not words or any(name.split()[-1] == w[1:] if w.startswith("=") else w in name
+                                  for w in words)}
+    if not chosen:
+        parser.error(f"no route matches {args.routes!r}")
     from returnbridge import logs
 
     logs.configure("ERROR", "console")  # one line per figure, not one per request
     started = time.monotonic()
     with _database(args.postgres) as url:
-        report = run_campaign(url, args.examples)
+        report = run_campaign(url, args.examples, chosen, progress=lambda name, fig: print(
+            f"  done: {name} ({fig.requests} requests in {fig.seconds:.0f} s)", flush=True))
     for line in report.lines():
         print(line)
     print(f"fuzz backend: {'postgresql' if args.postgres else 'sqlite'}, "
           f"{time.monotonic() - started:.0f} s")
-    bad = (sum(f.server_errors for f in report.routes.values()) + len(report.missing)
-           + len(report.unprocessed))
+    bad = (sum(f.server_errors + f.unanswered for f in report.routes.values())
+           + len(report.missing) + len(report.unprocessed))
     raise SystemExit(1 if bad else 0)
 
 

@@ -26,6 +26,7 @@ def test_generated_payloads_never_get_a_5xx_and_are_all_accounted_for(db_url: st
     for name, figures in report.routes.items():
         assert figures.requests == 30, name
         assert figures.server_errors == 0, (name, dict(figures.statuses))
+        assert figures.unanswered == 0, (name, dict(figures.no_answer))
         if not name.startswith("/api"):
             assert figures.acknowledged, f"{name}: nothing was stored"
     assert report.missing == [] and report.unprocessed == []

@@ -155,7 +155,11 @@ def workflow_id(rt: Runtime, associated_ref: str) -> str | None:
             ExceptionRow.dedupe_key == f"{associated_ref}:refund")).first()
         if hold == "open":
             return None
-        row = returns_repo.by_ref(session, associated_ref)
+        # Locked: a refund request being recorded right now (the event worker holds the row)
+        # is waited for and seen. Read unlocked, a stale "no request yet" overwrote the
+        # request's clearing of the wait and the return was never paid (chaos campaign).
+        row = session.scalars(select(ReturnRow).where(
+            ReturnRow.associated_ref == associated_ref).with_for_update()).first()
         if row is None:
             return None
         if _waiting(session, rt, row):

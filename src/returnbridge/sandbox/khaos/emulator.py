@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -83,8 +83,16 @@ class KhaosSandbox:
                  credit_note_at: CreditNoteAt | str = CreditNoteAt.PROCESS,
                  auto_push: bool = True, push_order_statuses: bool = False,
                  push_attempts: int = 3,
-                 push_backoff_seconds: float = 0.05, timeout: float = 10.0) -> None:
+                 push_backoff_seconds: float = 0.05, timeout: float = 10.0,
+                 transport: httpx.BaseTransport | None = None,
+                 resume_after_failure: bool = False) -> None:
         self.config_url = config_url
+        # Chaos campaign (sandbox/faults.py): requests to returnbridge through a faulty
+        # transport; a poll that fails part-way starts the next one from the continuation
+        # that failed (Khaos echoes the last value it received) instead of first contact.
+        self.transport = transport
+        self.resume_after_failure = resume_after_failure
+        self._resume: str | None = None
         self.username = username
         self.password = password
         self.timeout = timeout
@@ -215,7 +223,8 @@ class KhaosSandbox:
     # -- channel: configuration and polling ------------------------------------------------
 
     def _client(self) -> httpx.Client:
-        return httpx.Client(auth=(self.username, self.password), timeout=self.timeout)
+        return httpx.Client(auth=(self.username, self.password), timeout=self.timeout,
+                            transport=self.transport)
 
     def fetch_config(self) -> dict[str, Any]:
         """GET the configuration file (JSON or XML) with HTTP Basic."""
@@ -244,13 +253,19 @@ class KhaosSandbox:
             self.fetch_config()
         endpoint = self.config["CReturnDownload"]
         imported = 0
-        continuation = FIRST_CONTACT
+        continuation = self._resume or FIRST_CONTACT
         with self._client() as client:
             for _ in range(max_pages):
                 self.continuations.append(continuation)
-                response = client.get(str(endpoint["URL"]),
-                                      headers={"Sirion-Continuation": continuation})
-                response.raise_for_status()
+                try:
+                    response = client.get(str(endpoint["URL"]),
+                                          headers={"Sirion-Continuation": continuation})
+                    response.raise_for_status()
+                except httpx.HTTPError:
+                    if self.resume_after_failure:
+                        self._resume = continuation
+                    raise
+                self._resume = None
                 self.polls += 1
                 imported += self.state.import_document(self._document(response))
                 continuation = response.headers.get("Sirion-Continuation", "")
@@ -407,14 +422,17 @@ class KhaosSandbox:
 
     # -- desktop SOAP ----------------------------------------------------------------------
 
-    def serve_soap(self, port: int | None = None) -> str:
+    def serve_soap(self, port: int | None = None,
+                   wrap: Callable[[Any], Any] | None = None) -> str:
         """Start the SOAP service on 127.0.0.1; returns the endpoint URL
         (``http://127.0.0.1:PORT/KhaosSandbox.exe/soap/IKosWeb``)."""
         if self._soap is None:
             from returnbridge.sandbox.service import free_port
 
             chosen = port or free_port()
-            app = soap_app(self.state, self.soap_calls, on_change=self._after_change)
+            app: Any = soap_app(self.state, self.soap_calls, on_change=self._after_change)
+            if wrap is not None:  # e.g. a FaultInjector (sandbox/faults.py)
+                app = wrap(app)
             server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=chosen,
                                                    log_level="warning", lifespan="off"))
             thread = threading.Thread(target=server.run, name="khaos-sandbox-soap",

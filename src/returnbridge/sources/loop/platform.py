@@ -22,6 +22,7 @@ from returnbridge.returns_platform import (
 from returnbridge.sources.loop import signature
 from returnbridge.sources.loop.backstop import run_backstop
 from returnbridge.sources.loop.client import LoopClient, LoopError
+from returnbridge.sources.loop.lease import SKIPPED, loop_api_lease
 from returnbridge.sources.loop.notes import write_back
 from returnbridge.sources.loop.notes_table import LoopNote
 from returnbridge.sources.loop.parser import envelope
@@ -44,12 +45,15 @@ def _minutes(value: float) -> float:
 
 
 def _backstop(rt: Runtime) -> str:
-    # Stored events are queued by the event pump within seconds.
-    try:
-        result = run_backstop(rt)
-    except (LoopError, OSError) as exc:
-        record_failure(rt, NAME, f"{type(exc).__name__}: {exc}")
-        raise
+    with loop_api_lease(rt) as mine:
+        if not mine:
+            return SKIPPED
+        # Stored events are applied by the event worker within seconds.
+        try:
+            result = run_backstop(rt)
+        except (LoopError, OSError) as exc:
+            record_failure(rt, NAME, f"{type(exc).__name__}: {exc}")
+            raise
     record_success(rt, NAME)
     return str(result)
 
@@ -60,7 +64,8 @@ def _backstop_interval(rt: Runtime) -> float:
 
 
 def _notes(rt: Runtime) -> str:
-    return str(write_back(rt))
+    with loop_api_lease(rt) as mine:
+        return str(write_back(rt)) if mine else SKIPPED
 
 
 def _notes_interval(rt: Runtime) -> float:
