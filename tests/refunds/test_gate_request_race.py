@@ -48,7 +48,9 @@ def app(runtime_factory: Callable[..., Runtime]) -> Iterator[LiveApp]:
 
 def _waiting_on_a_lock(rt: Runtime, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
-    with rt.engine.connect() as conn:
+    # Autocommit: PostgreSQL keeps one pg_stat_activity snapshot per transaction, so a poll
+    # inside one transaction would never see the scheduler start waiting.
+    with rt.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         while time.monotonic() < deadline:
             waiting = conn.scalar(text(
                 "select count(*) from pg_stat_activity where datname = current_database() "
