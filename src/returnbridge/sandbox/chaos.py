@@ -41,7 +41,6 @@ import os
 import queue
 import random
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -79,7 +78,7 @@ from returnbridge.sandbox.loop.samples import CATALOGUE, Scenario
 from returnbridge.sandbox.loop.sender import LoopSender
 from returnbridge.sandbox.loop.server import LoopSandboxApp
 from returnbridge.sandbox.loop.world import LoopWorld
-from returnbridge.sandbox.service import ServiceProcess, free_port
+from returnbridge.sandbox.service import ManagedProcess, ServiceProcess, free_port
 from returnbridge.sandbox.shopify.api import SandboxOrder, ShopifySandbox
 from returnbridge.sandbox.threaded import ThreadedServer
 from returnbridge.sandbox.zigzag.api import ZigZagApiSandbox
@@ -259,12 +258,12 @@ def scratch_database(admin_url: str, keep: bool = False) -> Iterator[str]:
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-class WorkerProcess:
+class WorkerProcess(ManagedProcess):
     """``returnbridge worker`` as a real process with a stable executor id."""
 
     def __init__(self, config: Path, name: str, log_file: Path) -> None:
         self.config, self.name, self.log_file = config, name, log_file
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc = None
 
     def start(self) -> None:
         env = {**os.environ, "RB_CONFIG": str(self.config),
@@ -273,19 +272,6 @@ class WorkerProcess:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "returnbridge", "worker"], stdout=log,
                 stderr=subprocess.STDOUT, env=env)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 def _add_keys(text: str, section: str, lines: list[str]) -> str:

@@ -20,7 +20,27 @@ def free_port() -> int:
         return port
 
 
-class ServiceProcess:
+class ManagedProcess:
+    """A returnbridge process this harness started: SIGKILL it as a crash, or stop it."""
+
+    proc: subprocess.Popen[bytes] | None = None
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as in a crash."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class ServiceProcess(ManagedProcess):
     def __init__(self, config: Path, port: int, log_file: Path, *args: str,
                  module: str = "returnbridge") -> None:
         self.config = config
@@ -60,17 +80,3 @@ class ServiceProcess:
                 pass
             time.sleep(0.1)
         raise TimeoutError(f"returnbridge serve not ready after {timeout}s; see {self.log_file}")
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown code runs, as in a crash."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
