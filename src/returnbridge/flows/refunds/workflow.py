@@ -3,6 +3,7 @@ so a crash resumes where it stopped and a second process can never pay twice."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from decimal import Decimal
 from typing import Any
@@ -40,7 +41,8 @@ def _plan(data: dict[str, Any]) -> Plan:
     return Plan(**{**data, "amount": Decimal(data["amount"]), "action": Action(data["action"])})
 
 
-@DBOS.step()
+# Planning only reads (the return, the order's refunds in Shopify): safe to retry.
+@DBOS.step(retries_allowed=True, max_attempts=3, interval_seconds=2.0, backoff_rate=2.0)
 def refund_plan_step(associated_ref: str) -> dict[str, Any]:
     rt = runtime()
     client = provider(rt)
@@ -119,13 +121,39 @@ def refund_workflow(associated_ref: str) -> str:
     return action.value
 
 
+MAX_ATTEMPTS = 50
+
+
+def attempt_id(wid: str, status_of: Callable[[str], str | None]) -> str | None:
+    """The workflow id to start for a due return: ``wid`` itself, or, when the workflows
+    started under it ended in ERROR (a step's retries ran out, e.g. Shopify timing out
+    for minutes), the first ``wid:attempt-N`` that has not. Every payment is keyed by the
+    return, so a new attempt can never pay twice; without one the refund would wait for
+    ever. None when attempts ran out (the continuous reconciliation reports it stuck)."""
+    candidate = wid
+    for n in range(2, MAX_ATTEMPTS + 2):
+        if status_of(candidate) != "ERROR":
+            return candidate
+        candidate = f"{wid}:attempt-{n}"
+    return None
+
+
+def _status(wid: str) -> str | None:
+    found = DBOS.get_workflow_status(wid)
+    return found.status if found is not None else None
+
+
 def enqueue_due_refunds(rt: Runtime) -> int:
     """Start the gate for every due return (the workflow id makes repeats harmless)."""
     started = 0
     for ref in refund_gate.due_refs(rt):
-        wid = refund_gate.workflow_id(rt, ref)
+        due = refund_gate.workflow_id(rt, ref)
+        wid = attempt_id(due, _status) if due is not None else None
         if wid is None:
             continue
+        if wid != due:
+            log.warning("refund workflow ended in error; starting a new attempt", ref=ref,
+                        workflow_id=wid)
         with SetWorkflowID(wid):
             DBOS.enqueue_workflow(REFUNDS_QUEUE, refund_workflow, ref)
         started += 1
