@@ -10,12 +10,12 @@ from returnbridge.flows.refunds.workflow import MAX_ATTEMPTS, attempt_id
 
 
 def test_a_refund_whose_workflow_failed_gets_a_new_attempt() -> None:
-    statuses = {"refund:ZZ-1": "ERROR", "refund:ZZ-1:attempt-2": "ERROR"}
+    statuses = {"refund:ZZ-1": "ERROR", "refund:ZZ-1:attempt-2": "MAX_RECOVERY_ATTEMPTS_EXCEEDED"}
     assert attempt_id("refund:ZZ-1", statuses.get) == "refund:ZZ-1:attempt-3"
 
 
 def test_a_running_or_finished_workflow_is_not_started_again() -> None:
-    for status in ("PENDING", "ENQUEUED", "SUCCESS", None):
+    for status in ("PENDING", "ENQUEUED", "SUCCESS", "CANCELLED", None):
         assert attempt_id("refund:ZZ-2", {"refund:ZZ-2": status}.get) == "refund:ZZ-2"
     running_retry = {"refund:ZZ-3": "ERROR", "refund:ZZ-3:attempt-2": "PENDING"}
     assert attempt_id("refund:ZZ-3", running_retry.get) == "refund:ZZ-3:attempt-2"

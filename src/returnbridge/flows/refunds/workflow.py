@@ -122,6 +122,9 @@ def refund_workflow(associated_ref: str) -> str:
 
 
 MAX_ATTEMPTS = 50
+# DBOS statuses of a workflow that will not run again by itself (CANCELLED is a person's
+# decision and is left alone).
+FAILED = frozenset({"ERROR", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"})
 
 
 def attempt_id(wid: str, status_of: Callable[[str], str | None]) -> str | None:
@@ -132,7 +135,7 @@ def attempt_id(wid: str, status_of: Callable[[str], str | None]) -> str | None:
     ever. None when attempts ran out (the continuous reconciliation reports it stuck)."""
     candidate = wid
     for n in range(2, MAX_ATTEMPTS + 2):
-        if status_of(candidate) != "ERROR":
+        if status_of(candidate) not in FAILED:
             return candidate
         candidate = f"{wid}:attempt-{n}"
     return None
