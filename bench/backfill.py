@@ -16,13 +16,10 @@ figures show what the storage adds to reading. SQLite by default, PostgreSQL wit
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from scratch_db import database, drop
 
 from returnbridge.adapters.ratelimit import TokenBucket
 from returnbridge.composition import Settings
@@ -40,22 +37,8 @@ UNTIL = datetime(2026, 11, 1, tzinfo=UTC)
 SINCE = UNTIL - timedelta(days=200)
 
 
-def database(pg: str | None) -> tuple[str, str | None]:
-    if pg is None:
-        return f"sqlite:///{tempfile.mkdtemp()}/bench.db", None
-    name = f"rbbench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(pg, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return make_url(pg).set(database=name).render_as_string(hide_password=False), name
 
 
-def drop(pg: str, name: str) -> None:
-    admin = create_engine(pg, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def main() -> None:

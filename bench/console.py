@@ -20,9 +20,7 @@ import json
 import re
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -30,11 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import Connection, create_engine, text, update
+from sqlalchemy import Connection, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from scratch_db import database, drop
 
 from returnbridge.composition import Settings
 from returnbridge.domain.model import Customer, ReturnCase, ReturnState
@@ -62,15 +62,6 @@ STATUSES = ["done"] * 60 + ["credit_confirmed"] * 15 + ["imported"] * 10 + ["ser
     ["ready"] * 4 + ["held"] * 3
 
 
-def database(pg: str | None) -> tuple[str, str | None]:
-    if pg is None:
-        return f"sqlite:///{tempfile.mkdtemp()}/bench.db", None
-    name = f"rbbench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(pg, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return make_url(pg).set(database=name).render_as_string(hide_password=False), name
 
 
 def period_of(now: datetime) -> str:
@@ -293,11 +284,6 @@ def measure(url: str, n: int, repeat: int, quiet: bool = False) -> dict[str, obj
             "worst_max_ms": max(v[1] for v in results.values())}
 
 
-def drop(admin_url: str, name: str) -> None:
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def main() -> None:
