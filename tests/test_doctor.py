@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from returnbridge.cli import app
 from returnbridge.domain.exceptions import Problem
 from returnbridge.flows.engine.runtime import Runtime
-from returnbridge.store import exceptions_repo
+from returnbridge.store.exceptions_repo import ExceptionsRepository
 from returnbridge.store.models import InboundEvent, JobRun, utcnow
 from tests.conftest import make_settings
 
@@ -58,7 +58,7 @@ def test_the_bundle_has_everything_but_the_secrets(db_url: str, tmp_path: Path,
                                      error=f"401 with key {SECRETS['loop_key']}"))
             session.add(JobRun(name="khaos-confirm", last_success_at=utcnow(),
                                last_error="", last_summary="0 confirmed"))
-            exceptions_repo.raise_problem(session, Problem(
+            ExceptionsRepository(session).raise_problem(Problem(
                 "connection_failing", "Calls to the Loop API failed", "system:loop"))
     finally:
         rt.close()

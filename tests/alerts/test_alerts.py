@@ -16,7 +16,7 @@ from returnbridge.composition import Settings
 from returnbridge.domain.exceptions import Problem
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.flows.exceptions.alerts import run_alerts
-from returnbridge.store import exceptions_repo
+from returnbridge.store.exceptions_repo import ExceptionsRepository
 from returnbridge.store.models import AlertOutbox, ExceptionRow, utcnow
 from tests.alerts._receivers import Mailbox, WebhookReceiver
 
@@ -39,8 +39,8 @@ def webhook() -> Iterator[WebhookReceiver]:
 
 def _raise(rt: Runtime, type_: str, key: str, ref: str = "") -> int:
     with rt.sessions() as session, session.begin():
-        row = exceptions_repo.raise_problem(
-            session, Problem(type_, f"{type_} found for {key}", dedupe_key=key),
+        row = ExceptionsRepository(session).raise_problem(
+            Problem(type_, f"{type_} found for {key}", dedupe_key=key),
             associated_ref=ref)
         return row.id
 
@@ -124,7 +124,7 @@ def test_digest_leaves_out_what_was_resolved_before_it_went(
     now = utcnow()
     run_alerts(rt, now)
     with rt.sessions() as session, session.begin():
-        exceptions_repo.resolve_by_key(session, "tax_drift", "LR-2", by="t", how="fixed")
+        ExceptionsRepository(session).resolve_by_key("tax_drift", "LR-2", by="t", how="fixed")
     run_alerts(rt, now + timedelta(hours=1))
     body = Mailbox.text(mailbox.to("finance@example.com")[0])
     assert f"#{kept} " in body and f"#{gone} " not in body

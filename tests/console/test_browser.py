@@ -33,6 +33,7 @@ from returnbridge.sandbox.service import ServiceProcess, free_port
 from returnbridge.store.db import make_engine, session_factory
 from returnbridge.store.migrate import upgrade
 from returnbridge.store.models import ConsoleMappingRule, ExceptionRow, utcnow
+from returnbridge.store.returns_repo import ReturnsRepository
 from tests.conftest import create_pg_database, drop_pg_database, pg_url
 from tests.exceptions._seed import add_problem
 
@@ -152,9 +153,8 @@ def _serve(tmp: Path, db_url: str, *, screenshots: bool = True) -> Iterator[Cons
         khaos.poll()
         engine = make_engine(db_url)
         with session_factory(engine)() as s, s.begin():
-            from returnbridge.store import returns_repo
 
-            ret = returns_repo.by_ref(s, "LR-301")
+            ret = ReturnsRepository(s).by_ref("LR-301")
             add_problem(s, "duplicate_refund_suspected", "LR-301:refund", ret=ret,
                         message="Two refunds of 25.00 GBP for LR-301.")
         engine.dispose()

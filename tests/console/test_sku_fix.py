@@ -12,9 +12,9 @@ from returnbridge.flows.console import accounts
 from returnbridge.flows.console.views import dry_run
 from returnbridge.flows.ingest.apply import apply_event
 from returnbridge.sandbox.loop.samples import Scenario, return_payload
-from returnbridge.store import returns_repo
 from returnbridge.store.events import store_event
 from returnbridge.store.models import AuditEntry, ExceptionRow
+from returnbridge.store.returns_repo import ReturnsRepository
 from tests.conftest import start_live_app
 from tests.exceptions._seed import add_item
 
@@ -62,7 +62,7 @@ def test_applying_a_candidate_releases_the_return_with_the_khaos_code(
                         data={"csrf_token": csrf.group(1), "stock_id": "S1"})
         assert done.status_code == 303 and "resolved" in done.headers["location"]
         with live.rt.sessions() as s:
-            row = returns_repo.by_ref(s, "LR-14")
+            row = ReturnsRepository(s).by_ref("LR-14")
             assert row is not None
             assert (row.khaos_status, [ln.sku for ln in row.lines]) == ("ready", ["TEE-BLK-M1"])
             entry = s.scalars(select(AuditEntry).where(

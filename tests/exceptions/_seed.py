@@ -8,7 +8,7 @@ from decimal import Decimal
 from sqlalchemy.orm import Session
 
 from returnbridge.domain.exceptions import Problem
-from returnbridge.store import exceptions_repo
+from returnbridge.store.exceptions_repo import ExceptionsRepository
 from returnbridge.store.models import (
     ExceptionRow,
     ExchangeLineRow,
@@ -52,8 +52,8 @@ def add_return(session: Session, ref: str, lines: list[Line], *, source: str = "
 
 def add_problem(session: Session, type_: str, key: str, *, ret: ReturnRow | None = None,
                 message: str = "", **details: str) -> ExceptionRow:
-    return exceptions_repo.raise_problem(
-        session, Problem(type=type_, message=message or f"{type_} for {key}",
+    return ExceptionsRepository(session).raise_problem(
+        Problem(type=type_, message=message or f"{type_} for {key}",
                          dedupe_key=key, details=details),
         return_id=ret.id if ret else None, associated_ref=ret.associated_ref if ret else "")
 

@@ -9,9 +9,10 @@ from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.flows.exceptions import actions
 from returnbridge.flows.ingest.apply import apply_event
 from returnbridge.sandbox.loop.samples import Scenario, return_payload
-from returnbridge.store import audit, returns_repo
+from returnbridge.store import audit
 from returnbridge.store.events import store_event
 from returnbridge.store.models import AuditEntry, ExceptionRow, utcnow
+from returnbridge.store.returns_repo import ReturnsRepository
 from tests.exceptions._seed import add_problem, add_return
 
 
@@ -103,9 +104,9 @@ def test_resolve_is_audited_with_who_and_why_and_reopens_if_the_cause_returns(
     assert entry.details["previous_status"] == "open"
     with runtime.sessions() as s:
         assert audit.verify_chain(s) == []
-        ret = returns_repo.by_ref(s, "LR-2")
+        ret = ReturnsRepository(s).by_ref("LR-2")
         assert ret is not None
-        assert "resolved by alice (manual)" in returns_repo.timeline(s, ret.id)[-1].message
+        assert "resolved by alice (manual)" in ReturnsRepository(s).timeline(ret.id)[-1].message
     with pytest.raises(actions.ActionRefused, match="already resolved"):
         actions.resolve(runtime, ids["tax"], "bob", "again")
     # The same problem found again by a later evaluation re-opens it.

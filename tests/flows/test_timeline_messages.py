@@ -21,9 +21,9 @@ from returnbridge.flows.ingest.apply import apply_event
 from returnbridge.flows.ingest.events import record_failure, replay_event
 from returnbridge.flows.khaos.serve import serve_page
 from returnbridge.sandbox.loop.samples import Scenario, return_payload
-from returnbridge.store import returns_repo
 from returnbridge.store.events import store_event
 from returnbridge.store.models import ExceptionRow, ReturnRow, TimelineEntry
+from returnbridge.store.returns_repo import ReturnsRepository
 from tests.events._support import allow_evidence, refuse_evidence, zigzag_body
 
 # Text that ends where a value should follow: a separator, an opening bracket, a word that
@@ -94,9 +94,9 @@ def test_money_path_messages_have_no_empty_placeholders(
         problems = [(e.type, e.message) for e in session.scalars(select(ExceptionRow))]
         row = session.scalars(select(ReturnRow).where(ReturnRow.associated_ref == "LR-301")
                               ).one()
-        returns_repo.set_khaos_status(session, row, KhaosStatus.DONE, "")
+        ReturnsRepository(session).set_khaos_status(row, KhaosStatus.DONE, "")
         session.flush()
-        last = list(returns_repo.timeline(session, row.id))[-1].message
+        last = list(ReturnsRepository(session).timeline(row.id))[-1].message
     kinds = {kind for kind, _ in lines}
     assert {"event", "khaos_status", "evidence", "event_failed", "event_replay",
             "exception_resolved"} <= kinds, kinds

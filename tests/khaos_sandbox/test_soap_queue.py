@@ -14,7 +14,7 @@ from returnbridge.flows.confirm.sightings import SOAP_QUEUE_NAME
 from returnbridge.flows.console.queries import return_view
 from returnbridge.flows.engine.durable import Durable
 from returnbridge.flows.engine.runtime import Runtime
-from returnbridge.store import returns_repo
+from returnbridge.store.returns_repo import ReturnsRepository
 from tests.khaos_sandbox._support import (
     live,
     make_sandbox,
@@ -52,7 +52,7 @@ def test_queued_sweep_confirms_through_dbos(runtime_factory: Callable[..., Runti
                         break
                     time.sleep(0.2)
                 with rt.sessions() as session:
-                    row = returns_repo.by_ref(session, refs[0])
+                    row = ReturnsRepository(session).by_ref(refs[0])
                     assert row is not None
                     return_code = row.khaos_order_code
                 handle = enqueue_process_return(refs[0], return_code, "PSP-123")

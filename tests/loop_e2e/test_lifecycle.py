@@ -15,6 +15,7 @@ from returnbridge.sandbox.loop.samples import Scenario
 from returnbridge.sandbox.loop.world import LoopWorld
 from returnbridge.store import returns_repo
 from returnbridge.store.models import ExceptionRow, InboundEvent
+from returnbridge.store.returns_repo import ReturnsRepository
 from tests.conftest import LOOP_SECRET, start_live_app
 
 from ._support import apply_pending
@@ -45,7 +46,7 @@ def test_each_kind_of_return_ends_right(runtime_factory: Callable[..., Runtime])
 
         with app.rt.sessions() as session:
             def case(rid: int) -> ReturnCase:
-                row = returns_repo.find_for_update(session, "loop", str(rid))
+                row = ReturnsRepository(session).find_for_update("loop", str(rid))
                 assert row is not None, rid
                 return returns_repo.case_of(row)
 

@@ -16,7 +16,7 @@ from returnbridge.sandbox.loop.world import LoopWorld
 from returnbridge.sources.loop.client import LoopClient
 from returnbridge.sources.loop.notes import held_note, write_back
 from returnbridge.sources.loop.notes_table import LoopNote
-from returnbridge.store import exceptions_repo
+from returnbridge.store.exceptions_repo import ExceptionsRepository
 from returnbridge.store.models import ReturnRow, utcnow
 from tests.exceptions._seed import add_problem, add_return
 
@@ -76,7 +76,7 @@ def test_a_held_loop_return_gets_one_note_never_repeated_for_the_same_cause(
     write_back(rt)  # again: nothing new
     # Released (the customer was found), then held again for the same cause.
     with rt.sessions() as session, session.begin():
-        exceptions_repo.resolve_by_key(session, "unknown_customer", ref, by="t", how="found")
+        ExceptionsRepository(session).resolve_by_key("unknown_customer", ref, by="t", how="found")
     _set_status(rt, ref, "ready")
     write_back(rt)
     _set_status(rt, ref, "held")
@@ -109,8 +109,8 @@ def test_write_back_can_be_switched_off_and_flags_and_credit_notes_are_optional(
     rid2, ref2 = _held_return(rt, loop, key="other")
     with rt.sessions() as session, session.begin():
         row = session.scalars(select(ReturnRow).where(ReturnRow.associated_ref == ref2)).one()
-        for exc in exceptions_repo.open_for_return(session, row.id):
-            exceptions_repo.close(exc, "resolved", by="t", how="fixed")
+        for exc in ExceptionsRepository(session).open_for_return(row.id):
+            ExceptionsRepository(session).close(exc, "resolved", by="t", how="fixed")
         row.khaos_status = "credit_confirmed"
         row.credit_note_code = "CN-000123"
         row.credit_confirmed_at = utcnow() - timedelta(hours=1)

@@ -21,8 +21,8 @@ from returnbridge.payments.shopify.client import ShopifyClient
 from returnbridge.sandbox.shopify.api import ShopifySandbox
 from returnbridge.sandbox.zigzag.samples import SampleItem, event, journey
 from returnbridge.sandbox.zigzag.sender import ZigZagSender
-from returnbridge.store import returns_repo
 from returnbridge.store.models import ExceptionRow, RefundRow
+from returnbridge.store.returns_repo import ReturnsRepository
 from tests.conftest import LiveApp, start_live_app
 
 ORDER = "100085875"
@@ -81,9 +81,9 @@ def _gate(app: LiveApp) -> ShopifyClient:
 
 def _row_state(rt: Runtime, ref: str) -> tuple[str, list[str], list[RefundRow]]:
     with rt.sessions() as s:
-        row = returns_repo.by_ref(s, ref)
+        row = ReturnsRepository(s).by_ref(ref)
         assert row is not None
-        timeline = [t.message for t in returns_repo.timeline(s, row.id)]
+        timeline = [t.message for t in ReturnsRepository(s).timeline(row.id)]
         refunds = s.query(RefundRow).filter(RefundRow.associated_ref == ref).all()
         s.expunge_all()
         return row.khaos_status, timeline, refunds
@@ -183,7 +183,7 @@ def test_events_twice_and_out_of_order_reach_the_same_state(
 
     def state(ref: str) -> tuple[Any, ...]:
         with app.rt.sessions() as s:
-            row = returns_repo.by_ref(s, ref)
+            row = ReturnsRepository(s).by_ref(ref)
             assert row is not None
             return (row.state, row.khaos_status, row.process_return,
                     [(ln.sku, ln.quantity, ln.disposition, ln.khaos_reason_id)
@@ -224,8 +224,8 @@ def test_units_arriving_after_handover_become_a_follow_up_document(
     page = serve_page(app.rt)
     assert page.refs == ("ZZ-RTN-8-2",)  # never the same AssociatedRef twice
     with app.rt.sessions() as s:
-        parent = returns_repo.by_ref(s, "ZZ-RTN-8")
-        child = returns_repo.by_ref(s, "ZZ-RTN-8-2")
+        parent = ReturnsRepository(s).by_ref("ZZ-RTN-8")
+        child = ReturnsRepository(s).by_ref("ZZ-RTN-8-2")
         assert parent is not None and child is not None
         assert child.parent_id == parent.id
         assert [(ln.sku, ln.quantity) for ln in parent.lines] == [("30D24LRED", 1)]
@@ -256,7 +256,7 @@ def _served_unprocessed(rt: Runtime, ref: str) -> None:
     """A return Khaos imported unprocessed (served before returnbridge sent platform-graded
     returns processed): the one case where ProcessReturn records the refund."""
     with rt.sessions() as s, s.begin():
-        row = returns_repo.by_ref(s, ref)
+        row = ReturnsRepository(s).by_ref(ref)
         assert row is not None
         row.process_return = False
 

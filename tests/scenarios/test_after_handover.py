@@ -14,6 +14,7 @@ from returnbridge.flows.khaos.serve import serve_page
 from returnbridge.store import returns_repo
 from returnbridge.store.events import store_event
 from returnbridge.store.models import ExceptionRow
+from returnbridge.store.returns_repo import ReturnsRepository
 from tests.scenarios.test_posting_scenarios import MAPPING, loop_return, unit
 
 
@@ -42,7 +43,7 @@ def test_closing_with_the_refund_processed_is_not_drift(
     _ingest(rt, closed)
     assert _drift(rt) == []
     with rt.sessions() as s:
-        row = returns_repo.by_ref(s, "LR-701")
+        row = ReturnsRepository(s).by_ref("LR-701")
         assert row is not None and row.state == "closed" and row.khaos_status == "served"
         # the newer money is kept for reconciliation; the served lines are untouched
         assert str(returns_repo.case_of(row).settlement.refund_to_original) == "25.00"
@@ -94,9 +95,9 @@ def test_events_about_a_return_never_received_are_reported_then_applied(
     (waiting,) = _drift(rt)
     assert waiting.status == "resolved" and waiting.associated_ref == "LR-705"
     with rt.sessions() as s:
-        row = returns_repo.by_ref(s, "LR-705")
+        row = ReturnsRepository(s).by_ref("LR-705")
         assert row is not None
-        assert [t.kind for t in returns_repo.timeline(s, row.id)].count("evidence") == 1
+        assert [t.kind for t in ReturnsRepository(s).timeline(row.id)].count("evidence") == 1
 
 
 def test_unknown_topics_are_stored_and_counted(runtime_factory: Callable[..., Runtime]) -> None:

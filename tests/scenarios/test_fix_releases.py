@@ -11,8 +11,8 @@ import httpx
 
 from returnbridge.flows.decide.reevaluate import reevaluate_if_mapping_changed
 from returnbridge.flows.engine.runtime import Runtime
-from returnbridge.store import returns_repo
 from returnbridge.store.models import ExceptionRow
+from returnbridge.store.returns_repo import ReturnsRepository
 from tests.conftest import LiveApp, make_settings, start_live_app
 from tests.scenarios.test_posting_scenarios import MAPPING, loop_return, unit
 
@@ -40,7 +40,7 @@ def _ingest(app: LiveApp, body: dict[str, Any]) -> None:
 
 def _status(rt: Runtime, ref: str) -> tuple[str, list[ExceptionRow]]:
     with rt.sessions() as s:
-        row = returns_repo.by_ref(s, ref)
+        row = ReturnsRepository(s).by_ref(ref)
         assert row is not None
         excs = s.query(ExceptionRow).filter(ExceptionRow.return_id == row.id).all()
         s.expunge_all()

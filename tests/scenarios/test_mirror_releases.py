@@ -11,8 +11,8 @@ from returnbridge.erp.khaos.soap import KhaosSoapClient
 from returnbridge.flows.decide.customers import load_customers_csv, lookup_unknown_customers
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.sandbox.khaos.emulator import KhaosSandbox
-from returnbridge.store import returns_repo
 from returnbridge.store.models import ExceptionRow
+from returnbridge.store.returns_repo import ReturnsRepository
 from tests.conftest import KHAOS_PASSWORD, KHAOS_USER, LiveApp, start_live_app
 from tests.khaos_sandbox._support import send_returns
 from tests.scenarios.test_posting_scenarios import MAPPING, loop_return, unit
@@ -20,7 +20,7 @@ from tests.scenarios.test_posting_scenarios import MAPPING, loop_return, unit
 
 def _state(rt: Runtime, ref: str) -> tuple[str, list[tuple[str, str, str]]]:
     with rt.sessions() as s:
-        row = returns_repo.by_ref(s, ref)
+        row = ReturnsRepository(s).by_ref(ref)
         assert row is not None
         excs = s.query(ExceptionRow).filter(ExceptionRow.return_id == row.id).all()
         return row.khaos_status, [(e.type, e.status, e.resolution) for e in excs]
@@ -77,7 +77,7 @@ def test_customer_found_over_soap_releases_unknown_customer_returns(
         excs = _wait(app.rt, "LR-602", "ready")
         assert [(t, s) for t, s, _ in excs] == [("unknown_customer", "resolved")]
         with app.rt.sessions() as s:
-            row = returns_repo.by_ref(s, "LR-602")
+            row = ReturnsRepository(s).by_ref("LR-602")
             assert row is not None and row.khaos_urn == "C-ANN"
     finally:
         khaos.close()
@@ -115,7 +115,7 @@ def test_customer_of_the_original_order_is_found_first(
         assert result.inserted == 1 and not result.skipped
         _wait(app.rt, "LR-604", "ready")
         with app.rt.sessions() as s:
-            row = returns_repo.by_ref(s, "LR-604")
+            row = ReturnsRepository(s).by_ref("LR-604")
             assert row is not None and row.khaos_urn == "C-GUEST"
     finally:
         khaos.close()

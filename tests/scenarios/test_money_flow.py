@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.flows.khaos.serve import serve_page
-from returnbridge.store import exceptions_repo
+from returnbridge.store.exceptions_repo import ExceptionsRepository
 from returnbridge.store.models import ExceptionRow
 from tests.scenarios.test_after_handover import _ingest
 from tests.scenarios.test_posting_scenarios import MAPPING, loop_return, unit
@@ -41,9 +41,9 @@ def test_store_credit_after_handover_is_checked_and_a_settled_gap_stays_settled(
     assert gap.dedupe_key == "LR-801:money:settlement:store_credit"
     assert "[store_credit]" in gap.next_action and "already in Khaos" in gap.next_action
     with rt.sessions() as s, s.begin():
-        row = exceptions_repo.get(s, gap.id, for_update=True)
+        row = ExceptionsRepository(s).get(gap.id, for_update=True)
         assert row is not None
-        exceptions_repo.close(row, "resolved", by="jo@finance", how="gift card corrected")
+        ExceptionsRepository(s).close(row, "resolved", by="jo@finance", how="gift card corrected")
     # later news about the same return does not re-open what finance settled ...
     _ingest(rt, {**closed, "updated_at": "2026-11-22 10:00:00"})
     (gap,) = _money(rt)

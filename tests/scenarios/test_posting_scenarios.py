@@ -23,9 +23,9 @@ import pytest
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.flows.ingest.apply import apply_event
 from returnbridge.flows.khaos.serve import serve_page
-from returnbridge.store import returns_repo
 from returnbridge.store.events import store_event
 from returnbridge.store.models import CustomerMirror, ExceptionRow, StockItem, StockLevel
+from returnbridge.store.returns_repo import ReturnsRepository
 
 GOLDEN = Path(__file__).parent.parent / "fixtures" / "scenarios"
 UPDATE = os.environ.get("RB_UPDATE_GOLDEN") == "1"
@@ -191,7 +191,7 @@ def _outcome(rt: Runtime, refs: tuple[str, ...]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with rt.sessions() as s:
         for ref in refs:
-            row = returns_repo.by_ref(s, ref)
+            row = ReturnsRepository(s).by_ref(ref)
             assert row is not None, ref
             exceptions = s.query(ExceptionRow).filter(ExceptionRow.return_id == row.id).order_by(
                 ExceptionRow.type, ExceptionRow.dedupe_key).all()

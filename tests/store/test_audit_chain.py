@@ -17,6 +17,7 @@ from returnbridge.cli import app
 from returnbridge.composition import Settings
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.store import audit
+from returnbridge.store.audit import AuditLog
 from returnbridge.store.models import AuditAnchor, AuditEntry
 
 KEY = "0123456789abcdef0123456789abcdef-audit"
@@ -47,7 +48,7 @@ def config_file(db_url: str, tmp_path: Path) -> Path:
 def _append(rt: Runtime, n: int, actor: str = "ann") -> None:
     for i in range(n):
         with rt.sessions() as s, s.begin():
-            audit.record(s, actor=actor, action="exception.resolve", subject=f"exception:{i}",
+            AuditLog(s).record(actor=actor, action="exception.resolve", subject=f"exception:{i}",
                          details={"why": f"checked {i}"})
 
 

@@ -5,6 +5,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.exc import StatementError
 
 from returnbridge.store import audit
+from returnbridge.store.audit import AuditLog
 from returnbridge.store.db import make_engine, session_factory
 from returnbridge.store.events import store_event
 from returnbridge.store.migrate import (
@@ -92,7 +93,7 @@ def test_audit_log_is_a_hash_chain_that_shows_edits(db_url: str) -> None:
     factory = session_factory(engine)
     for i in range(3):
         with factory() as s, s.begin():
-            audit.record(s, actor="ops@shop", action="exception.resolve", subject=f"EX-{i}",
+            AuditLog(s).record(actor="ops@shop", action="exception.resolve", subject=f"EX-{i}",
                          details={"why": "fixed in Khaos"})
     with factory() as s:
         assert audit.verify_chain(s) == []

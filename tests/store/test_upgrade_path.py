@@ -19,6 +19,7 @@ from returnbridge.flows.ingest.apply import apply_event
 from returnbridge.sandbox.loop.samples import Scenario, return_payload
 from returnbridge.sandbox.loop.sender import php_json
 from returnbridge.store import audit
+from returnbridge.store.audit import AuditLog
 from returnbridge.store.db import make_engine
 from returnbridge.store.migrate import current_revision, head_revision, upgrade
 from returnbridge.store.models import ReturnRow
@@ -105,7 +106,7 @@ def test_upgrade_from_every_earlier_revision_keeps_data_usable(empty_db_url: str
         assert view is not None and [line["sku"] for line in view["lines"]] == ["TEE-BLK-M"]
         # New audit entries chain onto the old ones and keep the anchor right.
         with rt.sessions() as s, s.begin():
-            audit.record(s, actor="upgrade-test", action="check")
+            AuditLog(s).record(actor="upgrade-test", action="check")
         with rt.sessions() as s:
             again = audit.verify(s)
         assert again.problems == [] and again.rows == 4

@@ -11,7 +11,7 @@
   could recompute; ``check-config`` warns about that.
 
 The key reaches ``record`` through the session (``session.info["audit_hmac_key"]``, set by
-``Runtime``), so callers keep calling ``record(session, ...)``.
+``Runtime``), so callers keep calling ``AuditLog(session).record(...)``.
 """
 
 from __future__ import annotations
@@ -57,51 +57,58 @@ def _lock(session: Session) -> None:
     # SQLite: the transaction began with BEGIN IMMEDIATE and holds the only write lock.
 
 
-def record(session: Session, *, actor: str, action: str, subject: str = "",
-           details: dict[str, Any] | None = None) -> AuditEntry:
-    """Append one entry. Call inside the transaction that makes the change it records."""
-    _lock(session)
-    last = session.execute(
-        select(AuditEntry.id, AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1)
-    ).first()
-    prev = last[1] if last else GENESIS
-    at = utcnow()
-    details = details or {}
-    entry = AuditEntry(
-        at=at, actor=actor, action=action, subject=subject, details=details, prev_hash=prev,
-        hash=_digest(prev, at.isoformat(), actor, action, subject, details),
-    )
-    session.add(entry)
-    session.flush()
-    anchor = session.get(AuditAnchor, _ANCHOR_ID)
-    key = _key(session)
-    if anchor is None:  # first append ever (or the anchor was deleted: recount; verify says)
-        count = session.scalar(select(func.count()).select_from(AuditEntry)) or 0
-        anchor = AuditAnchor(id=_ANCHOR_ID, count=count - 1, head_id=0, head_hash=GENESIS,
-                             mac="")
-        session.add(anchor)
-        sealed_with = key
-    else:
-        # Never launder: an anchor that did not match the log before this append stays
-        # visibly broken; an unkeyed anchor stays unkeyed until 'audit-log seal'.
-        previous = (last[0], last[1]) if last else (0, GENESIS)
-        # An empty log has nothing to protect yet: its first entry is sealed with the key.
-        unkeyed = anchor.mac.startswith("sha256:") and anchor.count > 0
-        sealed_with = "" if unkeyed else key
-        if anchor.mac.startswith("sha256:") and not unkeyed:
-            anchor.mac = anchor_mac(anchor.count, anchor.head_id, anchor.head_hash, key)
-        valid = (anchor.mac == anchor_mac(anchor.count, anchor.head_id, anchor.head_hash,
-                                          sealed_with)
-                 and (anchor.head_id, anchor.head_hash) == previous)
-        if not valid and not anchor.mac.startswith(BROKEN):
-            anchor.mac = BROKEN + f"did not match the log when row {entry.id} was appended"
-    anchor.count += 1
-    anchor.head_id, anchor.head_hash = entry.id, entry.hash
-    if not anchor.mac.startswith(BROKEN):
-        anchor.mac = anchor_mac(anchor.count, entry.id, entry.hash, sealed_with)
-    anchor.updated_at = at
-    session.flush()
-    return entry
+class AuditLog:
+    """The audit log in one unit of work's session: append inside the transaction that
+    makes the change an entry records."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def record(self, *, actor: str, action: str, subject: str = "",
+               details: dict[str, Any] | None = None) -> AuditEntry:
+        """Append one entry. Call inside the transaction that makes the change it records."""
+        _lock(self._session)
+        last = self._session.execute(
+            select(AuditEntry.id, AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1)
+        ).first()
+        prev = last[1] if last else GENESIS
+        at = utcnow()
+        details = details or {}
+        entry = AuditEntry(
+            at=at, actor=actor, action=action, subject=subject, details=details, prev_hash=prev,
+            hash=_digest(prev, at.isoformat(), actor, action, subject, details),
+        )
+        self._session.add(entry)
+        self._session.flush()
+        anchor = self._session.get(AuditAnchor, _ANCHOR_ID)
+        key = _key(self._session)
+        if anchor is None:  # first append ever (or the anchor was deleted: recount; verify says)
+            count = self._session.scalar(select(func.count()).select_from(AuditEntry)) or 0
+            anchor = AuditAnchor(id=_ANCHOR_ID, count=count - 1, head_id=0, head_hash=GENESIS,
+                                 mac="")
+            self._session.add(anchor)
+            sealed_with = key
+        else:
+            # Never launder: an anchor that did not match the log before this append stays
+            # visibly broken; an unkeyed anchor stays unkeyed until 'audit-log seal'.
+            previous = (last[0], last[1]) if last else (0, GENESIS)
+            # An empty log has nothing to protect yet: its first entry is sealed with the key.
+            unkeyed = anchor.mac.startswith("sha256:") and anchor.count > 0
+            sealed_with = "" if unkeyed else key
+            if anchor.mac.startswith("sha256:") and not unkeyed:
+                anchor.mac = anchor_mac(anchor.count, anchor.head_id, anchor.head_hash, key)
+            valid = (anchor.mac == anchor_mac(anchor.count, anchor.head_id, anchor.head_hash,
+                                              sealed_with)
+                     and (anchor.head_id, anchor.head_hash) == previous)
+            if not valid and not anchor.mac.startswith(BROKEN):
+                anchor.mac = BROKEN + f"did not match the log when row {entry.id} was appended"
+        anchor.count += 1
+        anchor.head_id, anchor.head_hash = entry.id, entry.hash
+        if not anchor.mac.startswith(BROKEN):
+            anchor.mac = anchor_mac(anchor.count, entry.id, entry.hash, sealed_with)
+        anchor.updated_at = at
+        self._session.flush()
+        return entry
 
 
 def verify_chain(session: Session) -> list[int]:

@@ -13,16 +13,21 @@ from returnbridge.domain.reasons import Processing, ReasonRule
 from returnbridge.store.models import ConsoleMappingRule
 
 
-def active_rows(session: Session) -> list[ConsoleMappingRule]:
-    return list(session.scalars(select(ConsoleMappingRule).where(
-        ConsoleMappingRule.active.is_(True)).order_by(ConsoleMappingRule.id)))
-
-
 def to_rule(row: ConsoleMappingRule) -> ReasonRule:
     return ReasonRule(source=row.source, reason=row.reason, disposition=row.disposition,
                       condition=row.condition, khaos_reason_id=row.khaos_reason_id,
                       processing=Processing(row.processing))
 
 
-def load_rules(session: Session) -> tuple[ReasonRule, ...]:
-    return tuple(to_rule(r) for r in active_rows(session))
+class MappingRules:
+    """The console's reason-mapping rules in one unit of work's session."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def active_rows(self) -> list[ConsoleMappingRule]:
+        return list(self._session.scalars(select(ConsoleMappingRule).where(
+            ConsoleMappingRule.active.is_(True)).order_by(ConsoleMappingRule.id)))
+
+    def rules(self) -> tuple[ReasonRule, ...]:
+        return tuple(to_rule(r) for r in self.active_rows())

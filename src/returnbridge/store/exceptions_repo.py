@@ -10,85 +10,7 @@ from sqlalchemy.orm import Session
 from returnbridge.domain.exceptions import CATALOGUE, Problem
 from returnbridge.store.models import ExceptionRow, utcnow
 
-
-def raise_problem(session: Session, problem: Problem, *, return_id: int | None = None,
-                  associated_ref: str = "", times: int = 1) -> ExceptionRow:
-    """Open (or re-open, or count again) the exception for ``problem``.
-
-    A *resolved* exception whose cause is found again is re-opened (a manual resolve does
-    not make the cause go away). An *ignored* one stays ignored: a person decided it needs
-    no action, but its count and last-seen time still move so the decision can be revisited.
-    """
-    kind = CATALOGUE[problem.type]
-    row = session.scalars(
-        select(ExceptionRow).where(
-            ExceptionRow.type == problem.type, ExceptionRow.dedupe_key == problem.dedupe_key
-        )
-    ).first()
-    now = utcnow()
-    if row is None:
-        row = ExceptionRow(
-            type=problem.type, owner=kind.owner.value, severity=kind.severity.value,
-            status="open", return_id=return_id, associated_ref=associated_ref,
-            dedupe_key=problem.dedupe_key, message=problem.message,
-            next_action=problem.next_action or kind.next_action, details=dict(problem.details),
-            count=max(times, 1),
-            first_seen_at=now, last_seen_at=now,
-        )
-        session.add(row)
-    else:
-        row.count += times
-        row.last_seen_at = now
-        row.message = problem.message
-        # the same gap re-evaluated: its current figures, not the first ones
-        row.details = {**(row.details or {}), **problem.details}
-        row.next_action = problem.next_action or kind.next_action
-        if row.status == "resolved":
-            row.status = "open"
-            row.resolved_at = None
-            row.resolution = ""
-            row.resolved_by = ""
-    session.flush()
-    return row
-
-
-def open_for_return(session: Session, return_id: int) -> list[ExceptionRow]:
-    return list(session.scalars(
-        select(ExceptionRow)
-        .where(ExceptionRow.return_id == return_id, ExceptionRow.status == "open")
-        .order_by(ExceptionRow.id)
-    ))
-
-
-def resolve_missing(session: Session, return_id: int, still_present: Iterable[Problem],
-                    *, by: str, how: str) -> list[ExceptionRow]:
-    """Resolve this return's open exceptions that re-evaluation no longer finds."""
-    present = {(p.type, p.dedupe_key) for p in still_present}
-    resolved = []
-    for row in open_for_return(session, return_id):
-        if (row.type, row.dedupe_key) not in present and _re_evaluable(row):
-            row.status = "resolved"
-            row.resolved_at = utcnow()
-            row.resolved_by = by
-            row.resolution = how
-            resolved.append(row)
-    session.flush()
-    return resolved
-
-
-def resolve_by_key(session: Session, exception_type: str, dedupe_key: str, *, by: str,
-                   how: str) -> list[ExceptionRow]:
-    """Resolve the open exception with this type and dedupe key, if there is one."""
-    rows = list(session.scalars(select(ExceptionRow).where(
-        ExceptionRow.type == exception_type, ExceptionRow.dedupe_key == dedupe_key,
-        ExceptionRow.status == "open")))
-    for row in rows:
-        row.status = "resolved"
-        row.resolved_at = utcnow()
-        row.resolved_by = by
-        row.resolution = how
-    session.flush()
-    return rows
+STATUSES = ("open", "resolved", "ignored")
 
 
 def _re_evaluable(row: ExceptionRow) -> bool:
@@ -103,49 +25,125 @@ def _re_evaluable(row: ExceptionRow) -> bool:
         (row.details or {}).get("origin") == "policy")
 
 
-# --- The queue's read side and operator actions (exceptions list|show|retry|resolve|ignore) ---
+class ExceptionsRepository:
+    """The exception queue in one unit of work's session."""
 
-STATUSES = ("open", "resolved", "ignored")
+    def __init__(self, session: Session) -> None:
+        self._session = session
 
+    def raise_problem(self, problem: Problem, *, return_id: int | None = None,
+                      associated_ref: str = "", times: int = 1) -> ExceptionRow:
+        """Open (or re-open, or count again) the exception for ``problem``.
 
-def get(session: Session, exception_id: int, *, for_update: bool = False) -> ExceptionRow | None:
-    stmt = select(ExceptionRow).where(ExceptionRow.id == exception_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    return session.scalars(stmt).first()
+        A *resolved* exception whose cause is found again is re-opened (a manual resolve does
+        not make the cause go away). An *ignored* one stays ignored: a person decided it needs
+        no action, but its count and last-seen time still move so the decision can be revisited.
+        """
+        kind = CATALOGUE[problem.type]
+        row = self._session.scalars(
+            select(ExceptionRow).where(
+                ExceptionRow.type == problem.type, ExceptionRow.dedupe_key == problem.dedupe_key
+            )
+        ).first()
+        now = utcnow()
+        if row is None:
+            row = ExceptionRow(
+                type=problem.type, owner=kind.owner.value, severity=kind.severity.value,
+                status="open", return_id=return_id, associated_ref=associated_ref,
+                dedupe_key=problem.dedupe_key, message=problem.message,
+                next_action=problem.next_action or kind.next_action, details=dict(problem.details),
+                count=max(times, 1),
+                first_seen_at=now, last_seen_at=now,
+            )
+            self._session.add(row)
+        else:
+            row.count += times
+            row.last_seen_at = now
+            row.message = problem.message
+            # the same gap re-evaluated: its current figures, not the first ones
+            row.details = {**(row.details or {}), **problem.details}
+            row.next_action = problem.next_action or kind.next_action
+            if row.status == "resolved":
+                row.status = "open"
+                row.resolved_at = None
+                row.resolution = ""
+                row.resolved_by = ""
+        self._session.flush()
+        return row
 
+    def open_for_return(self, return_id: int) -> list[ExceptionRow]:
+        return list(self._session.scalars(
+            select(ExceptionRow)
+            .where(ExceptionRow.return_id == return_id, ExceptionRow.status == "open")
+            .order_by(ExceptionRow.id)
+        ))
 
-def search(session: Session, *, status: str | None = "open", owner: str | None = None,
-           type: str | None = None, ref: str | None = None, limit: int = 100,
-           offset: int = 0) -> tuple[list[ExceptionRow], int]:
-    """One page of exceptions, most recently seen first, and how many match in total.
+    def resolve_missing(self, return_id: int, still_present: Iterable[Problem],
+                        *, by: str, how: str) -> list[ExceptionRow]:
+        """Resolve this return's open exceptions that re-evaluation no longer finds."""
+        present = {(p.type, p.dedupe_key) for p in still_present}
+        resolved = []
+        for row in self.open_for_return(return_id):
+            if (row.type, row.dedupe_key) not in present and _re_evaluable(row):
+                row.status = "resolved"
+                row.resolved_at = utcnow()
+                row.resolved_by = by
+                row.resolution = how
+                resolved.append(row)
+        self._session.flush()
+        return resolved
 
-    ``status=None`` (or ``"all"``) means every status; ``ref`` matches the AssociatedRef
-    exactly, case-insensitively.
-    """
-    conditions: list[ColumnElement[bool]] = []
-    if status and status != "all":
-        conditions.append(ExceptionRow.status == status)
-    if owner:
-        conditions.append(ExceptionRow.owner == owner)
-    if type:
-        conditions.append(ExceptionRow.type == type)
-    if ref:
-        conditions.append(func.upper(ExceptionRow.associated_ref) == ref.strip().upper())
-    total = session.scalar(select(func.count()).select_from(ExceptionRow).where(*conditions))
-    rows = session.scalars(
-        select(ExceptionRow).where(*conditions)
-        .order_by(ExceptionRow.last_seen_at.desc(), ExceptionRow.id.desc())
-        .limit(limit).offset(offset)
-    ).all()
-    return list(rows), int(total or 0)
+    def resolve_by_key(self, exception_type: str, dedupe_key: str, *, by: str,
+                       how: str) -> list[ExceptionRow]:
+        """Resolve the open exception with this type and dedupe key, if there is one."""
+        rows = list(self._session.scalars(select(ExceptionRow).where(
+            ExceptionRow.type == exception_type, ExceptionRow.dedupe_key == dedupe_key,
+            ExceptionRow.status == "open")))
+        for row in rows:
+            row.status = "resolved"
+            row.resolved_at = utcnow()
+            row.resolved_by = by
+            row.resolution = how
+        self._session.flush()
+        return rows
 
+    def get(self, exception_id: int, *, for_update: bool = False) -> ExceptionRow | None:
+        stmt = select(ExceptionRow).where(ExceptionRow.id == exception_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return self._session.scalars(stmt).first()
 
-def close(row: ExceptionRow, status: str, *, by: str, how: str) -> None:
-    """Mark ``row`` resolved or ignored by a person (or a flow), saying how."""
-    if status not in ("resolved", "ignored"):
-        raise ValueError(f"cannot close an exception as {status!r}")
-    row.status = status
-    row.resolved_at = utcnow()
-    row.resolved_by = by[:120]
-    row.resolution = how
+    def search(self, *, status: str | None = "open", owner: str | None = None,
+               type: str | None = None, ref: str | None = None, limit: int = 100,
+               offset: int = 0) -> tuple[list[ExceptionRow], int]:
+        """One page of exceptions, most recently seen first, and how many match in total.
+
+        ``status=None`` (or ``"all"``) means every status; ``ref`` matches the AssociatedRef
+        exactly, case-insensitively.
+        """
+        conditions: list[ColumnElement[bool]] = []
+        if status and status != "all":
+            conditions.append(ExceptionRow.status == status)
+        if owner:
+            conditions.append(ExceptionRow.owner == owner)
+        if type:
+            conditions.append(ExceptionRow.type == type)
+        if ref:
+            conditions.append(func.upper(ExceptionRow.associated_ref) == ref.strip().upper())
+        total = self._session.scalar(
+            select(func.count()).select_from(ExceptionRow).where(*conditions))
+        rows = self._session.scalars(
+            select(ExceptionRow).where(*conditions)
+            .order_by(ExceptionRow.last_seen_at.desc(), ExceptionRow.id.desc())
+            .limit(limit).offset(offset)
+        ).all()
+        return list(rows), int(total or 0)
+
+    def close(self, row: ExceptionRow, status: str, *, by: str, how: str) -> None:
+        """Mark ``row`` resolved or ignored by a person (or a flow), saying how."""
+        if status not in ("resolved", "ignored"):
+            raise ValueError(f"cannot close an exception as {status!r}")
+        row.status = status
+        row.resolved_at = utcnow()
+        row.resolved_by = by[:120]
+        row.resolution = how

@@ -22,133 +22,133 @@ from returnbridge.store.models import (
 )
 
 
-def find_for_update(session: Session, source: str, source_return_id: str) -> ReturnRow | None:
-    stmt = (
-        select(ReturnRow)
-        .where(ReturnRow.source == source, ReturnRow.source_return_id == source_return_id)
-        .with_for_update()
-    )
-    return session.scalars(stmt).first()
-
-
-def by_ref(session: Session, associated_ref: str) -> ReturnRow | None:
-    return session.scalars(
-        select(ReturnRow)
-        .where(ReturnRow.associated_ref == associated_ref)
-        .options(selectinload(ReturnRow.lines), selectinload(ReturnRow.exchanges))
-    ).first()
-
-
 def case_of(row: ReturnRow) -> ReturnCase:
     return case_from_json(row.case_json)
 
 
-def save_case(session: Session, row: ReturnRow | None, case: ReturnCase, *,
-              keep_lines: bool = False) -> ReturnRow:
-    """Create or update the row and its line tables from ``case``.
+class ReturnsRepository:
+    """Returns, their lines and their timeline, in one unit of work's session."""
 
-    The line tables hold the *effective* lines (split by receipts); once the policy has
-    decided, ``apply_decision`` replaces them with the Khaos document lines. With
-    ``keep_lines`` (after delivery) the stored document lines are left as served."""
-    if row is None:
-        row = ReturnRow(
-            associated_ref=case.associated_ref, source=case.source,
-            source_return_id=case.source_return_id, state=case.state.value,
-            khaos_status=KhaosStatus.PENDING.value, first_seen_at=utcnow(),
-        )
-        session.add(row)
-    row.order_ref = case.order_ref[:80]
-    row.customer_email = case.customer.email[:255]
-    row.currency = case.currency[:3]
-    row.state = case.state.value
-    row.source_state = case.source_state[:40]
-    row.source_created_at = case.created_at
-    row.source_updated_at = case.updated_at
-    row.last_event_at = utcnow()
-    row.case_json = case_to_json(case)
-    if keep_lines and row.id is not None:
-        session.flush()
-        return row
-    row.lines = [
-        ReturnLineRow(
-            position=i, sku=line.sku[:100], quantity=line.quantity, unit_net=line.unit_net,
-            unit_tax=line.unit_tax, unit_gross=line.unit_gross, discount=line.discount,
-            reason=line.reason[:255], parent_reason=line.parent_reason[:255],
-            condition=line.condition[:80], disposition=line.disposition.value,
-            physical_return_expected=line.physical_return_expected,
-            received_at=line.received_at, source_unit_ids=list(line.source_unit_ids),
-        )
-        for i, line in enumerate(effective_lines(case))
-    ]
-    row.exchanges = [
-        ExchangeLineRow(
-            position=i, sku=ex.sku[:100], quantity=ex.quantity, unit_net=ex.unit_net,
-            unit_tax=ex.unit_tax, unit_gross=ex.unit_gross, out_of_stock=ex.out_of_stock,
-        )
-        for i, ex in enumerate(case.exchanges)
-    ]
-    session.flush()
-    return row
+    def __init__(self, session: Session) -> None:
+        self._session = session
 
-
-def apply_decision(row: ReturnRow, decision: Decision) -> None:
-    """Store the policy's answer: the Khaos document lines once released, the URN,
-    ProcessReturn and why the return waits."""
-    row.khaos_urn = decision.urn[:50]
-    row.process_return = decision.process_return
-    row.wait_reason = decision.wait_reason[:255]
-    if not decision.release:
-        return
-    row.lines = [
-        ReturnLineRow(
-            position=i, sku=d.line.sku[:100], quantity=d.line.quantity,
-            unit_net=d.line.unit_net, unit_tax=d.line.unit_tax, unit_gross=d.line.unit_gross,
-            discount=d.line.discount, reason=d.line.reason[:255],
-            parent_reason=d.line.parent_reason[:255], condition=d.line.condition[:80],
-            disposition=d.line.disposition.value,
-            physical_return_expected=d.line.physical_return_expected,
-            received_at=d.line.received_at, source_unit_ids=list(d.line.source_unit_ids),
-            khaos_reason_id=d.khaos_reason_id, processing=d.processing.value,
+    def find_for_update(self, source: str, source_return_id: str) -> ReturnRow | None:
+        stmt = (
+            select(ReturnRow)
+            .where(ReturnRow.source == source, ReturnRow.source_return_id == source_return_id)
+            .with_for_update()
         )
-        for i, d in enumerate(decision.document)
-    ]
-    if decision.exchanges:  # items sent without a SKU carry their resolved StockCode now
+        return self._session.scalars(stmt).first()
+
+    def by_ref(self, associated_ref: str) -> ReturnRow | None:
+        return self._session.scalars(
+            select(ReturnRow)
+            .where(ReturnRow.associated_ref == associated_ref)
+            .options(selectinload(ReturnRow.lines), selectinload(ReturnRow.exchanges))
+        ).first()
+
+    def save_case(self, row: ReturnRow | None, case: ReturnCase, *,
+                  keep_lines: bool = False) -> ReturnRow:
+        """Create or update the row and its line tables from ``case``.
+
+        The line tables hold the *effective* lines (split by receipts); once the policy has
+        decided, ``apply_decision`` replaces them with the Khaos document lines. With
+        ``keep_lines`` (after delivery) the stored document lines are left as served."""
+        if row is None:
+            row = ReturnRow(
+                associated_ref=case.associated_ref, source=case.source,
+                source_return_id=case.source_return_id, state=case.state.value,
+                khaos_status=KhaosStatus.PENDING.value, first_seen_at=utcnow(),
+            )
+            self._session.add(row)
+        row.order_ref = case.order_ref[:80]
+        row.customer_email = case.customer.email[:255]
+        row.currency = case.currency[:3]
+        row.state = case.state.value
+        row.source_state = case.source_state[:40]
+        row.source_created_at = case.created_at
+        row.source_updated_at = case.updated_at
+        row.last_event_at = utcnow()
+        row.case_json = case_to_json(case)
+        if keep_lines and row.id is not None:
+            self._session.flush()
+            return row
+        row.lines = [
+            ReturnLineRow(
+                position=i, sku=line.sku[:100], quantity=line.quantity, unit_net=line.unit_net,
+                unit_tax=line.unit_tax, unit_gross=line.unit_gross, discount=line.discount,
+                reason=line.reason[:255], parent_reason=line.parent_reason[:255],
+                condition=line.condition[:80], disposition=line.disposition.value,
+                physical_return_expected=line.physical_return_expected,
+                received_at=line.received_at, source_unit_ids=list(line.source_unit_ids),
+            )
+            for i, line in enumerate(effective_lines(case))
+        ]
         row.exchanges = [
             ExchangeLineRow(
                 position=i, sku=ex.sku[:100], quantity=ex.quantity, unit_net=ex.unit_net,
                 unit_tax=ex.unit_tax, unit_gross=ex.unit_gross, out_of_stock=ex.out_of_stock,
             )
-            for i, ex in enumerate(decision.exchanges)
+            for i, ex in enumerate(case.exchanges)
         ]
+        self._session.flush()
+        return row
 
+    def apply_decision(self, row: ReturnRow, decision: Decision) -> None:
+        """Store the policy's answer: the Khaos document lines once released, the URN,
+        ProcessReturn and why the return waits."""
+        row.khaos_urn = decision.urn[:50]
+        row.process_return = decision.process_return
+        row.wait_reason = decision.wait_reason[:255]
+        if not decision.release:
+            return
+        row.lines = [
+            ReturnLineRow(
+                position=i, sku=d.line.sku[:100], quantity=d.line.quantity,
+                unit_net=d.line.unit_net, unit_tax=d.line.unit_tax, unit_gross=d.line.unit_gross,
+                discount=d.line.discount, reason=d.line.reason[:255],
+                parent_reason=d.line.parent_reason[:255], condition=d.line.condition[:80],
+                disposition=d.line.disposition.value,
+                physical_return_expected=d.line.physical_return_expected,
+                received_at=d.line.received_at, source_unit_ids=list(d.line.source_unit_ids),
+                khaos_reason_id=d.khaos_reason_id, processing=d.processing.value,
+            )
+            for i, d in enumerate(decision.document)
+        ]
+        if decision.exchanges:  # items sent without a SKU carry their resolved StockCode now
+            row.exchanges = [
+                ExchangeLineRow(
+                    position=i, sku=ex.sku[:100], quantity=ex.quantity, unit_net=ex.unit_net,
+                    unit_tax=ex.unit_tax, unit_gross=ex.unit_gross, out_of_stock=ex.out_of_stock,
+                )
+                for i, ex in enumerate(decision.exchanges)
+            ]
 
-def add_timeline(session: Session, row: ReturnRow, kind: str, message: str,
-                 evidence: dict[str, Any] | None = None) -> None:
-    session.add(TimelineEntry(return_id=row.id, at=utcnow(), kind=kind, message=message,
-                              evidence=evidence or {}))
+    def add_timeline(self, row: ReturnRow, kind: str, message: str,
+                     evidence: dict[str, Any] | None = None) -> None:
+        self._session.add(TimelineEntry(return_id=row.id, at=utcnow(), kind=kind, message=message,
+                                  evidence=evidence or {}))
 
+    def timeline(self, return_id: int) -> Sequence[TimelineEntry]:
+        return self._session.scalars(
+            select(TimelineEntry).where(TimelineEntry.return_id == return_id)
+            .order_by(TimelineEntry.id)
+        ).all()
 
-def timeline(session: Session, return_id: int) -> Sequence[TimelineEntry]:
-    return session.scalars(
-        select(TimelineEntry).where(TimelineEntry.return_id == return_id)
-        .order_by(TimelineEntry.id)
-    ).all()
-
-
-def set_khaos_status(session: Session, row: ReturnRow, target: KhaosStatus, why: str,
-                     evidence: dict[str, Any] | None = None) -> bool:
-    """Move the Khaos status and write it to the timeline; False when already there."""
-    current = KhaosStatus(row.khaos_status)
-    if current is target:
-        return False
-    move(current, target)
-    row.khaos_status = target.value
-    now = utcnow()
-    if target is KhaosStatus.READY:
-        row.ready_at = now
-    if target is KhaosStatus.SERVED:
-        row.served_at = now
-    why = why.strip()
-    add_timeline(session, row, "khaos_status",
-                 f"{current.value} -> {target.value}" + (f": {why}" if why else ""), evidence)
-    return True
+    def set_khaos_status(self, row: ReturnRow, target: KhaosStatus, why: str,
+                         evidence: dict[str, Any] | None = None) -> bool:
+        """Move the Khaos status and write it to the timeline; False when already there."""
+        current = KhaosStatus(row.khaos_status)
+        if current is target:
+            return False
+        move(current, target)
+        row.khaos_status = target.value
+        now = utcnow()
+        if target is KhaosStatus.READY:
+            row.ready_at = now
+        if target is KhaosStatus.SERVED:
+            row.served_at = now
+        why = why.strip()
+        self.add_timeline(row, "khaos_status",
+                     f"{current.value} -> {target.value}" + (f": {why}" if why else ""), evidence)
+        return True

@@ -19,9 +19,10 @@ from returnbridge.domain.khaos_status import KhaosStatus
 from returnbridge.domain.money import quantize
 from returnbridge.erp.khaos.soap import OrderStatusRecord
 from returnbridge.flows.engine.runtime import Runtime
-from returnbridge.store import audit, returns_repo
-from returnbridge.store.exceptions_repo import raise_problem
+from returnbridge.store.audit import AuditLog
+from returnbridge.store.exceptions_repo import ExceptionsRepository
 from returnbridge.store.models import ExceptionRow, ReturnRow, utcnow
+from returnbridge.store.returns_repo import ReturnsRepository
 
 log = structlog.get_logger(__name__)
 
@@ -186,20 +187,19 @@ def apply_sighting(session: Session, rt: Runtime, row: ReturnRow, ev: Sighting) 
     if ev.return_code and not row.khaos_order_code:
         row.khaos_order_code = ev.return_code[:50]
     if status == KhaosStatus.SERVED.value:
-        returns_repo.set_khaos_status(session, row, KhaosStatus.IMPORTED,
+        ReturnsRepository(session).set_khaos_status(row, KhaosStatus.IMPORTED,
                                       f"seen in Khaos ({ev.channel.value}: {ev.reason})",
                                       evidence)
         row.imported_at = now
         outcome = Outcome.IMPORTED
-        audit.record(session, actor=ev.actor, action="khaos.return_imported",
+        AuditLog(session).record(actor=ev.actor, action="khaos.return_imported",
                      subject=row.associated_ref, details=evidence)
     if code and not is_cleared(rt.settings, ev.stage_id, ev.stage_desc):
         if (code[:50], ev.stage[:40]) != (row.credit_note_code, row.credit_note_stage):
             row.credit_note_code = code[:50]
             row.credit_note_value = ev.value
             row.credit_note_stage = ev.stage[:40]
-            returns_repo.add_timeline(
-                session, row, "credit_note",
+            ReturnsRepository(session).add_timeline(row, "credit_note",
                 f"credit note {code} seen at stage {ev.stage}, which does not count as "
                 f"cleared ([khaos].cleared_credit_note_stages); waiting for it to clear "
                 f"({ev.channel.value}: {ev.reason})", evidence)
@@ -213,9 +213,9 @@ def apply_sighting(session: Session, rt: Runtime, row: ReturnRow, ev: Sighting) 
         row.credit_source = ev.channel.value
         what = (f"credit note {code}" + (f" for {ev.value}" if ev.value is not None else "")
                 + (f", stage {ev.stage}" if ev.stage else ""))
-        returns_repo.set_khaos_status(session, row, KhaosStatus.CREDIT_CONFIRMED,
+        ReturnsRepository(session).set_khaos_status(row, KhaosStatus.CREDIT_CONFIRMED,
                                       f"{what} ({ev.channel.value}: {ev.reason})", evidence)
-        audit.record(session, actor=ev.actor, action="khaos.credit_confirmed",
+        AuditLog(session).record(actor=ev.actor, action="khaos.credit_confirmed",
                      subject=row.associated_ref, details=evidence)
         outcome = Outcome.CONFIRMED
         _check_amount(session, rt, row, ev)
@@ -241,7 +241,7 @@ def _check_amount(session: Session, rt: Runtime, row: ReturnRow, ev: Sighting) -
     if abs(gap) <= rt.settings.policy.tolerance:
         return
     cur = row.currency or ""
-    raise_problem(session, Problem(
+    ExceptionsRepository(session).raise_problem(Problem(
         type="amount_mismatch",
         message=f"Khaos credit note {row.credit_note_code} for {row.associated_ref} is "
         f"{quantize(ev.value)} {cur} but returnbridge served {expected} {cur} "

@@ -13,9 +13,9 @@ from returnbridge.domain.exceptions import Problem
 from returnbridge.domain.khaos_status import KhaosStatus
 from returnbridge.flows.confirm.sightings import UNCONFIRMED
 from returnbridge.flows.engine.runtime import Runtime
-from returnbridge.store import returns_repo
-from returnbridge.store.exceptions_repo import raise_problem
+from returnbridge.store.exceptions_repo import ExceptionsRepository
 from returnbridge.store.models import ExceptionRow, ReturnRow, utcnow
+from returnbridge.store.returns_repo import ReturnsRepository
 
 log = structlog.get_logger(__name__)
 
@@ -41,14 +41,14 @@ def check_sla(rt: Runtime, now: datetime | None = None) -> int:
                 ExceptionRow.status == "open")).first()
             if existing is not None:
                 continue  # already open: one row per return, not one per sweep
-            raise_problem(session, Problem(
+            ExceptionsRepository(session).raise_problem(Problem(
                 type=UNCONFIRMED,
                 message=f"Khaos fetched {row.associated_ref} at {served_at[:19]} UTC but no "
                 f"import has been confirmed within {hours:g} hours.",
                 dedupe_key=row.associated_ref,
                 details={"served_at": served_at, "sla_hours": f"{hours:g}"},
             ), return_id=row.id, associated_ref=row.associated_ref)
-            returns_repo.add_timeline(session, row, "exception",
+            ReturnsRepository(session).add_timeline(row, "exception",
                                       f"{UNCONFIRMED}: not confirmed within {hours:g} hours",
                                       {"served_at": served_at})
         return len(late) + _check_credit_note_sla(session, rt, now)
@@ -83,7 +83,7 @@ def _check_credit_note_sla(session: Session, rt: Runtime, now: datetime) -> int:
             action = (f"Process return {row.associated_ref}{code} in Khaos once its goods "
                       "are booked in (that raises the credit note); if the goods never "
                       "arrived, cancel the return in Khaos and at the returns platform.")
-        exc = raise_problem(session, Problem(
+        exc = ExceptionsRepository(session).raise_problem(Problem(
             type="credit_note_missing",
             message=f"{row.associated_ref} was imported into Khaos at {imported} UTC but "
             f"after {hours:g} hours {why}. Nothing that waits for the credit note (refund, "
@@ -93,7 +93,7 @@ def _check_credit_note_sla(session: Session, rt: Runtime, now: datetime) -> int:
                      "credit_note_code": row.credit_note_code,
                      "credit_note_stage": row.credit_note_stage},
         ), return_id=row.id, associated_ref=row.associated_ref)
-        returns_repo.add_timeline(session, row, "exception",
+        ReturnsRepository(session).add_timeline(row, "exception",
                                   f"{exc.type}: no cleared credit note within {hours:g} hours "
                                   f"of the import ({why})", {})
     return len(late)

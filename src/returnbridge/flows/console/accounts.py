@@ -22,7 +22,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from returnbridge.store import audit
+from returnbridge.store.audit import AuditLog
 from returnbridge.store.models import ApiToken, ConsoleSession, ConsoleUser, utcnow
 
 
@@ -121,7 +121,7 @@ def add_user(session: Session, username: str, role: str, password: str, *, by: s
                       created_at=now, updated_at=now)
     session.add(row)
     session.flush()
-    audit.record(session, actor=by, action="user.add", subject=f"user:{name}",
+    AuditLog(session).record(actor=by, action="user.add", subject=f"user:{name}",
                  details={"role": r.value})
     return row
 
@@ -136,7 +136,7 @@ def set_role(session: Session, username: str, role: str, *, by: str) -> ConsoleU
     before = row.role
     row.role = r.value
     row.updated_at = utcnow()
-    audit.record(session, actor=by, action="user.set_role", subject=f"user:{row.username}",
+    AuditLog(session).record(actor=by, action="user.set_role", subject=f"user:{row.username}",
                  details={"from": before, "to": r.value})
     return row
 
@@ -147,7 +147,7 @@ def set_disabled(session: Session, username: str, disabled: bool, *, by: str) ->
     row.updated_at = utcnow()
     if disabled:  # signed-in browsers are signed out at once
         session.execute(delete(ConsoleSession).where(ConsoleSession.user_id == row.id))
-    audit.record(session, actor=by, action="user.disable" if disabled else "user.enable",
+    AuditLog(session).record(actor=by, action="user.disable" if disabled else "user.enable",
                  subject=f"user:{row.username}")
     return row
 
@@ -158,7 +158,7 @@ def set_password(session: Session, username: str, password: str, *, by: str) -> 
     row.password_hash = _hasher.hash(password)
     row.updated_at = utcnow()
     session.execute(delete(ConsoleSession).where(ConsoleSession.user_id == row.id))
-    audit.record(session, actor=by, action="user.set_password", subject=f"user:{row.username}")
+    AuditLog(session).record(actor=by, action="user.set_password", subject=f"user:{row.username}")
     return row
 
 
@@ -202,7 +202,7 @@ def open_session(session: Session, user: ConsoleUser, client: str) -> str:
                                csrf_token=secrets.token_urlsafe(32), created_at=now,
                                last_seen_at=now, client=client[:255]))
     user.last_login_at = now
-    audit.record(session, actor=f"user:{user.username}", action="user.login",
+    AuditLog(session).record(actor=f"user:{user.username}", action="user.login",
                  subject=f"user:{user.username}", details={"client": client[:255]})
     return token
 
@@ -233,7 +233,7 @@ def close_session(session: Session, cookie: str) -> None:
     user = session.get(ConsoleUser, row.user_id)
     session.delete(row)
     if user is not None:
-        audit.record(session, actor=f"user:{user.username}", action="user.logout",
+        AuditLog(session).record(actor=f"user:{user.username}", action="user.logout",
                      subject=f"user:{user.username}")
 
 
@@ -266,7 +266,7 @@ def create_token(session: Session, name: str, scope: str, *, by: str) -> tuple[A
                    created_at=utcnow(), created_by=by[:120])
     session.add(row)
     session.flush()
-    audit.record(session, actor=by, action="token.create", subject=f"token:{clean}",
+    AuditLog(session).record(actor=by, action="token.create", subject=f"token:{clean}",
                  details={"scope": s.value})
     return row, token
 
@@ -281,7 +281,7 @@ def revoke_token(session: Session, name: str, *, by: str) -> ApiToken:
         raise AccountError(f"no token named {name!r}")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
-        audit.record(session, actor=by, action="token.revoke", subject=f"token:{row.name}")
+        AuditLog(session).record(actor=by, action="token.revoke", subject=f"token:{row.name}")
     return row
 
 

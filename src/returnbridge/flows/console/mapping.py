@@ -28,8 +28,8 @@ from returnbridge.domain.reasons import Processing, ReasonRule
 from returnbridge.flows.decide.reevaluate import ReevaluationResult, reevaluate_open
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.flows.exceptions.coverage import map_line
-from returnbridge.store import audit
-from returnbridge.store.console_mapping import active_rows
+from returnbridge.store.audit import AuditLog
+from returnbridge.store.console_mapping import MappingRules
 from returnbridge.store.models import (
     ConsoleMappingRule,
     ExceptionRow,
@@ -195,7 +195,7 @@ def save(rt: Runtime, rule: ReasonRule, *, by: str, note: str = "") -> Saved:
         session.add(row)
         session.flush()
         rule_id = row.id
-        audit.record(session, actor=by, action="mapping.rule_add",
+        AuditLog(session).record(actor=by, action="mapping.rule_add",
                      subject=f"mapping_rule:{rule_id}",
                      details={**rule_dict(rule), "note": note[:2000]})
     rt.forget_console_rules()
@@ -209,7 +209,7 @@ def remove(rt: Runtime, rule_id: int, *, by: str) -> bool:
         if row is None or not row.active:
             return False
         row.active = False
-        audit.record(session, actor=by, action="mapping.rule_remove",
+        AuditLog(session).record(actor=by, action="mapping.rule_remove",
                      subject=f"mapping_rule:{rule_id}",
                      details={"khaos_reason_id": row.khaos_reason_id, "reason": row.reason})
     rt.forget_console_rules()
@@ -222,7 +222,7 @@ def console_rules_view(session: Session) -> list[dict[str, Any]]:
         source=r.source, reason=r.reason, disposition=r.disposition, condition=r.condition,
         khaos_reason_id=r.khaos_reason_id, processing=_processing(r.processing))),
         "note": r.note, "created_by": r.created_by, "created_at": r.created_at.isoformat()}
-        for r in active_rows(session)]
+        for r in MappingRules(session).active_rows()]
 
 
 def _processing(value: str) -> Any:

@@ -10,9 +10,11 @@ from sqlalchemy import select
 from returnbridge.domain.money import quantize
 from returnbridge.flows.decide.money import items_for
 from returnbridge.flows.engine.runtime import Runtime
-from returnbridge.store import exceptions_repo, returns_repo
+from returnbridge.store import returns_repo
 from returnbridge.store.codec import to_jsonable
+from returnbridge.store.exceptions_repo import ExceptionsRepository
 from returnbridge.store.models import ExceptionRow, KhaosDeliveryItem, RefundRow, ReturnRow
+from returnbridge.store.returns_repo import ReturnsRepository
 
 
 def _exception(row: ExceptionRow) -> dict[str, Any]:
@@ -34,7 +36,7 @@ def _money(value: Decimal) -> str:
 
 def return_view(rt: Runtime, associated_ref: str) -> dict[str, Any] | None:
     with rt.sessions() as session:
-        row = returns_repo.by_ref(session, associated_ref)
+        row = ReturnsRepository(session).by_ref(associated_ref)
         if row is None:
             return None
         case = returns_repo.case_of(row)
@@ -75,10 +77,10 @@ def return_view(rt: Runtime, associated_ref: str) -> dict[str, Any] | None:
             "timeline": [
                 {"at": t.at.isoformat(), "kind": t.kind, "message": t.message,
                  "evidence": t.evidence}
-                for t in returns_repo.timeline(session, row.id)
+                for t in ReturnsRepository(session).timeline(row.id)
             ],
             "open_exceptions": [_exception(e)
-                                for e in exceptions_repo.open_for_return(session, row.id)],
+                                for e in ExceptionsRepository(session).open_for_return(row.id)],
             "refunds": [
                 {"origin": r.origin, "provider": r.provider, "amount": _money(r.amount),
                  "currency": r.currency, "provider_refund_id": r.provider_refund_id,

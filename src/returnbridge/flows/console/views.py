@@ -24,7 +24,6 @@ from returnbridge.flows.exceptions.actions import exception_view
 from returnbridge.flows.exceptions.coverage import ReasonCoverage, map_line
 from returnbridge.flows.khaos.serve import channel_options, render, to_served
 from returnbridge.store import reason_coverage as by_day
-from returnbridge.store import returns_repo
 from returnbridge.store.models import (
     ExceptionRow,
     InboundEvent,
@@ -35,6 +34,7 @@ from returnbridge.store.models import (
     ReturnRow,
     utcnow,
 )
+from returnbridge.store.returns_repo import ReturnsRepository
 
 MAX_DOCUMENT_CHARS = 200_000
 
@@ -78,7 +78,7 @@ def return_page(rt: Runtime, associated_ref: str) -> dict[str, Any] | None:
     if view is None:
         return None
     with rt.sessions() as session:
-        row = returns_repo.by_ref(session, associated_ref)
+        row = ReturnsRepository(session).by_ref(associated_ref)
         assert row is not None
         deliveries = session.execute(
             select(KhaosDelivery, KhaosDeliveryItem.redelivery)
@@ -109,7 +109,7 @@ def dry_run(rt: Runtime, associated_ref: str) -> dict[str, Any] | None:
     """What Khaos would receive for this return if it polled now (nothing is recorded)."""
     k = rt.settings.khaos
     with rt.sessions() as session:
-        row = returns_repo.by_ref(session, associated_ref)
+        row = ReturnsRepository(session).by_ref(associated_ref)
         if row is None:
             return None
         document = customer_return_import([to_served(row, k, rt.settings.policy)],

@@ -30,8 +30,10 @@ from returnbridge.domain.policy import Decision, DocumentLine, GoodsInOwner, dec
 from returnbridge.flows.decide import facts
 from returnbridge.flows.decide.money import sync_off_note
 from returnbridge.flows.engine.runtime import Runtime
-from returnbridge.store import exceptions_repo, returns_repo
+from returnbridge.store.console_mapping import MappingRules
+from returnbridge.store.exceptions_repo import ExceptionsRepository
 from returnbridge.store.models import ReturnRow
+from returnbridge.store.returns_repo import ReturnsRepository
 from returnbridge.store.sku_aliases import apply_aliases
 
 
@@ -45,21 +47,21 @@ def evaluate(rt: Runtime, session: Session, row: ReturnRow, case: ReturnCase,
         return row.khaos_status
     case = apply_aliases(session, case)  # SKU candidates a person chose in the console
     known = facts.gather(rt, session, case)
-    decision = decide(case, rt.policy_config(session), rt.source_policy(case.source), known)
+    decision = decide(case, rt.policy_config(MappingRules(session)),
+                      rt.source_policy(case.source), known)
     problems = tuple(
         replace(p, details={**p.details, "origin": "policy"}) for p in decision.problems
     )
-    returns_repo.apply_decision(row, decision)
+    ReturnsRepository(session).apply_decision(row, decision)
     sync_off_note(session, row, case, decision.off_note, evidence)
     for problem in problems:
-        exceptions_repo.raise_problem(session, problem, return_id=row.id,
+        ExceptionsRepository(session).raise_problem(problem, return_id=row.id,
                                       associated_ref=row.associated_ref,
                                       times=1 if recount else 0)
-    for gone in exceptions_repo.resolve_missing(
-        session, row.id, problems, by="returnbridge",
+    for gone in ExceptionsRepository(session).resolve_missing(row.id, problems, by="returnbridge",
         how=f"re-evaluated after {cause}: the problem is gone",
     ):
-        returns_repo.add_timeline(session, row, "exception_resolved",
+        ReturnsRepository(session).add_timeline(row, "exception_resolved",
                                   f"{gone.type} resolved: {gone.resolution}", evidence)
     _move_status(session, row, decision, evidence)
     if decision.release and decision.split_off:
@@ -73,16 +75,15 @@ def _move_status(session: Session, row: ReturnRow, decision: Decision,
         why = "validated; waiting for Khaos to fetch it"
         if decision.notes:
             why += " (" + "; ".join(decision.notes) + ")"
-        returns_repo.set_khaos_status(session, row, KhaosStatus.READY, why, evidence)
+        ReturnsRepository(session).set_khaos_status(row, KhaosStatus.READY, why, evidence)
     elif decision.blocked:
         types = sorted({p.type for p in decision.problems if p.blocking})
-        returns_repo.set_khaos_status(session, row, KhaosStatus.HELD,
+        ReturnsRepository(session).set_khaos_status(row, KhaosStatus.HELD,
                                       "held until fixed: " + (", ".join(types)
                                                               or "a blocking problem"),
                                       evidence)
     else:
-        returns_repo.set_khaos_status(
-            session, row, KhaosStatus.PENDING,
+        ReturnsRepository(session).set_khaos_status(row, KhaosStatus.PENDING,
             f"not released yet: {decision.wait_reason or 'waiting for the returns platform'}",
             evidence)
 
@@ -106,7 +107,8 @@ def new_units(rt: Runtime, session: Session, row: ReturnRow,
     policy = rt.source_policy(case.source)
     if policy.goods_in_owner is not GoodsInOwner.RETURNS_PLATFORM:
         return ()
-    decision = decide(case, rt.policy_config(session), policy, facts.gather(rt, session, case))
+    decision = decide(case, rt.policy_config(MappingRules(session)), policy,
+                      facts.gather(rt, session, case))
     documented, _ = _documented(session, row)
     extra: list[ReturnLine] = []
     for doc in decision.document:
@@ -136,14 +138,14 @@ def _open_child(rt: Runtime, session: Session, row: ReturnRow, case: ReturnCase,
         lines=lines, exchanges=(), receipts=(), settlement=Settlement(),
         totals=SourceTotals(), events=(),
     )
-    child = returns_repo.save_case(session, None, doc)
+    child = ReturnsRepository(session).save_case(None, doc)
     child.parent_id = row.id
     child.first_seen_via = row.first_seen_via
     units = sum(ln.quantity for ln in lines)
-    returns_repo.add_timeline(session, child, "follow_up",
+    ReturnsRepository(session).add_timeline(child, "follow_up",
                               child_note.format(units=units, parent=row.associated_ref),
                               evidence)
-    returns_repo.add_timeline(session, row, "follow_up",
+    ReturnsRepository(session).add_timeline(row, "follow_up",
                               parent_note.format(units=units, child=child.associated_ref),
                               evidence)
     evaluate(rt, session, child, doc, evidence, cause=f"{cause} {row.associated_ref}")

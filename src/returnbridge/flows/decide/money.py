@@ -35,7 +35,7 @@ from returnbridge.domain.settlement import (
     off_note,
 )
 from returnbridge.flows.engine.runtime import Runtime
-from returnbridge.store import exceptions_repo, returns_repo
+from returnbridge.store.exceptions_repo import ExceptionsRepository
 from returnbridge.store.models import (
     ExceptionRow,
     KhaosDeliveryItem,
@@ -44,6 +44,7 @@ from returnbridge.store.models import (
     ReturnRow,
     utcnow,
 )
+from returnbridge.store.returns_repo import ReturnsRepository
 
 # Categories this module owns in reconciliation_items (others, e.g. refund_record, are
 # written by their own flows and never withdrawn here).
@@ -107,15 +108,15 @@ def check_after_handover(rt: Runtime, session: Session, row: ReturnRow, case: Re
     for problem in problems:
         if _settled_by_a_person(session, problem):
             continue
-        exc = exceptions_repo.raise_problem(session, problem, return_id=row.id,
+        exc = ExceptionsRepository(session).raise_problem(problem, return_id=row.id,
                                             associated_ref=row.associated_ref)
         if exc.count == 1:
-            returns_repo.add_timeline(session, row, "exception",
+            ReturnsRepository(session).add_timeline(row, "exception",
                                       f"{exc.type}: {problem.message}", evidence)
         opened.append(exc)
     for gone in resolve_closed_gaps(session, row, problems, by="returnbridge",
                                     how=f"money re-checked after {cause}: the gap is closed"):
-        returns_repo.add_timeline(session, row, "exception_resolved",
+        ReturnsRepository(session).add_timeline(row, "exception_resolved",
                                   f"{gone.type} resolved: {gone.resolution}", evidence)
     sync_off_note(session, row, case, off_note(case, basis), evidence)
     return opened
@@ -140,9 +141,9 @@ def resolve_closed_gaps(session: Session, row: ReturnRow, present: tuple[Problem
     keep = {(p.type, p.dedupe_key) for p in present}
     prefix = money_key_prefix(row.associated_ref)
     gone = []
-    for exc in exceptions_repo.open_for_return(session, row.id):
+    for exc in ExceptionsRepository(session).open_for_return(row.id):
         if exc.dedupe_key.startswith(prefix) and (exc.type, exc.dedupe_key) not in keep:
-            exceptions_repo.close(exc, "resolved", by=by, how=how)
+            ExceptionsRepository(session).close(exc, "resolved", by=by, how=how)
             gone.append(exc)
     session.flush()
     return gone
@@ -168,7 +169,7 @@ def sync_off_note(session: Session, row: ReturnRow, case: ReturnCase,
                 return_id=row.id, associated_ref=row.associated_ref, category=category,
                 amount=item.amount, currency=cur, status="open", note=note,
                 created_at=now, updated_at=now))
-            returns_repo.add_timeline(session, row, "reconciliation", note, evidence)
+            ReturnsRepository(session).add_timeline(row, "reconciliation", note, evidence)
         elif found.status == "done":
             continue  # finance booked it; a person re-opens if the figure changed
         elif found.amount != item.amount or found.status != "open":
@@ -176,13 +177,13 @@ def sync_off_note(session: Session, row: ReturnRow, case: ReturnCase,
             found.status = "open"
             found.note = note
             found.updated_at = now
-            returns_repo.add_timeline(session, row, "reconciliation", note, evidence)
+            ReturnsRepository(session).add_timeline(row, "reconciliation", note, evidence)
     for category, found in current.items():
         if category not in wanted and found.status == "open":
             found.status = "withdrawn"
             found.updated_at = now
             found.note += f"; withdrawn: {row.source} no longer reports it"
-            returns_repo.add_timeline(session, row, "reconciliation",
+            ReturnsRepository(session).add_timeline(row, "reconciliation",
                                       f"{category} reconciliation item withdrawn: "
                                       f"{row.source} no longer reports it", evidence)
     session.flush()

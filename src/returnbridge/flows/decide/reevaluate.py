@@ -21,6 +21,7 @@ from returnbridge.flows.decide.evaluate import evaluate
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.store import returns_repo
 from returnbridge.store.models import ReturnRow, Watermark, utcnow
+from returnbridge.store.returns_repo import ReturnsRepository
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def reevaluate_return(rt: Runtime, return_id: int, *, by: str, why: str) -> str:
         status = evaluate(rt, session, row, returns_repo.case_of(row), evidence,
                           cause=f"{why} ({by})", recount=False)
         if status == before and by != "returnbridge":  # a person asked: say what happened
-            returns_repo.add_timeline(session, row, "reevaluated",
+            ReturnsRepository(session).add_timeline(row, "reevaluated",
                                       f"re-evaluated ({why}, by {by}): still {status}",
                                       evidence)
         return status

@@ -16,8 +16,10 @@ from sqlalchemy.orm import Session
 
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.flows.exceptions import actions
-from returnbridge.store import audit, catalogue, returns_repo
+from returnbridge.store import catalogue
+from returnbridge.store.audit import AuditLog
 from returnbridge.store.models import ReturnRow, SkuAlias, StockBarcode, StockItem, utcnow
+from returnbridge.store.returns_repo import ReturnsRepository
 
 
 def candidates(session: Session, sku: str) -> list[dict[str, Any]]:
@@ -60,14 +62,13 @@ def apply_candidate(rt: Runtime, exception_id: int, stock_id: str, actor: str
         else:
             existing.khaos_sku, existing.stock_id = target, item.stock_id
             existing.created_at, existing.created_by = utcnow(), actor[:120]
-        audit.record(session, actor=actor, action="sku.alias_add", subject=f"sku:{sku}"[:120],
+        AuditLog(session).record(actor=actor, action="sku.alias_add", subject=f"sku:{sku}"[:120],
                      details={"sku": sku, "khaos_sku": target, "stock_id": item.stock_id,
                               "stock_code": item.stock_code, "exception_id": exception_id})
         if view["return_id"] is not None:
             ret = session.get(ReturnRow, view["return_id"])
             if ret is not None:
-                returns_repo.add_timeline(
-                    session, ret, "sku_alias",
+                ReturnsRepository(session).add_timeline(ret, "sku_alias",
                     f"SKU {sku} will be sent to Khaos as {target} (item {item.stock_code}), "
                     f"chosen by {actor}", {"exception_id": exception_id, "by": actor})
     return actions.retry(rt, exception_id, actor, f"applied candidate {item.stock_code} for "

@@ -13,8 +13,9 @@ from returnbridge.config import Settings
 from returnbridge.domain.policy import GoodsInOwner, PolicyConfig, ReleaseOn, SourcePolicy
 from returnbridge.domain.reasons import ReasonRule
 from returnbridge.returns_platform import PlatformSettings, Registry
-from returnbridge.store.console_mapping import load_rules
+from returnbridge.store.console_mapping import MappingRules
 from returnbridge.store.db import make_engine, session_factory
+from returnbridge.store.unit_of_work import UnitOfWork
 
 CONSOLE_RULES_TTL = 5.0
 
@@ -59,10 +60,15 @@ class Runtime:
             processed_by_refund_gate=False,
         )
 
-    def policy_config(self, session: Session | None = None) -> PolicyConfig:
-        """The posting policy's configuration; pass the session of the transaction in hand
-        so the console's mapping rules are read in it."""
-        console = load_rules(session) if session is not None else self.console_rules()
+    def unit_of_work(self) -> UnitOfWork:
+        """One use case's transaction: ``with rt.unit_of_work() as uow:`` commits on leaving
+        the block and rolls back on an error."""
+        return UnitOfWork(self.sessions)
+
+    def policy_config(self, rules: MappingRules | None = None) -> PolicyConfig:
+        """The posting policy's configuration; inside a unit of work pass its
+        ``uow.mapping_rules`` so the console's rules are read in that transaction."""
+        console = rules.rules() if rules is not None else self.console_rules()
         p = self.settings.policy
         return PolicyConfig(
             rules=console + self.settings.mapping.rules(),
@@ -86,8 +92,8 @@ class Runtime:
         """The console's rules (cached); never call inside an open transaction."""
         now = time.monotonic()
         if self._console_rules is None or now - self._console_rules_at > CONSOLE_RULES_TTL:
-            with self.sessions() as session:
-                self._console_rules = load_rules(session)
+            with self.unit_of_work() as uow:
+                self._console_rules = uow.mapping_rules.rules()
             self._console_rules_at = now
         return self._console_rules
 

@@ -33,8 +33,11 @@ from returnbridge.domain.exceptions import CATALOGUE, Owner, Severity
 from returnbridge.domain.khaos_status import DELIVERED, KhaosStatus
 from returnbridge.flows.decide.reevaluate import reevaluate_return
 from returnbridge.flows.engine.runtime import Runtime
-from returnbridge.store import audit, exceptions_repo, returns_repo
+from returnbridge.store import exceptions_repo
+from returnbridge.store.audit import AuditLog
+from returnbridge.store.exceptions_repo import ExceptionsRepository
 from returnbridge.store.models import AuditEntry, ExceptionRow, ReturnRow, utcnow
+from returnbridge.store.returns_repo import ReturnsRepository
 
 STATUS_FILTERS = (*exceptions_repo.STATUSES, "all")
 RUNBOOK_DIR = "docs/runbooks"
@@ -137,7 +140,7 @@ def list_exceptions(session: Session, *, status: str | None = "open",
     _check_filters(status, owner or None, type or None)
     if limit < 1 or offset < 0:
         raise BadFilter("limit must be at least 1 and offset at least 0")
-    rows, total = exceptions_repo.search(session, status=status, owner=owner or None,
+    rows, total = ExceptionsRepository(session).search(status=status, owner=owner or None,
                                          type=type or None, ref=ref or None, limit=limit,
                                          offset=offset)
     now = utcnow()
@@ -186,7 +189,7 @@ def _history(session: Session, exception_id: int) -> list[dict[str, Any]]:
 
 def show_exception(session: Session, exception_id: int) -> dict[str, Any]:
     """One exception with its return, candidates, meaning, runbook and action history."""
-    row = exceptions_repo.get(session, exception_id)
+    row = ExceptionsRepository(session).get(exception_id)
     if row is None:
         raise ExceptionNotFound(exception_id)
     view = exception_view(row)
@@ -215,7 +218,7 @@ def _require_why(why: str, action: str) -> str:
 
 
 def _get(session: Session, exception_id: int, *, for_update: bool = False) -> ExceptionRow:
-    row = exceptions_repo.get(session, exception_id, for_update=for_update)
+    row = ExceptionsRepository(session).get(exception_id, for_update=for_update)
     if row is None:
         raise ExceptionNotFound(exception_id)
     return row
@@ -231,13 +234,13 @@ def _note(session: Session, row: ExceptionRow, kind: str, message: str,
         return
     ret = session.get(ReturnRow, row.return_id)
     if ret is not None:
-        returns_repo.add_timeline(session, ret, kind, message,
+        ReturnsRepository(session).add_timeline(ret, kind, message,
                                   {"exception_id": row.id, "by": actor, "why": why})
 
 
 def _record(session: Session, row: ExceptionRow, action: str, actor: str, why: str,
             **extra: Any) -> None:
-    audit.record(session, actor=actor, action=f"exception.{action}", subject=_subject(row.id),
+    AuditLog(session).record(actor=actor, action=f"exception.{action}", subject=_subject(row.id),
                  details={"why": why, "type": row.type, "associated_ref": row.associated_ref,
                           "status": row.status, **extra})
 
@@ -258,7 +261,7 @@ def resolve(rt: Runtime, exception_id: int, actor: str, why: str) -> ActionResul
             raise ActionRefused(f"exception {row.id} is already resolved by {row.resolved_by}: "
                                 f"{row.resolution}")
         previous = row.status
-        exceptions_repo.close(row, "resolved", by=actor, how=f"manual: {why}")
+        ExceptionsRepository(session).close(row, "resolved", by=actor, how=f"manual: {why}")
         _record(session, row, "resolve", actor, why, previous_status=previous)
         _note(session, row, "exception_resolved", f"{row.type} resolved by {actor} "
               f"(manual): {why}", actor, why)
@@ -273,7 +276,7 @@ def resolve(rt: Runtime, exception_id: int, actor: str, why: str) -> ActionResul
         row = _get(session, exception_id)
         view = exception_view(row)
         if row.status == "open":
-            audit.record(session, actor="returnbridge", action="exception.reopen",
+            AuditLog(session).record(actor="returnbridge", action="exception.reopen",
                          subject=_subject(row.id),
                          details={"why": "the cause is still present after a manual resolve",
                                   "type": row.type, "associated_ref": row.associated_ref,
@@ -297,7 +300,7 @@ def ignore(rt: Runtime, exception_id: int, actor: str, why: str) -> ActionResult
             raise ActionRefused(f"exception {row.id} is already ignored by {row.resolved_by}: "
                                 f"{row.resolution}")
         previous = row.status
-        exceptions_repo.close(row, "ignored", by=actor, how=f"ignored: {why}")
+        ExceptionsRepository(session).close(row, "ignored", by=actor, how=f"ignored: {why}")
         _record(session, row, "ignore", actor, why, previous_status=previous)
         _note(session, row, "exception_ignored", f"{row.type} ignored by {actor}: {why}",
               actor, why)

@@ -42,7 +42,7 @@ from returnbridge.domain.alerts import (
 )
 from returnbridge.domain.exceptions import Problem
 from returnbridge.flows.engine.runtime import Runtime
-from returnbridge.store import exceptions_repo
+from returnbridge.store.exceptions_repo import ExceptionsRepository
 from returnbridge.store.models import AlertOutbox, AlertRouteState, ExceptionRow, utcnow
 
 log = structlog.get_logger(__name__)
@@ -338,8 +338,8 @@ def deliver(rt: Runtime, now: datetime | None = None,
                 row.last_error = ""
                 state.consecutive_failures = 0
                 state.last_success_at = now
-                exceptions_repo.resolve_by_key(
-                    session, "alert_channel_failing", f"route:{row.route}",
+                ExceptionsRepository(session).resolve_by_key(
+                    "alert_channel_failing", f"route:{row.route}",
                     by="returnbridge", how=f"delivered to route {row.route} again")
                 sent += 1
                 continue
@@ -355,7 +355,7 @@ def deliver(rt: Runtime, now: datetime | None = None,
             if state.consecutive_failures >= alerts.channel_failure_threshold:
                 waiting = len(list(session.scalars(select(AlertOutbox.id).where(
                     AlertOutbox.route == row.route, AlertOutbox.status == "pending"))))
-                exceptions_repo.raise_problem(session, Problem(
+                ExceptionsRepository(session).raise_problem(Problem(
                     "alert_channel_failing",
                     f"Alerts to route {row.route} failed {state.consecutive_failures} time(s) "
                     f"in a row; {waiting} alert(s) wait for it. Last error: {error}",

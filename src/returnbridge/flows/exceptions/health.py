@@ -22,7 +22,7 @@ from sqlalchemy import select
 
 from returnbridge.domain.exceptions import Problem
 from returnbridge.flows.engine.runtime import Runtime
-from returnbridge.store import exceptions_repo
+from returnbridge.store.exceptions_repo import ExceptionsRepository
 from returnbridge.store.models import ConnectionHealth, ExceptionRow, JobRun, utcnow
 
 log = structlog.get_logger(__name__)
@@ -52,8 +52,8 @@ def record_success(rt: Runtime, system: str, now: datetime | None = None) -> Non
             row.failing_since = None
             row.last_success_at = now
             if was_failing:
-                exceptions_repo.resolve_by_key(
-                    session, "connection_failing", f"system:{system}", by="returnbridge",
+                ExceptionsRepository(session).resolve_by_key(
+                    "connection_failing", f"system:{system}", by="returnbridge",
                     how=f"a call to {system_title(rt, system)} succeeded again")
     except Exception as exc:  # never fail the caller over bookkeeping
         log.warning("could not record a connection success", system=system, error=str(exc))
@@ -77,7 +77,7 @@ def record_failure(rt: Runtime, system: str, error: str, now: datetime | None = 
             if (row.consecutive_failures >= settings.connection_failure_threshold
                     or minutes >= settings.connection_failure_minutes):
                 name = system_title(rt, system)
-                exceptions_repo.raise_problem(session, Problem(
+                ExceptionsRepository(session).raise_problem(Problem(
                     "connection_failing",
                     f"Calls to {name} have failed {row.consecutive_failures} time(s) in a row "
                     f"since {row.failing_since:%Y-%m-%d %H:%M} UTC. Last error: {error}",
@@ -107,7 +107,7 @@ def record_job(rt: Runtime, name: str, *, ok: bool | None, summary: str = "",
             elif ok:
                 row.last_success_at = now
                 row.last_summary = summary[:2000]
-                exceptions_repo.resolve_by_key(session, "schedule_not_running", f"job:{name}",
+                ExceptionsRepository(session).resolve_by_key("schedule_not_running", f"job:{name}",
                                                by="returnbridge", how="the job ran again")
             else:
                 row.last_failure_at = now
@@ -139,7 +139,7 @@ def check_schedules(rt: Runtime, intervals: dict[str, float],
                     ExceptionRow.dedupe_key == f"job:{name}",
                     ExceptionRow.status != "resolved")) is not None:
                 continue  # already open (or ignored): do not count it again on every check
-            exceptions_repo.raise_problem(session, Problem(
+            ExceptionsRepository(session).raise_problem(Problem(
                 "schedule_not_running",
                 f"The scheduled job {name} (every {_every(interval)}) has not completed since "
                 f"{since:%Y-%m-%d %H:%M} UTC." + (f" Last error: {error}" if error else ""),

@@ -33,9 +33,12 @@ from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.flows.khaos.pushes import reapply_event
 from returnbridge.flows.refunds.gate import record_external_refund, record_refund_request
 from returnbridge.metrics import EVENTS_APPLIED
-from returnbridge.store import exceptions_repo, returns_repo
+from returnbridge.store import returns_repo
+from returnbridge.store.console_mapping import MappingRules
 from returnbridge.store.events import mark_event
+from returnbridge.store.exceptions_repo import ExceptionsRepository
 from returnbridge.store.models import InboundEvent, ReturnRow, utcnow
+from returnbridge.store.returns_repo import ReturnsRepository
 
 log = structlog.get_logger(__name__)
 
@@ -105,9 +108,7 @@ def _apply_and_mark(rt: Runtime, session: Session, event: InboundEvent) -> Outco
                                  f"({str(exc.orig or exc).splitlines()[0][:200]})") from None
     except PayloadInvalid as exc:
         mark_event(session, event.id, "invalid", str(exc))
-        row = exceptions_repo.raise_problem(
-            session,
-            Problem(
+        row = ExceptionsRepository(session).raise_problem(Problem(
                 type="payload_invalid",
                 message=f"{event.source} event {event.id} ({event.topic or 'no topic'}) "
                 f"could not be read: {exc}",
@@ -152,7 +153,7 @@ def _apply(rt: Runtime, session: Session, event: InboundEvent) -> Outcome:
     if found.snapshot is not None:
         row, outcome = _merge_snapshot(rt, session, found.snapshot, event, key, evidence)
     elif found.evidence is not None and found.source_return_id:
-        row = returns_repo.find_for_update(session, event.source, found.source_return_id)
+        row = ReturnsRepository(session).find_for_update(event.source, found.source_return_id)
         fallback = found.fallback_snapshot
         if row is None and fallback is not None:
             # The platform's event carries enough to open the return itself.
@@ -162,15 +163,15 @@ def _apply(rt: Runtime, session: Session, event: InboundEvent) -> Outcome:
                            "which has not arrived yet; applied when it does")
         outcome = _fold_evidence(rt, session, row, found.evidence, key, evidence)
     elif found.source_return_id:
-        row = returns_repo.find_for_update(session, event.source, found.source_return_id)
+        row = ReturnsRepository(session).find_for_update(event.source, found.source_return_id)
     for problem in found.problems:
         ref = row.associated_ref if row is not None else _ref_or_blank(rt, event.source,
                                                                         found.source_return_id)
-        exc_row = exceptions_repo.raise_problem(
-            session, problem, return_id=row.id if row is not None else None,
+        exc_row = ExceptionsRepository(session).raise_problem(
+            problem, return_id=row.id if row is not None else None,
             associated_ref=ref)
         if row is not None:
-            returns_repo.add_timeline(session, row, "exception",
+            ReturnsRepository(session).add_timeline(row, "exception",
                                       f"{exc_row.type}: {problem.message}", evidence)
     external = found.external_refund  # made by the platform itself
     if external is not None:
@@ -216,8 +217,8 @@ def _apply_deferred(rt: Runtime, session: Session, row: ReturnRow) -> None:
         session.flush()
         _apply_and_mark(rt, session, event)
     if waiting:
-        for gone in exceptions_repo.resolve_by_key(
-                session, "status_drift", waiting_key(row.source, row.source_return_id),
+        for gone in ExceptionsRepository(session).resolve_by_key(
+                "status_drift", waiting_key(row.source, row.source_return_id),
                 by="returnbridge", how="the return arrived; its earlier events were applied"):
             gone.return_id = row.id
             gone.associated_ref = row.associated_ref
@@ -245,7 +246,7 @@ def report_waiting_evidence(rt: Runtime, older_than: timedelta = WAITING_EVIDENC
             platform = rt.platforms.get(source)
             check = (platform.missing_returns_hint() if platform is not None
                      else f"the {source} webhook subscriptions")
-            exceptions_repo.raise_problem(session, Problem(
+            ExceptionsRepository(session).raise_problem(Problem(
                 type="status_drift",
                 message=f"{source} sent {count} event(s) about return {ref or '?'} (first at "
                 f"{first:%Y-%m-%d %H:%M} UTC) but returnbridge has never received the return "
@@ -258,19 +259,19 @@ def report_waiting_evidence(rt: Runtime, older_than: timedelta = WAITING_EVIDENC
 
 def _merge_snapshot(rt: Runtime, session: Session, incoming: ReturnCase, event: InboundEvent,
                     key: str, evidence: dict[str, Any]) -> tuple[ReturnRow, Outcome]:
-    row = returns_repo.find_for_update(session, incoming.source, incoming.source_return_id)
+    row = ReturnsRepository(session).find_for_update(incoming.source, incoming.source_return_id)
     current = returns_repo.case_of(row) if row is not None else None
     result = merge(current, incoming, key)
     if row is None:
-        row = returns_repo.save_case(session, None, result.case)
+        row = ReturnsRepository(session).save_case(None, result.case)
         row.first_seen_via = "backstop" if event.channel == "backstop" else "webhook"
     elif KhaosStatus(row.khaos_status) in DELIVERED and current is not None:
         return row, _after_delivery(rt, session, row, current, result.case,
                                     result.content_applied,
                                     event, evidence, result.note)
     else:
-        returns_repo.save_case(session, row, result.case)
-    returns_repo.add_timeline(session, row, "event",
+        ReturnsRepository(session).save_case(row, result.case)
+    ReturnsRepository(session).add_timeline(row, "event",
                               f"{event.trigger or event.topic or 'event'}: {result.note}",
                               evidence)
     status = evaluate(rt, session, row, result.case, evidence,
@@ -284,8 +285,8 @@ def _fold_evidence(rt: Runtime, session: Session, row: ReturnRow, found: Evidenc
     updated = apply_evidence(current, found, key)
     summary = found.summary or "evidence recorded"
     if KhaosStatus(row.khaos_status) in DELIVERED:
-        returns_repo.save_case(session, row, updated, keep_lines=True)
-        returns_repo.add_timeline(session, row, "evidence", f"{summary} (after handover to "
+        ReturnsRepository(session).save_case(row, updated, keep_lines=True)
+        ReturnsRepository(session).add_timeline(row, "evidence", f"{summary} (after handover to "
                                   "Khaos; the Khaos document is unchanged)", evidence)
         check_after_handover(rt, session, row, updated, evidence,
                              cause=f"{row.source} evidence event {evidence['event_id']}")
@@ -293,8 +294,8 @@ def _fold_evidence(rt: Runtime, session: Session, row: ReturnRow, found: Evidenc
         if child is not None:
             return Outcome("processed", child.associated_ref, child.khaos_status, summary)
         return Outcome("processed", row.associated_ref, row.khaos_status, summary)
-    returns_repo.save_case(session, row, updated)
-    returns_repo.add_timeline(session, row, "evidence", summary, evidence)
+    ReturnsRepository(session).save_case(row, updated)
+    ReturnsRepository(session).add_timeline(row, "evidence", summary, evidence)
     status = evaluate(rt, session, row, updated, evidence,
                       cause=f"{row.source} evidence event {evidence['event_id']}")
     return Outcome("processed", row.associated_ref, status, summary)
@@ -302,7 +303,7 @@ def _fold_evidence(rt: Runtime, session: Session, row: ReturnRow, found: Evidenc
 
 def _document_summary(rt: Runtime, session: Session, case: ReturnCase) -> tuple[str, ...]:
     """What Khaos would be sent for ``case`` today: lines with reason and price, exchanges."""
-    found = decide(case, rt.policy_config(session), rt.source_policy(case.source),
+    found = decide(case, rt.policy_config(MappingRules(session)), rt.source_policy(case.source),
                    facts.gather(rt, session, case))
     if found.wait_reason:
         return (f"nothing ({found.wait_reason})",)
@@ -326,17 +327,15 @@ def _after_delivery(rt: Runtime, session: Session, row: ReturnRow, current: Retu
     if content_applied and (not same_content(current, merged) or merged.state != current.state):
         before = _document_summary(rt, session, current)
         after = _document_summary(rt, session, merged)
-    returns_repo.save_case(session, row, merged if content_applied else current,
+    ReturnsRepository(session).save_case(row, merged if content_applied else current,
                            keep_lines=True)
-    returns_repo.add_timeline(session, row, "event",
+    ReturnsRepository(session).add_timeline(row, "event",
                               f"{event.trigger or 'event'}: {note}", evidence)
     # Money news after handover is checked against what Khaos was served (ARCHITECTURE 11).
     check_after_handover(rt, session, row, merged if content_applied else current, evidence,
                          cause=f"{event.source} event {event.id}")
     if before != after:
-        exceptions_repo.raise_problem(
-            session,
-            Problem(
+        ExceptionsRepository(session).raise_problem(Problem(
                 type="status_drift",
                 message=f"{row.associated_ref} changed at {row.source} after it was handed "
                 f"to Khaos; the Khaos document was not changed. Sent: "

@@ -39,7 +39,7 @@ from returnbridge.flows.exceptions.actions import age_text
 from returnbridge.flows.ingest.apply import apply_locked, error_text, interpret
 from returnbridge.flows.khaos.pushes import run_after_mirror_change
 from returnbridge.metrics import EVENTS_FAILED, EVENTS_FAILED_NOW
-from returnbridge.store import audit, exceptions_repo, returns_repo
+from returnbridge.store.audit import AuditLog
 from returnbridge.store.events import (
     STATUSES,
     failed_counts,
@@ -47,7 +47,9 @@ from returnbridge.store.events import (
     mark_event,
     search_events,
 )
+from returnbridge.store.exceptions_repo import ExceptionsRepository
 from returnbridge.store.models import AuditEntry, ExceptionRow, InboundEvent, ReturnRow, utcnow
+from returnbridge.store.returns_repo import ReturnsRepository
 
 log = structlog.get_logger(__name__)
 
@@ -128,7 +130,8 @@ def _refs_for(rt: Runtime, session: Session, ref: str) -> list[tuple[str | None,
     """What an AssociatedRef (or a platform's own return id) matches on stored events."""
     wanted = ref.strip()
     found: list[tuple[str | None, str]] = [(None, wanted)]
-    row = returns_repo.by_ref(session, wanted) or returns_repo.by_ref(session, wanted.upper())
+    returns = ReturnsRepository(session)
+    row = returns.by_ref(wanted) or returns.by_ref(wanted.upper())
     if row is not None:
         found.append((row.source, row.source_return_id))
     for source in rt.platforms.names():
@@ -335,9 +338,7 @@ def _fail(rt: Runtime, session: Session, event: InboundEvent, error: str) -> Exc
     what = f"{event.source} event {event.id} ({event.topic or event.trigger or 'no topic'})"
     about = f" about {ref}" if ref else (f" about return {event.source_ref}"
                                           if event.source_ref else "")
-    row = exceptions_repo.raise_problem(
-        session,
-        Problem(
+    row = ExceptionsRepository(session).raise_problem(Problem(
             type=FAILED_TYPE,
             message=f"{what}{about} could not be processed after {attempts} attempt(s): "
             f"{error or 'no error was recorded'}",
@@ -354,7 +355,7 @@ def _fail(rt: Runtime, session: Session, event: InboundEvent, error: str) -> Exc
     if ret is not None and row.return_id is None:
         row.return_id = ret.id
     if ret is not None:
-        returns_repo.add_timeline(session, ret, "event_failed",
+        ReturnsRepository(session).add_timeline(ret, "event_failed",
                                   f"{what} failed after {attempts} attempt(s): "
                                   f"{error or 'no error was recorded'}",
                                   {"event_id": event.id, "exception_id": row.id})
@@ -408,7 +409,7 @@ class ReplayResult:
 
 def _audit(session: Session, event: InboundEvent, actor: str, why: str,
            result: ReplayResult) -> None:
-    audit.record(session, actor=actor, action="event.replay", subject=_subject(event.id),
+    AuditLog(session).record(actor=actor, action="event.replay", subject=_subject(event.id),
                  details={"why": why, "source": event.source, "topic": event.topic,
                           "outcome": result.outcome, "status_before": result.status_before,
                           "status_after": result.status_after,
@@ -459,12 +460,12 @@ def replay_event(rt: Runtime, event_id: int, actor: str, why: str = "") -> Repla
             _audit(session, event, actor, why, result)
         else:
             session.refresh(event)
-            resolved = exceptions_repo.resolve_by_key(
-                session, FAILED_TYPE, _subject(event_id), by=actor,
+            resolved = ExceptionsRepository(session).resolve_by_key(
+                FAILED_TYPE, _subject(event_id), by=actor,
                 how=f"replayed by {actor} ({why}): {outcome.status}")
             if outcome.status != "invalid":
-                resolved += exceptions_repo.resolve_by_key(
-                    session, "payload_invalid", _subject(event_id), by=actor,
+                resolved += ExceptionsRepository(session).resolve_by_key(
+                    "payload_invalid", _subject(event_id), by=actor,
                     how=f"replayed by {actor} ({why}): the event could be read")
             ret = _return_of(session, event)
             ref = ret.associated_ref if ret is not None else (
@@ -484,7 +485,7 @@ def replay_event(rt: Runtime, event_id: int, actor: str, why: str = "") -> Repla
                 ref, ret.khaos_status if ret is not None else outcome.khaos_status,
                 tuple(r.id for r in resolved))
             if ret is not None:
-                returns_repo.add_timeline(session, ret, "event_replay",
+                ReturnsRepository(session).add_timeline(ret, "event_replay",
                                           f"event {event_id} replayed by {actor}: "
                                           f"{outcome.status} ({why})",
                                           {"event_id": event_id, "by": actor, "why": why})

@@ -33,8 +33,9 @@ from returnbridge.erp.khaos.pushes import (
     parse_stock_upload,
 )
 from returnbridge.flows.engine.runtime import Runtime
-from returnbridge.store import catalogue, exceptions_repo
+from returnbridge.store import catalogue
 from returnbridge.store.events import mark_event, sha256, store_event
+from returnbridge.store.exceptions_repo import ExceptionsRepository
 from returnbridge.store.models import InboundEvent, utcnow
 
 log = structlog.get_logger(__name__)
@@ -109,8 +110,7 @@ def apply_push(session: Session, kind: str, body: bytes, event_id: int, *,
     except PayloadInvalid as exc:
         return _invalid(session, kind, event_id, duplicate_body, exc)
     if problems:
-        exceptions_repo.raise_problem(
-            session, _problem(kind, event_id,
+        ExceptionsRepository(session).raise_problem(_problem(kind, event_id,
                               f"had {len(problems)} unusable entries (the rest were stored)",
                               problems))
     mark_event(session, event_id, "processed",
@@ -122,8 +122,8 @@ def apply_push(session: Session, kind: str, body: bytes, event_id: int, *,
 def _invalid(session: Session, kind: str, event_id: int, duplicate_body: bool,
              exc: PayloadInvalid) -> PushOutcome:
     mark_event(session, event_id, "invalid", str(exc))
-    exceptions_repo.raise_problem(
-        session, _problem(kind, event_id, "could not be read", (str(exc),)))
+    ExceptionsRepository(session).raise_problem(
+        _problem(kind, event_id, "could not be read", (str(exc),)))
     log.warning("khaos push invalid; kept with a payload_invalid exception", kind=kind,
                 event_id=event_id, error=str(exc)[:300])
     return PushOutcome(kind, event_id, duplicate_body, "invalid", catalogue.MirrorChange(),

@@ -34,6 +34,7 @@ from returnbridge.erp.khaos.xml import customer_return_import_xml
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.store import returns_repo
 from returnbridge.store.models import KhaosDelivery, KhaosDeliveryItem, ReturnRow, utcnow
+from returnbridge.store.returns_repo import ReturnsRepository
 
 
 @dataclass(frozen=True)
@@ -227,9 +228,9 @@ def serve_page(rt: Runtime, *, continuation: str = "", specific_ids: str | None 
                        f"served again because Khaos repeated its request {continuation!r}: "
                        f"our answer (delivery {repeated.id if repeated else '?'}) never "
                        "reached it")
-                returns_repo.add_timeline(session, row, "khaos_redelivery", why, evidence)
+                ReturnsRepository(session).add_timeline(row, "khaos_redelivery", why, evidence)
             else:
-                returns_repo.set_khaos_status(session, row, KhaosStatus.SERVED,
+                ReturnsRepository(session).set_khaos_status(row, KhaosStatus.SERVED,
                                               f"fetched by Khaos in delivery {delivery.id}",
                                               evidence)
         return Page(body, media_type, next_token, tuple(r.associated_ref for r in rows))

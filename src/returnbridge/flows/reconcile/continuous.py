@@ -31,7 +31,7 @@ from returnbridge.domain.reconciliation import (
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.flows.reconcile import pack
 from returnbridge.flows.reconcile.engine import Scope
-from returnbridge.store import exceptions_repo, returns_repo
+from returnbridge.store.exceptions_repo import ExceptionsRepository
 from returnbridge.store.models import (
     ExceptionRow,
     ReconCreditNoteLeg,
@@ -40,6 +40,7 @@ from returnbridge.store.models import (
     ReturnRow,
     utcnow,
 )
+from returnbridge.store.returns_repo import ReturnsRepository
 
 GAP, NOT_CLEARED, STUCK = "reconciliation_gap", "credit_note_not_cleared", "return_stuck"
 BY = "returnbridge reconciliation"
@@ -90,13 +91,13 @@ def _raise(session: Session, problem: Problem, ref: str, owner: str | None,
         row.last_seen_at = utcnow()
         out.updated += 1
         return
-    ret = returns_repo.by_ref(session, ref) if ref else None
-    exc = exceptions_repo.raise_problem(session, problem, return_id=ret.id if ret else None,
+    ret = ReturnsRepository(session).by_ref(ref) if ref else None
+    exc = ExceptionsRepository(session).raise_problem(problem, return_id=ret.id if ret else None,
                                         associated_ref=ref)
     if owner:
         exc.owner = owner
     if ret is not None:
-        returns_repo.add_timeline(session, ret, "exception", f"{exc.type}: {exc.message}", {})
+        ReturnsRepository(session).add_timeline(ret, "exception", f"{exc.type}: {exc.message}", {})
     out.raised.append(problem.dedupe_key)
 
 
@@ -108,7 +109,7 @@ def _resolve_absent(session: Session, kind: str, present: set[str], periods_: li
             continue
         if periods_ is not None and (row.details or {}).get("period") not in periods_:
             continue
-        exceptions_repo.close(row, "resolved", by=BY, how=how)
+        ExceptionsRepository(session).close(row, "resolved", by=BY, how=how)
         out.resolved.append(row.dedupe_key)
 
 

@@ -58,8 +58,10 @@ from returnbridge.payments.provider import (
     RefundsProvider,
 )
 from returnbridge.returns_platform import RefundRules
-from returnbridge.store import audit, exceptions_repo, returns_repo
+from returnbridge.store.audit import AuditLog
+from returnbridge.store.exceptions_repo import ExceptionsRepository
 from returnbridge.store.models import ExceptionRow, RefundRow, ReturnRow, Watermark, utcnow
+from returnbridge.store.returns_repo import ReturnsRepository
 
 WAITING_FOR_DECISION = "waiting for the platform's refund decision"
 ORIGINAL_PAYMENT = "original_payment"
@@ -140,8 +142,7 @@ def mark_waiting(session: Session, row: ReturnRow) -> None:
     if row.wait_reason == WAITING_FOR_DECISION:
         return
     row.wait_reason = WAITING_FOR_DECISION
-    returns_repo.add_timeline(
-        session, row, "refund",
+    ReturnsRepository(session).add_timeline(row, "refund",
         f"credit note {row.credit_note_code} is confirmed; nothing is paid until "
         f"{row.source} sends its refund request ({WAITING_FOR_DECISION})", {})
 
@@ -252,7 +253,7 @@ def _over_ask(session: Session, rt: Runtime, row: ReturnRow, decision: Decision)
             ExceptionRow.type == "amount_mismatch", ExceptionRow.dedupe_key == key)).first():
         return
     cur = row.currency
-    exc = exceptions_repo.raise_problem(session, Problem(
+    exc = ExceptionsRepository(session).raise_problem(Problem(
         type="amount_mismatch",
         message=f"{row.source} asked to refund {decision.asked} {cur} for "
         f"{row.associated_ref} but its Khaos credit note {row.credit_note_code} is "
@@ -264,7 +265,7 @@ def _over_ask(session: Session, rt: Runtime, row: ReturnRow, decision: Decision)
         details={"origin": "refund_request", "asked": str(decision.asked),
                  "paid": str(decision.amount), "credit_note_code": row.credit_note_code},
     ), return_id=row.id, associated_ref=row.associated_ref)
-    returns_repo.add_timeline(session, row, "exception",
+    ReturnsRepository(session).add_timeline(row, "exception",
                               f"{exc.type}: {row.source} asked {decision.asked} {cur}; capped "
                               f"at credit note {row.credit_note_code} ({decision.amount} {cur})",
                               {})
@@ -273,7 +274,7 @@ def _over_ask(session: Session, rt: Runtime, row: ReturnRow, decision: Decision)
 def plan_refund(rt: Runtime, associated_ref: str, provider: RefundsProvider) -> Plan:
     """Decide what to do, opening ``duplicate_refund_suspected`` when in doubt."""
     with rt.sessions() as session, session.begin():
-        row = returns_repo.by_ref(session, associated_ref)
+        row = ReturnsRepository(session).by_ref(associated_ref)
         if row is None or row.khaos_status != KhaosStatus.CREDIT_CONFIRMED.value:
             status = row.khaos_status if row is not None else "unknown"
             return Plan(Action.NOT_READY, associated_ref, note=f"return is {status}")
@@ -328,7 +329,7 @@ def plan_refund(rt: Runtime, associated_ref: str, provider: RefundsProvider) -> 
                if r.id not in known and "[returnbridge-refund-" not in (r.note or "")]
     if foreign:
         with rt.sessions() as session, session.begin():
-            row = returns_repo.by_ref(session, associated_ref)
+            row = ReturnsRepository(session).by_ref(associated_ref)
             assert row is not None
             listed = ", ".join(f"{r.amount} ({(r.note or 'no note')[:40]})" for r in foreign)
             _suspect(session, row, f"order {order.name} already has refund(s) not made by "
@@ -350,15 +351,13 @@ def _known_provider_ids(rt: Runtime, order_ref: str) -> set[str]:
 
 
 def _suspect(session: Session, row: ReturnRow, why: str) -> None:
-    exc = exceptions_repo.raise_problem(
-        session,
-        Problem(type="duplicate_refund_suspected",
+    exc = ExceptionsRepository(session).raise_problem(Problem(type="duplicate_refund_suspected",
                 message=f"{row.associated_ref}: not refunded by returnbridge because {why}. "
                 "Check the order's refunds; if the customer was already paid, resolve this "
                 "exception; if not, retry it.",
                 dedupe_key=f"{row.associated_ref}:refund", details={"why": why}),
         return_id=row.id, associated_ref=row.associated_ref)
-    returns_repo.add_timeline(session, row, "exception",
+    ReturnsRepository(session).add_timeline(row, "exception",
                               f"{exc.type}: refund held for finance ({why})", {})
 
 
@@ -396,7 +395,7 @@ def pay(rt: Runtime, plan: Plan, provider: PaymentsProvider) -> str:
     except (PaymentRefused, PaymentOutcomeUnknown) as exc:
         refused = isinstance(exc, PaymentRefused)
         with rt.sessions() as session, session.begin():
-            row = returns_repo.by_ref(session, plan.associated_ref)
+            row = ReturnsRepository(session).by_ref(plan.associated_ref)
             assert row is not None
             _suspect(session, row, (f"Shopify refused the payment of {plan.amount} "
                                     f"{plan.currency} ({plan.method})" if refused else
@@ -414,7 +413,7 @@ def pay(rt: Runtime, plan: Plan, provider: PaymentsProvider) -> str:
 def store_refund(rt: Runtime, plan: Plan, provider_refund_id: str, amount: Decimal) -> None:
     try:
         with rt.sessions() as session, session.begin():
-            row = returns_repo.by_ref(session, plan.associated_ref)
+            row = ReturnsRepository(session).by_ref(plan.associated_ref)
             session.add(RefundRow(
                 return_id=row.id if row is not None else None,
                 associated_ref=plan.associated_ref, provider="shopify", origin="returnbridge",
@@ -428,12 +427,11 @@ def store_refund(rt: Runtime, plan: Plan, provider_refund_id: str, amount: Decim
                 what = _PAID_AS.get(plan.method, _PAID_AS[ORIGINAL_PAYMENT]).format(
                     amount=amount, cur=plan.currency, id=provider_refund_id)
                 code = plan.credit_note_code or row.credit_note_code
-                returns_repo.add_timeline(
-                    session, row, "refund",
+                ReturnsRepository(session).add_timeline(row, "refund",
                     f"{what}, tagged with credit note {code or '(no code: check Khaos)'}",
                     {"provider_refund_id": provider_refund_id, "method": plan.method,
                      "credit_note_code": code})
-            audit.record(session, actor="returnbridge", action="refund.created",
+            AuditLog(session).record(actor="returnbridge", action="refund.created",
                          subject=plan.associated_ref,
                          details={"provider_refund_id": provider_refund_id,
                                   "amount": str(amount), "method": plan.method,
@@ -446,10 +444,10 @@ def finance_task(session: Session, row: ReturnRow, *, key: str, message: str,
                  next_action: str, details: dict[str, str]) -> ExceptionRow:
     """Open a ``finance_task``: something a person in finance does by hand, written so
     they need nothing else (amount, customer, credit note, payment id)."""
-    exc = exceptions_repo.raise_problem(session, Problem(
+    exc = ExceptionsRepository(session).raise_problem(Problem(
         type="finance_task", message=message, dedupe_key=key, details=details,
         next_action=next_action), return_id=row.id, associated_ref=row.associated_ref)
-    returns_repo.add_timeline(session, row, "exception", f"{exc.type}: {next_action}", {})
+    ReturnsRepository(session).add_timeline(row, "exception", f"{exc.type}: {next_action}", {})
     return exc
 
 
@@ -457,7 +455,7 @@ def hand_to_finance(rt: Runtime, plan: Plan) -> str:
     """Nothing is paid: finance settles what the platform asked for by hand. The credit
     note stays on the customer's account in Khaos (Khaos's own store credit)."""
     with rt.sessions() as session, session.begin():
-        row = returns_repo.by_ref(session, plan.associated_ref)
+        row = ReturnsRepository(session).by_ref(plan.associated_ref)
         assert row is not None
         who = row.customer_email or "the customer"
         finance_task(
@@ -473,8 +471,7 @@ def hand_to_finance(rt: Runtime, plan: Plan) -> str:
                      "customer": who, "credit_note_code": plan.credit_note_code,
                      "order_ref": plan.order_ref})
         if row.khaos_status == KhaosStatus.CREDIT_CONFIRMED.value:
-            returns_repo.set_khaos_status(
-                session, row, KhaosStatus.DONE,
+            ReturnsRepository(session).set_khaos_status(row, KhaosStatus.DONE,
                 f"settlement of {plan.amount} {plan.currency} handed to finance "
                 f"(finance_task); credit note {plan.credit_note_code} stays on account", {})
         return row.khaos_status
@@ -506,7 +503,7 @@ def prepare_record(rt: Runtime, plan: Plan, *, soap: bool) -> RecordRequest | No
     """None unless the return waits for its payment to be recorded. With ``soap`` and a
     return still unprocessed in Khaos, the attempt is marked (durably) first."""
     with rt.sessions() as session, session.begin():
-        row = returns_repo.by_ref(session, plan.associated_ref)
+        row = ReturnsRepository(session).by_ref(plan.associated_ref)
         if row is None or row.khaos_status != KhaosStatus.CREDIT_CONFIRMED.value:
             return None
         code = row.khaos_order_code or row.credit_note_code
@@ -551,10 +548,10 @@ def apply_record(rt: Runtime, plan: Plan, req: RecordRequest, outcome: str | Non
                       detail or f"ProcessReturn answered {outcome.replace('_', ' ')}")
         return KhaosStatus.CREDIT_CONFIRMED.value
     with rt.sessions() as session, session.begin():
-        row = returns_repo.by_ref(session, plan.associated_ref)
+        row = ReturnsRepository(session).by_ref(plan.associated_ref)
         assert row is not None
         if row.khaos_status == KhaosStatus.CREDIT_CONFIRMED.value:
-            returns_repo.set_khaos_status(session, row, KhaosStatus.REFUND_RECORDED, how, {})
+            ReturnsRepository(session).set_khaos_status(row, KhaosStatus.REFUND_RECORDED, how, {})
         return row.khaos_status
 
 
@@ -571,7 +568,7 @@ def _finance_records(rt: Runtime, plan: Plan, req: RecordRequest, why: str) -> s
                   "processed so that stock never waits on money)"
                   if rt.settings.khaos.soap_url else "no Khaos SOAP is configured")
     with rt.sessions() as session, session.begin():
-        row = returns_repo.by_ref(session, plan.associated_ref)
+        row = ReturnsRepository(session).by_ref(plan.associated_ref)
         assert row is not None
         who = row.customer_email or "the customer"
         finance_task(
@@ -595,7 +592,7 @@ def record_in_khaos(rt: Runtime, plan: Plan, khaos: KhaosRecorder | None) -> str
     req = prepare_record(rt, plan, soap=khaos is not None)
     if req is None:
         with rt.sessions() as session:
-            row = returns_repo.by_ref(session, plan.associated_ref)
+            row = ReturnsRepository(session).by_ref(plan.associated_ref)
             return row.khaos_status if row is not None else "unknown"
     outcome: str | None = None
     detail = ""
@@ -613,11 +610,9 @@ def record_in_khaos(rt: Runtime, plan: Plan, khaos: KhaosRecorder | None) -> str
 
 def _not_recorded(rt: Runtime, plan: Plan, code: str, fault: str) -> None:
     with rt.sessions() as session, session.begin():
-        row = returns_repo.by_ref(session, plan.associated_ref)
+        row = ReturnsRepository(session).by_ref(plan.associated_ref)
         assert row is not None
-        exc = exceptions_repo.raise_problem(
-            session,
-            Problem(type="credit_note_missing",
+        exc = ExceptionsRepository(session).raise_problem(Problem(type="credit_note_missing",
                     message=f"{plan.associated_ref} was refunded ({plan.amount} {plan.currency}, "
                     f"key {refund_key(plan.associated_ref)}) but Khaos refused to record it on "
                     f"return {code}: {fault}. Record the refund against the credit note in "
@@ -625,7 +620,7 @@ def _not_recorded(rt: Runtime, plan: Plan, code: str, fault: str) -> None:
                     dedupe_key=f"{plan.associated_ref}:process-return",
                     details={"return_code": code, "fault": fault}),
             return_id=row.id, associated_ref=row.associated_ref)
-        returns_repo.add_timeline(session, row, "exception", f"{exc.type}: {fault}", {})
+        ReturnsRepository(session).add_timeline(row, "exception", f"{exc.type}: {fault}", {})
 
 
 def _mark_attempt(rt: Runtime, associated_ref: str, code: str) -> bool:
@@ -641,11 +636,11 @@ def _mark_attempt(rt: Runtime, associated_ref: str, code: str) -> bool:
 
 def finish(rt: Runtime, associated_ref: str, why: str) -> str:
     with rt.sessions() as session, session.begin():
-        row = returns_repo.by_ref(session, associated_ref)
+        row = ReturnsRepository(session).by_ref(associated_ref)
         if row is None:
             return "unknown"
         if row.khaos_status == KhaosStatus.REFUND_RECORDED.value:
-            returns_repo.set_khaos_status(session, row, KhaosStatus.DONE, why, {})
+            ReturnsRepository(session).set_khaos_status(row, KhaosStatus.DONE, why, {})
         return row.khaos_status
 
 
@@ -708,7 +703,7 @@ def record_refund_request(session: Session, row: ReturnRow, *, amount: Decimal |
         paid = session.scalars(select(RefundRow.id).where(
             RefundRow.idempotency_key == refund_key(last.associated_ref))).first()
         if paid is not None or KhaosStatus(last.khaos_status) is KhaosStatus.DONE:
-            returns_repo.add_timeline(session, row, "refund",
+            ReturnsRepository(session).add_timeline(row, "refund",
                                       f"{row.source} asked again ({shown}, "
                                       f"{request['method']}) after returnbridge had settled "
                                       "the return; recorded, not paid again",
@@ -718,8 +713,7 @@ def record_refund_request(session: Session, row: ReturnRow, *, amount: Decimal |
     target.refund_request = request
     if target.wait_reason == WAITING_FOR_DECISION:
         target.wait_reason = ""
-    returns_repo.add_timeline(
-        session, target, "refund",
+    ReturnsRepository(session).add_timeline(target, "refund",
         f"{row.source} decided: refund {shown} to {request['method'].replace('_', ' ')}"
         + (" (replaces its earlier request)" if replaces else ""),
         {"event_id": event_id})
@@ -733,7 +727,7 @@ def record_external_refund(session: Session, *, associated_ref: str, provider: s
     key = f"external-{provider}-{event_id or reference}"
     if session.scalars(select(RefundRow).where(RefundRow.idempotency_key == key)).first():
         return
-    row = returns_repo.by_ref(session, associated_ref)
+    row = ReturnsRepository(session).by_ref(associated_ref)
     session.add(RefundRow(
         return_id=row.id if row is not None else None, associated_ref=associated_ref,
         provider=provider, origin="external", idempotency_key=key,
@@ -744,13 +738,11 @@ def record_external_refund(session: Session, *, associated_ref: str, provider: s
     confirmed = row is not None and KhaosStatus(row.khaos_status) in (
         KhaosStatus.CREDIT_CONFIRMED, KhaosStatus.REFUND_RECORDED, KhaosStatus.DONE)
     if row is not None:
-        returns_repo.add_timeline(session, row, "refund",
+        ReturnsRepository(session).add_timeline(row, "refund",
                                   f"{provider} reports a refund of {amount} {currency} made "
                                   "outside returnbridge; reconciled, not repeated", {})
     if not confirmed:
-        exceptions_repo.raise_problem(
-            session,
-            Problem(type="refund_before_credit",
+        ExceptionsRepository(session).raise_problem(Problem(type="refund_before_credit",
                     message=f"{provider} refunded {amount} {currency} for {associated_ref} "
                     "before Khaos has a credit note for it.",
                     dedupe_key=f"{associated_ref}:refund-before-credit",

@@ -42,8 +42,10 @@ from returnbridge.flows.confirm.queue import enqueue_process_return, fault_outco
 from returnbridge.flows.engine.current import runtime
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.flows.refunds.workflow import REFUNDS_QUEUE
-from returnbridge.store import audit, returns_repo
+from returnbridge.store import returns_repo
+from returnbridge.store.audit import AuditLog
 from returnbridge.store.models import ReconciliationItem, RefundRow, ReturnRow, utcnow
+from returnbridge.store.returns_repo import ReturnsRepository
 
 REFUND_RECORD = "refund_record"  # reconciliation_items.category of the finance task
 _DONE = ("recorded", "finance_task")
@@ -115,7 +117,7 @@ def plan_record(rt: Runtime, associated_ref: str) -> RecordPlan | None:
     is nothing to record (not confirmed, refund unknown, already recorded or handed to
     finance). A credit note without a known return code goes to finance at once."""
     with rt.sessions() as session, session.begin():
-        row = returns_repo.by_ref(session, associated_ref)
+        row = ReturnsRepository(session).by_ref(associated_ref)
         if row is None or row.khaos_status != KhaosStatus.CREDIT_CONFIRMED.value:
             return None
         case = returns_repo.case_of(row)
@@ -175,7 +177,7 @@ def _refund_row(session: Session, row: ReturnRow, case: ReturnCase,
 def apply_outcome(rt: Runtime, plan: RecordPlan, outcome: str) -> str:
     """What ProcessReturn answered (one of confirm.queue.PROCESS_RETURN_OUTCOMES)."""
     with rt.sessions() as session, session.begin():
-        row = returns_repo.by_ref(session, plan.associated_ref)
+        row = ReturnsRepository(session).by_ref(plan.associated_ref)
         if row is None:
             return "unknown"
         refund = session.scalars(select(RefundRow).where(
@@ -187,12 +189,12 @@ def apply_outcome(rt: Runtime, plan: RecordPlan, outcome: str) -> str:
             how = (f"{row.source} refund {plan.refund_ids} ({plan.amount} {plan.currency}) "
                    f"recorded in Khaos with ProcessReturn({plan.return_code}, {plan.auth}) "
                    f"against credit note {plan.credit_note_code}")
-            returns_repo.add_timeline(session, row, "refund", how,
+            ReturnsRepository(session).add_timeline(row, "refund", how,
                                       {"refund_ids": plan.refund_ids})
             if row.khaos_status == KhaosStatus.CREDIT_CONFIRMED.value:
-                returns_repo.set_khaos_status(session, row, KhaosStatus.REFUND_RECORDED, how,
+                ReturnsRepository(session).set_khaos_status(row, KhaosStatus.REFUND_RECORDED, how,
                                               {"refund_ids": plan.refund_ids})
-            audit.record(session, actor="returnbridge", action="refund.recorded_in_khaos",
+            AuditLog(session).record(actor="returnbridge", action="refund.recorded_in_khaos",
                          subject=plan.associated_ref,
                          details={"return_code": plan.return_code, "auth": plan.auth,
                                   "amount": str(plan.amount)})
@@ -219,9 +221,9 @@ def _finance_task(session: Session, row: ReturnRow, refund: RefundRow, plan: Rec
             return_id=row.id, associated_ref=row.associated_ref, category=REFUND_RECORD,
             amount=plan.amount, currency=plan.currency, status="open",
             reference=plan.refund_ids[:120], note=note, created_at=now, updated_at=now))
-    returns_repo.add_timeline(session, row, "finance_task", note,
+    ReturnsRepository(session).add_timeline(row, "finance_task", note,
                               {"refund_ids": plan.refund_ids, "outcome": why})
-    audit.record(session, actor="returnbridge", action="refund.finance_task",
+    AuditLog(session).record(actor="returnbridge", action="refund.finance_task",
                  subject=row.associated_ref,
                  details={"refund_ids": plan.refund_ids, "why": why})
 
@@ -231,7 +233,7 @@ def record_now(rt: Runtime, associated_ref: str, khaos: Any) -> str:
     plan = plan_record(rt, associated_ref)
     if plan is None:
         with rt.sessions() as session:
-            row = returns_repo.by_ref(session, associated_ref)
+            row = ReturnsRepository(session).by_ref(associated_ref)
             return row.khaos_status if row is not None else "unknown"
     try:
         khaos.process_return(plan.return_code, plan.auth)

@@ -37,7 +37,7 @@ from returnbridge.sources.zigzag.client import (
     ZigZagRejected,
 )
 from returnbridge.sources.zigzag.settings import zigzag_settings
-from returnbridge.store import exceptions_repo
+from returnbridge.store.exceptions_repo import ExceptionsRepository
 from returnbridge.store.models import (
     ExceptionRow,
     ReturnLineRow,
@@ -131,7 +131,7 @@ def _open_rejections(session: Session) -> set[str]:
 def _reject(rt: Runtime, item: _Pending, error: str) -> None:
     line = item.line
     with rt.sessions() as session, session.begin():
-        exceptions_repo.raise_problem(session, Problem(
+        ExceptionsRepository(session).raise_problem(Problem(
             "stock_push_rejected",
             f"ZigZag refused the stock level of SKU {line.sku} at DC {line.warehouse_dc_code} "
             f"({line.available_quantity} available): {error}",
@@ -146,8 +146,8 @@ def _accepted(rt: Runtime, batch: list[_Pending], open_keys: set[str]) -> None:
     if cleared:
         with rt.sessions() as session, session.begin():
             for item in cleared:
-                exceptions_repo.resolve_by_key(
-                    session, "stock_push_rejected", _rejected_key(item.line),
+                ExceptionsRepository(session).resolve_by_key(
+                    "stock_push_rejected", _rejected_key(item.line),
                     by="returnbridge", how="ZigZag accepted the SKU's stock level")
                 open_keys.discard(_rejected_key(item.line))
 

@@ -42,6 +42,7 @@ from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.flows.exceptions import actions
 from returnbridge.flows.reconcile import continuous, report_cache, scoping
 from returnbridge.flows.reconcile import service as recon_service
+from returnbridge.store.console_mapping import MappingRules
 from returnbridge.web.console import runbooks
 from returnbridge.web.console.health_view import health_data
 from returnbridge.web.console.security import (
@@ -364,7 +365,8 @@ async def exceptions_bulk(request: Request, who: Who) -> Response:
 
 def _mapping_data(rt: Runtime, days: int | None = None) -> dict[str, Any]:
     with rt.sessions() as session:
-        report = console_views.reason_coverage(session, rt.policy_config(session), days)
+        report = console_views.reason_coverage(
+            session, rt.policy_config(MappingRules(session)), days)
         console_rules = console_mapping.console_rules_view(session)
     file_rules = [console_mapping.rule_dict(r) for r in rt.settings.mapping.rules()]
     return {"report": report, "console_rules": console_rules, "file_rules": file_rules,

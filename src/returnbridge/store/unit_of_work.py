@@ -1,0 +1,76 @@
+"""One use case, one transaction: the unit of work and the repositories it hands out.
+
+Flows never build a session or write a query. A use case opens one unit of work
+(``with rt.unit_of_work() as uow:``), reads and changes its rows through the repositories on
+``uow`` (``uow.returns``, ``uow.exceptions``, ...), and leaving the block commits; an exception
+escaping it rolls everything back. The queries live in the repositories (``store/``)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from types import TracebackType
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from returnbridge.store.audit import AuditLog
+from returnbridge.store.console_mapping import MappingRules
+from returnbridge.store.exceptions_repo import ExceptionsRepository
+from returnbridge.store.returns_repo import ReturnsRepository
+from returnbridge.store.watermarks import Watermarks
+
+
+class UnitOfWork:
+    """A transaction and its repositories; use it once, as a context manager."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+        self._session: Session | None = None
+
+    def __enter__(self) -> UnitOfWork:
+        if self._session is not None:
+            raise RuntimeError("a unit of work is used once")
+        self._session = self._sessions()
+        self._session.begin()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        session = self.session
+        try:
+            if exc_type is None:
+                session.commit()
+            else:
+                session.rollback()
+        finally:
+            session.close()
+
+    @property
+    def session(self) -> Session:
+        """The transaction's session, for the repositories (not for flows)."""
+        if self._session is None:
+            raise RuntimeError("the unit of work is not open: use it in a with block")
+        return self._session
+
+    def flush(self) -> None:
+        """Send pending changes now (ids assigned), still inside the transaction."""
+        self.session.flush()
+
+    @cached_property
+    def returns(self) -> ReturnsRepository:
+        return ReturnsRepository(self.session)
+
+    @cached_property
+    def exceptions(self) -> ExceptionsRepository:
+        return ExceptionsRepository(self.session)
+
+    @cached_property
+    def audit(self) -> AuditLog:
+        return AuditLog(self.session)
+
+    @cached_property
+    def watermarks(self) -> Watermarks:
+        return Watermarks(self.session)
+
+    @cached_property
+    def mapping_rules(self) -> MappingRules:
+        return MappingRules(self.session)
