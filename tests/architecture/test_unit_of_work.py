@@ -53,7 +53,7 @@ def database_reach(path: Path, orm: set[str]) -> list[str]:
         elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
               and node.func.id in orm):
             found.append(f"{where} builds a {node.func.id} row")
-    return found
+    return sorted(found, key=lambda f: int(f.split(" ", 1)[0].rpartition(":")[2]))
 
 
 def test_flows_reach_the_database_only_through_a_unit_of_work() -> None:
