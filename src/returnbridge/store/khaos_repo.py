@@ -3,12 +3,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import select
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, selectinload
 
+from returnbridge.erp.khaos.pushes import PushedOrderStatus, StockItemRecord, StockLevelRecord
+from returnbridge.store import catalogue, events
 from returnbridge.store.models import (
     KhaosDelivery,
     KhaosDeliveryItem,
@@ -19,6 +24,11 @@ from returnbridge.store.models import (
 
 # (order code, invoice code, order type, total, order id, stage, AssociatedRef)
 PushedStatus = tuple[str, str, str, Decimal | None, str, str, str]
+
+
+class UnstorableValue(Exception):
+    """A pushed value the database cannot hold (Khaos resending it never helps); the
+    mirror update it was in is rolled back, the unit of work goes on."""
 
 
 class KhaosRepository:
@@ -106,3 +116,32 @@ class KhaosRepository:
         ).all()
         return [(st.order_code, st.invoice_code, st.order_type, st.total, st.order_id,
                  st.stage, ref) for st, ref in rows]
+
+    # the mirror Khaos pushes (stock, stock levels, order statuses) and its push events
+
+    @contextmanager
+    def mirror_update(self) -> Iterator[None]:
+        """A savepoint around one push's mirror update: an exception escaping it rolls back
+        the update alone; a value the database cannot hold comes out as
+        :class:`UnstorableValue` (its first line, at most 200 characters)."""
+        try:
+            with self._session.begin_nested():
+                yield
+        except DataError as exc:
+            raise UnstorableValue(str(exc.orig or exc).splitlines()[0][:200]) from exc
+
+    def upsert_stock_items(self, items: Sequence[StockItemRecord], deleted: Sequence[str],
+                           *, now: datetime) -> catalogue.MirrorChange:
+        return catalogue.upsert_stock_items(self._session, items, deleted, now=now)
+
+    def upsert_stock_levels(self, levels: Sequence[StockLevelRecord], *,
+                            now: datetime) -> catalogue.MirrorChange:
+        return catalogue.upsert_stock_levels(self._session, levels, now=now)
+
+    def upsert_order_statuses(self, statuses: Sequence[PushedOrderStatus], *,
+                              now: datetime) -> catalogue.MirrorChange:
+        return catalogue.upsert_order_statuses(self._session, statuses, now=now)
+
+    def mark_push(self, event_id: int, status: str, error: str = "") -> None:
+        """The push event is applied (``processed``) or kept ``invalid``, saying why."""
+        events.mark_event(self._session, event_id, status, error)

@@ -72,7 +72,7 @@ def apply_locked(rt: Runtime, session: Session, event: InboundEvent) -> Outcome:
     processing path, for the workflow step and for ``events replay``."""
     if event.source == "khaos":  # a push whose mirror update did not commit: redo it
 
-        return Outcome(reapply_event(session, event).status)
+        return Outcome(reapply_event(UnitOfWork.over(session), event).status)
     outcome = _apply_and_mark(rt, session, event)
     EVENTS_APPLIED.labels(event.source, outcome.status).inc()
     return outcome
