@@ -21,6 +21,7 @@ from returnbridge.store.models import (
     StockItem,
     StockLevel,
 )
+from returnbridge.store.unit_of_work import UnitOfWork
 from tests.conftest import KHAOS_FIXTURES, LiveApp, start_live_app
 
 STOCK_XML = b"""<?xml version="1.0" encoding="utf-8"?>
@@ -312,7 +313,7 @@ def test_a_push_stored_but_not_applied_can_be_applied_later(runtime: Runtime) ->
     with runtime.sessions() as s, s.begin():
         event = s.get(InboundEvent, stored.event_id)
         assert event is not None
-        outcome = khaos_push.reapply_event(s, event)
+        outcome = khaos_push.reapply_event(UnitOfWork.over(s), event)
     assert outcome.status == "processed" and outcome.change.inserted == 2
     with runtime.sessions() as s:
         event = s.get(InboundEvent, stored.event_id)

@@ -72,14 +72,14 @@ def test_a_refund_request_recorded_while_the_scheduler_looks_is_paid_not_waited_
     assert due_refs(rt) == [ref]
 
     started: list[str | None] = []
-    with rt.sessions() as session, session.begin():
+    with rt.unit_of_work() as uow:
         # The event worker applies ZigZag's RefundRequested: it holds the return...
-        row = session.scalars(select(ReturnRow).where(ReturnRow.associated_ref == ref)
-                              .with_for_update()).one()
-        record_refund_request(session, row, amount=Decimal("44.99"),
+        row = uow.returns.lock_by_ref(ref)
+        assert row is not None
+        record_refund_request(uow, row, amount=Decimal("44.99"),
                               method="original_payment", currency="GBP",
                               event_id="zigzag:race", at="2026-03-12T00:00:00+00:00")
-        session.flush()
+        uow.flush()
         # ...while the scheduler asks whether the return's refund can start.
         scheduler = threading.Thread(target=lambda: started.append(workflow_id(rt, ref)))
         scheduler.start()

@@ -147,3 +147,36 @@ class ExceptionsRepository:
         row.resolved_at = utcnow()
         row.resolved_by = by[:120]
         row.resolution = how
+
+    # --- refunds, confirm ---
+
+    def find(self, exception_type: str, dedupe_key: str) -> ExceptionRow | None:
+        """The exception with this type and dedupe key, in any status."""
+        return self._session.scalars(select(ExceptionRow).where(
+            ExceptionRow.type == exception_type, ExceptionRow.dedupe_key == dedupe_key)
+        ).first()
+
+    def is_open(self, exception_type: str, dedupe_key: str) -> bool:
+        """Whether the exception with this type and dedupe key is open."""
+        return self._session.scalars(select(ExceptionRow.id).where(
+            ExceptionRow.type == exception_type, ExceptionRow.dedupe_key == dedupe_key,
+            ExceptionRow.status == "open")).first() is not None
+
+    def has_open_for_return(self, return_id: int, exception_type: str) -> bool:
+        """Whether this return has an open exception of this type."""
+        return self._session.scalars(select(ExceptionRow.id).where(
+            ExceptionRow.return_id == return_id, ExceptionRow.type == exception_type,
+            ExceptionRow.status == "open")).first() is not None
+
+    def resolve_for_return(self, return_id: int, exception_type: str, *, by: str,
+                           how: str) -> int:
+        """Resolve this return's open exceptions of this type; how many there were."""
+        rows = self._session.scalars(select(ExceptionRow).where(
+            ExceptionRow.return_id == return_id, ExceptionRow.type == exception_type,
+            ExceptionRow.status == "open")).all()
+        for row in rows:
+            row.status = "resolved"
+            row.resolved_at = utcnow()
+            row.resolved_by = by[:120]
+            row.resolution = how
+        return len(rows)

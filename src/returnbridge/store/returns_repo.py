@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
@@ -14,6 +16,7 @@ from returnbridge.domain.policy import Decision
 from returnbridge.domain.receipts import effective_lines
 from returnbridge.store.codec import case_from_json, case_to_json
 from returnbridge.store.models import (
+    ExceptionRow,
     ExchangeLineRow,
     ReturnLineRow,
     ReturnRow,
@@ -152,3 +155,103 @@ class ReturnsRepository:
         self.add_timeline(row, "khaos_status",
                      f"{current.value} -> {target.value}" + (f": {why}" if why else ""), evidence)
         return True
+
+    # --- refunds, confirm, khaos ---
+
+    def lock_by_ref(self, associated_ref: str, *, with_lines: bool = False) -> ReturnRow | None:
+        """The return with this AssociatedRef, locked for the rest of the unit of work
+        (its lines loaded with it when ``with_lines``)."""
+        stmt = select(ReturnRow).where(ReturnRow.associated_ref == associated_ref)
+        if with_lines:
+            stmt = stmt.options(selectinload(ReturnRow.lines))
+        return self._session.scalars(stmt.with_for_update()).first()
+
+    def follow_ups(self, row: ReturnRow) -> Sequence[ReturnRow]:
+        """The further documents of ``row``'s return (follow-ups), oldest first."""
+        return self._session.scalars(select(ReturnRow).where(ReturnRow.parent_id == row.id)
+                                     .order_by(ReturnRow.id)).all()
+
+    def refs_due_for_refund(self, sources: Sequence[str], statuses: Sequence[str], *,
+                            not_waiting_for: str, held_by: str, limit: int) -> list[str]:
+        """AssociatedRefs of these sources' returns in these Khaos statuses, oldest credit
+        first; not those waiting with ``not_waiting_for``, nor those with an open exception
+        of type ``held_by``."""
+        held = (select(ExceptionRow.id).where(
+            ExceptionRow.return_id == ReturnRow.id,
+            ExceptionRow.type == held_by,
+            ExceptionRow.status == "open").exists())
+        return list(self._session.scalars(
+            select(ReturnRow.associated_ref)
+            .where(ReturnRow.source.in_(list(sources)),
+                   ReturnRow.khaos_status.in_(list(statuses)),
+                   ReturnRow.wait_reason != not_waiting_for, ~held)
+            .order_by(ReturnRow.credit_confirmed_at, ReturnRow.id).limit(limit)
+        ))
+
+    def credit_confirmed_of(self, sources: Sequence[str], limit: int) -> Sequence[ReturnRow]:
+        """These sources' credit-confirmed returns, oldest credit first."""
+        return self._session.scalars(
+            select(ReturnRow).where(ReturnRow.source.in_(list(sources)),
+                                    ReturnRow.khaos_status == KhaosStatus.CREDIT_CONFIRMED.value)
+            .order_by(ReturnRow.credit_confirmed_at, ReturnRow.id).limit(limit)).all()
+
+    def refs_in_status(self, statuses: Sequence[str], limit: int | None = None) -> list[str]:
+        """AssociatedRefs of the returns in these Khaos statuses, served first."""
+        stmt = (select(ReturnRow.associated_ref)
+                .where(ReturnRow.khaos_status.in_(list(statuses)))
+                .order_by(ReturnRow.served_at, ReturnRow.id))
+        if limit:
+            stmt = stmt.limit(limit)
+        return list(self._session.scalars(stmt))
+
+    def served_before(self, cutoff: datetime) -> Sequence[ReturnRow]:
+        """Returns still ``served`` that were served before ``cutoff``."""
+        return self._session.scalars(select(ReturnRow).where(
+            ReturnRow.khaos_status == KhaosStatus.SERVED.value,
+            ReturnRow.served_at.is_not(None), ReturnRow.served_at < cutoff)).all()
+
+    def imported_before(self, cutoff: datetime) -> Sequence[ReturnRow]:
+        """Returns still ``imported`` that were imported before ``cutoff``."""
+        return self._session.scalars(select(ReturnRow).where(
+            ReturnRow.khaos_status == KhaosStatus.IMPORTED.value,
+            ReturnRow.imported_at.is_not(None), ReturnRow.imported_at < cutoff)).all()
+
+    def mark_waiting(self, row: ReturnRow, reason: str) -> None:
+        """The return waits, for ``reason``."""
+        row.wait_reason = reason
+
+    def clear_wait(self, row: ReturnRow) -> None:
+        """The return no longer waits."""
+        row.wait_reason = ""
+
+    def set_refund_request(self, row: ReturnRow, request: dict[str, Any]) -> None:
+        """Keep the platform's refund decision for the refund gate."""
+        row.refund_request = request
+
+    def note_khaos_return_code(self, row: ReturnRow, code: str) -> None:
+        """Khaos's own code for the return (what ProcessReturn needs)."""
+        row.khaos_order_code = code[:50]
+
+    def mark_imported(self, row: ReturnRow, at: datetime) -> None:
+        """Khaos has imported the return (seen there) at ``at``."""
+        row.imported_at = at
+
+    def note_credit_note_stage(self, row: ReturnRow, stage: str) -> None:
+        """The credit note's current stage in Khaos."""
+        row.credit_note_stage = stage[:40]
+
+    def note_credit_note(self, row: ReturnRow, code: str, value: Decimal | None,
+                         stage: str) -> None:
+        """A credit note seen in Khaos (not cleared yet: the return is not confirmed)."""
+        row.credit_note_code = code[:50]
+        row.credit_note_value = value
+        row.credit_note_stage = stage[:40]
+
+    def confirm_credit_note(self, row: ReturnRow, code: str, value: Decimal | None,
+                            stage: str, *, at: datetime, seen_by: str) -> None:
+        """The cleared credit note that confirms the return, seen by ``seen_by``."""
+        row.credit_note_code = code[:50]
+        row.credit_note_value = value
+        row.credit_note_stage = stage[:40]
+        row.credit_confirmed_at = at
+        row.credit_source = seen_by

@@ -15,6 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from returnbridge.store.audit import AuditLog
 from returnbridge.store.console_mapping import MappingRules
 from returnbridge.store.exceptions_repo import ExceptionsRepository
+from returnbridge.store.khaos_repo import KhaosRepository
+from returnbridge.store.refunds_repo import RefundsRepository
 from returnbridge.store.returns_repo import ReturnsRepository
 from returnbridge.store.watermarks import Watermarks
 
@@ -74,3 +76,22 @@ class UnitOfWork:
     @cached_property
     def mapping_rules(self) -> MappingRules:
         return MappingRules(self.session)
+
+    # --- refunds, confirm, khaos ---
+
+    @cached_property
+    def refunds(self) -> RefundsRepository:
+        return RefundsRepository(self.session)
+
+    @cached_property
+    def khaos(self) -> KhaosRepository:
+        return KhaosRepository(self.session)
+
+    @classmethod
+    def over(cls, session: Session) -> UnitOfWork:
+        """The repositories over a transaction its caller opened and ends, for code that
+        still holds a session (until it opens a unit of work itself). Not a context
+        manager: it never commits, rolls back or closes."""
+        uow = cls(sessionmaker())
+        uow._session = session
+        return uow

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import structlog
-from sqlalchemy import select
 
 from returnbridge.flows.confirm.sightings import (
     AWAITING,
@@ -16,7 +15,6 @@ from returnbridge.flows.confirm.sightings import (
     record_sighting,
 )
 from returnbridge.flows.engine.runtime import Runtime
-from returnbridge.store.models import KhaosOrderStatus, ReturnRow
 
 log = structlog.get_logger(__name__)
 
@@ -27,15 +25,8 @@ log = structlog.get_logger(__name__)
 def confirm_from_order_statuses(rt: Runtime) -> int:
     """Confirm awaiting returns from pushed ``khaos_order_statuses`` rows with ORDER_TYPE 2
     and our AssociatedRef. Returns how many returns moved."""
-    with rt.sessions() as session:
-        rows = session.execute(
-            select(KhaosOrderStatus, ReturnRow.associated_ref)
-            .join(ReturnRow, ReturnRow.associated_ref == KhaosOrderStatus.associated_ref)
-            .where(ReturnRow.khaos_status.in_(AWAITING))
-            .order_by(KhaosOrderStatus.updated_at)
-        ).all()
-        found = [(st.order_code, st.invoice_code, st.order_type, st.total, st.order_id,
-                  st.stage, ref) for st, ref in rows]
+    with rt.unit_of_work() as uow:
+        found = uow.khaos.pushed_statuses_of(AWAITING)
     moved = 0
     for order_code, invoice_code, order_type, total, order_id, stage, ref in found:
         if (order_type or "").strip().lower() not in CREDIT_NOTE_TYPES:

@@ -10,8 +10,6 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
 
 from returnbridge.config import Settings
 from returnbridge.domain.exceptions import Problem
@@ -19,10 +17,8 @@ from returnbridge.domain.khaos_status import KhaosStatus
 from returnbridge.domain.money import quantize
 from returnbridge.erp.khaos.soap import OrderStatusRecord
 from returnbridge.flows.engine.runtime import Runtime
-from returnbridge.store.audit import AuditLog
-from returnbridge.store.exceptions_repo import ExceptionsRepository
-from returnbridge.store.models import ExceptionRow, ReturnRow, utcnow
-from returnbridge.store.returns_repo import ReturnsRepository
+from returnbridge.store.models import ReturnRow, utcnow
+from returnbridge.store.unit_of_work import UnitOfWork
 
 log = structlog.get_logger(__name__)
 
@@ -133,16 +129,8 @@ def served_value(settings: Settings, row: ReturnRow) -> Decimal:
                          for ln in row.lines), Decimal(0)))
 
 
-def _resolve_unconfirmed(session: Session, row: ReturnRow, by: str, how: str) -> int:
-    open_rows = session.scalars(select(ExceptionRow).where(
-        ExceptionRow.return_id == row.id, ExceptionRow.type == UNCONFIRMED,
-        ExceptionRow.status == "open")).all()
-    for exc in open_rows:
-        exc.status = "resolved"
-        exc.resolved_at = utcnow()
-        exc.resolved_by = by[:120]
-        exc.resolution = how
-    return len(open_rows)
+def _resolve_unconfirmed(uow: UnitOfWork, row: ReturnRow, by: str, how: str) -> int:
+    return uow.exceptions.resolve_for_return(row.id, UNCONFIRMED, by=by, how=how)
 
 
 def is_cleared(settings: Settings, stage_id: str, stage_desc: str) -> bool:
@@ -169,7 +157,7 @@ def _sighting_json(ev: Sighting) -> dict[str, Any]:
     return out
 
 
-def apply_sighting(session: Session, rt: Runtime, row: ReturnRow, ev: Sighting) -> Outcome:
+def apply_sighting(uow: UnitOfWork, rt: Runtime, row: ReturnRow, ev: Sighting) -> Outcome:
     """Apply ``ev`` to ``row`` (locked by the caller) inside the caller's transaction."""
     status = row.khaos_status
     code = ev.credit_note_code.strip()
@@ -177,7 +165,7 @@ def apply_sighting(session: Session, rt: Runtime, row: ReturnRow, ev: Sighting) 
         if code and row.credit_note_code and code != row.credit_note_code:
             return Outcome.CONFLICT
         if code and ev.stage and ev.stage[:40] != row.credit_note_stage:
-            row.credit_note_stage = ev.stage[:40]  # e.g. issued since: keep it current
+            uow.returns.note_credit_note_stage(row, ev.stage)  # e.g. issued since
         return Outcome.ALREADY
     if status not in AWAITING:
         return Outcome.NOT_DELIVERED
@@ -185,55 +173,45 @@ def apply_sighting(session: Session, rt: Runtime, row: ReturnRow, ev: Sighting) 
     now = utcnow()
     outcome = Outcome.ALREADY
     if ev.return_code and not row.khaos_order_code:
-        row.khaos_order_code = ev.return_code[:50]
+        uow.returns.note_khaos_return_code(row, ev.return_code)
     if status == KhaosStatus.SERVED.value:
-        ReturnsRepository(session).set_khaos_status(row, KhaosStatus.IMPORTED,
-                                      f"seen in Khaos ({ev.channel.value}: {ev.reason})",
-                                      evidence)
-        row.imported_at = now
+        uow.returns.set_khaos_status(row, KhaosStatus.IMPORTED,
+                                     f"seen in Khaos ({ev.channel.value}: {ev.reason})",
+                                     evidence)
+        uow.returns.mark_imported(row, now)
         outcome = Outcome.IMPORTED
-        AuditLog(session).record(actor=ev.actor, action="khaos.return_imported",
-                     subject=row.associated_ref, details=evidence)
+        uow.audit.record(actor=ev.actor, action="khaos.return_imported",
+                         subject=row.associated_ref, details=evidence)
     if code and not is_cleared(rt.settings, ev.stage_id, ev.stage_desc):
         if (code[:50], ev.stage[:40]) != (row.credit_note_code, row.credit_note_stage):
-            row.credit_note_code = code[:50]
-            row.credit_note_value = ev.value
-            row.credit_note_stage = ev.stage[:40]
-            ReturnsRepository(session).add_timeline(row, "credit_note",
+            uow.returns.note_credit_note(row, code, ev.value, ev.stage)
+            uow.returns.add_timeline(row, "credit_note",
                 f"credit note {code} seen at stage {ev.stage}, which does not count as "
                 f"cleared ([khaos].cleared_credit_note_stages); waiting for it to clear "
                 f"({ev.channel.value}: {ev.reason})", evidence)
             outcome = Outcome.IMPORTED if outcome is Outcome.ALREADY else outcome
         code = ""
     if code:
-        row.credit_note_code = code[:50]
-        row.credit_note_value = ev.value
-        row.credit_note_stage = ev.stage[:40]
-        row.credit_confirmed_at = now
-        row.credit_source = ev.channel.value
+        uow.returns.confirm_credit_note(row, code, ev.value, ev.stage, at=now,
+                                        seen_by=ev.channel.value)
         what = (f"credit note {code}" + (f" for {ev.value}" if ev.value is not None else "")
                 + (f", stage {ev.stage}" if ev.stage else ""))
-        ReturnsRepository(session).set_khaos_status(row, KhaosStatus.CREDIT_CONFIRMED,
-                                      f"{what} ({ev.channel.value}: {ev.reason})", evidence)
-        AuditLog(session).record(actor=ev.actor, action="khaos.credit_confirmed",
-                     subject=row.associated_ref, details=evidence)
+        uow.returns.set_khaos_status(row, KhaosStatus.CREDIT_CONFIRMED,
+                                     f"{what} ({ev.channel.value}: {ev.reason})", evidence)
+        uow.audit.record(actor=ev.actor, action="khaos.credit_confirmed",
+                         subject=row.associated_ref, details=evidence)
         outcome = Outcome.CONFIRMED
-        _check_amount(session, rt, row, ev)
-        for gone in session.scalars(select(ExceptionRow).where(
-                ExceptionRow.type == "credit_note_missing",
-                ExceptionRow.dedupe_key == f"{row.associated_ref}:credit-note",
-                ExceptionRow.status == "open")).all():
-            gone.status = "resolved"
-            gone.resolved_at = now
-            gone.resolved_by = ev.actor[:120]
-            gone.resolution = f"credit note {code} cleared ({ev.channel.value})"
+        _check_amount(uow, rt, row, ev)
+        uow.exceptions.resolve_by_key("credit_note_missing", f"{row.associated_ref}:credit-note",
+                                      by=ev.actor[:120],
+                                      how=f"credit note {code} cleared ({ev.channel.value})")
     if outcome is not Outcome.ALREADY:
-        _resolve_unconfirmed(session, row, ev.actor,
+        _resolve_unconfirmed(uow, row, ev.actor,
                              f"Khaos import confirmed ({ev.channel.value}: {ev.reason})")
     return outcome
 
 
-def _check_amount(session: Session, rt: Runtime, row: ReturnRow, ev: Sighting) -> None:
+def _check_amount(uow: UnitOfWork, rt: Runtime, row: ReturnRow, ev: Sighting) -> None:
     if ev.value is None:
         return
     expected = served_value(rt.settings, row)
@@ -241,7 +219,7 @@ def _check_amount(session: Session, rt: Runtime, row: ReturnRow, ev: Sighting) -
     if abs(gap) <= rt.settings.policy.tolerance:
         return
     cur = row.currency or ""
-    ExceptionsRepository(session).raise_problem(Problem(
+    uow.exceptions.raise_problem(Problem(
         type="amount_mismatch",
         message=f"Khaos credit note {row.credit_note_code} for {row.associated_ref} is "
         f"{quantize(ev.value)} {cur} but returnbridge served {expected} {cur} "
@@ -253,22 +231,13 @@ def _check_amount(session: Session, rt: Runtime, row: ReturnRow, ev: Sighting) -
     ), return_id=row.id, associated_ref=row.associated_ref)
 
 
-def _locked(session: Session, associated_ref: str) -> ReturnRow | None:
-    return session.scalars(
-        select(ReturnRow).where(ReturnRow.associated_ref == associated_ref)
-        .options(selectinload(ReturnRow.lines)).with_for_update()
-    ).first()
-
-
 def record_sighting(rt: Runtime, associated_ref: str, ev: Sighting) -> ConfirmResult:
     """Apply one piece of evidence in its own transaction."""
-    with rt.sessions() as session, session.begin():
-        row = _locked(session, associated_ref)
+    with rt.unit_of_work() as uow:
+        row = uow.returns.lock_by_ref(associated_ref, with_lines=True)
         if row is None:
             raise UnknownReturn(f"no return with AssociatedRef {associated_ref!r}")
-        outcome = apply_sighting(session, rt, row, ev)
-        mismatch = session.scalars(select(ExceptionRow.id).where(
-            ExceptionRow.return_id == row.id, ExceptionRow.type == "amount_mismatch",
-            ExceptionRow.status == "open")).first() is not None
+        outcome = apply_sighting(uow, rt, row, ev)
+        mismatch = uow.exceptions.has_open_for_return(row.id, "amount_mismatch")
         return ConfirmResult(row.associated_ref, outcome, row.khaos_status,
                              row.credit_note_code, row.credit_note_value, mismatch)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import structlog
-from sqlalchemy import select
 
 from returnbridge.erp.khaos.soap import OrderStatusRecord
 from returnbridge.erp.khaos.soap_faults import SoapError, SoapTransportError
@@ -22,7 +21,6 @@ from returnbridge.flows.confirm.sightings import (
 )
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.flows.exceptions.health import record_failure, record_success
-from returnbridge.store.models import ReturnRow
 
 log = structlog.get_logger(__name__)
 
@@ -32,12 +30,8 @@ log = structlog.get_logger(__name__)
 
 def awaiting_refs(rt: Runtime, limit: int | None = None) -> list[str]:
     """AssociatedRefs served or imported but not yet credit-confirmed, oldest first."""
-    with rt.sessions() as session:
-        stmt = (select(ReturnRow.associated_ref).where(ReturnRow.khaos_status.in_(AWAITING))
-                .order_by(ReturnRow.served_at, ReturnRow.id))
-        if limit:
-            stmt = stmt.limit(limit)
-        return list(session.scalars(stmt))
+    with rt.unit_of_work() as uow:
+        return uow.returns.refs_in_status(AWAITING, limit)
 
 
 def _soap_sighting(rt: Runtime, rec: OrderStatusRecord) -> Sighting:

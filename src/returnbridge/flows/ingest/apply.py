@@ -39,6 +39,7 @@ from returnbridge.store.events import mark_event
 from returnbridge.store.exceptions_repo import ExceptionsRepository
 from returnbridge.store.models import InboundEvent, ReturnRow, utcnow
 from returnbridge.store.returns_repo import ReturnsRepository
+from returnbridge.store.unit_of_work import UnitOfWork
 
 log = structlog.get_logger(__name__)
 
@@ -71,7 +72,7 @@ def apply_locked(rt: Runtime, session: Session, event: InboundEvent) -> Outcome:
     processing path, for the workflow step and for ``events replay``."""
     if event.source == "khaos":  # a push whose mirror update did not commit: redo it
 
-        return Outcome(reapply_event(session, event).status)
+        return Outcome(reapply_event(UnitOfWork.over(session), event).status)
     outcome = _apply_and_mark(rt, session, event)
     EVENTS_APPLIED.labels(event.source, outcome.status).inc()
     return outcome
@@ -175,15 +176,15 @@ def _apply(rt: Runtime, session: Session, event: InboundEvent) -> Outcome:
                                       f"{exc_row.type}: {problem.message}", evidence)
     external = found.external_refund  # made by the platform itself
     if external is not None:
-        record_external_refund(session, associated_ref=external.associated_ref,
+        record_external_refund(UnitOfWork.over(session), associated_ref=external.associated_ref,
                                provider=event.source,
                          event_id=external.event_id, amount=external.amount,
                          currency=external.currency, reference=external.reference,
                          order_ref=external.order_ref)
     request = found.refund_request  # the platform's refund decision
     if request is not None and row is not None:
-        record_refund_request(session, row, amount=request.amount, method=request.method,
-                              currency=request.currency or row.currency,
+        record_refund_request(UnitOfWork.over(session), row, amount=request.amount,
+                              method=request.method, currency=request.currency or row.currency,
                               event_id=request.event_id or key,
                               at=request.occurred_at.isoformat() if request.occurred_at else "")
     if found.problems and row is None and not found.snapshot and not found.evidence:

@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
-from sqlalchemy.exc import DataError
-from sqlalchemy.orm import Session
 
 from returnbridge.adapters.errors import PayloadInvalid
 from returnbridge.domain.exceptions import Problem
@@ -34,9 +32,10 @@ from returnbridge.erp.khaos.pushes import (
 )
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.store import catalogue
-from returnbridge.store.events import mark_event, sha256, store_event
-from returnbridge.store.exceptions_repo import ExceptionsRepository
+from returnbridge.store.events import sha256, store_event
+from returnbridge.store.khaos_repo import UnstorableValue
 from returnbridge.store.models import InboundEvent, utcnow
+from returnbridge.store.unit_of_work import UnitOfWork
 
 log = structlog.get_logger(__name__)
 
@@ -82,8 +81,8 @@ def receive_push(rt: Runtime, kind: PushKind, body: bytes, *, content_type: str 
         dedupe_key=f"{kind}:{sha256(body)}", topic=kind, channel="push",
         trigger=body_format(body, content_type),
     )
-    with rt.sessions() as session, session.begin():
-        outcome = apply_push(session, kind, body, stored.event_id, content_type=content_type,
+    with rt.unit_of_work() as uow:
+        outcome = apply_push(uow, kind, body, stored.event_id, content_type=content_type,
                              duplicate_body=stored.duplicate)
     change = outcome.change
     log.info("khaos push stored", kind=kind, event_id=stored.event_id, status=outcome.status,
@@ -92,37 +91,36 @@ def receive_push(rt: Runtime, kind: PushKind, body: bytes, *, content_type: str 
     return outcome
 
 
-def apply_push(session: Session, kind: str, body: bytes, event_id: int, *,
+def apply_push(uow: UnitOfWork, kind: str, body: bytes, event_id: int, *,
                content_type: str = "", duplicate_body: bool = False) -> PushOutcome:
-    """Parse a stored push and upsert the mirror in ``session``; marks the event processed
+    """Parse a stored push and upsert the mirror in ``uow``; marks the event processed
     (or invalid, with a ``payload_invalid`` exception). Also the way to re-apply a stored
     ``khaos`` event found unprocessed (e.g. after a failed transaction)."""
     if kind not in PUSH_KINDS:
         raise ValueError(f"unknown Khaos push kind {kind!r}")
     now = utcnow()
     try:
-        with session.begin_nested():
-            change, problems = _upsert(session, kind, body, content_type, now)
-    except DataError as exc:  # a value the database cannot hold: Khaos resending never helps
-        unstorable = PayloadInvalid("a value in the push cannot be stored "
-                                    f"({str(exc.orig or exc).splitlines()[0][:200]})")
-        return _invalid(session, kind, event_id, duplicate_body, unstorable)
+        with uow.khaos.mirror_update():
+            change, problems = _upsert(uow, kind, body, content_type, now)
+    except UnstorableValue as exc:  # a value the database cannot hold: resending never helps
+        unstorable = PayloadInvalid(f"a value in the push cannot be stored ({exc})")
+        return _invalid(uow, kind, event_id, duplicate_body, unstorable)
     except PayloadInvalid as exc:
-        return _invalid(session, kind, event_id, duplicate_body, exc)
+        return _invalid(uow, kind, event_id, duplicate_body, exc)
     if problems:
-        ExceptionsRepository(session).raise_problem(_problem(kind, event_id,
-                              f"had {len(problems)} unusable entries (the rest were stored)",
-                              problems))
-    mark_event(session, event_id, "processed",
-               "; ".join(problems[:_MAX_PROBLEMS]) if problems else "")
+        uow.exceptions.raise_problem(_problem(kind, event_id,
+                                     f"had {len(problems)} unusable entries (the rest were "
+                                     "stored)", problems))
+    uow.khaos.mark_push(event_id, "processed",
+                        "; ".join(problems[:_MAX_PROBLEMS]) if problems else "")
     return PushOutcome(kind, event_id, duplicate_body, "partial" if problems else "processed",
                        change, problems)
 
 
-def _invalid(session: Session, kind: str, event_id: int, duplicate_body: bool,
+def _invalid(uow: UnitOfWork, kind: str, event_id: int, duplicate_body: bool,
              exc: PayloadInvalid) -> PushOutcome:
-    mark_event(session, event_id, "invalid", str(exc))
-    ExceptionsRepository(session).raise_problem(
+    uow.khaos.mark_push(event_id, "invalid", str(exc))
+    uow.exceptions.raise_problem(
         _problem(kind, event_id, "could not be read", (str(exc),)))
     log.warning("khaos push invalid; kept with a payload_invalid exception", kind=kind,
                 event_id=event_id, error=str(exc)[:300])
@@ -130,26 +128,26 @@ def _invalid(session: Session, kind: str, event_id: int, duplicate_body: bool,
                        (str(exc),))
 
 
-def _upsert(session: Session, kind: str, body: bytes, content_type: str, now: datetime
+def _upsert(uow: UnitOfWork, kind: str, body: bytes, content_type: str, now: datetime
             ) -> tuple[catalogue.MirrorChange, tuple[str, ...]]:
     if kind == "stock":
         upload = parse_stock_upload(body, content_type)
-        change = catalogue.upsert_stock_items(session, upload.items, upload.deleted, now=now)
+        change = uow.khaos.upsert_stock_items(upload.items, upload.deleted, now=now)
         return change, upload.problems
     if kind == "stock-status":
         levels = parse_stock_statuses(body, content_type)
-        return catalogue.upsert_stock_levels(session, levels.statuses, now=now), levels.problems
+        return uow.khaos.upsert_stock_levels(levels.statuses, now=now), levels.problems
     orders = parse_order_statuses(body, content_type)
-    return catalogue.upsert_order_statuses(session, orders.statuses, now=now), orders.problems
+    return uow.khaos.upsert_order_statuses(orders.statuses, now=now), orders.problems
 
 
-def reapply_event(session: Session, event: InboundEvent) -> PushOutcome:
+def reapply_event(uow: UnitOfWork, event: InboundEvent) -> PushOutcome:
     """Apply a stored ``khaos`` push event (source "khaos", channel "push") that is still
     ``received``, e.g. because the transaction after storing it failed. For the event pump."""
     if event.source != "khaos" or event.topic not in PUSH_KINDS:
         raise ValueError(f"event {event.id} is not a Khaos push")
     content_type = "application/xml" if event.trigger == "XML" else "application/json"
-    return apply_push(session, event.topic, event.body, event.id, content_type=content_type)
+    return apply_push(uow, event.topic, event.body, event.id, content_type=content_type)
 
 
 def run_after_mirror_change(rt: Runtime, kind: str) -> None:

@@ -17,9 +17,6 @@ import re
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload
-
 from returnbridge.config import KhaosSettings, PolicySettings
 from returnbridge.domain.khaos_status import DELIVERED, KhaosStatus
 from returnbridge.domain.model import Address, Customer, ReturnCase
@@ -33,8 +30,8 @@ from returnbridge.erp.khaos.channel import (
 from returnbridge.erp.khaos.xml import customer_return_import_xml
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.store import returns_repo
-from returnbridge.store.models import KhaosDelivery, KhaosDeliveryItem, ReturnRow, utcnow
-from returnbridge.store.returns_repo import ReturnsRepository
+from returnbridge.store.models import KhaosDelivery, ReturnRow
+from returnbridge.store.unit_of_work import UnitOfWork
 
 
 @dataclass(frozen=True)
@@ -120,28 +117,14 @@ def source_order(khaos_order_code: str, order_ref: str, ref_format: str
     return None
 
 
-def _select_ready(session: Session, limit: int) -> list[ReturnRow]:
-    stmt = (
-        select(ReturnRow)
-        .where(ReturnRow.khaos_status == KhaosStatus.READY.value)
-        .order_by(ReturnRow.ready_at, ReturnRow.id)
-        .limit(limit)
-        .options(selectinload(ReturnRow.lines))
-        .with_for_update(skip_locked=True)
-    )
-    return list(session.scalars(stmt))
+def _select_ready(uow: UnitOfWork, limit: int) -> list[ReturnRow]:
+    return uow.khaos.ready_for_update(KhaosStatus.READY.value, limit)
 
 
-def _select_specific(session: Session, refs: list[str]) -> list[ReturnRow]:
-    stmt = (
-        select(ReturnRow)
-        .where(ReturnRow.associated_ref.in_(refs))
-        .order_by(ReturnRow.ready_at, ReturnRow.id)
-        .options(selectinload(ReturnRow.lines))
-        .with_for_update()
-    )
+def _select_specific(uow: UnitOfWork, refs: list[str]) -> list[ReturnRow]:
     servable = {KhaosStatus.READY, *DELIVERED}
-    return [r for r in session.scalars(stmt) if KhaosStatus(r.khaos_status) in servable]
+    return [r for r in uow.khaos.by_refs_for_update(refs)
+            if KhaosStatus(r.khaos_status) in servable]
 
 
 def parse_specific_ids(header: str | None) -> list[str]:
@@ -153,30 +136,17 @@ def parse_specific_ids(header: str | None) -> list[str]:
 _TOKEN = re.compile(r"^d(\d{1,18})$")
 
 
-def _unanswered(session: Session, continuation: str) -> KhaosDelivery | None:
+def _unanswered(uow: UnitOfWork, continuation: str) -> KhaosDelivery | None:
     """Our earlier answer to this very request, when Khaos repeats a token of ours."""
     if not _TOKEN.match(continuation.strip()):
         return None
-    return session.scalars(
-        select(KhaosDelivery)
-        .where(KhaosDelivery.endpoint == "returns",
-               KhaosDelivery.request_continuation == continuation.strip(),
-               KhaosDelivery.specific_ids == "")
-        .order_by(KhaosDelivery.id.desc()).limit(1)
-    ).first()
+    return uow.khaos.answer_to(continuation.strip())
 
 
-def _select_delivered(session: Session, delivery_id: int) -> list[ReturnRow]:
-    stmt = (
-        select(ReturnRow)
-        .join(KhaosDeliveryItem, KhaosDeliveryItem.return_id == ReturnRow.id)
-        .where(KhaosDeliveryItem.delivery_id == delivery_id)
-        .order_by(ReturnRow.ready_at, ReturnRow.id)
-        .options(selectinload(ReturnRow.lines))
-        .with_for_update()
-    )
+def _select_delivered(uow: UnitOfWork, delivery_id: int) -> list[ReturnRow]:
     # Only what Khaos cannot have imported yet (no import evidence since).
-    return [r for r in session.scalars(stmt) if r.khaos_status == KhaosStatus.SERVED.value]
+    return [r for r in uow.khaos.delivered_for_update(delivery_id)
+            if r.khaos_status == KhaosStatus.SERVED.value]
 
 
 def render(document: dict[str, object], fmt: str) -> tuple[bytes, str]:
@@ -192,35 +162,29 @@ def serve_page(rt: Runtime, *, continuation: str = "", specific_ids: str | None 
     refs_asked = parse_specific_ids(specific_ids)
     k = rt.settings.khaos
     fmt = fmt or k.format
-    with rt.sessions() as session, session.begin():
-        repeated = None if refs_asked else _unanswered(session, continuation)
+    with rt.unit_of_work() as uow:
+        repeated = None if refs_asked else _unanswered(uow, continuation)
         if refs_asked:
-            rows = _select_specific(session, refs_asked)
+            rows = _select_specific(uow, refs_asked)
             more = False
         elif repeated is not None:
-            rows = _select_delivered(session, repeated.id)
+            rows = _select_delivered(uow, repeated.id)
             more = bool(repeated.response_continuation)
         else:
-            rows = _select_ready(session, k.page_size + 1)
+            rows = _select_ready(uow, k.page_size + 1)
             more = len(rows) > k.page_size
             rows = rows[:k.page_size]
         document = customer_return_import([to_served(r, k, rt.settings.policy) for r in rows],
                                           channel_options(rt))
         body, media_type = render(document, fmt)
-        delivery = KhaosDelivery(
-            delivered_at=utcnow(), endpoint="returns", format=fmt,
-            request_continuation=continuation[:255], response_continuation="",
-            specific_ids=",".join(refs_asked), return_count=len(rows), document=body,
-        )
-        session.add(delivery)
-        session.flush()
+        delivery = uow.khaos.add_delivery(
+            fmt=fmt, request_continuation=continuation, specific_ids=",".join(refs_asked),
+            return_count=len(rows), document=body)
         next_token = f"d{delivery.id}" if more else ""
-        delivery.response_continuation = next_token
+        uow.khaos.set_response_continuation(delivery, next_token)
         for row in rows:
             redelivery = KhaosStatus(row.khaos_status) in DELIVERED
-            session.add(KhaosDeliveryItem(delivery_id=delivery.id, return_id=row.id,
-                                          associated_ref=row.associated_ref,
-                                          redelivery=redelivery))
+            uow.khaos.add_delivery_item(delivery, row, redelivery=redelivery)
             evidence = {"delivery_id": delivery.id}
             if redelivery:
                 why = ("served again because Khaos asked for it by name (SpecificIDs)"
@@ -228,9 +192,9 @@ def serve_page(rt: Runtime, *, continuation: str = "", specific_ids: str | None 
                        f"served again because Khaos repeated its request {continuation!r}: "
                        f"our answer (delivery {repeated.id if repeated else '?'}) never "
                        "reached it")
-                ReturnsRepository(session).add_timeline(row, "khaos_redelivery", why, evidence)
+                uow.returns.add_timeline(row, "khaos_redelivery", why, evidence)
             else:
-                ReturnsRepository(session).set_khaos_status(row, KhaosStatus.SERVED,
-                                              f"fetched by Khaos in delivery {delivery.id}",
-                                              evidence)
+                uow.returns.set_khaos_status(row, KhaosStatus.SERVED,
+                                             f"fetched by Khaos in delivery {delivery.id}",
+                                             evidence)
         return Page(body, media_type, next_token, tuple(r.associated_ref for r in rows))

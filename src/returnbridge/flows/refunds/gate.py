@@ -38,10 +38,6 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any, Protocol
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
-
 from returnbridge.domain.exceptions import Problem
 from returnbridge.domain.khaos_status import KhaosStatus
 from returnbridge.domain.money import ZERO, quantize
@@ -58,10 +54,9 @@ from returnbridge.payments.provider import (
     RefundsProvider,
 )
 from returnbridge.returns_platform import RefundRules
-from returnbridge.store.audit import AuditLog
-from returnbridge.store.exceptions_repo import ExceptionsRepository
-from returnbridge.store.models import ExceptionRow, RefundRow, ReturnRow, Watermark, utcnow
-from returnbridge.store.returns_repo import ReturnsRepository
+from returnbridge.store.models import ExceptionRow, ReturnRow
+from returnbridge.store.refunds_repo import RefundAlreadyStored
+from returnbridge.store.unit_of_work import UnitOfWork
 
 WAITING_FOR_DECISION = "waiting for the platform's refund decision"
 ORIGINAL_PAYMENT = "original_payment"
@@ -129,20 +124,19 @@ def _needs_request(rt: Runtime, source: str) -> bool:
     return refund_rules(rt, source).needs_request
 
 
-def _waiting(session: Session, rt: Runtime, row: ReturnRow) -> bool:
+def _waiting(uow: UnitOfWork, rt: Runtime, row: ReturnRow) -> bool:
     """No decision from the platform yet (and none needed to reconcile a reported refund)."""
     if row.refund_request or not _needs_request(rt, row.source):
         return False
-    return session.scalars(select(RefundRow.id).where(
-        RefundRow.return_id == row.id, RefundRow.origin == "external")).first() is None
+    return not uow.refunds.has_external(row.id)
 
 
-def mark_waiting(session: Session, row: ReturnRow) -> None:
+def mark_waiting(uow: UnitOfWork, row: ReturnRow) -> None:
     """Show, once, that the return waits for the platform to say what to refund."""
     if row.wait_reason == WAITING_FOR_DECISION:
         return
-    row.wait_reason = WAITING_FOR_DECISION
-    ReturnsRepository(session).add_timeline(row, "refund",
+    uow.returns.mark_waiting(row, WAITING_FOR_DECISION)
+    uow.returns.add_timeline(row, "refund",
         f"credit note {row.credit_note_code} is confirmed; nothing is paid until "
         f"{row.source} sends its refund request ({WAITING_FOR_DECISION})", {})
 
@@ -150,21 +144,19 @@ def mark_waiting(session: Session, row: ReturnRow) -> None:
 def workflow_id(rt: Runtime, associated_ref: str) -> str | None:
     """The refund workflow id for a due return; None while finance holds it or while the
     platform has not decided (that wait is written on the return)."""
-    with rt.sessions() as session, session.begin():
-        hold = session.scalars(select(ExceptionRow.status).where(
-            ExceptionRow.type == "duplicate_refund_suspected",
-            ExceptionRow.dedupe_key == f"{associated_ref}:refund")).first()
+    with rt.unit_of_work() as uow:
+        found = uow.exceptions.find("duplicate_refund_suspected", f"{associated_ref}:refund")
+        hold = found.status if found is not None else None
         if hold == "open":
             return None
         # Locked: a refund request being recorded right now (the event worker holds the row)
         # is waited for and seen. Read unlocked, a stale "no request yet" overwrote the
         # request's clearing of the wait and the return was never paid (chaos campaign).
-        row = session.scalars(select(ReturnRow).where(
-            ReturnRow.associated_ref == associated_ref).with_for_update()).first()
+        row = uow.returns.lock_by_ref(associated_ref)
         if row is None:
             return None
-        if _waiting(session, rt, row):
-            mark_waiting(session, row)
+        if _waiting(uow, rt, row):
+            mark_waiting(uow, row)
             return None
     return f"refund:{associated_ref}" + (":after-hold" if hold else "")
 
@@ -176,19 +168,11 @@ def due_refs(rt: Runtime, limit: int = 200) -> list[str]:
     sources = [s for s in rt.platforms.names() if refund_owner(rt, s) == "returnbridge"]
     if not sources:
         return []
-    held = (select(ExceptionRow.id).where(
-        ExceptionRow.return_id == ReturnRow.id,
-        ExceptionRow.type == "duplicate_refund_suspected",
-        ExceptionRow.status == "open").exists())
-    with rt.sessions() as session:
-        return list(session.scalars(
-            select(ReturnRow.associated_ref)
-            .where(ReturnRow.source.in_(sources),
-                   ReturnRow.khaos_status.in_((KhaosStatus.CREDIT_CONFIRMED.value,
-                                               KhaosStatus.REFUND_RECORDED.value)),
-                   ReturnRow.wait_reason != WAITING_FOR_DECISION, ~held)
-            .order_by(ReturnRow.credit_confirmed_at, ReturnRow.id).limit(limit)
-        ))
+    with rt.unit_of_work() as uow:
+        return uow.returns.refs_due_for_refund(
+            sources, (KhaosStatus.CREDIT_CONFIRMED.value, KhaosStatus.REFUND_RECORDED.value),
+            not_waiting_for=WAITING_FOR_DECISION, held_by="duplicate_refund_suspected",
+            limit=limit)
 
 
 def _credit_value(row: ReturnRow) -> Decimal:
@@ -244,16 +228,15 @@ def _title(rt: Runtime, source: str) -> str:
     return platform.title if platform is not None else source
 
 
-def _over_ask(session: Session, rt: Runtime, row: ReturnRow, decision: Decision) -> None:
+def _over_ask(uow: UnitOfWork, rt: Runtime, row: ReturnRow, decision: Decision) -> None:
     """An over-ask is capped at the credit note and reported to finance, once."""
     if decision.asked is None or decision.asked - decision.amount <= rt.settings.policy.tolerance:
         return
     key = f"{row.associated_ref}:refund-request"
-    if session.scalars(select(ExceptionRow.id).where(
-            ExceptionRow.type == "amount_mismatch", ExceptionRow.dedupe_key == key)).first():
+    if uow.exceptions.find("amount_mismatch", key) is not None:
         return
     cur = row.currency
-    exc = ExceptionsRepository(session).raise_problem(Problem(
+    exc = uow.exceptions.raise_problem(Problem(
         type="amount_mismatch",
         message=f"{row.source} asked to refund {decision.asked} {cur} for "
         f"{row.associated_ref} but its Khaos credit note {row.credit_note_code} is "
@@ -265,22 +248,20 @@ def _over_ask(session: Session, rt: Runtime, row: ReturnRow, decision: Decision)
         details={"origin": "refund_request", "asked": str(decision.asked),
                  "paid": str(decision.amount), "credit_note_code": row.credit_note_code},
     ), return_id=row.id, associated_ref=row.associated_ref)
-    ReturnsRepository(session).add_timeline(row, "exception",
-                              f"{exc.type}: {row.source} asked {decision.asked} {cur}; capped "
-                              f"at credit note {row.credit_note_code} ({decision.amount} {cur})",
-                              {})
+    uow.returns.add_timeline(row, "exception",
+                             f"{exc.type}: {row.source} asked {decision.asked} {cur}; capped "
+                             f"at credit note {row.credit_note_code} ({decision.amount} {cur})",
+                             {})
 
 
 def plan_refund(rt: Runtime, associated_ref: str, provider: RefundsProvider) -> Plan:
     """Decide what to do, opening ``duplicate_refund_suspected`` when in doubt."""
-    with rt.sessions() as session, session.begin():
-        row = ReturnsRepository(session).by_ref(associated_ref)
+    with rt.unit_of_work() as uow:
+        row = uow.returns.by_ref(associated_ref)
         if row is None or row.khaos_status != KhaosStatus.CREDIT_CONFIRMED.value:
             status = row.khaos_status if row is not None else "unknown"
             return Plan(Action.NOT_READY, associated_ref, note=f"return is {status}")
-        hold = session.scalars(select(ExceptionRow).where(
-            ExceptionRow.type == "duplicate_refund_suspected",
-            ExceptionRow.dedupe_key == f"{associated_ref}:refund")).first()
+        hold = uow.exceptions.find("duplicate_refund_suspected", f"{associated_ref}:refund")
         if hold is not None and hold.status == "open":
             return Plan(Action.HOLD, associated_ref, note="waiting for finance "
                         "(duplicate_refund_suspected is open)")
@@ -292,31 +273,29 @@ def plan_refund(rt: Runtime, associated_ref: str, provider: RefundsProvider) -> 
             return replace(base, action=Action.RECONCILED,
                            note=f"settled by finance ({hold.resolved_by}: "
                            f"{hold.resolution or hold.status})"[:200])
-        ours = session.scalars(select(RefundRow).where(
-            RefundRow.idempotency_key == refund_key(associated_ref))).first()
+        ours = uow.refunds.by_key(refund_key(associated_ref))
         if ours is not None:
             return replace(base, action=Action.ALREADY_PAID, amount=ours.amount,
                            method=str((ours.details or {}).get("method", ORIGINAL_PAYMENT)),
                            note=f"payment {ours.provider_refund_id} already made by "
                            "returnbridge")
-        external = session.scalars(select(RefundRow).where(
-            RefundRow.return_id == row.id, RefundRow.origin == "external")).all()
+        external = uow.refunds.external(row.id)
         reported = sum((r.amount for r in external), ZERO)
         if external and abs(reported - amount) <= rt.settings.policy.tolerance:
             return replace(base, action=Action.RECONCILED,
                            note=f"{row.source} already refunded {reported} {row.currency}")
         if external:
-            _suspect(session, row, f"{row.source} reported refunds of {reported} "
+            _suspect(uow, row, f"{row.source} reported refunds of {reported} "
                      f"{row.currency} but the credit note is {amount}")
             return replace(base, action=Action.HOLD,
                            note="reported refund differs from the credit note")
         decision = decide(rt, row)
         if decision.action is Action.WAIT:
-            mark_waiting(session, row)
+            mark_waiting(uow, row)
             return replace(base, action=Action.WAIT, amount=ZERO, note=WAITING_FOR_DECISION)
         if row.wait_reason == WAITING_FOR_DECISION:
-            row.wait_reason = ""
-        _over_ask(session, rt, row, decision)
+            uow.returns.clear_wait(row)
+        _over_ask(uow, rt, row, decision)
         base = replace(base, action=decision.action, amount=decision.amount,
                        method=decision.method, note=decision.why)
         if decision.action is Action.FINANCE:
@@ -328,11 +307,11 @@ def plan_refund(rt: Runtime, associated_ref: str, provider: RefundsProvider) -> 
     foreign = [r for r in order.refunds
                if r.id not in known and "[returnbridge-refund-" not in (r.note or "")]
     if foreign:
-        with rt.sessions() as session, session.begin():
-            row = ReturnsRepository(session).by_ref(associated_ref)
+        with rt.unit_of_work() as uow:
+            row = uow.returns.by_ref(associated_ref)
             assert row is not None
             listed = ", ".join(f"{r.amount} ({(r.note or 'no note')[:40]})" for r in foreign)
-            _suspect(session, row, f"order {order.name} already has refund(s) not made by "
+            _suspect(uow, row, f"order {order.name} already has refund(s) not made by "
                      f"returnbridge: {listed}")
         return replace(base, action=Action.HOLD,
                        note="order already refunded outside returnbridge")
@@ -345,20 +324,19 @@ def plan_refund(rt: Runtime, associated_ref: str, provider: RefundsProvider) -> 
 
 
 def _known_provider_ids(rt: Runtime, order_ref: str) -> set[str]:
-    with rt.sessions() as session:
-        return {i for i in session.scalars(select(RefundRow.provider_refund_id).where(
-            RefundRow.order_ref == order_ref)) if i}
+    with rt.unit_of_work() as uow:
+        return uow.refunds.provider_ids_for_order(order_ref)
 
 
-def _suspect(session: Session, row: ReturnRow, why: str) -> None:
-    exc = ExceptionsRepository(session).raise_problem(Problem(type="duplicate_refund_suspected",
+def _suspect(uow: UnitOfWork, row: ReturnRow, why: str) -> None:
+    exc = uow.exceptions.raise_problem(Problem(type="duplicate_refund_suspected",
                 message=f"{row.associated_ref}: not refunded by returnbridge because {why}. "
                 "Check the order's refunds; if the customer was already paid, resolve this "
                 "exception; if not, retry it.",
                 dedupe_key=f"{row.associated_ref}:refund", details={"why": why}),
         return_id=row.id, associated_ref=row.associated_ref)
-    ReturnsRepository(session).add_timeline(row, "exception",
-                              f"{exc.type}: refund held for finance ({why})", {})
+    uow.returns.add_timeline(row, "exception", f"{exc.type}: refund held for finance ({why})",
+                             {})
 
 
 def refund_note(plan: Plan) -> str:
@@ -394,10 +372,10 @@ def pay(rt: Runtime, plan: Plan, provider: PaymentsProvider) -> str:
         raise  # transient: the caller retries with the same key
     except (PaymentRefused, PaymentOutcomeUnknown) as exc:
         refused = isinstance(exc, PaymentRefused)
-        with rt.sessions() as session, session.begin():
-            row = ReturnsRepository(session).by_ref(plan.associated_ref)
+        with rt.unit_of_work() as uow:
+            row = uow.returns.by_ref(plan.associated_ref)
             assert row is not None
-            _suspect(session, row, (f"Shopify refused the payment of {plan.amount} "
+            _suspect(uow, row, (f"Shopify refused the payment of {plan.amount} "
                                     f"{plan.currency} ({plan.method})" if refused else
                                     f"Shopify cannot say whether the payment of {plan.amount} "
                                     f"{plan.currency} ({plan.method}) was made")
@@ -412,54 +390,53 @@ def pay(rt: Runtime, plan: Plan, provider: PaymentsProvider) -> str:
 
 def store_refund(rt: Runtime, plan: Plan, provider_refund_id: str, amount: Decimal) -> None:
     try:
-        with rt.sessions() as session, session.begin():
-            row = ReturnsRepository(session).by_ref(plan.associated_ref)
-            session.add(RefundRow(
-                return_id=row.id if row is not None else None,
-                associated_ref=plan.associated_ref, provider="shopify", origin="returnbridge",
+        with rt.unit_of_work() as uow:
+            row = uow.returns.by_ref(plan.associated_ref)
+            uow.refunds.add_payment(
+                row=row, associated_ref=plan.associated_ref, provider="shopify",
                 idempotency_key=refund_key(plan.associated_ref),
                 provider_refund_id=provider_refund_id, order_ref=plan.order_ref,
                 amount=amount, currency=plan.currency,
                 status="created" if plan.method == ORIGINAL_PAYMENT else plan.method[:20],
-                note=refund_note(plan), created_at=utcnow(), details={"method": plan.method},
-            ))
+                note=refund_note(plan), details={"method": plan.method},
+            )
             if row is not None:
                 what = _PAID_AS.get(plan.method, _PAID_AS[ORIGINAL_PAYMENT]).format(
                     amount=amount, cur=plan.currency, id=provider_refund_id)
                 code = plan.credit_note_code or row.credit_note_code
-                ReturnsRepository(session).add_timeline(row, "refund",
+                uow.returns.add_timeline(row, "refund",
                     f"{what}, tagged with credit note {code or '(no code: check Khaos)'}",
                     {"provider_refund_id": provider_refund_id, "method": plan.method,
                      "credit_note_code": code})
-            AuditLog(session).record(actor="returnbridge", action="refund.created",
-                         subject=plan.associated_ref,
-                         details={"provider_refund_id": provider_refund_id,
-                                  "amount": str(amount), "method": plan.method,
-                                  "key": refund_key(plan.associated_ref)})
-    except IntegrityError:
-        pass  # stored by an earlier attempt with the same key
+            uow.audit.record(actor="returnbridge", action="refund.created",
+                             subject=plan.associated_ref,
+                             details={"provider_refund_id": provider_refund_id,
+                                      "amount": str(amount), "method": plan.method,
+                                      "key": refund_key(plan.associated_ref)})
+    except RefundAlreadyStored:
+        pass  # stored by an earlier attempt with the same key (the unit of work rolled back)
 
 
-def finance_task(session: Session, row: ReturnRow, *, key: str, message: str,
+def finance_task(uow: UnitOfWork, row: ReturnRow, *, key: str, message: str,
                  next_action: str, details: dict[str, str]) -> ExceptionRow:
     """Open a ``finance_task``: something a person in finance does by hand, written so
     they need nothing else (amount, customer, credit note, payment id)."""
-    exc = ExceptionsRepository(session).raise_problem(Problem(
+    exc = uow.exceptions.raise_problem(Problem(
         type="finance_task", message=message, dedupe_key=key, details=details,
         next_action=next_action), return_id=row.id, associated_ref=row.associated_ref)
-    ReturnsRepository(session).add_timeline(row, "exception", f"{exc.type}: {next_action}", {})
+    uow.returns.add_timeline(row, "exception", f"{exc.type}: {next_action}", {})
     return exc
 
 
 def hand_to_finance(rt: Runtime, plan: Plan) -> str:
     """Nothing is paid: finance settles what the platform asked for by hand. The credit
     note stays on the customer's account in Khaos (Khaos's own store credit)."""
-    with rt.sessions() as session, session.begin():
-        row = ReturnsRepository(session).by_ref(plan.associated_ref)
+    with rt.unit_of_work() as uow:
+        row = uow.returns.by_ref(plan.associated_ref)
         assert row is not None
         who = row.customer_email or "the customer"
         finance_task(
-            session, row, key=f"{plan.associated_ref}:settle",
+            uow, row, key=f"{plan.associated_ref}:settle",
             message=f"{plan.associated_ref}: {plan.note}. Credit note "
             f"{plan.credit_note_code} ({plan.amount} {plan.currency}) is confirmed in Khaos "
             "and stays on the customer's account there until finance settles it.",
@@ -471,7 +448,7 @@ def hand_to_finance(rt: Runtime, plan: Plan) -> str:
                      "customer": who, "credit_note_code": plan.credit_note_code,
                      "order_ref": plan.order_ref})
         if row.khaos_status == KhaosStatus.CREDIT_CONFIRMED.value:
-            ReturnsRepository(session).set_khaos_status(row, KhaosStatus.DONE,
+            uow.returns.set_khaos_status(row, KhaosStatus.DONE,
                 f"settlement of {plan.amount} {plan.currency} handed to finance "
                 f"(finance_task); credit note {plan.credit_note_code} stays on account", {})
         return row.khaos_status
@@ -502,13 +479,12 @@ def still_unprocessed(rt: Runtime, row: ReturnRow) -> bool:
 def prepare_record(rt: Runtime, plan: Plan, *, soap: bool) -> RecordRequest | None:
     """None unless the return waits for its payment to be recorded. With ``soap`` and a
     return still unprocessed in Khaos, the attempt is marked (durably) first."""
-    with rt.sessions() as session, session.begin():
-        row = ReturnsRepository(session).by_ref(plan.associated_ref)
+    with rt.unit_of_work() as uow:
+        row = uow.returns.by_ref(plan.associated_ref)
         if row is None or row.khaos_status != KhaosStatus.CREDIT_CONFIRMED.value:
             return None
         code = row.khaos_order_code or row.credit_note_code
-        ours = session.scalars(select(RefundRow.provider_refund_id).where(
-            RefundRow.idempotency_key == refund_key(plan.associated_ref))).first()
+        ours = uow.refunds.provider_id(refund_key(plan.associated_ref))
         request = RecordRequest(
             return_code=code,
             auth=(plan.note if plan.action is Action.RECONCILED
@@ -547,11 +523,11 @@ def apply_record(rt: Runtime, plan: Plan, req: RecordRequest, outcome: str | Non
         _not_recorded(rt, plan, req.return_code,
                       detail or f"ProcessReturn answered {outcome.replace('_', ' ')}")
         return KhaosStatus.CREDIT_CONFIRMED.value
-    with rt.sessions() as session, session.begin():
-        row = ReturnsRepository(session).by_ref(plan.associated_ref)
+    with rt.unit_of_work() as uow:
+        row = uow.returns.by_ref(plan.associated_ref)
         assert row is not None
         if row.khaos_status == KhaosStatus.CREDIT_CONFIRMED.value:
-            ReturnsRepository(session).set_khaos_status(row, KhaosStatus.REFUND_RECORDED, how, {})
+            uow.returns.set_khaos_status(row, KhaosStatus.REFUND_RECORDED, how, {})
         return row.khaos_status
 
 
@@ -567,12 +543,12 @@ def _finance_records(rt: Runtime, plan: Plan, req: RecordRequest, why: str) -> s
     why = why or ("the return is already processed in Khaos (platform-graded returns go in "
                   "processed so that stock never waits on money)"
                   if rt.settings.khaos.soap_url else "no Khaos SOAP is configured")
-    with rt.sessions() as session, session.begin():
-        row = ReturnsRepository(session).by_ref(plan.associated_ref)
+    with rt.unit_of_work() as uow:
+        row = uow.returns.by_ref(plan.associated_ref)
         assert row is not None
         who = row.customer_email or "the customer"
         finance_task(
-            session, row, key=f"{plan.associated_ref}:record-refund",
+            uow, row, key=f"{plan.associated_ref}:record-refund",
             message=f"{plan.associated_ref}: {paid}; {why}, so returnbridge cannot record "
             "it in Khaos itself.",
             next_action=f"In Khaos, record {paid} for {who} against credit note "
@@ -591,8 +567,8 @@ def record_in_khaos(rt: Runtime, plan: Plan, khaos: KhaosRecorder | None) -> str
     same through the SOAP queue."""
     req = prepare_record(rt, plan, soap=khaos is not None)
     if req is None:
-        with rt.sessions() as session:
-            row = ReturnsRepository(session).by_ref(plan.associated_ref)
+        with rt.unit_of_work() as uow:
+            row = uow.returns.by_ref(plan.associated_ref)
             return row.khaos_status if row is not None else "unknown"
     outcome: str | None = None
     detail = ""
@@ -609,10 +585,10 @@ def record_in_khaos(rt: Runtime, plan: Plan, khaos: KhaosRecorder | None) -> str
 
 
 def _not_recorded(rt: Runtime, plan: Plan, code: str, fault: str) -> None:
-    with rt.sessions() as session, session.begin():
-        row = ReturnsRepository(session).by_ref(plan.associated_ref)
+    with rt.unit_of_work() as uow:
+        row = uow.returns.by_ref(plan.associated_ref)
         assert row is not None
-        exc = ExceptionsRepository(session).raise_problem(Problem(type="credit_note_missing",
+        exc = uow.exceptions.raise_problem(Problem(type="credit_note_missing",
                     message=f"{plan.associated_ref} was refunded ({plan.amount} {plan.currency}, "
                     f"key {refund_key(plan.associated_ref)}) but Khaos refused to record it on "
                     f"return {code}: {fault}. Record the refund against the credit note in "
@@ -620,27 +596,23 @@ def _not_recorded(rt: Runtime, plan: Plan, code: str, fault: str) -> None:
                     dedupe_key=f"{plan.associated_ref}:process-return",
                     details={"return_code": code, "fault": fault}),
             return_id=row.id, associated_ref=row.associated_ref)
-        ReturnsRepository(session).add_timeline(row, "exception", f"{exc.type}: {fault}", {})
+        uow.returns.add_timeline(row, "exception", f"{exc.type}: {fault}", {})
 
 
 def _mark_attempt(rt: Runtime, associated_ref: str, code: str) -> bool:
     """Note (durably) that ProcessReturn is about to be called; True if it was before."""
     name = f"process-return:{associated_ref}"[:80]
-    with rt.sessions() as session, session.begin():
-        mark = session.get(Watermark, name, with_for_update=True)
-        if mark is not None:
-            return True
-        session.add(Watermark(name=name, value=code[:255], updated_at=utcnow()))
-        return False
+    with rt.unit_of_work() as uow:
+        return uow.watermarks.claim(name, code)
 
 
 def finish(rt: Runtime, associated_ref: str, why: str) -> str:
-    with rt.sessions() as session, session.begin():
-        row = ReturnsRepository(session).by_ref(associated_ref)
+    with rt.unit_of_work() as uow:
+        row = uow.returns.by_ref(associated_ref)
         if row is None:
             return "unknown"
         if row.khaos_status == KhaosStatus.REFUND_RECORDED.value:
-            ReturnsRepository(session).set_khaos_status(row, KhaosStatus.DONE, why, {})
+            uow.returns.set_khaos_status(row, KhaosStatus.DONE, why, {})
         return row.khaos_status
 
 
@@ -681,7 +653,7 @@ def run_refund_gate(rt: Runtime, associated_ref: str, provider: PaymentsProvider
     return plan
 
 
-def record_refund_request(session: Session, row: ReturnRow, *, amount: Decimal | None,
+def record_refund_request(uow: UnitOfWork, row: ReturnRow, *, amount: Decimal | None,
                           method: str, currency: str, event_id: str, at: str) -> None:
     """The platform asks for a refund (its refund request): keep its decision for
     the gate. It goes to the first document of the return (the return itself, then its
@@ -691,8 +663,7 @@ def record_refund_request(session: Session, row: ReturnRow, *, amount: Decimal |
     request: dict[str, Any] = {"amount": str(amount) if amount is not None else None,
                                "method": method or ORIGINAL_PAYMENT, "currency": currency,
                                "event_id": event_id, "at": at}
-    documents = [row, *session.scalars(select(ReturnRow).where(ReturnRow.parent_id == row.id)
-                                       .order_by(ReturnRow.id))]
+    documents = [row, *uow.returns.follow_ups(row)]
     if any((d.refund_request or {}).get("event_id") == event_id for d in documents):
         return  # the same event again
     shown = f"{amount} {currency}".strip() if amount is not None else "the credited amount"
@@ -700,49 +671,45 @@ def record_refund_request(session: Session, row: ReturnRow, *, amount: Decimal |
     replaces = False
     if target is None:
         last = documents[-1]
-        paid = session.scalars(select(RefundRow.id).where(
-            RefundRow.idempotency_key == refund_key(last.associated_ref))).first()
-        if paid is not None or KhaosStatus(last.khaos_status) is KhaosStatus.DONE:
-            ReturnsRepository(session).add_timeline(row, "refund",
-                                      f"{row.source} asked again ({shown}, "
-                                      f"{request['method']}) after returnbridge had settled "
-                                      "the return; recorded, not paid again",
-                                      {"event_id": event_id})
+        paid = uow.refunds.is_stored(refund_key(last.associated_ref))
+        if paid or KhaosStatus(last.khaos_status) is KhaosStatus.DONE:
+            uow.returns.add_timeline(row, "refund",
+                                     f"{row.source} asked again ({shown}, "
+                                     f"{request['method']}) after returnbridge had settled "
+                                     "the return; recorded, not paid again",
+                                     {"event_id": event_id})
             return
         target, replaces = last, True
-    target.refund_request = request
+    uow.returns.set_refund_request(target, request)
     if target.wait_reason == WAITING_FOR_DECISION:
-        target.wait_reason = ""
-    ReturnsRepository(session).add_timeline(target, "refund",
+        uow.returns.clear_wait(target)
+    uow.returns.add_timeline(target, "refund",
         f"{row.source} decided: refund {shown} to {request['method'].replace('_', ' ')}"
         + (" (replaces its earlier request)" if replaces else ""),
         {"event_id": event_id})
 
 
-def record_external_refund(session: Session, *, associated_ref: str, provider: str,
+def record_external_refund(uow: UnitOfWork, *, associated_ref: str, provider: str,
                            event_id: str, amount: Decimal, currency: str, reference: str,
                            order_ref: str) -> None:
     """A refund made outside returnbridge (the platform reports it as made): store it, and
     open ``refund_before_credit`` when Khaos has no credit note for the return yet."""
     key = f"external-{provider}-{event_id or reference}"
-    if session.scalars(select(RefundRow).where(RefundRow.idempotency_key == key)).first():
+    if uow.refunds.by_key(key) is not None:
         return
-    row = ReturnsRepository(session).by_ref(associated_ref)
-    session.add(RefundRow(
-        return_id=row.id if row is not None else None, associated_ref=associated_ref,
-        provider=provider, origin="external", idempotency_key=key,
+    row = uow.returns.by_ref(associated_ref)
+    uow.refunds.add_external(
+        row=row, associated_ref=associated_ref, provider=provider, idempotency_key=key,
         provider_refund_id=reference, order_ref=order_ref, amount=amount, currency=currency,
-        status="reported", note=f"reported by {provider} event {event_id}",
-        created_at=utcnow(),
-    ))
+        status="reported", note=f"reported by {provider} event {event_id}")
     confirmed = row is not None and KhaosStatus(row.khaos_status) in (
         KhaosStatus.CREDIT_CONFIRMED, KhaosStatus.REFUND_RECORDED, KhaosStatus.DONE)
     if row is not None:
-        ReturnsRepository(session).add_timeline(row, "refund",
-                                  f"{provider} reports a refund of {amount} {currency} made "
-                                  "outside returnbridge; reconciled, not repeated", {})
+        uow.returns.add_timeline(row, "refund",
+                                 f"{provider} reports a refund of {amount} {currency} made "
+                                 "outside returnbridge; reconciled, not repeated", {})
     if not confirmed:
-        ExceptionsRepository(session).raise_problem(Problem(type="refund_before_credit",
+        uow.exceptions.raise_problem(Problem(type="refund_before_credit",
                     message=f"{provider} refunded {amount} {currency} for {associated_ref} "
                     "before Khaos has a credit note for it.",
                     dedupe_key=f"{associated_ref}:refund-before-credit",

@@ -31,8 +31,6 @@ from decimal import Decimal
 from typing import Any
 
 from dbos import DBOS, SetWorkflowID
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from returnbridge.domain.khaos_status import KhaosStatus
 from returnbridge.domain.model import ReturnCase
@@ -43,9 +41,8 @@ from returnbridge.flows.engine.current import runtime
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.flows.refunds.workflow import REFUNDS_QUEUE
 from returnbridge.store import returns_repo
-from returnbridge.store.audit import AuditLog
-from returnbridge.store.models import ReconciliationItem, RefundRow, ReturnRow, utcnow
-from returnbridge.store.returns_repo import ReturnsRepository
+from returnbridge.store.models import RefundRow, ReturnRow
+from returnbridge.store.unit_of_work import UnitOfWork
 
 REFUND_RECORD = "refund_record"  # reconciliation_items.category of the finance task
 _DONE = ("recorded", "finance_task")
@@ -100,14 +97,9 @@ def due_refs(rt: Runtime, limit: int = 200) -> list[str]:
     sources = _sources(rt)
     if not sources or not rt.settings.khaos.soap_url:
         return []
-    with rt.sessions() as session:
-        rows = session.scalars(
-            select(ReturnRow).where(ReturnRow.source.in_(sources),
-                                    ReturnRow.khaos_status == KhaosStatus.CREDIT_CONFIRMED.value)
-            .order_by(ReturnRow.credit_confirmed_at, ReturnRow.id).limit(limit)).all()
-        done = set(session.scalars(select(RefundRow.associated_ref).where(
-            RefundRow.idempotency_key.in_([record_key(r.associated_ref) for r in rows]),
-            RefundRow.status.in_(_DONE))))
+    with rt.unit_of_work() as uow:
+        rows = uow.returns.credit_confirmed_of(sources, limit)
+        done = uow.refunds.refs_with_status([record_key(r.associated_ref) for r in rows], _DONE)
         return [r.associated_ref for r in rows
                 if r.associated_ref not in done and refund_ids(returns_repo.case_of(r))]
 
@@ -116,15 +108,15 @@ def plan_record(rt: Runtime, associated_ref: str) -> RecordPlan | None:
     """Store the platform refund once and say what ProcessReturn to call; None when there
     is nothing to record (not confirmed, refund unknown, already recorded or handed to
     finance). A credit note without a known return code goes to finance at once."""
-    with rt.sessions() as session, session.begin():
-        row = ReturnsRepository(session).by_ref(associated_ref)
+    with rt.unit_of_work() as uow:
+        row = uow.returns.by_ref(associated_ref)
         if row is None or row.khaos_status != KhaosStatus.CREDIT_CONFIRMED.value:
             return None
         case = returns_repo.case_of(row)
         ids = refund_ids(case)
         if not ids:
             return None
-        refund = _refund_row(session, row, case, ids)
+        refund = _refund_row(uow, row, case, ids)
         if refund.status in _DONE:
             return None
         plan = RecordPlan(
@@ -133,10 +125,10 @@ def plan_record(rt: Runtime, associated_ref: str) -> RecordPlan | None:
             amount=quantize(case.settlement.refund_to_original), currency=row.currency,
             credit_note_code=row.credit_note_code)
         if not plan.return_code:
-            _finance_task(session, row, refund, plan, "no_return_code")
+            _finance_task(uow, row, refund, plan, "no_return_code")
             return None
         if not _may_process(rt, row, case):
-            _finance_task(session, row, refund, plan, "goods_not_arrived")
+            _finance_task(uow, row, refund, plan, "goods_not_arrived")
             return None
         return plan
 
@@ -155,55 +147,49 @@ def _may_process(rt: Runtime, row: ReturnRow, case: ReturnCase) -> bool:
     return case.parcel.delivered_at is not None or bool(case.receipts)
 
 
-def _refund_row(session: Session, row: ReturnRow, case: ReturnCase,
+def _refund_row(uow: UnitOfWork, row: ReturnRow, case: ReturnCase,
                 ids: tuple[str, ...]) -> RefundRow:
     key = record_key(row.associated_ref)
-    found = session.scalars(select(RefundRow).where(RefundRow.idempotency_key == key)).first()
+    found = uow.refunds.by_key(key)
     if found is not None:
         return found
-    found = RefundRow(
-        return_id=row.id, associated_ref=row.associated_ref, provider=row.source,
-        origin="external", idempotency_key=key, provider_refund_id=", ".join(ids)[:120],
+    return uow.refunds.add_external(
+        row=row, associated_ref=row.associated_ref, provider=row.source,
+        idempotency_key=key, provider_refund_id=", ".join(ids)[:120],
         order_ref=row.order_ref, amount=quantize(case.settlement.refund_to_original),
         currency=row.currency, status="reported",
         note=f"refunded by {row.source}; to be recorded against credit note "
-        f"{row.credit_note_code}", created_at=utcnow(),
-        details={"refund_ids": list(ids)})
-    session.add(found)
-    session.flush()
-    return found
+        f"{row.credit_note_code}", details={"refund_ids": list(ids)}, flush=True)
 
 
 def apply_outcome(rt: Runtime, plan: RecordPlan, outcome: str) -> str:
     """What ProcessReturn answered (one of confirm.queue.PROCESS_RETURN_OUTCOMES)."""
-    with rt.sessions() as session, session.begin():
-        row = ReturnsRepository(session).by_ref(plan.associated_ref)
+    with rt.unit_of_work() as uow:
+        row = uow.returns.by_ref(plan.associated_ref)
         if row is None:
             return "unknown"
-        refund = session.scalars(select(RefundRow).where(
-            RefundRow.idempotency_key == record_key(plan.associated_ref))).first()
+        refund = uow.refunds.by_key(record_key(plan.associated_ref))
         if refund is None or refund.status in _DONE:
             return row.khaos_status
         if outcome == "processed":
-            refund.status = "recorded"
+            uow.refunds.mark_recorded(refund)
             how = (f"{row.source} refund {plan.refund_ids} ({plan.amount} {plan.currency}) "
                    f"recorded in Khaos with ProcessReturn({plan.return_code}, {plan.auth}) "
                    f"against credit note {plan.credit_note_code}")
-            ReturnsRepository(session).add_timeline(row, "refund", how,
-                                      {"refund_ids": plan.refund_ids})
+            uow.returns.add_timeline(row, "refund", how, {"refund_ids": plan.refund_ids})
             if row.khaos_status == KhaosStatus.CREDIT_CONFIRMED.value:
-                ReturnsRepository(session).set_khaos_status(row, KhaosStatus.REFUND_RECORDED, how,
-                                              {"refund_ids": plan.refund_ids})
-            AuditLog(session).record(actor="returnbridge", action="refund.recorded_in_khaos",
-                         subject=plan.associated_ref,
-                         details={"return_code": plan.return_code, "auth": plan.auth,
-                                  "amount": str(plan.amount)})
+                uow.returns.set_khaos_status(row, KhaosStatus.REFUND_RECORDED, how,
+                                             {"refund_ids": plan.refund_ids})
+            uow.audit.record(actor="returnbridge", action="refund.recorded_in_khaos",
+                             subject=plan.associated_ref,
+                             details={"return_code": plan.return_code, "auth": plan.auth,
+                                      "amount": str(plan.amount)})
         else:
-            _finance_task(session, row, refund, plan, outcome)
+            _finance_task(uow, row, refund, plan, outcome)
         return row.khaos_status
 
 
-def _finance_task(session: Session, row: ReturnRow, refund: RefundRow, plan: RecordPlan,
+def _finance_task(uow: UnitOfWork, row: ReturnRow, refund: RefundRow, plan: RecordPlan,
                   why: str) -> None:
     reason = _WHY.get(why, "Khaos answered {code}: " + why.replace("_", " ")).format(
         code=plan.return_code or "?")
@@ -211,29 +197,23 @@ def _finance_task(session: Session, row: ReturnRow, refund: RefundRow, plan: Rec
             f"but {reason}. Record the refund in Khaos against credit note "
             f"{plan.credit_note_code or '?'} by hand (Refunds dialog or the customer "
             f"statement, manual auth code {plan.auth}), then close this item.")
-    refund.status = "finance_task"
-    existing = session.scalars(select(ReconciliationItem).where(
-        ReconciliationItem.associated_ref == row.associated_ref,
-        ReconciliationItem.category == REFUND_RECORD)).first()
-    if existing is None:
-        now = utcnow()
-        session.add(ReconciliationItem(
-            return_id=row.id, associated_ref=row.associated_ref, category=REFUND_RECORD,
-            amount=plan.amount, currency=plan.currency, status="open",
-            reference=plan.refund_ids[:120], note=note, created_at=now, updated_at=now))
-    ReturnsRepository(session).add_timeline(row, "finance_task", note,
-                              {"refund_ids": plan.refund_ids, "outcome": why})
-    AuditLog(session).record(actor="returnbridge", action="refund.finance_task",
-                 subject=row.associated_ref,
-                 details={"refund_ids": plan.refund_ids, "why": why})
+    uow.refunds.mark_finance_task(refund)
+    uow.refunds.open_record_task(row, category=REFUND_RECORD, amount=plan.amount,
+                                 currency=plan.currency, reference=plan.refund_ids[:120],
+                                 note=note)
+    uow.returns.add_timeline(row, "finance_task", note,
+                             {"refund_ids": plan.refund_ids, "outcome": why})
+    uow.audit.record(actor="returnbridge", action="refund.finance_task",
+                     subject=row.associated_ref,
+                     details={"refund_ids": plan.refund_ids, "why": why})
 
 
 def record_now(rt: Runtime, associated_ref: str, khaos: Any) -> str:
     """The whole step without DBOS (tests, one-off use): plan, ProcessReturn, outcome."""
     plan = plan_record(rt, associated_ref)
     if plan is None:
-        with rt.sessions() as session:
-            row = ReturnsRepository(session).by_ref(associated_ref)
+        with rt.unit_of_work() as uow:
+            row = uow.returns.by_ref(associated_ref)
             return row.khaos_status if row is not None else "unknown"
     try:
         khaos.process_return(plan.return_code, plan.auth)
