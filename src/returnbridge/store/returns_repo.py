@@ -152,3 +152,8 @@ class ReturnsRepository:
         self.add_timeline(row, "khaos_status",
                      f"{current.value} -> {target.value}" + (f": {why}" if why else ""), evidence)
         return True
+
+    # --- exceptions, console, reconcile ---
+
+    def by_id(self, return_id: int) -> ReturnRow | None:
+        return self._session.get(ReturnRow, return_id)

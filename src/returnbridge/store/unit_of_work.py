@@ -12,10 +12,15 @@ from types import TracebackType
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from returnbridge.store.alerts_repo import AlertsRepository
 from returnbridge.store.audit import AuditLog
 from returnbridge.store.console_mapping import MappingRules
+from returnbridge.store.coverage_repo import CoverageRepository
+from returnbridge.store.doctor_repo import DoctorRepository
 from returnbridge.store.exceptions_repo import ExceptionsRepository
+from returnbridge.store.health_repo import HealthRepository
 from returnbridge.store.returns_repo import ReturnsRepository
+from returnbridge.store.suggestions_repo import SuggestionsRepository
 from returnbridge.store.watermarks import Watermarks
 
 
@@ -74,3 +79,25 @@ class UnitOfWork:
     @cached_property
     def mapping_rules(self) -> MappingRules:
         return MappingRules(self.session)
+
+    # --- exceptions, console, reconcile ---
+
+    @cached_property
+    def alerts(self) -> AlertsRepository:
+        return AlertsRepository(self.session)
+
+    @cached_property
+    def health(self) -> HealthRepository:
+        return HealthRepository(self.session)
+
+    @cached_property
+    def doctor(self) -> DoctorRepository:
+        return DoctorRepository(self.session)
+
+    @cached_property
+    def coverage(self) -> CoverageRepository:
+        return CoverageRepository(self.session)
+
+    @cached_property
+    def suggestions(self) -> SuggestionsRepository:
+        return SuggestionsRepository(self.session)
