@@ -19,6 +19,7 @@ from returnbridge.store.coverage_repo import CoverageRepository
 from returnbridge.store.doctor_repo import DoctorRepository
 from returnbridge.store.exceptions_repo import ExceptionsRepository
 from returnbridge.store.health_repo import HealthRepository
+from returnbridge.store.login_failures_repo import LoginFailuresRepository
 from returnbridge.store.reconciliation_repo import ReconciliationRepository
 from returnbridge.store.returns_repo import ReturnsRepository
 from returnbridge.store.suggestions_repo import SuggestionsRepository
@@ -106,3 +107,7 @@ class UnitOfWork:
     @cached_property
     def reconciliation(self) -> ReconciliationRepository:
         return ReconciliationRepository(self.session)
+
+    @cached_property
+    def login_failures(self) -> LoginFailuresRepository:
+        return LoginFailuresRepository(self.session)
