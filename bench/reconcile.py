@@ -34,9 +34,10 @@ from sqlalchemy.engine import make_url
 from returnbridge.flows.reconcile import pack
 from returnbridge.flows.reconcile.engine import Scope
 from returnbridge.sandbox.month import found_keys, generate, load_legs, planted_keys
-from returnbridge.store.db import make_engine
+from returnbridge.store.db import make_engine, session_factory
 from returnbridge.store.migrate import upgrade
 from returnbridge.store.models import ReconCreditNoteLeg, ReconPaymentLeg, ReconPlatformLeg
+from returnbridge.store.unit_of_work import UnitOfWork
 
 PERIOD = "2026-10"
 CHUNK = 50_000
@@ -53,17 +54,18 @@ def child(mode: str, url: str, out: str) -> None:
     engine = make_engine(url)
     t0 = time.perf_counter()
     rows = 0
-    with engine.connect() as conn:
-        if mode == "baseline":
+    if mode == "baseline":
+        with engine.connect() as conn:
             for model in (ReconPlatformLeg, ReconCreditNoteLeg, ReconPaymentLeg):
                 stmt = sa.select(model.__table__).execution_options(
                     stream_results=True, yield_per=5000)
                 for _ in conn.execute(stmt):
                     rows += 1
-            result = None
-        else:
-            result = pack.build(conn, Scope(PERIOD), Path(out))
-            rows = result.summary["returns"]
+        result = None
+    else:
+        with UnitOfWork(session_factory(engine)) as uow:
+            result = pack.build(uow, Scope(PERIOD), Path(out))
+        rows = result.summary["returns"]
     seconds = time.perf_counter() - t0
     engine.dispose()
     report = {"seconds": seconds, "rss_mb": _rss_mb(), "rows": rows}

@@ -37,8 +37,8 @@ def _seed_queue(rt: Runtime) -> dict[str, int]:
 
 
 def _listing(rt: Runtime, **filters: Any) -> actions.ExceptionListing:
-    with rt.sessions() as s:
-        return actions.list_exceptions(s, **filters)
+    with rt.unit_of_work() as uow:
+        return actions.list_exceptions(uow, **filters)
 
 
 def _audit(rt: Runtime) -> list[AuditEntry]:
@@ -74,17 +74,17 @@ def test_unknown_filters_are_refused_with_the_valid_choices(runtime: Runtime,
 
 def test_show_has_the_return_candidates_meaning_and_history(runtime: Runtime) -> None:
     ids = _seed_queue(runtime)
-    with runtime.sessions() as s:
-        view = actions.show_exception(s, ids["sku"])
+    with runtime.unit_of_work() as uow:
+        view = actions.show_exception(uow, ids["sku"])
     assert view["candidates"] == ["JEAN-IND-32X", "JEAN-IND-3"]
     assert view["return"]["associated_ref"] == "LR-2"
     assert view["return"]["lines"][0]["sku"] == "JEAN-IND-32"
     assert "does not exist in the Khaos catalogue" in view["meaning"]
     assert view["history"] == []
     actions.ignore(runtime, ids["sku"], "alice", "fixed in Khaos by hand")
-    with runtime.sessions() as s:
-        view = actions.show_exception(s, ids["sku"])
-        no_return = actions.show_exception(s, ids["signature"])
+    with runtime.unit_of_work() as uow:
+        view = actions.show_exception(uow, ids["sku"])
+        no_return = actions.show_exception(uow, ids["signature"])
     assert [(h["actor"], h["action"], h["details"]["why"]) for h in view["history"]] == [
         ("alice", "exception.ignore", "fixed in Khaos by hand")]
     assert no_return["return"] is None and no_return["candidates"] == []
@@ -144,8 +144,8 @@ def test_resolve_and_ignore_need_a_reason(runtime: Runtime) -> None:
 
 
 def test_unknown_id_is_not_found_for_every_action(runtime: Runtime) -> None:
-    with runtime.sessions() as s, pytest.raises(actions.ExceptionNotFound, match="999"):
-        actions.show_exception(s, 999)
+    with runtime.unit_of_work() as uow, pytest.raises(actions.ExceptionNotFound, match="999"):
+        actions.show_exception(uow, 999)
     for call in (lambda: actions.resolve(runtime, 999, "a", "why"),
                  lambda: actions.ignore(runtime, 999, "a", "why"),
                  lambda: actions.retry(runtime, 999, "a")):

@@ -112,8 +112,8 @@ def test_empty_mirror_is_explained_not_listed_as_unknown(runtime: Runtime) -> No
 def test_json_and_csv_carry_every_section(runtime_factory: Any) -> None:
     rt = runtime_factory(**STRICT)
     seed(rt)
-    with rt.sessions() as s:
-        report = coverage_report(s, PolicyConfig(rules=rt.settings.mapping.rules()),
+    with rt.unit_of_work() as uow:
+        report = coverage_report(uow, PolicyConfig(rules=rt.settings.mapping.rules()),
                                  stale_after=timedelta(hours=24))
     data = report.to_dict()
     assert data["summary"] == report.summary() and len(data["reasons"]) == 5

@@ -15,8 +15,9 @@ import sqlalchemy as sa
 from returnbridge.flows.reconcile import pack
 from returnbridge.flows.reconcile.engine import Scope
 from returnbridge.sandbox.month import generate, load_legs
-from returnbridge.store.db import make_engine
+from returnbridge.store.db import make_engine, session_factory
 from returnbridge.store.models import ReconPlatformLeg
+from returnbridge.store.unit_of_work import UnitOfWork
 
 PERIOD = "2026-10"
 EVIL = ("=HYPERLINK(\"http://evil\",\"x\")", "+1+2", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd")
@@ -39,8 +40,8 @@ def written(tmp_path: Path) -> tuple[pack.PackResult, Path]:
         assert conn.execute(sa.select(sa.func.count()).select_from(
             ReconPlatformLeg.__table__)).scalar_one() == 400
     out = tmp_path / "pack"
-    with engine.connect() as conn:
-        result = pack.build(conn, Scope(PERIOD), out)
+    with UnitOfWork(session_factory(engine)) as uow:
+        result = pack.build(uow, Scope(PERIOD), out)
     engine.dispose()
     return result, out
 

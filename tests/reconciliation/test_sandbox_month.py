@@ -15,7 +15,8 @@ from returnbridge.payments.shopify.client import ShopifyClient
 from returnbridge.sandbox.month import PLANTS, found_keys, generate, load_legs, planted_keys
 from returnbridge.sandbox.month_system import fill_system, policy_settings
 from returnbridge.sandbox.shopify.api import ShopifySandbox
-from returnbridge.store.db import make_engine
+from returnbridge.store.db import make_engine, session_factory
+from returnbridge.store.unit_of_work import UnitOfWork
 
 PERIOD = "2026-10"
 
@@ -34,8 +35,8 @@ def test_planted_discrepancies_found_exactly_from_the_legs(db_url: str, tmp_path
     engine = make_engine(db_url)
     with engine.begin() as conn:
         load_legs(conn, month)
-    with engine.connect() as conn:
-        result = pack.build(conn, Scope(PERIOD), tmp_path)
+    with UnitOfWork(session_factory(engine)) as uow:
+        result = pack.build(uow, Scope(PERIOD), tmp_path)
     engine.dispose()
     _check(result, planted_keys(month))
     assert result.summary["returns"] == 700
@@ -51,8 +52,8 @@ def test_source_filter_keeps_one_platform(db_url: str) -> None:
     engine = make_engine(db_url)
     with engine.begin() as conn:
         load_legs(conn, month)
-    with engine.connect() as conn:
-        result = pack.build(conn, Scope(PERIOD, "zigzag", ("ZZ-",)), None)
+    with UnitOfWork(session_factory(engine)) as uow:
+        result = pack.build(uow, Scope(PERIOD, "zigzag", ("ZZ-",)), None)
     engine.dispose()
     refs = {d["associated_ref"] for d in result.differences if d["associated_ref"]}
     assert refs and all(r.startswith("ZZ-") for r in refs)

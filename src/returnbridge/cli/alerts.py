@@ -69,8 +69,8 @@ def status(
 
     rt = Runtime.from_settings(load(config))
     try:
-        with rt.sessions() as session:
-            rows = outbox_summary(session)
+        with rt.unit_of_work() as uow:
+            rows = outbox_summary(uow)
     finally:
         rt.close()
     if as_json:

@@ -57,8 +57,8 @@ def list_cmd(
     """List exceptions, most recently seen first, with their age."""
     from returnbridge.flows.exceptions.actions import list_exceptions
 
-    with runtime(config) as rt, rt.sessions() as session:
-        page = _guard(lambda: list_exceptions(session, status=status, owner=owner, type=type,
+    with runtime(config) as rt, rt.unit_of_work() as uow:
+        page = _guard(lambda: list_exceptions(uow, status=status, owner=owner, type=type,
                                               ref=ref, limit=limit, offset=offset))
     if as_json:
         out.print_json(json.dumps({"status": status, "total": page.total, "limit": page.limit,
@@ -145,8 +145,8 @@ def show_cmd(
     """One exception: what it means, its return, candidates, history and what to do."""
     from returnbridge.flows.exceptions.actions import show_exception
 
-    with runtime(config) as rt, rt.sessions() as session:
-        view = _guard(lambda: show_exception(session, exception_id))
+    with runtime(config) as rt, rt.unit_of_work() as uow:
+        view = _guard(lambda: show_exception(uow, exception_id))
     if as_json:
         out.print_json(json.dumps(view))
     else:

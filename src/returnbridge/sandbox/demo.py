@@ -371,6 +371,8 @@ def month_end_pack(console: Console, size: int = 500) -> bool:
     from returnbridge.flows.reconcile import pack
     from returnbridge.flows.reconcile.engine import Scope
     from returnbridge.sandbox.month import found_keys, generate, load_legs, planted_keys
+    from returnbridge.store.db import session_factory
+    from returnbridge.store.unit_of_work import UnitOfWork
 
     where = Path(tempfile.gettempdir()) / "returnbridge-demo-pack"
     where.mkdir(parents=True, exist_ok=True)
@@ -382,8 +384,8 @@ def month_end_pack(console: Console, size: int = 500) -> bool:
     month = generate(period, size)
     with engine.begin() as conn:
         load_legs(conn, month)
-    with engine.connect() as conn:
-        result = pack.build(conn, Scope(period), where)
+    with UnitOfWork(session_factory(engine)) as uow:
+        result = pack.build(uow, Scope(period), where)
     engine.dispose()
     exact = found_keys(result.differences) == planted_keys(month)
     s = result.summary

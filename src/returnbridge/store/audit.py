@@ -110,6 +110,13 @@ class AuditLog:
         self._session.flush()
         return entry
 
+    # --- exceptions, console, reconcile ---
+
+    def entries_about(self, subject: str) -> list[AuditEntry]:
+        """Every entry about ``subject``, oldest first."""
+        return list(self._session.scalars(
+            select(AuditEntry).where(AuditEntry.subject == subject).order_by(AuditEntry.id)))
+
 
 def verify_chain(session: Session) -> list[int]:
     """Ids of rows whose hash does not follow from the previous row (empty when intact)."""

@@ -180,3 +180,41 @@ class ExceptionsRepository:
             row.resolved_by = by[:120]
             row.resolution = how
         return len(rows)
+    # --- exceptions, console, reconcile ---
+
+    def credit_resolution(self, row: ExceptionRow, *, by: str, how: str) -> None:
+        """Say who (and how) closed ``row``, keeping its status and time."""
+        row.resolved_by = by[:120]
+        row.resolution = how
+
+    def open_rows(self) -> list[ExceptionRow]:
+        """Every open exception, oldest first."""
+        return list(self._session.scalars(
+            select(ExceptionRow).where(ExceptionRow.status == "open").order_by(ExceptionRow.id)))
+
+    def by_id(self, exception_id: int) -> ExceptionRow | None:
+        return self._session.get(ExceptionRow, exception_id)
+
+    def not_resolved_exists(self, exception_type: str, dedupe_key: str) -> bool:
+        """True when this exception exists and is open or ignored."""
+        return self._session.scalar(select(ExceptionRow.id).where(
+            ExceptionRow.type == exception_type, ExceptionRow.dedupe_key == dedupe_key,
+            ExceptionRow.status != "resolved")) is not None
+
+    def by_key(self, exception_type: str, dedupe_key: str) -> ExceptionRow | None:
+        return self._session.scalars(select(ExceptionRow).where(
+            ExceptionRow.type == exception_type,
+            ExceptionRow.dedupe_key == dedupe_key)).first()
+
+    def refresh_seen(self, row: ExceptionRow, problem: Problem) -> None:
+        """The same problem seen again: its current figures and message, not counted again."""
+        row.details = {**(row.details or {}), **problem.details}
+        row.message = problem.message
+        row.last_seen_at = utcnow()
+
+    def assign_owner(self, row: ExceptionRow, owner: str) -> None:
+        row.owner = owner
+
+    def open_of_type(self, exception_type: str) -> list[ExceptionRow]:
+        return list(self._session.scalars(select(ExceptionRow).where(
+            ExceptionRow.type == exception_type, ExceptionRow.status == "open")))

@@ -255,3 +255,7 @@ class ReturnsRepository:
         row.credit_note_stage = stage[:40]
         row.credit_confirmed_at = at
         row.credit_source = seen_by
+    # --- exceptions, console, reconcile ---
+
+    def by_id(self, return_id: int) -> ReturnRow | None:
+        return self._session.get(ReturnRow, return_id)

@@ -12,12 +12,19 @@ from types import TracebackType
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from returnbridge.store.alerts_repo import AlertsRepository
 from returnbridge.store.audit import AuditLog
 from returnbridge.store.console_mapping import MappingRules
+from returnbridge.store.coverage_repo import CoverageRepository
+from returnbridge.store.doctor_repo import DoctorRepository
 from returnbridge.store.exceptions_repo import ExceptionsRepository
+from returnbridge.store.health_repo import HealthRepository
 from returnbridge.store.khaos_repo import KhaosRepository
+from returnbridge.store.login_failures_repo import LoginFailuresRepository
+from returnbridge.store.reconciliation_repo import ReconciliationRepository
 from returnbridge.store.refunds_repo import RefundsRepository
 from returnbridge.store.returns_repo import ReturnsRepository
+from returnbridge.store.suggestions_repo import SuggestionsRepository
 from returnbridge.store.watermarks import Watermarks
 
 
@@ -95,3 +102,32 @@ class UnitOfWork:
         uow = cls(sessionmaker())
         uow._session = session
         return uow
+    # --- exceptions, console, reconcile ---
+
+    @cached_property
+    def alerts(self) -> AlertsRepository:
+        return AlertsRepository(self.session)
+
+    @cached_property
+    def health(self) -> HealthRepository:
+        return HealthRepository(self.session)
+
+    @cached_property
+    def doctor(self) -> DoctorRepository:
+        return DoctorRepository(self.session)
+
+    @cached_property
+    def coverage(self) -> CoverageRepository:
+        return CoverageRepository(self.session)
+
+    @cached_property
+    def suggestions(self) -> SuggestionsRepository:
+        return SuggestionsRepository(self.session)
+
+    @cached_property
+    def reconciliation(self) -> ReconciliationRepository:
+        return ReconciliationRepository(self.session)
+
+    @cached_property
+    def login_failures(self) -> LoginFailuresRepository:
+        return LoginFailuresRepository(self.session)

@@ -63,13 +63,13 @@ async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 def _listing(rt: Runtime, **filters: Any) -> actions.ExceptionListing:
-    with rt.sessions() as session:
-        return actions.list_exceptions(session, **filters)
+    with rt.unit_of_work() as uow:
+        return actions.list_exceptions(uow, **filters)
 
 
 def _show(rt: Runtime, exception_id: int) -> dict[str, Any]:
-    with rt.sessions() as session:
-        return actions.show_exception(session, exception_id)
+    with rt.unit_of_work() as uow:
+        return actions.show_exception(uow, exception_id)
 
 
 @router.get("/exceptions")

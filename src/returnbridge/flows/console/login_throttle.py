@@ -12,18 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, insert, select
-from sqlalchemy.orm import Session, sessionmaker
-
-from returnbridge.store.models import ConsoleLoginFailure, utcnow
+from returnbridge.store.models import utcnow
+from returnbridge.store.unit_of_work import UnitOfWork
 
 KEY_CHARS = 200
 
 
 class LoginThrottle:
-    def __init__(self, sessions: sessionmaker[Session], attempts: int, window_seconds: float,
-                 clock: Callable[[], datetime] = utcnow) -> None:
-        self.sessions = sessions
+    def __init__(self, unit_of_work: Callable[[], UnitOfWork], attempts: int,
+                 window_seconds: float, clock: Callable[[], datetime] = utcnow) -> None:
+        self.unit_of_work = unit_of_work
         self.attempts = attempts
         self.window = timedelta(seconds=window_seconds)
         self.clock = clock
@@ -31,12 +29,9 @@ class LoginThrottle:
     def blocked(self, *keys: str) -> float:
         """Seconds until another attempt is allowed (0: allowed now)."""
         now = self.clock()
-        t = ConsoleLoginFailure
-        with self.sessions() as session:
-            rows = session.execute(
-                select(t.key, func.count(), func.min(t.at))
-                .where(t.key.in_([k[:KEY_CHARS] for k in keys]), t.at > now - self.window)
-                .group_by(t.key)).all()
+        with self.unit_of_work() as uow:
+            rows = uow.login_failures.counts_since([k[:KEY_CHARS] for k in keys],
+                                                   now - self.window)
         wait = 0.0
         for _key, n, oldest in rows:
             if int(n) >= self.attempts:
@@ -45,12 +40,9 @@ class LoginThrottle:
 
     def failed(self, *keys: str) -> None:
         now = self.clock()
-        t = ConsoleLoginFailure
-        with self.sessions() as session, session.begin():
-            session.execute(delete(t).where(t.at <= now - self.window))
-            session.execute(insert(t), [{"key": k[:KEY_CHARS], "at": now} for k in keys])
+        with self.unit_of_work() as uow:
+            uow.login_failures.record([k[:KEY_CHARS] for k in keys], now, now - self.window)
 
     def succeeded(self, *keys: str) -> None:
-        t = ConsoleLoginFailure
-        with self.sessions() as session, session.begin():
-            session.execute(delete(t).where(t.key.in_([k[:KEY_CHARS] for k in keys])))
+        with self.unit_of_work() as uow:
+            uow.login_failures.clear([k[:KEY_CHARS] for k in keys])

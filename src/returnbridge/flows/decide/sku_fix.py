@@ -40,8 +40,9 @@ def _value_for(session: Session, item: StockItem, mapping: str) -> str:
 def apply_candidate(rt: Runtime, exception_id: int, stock_id: str, actor: str
                     ) -> actions.ActionResult:
     """Alias the exception's SKU to catalogue item ``stock_id``, then retry the exception."""
-    with rt.sessions() as session, session.begin():
-        view = actions.show_exception(session, exception_id)
+    with rt.unit_of_work() as uow:
+        session = uow.session
+        view = actions.show_exception(uow, exception_id)
         if view["type"] != "sku_mismatch" or view["status"] != "open":
             raise actions.ActionRefused(
                 f"exception {exception_id} is not an open sku_mismatch; nothing to apply")

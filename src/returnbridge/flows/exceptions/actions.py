@@ -26,18 +26,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from returnbridge.domain.exceptions import CATALOGUE, Owner, Severity
 from returnbridge.domain.khaos_status import DELIVERED, KhaosStatus
 from returnbridge.flows.decide.reevaluate import reevaluate_return
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.store import exceptions_repo
-from returnbridge.store.audit import AuditLog
-from returnbridge.store.exceptions_repo import ExceptionsRepository
-from returnbridge.store.models import AuditEntry, ExceptionRow, ReturnRow, utcnow
-from returnbridge.store.returns_repo import ReturnsRepository
+from returnbridge.store.models import ExceptionRow, ReturnRow, utcnow
+from returnbridge.store.unit_of_work import UnitOfWork
 
 STATUS_FILTERS = (*exceptions_repo.STATUSES, "all")
 RUNBOOK_DIR = "docs/runbooks"
@@ -132,7 +127,7 @@ def _check_filters(status: str | None, owner: str | None, type: str | None) -> N
                         f"{', '.join(sorted(CATALOGUE))}")
 
 
-def list_exceptions(session: Session, *, status: str | None = "open",
+def list_exceptions(uow: UnitOfWork, *, status: str | None = "open",
                     owner: str | None = None, type: str | None = None,
                     ref: str | None = None, limit: int = 100,
                     offset: int = 0) -> ExceptionListing:
@@ -140,9 +135,9 @@ def list_exceptions(session: Session, *, status: str | None = "open",
     _check_filters(status, owner or None, type or None)
     if limit < 1 or offset < 0:
         raise BadFilter("limit must be at least 1 and offset at least 0")
-    rows, total = ExceptionsRepository(session).search(status=status, owner=owner or None,
-                                         type=type or None, ref=ref or None, limit=limit,
-                                         offset=offset)
+    rows, total = uow.exceptions.search(status=status, owner=owner or None,
+                                        type=type or None, ref=ref or None, limit=limit,
+                                        offset=offset)
     now = utcnow()
     return ExceptionListing(total=total, limit=limit, offset=offset,
                             items=[exception_view(r, now) for r in rows])
@@ -178,27 +173,24 @@ def _return_summary(ret: ReturnRow) -> dict[str, Any]:
     }
 
 
-def _history(session: Session, exception_id: int) -> list[dict[str, Any]]:
-    entries = session.scalars(
-        select(AuditEntry).where(AuditEntry.subject == _subject(exception_id))
-        .order_by(AuditEntry.id)
-    ).all()
+def _history(uow: UnitOfWork, exception_id: int) -> list[dict[str, Any]]:
+    entries = uow.audit.entries_about(_subject(exception_id))
     return [{"at": e.at.isoformat(), "actor": e.actor, "action": e.action,
              "details": e.details} for e in entries]
 
 
-def show_exception(session: Session, exception_id: int) -> dict[str, Any]:
+def show_exception(uow: UnitOfWork, exception_id: int) -> dict[str, Any]:
     """One exception with its return, candidates, meaning, runbook and action history."""
-    row = ExceptionsRepository(session).get(exception_id)
+    row = uow.exceptions.get(exception_id)
     if row is None:
         raise ExceptionNotFound(exception_id)
     view = exception_view(row)
     kind = CATALOGUE.get(row.type)
     view["meaning"] = kind.meaning if kind else ""
     view["candidates"] = candidates_of(row.details) if row.type == "sku_mismatch" else []
-    ret = session.get(ReturnRow, row.return_id) if row.return_id is not None else None
+    ret = uow.returns.by_id(row.return_id) if row.return_id is not None else None
     view["return"] = _return_summary(ret) if ret is not None else None
-    view["history"] = _history(session, row.id)
+    view["history"] = _history(uow, row.id)
     return view
 
 
@@ -217,66 +209,66 @@ def _require_why(why: str, action: str) -> str:
     return text
 
 
-def _get(session: Session, exception_id: int, *, for_update: bool = False) -> ExceptionRow:
-    row = ExceptionsRepository(session).get(exception_id, for_update=for_update)
+def _get(uow: UnitOfWork, exception_id: int, *, for_update: bool = False) -> ExceptionRow:
+    row = uow.exceptions.get(exception_id, for_update=for_update)
     if row is None:
         raise ExceptionNotFound(exception_id)
     return row
 
 
-def _load(session: Session, exception_id: int) -> ExceptionRow:
-    return _get(session, exception_id, for_update=True)
+def _load(uow: UnitOfWork, exception_id: int) -> ExceptionRow:
+    return _get(uow, exception_id, for_update=True)
 
 
-def _note(session: Session, row: ExceptionRow, kind: str, message: str,
+def _note(uow: UnitOfWork, row: ExceptionRow, kind: str, message: str,
           actor: str, why: str) -> None:
     if row.return_id is None:
         return
-    ret = session.get(ReturnRow, row.return_id)
+    ret = uow.returns.by_id(row.return_id)
     if ret is not None:
-        ReturnsRepository(session).add_timeline(ret, kind, message,
-                                  {"exception_id": row.id, "by": actor, "why": why})
+        uow.returns.add_timeline(ret, kind, message,
+                                 {"exception_id": row.id, "by": actor, "why": why})
 
 
-def _record(session: Session, row: ExceptionRow, action: str, actor: str, why: str,
+def _record(uow: UnitOfWork, row: ExceptionRow, action: str, actor: str, why: str,
             **extra: Any) -> None:
-    AuditLog(session).record(actor=actor, action=f"exception.{action}", subject=_subject(row.id),
+    uow.audit.record(actor=actor, action=f"exception.{action}", subject=_subject(row.id),
                  details={"why": why, "type": row.type, "associated_ref": row.associated_ref,
                           "status": row.status, **extra})
 
 
-def _khaos_status(session: Session, row: ExceptionRow) -> str | None:
+def _khaos_status(uow: UnitOfWork, row: ExceptionRow) -> str | None:
     if row.return_id is None:
         return None
-    ret = session.get(ReturnRow, row.return_id)
+    ret = uow.returns.by_id(row.return_id)
     return ret.khaos_status if ret is not None else None
 
 
 def resolve(rt: Runtime, exception_id: int, actor: str, why: str) -> ActionResult:
     """Close an exception by hand; a blocking one is re-evaluated straight after."""
     why = _require_why(why, "resolve")
-    with rt.sessions() as session, session.begin():
-        row = _load(session, exception_id)
+    with rt.unit_of_work() as uow:
+        row = _load(uow, exception_id)
         if row.status == "resolved":
             raise ActionRefused(f"exception {row.id} is already resolved by {row.resolved_by}: "
                                 f"{row.resolution}")
         previous = row.status
-        ExceptionsRepository(session).close(row, "resolved", by=actor, how=f"manual: {why}")
-        _record(session, row, "resolve", actor, why, previous_status=previous)
-        _note(session, row, "exception_resolved", f"{row.type} resolved by {actor} "
+        uow.exceptions.close(row, "resolved", by=actor, how=f"manual: {why}")
+        _record(uow, row, "resolve", actor, why, previous_status=previous)
+        _note(uow, row, "exception_resolved", f"{row.type} resolved by {actor} "
               f"(manual): {why}", actor, why)
         return_id = row.return_id
-        status = _khaos_status(session, row)
+        status = _khaos_status(uow, row)
         blocking = row.severity == Severity.BLOCKING.value
     if (blocking and return_id is not None and status is not None
             and KhaosStatus(status) not in DELIVERED):
         status = reevaluate_return(rt, return_id, by=actor,
                                    why=f"manual resolve of exception {exception_id}")
-    with rt.sessions() as session, session.begin():
-        row = _get(session, exception_id)
+    with rt.unit_of_work() as uow:
+        row = _get(uow, exception_id)
         view = exception_view(row)
         if row.status == "open":
-            AuditLog(session).record(actor="returnbridge", action="exception.reopen",
+            uow.audit.record(actor="returnbridge", action="exception.reopen",
                          subject=_subject(row.id),
                          details={"why": "the cause is still present after a manual resolve",
                                   "type": row.type, "associated_ref": row.associated_ref,
@@ -294,17 +286,17 @@ def resolve(rt: Runtime, exception_id: int, actor: str, why: str) -> ActionResul
 def ignore(rt: Runtime, exception_id: int, actor: str, why: str) -> ActionResult:
     """Take an exception out of the open queue for good (re-raises stay ignored)."""
     why = _require_why(why, "ignore")
-    with rt.sessions() as session, session.begin():
-        row = _load(session, exception_id)
+    with rt.unit_of_work() as uow:
+        row = _load(uow, exception_id)
         if row.status == "ignored":
             raise ActionRefused(f"exception {row.id} is already ignored by {row.resolved_by}: "
                                 f"{row.resolution}")
         previous = row.status
-        ExceptionsRepository(session).close(row, "ignored", by=actor, how=f"ignored: {why}")
-        _record(session, row, "ignore", actor, why, previous_status=previous)
-        _note(session, row, "exception_ignored", f"{row.type} ignored by {actor}: {why}",
+        uow.exceptions.close(row, "ignored", by=actor, how=f"ignored: {why}")
+        _record(uow, row, "ignore", actor, why, previous_status=previous)
+        _note(uow, row, "exception_ignored", f"{row.type} ignored by {actor}: {why}",
               actor, why)
-        status = _khaos_status(session, row)
+        status = _khaos_status(uow, row)
         message = f"exception {exception_id} ignored by {actor}"
         if row.severity == Severity.BLOCKING.value and status == KhaosStatus.HELD.value:
             message += (f"; {row.associated_ref} stays held (ignoring does not make Khaos "
@@ -316,8 +308,8 @@ def ignore(rt: Runtime, exception_id: int, actor: str, why: str) -> ActionResult
 def retry(rt: Runtime, exception_id: int, actor: str, why: str = "") -> ActionResult:
     """Re-evaluate the return an open exception blocks; resolved "by retry" if it is gone."""
     why = " ".join(why.split()) or "manual retry"
-    with rt.sessions() as session:
-        row = _get(session, exception_id)
+    with rt.unit_of_work() as uow:
+        row = _get(uow, exception_id)
         if row.status != "open":
             raise ActionRefused(
                 f"exception {row.id} is {row.status}, only open exceptions are retried"
@@ -327,7 +319,7 @@ def retry(rt: Runtime, exception_id: int, actor: str, why: str = "") -> ActionRe
             raise ActionRefused(f"{row.type} exception {row.id} does not concern one return, "
                                 "so there is nothing to re-evaluate; fix the cause, then "
                                 "resolve it with a note")
-        status = _khaos_status(session, row)
+        status = _khaos_status(uow, row)
         if status is not None and KhaosStatus(status) in DELIVERED:
             raise ActionRefused(f"{row.associated_ref} was already handed to Khaos ({status}); "
                                 "returnbridge never sends it again. Amend Khaos by hand, then "
@@ -335,11 +327,11 @@ def retry(rt: Runtime, exception_id: int, actor: str, why: str = "") -> ActionRe
         return_id = row.return_id
     new_status = reevaluate_return(rt, return_id, by=actor,
                                    why=f"operator retry of exception {exception_id}")
-    with rt.sessions() as session, session.begin():
-        row = _load(session, exception_id)
+    with rt.unit_of_work() as uow:
+        row = _load(uow, exception_id)
         if row.status == "resolved":
-            row.resolved_by = actor[:120]
-            row.resolution = f"by retry ({why}): re-evaluated, the problem is gone"
+            uow.exceptions.credit_resolution(
+                row, by=actor, how=f"by retry ({why}): re-evaluated, the problem is gone")
             outcome = "resolved"
             message = (f"the problem is gone: exception {exception_id} resolved by retry; "
                        f"{row.associated_ref} is now {new_status}")
@@ -347,8 +339,8 @@ def retry(rt: Runtime, exception_id: int, actor: str, why: str = "") -> ActionRe
             outcome = "still_open"
             message = (f"the cause is still present, so {row.associated_ref} stays "
                        f"{new_status}: {row.message} Next: {row.next_action}")
-        _record(session, row, "retry", actor, why, outcome=outcome, khaos_status=new_status)
-        _note(session, row, "exception_retry", f"{row.type} retried by {actor}: {outcome}",
+        _record(uow, row, "retry", actor, why, outcome=outcome, khaos_status=new_status)
+        _note(uow, row, "exception_retry", f"{row.type} retried by {actor}: {outcome}",
               actor, why)
         return ActionResult(exception_id, "retry", outcome, message, new_status,
                             exception_view(row))

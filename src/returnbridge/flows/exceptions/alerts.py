@@ -23,10 +23,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
 
 from returnbridge.config import AlertsSettings, Settings, url_secrets
 from returnbridge.domain.alerts import (
@@ -42,8 +38,8 @@ from returnbridge.domain.alerts import (
 )
 from returnbridge.domain.exceptions import Problem
 from returnbridge.flows.engine.runtime import Runtime
-from returnbridge.store.exceptions_repo import ExceptionsRepository
-from returnbridge.store.models import AlertOutbox, AlertRouteState, ExceptionRow, utcnow
+from returnbridge.store.models import AlertOutbox, ExceptionRow, utcnow
+from returnbridge.store.unit_of_work import UnitOfWork
 
 log = structlog.get_logger(__name__)
 
@@ -128,16 +124,6 @@ def exception_link(settings: Settings, exception_id: int) -> str:
     return link(console or settings.server.public_base_url, exception_id, console=bool(console))
 
 
-def _insert_ignore(session: Session, values: dict[str, Any]) -> bool:
-    """Insert an outbox row unless (route, alert_key) exists; True when inserted."""
-    dialect = session.get_bind().dialect.name
-    maker = pg_insert if dialect == "postgresql" else sqlite_insert
-    stmt = maker(AlertOutbox).values(**values).on_conflict_do_nothing(
-        index_elements=["route", "alert_key"])
-    result = session.execute(stmt)
-    return bool(getattr(result, "rowcount", 0))
-
-
 def next_digest_at(now: datetime, period: str, alerts: AlertsSettings) -> datetime:
     step = timedelta(days=1) if period == "daily" else timedelta(hours=1)
     return digest_period_start(now + step, period, alerts.timezone, alerts.digest_hour)
@@ -153,18 +139,11 @@ def scan(rt: Runtime, now: datetime | None = None) -> int:
     thresholds = list(alerts.realert_after_hours)
     written = 0
     fresh: dict[str, int] = {}  # single alerts written per route in this run
-    with rt.sessions() as session, session.begin():
-        rows = list(session.scalars(select(ExceptionRow).where(ExceptionRow.status == "open")
-                                    .order_by(ExceptionRow.id)))
+    with rt.unit_of_work() as uow:
+        rows = uow.exceptions.open_rows()
         if not rows:
             return 0
-        known: dict[tuple[str, int], set[str]] = {}
-        ids = [r.id for r in rows]
-        for start in range(0, len(ids), 500):
-            for route_name, exc_id, key in session.execute(
-                    select(AlertOutbox.route, AlertOutbox.exception_id, AlertOutbox.alert_key)
-                    .where(AlertOutbox.exception_id.in_(ids[start:start + 500]))):
-                known.setdefault((route_name, int(exc_id or 0)), set()).add(key)
+        known = uow.alerts.known_keys([r.id for r in rows])
         for row in rows:
             facts = _facts(row)
             for route in routes:
@@ -196,23 +175,20 @@ def scan(rt: Runtime, now: datetime | None = None) -> int:
                         facts, exception_link(rt.settings, row.id), now, cause)
                     due = (next_digest_at(now, rule.digest, rt.settings.alerts)
                            if status == "queued" else now)
-                    if _insert_ignore(session, {
+                    if uow.alerts.add_unless_known({
                         "route": rule.name, "alert_key": alert_key, "kind": "exception",
                         "exception_id": row.id, "status": status, "title": title,
                         "body": body, "attempts": 0, "last_error": "", "created_at": now,
                         "due_at": due,
                     }) and status in ("pending", "queued", "burst"):
                         written += 1
-        _summarise_bursts(session, rt.settings, now)
+        _summarise_bursts(uow, rt.settings, now)
     return written
 
 
-def _summarise_bursts(session: Session, settings: Settings, now: datetime) -> None:
+def _summarise_bursts(uow: UnitOfWork, settings: Settings, now: datetime) -> None:
     """Rows over a route's per-run cap become one summary message for that route."""
-    rows = list(session.execute(
-        select(AlertOutbox, ExceptionRow)
-        .join(ExceptionRow, ExceptionRow.id == AlertOutbox.exception_id)
-        .where(AlertOutbox.status == "burst").order_by(AlertOutbox.route, AlertOutbox.id)))
+    rows = uow.alerts.bursts()
     by_route: dict[str, list[tuple[AlertOutbox, ExceptionRow]]] = {}
     for outbox, exc in rows:
         by_route.setdefault(outbox.route, []).append((outbox, exc))
@@ -223,14 +199,9 @@ def _summarise_bursts(session: Session, settings: Settings, now: datetime) -> No
             f"([alerts].max_immediate_per_run = {settings.alerts.max_immediate_per_run}); "
             "here are the rest, still open.")
         title = f"{title} (more than {settings.alerts.max_immediate_per_run} at once)"[:250]
-        summary = AlertOutbox(route=route, alert_key=f"burst:{now.isoformat()}:{items[0][0].id}",
-                              kind="digest", status="pending", title=title, body=body,
-                              attempts=0, last_error="", created_at=now, due_at=now)
-        session.add(summary)
-        session.flush()
-        for outbox, _ in items:
-            outbox.status = "digested"
-            outbox.digest_id = summary.id
+        summary = uow.alerts.add_digest(route, f"burst:{now.isoformat()}:{items[0][0].id}",
+                                        title, body, now)
+        uow.alerts.mark_digested([outbox for outbox, _ in items], summary)
 
 
 # --- 2. digests ------------------------------------------------------------------------
@@ -245,52 +216,30 @@ def build_digests(rt: Runtime, now: datetime | None = None) -> int:
         rule = route.rule
         if rule.mode != "digest":
             continue
-        with rt.sessions() as session, session.begin():
-            items: list[tuple[AlertOutbox, ExceptionRow]] = [(o, e) for o, e in session.execute(
-                select(AlertOutbox, ExceptionRow)
-                .join(ExceptionRow, ExceptionRow.id == AlertOutbox.exception_id)
-                .where(AlertOutbox.route == rule.name, AlertOutbox.status == "queued",
-                       AlertOutbox.due_at <= now)
-                .order_by(ExceptionRow.first_seen_at, ExceptionRow.id)
-                .with_for_update(skip_locked=True))]
+        with rt.unit_of_work() as uow:
+            items = uow.alerts.queued_due_for_update(rule.name, now)
             if not items:
                 continue
             live = [(o, e) for o, e in items if e.status == "open"]
             for outbox, exc in items:
                 if exc.status != "open":
-                    outbox.status = "dropped"
+                    uow.alerts.drop(outbox)
             if not live:
                 continue
             period = digest_period_start(now, rule.digest, alerts.timezone, alerts.digest_hour)
             title, body = digest_message(
                 rule.name, [(_facts(e), exception_link(rt.settings, e.id)) for _, e in live],
                 now)
-            digest = AlertOutbox(route=rule.name, alert_key=f"digest:{period.isoformat()}",
-                                 kind="digest", status="pending", title=title, body=body,
-                                 attempts=0, last_error="", created_at=now, due_at=now)
-            existing = session.scalars(select(AlertOutbox).where(
-                AlertOutbox.route == rule.name,
-                AlertOutbox.alert_key == digest.alert_key)).first()
-            if existing is not None:  # a late item in a period already digested
-                digest.alert_key = f"digest:{period.isoformat()}:{live[0][0].id}"
-            session.add(digest)
-            session.flush()
-            for outbox, _ in live:
-                outbox.status = "digested"
-                outbox.digest_id = digest.id
+            key = f"digest:{period.isoformat()}"
+            if uow.alerts.key_taken(rule.name, key):  # a late item in a period already digested
+                key = f"digest:{period.isoformat()}:{live[0][0].id}"
+            digest = uow.alerts.add_digest(rule.name, key, title, body, now)
+            uow.alerts.mark_digested([outbox for outbox, _ in live], digest)
             built += 1
     return built
 
 
 # --- 3. deliver ------------------------------------------------------------------------
-
-
-def _route_state(session: Session, name: str) -> AlertRouteState:
-    state = session.get(AlertRouteState, name)
-    if state is None:
-        state = AlertRouteState(route=name, consecutive_failures=0, last_error="")
-        session.add(state)
-    return state
 
 
 def deliver(rt: Runtime, now: datetime | None = None,
@@ -301,61 +250,49 @@ def deliver(rt: Runtime, now: datetime | None = None,
     send = send or apprise_send
     alerts = rt.settings.alerts
     routes = {r.rule.name: r for r in configured_routes(rt.settings)}
-    with rt.sessions() as session:
-        due = list(session.scalars(
-            select(AlertOutbox.id).where(AlertOutbox.status == "pending",
-                                         AlertOutbox.due_at <= now)
-            .order_by(AlertOutbox.id)))
+    with rt.unit_of_work() as uow:
+        due = uow.alerts.due_ids(now)
     sent = failed = 0
     failing: set[str] = set()
     for outbox_id in due:
-        with rt.sessions() as session, session.begin():
-            row = session.scalars(select(AlertOutbox).where(AlertOutbox.id == outbox_id)
-                                  .with_for_update(skip_locked=True)).first()
+        with rt.unit_of_work() as uow:
+            row = uow.alerts.lock(outbox_id)
             if row is None or row.status != "pending" or row.route in failing:
                 continue
             route = routes.get(row.route)
             if route is None:
-                row.status = "dropped"
-                row.last_error = "the route is no longer configured"
+                uow.alerts.drop(row, "the route is no longer configured")
                 continue
             if row.exception_id is not None and row.kind == "exception":
-                exc = session.get(ExceptionRow, row.exception_id)
+                exc = uow.exceptions.by_id(row.exception_id)
                 if exc is None or exc.status != "open":
-                    row.status = "dropped"
-                    row.last_error = "the exception was closed before the alert went"
+                    uow.alerts.drop(row, "the exception was closed before the alert went")
                     continue
             quiet = quiet_until(now, route.rule.quiet_hours, alerts.timezone)
             if quiet is not None:
-                row.due_at = quiet
+                uow.alerts.postpone(row, quiet)
                 continue
             error = send(route.urls, row.title, row.body)
-            row.attempts += 1
-            state = _route_state(session, row.route)
+            uow.alerts.count_attempt(row)
+            state = uow.alerts.route_state(row.route)
             if error is None:
-                row.status = "sent"
-                row.sent_at = now
-                row.last_error = ""
-                state.consecutive_failures = 0
-                state.last_success_at = now
-                ExceptionsRepository(session).resolve_by_key(
+                uow.alerts.mark_sent(row, now)
+                uow.alerts.route_succeeded(state, now)
+                uow.exceptions.resolve_by_key(
                     "alert_channel_failing", f"route:{row.route}",
                     by="returnbridge", how=f"delivered to route {row.route} again")
                 sent += 1
                 continue
             failed += 1
             failing.add(row.route)
-            row.last_error = error
-            row.due_at = now + retry_delay(row.attempts, alerts.max_retry_minutes)
-            state.consecutive_failures += 1
-            state.last_error = error
-            state.last_failure_at = now
+            uow.alerts.mark_failed(row, error,
+                                   now + retry_delay(row.attempts, alerts.max_retry_minutes))
+            uow.alerts.route_failed(state, error, now)
             log.warning("alert delivery failed; will retry", route=row.route, error=error,
                         attempts=row.attempts)
             if state.consecutive_failures >= alerts.channel_failure_threshold:
-                waiting = len(list(session.scalars(select(AlertOutbox.id).where(
-                    AlertOutbox.route == row.route, AlertOutbox.status == "pending"))))
-                ExceptionsRepository(session).raise_problem(Problem(
+                waiting = uow.alerts.pending_count(row.route)
+                uow.exceptions.raise_problem(Problem(
                     "alert_channel_failing",
                     f"Alerts to route {row.route} failed {state.consecutive_failures} time(s) "
                     f"in a row; {waiting} alert(s) wait for it. Last error: {error}",
@@ -400,16 +337,12 @@ def send_test(settings: Settings, owner: str | None = None,
     return results
 
 
-def outbox_summary(session: Session) -> list[dict[str, Any]]:
+def outbox_summary(uow: UnitOfWork) -> list[dict[str, Any]]:
     """Per route: counts by status and the route's health, for ``alerts status``."""
-    from sqlalchemy import func
-
     counts: dict[str, dict[str, Any]] = {}
-    for route, status, n in session.execute(
-            select(AlertOutbox.route, AlertOutbox.status, func.count())
-            .group_by(AlertOutbox.route, AlertOutbox.status)):
-        counts.setdefault(route, {"route": route})[status] = int(n)
-    for state in session.scalars(select(AlertRouteState)):
+    for route, status, n in uow.alerts.counts_by_route_and_status():
+        counts.setdefault(route, {"route": route})[status] = n
+    for state in uow.alerts.route_states():
         entry = counts.setdefault(state.route, {"route": state.route})
         entry["consecutive_failures"] = state.consecutive_failures
         entry["last_error"] = state.last_error

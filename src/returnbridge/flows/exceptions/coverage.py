@@ -20,34 +20,20 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 from returnbridge.domain.policy import PolicyConfig
 from returnbridge.domain.reasons import Processing, match_reason
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.store.catalogue import FIELDS_BY_MAPPING
-from returnbridge.store.models import (
-    ExchangeLineRow,
-    ReturnLineRow,
-    ReturnRow,
-    StockBarcode,
-    StockItem,
-    StockLevel,
-    utcnow,
-)
+from returnbridge.store.models import StockItem, utcnow
+from returnbridge.store.unit_of_work import UnitOfWork
 
 DEFAULT_DAYS = 90
 _RESTOCK_DISPOSITIONS = frozenset({"restock"})
 _NEVER_RESTOCK = frozenset({"write_off", "recycle", "donate", "missing", "resale_hold"})
-_CHUNK = 500
-
-
 @dataclass(frozen=True)
 class ReasonCoverage:
     source: str
@@ -243,33 +229,11 @@ def map_line(config: PolicyConfig, source: str, reason: str, condition: str,
     return ("unsafe" if unsafe else "mapped"), reason_id, processing.value, by
 
 
-def _chunks(values: Sequence[str]) -> Iterable[list[str]]:
-    for i in range(0, len(values), _CHUNK):
-        yield list(values[i:i + _CHUNK])
-
-
-def _catalogue_lookup(session: Session,
-                      skus: set[str]) -> dict[str, dict[str, list[StockItem]]]:
-    """SKU -> field (StockCode, OtherRef, Barcode) -> mirror items, exact match like Khaos."""
-    found: dict[str, dict[str, list[StockItem]]] = defaultdict(lambda: defaultdict(list))
-    for chunk in _chunks(sorted(skus)):
-        for item in session.scalars(select(StockItem).where(StockItem.stock_code.in_(chunk))):
-            found[item.stock_code]["StockCode"].append(item)
-        for item in session.scalars(select(StockItem).where(StockItem.other_ref.in_(chunk))):
-            found[item.other_ref]["OtherRef"].append(item)
-        pairs = session.execute(select(StockBarcode.barcode, StockItem).join(
-            StockItem, StockItem.stock_id == StockBarcode.stock_id).where(
-            StockBarcode.barcode.in_(chunk))).all()
-        for barcode, item in pairs:
-            found[str(barcode)]["Barcode"].append(item)
-    return found
-
-
 def _live(items: list[StockItem]) -> list[StockItem]:
     return [i for i in items if not i.deleted]
 
 
-def coverage_report(session: Session, config: PolicyConfig, *, days: int = DEFAULT_DAYS,
+def coverage_report(uow: UnitOfWork, config: PolicyConfig, *, days: int = DEFAULT_DAYS,
                     stale_after: timedelta | None = None, sku_mapping: str = "StockCode",
                     now: datetime | None = None) -> CoverageReport:
     """The mapping coverage and catalogue gap report for returns seen in the last ``days``."""
@@ -279,28 +243,19 @@ def coverage_report(session: Session, config: PolicyConfig, *, days: int = DEFAU
     report = CoverageReport(
         generated_at=now.isoformat(), days=days,
         stale_after_hours=round(stale_after.total_seconds() / 3600, 2),
-        returns_seen=int(session.scalar(select(func.count()).select_from(ReturnRow)
-                                        .where(ReturnRow.last_event_at >= cutoff)) or 0),
-        catalogue_items=int(session.scalar(select(func.count()).select_from(StockItem)
-                                           .where(StockItem.deleted.is_(False))) or 0),
-        stock_levels=int(session.scalar(select(func.count()).select_from(StockLevel)) or 0),
+        returns_seen=uow.coverage.returns_seen_since(cutoff),
+        catalogue_items=uow.coverage.live_catalogue_items(),
+        stock_levels=uow.coverage.stock_levels(),
     )
-    _reasons(session, config, cutoff, report)
-    _skus(session, cutoff, sku_mapping, report)
-    _stale(session, now, stale_after, report)
+    _reasons(uow, config, cutoff, report)
+    _skus(uow, cutoff, sku_mapping, report)
+    _stale(uow, now, stale_after, report)
     return report
 
 
-def _reasons(session: Session, config: PolicyConfig, cutoff: datetime,
+def _reasons(uow: UnitOfWork, config: PolicyConfig, cutoff: datetime,
              report: CoverageReport) -> None:
-    rows = session.execute(
-        select(ReturnRow.source, ReturnLineRow.reason, ReturnLineRow.condition,
-               ReturnLineRow.disposition, ReturnLineRow.physical_return_expected,
-               ReturnLineRow.quantity, ReturnRow.id, ReturnRow.associated_ref,
-               ReturnRow.last_event_at)
-        .join(ReturnRow, ReturnRow.id == ReturnLineRow.return_id)
-        .where(ReturnRow.last_event_at >= cutoff)
-    ).all()
+    rows = uow.coverage.reason_lines_since(cutoff)
     groups: dict[tuple[str, str, str, str, bool], dict[str, Any]] = {}
     for source, reason, condition, disposition, physical, qty, rid, ref, seen in rows:
         key = (source, reason, condition, disposition, not physical)
@@ -329,18 +284,10 @@ def _reasons(session: Session, config: PolicyConfig, cutoff: datetime,
                                        r.condition, r.disposition))
 
 
-def _skus(session: Session, cutoff: datetime, mapping: str,
+def _skus(uow: UnitOfWork, cutoff: datetime, mapping: str,
           report: CoverageReport) -> None:
-    returned = session.execute(
-        select(ReturnLineRow.sku, ReturnRow.id, ReturnRow.associated_ref)
-        .join(ReturnRow, ReturnRow.id == ReturnLineRow.return_id)
-        .where(ReturnRow.last_event_at >= cutoff)
-    ).all()
-    exchanged = session.execute(
-        select(ExchangeLineRow.sku, ReturnRow.id, ReturnRow.associated_ref)
-        .join(ReturnRow, ReturnRow.id == ExchangeLineRow.return_id)
-        .where(ReturnRow.last_event_at >= cutoff)
-    ).all()
+    returned = uow.coverage.returned_skus_since(cutoff)
+    exchanged = uow.coverage.exchanged_skus_since(cutoff)
     seen_returns: dict[str, set[int]] = defaultdict(set)
     where: dict[str, set[str]] = defaultdict(set)
     example: dict[str, str] = {}
@@ -362,7 +309,7 @@ def _skus(session: Session, cutoff: datetime, mapping: str,
                             "yet), so unknown and unpublished SKUs cannot be checked.")
         return
     fields = FIELDS_BY_MAPPING.get(mapping, ("StockCode",))
-    catalogue = _catalogue_lookup(session, set(seen_returns))
+    catalogue = uow.coverage.catalogue_lookup(set(seen_returns))
     resolved: dict[str, list[StockItem]] = {}
     for sku in sorted(seen_returns):
         by_field = catalogue.get(sku, {})
@@ -397,17 +344,14 @@ def _skus(session: Session, cutoff: datetime, mapping: str,
     report.unknown_skus.sort(key=lambda x: (-x.returns, x.sku))
 
 
-def _stale(session: Session, now: datetime, stale_after: timedelta,
+def _stale(uow: UnitOfWork, now: datetime, stale_after: timedelta,
            report: CoverageReport) -> None:
     if report.stock_levels == 0:
         if report.catalogue_items:
             report.notes.append("No stock levels in the mirror (no StockStatusUpload "
                                 "received yet); exchange stock checks cannot pass.")
         return
-    for level in session.scalars(
-        select(StockLevel).where(StockLevel.updated_at < now - stale_after)
-        .order_by(StockLevel.updated_at, StockLevel.stock_code, StockLevel.site_id)
-    ):
+    for level in uow.coverage.levels_updated_before(now - stale_after):
         age = (now - level.updated_at).total_seconds() / 3600
         report.stale_levels.append(StaleLevel(
             stock_code=level.stock_code, stock_id=level.stock_id, site_id=level.site_id,
@@ -417,9 +361,9 @@ def _stale(session: Session, now: datetime, stale_after: timedelta,
 
 def audit_report(rt: Runtime, *, days: int = DEFAULT_DAYS,
                  stale_hours: float | None = None) -> CoverageReport:
-    """``coverage_report`` with the configured mapping, in its own read-only session."""
+    """``coverage_report`` with the configured mapping, in its own unit of work."""
     config = rt.policy_config()
     stale = timedelta(hours=stale_hours) if stale_hours is not None else None
-    with rt.sessions() as session:
-        return coverage_report(session, config, days=days, stale_after=stale,
+    with rt.unit_of_work() as uow:
+        return coverage_report(uow, config, days=days, stale_after=stale,
                                sku_mapping=rt.settings.khaos.sku_mapping)

@@ -19,23 +19,13 @@ from importlib import metadata
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 
 from returnbridge import __version__
 from returnbridge.flows.engine.jobs import intervals
 from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.store.doctor_repo import password_hidden
 from returnbridge.store.migrate import current_revision, head_revision
-from returnbridge.store.models import (
-    AlertOutbox,
-    AlertRouteState,
-    ConnectionHealth,
-    ExceptionRow,
-    InboundEvent,
-    JobRun,
-    ReturnRow,
-    utcnow,
-)
+from returnbridge.store.models import utcnow
 
 REDACTED = "[redacted]"
 PACKAGES = ("fastapi", "uvicorn", "sqlalchemy", "alembic", "psycopg", "dbos", "pydantic",
@@ -55,7 +45,7 @@ def _versions() -> dict[str, str]:
 
 def _safe_url(url: str) -> str:
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        return password_hidden(url)
     except Exception:
         return REDACTED if "@" in url else url
 
@@ -80,55 +70,40 @@ def _schema(rt: Runtime) -> dict[str, Any]:
 
 def _counts(rt: Runtime) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    with rt.sessions() as session:
-        def grouped(*cols: Any) -> dict[str, int]:
-            rows = session.execute(select(*cols, func.count()).group_by(*cols)).all()
-            return {":".join(str(v) for v in row[:-1]): int(row[-1]) for row in rows}
-
-        out["returns_by_khaos_status"] = grouped(ReturnRow.khaos_status)
-        out["returns_by_source"] = grouped(ReturnRow.source)
-        out["exceptions_by_status"] = grouped(ExceptionRow.status)
-        out["open_exceptions_by_type"] = {
-            t: int(n) for t, n in session.execute(
-                select(ExceptionRow.type, func.count()).where(ExceptionRow.status == "open")
-                .group_by(ExceptionRow.type))}
-        out["events_by_status"] = grouped(InboundEvent.source, InboundEvent.status)
-        out["alerts_by_route_and_status"] = grouped(AlertOutbox.route, AlertOutbox.status)
+    with rt.unit_of_work() as uow:
+        out.update(uow.doctor.counts())
         for source in rt.platforms:
-            out.update(source.doctor_counts(session))
+            # the platform port still takes the transaction's session
+            out.update(source.doctor_counts(uow.session))
     return out
 
 
 def _recent(rt: Runtime, limit: int = 20) -> dict[str, Any]:
     since = utcnow() - timedelta(days=7)
-    with rt.sessions() as session:
+    with rt.unit_of_work() as uow:
         failed_events = [
             {"id": e.id, "source": e.source, "topic": e.topic, "trigger": e.trigger,
              "received_at": e.received_at.isoformat(), "error": e.error}
-            for e in session.scalars(
-                select(InboundEvent).where(InboundEvent.status.in_(("failed", "invalid")))
-                .order_by(InboundEvent.id.desc()).limit(limit))]
+            for e in uow.doctor.failed_events(limit)]
         exceptions = [
             {"id": x.id, "type": x.type, "owner": x.owner, "status": x.status,
              "associated_ref": x.associated_ref, "count": x.count, "message": x.message,
              "last_seen_at": x.last_seen_at.isoformat()}
-            for x in session.scalars(
-                select(ExceptionRow).where(ExceptionRow.last_seen_at >= since)
-                .order_by(ExceptionRow.last_seen_at.desc()).limit(limit))]
+            for x in uow.doctor.exceptions_seen_since(since, limit)]
         alert_failures = [
             {"route": s.route, "consecutive_failures": s.consecutive_failures,
              "last_error": s.last_error,
              "last_failure_at": s.last_failure_at.isoformat() if s.last_failure_at else None,
              "last_success_at": s.last_success_at.isoformat() if s.last_success_at else None}
-            for s in session.scalars(select(AlertRouteState))]
+            for s in uow.alerts.route_states()]
     return {"failed_events": failed_events, "exceptions_last_7_days": exceptions,
             "alert_routes": alert_failures}
 
 
 def _schedules(rt: Runtime) -> list[dict[str, Any]]:
     configured = intervals(rt)
-    with rt.sessions() as session:
-        runs = {r.name: r for r in session.scalars(select(JobRun))}
+    with rt.unit_of_work() as uow:
+        runs = {r.name: r for r in uow.health.job_runs()}
     out = []
     for name, interval in configured.items():
         run = runs.get(name)
@@ -148,12 +123,12 @@ def _iso(value: Any) -> str | None:
 
 
 def _recorded_health(rt: Runtime) -> list[dict[str, Any]]:
-    with rt.sessions() as session:
+    with rt.unit_of_work() as uow:
         return [{"system": h.system, "consecutive_failures": h.consecutive_failures,
                  "failing_since": _iso(h.failing_since), "last_error": h.last_error,
                  "last_success_at": _iso(h.last_success_at),
                  "last_failure_at": _iso(h.last_failure_at)}
-                for h in session.scalars(select(ConnectionHealth))]
+                for h in uow.health.connections()]
 
 
 def _probe(name: str, check: Callable[[], str]) -> dict[str, str]:

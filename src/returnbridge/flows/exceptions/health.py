@@ -18,12 +18,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import select
 
 from returnbridge.domain.exceptions import Problem
 from returnbridge.flows.engine.runtime import Runtime
-from returnbridge.store.exceptions_repo import ExceptionsRepository
-from returnbridge.store.models import ConnectionHealth, ExceptionRow, JobRun, utcnow
+from returnbridge.store.models import utcnow
 
 log = structlog.get_logger(__name__)
 
@@ -41,18 +39,9 @@ def system_title(rt: Runtime, system: str) -> str:
 def record_success(rt: Runtime, system: str, now: datetime | None = None) -> None:
     now = now or utcnow()
     try:
-        with rt.sessions() as session, session.begin():
-            row = session.get(ConnectionHealth, system)
-            if row is None:
-                session.add(ConnectionHealth(system=system, consecutive_failures=0,
-                                             last_error="", last_success_at=now))
-                return
-            was_failing = row.consecutive_failures > 0
-            row.consecutive_failures = 0
-            row.failing_since = None
-            row.last_success_at = now
-            if was_failing:
-                ExceptionsRepository(session).resolve_by_key(
+        with rt.unit_of_work() as uow:
+            if uow.health.connection_succeeded(system, now):
+                uow.exceptions.resolve_by_key(
                     "connection_failing", f"system:{system}", by="returnbridge",
                     how=f"a call to {system_title(rt, system)} succeeded again")
     except Exception as exc:  # never fail the caller over bookkeeping
@@ -64,27 +53,21 @@ def record_failure(rt: Runtime, system: str, error: str, now: datetime | None = 
     settings = rt.settings.alerts
     error = error[:1000]
     try:
-        with rt.sessions() as session, session.begin():
-            row = session.get(ConnectionHealth, system)
-            if row is None:
-                row = ConnectionHealth(system=system, consecutive_failures=0, last_error="")
-                session.add(row)
-            row.consecutive_failures = (row.consecutive_failures or 0) + 1
-            row.failing_since = row.failing_since or now
-            row.last_error = error
-            row.last_failure_at = now
-            minutes = (now - row.failing_since).total_seconds() / 60
+        with rt.unit_of_work() as uow:
+            row = uow.health.connection_failed(system, error, now)
+            since = row.failing_since or now  # connection_failed set it
+            minutes = (now - since).total_seconds() / 60
             if (row.consecutive_failures >= settings.connection_failure_threshold
                     or minutes >= settings.connection_failure_minutes):
                 name = system_title(rt, system)
-                ExceptionsRepository(session).raise_problem(Problem(
+                uow.exceptions.raise_problem(Problem(
                     "connection_failing",
                     f"Calls to {name} have failed {row.consecutive_failures} time(s) in a row "
-                    f"since {row.failing_since:%Y-%m-%d %H:%M} UTC. Last error: {error}",
+                    f"since {since:%Y-%m-%d %H:%M} UTC. Last error: {error}",
                     dedupe_key=f"system:{system}",
                     details={"system": system, "last_error": error,
                              "failures": str(row.consecutive_failures),
-                             "failing_since": row.failing_since.isoformat()}))
+                             "failing_since": since.isoformat()}))
     except Exception as exc:
         log.warning("could not record a connection failure", system=system, error=str(exc))
 
@@ -97,21 +80,15 @@ def record_job(rt: Runtime, name: str, *, ok: bool | None, summary: str = "",
     """``ok=None``: the run started; True: it succeeded; False: it failed (summary = error)."""
     now = now or utcnow()
     try:
-        with rt.sessions() as session, session.begin():
-            row = session.get(JobRun, name)
-            if row is None:
-                row = JobRun(name=name, last_error="", last_summary="")
-                session.add(row)
+        with rt.unit_of_work() as uow:
             if ok is None:
-                row.last_started_at = now
+                uow.health.job_started(name, now)
             elif ok:
-                row.last_success_at = now
-                row.last_summary = summary[:2000]
-                ExceptionsRepository(session).resolve_by_key("schedule_not_running", f"job:{name}",
-                                               by="returnbridge", how="the job ran again")
+                uow.health.job_succeeded(name, now, summary)
+                uow.exceptions.resolve_by_key("schedule_not_running", f"job:{name}",
+                                              by="returnbridge", how="the job ran again")
             else:
-                row.last_failure_at = now
-                row.last_error = summary[:2000]
+                uow.health.job_failed(name, now, summary)
     except Exception as exc:
         log.warning("could not record a job run", job=name, error=str(exc))
 
@@ -123,23 +100,20 @@ def check_schedules(rt: Runtime, intervals: dict[str, float],
     start). Returns how many are late."""
     now = now or utcnow()
     late = 0
-    with rt.sessions() as session, session.begin():
+    with rt.unit_of_work() as uow:
         for name, interval in intervals.items():
             if interval <= 0:
                 continue
-            row = session.get(JobRun, name)
+            row = uow.health.job_run(name)
             since = (row.last_success_at if row is not None and row.last_success_at
                      else started_at)
             if since is None or now - since < timedelta(seconds=3 * interval):
                 continue
             late += 1
             error = row.last_error if row is not None else ""
-            if session.scalar(select(ExceptionRow.id).where(
-                    ExceptionRow.type == "schedule_not_running",
-                    ExceptionRow.dedupe_key == f"job:{name}",
-                    ExceptionRow.status != "resolved")) is not None:
+            if uow.exceptions.not_resolved_exists("schedule_not_running", f"job:{name}"):
                 continue  # already open (or ignored): do not count it again on every check
-            ExceptionsRepository(session).raise_problem(Problem(
+            uow.exceptions.raise_problem(Problem(
                 "schedule_not_running",
                 f"The scheduled job {name} (every {_every(interval)}) has not completed since "
                 f"{since:%Y-%m-%d %H:%M} UTC." + (f" Last error: {error}" if error else ""),

@@ -15,9 +15,6 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from returnbridge.domain.khaos_status import DELIVERED
 from returnbridge.domain.suggest import (
     Candidate,
@@ -33,13 +30,8 @@ from returnbridge.domain.suggest import (
 )
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.store.codec import case_from_json
-from returnbridge.store.models import (
-    CustomerMirror,
-    ExceptionRow,
-    ReturnLineRow,
-    ReturnRow,
-    StockItem,
-)
+from returnbridge.store.models import ExceptionRow, ReturnRow
+from returnbridge.store.unit_of_work import UnitOfWork
 
 HISTORY_RETURNS = 2000  # most recent delivered returns read for shop variant history
 
@@ -54,30 +46,19 @@ class MappingGap:
     suggestion: ReasonSuggestion | None
 
 
-def reason_evidence(session: Session) -> list[ReasonEvidence]:
-    resolved_returns = set(session.scalars(select(ExceptionRow.return_id).where(
-        ExceptionRow.type == "unmapped_return_reason", ExceptionRow.status == "resolved",
-        ExceptionRow.return_id.is_not(None))))
-    rows = session.execute(
-        select(ReturnLineRow.return_id, ReturnLineRow.reason, ReturnLineRow.disposition,
-               ReturnLineRow.khaos_reason_id, ReturnLineRow.processing)
-        .join(ReturnRow, ReturnRow.id == ReturnLineRow.return_id)
-        .where(ReturnLineRow.khaos_reason_id != "",
-               ReturnRow.khaos_status.in_([s.value for s in DELIVERED])))
+def reason_evidence(uow: UnitOfWork) -> list[ReasonEvidence]:
+    resolved_returns = uow.suggestions.returns_with_resolved_unmapped_reason()
+    rows = uow.suggestions.mapped_lines([s.value for s in DELIVERED])
     return [ReasonEvidence(reason, disposition, reason_id, processing,
                            after_exception=return_id in resolved_returns)
             for return_id, reason, disposition, reason_id, processing in rows]
 
 
 def mapping_suggestions(rt: Runtime) -> list[MappingGap]:
-    with rt.sessions() as session:
-        evidence = reason_evidence(session)
+    with rt.unit_of_work() as uow:
+        evidence = reason_evidence(uow)
         gaps: Counter[tuple[str, str, str, str]] = Counter()
-        for row, source in session.execute(
-                select(ExceptionRow, ReturnRow.source)
-                .outerjoin(ReturnRow, ReturnRow.id == ExceptionRow.return_id)
-                .where(ExceptionRow.type == "unmapped_return_reason",
-                       ExceptionRow.status == "open")):
+        for row, source in uow.suggestions.open_unmapped_reasons():
             d = row.details or {}
             gaps[(source or "*", str(d.get("reason", "")), str(d.get("condition", "")),
                   str(d.get("disposition", "unknown")))] += 1
@@ -88,19 +69,19 @@ def mapping_suggestions(rt: Runtime) -> list[MappingGap]:
     return out
 
 
-def _exception(session: Session, exception_id: int, type_: str) -> tuple[ExceptionRow,
-                                                                        ReturnRow | None]:
-    row = session.get(ExceptionRow, exception_id)
+def _exception(uow: UnitOfWork, exception_id: int, type_: str) -> tuple[ExceptionRow,
+                                                                       ReturnRow | None]:
+    row = uow.exceptions.by_id(exception_id)
     if row is None or row.type != type_:
         raise LookupError(f"exception {exception_id} is not an open {type_}")
-    ret = session.get(ReturnRow, row.return_id) if row.return_id is not None else None
+    ret = uow.returns.by_id(row.return_id) if row.return_id is not None else None
     return row, ret
 
 
 def sku_suggestions(rt: Runtime, exception_id: int) -> tuple[str, list[Candidate]]:
     """(the SKU, candidates) for a ``sku_mismatch`` exception."""
-    with rt.sessions() as session:
-        row, ret = _exception(session, exception_id, "sku_mismatch")
+    with rt.unit_of_work() as uow:
+        row, ret = _exception(uow, exception_id, "sku_mismatch")
         sku = str((row.details or {}).get("sku", ""))
         query = SkuQuery(sku)
         if ret is not None and ret.case_json:
@@ -110,19 +91,16 @@ def sku_suggestions(rt: Runtime, exception_id: int) -> tuple[str, list[Candidate
                     break
         catalogue = [CatalogueEntry(i.stock_id, i.stock_code, i.other_ref, i.description,
                                     tuple(i.barcodes or ()))
-                     for i in session.scalars(select(StockItem).where(
-                         StockItem.deleted.is_(False)))]
-        history = _variant_history(session, {i.stock_code for i in catalogue})
+                     for i in uow.suggestions.live_catalogue()]
+        history = _variant_history(uow, {i.stock_code for i in catalogue})
     return sku, suggest_skus(query, catalogue, history)
 
 
-def _variant_history(session: Session, codes: set[str]) -> dict[str, Counter[str]]:
+def _variant_history(uow: UnitOfWork, codes: set[str]) -> dict[str, Counter[str]]:
     """Shop variant id -> Khaos stock codes it went to, from recent delivered returns."""
     history: dict[str, Counter[str]] = {}
-    for case_json in session.scalars(
-            select(ReturnRow.case_json)
-            .where(ReturnRow.khaos_status.in_([s.value for s in DELIVERED]))
-            .order_by(ReturnRow.id.desc()).limit(HISTORY_RETURNS)):
+    for case_json in uow.suggestions.recent_cases([s.value for s in DELIVERED],
+                                                  HISTORY_RETURNS):
         for line in case_from_json(case_json).lines:
             if line.variant_id and line.sku in codes:
                 history.setdefault(line.variant_id, Counter())[line.sku] += 1
@@ -132,8 +110,8 @@ def _variant_history(session: Session, codes: set[str]) -> dict[str, Counter[str
 def customer_suggestions(rt: Runtime, exception_id: int) -> tuple[dict[str, Any],
                                                                   list[Candidate]]:
     """(who the return names, candidate URNs) for an ``unknown_customer`` exception."""
-    with rt.sessions() as session:
-        row, ret = _exception(session, exception_id, "unknown_customer")
+    with rt.unit_of_work() as uow:
+        row, ret = _exception(uow, exception_id, "unknown_customer")
         email = str((row.details or {}).get("email", "")) or (ret.customer_email if ret else "")
         query = CustomerQuery(email)
         if ret is not None and ret.case_json:
@@ -142,7 +120,7 @@ def customer_suggestions(rt: Runtime, exception_id: int) -> tuple[dict[str, Any]
                                   customer.last_name,
                                   customer.address.postcode if customer.address else "")
         mirror = [MirrorCustomer(c.email, c.urn, c.name, c.postcode)
-                  for c in session.scalars(select(CustomerMirror))]
+                  for c in uow.suggestions.mirror_customers()]
     who = {"email": query.email, "name": f"{query.first_name} {query.last_name}".strip(),
            "postcode": query.postcode}
     return who, suggest_customers(query, mirror)

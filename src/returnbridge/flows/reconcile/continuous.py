@@ -15,9 +15,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.orm import Session
-
 from returnbridge.domain.exceptions import Problem
 from returnbridge.domain.reconciliation import (
     AGEING_INFO,
@@ -31,16 +28,8 @@ from returnbridge.domain.reconciliation import (
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.flows.reconcile import pack
 from returnbridge.flows.reconcile.engine import Scope
-from returnbridge.store.exceptions_repo import ExceptionsRepository
-from returnbridge.store.models import (
-    ExceptionRow,
-    ReconCreditNoteLeg,
-    ReconPlatformLeg,
-    ReturnLineRow,
-    ReturnRow,
-    utcnow,
-)
-from returnbridge.store.returns_repo import ReturnsRepository
+from returnbridge.store.models import ReturnRow
+from returnbridge.store.unit_of_work import UnitOfWork
 
 GAP, NOT_CLEARED, STUCK = "reconciliation_gap", "credit_note_not_cleared", "return_stuck"
 BY = "returnbridge reconciliation"
@@ -80,36 +69,31 @@ def _gap_problem(d: dict[str, Any], period: str) -> Problem:
         next_action=f"[{cat.value}] {INFO[cat].next_action}")
 
 
-def _raise(session: Session, problem: Problem, ref: str, owner: str | None,
+def _raise(uow: UnitOfWork, problem: Problem, ref: str, owner: str | None,
            out: Outcome) -> None:
-    row = session.scalars(sa.select(ExceptionRow).where(
-        ExceptionRow.type == problem.type,
-        ExceptionRow.dedupe_key == problem.dedupe_key)).first()
+    row = uow.exceptions.by_key(problem.type, problem.dedupe_key)
     if row is not None and row.status in ("open", "ignored"):
-        row.details = {**(row.details or {}), **problem.details}
-        row.message = problem.message
-        row.last_seen_at = utcnow()
+        uow.exceptions.refresh_seen(row, problem)
         out.updated += 1
         return
-    ret = ReturnsRepository(session).by_ref(ref) if ref else None
-    exc = ExceptionsRepository(session).raise_problem(problem, return_id=ret.id if ret else None,
-                                        associated_ref=ref)
+    ret = uow.returns.by_ref(ref) if ref else None
+    exc = uow.exceptions.raise_problem(problem, return_id=ret.id if ret else None,
+                                       associated_ref=ref)
     if owner:
-        exc.owner = owner
+        uow.exceptions.assign_owner(exc, owner)
     if ret is not None:
-        ReturnsRepository(session).add_timeline(ret, "exception", f"{exc.type}: {exc.message}", {})
+        uow.returns.add_timeline(ret, "exception", f"{exc.type}: {exc.message}", {})
     out.raised.append(problem.dedupe_key)
 
 
-def _resolve_absent(session: Session, kind: str, present: set[str], periods_: list[str] | None,
+def _resolve_absent(uow: UnitOfWork, kind: str, present: set[str], periods_: list[str] | None,
                     how: str, out: Outcome) -> None:
-    for row in session.scalars(sa.select(ExceptionRow).where(
-            ExceptionRow.type == kind, ExceptionRow.status == "open")):
+    for row in uow.exceptions.open_of_type(kind):
         if row.dedupe_key in present:
             continue
         if periods_ is not None and (row.details or {}).get("period") not in periods_:
             continue
-        ExceptionsRepository(session).close(row, "resolved", by=BY, how=how)
+        uow.exceptions.close(row, "resolved", by=BY, how=how)
         out.resolved.append(row.dedupe_key)
 
 
@@ -120,43 +104,37 @@ def run(rt: Runtime, now: datetime | None = None) -> Outcome:
     out = Outcome()
     checked = periods(now, settings.months_checked)
     ignore = set(settings.ignore_categories)
-    with rt.sessions() as session, session.begin():
+    with rt.unit_of_work() as uow:
         present: set[str] = set()
         for period in checked:
-            result = pack.build(session.connection(), Scope(period), None)
+            result = pack.build(uow, Scope(period), None)
             for d in result.differences:
                 if d["category"] in ignore:
                     continue
                 problem = _gap_problem(d, period)
                 present.add(problem.dedupe_key)
-                _raise(session, problem, d["associated_ref"], None, out)
-        _resolve_absent(session, GAP, present, checked,
+                _raise(uow, problem, d["associated_ref"], None, out)
+        _resolve_absent(uow, GAP, present, checked,
                         "the missing leg arrived or the figures now agree", out)
         present = set()
-        for problem, ref in _not_cleared(session, now, settings.credit_note_clear_days):
+        for problem, ref in _not_cleared(uow, now, settings.credit_note_clear_days):
             present.add(problem.dedupe_key)
-            _raise(session, problem, ref, None, out)
-        _resolve_absent(session, NOT_CLEARED, present, None,
+            _raise(uow, problem, ref, None, out)
+        _resolve_absent(uow, NOT_CLEARED, present, None,
                         "Khaos reports the credit note cleared", out)
         present = set()
-        for problem, ref, owner in _stuck(session, now, settings.stage_age_hours):
+        for problem, ref, owner in _stuck(uow, now, settings.stage_age_hours):
             present.add(problem.dedupe_key)
-            _raise(session, problem, ref, owner, out)
-        _resolve_absent(session, STUCK, present, None, "the return moved on", out)
+            _raise(uow, problem, ref, owner, out)
+        _resolve_absent(uow, STUCK, present, None, "the return moved on", out)
     return out
 
 
-def _not_cleared(session: Session, now: datetime, days: int) -> list[tuple[Problem, str]]:
-    P, C = ReconPlatformLeg.__table__, ReconCreditNoteLeg.__table__
+def _not_cleared(uow: UnitOfWork, now: datetime, days: int) -> list[tuple[Problem, str]]:
     limit = now - timedelta(days=days)
-    stmt = (sa.select(P.c.associated_ref, P.c.state, P.c.outcome_at, C.c.code, C.c.stage,
-                      C.c.value)
-            .select_from(P.outerjoin(C, C.c.associated_ref == P.c.associated_ref))
-            .where(P.c.state.in_(("resolved", "closed")), P.c.outcome_at < limit,
-                   sa.or_(C.c.associated_ref.is_(None), sa.not_(C.c.cleared))))
     info = AGEING_INFO[AgeingCategory.CREDIT_NOTE_NOT_CLEARED]
     out = []
-    for r in session.execute(stmt).mappings():
+    for r in uow.reconciliation.settled_not_cleared(limit):
         what = (f"credit note {r['code']} at stage {r['stage'] or 'unknown'}" if r["code"]
                 else "no credit note")
         out.append((Problem(
@@ -180,7 +158,7 @@ _STAGE_SINCE = {
 _ENDED = ("cancelled", "expired")
 
 
-def _stuck(session: Session, now: datetime,
+def _stuck(uow: UnitOfWork, now: datetime,
            ages: dict[str, float]) -> list[tuple[Problem, str, str]]:
     found: list[tuple[str, str, datetime | None]] = []
     for stage, (statuses, since) in _STAGE_SINCE.items():
@@ -188,21 +166,13 @@ def _stuck(session: Session, now: datetime,
         if hours <= 0:
             continue
         limit = now - timedelta(hours=hours)
-        stmt = sa.select(ReturnRow.associated_ref, since).where(
-            ReturnRow.khaos_status.in_(statuses), since < limit,
-            ReturnRow.state.not_in(_ENDED))
-        found.extend((stage, ref, at) for ref, at in session.execute(stmt))
+        found.extend((stage, ref, at) for ref, at in uow.reconciliation.in_status_since(
+            statuses, since, limit, _ENDED))
     hours = ages.get("received_not_graded", 0)
     if hours > 0:
         limit = now - timedelta(hours=hours)
-        stmt = (sa.select(ReturnRow.associated_ref, sa.func.min(ReturnLineRow.received_at))
-                .join(ReturnLineRow, ReturnLineRow.return_id == ReturnRow.id)
-                .where(ReturnLineRow.received_at.is_not(None),
-                       ReturnLineRow.received_at < limit,
-                       ReturnLineRow.disposition == "unknown",
-                       ReturnRow.state.not_in(_ENDED))
-                .group_by(ReturnRow.associated_ref))
-        found.extend(("received_not_graded", ref, at) for ref, at in session.execute(stmt))
+        found.extend(("received_not_graded", ref, at)
+                     for ref, at in uow.reconciliation.received_not_graded(limit, _ENDED))
     info = AGEING_INFO[AgeingCategory.STUCK]
     out = []
     for stage, ref, seen in found:

@@ -19,9 +19,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
-import sqlalchemy as sa
 import structlog
-from sqlalchemy.orm import Session
 
 from returnbridge.domain.khaos_status import KhaosStatus
 from returnbridge.domain.lifecycle import ReturnState
@@ -32,15 +30,8 @@ from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.flows.refunds.gate import refund_key
 from returnbridge.payments.shopify.client import ShopifyError
 from returnbridge.store.codec import case_from_json
-from returnbridge.store.models import (
-    KhaosOrderStatus,
-    ReconCreditNoteLeg,
-    ReconPaymentLeg,
-    ReconPlatformLeg,
-    RefundRow,
-    ReturnRow,
-    table_of,
-)
+from returnbridge.store.models import RefundRow, ReturnRow
+from returnbridge.store.unit_of_work import UnitOfWork
 
 log = structlog.get_logger(__name__)
 
@@ -72,11 +63,12 @@ def _platform(row: ReturnRow) -> dict[str, Any]:
         "bonus": to_minor(s.bonus_credit), "upsell": to_minor(s.upsell)}
 
 
-def _credit_note(rt: Runtime, session: Session, row: ReturnRow,
+def _credit_note(rt: Runtime, uow: UnitOfWork, row: ReturnRow,
                  stages: dict[str, str]) -> dict[str, Any] | None:
     if not row.credit_note_code:
         return None
-    basis = served_basis(rt, session, row)
+    # flows/decide/money.py still takes the transaction's session
+    basis = served_basis(rt, uow.session, row)
     stage = row.credit_note_stage or stages.get(row.associated_ref, "")
     # cleared: confirmed (only a cleared credit note confirms), or at a stage
     # [khaos] cleared_credit_note_stages names
@@ -92,32 +84,19 @@ def _credit_note(rt: Runtime, session: Session, row: ReturnRow,
         "raised_at": row.credit_confirmed_at or row.imported_at or row.served_at}
 
 
-def _replace(session: Session, table: sa.Table, key: str, items: list[dict[str, Any]]) -> None:
-    for i in range(0, len(items), 500):
-        chunk = items[i:i + 500]
-        session.execute(sa.delete(table).where(table.c[key].in_([x[key] for x in chunk])))
-        session.execute(sa.insert(table), chunk)
-
-
 def refresh(rt: Runtime, since: datetime, *, orders: OrderReader | None = None) -> dict[str, int]:
     """Rewrite the legs of every return touched since ``since``; returns counts."""
     counts = {"platform": 0, "credit_notes": 0, "payments": 0, "orders_read": 0}
-    with rt.sessions() as session, session.begin():
-        returns = list(session.scalars(
-            sa.select(ReturnRow).where(ReturnRow.parent_id.is_(None),
-                                       ReturnRow.last_event_at >= since)
-            .order_by(ReturnRow.id)))
+    with rt.unit_of_work() as uow:
+        returns = uow.reconciliation.parents_touched_since(since)
         refs = [r.associated_ref for r in returns]
-        stages = {s.associated_ref: s.stage for s in session.scalars(
-            sa.select(KhaosOrderStatus).where(KhaosOrderStatus.associated_ref.in_(refs))
-            .order_by(KhaosOrderStatus.updated_at))} if refs else {}
+        stages = uow.reconciliation.stages(refs)
         platform = [_platform(r) for r in returns]
-        notes = [n for n in (_credit_note(rt, session, r, stages) for r in returns) if n]
-        _replace(session, table_of(ReconPlatformLeg), "associated_ref", platform)
-        _replace(session, table_of(ReconCreditNoteLeg), "associated_ref", notes)
+        notes = [n for n in (_credit_note(rt, uow, r, stages) for r in returns) if n]
+        uow.reconciliation.replace_platform_legs(platform)
+        uow.reconciliation.replace_credit_note_legs(notes)
         counts["platform"], counts["credit_notes"] = len(platform), len(notes)
-        recorded = list(session.scalars(sa.select(RefundRow).where(
-            sa.or_(RefundRow.created_at >= since, RefundRow.associated_ref.in_(refs)))))
+        recorded = uow.reconciliation.refunds_since(since, refs)
         payments = _from_refunds_table(recorded)
         if orders is not None:
             read, from_shopify = _from_orders(orders, returns, platform, recorded)
@@ -127,7 +106,7 @@ def refresh(rt: Runtime, since: datetime, *, orders: OrderReader | None = None) 
                 r.order_ref for r in returns if r.order_ref}
             payments = [p for p in payments if p["kind"] != "refund"
                         or p["order_ref"] not in shopify_orders] + from_shopify
-        _replace(session, table_of(ReconPaymentLeg), "provider_ref", payments)
+        uow.reconciliation.replace_payment_legs(payments)
         counts["payments"] = len(payments)
     return counts
 

@@ -21,9 +21,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
-
 from returnbridge.domain.reconciliation import (
     INFO,
     ORPHANS,
@@ -31,12 +28,8 @@ from returnbridge.domain.reconciliation import (
     from_minor,
 )
 from returnbridge.flows.reconcile.engine import DIFF_COLUMNS as ENGINE_DIFFS
-from returnbridge.flows.reconcile.engine import (
-    Row,
-    Scope,
-    statement,
-    unattributed_payments,
-)
+from returnbridge.flows.reconcile.engine import Row, Scope
+from returnbridge.store.unit_of_work import UnitOfWork
 
 FORMATS = ("xlsx", "csv", "html", "json")
 XLSX_ROW_CAP = 20_000  # per sheet; the CSV holds everything
@@ -169,21 +162,6 @@ def _orphan_payment_record(p: dict[str, Any]) -> dict[str, Any]:
             "next_action": INFO[Category.REFUND_WITHOUT_CREDIT_NOTE].next_action}
 
 
-def liability(conn: Connection, scope: Scope) -> Iterator[dict[str, Any]]:
-    """Store credit per customer for the returns in the period (credited vs issued)."""
-    sub = statement(scope).subquery("m")
-    stmt = (sa.select(sub.c.customer, sub.c.currency,
-                      sa.func.sum(sub.c.platform_store_credit).label("credited"),
-                      sa.func.sum(sub.c.store_credit_issued).label("issued"),
-                      sa.func.count().label("returns"))
-            .where(sa.or_(sub.c.platform_store_credit != 0, sub.c.store_credit_issued != 0))
-            .group_by(sub.c.customer, sub.c.currency).order_by(sub.c.customer))
-    for rec in conn.execute(stmt).mappings():
-        yield {"customer": rec["customer"], "currency": rec["currency"],
-               "credited": from_minor(int(rec["credited"] or 0)),
-               "issued": from_minor(int(rec["issued"] or 0)), "returns": int(rec["returns"])}
-
-
 class _Csv:
     def __init__(self, path: Path, columns: tuple[tuple[str, str, bool], ...]) -> None:
         self.path = path
@@ -267,7 +245,7 @@ def _summary(scope: Scope, t: Totals, n_orphan_payments: int) -> dict[str, Any]:
     }
 
 
-def build(conn: Connection, scope: Scope, out_dir: Path | None = None,
+def build(uow: UnitOfWork, scope: Scope, out_dir: Path | None = None,
           formats: Iterable[str] = FORMATS, progress: Progress | None = None) -> PackResult:
     """Reconcile ``scope`` and (with ``out_dir``) write the pack. One pass over the rows."""
     formats = [f for f in formats if f]
@@ -317,12 +295,7 @@ def build(conn: Connection, scope: Scope, out_dir: Path | None = None,
     totals = Totals()
     differences: list[dict[str, Any]] = []
     owed: dict[tuple[str, str], list[int]] = {}
-    if conn.dialect.name == "postgresql":
-        # A server-side cursor is planned for its first rows (cursor_tuple_fraction 0.1:
-        # nested loops); the pack reads every row, so plan for all of them.
-        conn.exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1.0")
-    result = conn.execute(statement(scope).execution_options(stream_results=True,
-                                                             yield_per=5000))
+    result = uow.reconciliation.stream(scope)
     keys = list(result.keys())
     ix = {k: i for i, k in enumerate(keys)}
     diff_ix = [(cat, ix[f"d_{cat.value}"]) for cat in ENGINE_DIFFS]
@@ -392,7 +365,7 @@ def build(conn: Connection, scope: Scope, out_dir: Path | None = None,
     for name, v in zip(leg_names, legs, strict=True):
         totals.legs[name] = int(v)
     orphan_payments = 0
-    for p in unattributed_payments(conn, scope):
+    for p in uow.reconciliation.unattributed_payments(scope):
         orphan_payments += 1
         d = _orphan_payment_record(p)
         totals.add_diff(d["category"], int(p["amount"]))

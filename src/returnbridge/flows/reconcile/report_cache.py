@@ -18,22 +18,19 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select
-from sqlalchemy.exc import IntegrityError
-
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.flows.reconcile import pack
 from returnbridge.flows.reconcile.scoping import scope
-from returnbridge.store.models import ReconciliationReport, ReconLegsVersion, utcnow
+from returnbridge.store.reconciliation_repo import ReportStoredMeanwhile
+from returnbridge.store.unit_of_work import UnitOfWork
 
 # differences values that are Decimal in pack.build's records (stored as exact text)
 _MONEY_KEYS = ("amount", "credit_value", "money_paid")
 
 
-def legs_version(conn: Connection) -> int | None:
+def legs_version(uow: UnitOfWork) -> int | None:
     """The change count of the legs; None if its row is missing (then nothing is kept)."""
-    n = conn.scalar(select(ReconLegsVersion.n).where(ReconLegsVersion.id == 1))
-    return None if n is None else int(n)
+    return uow.reconciliation.legs_version()
 
 
 def _dump(d: dict[str, Any]) -> dict[str, Any]:
@@ -49,24 +46,20 @@ def report(rt: Runtime, period: str, source: str = "all") -> pack.PackResult:
     """The month's summary and differences as ``service.report`` gives them, read back when
     the legs have not changed since they were computed."""
     sc = scope(rt, period, source)
-    t = ReconciliationReport
-    with rt.engine.connect() as conn:
-        version = legs_version(conn)
-        row = conn.execute(select(t.summary, t.differences).where(
-            t.period == period, t.source == source, t.legs_version == version)).first()
-        if row is not None:
-            return pack.PackResult(period, dict(row[0]), [_load(d) for d in row[1]], [])
-        result = pack.build(conn, sc, None)
-        conn.rollback()
+    with rt.unit_of_work() as uow:
+        version = legs_version(uow)
+        stored = uow.reconciliation.stored_report(period, source, version)
+        if stored is not None:
+            summary, differences = stored
+            return pack.PackResult(period, summary, [_load(d) for d in differences], [])
+        result = pack.build(uow, sc, None)
     if version is None:
         return result
     try:
-        with rt.engine.begin() as conn:
-            conn.execute(delete(t).where(t.period == period, t.source == source))
-            conn.execute(insert(t).values(
-                period=period, source=source, legs_version=version, computed_at=utcnow(),
-                summary=result.summary, differences=[_dump(d) for d in result.differences]))
-    except IntegrityError:  # another view stored it at the same moment: theirs will do
+        with rt.unit_of_work() as uow:
+            uow.reconciliation.store_report(period, source, version, result.summary,
+                                            [_dump(d) for d in result.differences])
+    except ReportStoredMeanwhile:  # another view stored it at the same moment: theirs will do
         pass
     return result
 

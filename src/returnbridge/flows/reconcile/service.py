@@ -13,7 +13,6 @@ import structlog
 from returnbridge.domain.reconciliation import period_bounds
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.flows.reconcile import continuous, legs, pack, report_cache
-from returnbridge.flows.reconcile.engine import statement
 from returnbridge.flows.reconcile.scoping import scope
 from returnbridge.payments.shopify.client import ShopifyClient
 
@@ -45,24 +44,21 @@ def month_end(rt: Runtime, period: str, *, source: str = "all", out_dir: Path | 
     if refresh:
         refresh_legs(rt, legs.default_since(sc.bounds[0]))
     out = out_dir if out_dir is not None else Path(rt.settings.reconciliation.out_dir)
-    with rt.engine.connect() as conn:
-        return pack.build(conn, sc, out, formats, progress)
+    with rt.unit_of_work() as uow:
+        return pack.build(uow, sc, out, formats, progress)
 
 
 def report(rt: Runtime, period: str, source: str = "all") -> pack.PackResult:
     """The month's summary and differences from the legs as stored; writes no file."""
     sc = scope(rt, period, source)
-    with rt.engine.connect() as conn:
-        return pack.build(conn, sc, None)
+    with rt.unit_of_work() as uow:
+        return pack.build(uow, sc, None)
 
 
 def count(rt: Runtime, period: str, source: str = "all") -> int:
-    import sqlalchemy as sa
-
     sc = scope(rt, period, source)
-    with rt.engine.connect() as conn:
-        sub = statement(sc).subquery()
-        return int(conn.execute(sa.select(sa.func.count()).select_from(sub)).scalar_one())
+    with rt.unit_of_work() as uow:
+        return uow.reconciliation.count(sc)
 
 
 def run_continuous(rt: Runtime, now: datetime | None = None) -> continuous.Outcome:

@@ -88,6 +88,14 @@ async def db(rt: Runtime, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> 
     return await run_in_threadpool(run)
 
 
+async def in_uow(rt: Runtime, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn(uow, *args, **kwargs)`` in one unit of work, off the event loop."""
+    def run() -> Any:
+        with rt.unit_of_work() as uow:
+            return fn(uow, *args, **kwargs)
+    return await run_in_threadpool(run)
+
+
 def redirect(path: str, **query: str) -> RedirectResponse:
     q = {k: v for k, v in query.items() if v}
     joiner = "&" if "?" in path else "?"
@@ -254,7 +262,7 @@ async def exceptions_queue(request: Request, who: Who, owner: str = "", type: st
 @router.get("/exceptions/{exception_id}", response_class=HTMLResponse)
 async def exception_detail(request: Request, exception_id: int, who: Who) -> Response:
     try:
-        view = await db(runtime(request), actions.show_exception, exception_id)
+        view = await in_uow(runtime(request), actions.show_exception, exception_id)
     except actions.ExceptionNotFound as exc:
         return page(request, "not_found.html", who, status_code=404, what=str(exc))
     live: list[dict[str, Any]] = []
@@ -274,8 +282,8 @@ async def exception_apply_candidate(request: Request, exception_id: int,
     back = f"{PREFIX}/exceptions/{exception_id}"
 
     def run() -> actions.ActionResult:
-        with rt.sessions() as session:
-            owner = actions.show_exception(session, exception_id)["owner"]
+        with rt.unit_of_work() as uow:
+            owner = actions.show_exception(uow, exception_id)["owner"]
         if not who.identity.may_act_on(owner):
             raise Forbidden(f"Exception {exception_id} belongs to the {owner} team.")
         return sku_fix.apply_candidate(rt, exception_id, str(form.get("stock_id") or ""),
@@ -296,8 +304,8 @@ ACTIONS: dict[str, Callable[..., actions.ActionResult]] = {
 
 def _act(rt: Runtime, who: SignedIn, exception_id: int, action: str,
          why: str) -> actions.ActionResult:
-    with rt.sessions() as session:
-        row = actions.show_exception(session, exception_id)
+    with rt.unit_of_work() as uow:
+        row = actions.show_exception(uow, exception_id)
     if not who.identity.may_act_on(row["owner"]):
         raise Forbidden(f"Exception {exception_id} belongs to the {row['owner']} team; "
                         f"as {who.identity.role} you can see it but not act on it.")

@@ -48,7 +48,7 @@ def throttle(request: Request) -> LoginThrottle:
     existing: LoginThrottle | None = getattr(request.app.state, "login_throttle", None)
     if existing is None:
         c = runtime(request).settings.console
-        existing = LoginThrottle(runtime(request).sessions, c.login_attempts,
+        existing = LoginThrottle(runtime(request).unit_of_work, c.login_attempts,
                                  c.login_window_minutes * 60.0)
         request.app.state.login_throttle = existing
     return existing
