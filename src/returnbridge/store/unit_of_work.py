@@ -7,16 +7,24 @@ escaping it rolls everything back. The queries live in the repositories (``store
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from types import TracebackType
+from typing import TypeVar
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from returnbridge.store.audit import AuditLog
+from returnbridge.store.catalogue import Catalogue
 from returnbridge.store.console_mapping import MappingRules
+from returnbridge.store.events import EventsRepository
 from returnbridge.store.exceptions_repo import ExceptionsRepository
+from returnbridge.store.reconciliation_repo import ReconciliationItemsRepository
 from returnbridge.store.returns_repo import ReturnsRepository
+from returnbridge.store.sku_aliases import SkuAliases
 from returnbridge.store.watermarks import Watermarks
+
+R = TypeVar("R")
 
 
 class UnitOfWork:
@@ -74,3 +82,31 @@ class UnitOfWork:
     @cached_property
     def mapping_rules(self) -> MappingRules:
         return MappingRules(self.session)
+
+    # --- ingest, decide, platforms ---
+
+    @cached_property
+    def events(self) -> EventsRepository:
+        return EventsRepository(self.session)
+
+    @cached_property
+    def catalogue(self) -> Catalogue:
+        return Catalogue(self.session)
+
+    @cached_property
+    def sku_aliases(self) -> SkuAliases:
+        return SkuAliases(self.session)
+
+    @cached_property
+    def reconciliation_items(self) -> ReconciliationItemsRepository:
+        return ReconciliationItemsRepository(self.session)
+
+    def savepoint(self) -> SessionTransaction:
+        """A nested transaction (``with uow.savepoint():``): an exception escaping it rolls
+        back what was done inside it alone; the unit of work goes on."""
+        return self.session.begin_nested()
+
+    def repository(self, kind: Callable[[Session], R]) -> R:
+        """A repository defined outside ``store/`` (a platform's own tables), bound to this
+        unit of work's session: ``uow.repository(NotesTable)``."""
+        return kind(self.session)

@@ -34,7 +34,7 @@ from returnbridge.erp.khaos.pushes import (
 )
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.store import catalogue
-from returnbridge.store.events import mark_event, sha256, store_event
+from returnbridge.store.events import EventsRepository, sha256, store_event
 from returnbridge.store.exceptions_repo import ExceptionsRepository
 from returnbridge.store.models import InboundEvent, utcnow
 
@@ -113,15 +113,15 @@ def apply_push(session: Session, kind: str, body: bytes, event_id: int, *,
         ExceptionsRepository(session).raise_problem(_problem(kind, event_id,
                               f"had {len(problems)} unusable entries (the rest were stored)",
                               problems))
-    mark_event(session, event_id, "processed",
-               "; ".join(problems[:_MAX_PROBLEMS]) if problems else "")
+    EventsRepository(session).mark(event_id, "processed",
+                                   "; ".join(problems[:_MAX_PROBLEMS]) if problems else "")
     return PushOutcome(kind, event_id, duplicate_body, "partial" if problems else "processed",
                        change, problems)
 
 
 def _invalid(session: Session, kind: str, event_id: int, duplicate_body: bool,
              exc: PayloadInvalid) -> PushOutcome:
-    mark_event(session, event_id, "invalid", str(exc))
+    EventsRepository(session).mark(event_id, "invalid", str(exc))
     ExceptionsRepository(session).raise_problem(
         _problem(kind, event_id, "could not be read", (str(exc),)))
     log.warning("khaos push invalid; kept with a payload_invalid exception", kind=kind,
@@ -134,13 +134,16 @@ def _upsert(session: Session, kind: str, body: bytes, content_type: str, now: da
             ) -> tuple[catalogue.MirrorChange, tuple[str, ...]]:
     if kind == "stock":
         upload = parse_stock_upload(body, content_type)
-        change = catalogue.upsert_stock_items(session, upload.items, upload.deleted, now=now)
+        change = catalogue.Catalogue(session).upsert_stock_items(upload.items, upload.deleted,
+                                                                 now=now)
         return change, upload.problems
     if kind == "stock-status":
         levels = parse_stock_statuses(body, content_type)
-        return catalogue.upsert_stock_levels(session, levels.statuses, now=now), levels.problems
+        return (catalogue.Catalogue(session).upsert_stock_levels(levels.statuses, now=now),
+                levels.problems)
     orders = parse_order_statuses(body, content_type)
-    return catalogue.upsert_order_statuses(session, orders.statuses, now=now), orders.problems
+    return (catalogue.Catalogue(session).upsert_order_statuses(orders.statuses, now=now),
+            orders.problems)
 
 
 def reapply_event(session: Session, event: InboundEvent) -> PushOutcome:

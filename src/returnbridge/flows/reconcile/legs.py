@@ -41,6 +41,7 @@ from returnbridge.store.models import (
     ReturnRow,
     table_of,
 )
+from returnbridge.store.returns_repo import ReturnsRepository
 
 log = structlog.get_logger(__name__)
 
@@ -76,7 +77,7 @@ def _credit_note(rt: Runtime, session: Session, row: ReturnRow,
                  stages: dict[str, str]) -> dict[str, Any] | None:
     if not row.credit_note_code:
         return None
-    basis = served_basis(rt, session, row)
+    basis = served_basis(rt, ReturnsRepository(session), row)
     stage = row.credit_note_stage or stages.get(row.associated_ref, "")
     # cleared: confirmed (only a cleared credit note confirms), or at a stage
     # [khaos] cleared_credit_note_stages names
