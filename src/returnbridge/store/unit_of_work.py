@@ -12,6 +12,7 @@ from functools import cached_property
 from types import TracebackType
 from typing import TypeVar
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from returnbridge.store.audit import AuditLog
@@ -110,3 +111,21 @@ class UnitOfWork:
         """A repository defined outside ``store/`` (a platform's own tables), bound to this
         unit of work's session: ``uow.repository(NotesTable)``."""
         return kind(self.session)
+
+
+# What a process's database is made of, named here so flows need no SQLAlchemy.
+DatabaseEngine = Engine
+SessionFactory = sessionmaker[Session]
+
+
+class Database:
+    """The engine and the session factory a process opens its units of work on."""
+
+    def __init__(self, engine: DatabaseEngine, factory: SessionFactory) -> None:
+        self.engine = engine
+        self.sessions = factory
+
+    def unit_of_work(self) -> UnitOfWork:
+        """One use case's transaction: ``with rt.unit_of_work() as uow:`` commits on leaving
+        the block and rolls back on an error."""
+        return UnitOfWork(self.sessions)
