@@ -20,7 +20,7 @@ def item(stock_id: str, code: str, other: str = "", barcodes: tuple[str, ...] = 
 
 def load(rt: Runtime) -> None:
     with rt.sessions() as s, s.begin():
-        catalogue.upsert_stock_items(s, [
+        catalogue.Catalogue(s).upsert_stock_items([
             item("1", "TEE-BLK-M", "SHOP-TEE-M", ("5000000000011",)),
             item("2", "TEE-BLK-L", "SHOP-TEE-L", ("5000000000028",)),
             item("3", "JEAN-IND-32", "", ("5000000000035",)),
@@ -32,7 +32,7 @@ def test_find_item_honours_the_mapping_type(runtime: Runtime) -> None:
     load(runtime)
     with runtime.sessions() as s:
         def found(sku: str, mapping: str) -> str | None:
-            hit = catalogue.find_item(s, sku, mapping)
+            hit = catalogue.Catalogue(s).find_item(sku, mapping)
             return hit.stock_id if hit else None
 
         assert found("TEE-BLK-M", "StockCode") == "1"
@@ -47,10 +47,10 @@ def test_find_item_honours_the_mapping_type(runtime: Runtime) -> None:
 def test_nearest_candidates_say_which_field_matched(runtime: Runtime) -> None:
     load(runtime)
     with runtime.sessions() as s:
-        other_ref = catalogue.nearest_candidates(s, "shop-tee-m")
-        typo = catalogue.nearest_candidates(s, "TEE-BLK-MM", limit=2)
-        barcode = catalogue.nearest_candidates(s, "5000000000010", limit=1)
-        assert catalogue.nearest_candidates(s, "ZZZZZZZZZ") == []
+        other_ref = catalogue.Catalogue(s).nearest_candidates("shop-tee-m")
+        typo = catalogue.Catalogue(s).nearest_candidates("TEE-BLK-MM", limit=2)
+        barcode = catalogue.Catalogue(s).nearest_candidates("5000000000010", limit=1)
+        assert catalogue.Catalogue(s).nearest_candidates("ZZZZZZZZZ") == []
     assert (other_ref[0].stock_id, other_ref[0].field, other_ref[0].score) == ("1", "OtherRef",
                                                                                  1.0)
     assert [c.stock_code for c in typo] == ["TEE-BLK-M", "TEE-BLK-L"]
@@ -62,25 +62,26 @@ def test_nearest_candidates_say_which_field_matched(runtime: Runtime) -> None:
 def test_level_reports_its_age(runtime: Runtime) -> None:
     long_ago = utcnow() - timedelta(hours=30)
     with runtime.sessions() as s, s.begin():
-        catalogue.upsert_stock_levels(s, [
+        catalogue.Catalogue(s).upsert_stock_levels([
             StockLevelRecord("1", "1", "TEE-BLK-M", Decimal(3), Decimal(0), False)],
             now=long_ago)
     with runtime.sessions() as s:
-        reading = catalogue.level(s, "1", 1)
+        reading = catalogue.Catalogue(s).level("1", 1)
     assert reading is not None and reading.available == Decimal(3)
     assert reading.is_stale(timedelta(hours=24)) and not reading.is_stale(timedelta(days=2))
 
 
 def test_customers_are_found_by_email_whatever_the_case(runtime: Runtime) -> None:
     with runtime.sessions() as s, s.begin():
-        first = catalogue.upsert_customers(s, [CustomerRecord("Ann@Example.com", "ANN01", "Ann"),
-                                               CustomerRecord("bob@example.com", "BOB01")])
-        again = catalogue.upsert_customers(s, [CustomerRecord("ann@example.com", "ANN01", "Ann")])
-        moved = catalogue.upsert_customers(s, [CustomerRecord("bob@example.com", "BOB02")],
-                                           origin="operator")
+        mirror = catalogue.Catalogue(s)
+        first = mirror.upsert_customers([CustomerRecord("Ann@Example.com", "ANN01", "Ann"),
+                                         CustomerRecord("bob@example.com", "BOB01")])
+        again = mirror.upsert_customers([CustomerRecord("ann@example.com", "ANN01", "Ann")])
+        moved = mirror.upsert_customers([CustomerRecord("bob@example.com", "BOB02")],
+                                        origin="operator")
     assert (first.inserted, again.unchanged, moved.updated) == (2, 1, 1)
     with runtime.sessions() as s:
-        assert catalogue.find_urn_by_email(s, " ANN@example.COM ") == "ANN01"
-        assert catalogue.find_urn_by_email(s, "bob@example.com") == "BOB02"
-        assert catalogue.find_urn_by_email(s, "nobody@example.com") is None
-        assert catalogue.find_urn_by_email(s, "") is None
+        assert catalogue.Catalogue(s).find_urn_by_email(" ANN@example.COM ") == "ANN01"
+        assert catalogue.Catalogue(s).find_urn_by_email("bob@example.com") == "BOB02"
+        assert catalogue.Catalogue(s).find_urn_by_email("nobody@example.com") is None
+        assert catalogue.Catalogue(s).find_urn_by_email("") is None

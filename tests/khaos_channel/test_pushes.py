@@ -21,7 +21,6 @@ from returnbridge.store.models import (
     StockItem,
     StockLevel,
 )
-from returnbridge.store.unit_of_work import UnitOfWork
 from tests.conftest import KHAOS_FIXTURES, LiveApp, start_live_app
 
 STOCK_XML = b"""<?xml version="1.0" encoding="utf-8"?>
@@ -123,11 +122,11 @@ def test_stock_upload_json_then_xml_keeps_stockid_as_the_key(app: LiveApp) -> No
                 item.stock_controlled, item.deleted) == (
             "DRC1.JUSTINWBK115-R", "JUSTIN-115", False, True, True, False)
         assert item.barcodes == ["5012345678900", "0712345678911"]
-        assert catalogue.find_item(s, "DRC1.JUSTINWBK115") is None  # the old code is gone
-        assert catalogue.find_item(s, "DRC1.JUSTINWBK115-R") is item
-        assert catalogue.find_item(s, "JUSTIN-115", "OtherRef") is item
-        assert catalogue.find_item(s, "0712345678911", "Barcode") is item
-        assert catalogue.find_item(s, "0712345678911", "StockCode") is None
+        assert catalogue.Catalogue(s).find_item("DRC1.JUSTINWBK115") is None  # the old code is gone
+        assert catalogue.Catalogue(s).find_item("DRC1.JUSTINWBK115-R") is item
+        assert catalogue.Catalogue(s).find_item("JUSTIN-115", "OtherRef") is item
+        assert catalogue.Catalogue(s).find_item("0712345678911", "Barcode") is item
+        assert catalogue.Catalogue(s).find_item("0712345678911", "StockCode") is None
         assert s.scalar(select(func.count()).select_from(StockItem)) == 2
     deleted = post(app, "/khaos/stock", json.dumps(
         {"Items": [], "Deleted": [{"StockID": "7001"}]}).encode())
@@ -135,7 +134,7 @@ def test_stock_upload_json_then_xml_keeps_stockid_as_the_key(app: LiveApp) -> No
     with app.rt.sessions() as s:
         mug = s.get(StockItem, "7001")
         assert mug is not None and mug.deleted
-        assert catalogue.find_item(s, "MUG1") is None
+        assert catalogue.Catalogue(s).find_item("MUG1") is None
         events = s.execute(select(InboundEvent.source, InboundEvent.channel, InboundEvent.topic,
                                   InboundEvent.status, InboundEvent.trigger)
                            .order_by(InboundEvent.id)).all()
@@ -172,10 +171,10 @@ def test_stock_levels_per_site_and_from_children(app: LiveApp) -> None:
     assert post(app, "/khaos/stock-status", STOCK_STATUS_XML, "application/xml"
                 ).status_code == 200
     with app.rt.sessions() as s:
-        boo1 = catalogue.level(s, "112", 1)
-        boo16 = catalogue.level(s, "112", "16")
-        kit = catalogue.level(s, "900", 1)
-        assert catalogue.level(s, "112", 2) is None
+        boo1 = catalogue.Catalogue(s).level("112", 1)
+        boo16 = catalogue.Catalogue(s).level("112", "16")
+        kit = catalogue.Catalogue(s).level("900", 1)
+        assert catalogue.Catalogue(s).level("112", 2) is None
     assert boo1 is not None and (boo1.available, boo1.on_order) == (Decimal(77), Decimal(84))
     assert boo16 is not None and (boo16.available, boo16.on_order) == (Decimal(5),
                                                                        Decimal("2.5"))
@@ -186,7 +185,8 @@ def test_stock_levels_per_site_and_from_children(app: LiveApp) -> None:
                                         "Levels": {"Available": 4.0, "OnOrder": 2.5}}]})
     assert post(app, "/khaos/stock-status", changed.encode()).json()["updated"] == 1
     with app.rt.sessions() as s:
-        after16, after1 = catalogue.level(s, "112", 16), catalogue.level(s, "112", 1)
+        mirror = catalogue.Catalogue(s)
+        after16, after1 = mirror.level("112", 16), mirror.level("112", 1)
     assert after16 is not None and after16.available == Decimal(4)
     assert after16.updated_at > boo16.updated_at
     assert after1 is not None and after1.updated_at == boo1.updated_at
@@ -290,7 +290,7 @@ def test_hooks_run_after_the_mirror_changed_and_cannot_break_the_push(
 
     def recording(rt: Runtime, kind: str) -> None:
         with rt.sessions() as s:  # committed data is visible to the hook
-            reading = catalogue.level(s, "505", 1)
+            reading = catalogue.Catalogue(s).level("505", 1)
         seen.append((kind, reading.available if reading else None))
         done.set()
 
@@ -310,12 +310,12 @@ def test_a_push_stored_but_not_applied_can_be_applied_later(runtime: Runtime) ->
 
     stored = store_event(runtime.sessions, source="khaos", body=STOCK_STATUS_XML, headers={},
                          topic="stock-status", channel="push", trigger="XML")
-    with runtime.sessions() as s, s.begin():
-        event = s.get(InboundEvent, stored.event_id)
+    with runtime.unit_of_work() as uow:
+        event = uow.events.get(stored.event_id)
         assert event is not None
-        outcome = khaos_push.reapply_event(UnitOfWork.over(s), event)
+        outcome = khaos_push.reapply_event(uow, event)
     assert outcome.status == "processed" and outcome.change.inserted == 2
     with runtime.sessions() as s:
         event = s.get(InboundEvent, stored.event_id)
         assert event is not None and event.status == "processed"
-        assert catalogue.level(s, "112", 16) is not None
+        assert catalogue.Catalogue(s).level("112", 16) is not None

@@ -14,7 +14,7 @@ from returnbridge.sandbox.loop.samples import DEMO_SCENARIOS, Scenario
 from returnbridge.sandbox.loop.world import LoopWorld
 from returnbridge.sources.loop.client import LoopClient
 from returnbridge.sources.loop.settings import LoopSettings
-from returnbridge.store.events import pending_events
+from returnbridge.store.events import EventsRepository
 from returnbridge.store.models import InboundEvent, ReturnRow
 
 LOOP_KEY = "e2e-loop-api-key"
@@ -44,7 +44,7 @@ def apply_pending(rt: Runtime) -> int:
     applied = 0
     while True:
         with rt.sessions() as session:
-            batch = pending_events(session, older_than=timedelta(0), limit=500)
+            batch = EventsRepository(session).pending(older_than=timedelta(0), limit=500)
         if not batch:
             return applied
         for event_id, _source, _key in batch:

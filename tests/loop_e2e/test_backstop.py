@@ -71,8 +71,8 @@ def test_backstop_recovers_dropped_webhooks_exactly_once(
             apply_pending(rt)
 
             assert count_returns(rt) == total  # exactly: none lost, none doubled
-            with rt.sessions() as session:
-                assert webhook_gap_count(session) == stats.dropped
+            with rt.unit_of_work() as uow:
+                assert webhook_gap_count(uow) == stats.dropped
             assert count_events(rt, "backstop") == total
 
             # A second pass finds nothing new: unchanged returns are duplicates.

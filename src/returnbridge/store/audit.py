@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,6 +117,13 @@ class AuditLog:
         """Every entry about ``subject``, oldest first."""
         return list(self._session.scalars(
             select(AuditEntry).where(AuditEntry.subject == subject).order_by(AuditEntry.id)))
+
+    # --- ingest ---
+
+    def entries_for(self, subject: str) -> Sequence[AuditEntry]:
+        """The entries about ``subject``, oldest first."""
+        return self._session.scalars(select(AuditEntry).where(
+            AuditEntry.subject == subject).order_by(AuditEntry.id)).all()
 
 
 def verify_chain(session: Session) -> list[int]:

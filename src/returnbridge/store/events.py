@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import ColumnElement, Engine, Select, and_, exc, exists, func, or_, select, update
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from returnbridge.store.models import InboundEvent, utcnow
+
+# The database errors applying an event tells apart (named here so flows need no SQLAlchemy):
+# a value the database cannot hold, and any error with a statement behind it.
+DataError = exc.DataError
+StatementError = exc.StatementError
+IntegrityError = exc.IntegrityError  # a unique key taken (an event stored meanwhile)
 
 
 @dataclass(frozen=True)
@@ -69,76 +76,231 @@ def store_event(
             return StoredEvent(existing.id, source, key, duplicate=True)
 
 
-def pending_events(session: Session, older_than: timedelta,
-                   limit: int = 500) -> list[tuple[int, str, str]]:
-    """(id, source, dedupe_key) of events received but not yet processed."""
-    cutoff: datetime = utcnow() - older_than
-    rows = session.execute(
-        select(InboundEvent.id, InboundEvent.source, InboundEvent.dedupe_key)
-        .where(InboundEvent.status == "received", InboundEvent.received_at <= cutoff)
-        .order_by(InboundEvent.id)
-        .limit(limit)
-    ).all()
-    return [(r[0], r[1], r[2]) for r in rows]
-
-
-def mark_event(session: Session, event_id: int, status: str, error: str = "") -> None:
-    session.execute(
-        update(InboundEvent)
-        .where(InboundEvent.id == event_id)
-        .values(status=status, error=error[:4000], processed_at=utcnow())
-    )
-
-
-# --- The read side for operators (events list|show|replay) ---------------------------------
-
 STATUSES = ("received", "processed", "unhandled", "deferred", "invalid", "failed")
 
 
-def get_event(session: Session, event_id: int, *, for_update: bool = False
-              ) -> InboundEvent | None:
-    stmt = select(InboundEvent).where(InboundEvent.id == event_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    return session.scalars(stmt).first()
+def claim_query(limit: int, *, skip_locked: bool, not_ids: Sequence[int] = ()
+                ) -> Select[InboundEvent]:
+    """Received events, oldest first, that no older waiting event of the same return holds
+    back."""
+    e = InboundEvent
+    older = aliased(InboundEvent)
+    held_back = exists().where(older.source == e.source, older.source_ref == e.source_ref,
+                               older.status == "received", older.id < e.id)
+    stmt = (select(e).where(e.status == "received", or_(e.source_ref == "", ~held_back))
+            .order_by(e.id).limit(limit))
+    if not_ids:
+        stmt = stmt.where(e.id.notin_(list(not_ids)))
+    if skip_locked:
+        stmt = stmt.with_for_update(skip_locked=True, of=e)
+    return stmt
 
 
-def search_events(session: Session, *, sources: Sequence[str] = (),
-                  statuses: Sequence[str] = (), received_before: datetime | None = None,
-                  received_since: datetime | None = None,
-                  refs: Sequence[tuple[str | None, str]] = (), topic: str | None = None,
-                  limit: int = 50, offset: int = 0) -> tuple[list[InboundEvent], int]:
-    """One page of events, newest first, and how many match in total.
+def listen(engine: Engine, channel: str, stop: threading.Event,
+           wake: threading.Event) -> None:
+    """PostgreSQL: set ``wake`` on every NOTIFY on ``channel`` until ``stop`` is set. Raises
+    when the connection fails (the caller waits and listens again)."""
+    import psycopg
 
-    ``refs`` are (source or None, source_ref) pairs, any of which matches."""
-    conditions: list[ColumnElement[bool]] = []
-    if sources:
-        conditions.append(InboundEvent.source.in_(list(sources)))
-    if statuses:
-        conditions.append(InboundEvent.status.in_(list(statuses)))
-    if received_before is not None:
-        conditions.append(InboundEvent.received_at <= received_before)
-    if received_since is not None:
-        conditions.append(InboundEvent.received_at >= received_since)
-    if topic:
-        conditions.append(func.lower(InboundEvent.topic) == topic.strip().lower())
-    if refs:
-        conditions.append(or_(*(
-            and_(InboundEvent.source == source, InboundEvent.source_ref == ref)
-            if source else InboundEvent.source_ref == ref
-            for source, ref in refs)))
-    total = session.scalar(select(func.count()).select_from(InboundEvent).where(*conditions))
-    rows = session.scalars(
-        select(InboundEvent).where(*conditions)
-        .order_by(InboundEvent.id.desc()).limit(limit).offset(offset)
-    ).all()
-    return list(rows), int(total or 0)
+    url = engine.url.set(drivername="postgresql")
+    conninfo = url.render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(f"LISTEN {channel}")
+        while not stop.is_set():
+            for _ in conn.notifies(timeout=1.0, stop_after=1):
+                wake.set()
 
 
-def failed_counts(session: Session) -> dict[str, int]:
-    """Events in status ``failed`` right now, per source."""
-    rows = session.execute(
-        select(InboundEvent.source, func.count())
-        .where(InboundEvent.status == "failed").group_by(InboundEvent.source)
-    ).all()
-    return {str(source): int(count) for source, count in rows}
+class EventsRepository:
+    """Stored inbound events in one unit of work's session."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def get(self, event_id: int, *, for_update: bool = False) -> InboundEvent | None:
+        stmt = select(InboundEvent).where(InboundEvent.id == event_id)
+        if for_update:
+            stmt = stmt.with_for_update()
+        return self._session.scalars(stmt).first()
+
+    def refresh(self, event: InboundEvent) -> None:
+        """Read ``event`` again from the database (after a rolled-back savepoint)."""
+        self._session.refresh(event)
+
+    def store(self, *, source: str, body: bytes, headers: dict[str, str],
+              dedupe_key: str | None = None, topic: str = "", trigger: str = "",
+              source_ref: str = "", channel: str = "webhook") -> StoredEvent:
+        """:func:`store_event` inside this unit of work: insert the event, or count a
+        duplicate of one already stored (the insert is tried in a savepoint)."""
+        digest = sha256(body)
+        key = column_text(dedupe_key or digest)
+        topic, trigger = column_text(topic), column_text(trigger)
+        source_ref = column_text(source_ref)
+        try:
+            with self._session.begin_nested():
+                row = InboundEvent(
+                    source=source, channel=channel, topic=topic[:80], trigger=trigger[:80],
+                    dedupe_key=key, source_ref=source_ref[:80], headers=headers, body=body,
+                    body_sha256=digest, status="received",
+                )
+                self._session.add(row)
+                self._session.flush()
+            return StoredEvent(row.id, source, key, duplicate=False)
+        except IntegrityError:
+            existing = self._session.scalars(select(InboundEvent).where(
+                InboundEvent.source == source, InboundEvent.dedupe_key == key)).one()
+            existing.duplicates += 1
+            return StoredEvent(existing.id, source, key, duplicate=True)
+
+    def mark(self, event_id: int, status: str, error: str = "") -> None:
+        """The event's outcome: its status, the error (if any) and when it was processed."""
+        self._session.execute(
+            update(InboundEvent)
+            .where(InboundEvent.id == event_id)
+            .values(status=status, error=error[:4000], processed_at=utcnow())
+        )
+
+    def count_attempt(self, event: InboundEvent) -> None:
+        """One more try of ``event`` (locked by the caller)."""
+        event.attempts = (event.attempts or 0) + 1
+
+    def reopen(self, event: InboundEvent) -> None:
+        """Put ``event`` back to ``received`` (to apply it again) and count the try."""
+        event.status = "received"
+        event.attempts = (event.attempts or 0) + 1
+        self._session.flush()
+
+    def release_deferred(self, event: InboundEvent) -> None:
+        """A deferred event whose return arrived: ``received`` again, to apply it now."""
+        event.status = "received"
+        self._session.flush()
+
+    def note_error(self, event_id: int, error: str, *, count_attempt: bool) -> None:
+        """Keep a failed try's error on the event (status unchanged), counting the try when
+        it is not counted yet."""
+        values: dict[str, Any] = {"error": error}
+        if count_attempt:
+            values["attempts"] = InboundEvent.attempts + 1
+        self._session.execute(update(InboundEvent).where(InboundEvent.id == event_id)
+                              .values(**values))
+
+    def attempts(self, event_id: int) -> int:
+        return int(self._session.scalar(select(InboundEvent.attempts)
+                                        .where(InboundEvent.id == event_id)) or 0)
+
+    def claim(self, limit: int, *, skip_locked: bool, not_ids: Sequence[int] = ()
+              ) -> Sequence[InboundEvent]:
+        """Up to ``limit`` received events for the worker (see :func:`claim_query`)."""
+        return self._session.scalars(claim_query(limit, skip_locked=skip_locked,
+                                                 not_ids=not_ids)).all()
+
+    def deferred_for_update(self, source: str, source_ref: str) -> Sequence[InboundEvent]:
+        """Events kept waiting for this return, oldest first, locked."""
+        return self._session.scalars(
+            select(InboundEvent)
+            .where(InboundEvent.source == source, InboundEvent.status == "deferred",
+                   InboundEvent.source_ref == source_ref)
+            .order_by(InboundEvent.id)
+            .with_for_update()
+        ).all()
+
+    def deferred_before(self, cutoff: datetime) -> list[tuple[str, str, int, datetime]]:
+        """(source, source_ref, how many, first received) of events deferred since before
+        ``cutoff``, one per return."""
+        rows = self._session.execute(
+            select(InboundEvent.source, InboundEvent.source_ref, func.count(),
+                   func.min(InboundEvent.received_at))
+            .where(InboundEvent.status == "deferred", InboundEvent.received_at <= cutoff)
+            .group_by(InboundEvent.source, InboundEvent.source_ref)
+        ).all()
+        return [(str(r[0]), str(r[1]), int(r[2]), r[3]) for r in rows]
+
+    def pending(self, older_than: timedelta, limit: int = 500) -> list[tuple[int, str, str]]:
+        """(id, source, dedupe_key) of events received but not yet processed."""
+        cutoff: datetime = utcnow() - older_than
+        rows = self._session.execute(
+            select(InboundEvent.id, InboundEvent.source, InboundEvent.dedupe_key)
+            .where(InboundEvent.status == "received", InboundEvent.received_at <= cutoff)
+            .order_by(InboundEvent.id)
+            .limit(limit)
+        ).all()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def search(self, *, sources: Sequence[str] = (), statuses: Sequence[str] = (),
+               received_before: datetime | None = None,
+               received_since: datetime | None = None,
+               refs: Sequence[tuple[str | None, str]] = (), topic: str | None = None,
+               limit: int = 50, offset: int = 0) -> tuple[list[InboundEvent], int]:
+        """One page of events, newest first, and how many match in total.
+
+        ``refs`` are (source or None, source_ref) pairs, any of which matches."""
+        conditions: list[ColumnElement[bool]] = []
+        if sources:
+            conditions.append(InboundEvent.source.in_(list(sources)))
+        if statuses:
+            conditions.append(InboundEvent.status.in_(list(statuses)))
+        if received_before is not None:
+            conditions.append(InboundEvent.received_at <= received_before)
+        if received_since is not None:
+            conditions.append(InboundEvent.received_at >= received_since)
+        if topic:
+            conditions.append(func.lower(InboundEvent.topic) == topic.strip().lower())
+        if refs:
+            conditions.append(or_(*(
+                and_(InboundEvent.source == source, InboundEvent.source_ref == ref)
+                if source else InboundEvent.source_ref == ref
+                for source, ref in refs)))
+        total = self._session.scalar(
+            select(func.count()).select_from(InboundEvent).where(*conditions))
+        rows = self._session.scalars(
+            select(InboundEvent).where(*conditions)
+            .order_by(InboundEvent.id.desc()).limit(limit).offset(offset)
+        ).all()
+        return list(rows), int(total or 0)
+
+    def failed_counts(self) -> dict[str, int]:
+        """Events in status ``failed`` right now, per source."""
+        rows = self._session.execute(
+            select(InboundEvent.source, func.count())
+            .where(InboundEvent.status == "failed").group_by(InboundEvent.source)
+        ).all()
+        return {str(source): int(count) for source, count in rows}
+
+    # --- platforms (sources/) ---
+
+    def refs_seen_on(self, source: str, channel: str, source_refs: Sequence[str]) -> set[str]:
+        """Which of these return ids events from ``channel`` were stored for."""
+        return set(self._session.scalars(select(InboundEvent.source_ref).where(
+            InboundEvent.source == source, InboundEvent.channel == channel,
+            InboundEvent.source_ref.in_(list(source_refs)))))
+
+    def stored_keys(self, source: str, dedupe_keys: Sequence[str]) -> set[str]:
+        """Which of these dedupe keys are stored already."""
+        return set(self._session.scalars(select(InboundEvent.dedupe_key).where(
+            InboundEvent.source == source, InboundEvent.dedupe_key.in_(list(dedupe_keys)))))
+
+    def store_many(self, *, source: str, channel: str, topic: str, trigger: str,
+                   headers: dict[str, str], bodies: dict[str, tuple[str, bytes]]
+                   ) -> tuple[dict[str, int], set[str]]:
+        """Store the events ``bodies`` (dedupe key -> (return id, body)) not stored yet and
+        count a duplicate on the others: (event id by key, the keys stored now)."""
+        existing = {str(k): int(i) for k, i in self._session.execute(
+            select(InboundEvent.dedupe_key, InboundEvent.id).where(
+                InboundEvent.source == source,
+                InboundEvent.dedupe_key.in_(list(bodies)))).all()}
+        rows: dict[str, InboundEvent] = {}
+        for digest, (ref, body) in bodies.items():
+            if digest in existing:
+                continue
+            rows[digest] = InboundEvent(
+                source=source, channel=channel, topic=topic, trigger=trigger,
+                dedupe_key=digest, source_ref=ref, headers=dict(headers), body=body,
+                body_sha256=sha256(body), status="received")
+        self._session.add_all(rows.values())
+        if existing:
+            self._session.execute(update(InboundEvent).where(
+                InboundEvent.source == source,
+                InboundEvent.dedupe_key.in_(list(existing))).values(
+                duplicates=InboundEvent.duplicates + 1))
+        self._session.flush()
+        return {digest: row.id for digest, row in rows.items()} | existing, set(rows)

@@ -150,6 +150,8 @@ class ExceptionsRepository:
 
     # --- refunds, confirm ---
 
+    # --- ingest, decide ---
+
     def find(self, exception_type: str, dedupe_key: str) -> ExceptionRow | None:
         """The exception with this type and dedupe key, in any status."""
         return self._session.scalars(select(ExceptionRow).where(
@@ -180,6 +182,7 @@ class ExceptionsRepository:
             row.resolved_by = by[:120]
             row.resolution = how
         return len(rows)
+
     # --- exceptions, console, reconcile ---
 
     def credit_resolution(self, row: ExceptionRow, *, by: str, how: str) -> None:
@@ -191,9 +194,6 @@ class ExceptionsRepository:
         """Every open exception, oldest first."""
         return list(self._session.scalars(
             select(ExceptionRow).where(ExceptionRow.status == "open").order_by(ExceptionRow.id)))
-
-    def by_id(self, exception_id: int) -> ExceptionRow | None:
-        return self._session.get(ExceptionRow, exception_id)
 
     def not_resolved_exists(self, exception_type: str, dedupe_key: str) -> bool:
         """True when this exception exists and is open or ignored."""
@@ -217,4 +217,25 @@ class ExceptionsRepository:
 
     def open_of_type(self, exception_type: str) -> list[ExceptionRow]:
         return list(self._session.scalars(select(ExceptionRow).where(
+            ExceptionRow.type == exception_type, ExceptionRow.status == "open")))
+
+    def with_key(self, dedupe_key: str) -> list[ExceptionRow]:
+        """Every exception (any type and status) with this dedupe key, oldest first."""
+        return list(self._session.scalars(select(ExceptionRow).where(
+            ExceptionRow.dedupe_key == dedupe_key).order_by(ExceptionRow.id)))
+
+    def set_next_action(self, row: ExceptionRow, text: str) -> None:
+        row.next_action = text
+
+    def link_to_return(self, row: ExceptionRow, return_id: int, associated_ref: str) -> None:
+        """The exception is about this return (known only now)."""
+        row.return_id = return_id
+        row.associated_ref = associated_ref
+
+    def flush(self) -> None:
+        self._session.flush()
+
+    def open_keys(self, exception_type: str) -> set[str]:
+        """The dedupe keys of the open exceptions of this type."""
+        return set(self._session.scalars(select(ExceptionRow.dedupe_key).where(
             ExceptionRow.type == exception_type, ExceptionRow.status == "open")))

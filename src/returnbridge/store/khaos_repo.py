@@ -5,15 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, selectinload
 
-from returnbridge.erp.khaos.pushes import PushedOrderStatus, StockItemRecord, StockLevelRecord
-from returnbridge.store import catalogue, events
 from returnbridge.store.models import (
     KhaosDelivery,
     KhaosDeliveryItem,
@@ -129,19 +126,3 @@ class KhaosRepository:
                 yield
         except DataError as exc:
             raise UnstorableValue(str(exc.orig or exc).splitlines()[0][:200]) from exc
-
-    def upsert_stock_items(self, items: Sequence[StockItemRecord], deleted: Sequence[str],
-                           *, now: datetime) -> catalogue.MirrorChange:
-        return catalogue.upsert_stock_items(self._session, items, deleted, now=now)
-
-    def upsert_stock_levels(self, levels: Sequence[StockLevelRecord], *,
-                            now: datetime) -> catalogue.MirrorChange:
-        return catalogue.upsert_stock_levels(self._session, levels, now=now)
-
-    def upsert_order_statuses(self, statuses: Sequence[PushedOrderStatus], *,
-                              now: datetime) -> catalogue.MirrorChange:
-        return catalogue.upsert_order_statuses(self._session, statuses, now=now)
-
-    def mark_push(self, event_id: int, status: str, error: str = "") -> None:
-        """The push event is applied (``processed``) or kept ``invalid``, saying why."""
-        events.mark_event(self._session, event_id, status, error)

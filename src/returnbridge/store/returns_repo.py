@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from returnbridge.domain.khaos_status import KhaosStatus, move
@@ -18,6 +18,7 @@ from returnbridge.store.codec import case_from_json, case_to_json
 from returnbridge.store.models import (
     ExceptionRow,
     ExchangeLineRow,
+    KhaosDeliveryItem,
     ReturnLineRow,
     ReturnRow,
     TimelineEntry,
@@ -255,7 +256,95 @@ class ReturnsRepository:
         row.credit_note_stage = stage[:40]
         row.credit_confirmed_at = at
         row.credit_source = seen_by
-    # --- exceptions, console, reconcile ---
 
-    def by_id(self, return_id: int) -> ReturnRow | None:
+    # --- ingest, decide ---
+
+    def get(self, return_id: int) -> ReturnRow | None:
         return self._session.get(ReturnRow, return_id)
+
+    def lock(self, return_id: int) -> ReturnRow | None:
+        """The return with this id, locked for the rest of the unit of work."""
+        return self._session.scalars(
+            select(ReturnRow).where(ReturnRow.id == return_id).with_for_update()
+        ).first()
+
+    def by_source_id(self, source: str, source_return_id: str) -> ReturnRow | None:
+        return self._session.scalars(select(ReturnRow).where(
+            ReturnRow.source == source, ReturnRow.source_return_id == source_return_id)
+        ).first()
+
+    def children(self, row: ReturnRow) -> Sequence[ReturnRow]:
+        """The further documents of ``row`` (split-off kept items, follow-ups)."""
+        return self._session.scalars(select(ReturnRow).where(ReturnRow.parent_id == row.id)).all()
+
+    def ids_with_status(self, statuses: Sequence[str], limit: int) -> list[int]:
+        """Ids of returns in these Khaos statuses, oldest first."""
+        return list(self._session.scalars(
+            select(ReturnRow.id).where(ReturnRow.khaos_status.in_(list(statuses)))
+            .order_by(ReturnRow.id).limit(limit)
+        ))
+
+    def note_first_seen_via(self, row: ReturnRow, via: str) -> None:
+        row.first_seen_via = via
+
+    def link_follow_up(self, child: ReturnRow, parent: ReturnRow) -> None:
+        """``child`` is a further document of ``parent``'s return."""
+        child.parent_id = parent.id
+        child.first_seen_via = parent.first_seen_via
+
+    def last_delivery_id(self, return_id: int) -> int | None:
+        """The Khaos download (delivery) that last served this return, if any."""
+        return self._session.scalars(
+            select(KhaosDeliveryItem.delivery_id).where(KhaosDeliveryItem.return_id == return_id)
+            .order_by(KhaosDeliveryItem.id.desc())).first()
+
+    def customers_held_unknown(self) -> list[tuple[str, str]]:
+        """(customer email, order ref) of returns with an open ``unknown_customer``."""
+        rows = self._session.execute(
+            select(ReturnRow.customer_email, ReturnRow.order_ref).join(
+                ExceptionRow, ExceptionRow.return_id == ReturnRow.id)
+            .where(ExceptionRow.type == "unknown_customer", ExceptionRow.status == "open")
+        ).all()
+        return [(str(email), str(order)) for email, order in rows]
+
+    # --- platforms (sources/) ---
+
+    def skus_of_source(self, source: str) -> set[str]:
+        """SKUs on the stored lines of this platform's returns."""
+        rows = self._session.scalars(
+            select(ReturnLineRow.sku).join(ReturnRow, ReturnRow.id == ReturnLineRow.return_id)
+            .where(ReturnRow.source == source).distinct())
+        return {sku for sku in rows if sku}
+
+    def count_first_seen_via(self, source: str, via: str) -> int:
+        """How many of this platform's returns were first seen through ``via``."""
+        count = self._session.scalar(select(func.count()).select_from(ReturnRow).where(
+            ReturnRow.source == source, ReturnRow.first_seen_via == via))
+        return int(count or 0)
+
+    def known_source_ids(self, source: str, source_return_ids: Sequence[str]) -> set[str]:
+        """Which of these platform return ids have a stored return."""
+        return set(self._session.scalars(select(ReturnRow.source_return_id).where(
+            ReturnRow.source == source, ReturnRow.source_return_id.in_(list(source_return_ids)))))
+
+    def cases_by_source_id(self, source: str, source_return_ids: Sequence[str]
+                           ) -> list[tuple[str, ReturnCase]]:
+        """(platform return id, stored case) of these returns."""
+        rows = self._session.execute(select(ReturnRow.source_return_id, ReturnRow.case_json)
+                                     .where(ReturnRow.source == source,
+                                            ReturnRow.source_return_id.in_(
+                                                list(source_return_ids)))).all()
+        return [(str(ref), case_from_json(case_json)) for ref, case_json in rows]
+
+    def held_for_contact_name(self, source: str, not_states: Sequence[str],
+                              limit: int) -> list[str]:
+        """Platform return ids (oldest first, once each) held as ``unknown_customer`` for
+        want of a contact name, except those in ``not_states``."""
+        return list(dict.fromkeys(self._session.scalars(
+            select(ReturnRow.source_return_id)
+            .join(ExceptionRow, ExceptionRow.return_id == ReturnRow.id)
+            .where(ReturnRow.source == source, ReturnRow.state.not_in(list(not_states)),
+                   ExceptionRow.type == "unknown_customer",
+                   ExceptionRow.status == "open",
+                   ExceptionRow.dedupe_key.like("%:contact-name"))
+            .order_by(ReturnRow.id).limit(limit))))

@@ -7,25 +7,34 @@ escaping it rolls everything back. The queries live in the repositories (``store
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from types import TracebackType
+from typing import TypeVar
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from returnbridge.store.alerts_repo import AlertsRepository
 from returnbridge.store.audit import AuditLog
+from returnbridge.store.catalogue import Catalogue
 from returnbridge.store.console_mapping import MappingRules
 from returnbridge.store.coverage_repo import CoverageRepository
 from returnbridge.store.doctor_repo import DoctorRepository
+from returnbridge.store.events import EventsRepository
 from returnbridge.store.exceptions_repo import ExceptionsRepository
 from returnbridge.store.health_repo import HealthRepository
 from returnbridge.store.khaos_repo import KhaosRepository
 from returnbridge.store.login_failures_repo import LoginFailuresRepository
+from returnbridge.store.reconciliation_items_repo import ReconciliationItemsRepository
 from returnbridge.store.reconciliation_repo import ReconciliationRepository
 from returnbridge.store.refunds_repo import RefundsRepository
 from returnbridge.store.returns_repo import ReturnsRepository
+from returnbridge.store.sku_aliases import SkuAliases
 from returnbridge.store.suggestions_repo import SuggestionsRepository
 from returnbridge.store.watermarks import Watermarks
+
+R = TypeVar("R")
 
 
 class UnitOfWork:
@@ -94,14 +103,6 @@ class UnitOfWork:
     def khaos(self) -> KhaosRepository:
         return KhaosRepository(self.session)
 
-    @classmethod
-    def over(cls, session: Session) -> UnitOfWork:
-        """The repositories over a transaction its caller opened and ends, for code that
-        still holds a session (until it opens a unit of work itself). Not a context
-        manager: it never commits, rolls back or closes."""
-        uow = cls(sessionmaker())
-        uow._session = session
-        return uow
     # --- exceptions, console, reconcile ---
 
     @cached_property
@@ -131,3 +132,49 @@ class UnitOfWork:
     @cached_property
     def login_failures(self) -> LoginFailuresRepository:
         return LoginFailuresRepository(self.session)
+
+    # --- ingest, decide, platforms ---
+
+    @cached_property
+    def events(self) -> EventsRepository:
+        return EventsRepository(self.session)
+
+    @cached_property
+    def catalogue(self) -> Catalogue:
+        return Catalogue(self.session)
+
+    @cached_property
+    def sku_aliases(self) -> SkuAliases:
+        return SkuAliases(self.session)
+
+    @cached_property
+    def reconciliation_items(self) -> ReconciliationItemsRepository:
+        return ReconciliationItemsRepository(self.session)
+
+    def savepoint(self) -> SessionTransaction:
+        """A nested transaction (``with uow.savepoint():``): an exception escaping it rolls
+        back what was done inside it alone; the unit of work goes on."""
+        return self.session.begin_nested()
+
+    def repository(self, kind: Callable[[Session], R]) -> R:
+        """A repository defined outside ``store/`` (a platform's own tables), bound to this
+        unit of work's session: ``uow.repository(NotesTable)``."""
+        return kind(self.session)
+
+
+# What a process's database is made of, named here so flows need no SQLAlchemy.
+DatabaseEngine = Engine
+SessionFactory = sessionmaker[Session]
+
+
+class Database:
+    """The engine and the session factory a process opens its units of work on."""
+
+    def __init__(self, engine: DatabaseEngine, factory: SessionFactory) -> None:
+        self.engine = engine
+        self.sessions = factory
+
+    def unit_of_work(self) -> UnitOfWork:
+        """One use case's transaction: ``with rt.unit_of_work() as uow:`` commits on leaving
+        the block and rolls back on an error."""
+        return UnitOfWork(self.sessions)

@@ -14,6 +14,7 @@ from returnbridge.store import returns_repo
 from returnbridge.store.codec import to_jsonable
 from returnbridge.store.exceptions_repo import ExceptionsRepository
 from returnbridge.store.models import ExceptionRow, KhaosDeliveryItem, RefundRow, ReturnRow
+from returnbridge.store.reconciliation_items_repo import ReconciliationItemsRepository
 from returnbridge.store.returns_repo import ReturnsRepository
 
 
@@ -92,7 +93,7 @@ def return_view(rt: Runtime, associated_ref: str) -> dict[str, Any] | None:
                 {"category": i.category, "amount": _money(i.amount), "currency": i.currency,
                  "status": i.status, "reference": i.reference, "note": i.note,
                  "created_at": i.created_at.isoformat()}
-                for i in items_for(session, row.associated_ref)
+                for i in items_for(ReconciliationItemsRepository(session), row.associated_ref)
             ],
             "follow_up_of": session.scalar(select(ReturnRow.associated_ref).where(
                 ReturnRow.id == row.parent_id)) if row.parent_id else None,

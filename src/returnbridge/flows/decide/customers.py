@@ -14,12 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from sqlalchemy import select
-
 from returnbridge.flows.decide.reevaluate import ReevaluationResult, reevaluate_open
 from returnbridge.flows.engine.runtime import Runtime
-from returnbridge.store.catalogue import CustomerRecord, upsert_customers
-from returnbridge.store.models import ExceptionRow, ReturnRow
+from returnbridge.store.catalogue import CustomerRecord
 
 
 @dataclass(frozen=True)
@@ -69,8 +66,8 @@ def load_customers_csv(rt: Runtime, path: Path, *, actor: str) -> CustomerLoad:
         postcode = (row[postcode_at].strip()
                     if postcode_at is not None and postcode_at < len(row) else "")
         records.append(CustomerRecord(email=email, urn=urn, name=name, postcode=postcode))
-    with rt.sessions() as session, session.begin():
-        change = upsert_customers(session, records, origin="khaos")
+    with rt.unit_of_work() as uow:
+        change = uow.catalogue.upsert_customers(records, origin="khaos")
     again = _released(rt, actor) if change.changed else None
     return CustomerLoad(len(body), change.inserted, change.updated, tuple(skipped), again)
 
@@ -116,12 +113,8 @@ def lookup_unknown_customers(rt: Runtime, soap: CompanyLookup, *,
     of the original sales order (ExportOrderStatusEx by the order's AssociatedRef, built
     with ``[khaos].source_order_ref_format``), then a customer with that email address
     (ExportCompany)."""
-    with rt.sessions() as session:
-        held = session.execute(
-            select(ReturnRow.customer_email, ReturnRow.order_ref).join(
-                ExceptionRow, ExceptionRow.return_id == ReturnRow.id)
-            .where(ExceptionRow.type == "unknown_customer", ExceptionRow.status == "open")
-        ).all()
+    with rt.unit_of_work() as uow:
+        held = uow.returns.customers_held_unknown()
     orders = {email: order for email, order in held if email}
     emails = sorted(orders)
     records: list[CustomerRecord] = []
@@ -139,7 +132,7 @@ def lookup_unknown_customers(rt: Runtime, soap: CompanyLookup, *,
             records.append(CustomerRecord(email=email, urn=urns[0], name=name))
         else:
             skipped.append(f"{email}: {'no' if not urns else len(urns)} Khaos customer(s)")
-    with rt.sessions() as session, session.begin():
-        change = upsert_customers(session, records, origin="soap")
+    with rt.unit_of_work() as uow:
+        change = uow.catalogue.upsert_customers(records, origin="soap")
     again = _released(rt, actor) if change.changed else None
     return CustomerLoad(len(emails), change.inserted, change.updated, tuple(skipped), again)

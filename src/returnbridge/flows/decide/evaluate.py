@@ -20,9 +20,6 @@ from collections import Counter
 from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from returnbridge.domain.identity import associated_ref
 from returnbridge.domain.khaos_status import DELIVERED, KhaosStatus
 from returnbridge.domain.model import ReturnCase, ReturnLine, Settlement, SourceTotals
@@ -30,14 +27,11 @@ from returnbridge.domain.policy import Decision, DocumentLine, GoodsInOwner, dec
 from returnbridge.flows.decide import facts
 from returnbridge.flows.decide.money import sync_off_note
 from returnbridge.flows.engine.runtime import Runtime
-from returnbridge.store.console_mapping import MappingRules
-from returnbridge.store.exceptions_repo import ExceptionsRepository
 from returnbridge.store.models import ReturnRow
-from returnbridge.store.returns_repo import ReturnsRepository
-from returnbridge.store.sku_aliases import apply_aliases
+from returnbridge.store.unit_of_work import UnitOfWork
 
 
-def evaluate(rt: Runtime, session: Session, row: ReturnRow, case: ReturnCase,
+def evaluate(rt: Runtime, uow: UnitOfWork, row: ReturnRow, case: ReturnCase,
              evidence: dict[str, Any], *, cause: str, recount: bool = True) -> str:
     """Decide and persist; returns the new Khaos status. No-op for delivered returns.
 
@@ -45,45 +39,45 @@ def evaluate(rt: Runtime, session: Session, row: ReturnRow, case: ReturnCase,
     exceptions' last-seen time without counting the same problem again."""
     if KhaosStatus(row.khaos_status) in DELIVERED:
         return row.khaos_status
-    case = apply_aliases(session, case)  # SKU candidates a person chose in the console
-    known = facts.gather(rt, session, case)
-    decision = decide(case, rt.policy_config(MappingRules(session)),
+    case = uow.sku_aliases.apply(case)  # SKU candidates a person chose in the console
+    known = facts.gather(rt, uow, case)
+    decision = decide(case, rt.policy_config(uow.mapping_rules),
                       rt.source_policy(case.source), known)
     problems = tuple(
         replace(p, details={**p.details, "origin": "policy"}) for p in decision.problems
     )
-    ReturnsRepository(session).apply_decision(row, decision)
-    sync_off_note(session, row, case, decision.off_note, evidence)
+    uow.returns.apply_decision(row, decision)
+    sync_off_note(uow, row, case, decision.off_note, evidence)
     for problem in problems:
-        ExceptionsRepository(session).raise_problem(problem, return_id=row.id,
+        uow.exceptions.raise_problem(problem, return_id=row.id,
                                       associated_ref=row.associated_ref,
                                       times=1 if recount else 0)
-    for gone in ExceptionsRepository(session).resolve_missing(row.id, problems, by="returnbridge",
+    for gone in uow.exceptions.resolve_missing(row.id, problems, by="returnbridge",
         how=f"re-evaluated after {cause}: the problem is gone",
     ):
-        ReturnsRepository(session).add_timeline(row, "exception_resolved",
+        uow.returns.add_timeline(row, "exception_resolved",
                                   f"{gone.type} resolved: {gone.resolution}", evidence)
-    _move_status(session, row, decision, evidence)
+    _move_status(uow, row, decision, evidence)
     if decision.release and decision.split_off:
-        open_split(rt, session, row, case, decision.split_off, evidence)
+        open_split(rt, uow, row, case, decision.split_off, evidence)
     return row.khaos_status
 
 
-def _move_status(session: Session, row: ReturnRow, decision: Decision,
+def _move_status(uow: UnitOfWork, row: ReturnRow, decision: Decision,
                  evidence: dict[str, Any]) -> None:
     if decision.release:
         why = "validated; waiting for Khaos to fetch it"
         if decision.notes:
             why += " (" + "; ".join(decision.notes) + ")"
-        ReturnsRepository(session).set_khaos_status(row, KhaosStatus.READY, why, evidence)
+        uow.returns.set_khaos_status(row, KhaosStatus.READY, why, evidence)
     elif decision.blocked:
         types = sorted({p.type for p in decision.problems if p.blocking})
-        ReturnsRepository(session).set_khaos_status(row, KhaosStatus.HELD,
+        uow.returns.set_khaos_status(row, KhaosStatus.HELD,
                                       "held until fixed: " + (", ".join(types)
                                                               or "a blocking problem"),
                                       evidence)
     else:
-        ReturnsRepository(session).set_khaos_status(row, KhaosStatus.PENDING,
+        uow.returns.set_khaos_status(row, KhaosStatus.PENDING,
             f"not released yet: {decision.wait_reason or 'waiting for the returns platform'}",
             evidence)
 
@@ -91,25 +85,25 @@ def _move_status(session: Session, row: ReturnRow, decision: Decision,
 # --- follow-up documents -----------------------------------------------------------------
 
 
-def _documented(session: Session, row: ReturnRow) -> tuple[Counter[tuple[str, str]], int]:
+def _documented(uow: UnitOfWork, row: ReturnRow) -> tuple[Counter[tuple[str, str]], int]:
     """Units already on the parent's document and its follow-ups, by (SKU, disposition)."""
     counts: Counter[tuple[str, str]] = Counter()
-    children = session.scalars(select(ReturnRow).where(ReturnRow.parent_id == row.id)).all()
+    children = uow.returns.children(row)
     for doc in (row, *children):
         for line in doc.lines:
             counts[(line.sku, line.disposition)] += line.quantity
     return counts, len(children)
 
 
-def new_units(rt: Runtime, session: Session, row: ReturnRow,
+def new_units(rt: Runtime, uow: UnitOfWork, row: ReturnRow,
               case: ReturnCase) -> tuple[ReturnLine, ...]:
     """Received (and graded) units the documents sent so far do not cover."""
     policy = rt.source_policy(case.source)
     if policy.goods_in_owner is not GoodsInOwner.RETURNS_PLATFORM:
         return ()
-    decision = decide(case, rt.policy_config(MappingRules(session)), policy,
-                      facts.gather(rt, session, case))
-    documented, _ = _documented(session, row)
+    decision = decide(case, rt.policy_config(uow.mapping_rules), policy,
+                      facts.gather(rt, uow, case))
+    documented, _ = _documented(uow, row)
     extra: list[ReturnLine] = []
     for doc in decision.document:
         line = doc.line
@@ -124,12 +118,12 @@ def new_units(rt: Runtime, session: Session, row: ReturnRow,
     return tuple(extra)
 
 
-def _open_child(rt: Runtime, session: Session, row: ReturnRow, case: ReturnCase,
+def _open_child(rt: Runtime, uow: UnitOfWork, row: ReturnRow, case: ReturnCase,
                 lines: tuple[ReturnLine, ...], source_return_id: str, *, child_note: str,
                 parent_note: str, cause: str, evidence: dict[str, Any]) -> ReturnRow:
     """A further document of ``row``'s return: its own suffixed AssociatedRef, only
     ``lines``, no money header (the parent's checks covered it), evaluated at once."""
-    _, existing = _documented(session, row)
+    _, existing = _documented(uow, row)
     number = existing + 2  # the parent is document 1
     doc = replace(
         case, source_return_id=source_return_id,
@@ -138,46 +132,44 @@ def _open_child(rt: Runtime, session: Session, row: ReturnRow, case: ReturnCase,
         lines=lines, exchanges=(), receipts=(), settlement=Settlement(),
         totals=SourceTotals(), events=(),
     )
-    child = ReturnsRepository(session).save_case(None, doc)
-    child.parent_id = row.id
-    child.first_seen_via = row.first_seen_via
+    child = uow.returns.save_case(None, doc)
+    uow.returns.link_follow_up(child, row)
     units = sum(ln.quantity for ln in lines)
-    ReturnsRepository(session).add_timeline(child, "follow_up",
+    uow.returns.add_timeline(child, "follow_up",
                               child_note.format(units=units, parent=row.associated_ref),
                               evidence)
-    ReturnsRepository(session).add_timeline(row, "follow_up",
+    uow.returns.add_timeline(row, "follow_up",
                               parent_note.format(units=units, child=child.associated_ref),
                               evidence)
-    evaluate(rt, session, child, doc, evidence, cause=f"{cause} {row.associated_ref}")
+    evaluate(rt, uow, child, doc, evidence, cause=f"{cause} {row.associated_ref}")
     return child
 
 
-def open_follow_up(rt: Runtime, session: Session, row: ReturnRow, case: ReturnCase,
+def open_follow_up(rt: Runtime, uow: UnitOfWork, row: ReturnRow, case: ReturnCase,
                    evidence: dict[str, Any]) -> ReturnRow | None:
     """Create the follow-up return for newly arrived units, if there are any."""
-    lines = new_units(rt, session, row, case)
+    lines = new_units(rt, uow, row, case)
     if not lines:
         return None
-    _, existing = _documented(session, row)
+    _, existing = _documented(uow, row)
     return _open_child(
-        rt, session, row, case, lines, f"{case.source_return_id}#{existing + 2}",
+        rt, uow, row, case, lines, f"{case.source_return_id}#{existing + 2}",
         child_note="follow-up to {parent}: {units} unit(s) that arrived after the first "
         "document was handed to Khaos",
         parent_note="{units} more unit(s) arrived after handover; sent as follow-up {child}",
         cause="follow-up of", evidence=evidence)
 
 
-def open_split(rt: Runtime, session: Session, row: ReturnRow, case: ReturnCase,
+def open_split(rt: Runtime, uow: UnitOfWork, row: ReturnRow, case: ReturnCase,
                kept: tuple[DocumentLine, ...], evidence: dict[str, Any]) -> ReturnRow | None:
     """The kept (no-parcel) lines of a mixed return as their own document, processed on
     import. Created once; later evaluations of the parent find it and do nothing."""
     marker = f"{case.source_return_id}#keep"
-    existing = session.scalars(select(ReturnRow).where(
-        ReturnRow.source == row.source, ReturnRow.source_return_id == marker)).first()
+    existing = uow.returns.by_source_id(row.source, marker)
     if existing is not None:
         return None
     return _open_child(
-        rt, session, row, case, tuple(d.line for d in kept), marker,
+        rt, uow, row, case, tuple(d.line for d in kept), marker,
         child_note="the {units} kept unit(s) of {parent}, sent on their own and processed "
         "on import (no parcel will come back)",
         parent_note="{units} kept unit(s) sent separately as {child}",

@@ -4,34 +4,31 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
-from decimal import Decimal
-
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 from returnbridge.domain.model import ReturnCase
 from returnbridge.domain.policy import Facts, ItemFacts, LevelFacts
 from returnbridge.domain.source_checks import sku_keys
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.store import catalogue
-from returnbridge.store.models import CustomerMirror, StockItem, StockLevel
+from returnbridge.store.models import StockItem
+from returnbridge.store.unit_of_work import UnitOfWork
 
 
-def find_item(session: Session, sku: str, mapping: str) -> StockItem | None:
+def find_item(uow: UnitOfWork, sku: str, mapping: str) -> StockItem | None:
     """The catalogue item a served SKU will resolve to under Khaos's MappingType (a deleted
     one when no live item matches: the hold then says so)."""
-    return catalogue.find_item(session, sku, mapping, include_deleted=True)
+    return uow.catalogue.find_item(sku, mapping, include_deleted=True)
 
 
-def catalogue_loaded(session: Session) -> bool:
-    return session.scalar(select(StockItem.stock_id).limit(1)) is not None
+def catalogue_loaded(uow: UnitOfWork) -> bool:
+    return uow.catalogue.loaded()
 
 
-def nearest_candidates(session: Session, sku: str, limit: int = 5) -> tuple[str, ...]:
+def nearest_candidates(uow: UnitOfWork, sku: str, limit: int = 5) -> tuple[str, ...]:
     """Catalogue entries that look like ``sku`` (by StockCode, OtherRef or barcode), said
     for people. Suggestions only: the fix belongs in the master data, never applied
     automatically."""
-    return tuple(_describe(c) for c in catalogue.nearest_candidates(session, sku, limit=limit))
+    return tuple(_describe(c) for c in uow.catalogue.nearest_candidates(sku, limit=limit))
 
 
 def _describe(candidate: catalogue.Candidate) -> str:
@@ -40,31 +37,21 @@ def _describe(candidate: catalogue.Candidate) -> str:
     return text + f", {round(candidate.score * 100)}% alike"
 
 
-def customer_urn(session: Session, email: str) -> str:
+def customer_urn(uow: UnitOfWork, email: str) -> str:
     if not email:
         return ""
-    urn = session.scalar(
-        select(CustomerMirror.urn).where(CustomerMirror.email == email.strip().casefold())
-    )
-    return urn or ""
+    return uow.catalogue.find_urn_by_email(email) or ""
 
 
-def _level(session: Session, stock_id: str, site_id: str) -> LevelFacts | None:
-    stmt = select(func.count(), func.min(StockLevel.updated_at)).where(
-        StockLevel.stock_id == stock_id)
-    if site_id:
-        stmt = stmt.where(StockLevel.site_id == site_id)
-    count, oldest = session.execute(stmt).one()
-    if not count:
+def _level(uow: UnitOfWork, stock_id: str, site_id: str) -> LevelFacts | None:
+    found = uow.catalogue.total_level(stock_id, site_id)
+    if found is None:
         return None
-    levels = select(StockLevel.available).where(StockLevel.stock_id == stock_id)
-    if site_id:
-        levels = levels.where(StockLevel.site_id == site_id)
-    total = sum((a for (a,) in session.execute(levels).all()), Decimal(0))
+    total, oldest = found
     return LevelFacts(available=total, updated_at=oldest)
 
 
-def resolve_blank_skus(rt: Runtime, session: Session, case: ReturnCase,
+def resolve_blank_skus(rt: Runtime, uow: UnitOfWork, case: ReturnCase,
                        use_catalogue: bool) -> dict[str, str]:
     """StockCodes for the items ``case`` sent without a SKU, keyed by
     :func:`~returnbridge.domain.source_checks.sku_keys`: ``[[mapping.skus]]`` first, then
@@ -87,19 +74,19 @@ def resolve_blank_skus(rt: Runtime, session: Session, case: ReturnCase,
             if not use_catalogue:
                 continue
             kind, value = key.split(":", 1)
-            item = find_item(session, value, "Barcode" if kind == "barcode" else "OtherRef")
+            item = find_item(uow, value, "Barcode" if kind == "barcode" else "OtherRef")
             if item is not None and not item.deleted:
                 out[key] = item.stock_code
     return out
 
 
-def gather(rt: Runtime, session: Session, case: ReturnCase,
+def gather(rt: Runtime, uow: UnitOfWork, case: ReturnCase,
            now: datetime | None = None) -> Facts:
     now = now or datetime.now(UTC)
     mode = rt.settings.policy.validate_catalogue
-    loaded = mode == "always" or (mode == "auto" and catalogue_loaded(session))
-    urn = customer_urn(session, case.customer.email)
-    resolved = resolve_blank_skus(rt, session, case, loaded)
+    loaded = mode == "always" or (mode == "auto" and catalogue_loaded(uow))
+    urn = customer_urn(uow, case.customer.email)
+    resolved = resolve_blank_skus(rt, uow, case, loaded)
     if resolved or any(not ln.sku for ln in case.lines) or any(
             not ex.sku for ex in case.exchanges):
         case = replace(case, lines=tuple(
@@ -116,9 +103,9 @@ def gather(rt: Runtime, session: Session, case: ReturnCase,
     skus = [ln.sku for ln in case.lines if ln.sku] + [ex.sku for ex in case.exchanges
                                                      if ex.sku]
     for sku in dict.fromkeys(skus):
-        item = find_item(session, sku, mapping)
+        item = find_item(uow, sku, mapping)
         if item is None or item.deleted:
-            candidates[sku] = nearest_candidates(session, sku)
+            candidates[sku] = nearest_candidates(uow, sku)
         if item is not None:
             items[sku] = ItemFacts(stock_code=item.stock_code,
                                    publish_on_web=item.publish_on_web,
@@ -127,9 +114,9 @@ def gather(rt: Runtime, session: Session, case: ReturnCase,
     for ex in case.exchanges:
         if not ex.sku:
             continue
-        item = find_item(session, ex.sku, mapping)
+        item = find_item(uow, ex.sku, mapping)
         if item is not None:
-            level = _level(session, item.stock_id, rt.settings.policy.exchange_site_id)
+            level = _level(uow, item.stock_id, rt.settings.policy.exchange_site_id)
             if level is not None:
                 levels[ex.sku] = level
     return Facts(now=now, catalogue_loaded=True, items=items, candidates=candidates,

@@ -19,9 +19,6 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from returnbridge.domain.exceptions import Problem
 from returnbridge.domain.model import ReturnCase
 from returnbridge.domain.money import ZERO, quantize
@@ -35,27 +32,26 @@ from returnbridge.domain.settlement import (
     off_note,
 )
 from returnbridge.flows.engine.runtime import Runtime
-from returnbridge.store.exceptions_repo import ExceptionsRepository
 from returnbridge.store.models import (
     ExceptionRow,
-    KhaosDeliveryItem,
     ReconciliationItem,
     ReturnLineRow,
     ReturnRow,
-    utcnow,
 )
+from returnbridge.store.reconciliation_items_repo import ReconciliationItemsRepository
 from returnbridge.store.returns_repo import ReturnsRepository
+from returnbridge.store.unit_of_work import UnitOfWork
 
 # Categories this module owns in reconciliation_items (others, e.g. refund_record, are
 # written by their own flows and never withdrawn here).
 _OFF_NOTE_CATEGORIES = (MoneyCategory.SHIPPING.value, MoneyCategory.HANDLING_FEE.value)
 
 
-def served_basis(rt: Runtime, session: Session, row: ReturnRow) -> CreditBasis:
+def served_basis(rt: Runtime, returns: ReturnsRepository, row: ReturnRow) -> CreditBasis:
     """What Khaos was served for this return: its stored document lines and those of its
-    further documents (split-off kept items, follow-ups)."""
+    further documents (split-off kept items, follow-ups). ``returns``: ``uow.returns``."""
     policy = rt.settings.policy
-    docs = [row, *session.scalars(select(ReturnRow).where(ReturnRow.parent_id == row.id))]
+    docs = [row, *returns.children(row)]
     net = tax = ZERO
     shipping: Decimal | None = None
     fee: Decimal | None = None
@@ -87,18 +83,16 @@ def _non_stock_kind(ln: ReturnLineRow, shipping_sku: str, fee_sku: str, reason: 
     return ""
 
 
-def check_after_handover(rt: Runtime, session: Session, row: ReturnRow, case: ReturnCase,
+def check_after_handover(rt: Runtime, uow: UnitOfWork, row: ReturnRow, case: ReturnCase,
                          evidence: dict[str, Any], *, cause: str) -> list[ExceptionRow]:
     """Run the settlement identity against the served document; open, update or resolve
     this return's money gaps. Returns the open money exceptions."""
-    basis = served_basis(rt, session, row)
+    basis = served_basis(rt, uow.returns, row)
     if basis.units < case.units:
         # Units still expected go on a follow-up document: the served part cannot match
         # the whole settlement yet. Checked again when they are served.
         return []
-    delivery = session.scalars(
-        select(KhaosDeliveryItem.delivery_id).where(KhaosDeliveryItem.return_id == row.id)
-        .order_by(KhaosDeliveryItem.id.desc())).first()
+    delivery = uow.returns.last_delivery_id(row.id)
     served = {"served_in_delivery": str(delivery)} if delivery is not None else {}
     problems = tuple(
         replace(p, details={**p.details, **served, "origin": "policy", "cause": cause[:120]})
@@ -106,58 +100,54 @@ def check_after_handover(rt: Runtime, session: Session, row: ReturnRow, case: Re
     )
     opened = []
     for problem in problems:
-        if _settled_by_a_person(session, problem):
+        if _settled_by_a_person(uow, problem):
             continue
-        exc = ExceptionsRepository(session).raise_problem(problem, return_id=row.id,
+        exc = uow.exceptions.raise_problem(problem, return_id=row.id,
                                             associated_ref=row.associated_ref)
         if exc.count == 1:
-            ReturnsRepository(session).add_timeline(row, "exception",
+            uow.returns.add_timeline(row, "exception",
                                       f"{exc.type}: {problem.message}", evidence)
         opened.append(exc)
-    for gone in resolve_closed_gaps(session, row, problems, by="returnbridge",
+    for gone in resolve_closed_gaps(uow, row, problems, by="returnbridge",
                                     how=f"money re-checked after {cause}: the gap is closed"):
-        ReturnsRepository(session).add_timeline(row, "exception_resolved",
+        uow.returns.add_timeline(row, "exception_resolved",
                                   f"{gone.type} resolved: {gone.resolution}", evidence)
-    sync_off_note(session, row, case, off_note(case, basis), evidence)
+    sync_off_note(uow, row, case, off_note(case, basis), evidence)
     return opened
 
 
-def _settled_by_a_person(session: Session, problem: Problem) -> bool:
+def _settled_by_a_person(uow: UnitOfWork, problem: Problem) -> bool:
     """After handover the served document never changes, so a gap a person resolved or
     ignored (having amended Khaos by hand) would be found again on every later event. It
     stays closed unless its figures change."""
-    row = session.scalars(select(ExceptionRow).where(
-        ExceptionRow.type == problem.type, ExceptionRow.dedupe_key == problem.dedupe_key)
-    ).first()
+    row = uow.exceptions.find(problem.type, problem.dedupe_key)
     return (row is not None and row.status in ("resolved", "ignored")
             and row.resolved_by != "returnbridge"
             and (row.details or {}).get("gap") == problem.details.get("gap"))
 
 
-def resolve_closed_gaps(session: Session, row: ReturnRow, present: tuple[Problem, ...], *,
+def resolve_closed_gaps(uow: UnitOfWork, row: ReturnRow, present: tuple[Problem, ...], *,
                         by: str, how: str) -> list[ExceptionRow]:
     """Resolve this return's open money gaps (keys under ``{ref}:money:``) not in
     ``present``. Other checks' exceptions (e.g. a per-line VAT rate check) are untouched."""
     keep = {(p.type, p.dedupe_key) for p in present}
     prefix = money_key_prefix(row.associated_ref)
     gone = []
-    for exc in ExceptionsRepository(session).open_for_return(row.id):
+    for exc in uow.exceptions.open_for_return(row.id):
         if exc.dedupe_key.startswith(prefix) and (exc.type, exc.dedupe_key) not in keep:
-            ExceptionsRepository(session).close(exc, "resolved", by=by, how=how)
+            uow.exceptions.close(exc, "resolved", by=by, how=how)
             gone.append(exc)
-    session.flush()
+    uow.exceptions.flush()
     return gone
 
 
-def sync_off_note(session: Session, row: ReturnRow, case: ReturnCase,
+def sync_off_note(uow: UnitOfWork, row: ReturnRow, case: ReturnCase,
                   items: tuple[OffNote, ...], evidence: dict[str, Any] | None = None) -> None:
     """Keep one open reconciliation item per off-note component; withdraw those the
     source no longer reports. Idempotent."""
-    current = {i.category: i for i in session.scalars(select(ReconciliationItem).where(
-        ReconciliationItem.associated_ref == row.associated_ref,
-        ReconciliationItem.category.in_(_OFF_NOTE_CATEGORIES)))}
+    repo = uow.reconciliation_items
+    current = repo.by_category(row.associated_ref, _OFF_NOTE_CATEGORIES)
     wanted = {i.category.value: i for i in items}
-    now = utcnow()
     cur = case.currency
     for category, item in wanted.items():
         label = category.replace("_", " ")
@@ -165,30 +155,23 @@ def sync_off_note(session: Session, row: ReturnRow, case: ReturnCase,
                 f"under the {category} reconciliation category").replace("  ", " ")
         found = current.get(category)
         if found is None:
-            session.add(ReconciliationItem(
-                return_id=row.id, associated_ref=row.associated_ref, category=category,
-                amount=item.amount, currency=cur, status="open", note=note,
-                created_at=now, updated_at=now))
-            ReturnsRepository(session).add_timeline(row, "reconciliation", note, evidence)
+            repo.open_item(row, category, item.amount, cur, note)
+            uow.returns.add_timeline(row, "reconciliation", note, evidence)
         elif found.status == "done":
             continue  # finance booked it; a person re-opens if the figure changed
         elif found.amount != item.amount or found.status != "open":
-            found.amount = item.amount
-            found.status = "open"
-            found.note = note
-            found.updated_at = now
-            ReturnsRepository(session).add_timeline(row, "reconciliation", note, evidence)
+            repo.reopen(found, item.amount, note)
+            uow.returns.add_timeline(row, "reconciliation", note, evidence)
     for category, found in current.items():
         if category not in wanted and found.status == "open":
-            found.status = "withdrawn"
-            found.updated_at = now
-            found.note += f"; withdrawn: {row.source} no longer reports it"
-            ReturnsRepository(session).add_timeline(row, "reconciliation",
+            repo.withdraw(found, f"{row.source} no longer reports it")
+            uow.returns.add_timeline(row, "reconciliation",
                                       f"{category} reconciliation item withdrawn: "
                                       f"{row.source} no longer reports it", evidence)
-    session.flush()
+    repo.flush()
 
 
-def items_for(session: Session, associated_ref: str) -> list[ReconciliationItem]:
-    return list(session.scalars(select(ReconciliationItem).where(
-        ReconciliationItem.associated_ref == associated_ref).order_by(ReconciliationItem.id)))
+def items_for(items: ReconciliationItemsRepository,
+              associated_ref: str) -> list[ReconciliationItem]:
+    """This return's reconciliation items; ``items``: ``uow.reconciliation_items``."""
+    return items.for_ref(associated_ref)

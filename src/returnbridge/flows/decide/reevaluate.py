@@ -14,14 +14,10 @@ import json
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import select
-
 from returnbridge.domain.khaos_status import KhaosStatus
 from returnbridge.flows.decide.evaluate import evaluate
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.store import returns_repo
-from returnbridge.store.models import ReturnRow, Watermark, utcnow
-from returnbridge.store.returns_repo import ReturnsRepository
 
 log = logging.getLogger(__name__)
 
@@ -39,18 +35,16 @@ class ReevaluationResult:
 
 def reevaluate_return(rt: Runtime, return_id: int, *, by: str, why: str) -> str:
     """Re-run the policy for one return; its new Khaos status (unchanged once delivered)."""
-    with rt.sessions() as session, session.begin():
-        row = session.scalars(
-            select(ReturnRow).where(ReturnRow.id == return_id).with_for_update()
-        ).first()
+    with rt.unit_of_work() as uow:
+        row = uow.returns.lock(return_id)
         if row is None:
             raise LookupError(f"no return with id {return_id}")
         before = row.khaos_status
         evidence = {"by": by, "why": why}
-        status = evaluate(rt, session, row, returns_repo.case_of(row), evidence,
+        status = evaluate(rt, uow, row, returns_repo.case_of(row), evidence,
                           cause=f"{why} ({by})", recount=False)
         if status == before and by != "returnbridge":  # a person asked: say what happened
-            ReturnsRepository(session).add_timeline(row, "reevaluated",
+            uow.returns.add_timeline(row, "reevaluated",
                                       f"re-evaluated ({why}, by {by}): still {status}",
                                       evidence)
         return status
@@ -63,11 +57,8 @@ def reevaluate_open(rt: Runtime, *, by: str, why: str, limit: int = 10_000,
     Master-data changes can only unblock *held* returns; a configuration change can also
     change when pending ones are released."""
     statuses = (KhaosStatus.HELD.value,) if held_only else _OPEN
-    with rt.sessions() as session:
-        ids = list(session.scalars(
-            select(ReturnRow.id).where(ReturnRow.khaos_status.in_(statuses))
-            .order_by(ReturnRow.id).limit(limit)
-        ))
+    with rt.unit_of_work() as uow:
+        ids = uow.returns.ids_with_status(statuses, limit)
     released = held = failed = 0
     for return_id in ids:
         try:
@@ -99,15 +90,11 @@ def mapping_fingerprint(rt: Runtime) -> str:
 def reevaluate_if_mapping_changed(rt: Runtime) -> ReevaluationResult | None:
     """At start-up: if the mapping or policy configuration changed, re-evaluate."""
     now = mapping_fingerprint(rt)
-    with rt.sessions() as session, session.begin():
-        mark = session.get(Watermark, MAPPING_FINGERPRINT, with_for_update=True)
-        if mark is not None and mark.value == now:
+    with rt.unit_of_work() as uow:
+        mark = uow.watermarks.get(MAPPING_FINGERPRINT, for_update=True)
+        if mark == now:
             return None
         first = mark is None
-        if mark is None:
-            session.add(Watermark(name=MAPPING_FINGERPRINT, value=now, updated_at=utcnow()))
-        else:
-            mark.value = now
-            mark.updated_at = utcnow()
+        uow.watermarks.set(MAPPING_FINGERPRINT, now)
     why = "configuration loaded" if first else "mapping or policy configuration changed"
     return reevaluate_open(rt, by="returnbridge", why=why)

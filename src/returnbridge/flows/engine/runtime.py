@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from datetime import timedelta
-
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session, sessionmaker
 
 from returnbridge.config import Settings
 from returnbridge.domain.policy import GoodsInOwner, PolicyConfig, ReleaseOn, SourcePolicy
@@ -15,21 +11,23 @@ from returnbridge.domain.reasons import ReasonRule
 from returnbridge.returns_platform import PlatformSettings, Registry
 from returnbridge.store.console_mapping import MappingRules
 from returnbridge.store.db import make_engine, session_factory
-from returnbridge.store.unit_of_work import UnitOfWork
+from returnbridge.store.unit_of_work import Database, DatabaseEngine, SessionFactory
 
 CONSOLE_RULES_TTL = 5.0
 
 
-@dataclass
-class Runtime:
-    settings: Settings
-    engine: Engine
-    sessions: sessionmaker[Session]
-    # Reason rules saved in the console (checked before the TOML rules). Read through the
-    # caller's session when there is one (SQLite allows one writer: a second session inside
-    # a transaction would wait on it); else cached for CONSOLE_RULES_TTL seconds.
-    _console_rules: tuple[ReasonRule, ...] | None = field(default=None, repr=False)
-    _console_rules_at: float = field(default=0.0, repr=False)
+class Runtime(Database):
+    """Settings, the database (``engine``, ``unit_of_work()``) and the platforms."""
+
+    def __init__(self, settings: Settings, engine: DatabaseEngine,
+                 factory: SessionFactory) -> None:
+        super().__init__(engine, factory)
+        self.settings = settings
+        # Reason rules saved in the console (checked before the TOML rules). Read through
+        # the caller's unit of work when there is one (SQLite allows one writer: a second
+        # transaction inside one would wait on it); else cached for CONSOLE_RULES_TTL s.
+        self._console_rules: tuple[ReasonRule, ...] | None = None
+        self._console_rules_at = 0.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
@@ -59,11 +57,6 @@ class Runtime:
             # Khaos processed (stock and credit note at import); the refund record follows.
             processed_by_refund_gate=False,
         )
-
-    def unit_of_work(self) -> UnitOfWork:
-        """One use case's transaction: ``with rt.unit_of_work() as uow:`` commits on leaving
-        the block and rolls back on an error."""
-        return UnitOfWork(self.sessions)
 
     def policy_config(self, rules: MappingRules | None = None) -> PolicyConfig:
         """The posting policy's configuration; inside a unit of work pass its

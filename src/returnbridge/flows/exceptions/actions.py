@@ -188,7 +188,7 @@ def show_exception(uow: UnitOfWork, exception_id: int) -> dict[str, Any]:
     kind = CATALOGUE.get(row.type)
     view["meaning"] = kind.meaning if kind else ""
     view["candidates"] = candidates_of(row.details) if row.type == "sku_mismatch" else []
-    ret = uow.returns.by_id(row.return_id) if row.return_id is not None else None
+    ret = uow.returns.get(row.return_id) if row.return_id is not None else None
     view["return"] = _return_summary(ret) if ret is not None else None
     view["history"] = _history(uow, row.id)
     return view
@@ -224,7 +224,7 @@ def _note(uow: UnitOfWork, row: ExceptionRow, kind: str, message: str,
           actor: str, why: str) -> None:
     if row.return_id is None:
         return
-    ret = uow.returns.by_id(row.return_id)
+    ret = uow.returns.get(row.return_id)
     if ret is not None:
         uow.returns.add_timeline(ret, kind, message,
                                  {"exception_id": row.id, "by": actor, "why": why})
@@ -240,7 +240,7 @@ def _record(uow: UnitOfWork, row: ExceptionRow, action: str, actor: str, why: st
 def _khaos_status(uow: UnitOfWork, row: ExceptionRow) -> str | None:
     if row.return_id is None:
         return None
-    ret = uow.returns.by_id(row.return_id)
+    ret = uow.returns.get(row.return_id)
     return ret.khaos_status if ret is not None else None
 
 

@@ -264,7 +264,7 @@ def deliver(rt: Runtime, now: datetime | None = None,
                 uow.alerts.drop(row, "the route is no longer configured")
                 continue
             if row.exception_id is not None and row.kind == "exception":
-                exc = uow.exceptions.by_id(row.exception_id)
+                exc = uow.exceptions.get(row.exception_id)
                 if exc is None or exc.status != "open":
                     uow.alerts.drop(row, "the exception was closed before the alert went")
                     continue

@@ -71,10 +71,10 @@ def mapping_suggestions(rt: Runtime) -> list[MappingGap]:
 
 def _exception(uow: UnitOfWork, exception_id: int, type_: str) -> tuple[ExceptionRow,
                                                                        ReturnRow | None]:
-    row = uow.exceptions.by_id(exception_id)
+    row = uow.exceptions.get(exception_id)
     if row is None or row.type != type_:
         raise LookupError(f"exception {exception_id} is not an open {type_}")
-    ret = uow.returns.by_id(row.return_id) if row.return_id is not None else None
+    ret = uow.returns.get(row.return_id) if row.return_id is not None else None
     return row, ret
 
 

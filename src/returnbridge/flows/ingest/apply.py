@@ -14,9 +14,6 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import func, select, update
-from sqlalchemy.exc import DataError, StatementError
-from sqlalchemy.orm import Session
 
 from returnbridge.adapters.errors import PayloadInvalid
 from returnbridge.domain.evidence import Evidence, Interpretation, apply_evidence
@@ -34,11 +31,8 @@ from returnbridge.flows.khaos.pushes import reapply_event
 from returnbridge.flows.refunds.gate import record_external_refund, record_refund_request
 from returnbridge.metrics import EVENTS_APPLIED
 from returnbridge.store import returns_repo
-from returnbridge.store.console_mapping import MappingRules
-from returnbridge.store.events import mark_event
-from returnbridge.store.exceptions_repo import ExceptionsRepository
+from returnbridge.store.events import DataError, StatementError
 from returnbridge.store.models import InboundEvent, ReturnRow, utcnow
-from returnbridge.store.returns_repo import ReturnsRepository
 from returnbridge.store.unit_of_work import UnitOfWork
 
 log = structlog.get_logger(__name__)
@@ -54,26 +48,26 @@ class Outcome:
 
 def apply_event(rt: Runtime, event_id: int) -> Outcome:
     try:
-        with rt.sessions() as session, session.begin():
-            event = session.get(InboundEvent, event_id, with_for_update=True)
+        with rt.unit_of_work() as uow:
+            event = uow.events.get(event_id, for_update=True)
             if event is None:
                 return Outcome("skipped", note=f"event {event_id} does not exist")
             if event.status != "received":
                 return Outcome("skipped", note=f"event {event_id} already {event.status}")
-            event.attempts = (event.attempts or 0) + 1
-            return apply_locked(rt, session, event)
+            uow.events.count_attempt(event)
+            return apply_locked(rt, uow, event)
     except Exception as exc:
         note_failed_attempt(rt, event_id, exc)
         raise
 
 
-def apply_locked(rt: Runtime, session: Session, event: InboundEvent) -> Outcome:
-    """Apply ``event`` (status ``received``, locked by the caller) in ``session``: the one
+def apply_locked(rt: Runtime, uow: UnitOfWork, event: InboundEvent) -> Outcome:
+    """Apply ``event`` (status ``received``, locked by the caller) in ``uow``: the one
     processing path, for the workflow step and for ``events replay``."""
     if event.source == "khaos":  # a push whose mirror update did not commit: redo it
 
-        return Outcome(reapply_event(UnitOfWork.over(session), event).status)
-    outcome = _apply_and_mark(rt, session, event)
+        return Outcome(reapply_event(uow, event).status)
+    outcome = _apply_and_mark(rt, uow, event)
     EVENTS_APPLIED.labels(event.source, outcome.status).inc()
     return outcome
 
@@ -91,25 +85,23 @@ def note_failed_attempt(rt: Runtime, event_id: int, exc: BaseException) -> None:
     """Count a try that raised and keep its error on the event (status unchanged, so the
     retry runs); never raises itself."""
     try:
-        with rt.sessions() as session, session.begin():
-            session.execute(
-                update(InboundEvent).where(InboundEvent.id == event_id)
-                .values(attempts=InboundEvent.attempts + 1, error=error_text(exc)))
+        with rt.unit_of_work() as uow:
+            uow.events.note_error(event_id, error_text(exc), count_attempt=True)
     except Exception:  # the database itself may be what failed; the retry will tell
         return
 
 
-def _apply_and_mark(rt: Runtime, session: Session, event: InboundEvent) -> Outcome:
+def _apply_and_mark(rt: Runtime, uow: UnitOfWork, event: InboundEvent) -> Outcome:
     try:
         try:
-            with session.begin_nested():
-                outcome = _apply(rt, session, event)
+            with uow.savepoint():
+                outcome = _apply(rt, uow, event)
         except DataError as exc:  # a value the database cannot hold: retrying never helps
             raise PayloadInvalid("a value in the event cannot be stored "
                                  f"({str(exc.orig or exc).splitlines()[0][:200]})") from None
     except PayloadInvalid as exc:
-        mark_event(session, event.id, "invalid", str(exc))
-        row = ExceptionsRepository(session).raise_problem(Problem(
+        uow.events.mark(event.id, "invalid", str(exc))
+        row = uow.exceptions.raise_problem(Problem(
                 type="payload_invalid",
                 message=f"{event.source} event {event.id} ({event.topic or 'no topic'}) "
                 f"could not be read: {exc}",
@@ -118,11 +110,12 @@ def _apply_and_mark(rt: Runtime, session: Session, event: InboundEvent) -> Outco
             ),
         )
         # Name this event, so the command can be copied as it is.
-        row.next_action = row.next_action.replace("events show ID", f"events show {event.id}")
+        uow.exceptions.set_next_action(
+            row, row.next_action.replace("events show ID", f"events show {event.id}"))
         log.warning("event payload invalid; kept with a payload_invalid exception",
                     event_id=event.id, source=event.source, error=str(exc)[:300])
         return Outcome("invalid", note=str(exc))
-    mark_event(session, event.id, outcome.status,
+    uow.events.mark(event.id, outcome.status,
                "" if outcome.status == "processed" else outcome.note)
     return outcome
 
@@ -136,7 +129,7 @@ def interpret(rt: Runtime, event: InboundEvent) -> Interpretation:
                               event.trigger)
 
 
-def _apply(rt: Runtime, session: Session, event: InboundEvent) -> Outcome:
+def _apply(rt: Runtime, uow: UnitOfWork, event: InboundEvent) -> Outcome:
     try:
         found = interpret(rt, event)
     except ValueError as exc:  # not UTF-8, not JSON, a number too long to convert
@@ -152,46 +145,46 @@ def _apply(rt: Runtime, session: Session, event: InboundEvent) -> Outcome:
     row: ReturnRow | None = None
     outcome = Outcome("processed", note=found.note)
     if found.snapshot is not None:
-        row, outcome = _merge_snapshot(rt, session, found.snapshot, event, key, evidence)
+        row, outcome = _merge_snapshot(rt, uow, found.snapshot, event, key, evidence)
     elif found.evidence is not None and found.source_return_id:
-        row = ReturnsRepository(session).find_for_update(event.source, found.source_return_id)
+        row = uow.returns.find_for_update(event.source, found.source_return_id)
         fallback = found.fallback_snapshot
         if row is None and fallback is not None:
             # The platform's event carries enough to open the return itself.
-            row, _ = _merge_snapshot(rt, session, fallback, event, key + ":opened", evidence)
+            row, _ = _merge_snapshot(rt, uow, fallback, event, key + ":opened", evidence)
         if row is None:
             return Outcome("deferred", note=f"evidence for return {found.source_return_id}, "
                            "which has not arrived yet; applied when it does")
-        outcome = _fold_evidence(rt, session, row, found.evidence, key, evidence)
+        outcome = _fold_evidence(rt, uow, row, found.evidence, key, evidence)
     elif found.source_return_id:
-        row = ReturnsRepository(session).find_for_update(event.source, found.source_return_id)
+        row = uow.returns.find_for_update(event.source, found.source_return_id)
     for problem in found.problems:
         ref = row.associated_ref if row is not None else _ref_or_blank(rt, event.source,
                                                                         found.source_return_id)
-        exc_row = ExceptionsRepository(session).raise_problem(
+        exc_row = uow.exceptions.raise_problem(
             problem, return_id=row.id if row is not None else None,
             associated_ref=ref)
         if row is not None:
-            ReturnsRepository(session).add_timeline(row, "exception",
+            uow.returns.add_timeline(row, "exception",
                                       f"{exc_row.type}: {problem.message}", evidence)
     external = found.external_refund  # made by the platform itself
     if external is not None:
-        record_external_refund(UnitOfWork.over(session), associated_ref=external.associated_ref,
+        record_external_refund(uow, associated_ref=external.associated_ref,
                                provider=event.source,
                          event_id=external.event_id, amount=external.amount,
                          currency=external.currency, reference=external.reference,
                          order_ref=external.order_ref)
     request = found.refund_request  # the platform's refund decision
     if request is not None and row is not None:
-        record_refund_request(UnitOfWork.over(session), row, amount=request.amount,
-                              method=request.method, currency=request.currency or row.currency,
+        record_refund_request(uow, row, amount=request.amount, method=request.method,
+                              currency=request.currency or row.currency,
                               event_id=request.event_id or key,
                               at=request.occurred_at.isoformat() if request.occurred_at else "")
     if found.problems and row is None and not found.snapshot and not found.evidence:
         return Outcome("processed", _ref_or_blank(rt, event.source, found.source_return_id),
                        note=found.note or "problem recorded")
     if row is not None and found.snapshot is not None:
-        _apply_deferred(rt, session, row)
+        _apply_deferred(rt, uow, row)
     return outcome
 
 
@@ -204,25 +197,17 @@ def _ref_or_blank(rt: Runtime, source: str, source_return_id: str) -> str:
         return ""
 
 
-def _apply_deferred(rt: Runtime, session: Session, row: ReturnRow) -> None:
+def _apply_deferred(rt: Runtime, uow: UnitOfWork, row: ReturnRow) -> None:
     """Evidence that arrived before its return: apply it now, oldest first."""
-    waiting = session.scalars(
-        select(InboundEvent)
-        .where(InboundEvent.source == row.source, InboundEvent.status == "deferred",
-               InboundEvent.source_ref == row.source_return_id)
-        .order_by(InboundEvent.id)
-        .with_for_update()
-    ).all()
+    waiting = uow.events.deferred_for_update(row.source, row.source_return_id)
     for event in waiting:
-        event.status = "received"
-        session.flush()
-        _apply_and_mark(rt, session, event)
+        uow.events.release_deferred(event)
+        _apply_and_mark(rt, uow, event)
     if waiting:
-        for gone in ExceptionsRepository(session).resolve_by_key(
+        for gone in uow.exceptions.resolve_by_key(
                 "status_drift", waiting_key(row.source, row.source_return_id),
                 by="returnbridge", how="the return arrived; its earlier events were applied"):
-            gone.return_id = row.id
-            gone.associated_ref = row.associated_ref
+            uow.exceptions.link_to_return(gone, row.id, row.associated_ref)
 
 
 def waiting_key(source: str, source_return_id: str) -> str:
@@ -236,18 +221,13 @@ def report_waiting_evidence(rt: Runtime, older_than: timedelta = WAITING_EVIDENC
     """Events about returns we have never received, waiting longer than ``older_than``:
     a webhook gap the backstop should close. One ``status_drift`` per return, for ops."""
     cutoff = utcnow() - older_than
-    with rt.sessions() as session, session.begin():
-        rows = session.execute(
-            select(InboundEvent.source, InboundEvent.source_ref, func.count(),
-                   func.min(InboundEvent.received_at))
-            .where(InboundEvent.status == "deferred", InboundEvent.received_at <= cutoff)
-            .group_by(InboundEvent.source, InboundEvent.source_ref)
-        ).all()
+    with rt.unit_of_work() as uow:
+        rows = uow.events.deferred_before(cutoff)
         for source, ref, count, first in rows:
             platform = rt.platforms.get(source)
             check = (platform.missing_returns_hint() if platform is not None
                      else f"the {source} webhook subscriptions")
-            ExceptionsRepository(session).raise_problem(Problem(
+            uow.exceptions.raise_problem(Problem(
                 type="status_drift",
                 message=f"{source} sent {count} event(s) about return {ref or '?'} (first at "
                 f"{first:%Y-%m-%d %H:%M} UTC) but returnbridge has never received the return "
@@ -258,54 +238,55 @@ def report_waiting_evidence(rt: Runtime, older_than: timedelta = WAITING_EVIDENC
         return len(rows)
 
 
-def _merge_snapshot(rt: Runtime, session: Session, incoming: ReturnCase, event: InboundEvent,
+def _merge_snapshot(rt: Runtime, uow: UnitOfWork, incoming: ReturnCase, event: InboundEvent,
                     key: str, evidence: dict[str, Any]) -> tuple[ReturnRow, Outcome]:
-    row = ReturnsRepository(session).find_for_update(incoming.source, incoming.source_return_id)
+    row = uow.returns.find_for_update(incoming.source, incoming.source_return_id)
     current = returns_repo.case_of(row) if row is not None else None
     result = merge(current, incoming, key)
     if row is None:
-        row = ReturnsRepository(session).save_case(None, result.case)
-        row.first_seen_via = "backstop" if event.channel == "backstop" else "webhook"
+        row = uow.returns.save_case(None, result.case)
+        uow.returns.note_first_seen_via(
+            row, "backstop" if event.channel == "backstop" else "webhook")
     elif KhaosStatus(row.khaos_status) in DELIVERED and current is not None:
-        return row, _after_delivery(rt, session, row, current, result.case,
+        return row, _after_delivery(rt, uow, row, current, result.case,
                                     result.content_applied,
                                     event, evidence, result.note)
     else:
-        ReturnsRepository(session).save_case(row, result.case)
-    ReturnsRepository(session).add_timeline(row, "event",
+        uow.returns.save_case(row, result.case)
+    uow.returns.add_timeline(row, "event",
                               f"{event.trigger or event.topic or 'event'}: {result.note}",
                               evidence)
-    status = evaluate(rt, session, row, result.case, evidence,
+    status = evaluate(rt, uow, row, result.case, evidence,
                       cause=f"{event.source} event {event.id}")
     return row, Outcome("processed", row.associated_ref, status, result.note)
 
 
-def _fold_evidence(rt: Runtime, session: Session, row: ReturnRow, found: Evidence, key: str,
+def _fold_evidence(rt: Runtime, uow: UnitOfWork, row: ReturnRow, found: Evidence, key: str,
                    evidence: dict[str, Any]) -> Outcome:
     current = returns_repo.case_of(row)
     updated = apply_evidence(current, found, key)
     summary = found.summary or "evidence recorded"
     if KhaosStatus(row.khaos_status) in DELIVERED:
-        ReturnsRepository(session).save_case(row, updated, keep_lines=True)
-        ReturnsRepository(session).add_timeline(row, "evidence", f"{summary} (after handover to "
+        uow.returns.save_case(row, updated, keep_lines=True)
+        uow.returns.add_timeline(row, "evidence", f"{summary} (after handover to "
                                   "Khaos; the Khaos document is unchanged)", evidence)
-        check_after_handover(rt, session, row, updated, evidence,
+        check_after_handover(rt, uow, row, updated, evidence,
                              cause=f"{row.source} evidence event {evidence['event_id']}")
-        child = open_follow_up(rt, session, row, updated, evidence)
+        child = open_follow_up(rt, uow, row, updated, evidence)
         if child is not None:
             return Outcome("processed", child.associated_ref, child.khaos_status, summary)
         return Outcome("processed", row.associated_ref, row.khaos_status, summary)
-    ReturnsRepository(session).save_case(row, updated)
-    ReturnsRepository(session).add_timeline(row, "evidence", summary, evidence)
-    status = evaluate(rt, session, row, updated, evidence,
+    uow.returns.save_case(row, updated)
+    uow.returns.add_timeline(row, "evidence", summary, evidence)
+    status = evaluate(rt, uow, row, updated, evidence,
                       cause=f"{row.source} evidence event {evidence['event_id']}")
     return Outcome("processed", row.associated_ref, status, summary)
 
 
-def _document_summary(rt: Runtime, session: Session, case: ReturnCase) -> tuple[str, ...]:
+def _document_summary(rt: Runtime, uow: UnitOfWork, case: ReturnCase) -> tuple[str, ...]:
     """What Khaos would be sent for ``case`` today: lines with reason and price, exchanges."""
-    found = decide(case, rt.policy_config(MappingRules(session)), rt.source_policy(case.source),
-                   facts.gather(rt, session, case))
+    found = decide(case, rt.policy_config(uow.mapping_rules), rt.source_policy(case.source),
+                   facts.gather(rt, uow, case))
     if found.wait_reason:
         return (f"nothing ({found.wait_reason})",)
     lines = sorted(f"{d.line.quantity} x {d.line.sku} @ {d.line.unit_gross} reason "
@@ -314,7 +295,7 @@ def _document_summary(rt: Runtime, session: Session, case: ReturnCase) -> tuple[
     return (*lines, *swaps)
 
 
-def _after_delivery(rt: Runtime, session: Session, row: ReturnRow, current: ReturnCase,
+def _after_delivery(rt: Runtime, uow: UnitOfWork, row: ReturnRow, current: ReturnCase,
                     merged: ReturnCase, content_applied: bool, event: InboundEvent,
                     evidence: dict[str, Any], note: str) -> Outcome:
     """Already handed to Khaos: never re-send the same AssociatedRef (ARCHITECTURE 6.1).
@@ -326,17 +307,17 @@ def _after_delivery(rt: Runtime, session: Session, row: ReturnRow, current: Retu
     before: tuple[str, ...] = ()
     after: tuple[str, ...] = ()
     if content_applied and (not same_content(current, merged) or merged.state != current.state):
-        before = _document_summary(rt, session, current)
-        after = _document_summary(rt, session, merged)
-    ReturnsRepository(session).save_case(row, merged if content_applied else current,
+        before = _document_summary(rt, uow, current)
+        after = _document_summary(rt, uow, merged)
+    uow.returns.save_case(row, merged if content_applied else current,
                            keep_lines=True)
-    ReturnsRepository(session).add_timeline(row, "event",
+    uow.returns.add_timeline(row, "event",
                               f"{event.trigger or 'event'}: {note}", evidence)
     # Money news after handover is checked against what Khaos was served (ARCHITECTURE 11).
-    check_after_handover(rt, session, row, merged if content_applied else current, evidence,
+    check_after_handover(rt, uow, row, merged if content_applied else current, evidence,
                          cause=f"{event.source} event {event.id}")
     if before != after:
-        ExceptionsRepository(session).raise_problem(Problem(
+        uow.exceptions.raise_problem(Problem(
                 type="status_drift",
                 message=f"{row.associated_ref} changed at {row.source} after it was handed "
                 f"to Khaos; the Khaos document was not changed. Sent: "

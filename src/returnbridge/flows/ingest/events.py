@@ -28,8 +28,6 @@ from json import JSONDecodeError
 from typing import Any
 
 import structlog
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from returnbridge.adapters.errors import PayloadInvalid
 from returnbridge.domain.exceptions import Problem
@@ -39,17 +37,9 @@ from returnbridge.flows.exceptions.actions import age_text
 from returnbridge.flows.ingest.apply import apply_locked, error_text, interpret
 from returnbridge.flows.khaos.pushes import run_after_mirror_change
 from returnbridge.metrics import EVENTS_FAILED, EVENTS_FAILED_NOW
-from returnbridge.store.audit import AuditLog
-from returnbridge.store.events import (
-    STATUSES,
-    failed_counts,
-    get_event,
-    mark_event,
-    search_events,
-)
-from returnbridge.store.exceptions_repo import ExceptionsRepository
-from returnbridge.store.models import AuditEntry, ExceptionRow, InboundEvent, ReturnRow, utcnow
-from returnbridge.store.returns_repo import ReturnsRepository
+from returnbridge.store.events import STATUSES
+from returnbridge.store.models import ExceptionRow, InboundEvent, ReturnRow, utcnow
+from returnbridge.store.unit_of_work import UnitOfWork
 
 log = structlog.get_logger(__name__)
 
@@ -126,11 +116,11 @@ def _ref_of(rt: Runtime, source: str, source_ref: str) -> str:
         return ""
 
 
-def _refs_for(rt: Runtime, session: Session, ref: str) -> list[tuple[str | None, str]]:
+def _refs_for(rt: Runtime, uow: UnitOfWork, ref: str) -> list[tuple[str | None, str]]:
     """What an AssociatedRef (or a platform's own return id) matches on stored events."""
     wanted = ref.strip()
     found: list[tuple[str | None, str]] = [(None, wanted)]
-    returns = ReturnsRepository(session)
+    returns = uow.returns
     row = returns.by_ref(wanted) or returns.by_ref(wanted.upper())
     if row is not None:
         found.append((row.source, row.source_return_id))
@@ -204,11 +194,12 @@ def list_events(rt: Runtime, *, source: str | list[str] | None = None,
     now = utcnow()
     before = now - parse_duration(older_than) if older_than else None
     after = parse_since(since, now) if since else None
-    with rt.sessions() as session:
-        refs = _refs_for(rt, session, ref) if ref and ref.strip() else []
-        rows, total = search_events(session, sources=sources, statuses=statuses,
-                                    received_before=before, received_since=after, refs=refs,
-                                    topic=topic or None, limit=limit, offset=offset)
+    with rt.unit_of_work() as uow:
+        refs = _refs_for(rt, uow, ref) if ref and ref.strip() else []
+        rows, total = uow.events.search(sources=sources, statuses=statuses,
+                                        received_before=before, received_since=after,
+                                        refs=refs, topic=topic or None, limit=limit,
+                                        offset=offset)
         return EventListing(total, limit, offset, [event_summary(rt, r, now) for r in rows])
 
 
@@ -267,37 +258,33 @@ def interpretation(rt: Runtime, event: InboundEvent) -> dict[str, Any]:
     return view
 
 
-def _return_of(session: Session, event: InboundEvent) -> ReturnRow | None:
+def _return_of(uow: UnitOfWork, event: InboundEvent) -> ReturnRow | None:
     if event.source == KHAOS_SOURCE or not event.source_ref:
         return None
-    return session.scalars(select(ReturnRow).where(
-        ReturnRow.source == event.source, ReturnRow.source_return_id == event.source_ref)
-    ).first()
+    return uow.returns.by_source_id(event.source, event.source_ref)
 
 
-def _exceptions_of(session: Session, event_id: int) -> list[dict[str, Any]]:
-    rows = session.scalars(select(ExceptionRow).where(
-        ExceptionRow.dedupe_key == _subject(event_id)).order_by(ExceptionRow.id)).all()
+def _exceptions_of(uow: UnitOfWork, event_id: int) -> list[dict[str, Any]]:
+    rows = uow.exceptions.with_key(_subject(event_id))
     return [{"id": r.id, "type": r.type, "status": r.status, "message": r.message}
             for r in rows]
 
 
-def _history(session: Session, event_id: int) -> list[dict[str, Any]]:
-    rows = session.scalars(select(AuditEntry).where(
-        AuditEntry.subject == _subject(event_id)).order_by(AuditEntry.id)).all()
+def _history(uow: UnitOfWork, event_id: int) -> list[dict[str, Any]]:
+    rows = uow.audit.entries_for(_subject(event_id))
     return [{"at": e.at.isoformat(), "actor": e.actor, "action": e.action,
              "details": e.details} for e in rows]
 
 
 def show_event(rt: Runtime, event_id: int) -> dict[str, Any]:
     """One stored event with its raw bytes, redacted headers and interpretation."""
-    with rt.sessions() as session:
-        row = get_event(session, event_id)
+    with rt.unit_of_work() as uow:
+        row = uow.events.get(event_id)
         if row is None:
             raise EventNotFound(event_id)
         view = event_summary(rt, row)
         body = bytes(row.body)
-        ret = _return_of(session, row)
+        ret = _return_of(uow, row)
         view.update({
             "headers": redact_headers(rt, row.headers),
             "body_sha256": row.body_sha256, "size": len(body),
@@ -307,16 +294,16 @@ def show_event(rt: Runtime, event_id: int) -> dict[str, Any]:
             "return": None if ret is None else {
                 "associated_ref": ret.associated_ref, "state": ret.state,
                 "source_state": ret.source_state, "khaos_status": ret.khaos_status},
-            "exceptions": _exceptions_of(session, row.id),
-            "history": _history(session, row.id),
+            "exceptions": _exceptions_of(uow, row.id),
+            "history": _history(uow, row.id),
             "replayable": row.status in REPLAYABLE,
         })
         return view
 
 
 def raw_body(rt: Runtime, event_id: int) -> bytes:
-    with rt.sessions() as session:
-        row = get_event(session, event_id)
+    with rt.unit_of_work() as uow:
+        row = uow.events.get(event_id)
         if row is None:
             raise EventNotFound(event_id)
         return bytes(row.body)
@@ -329,16 +316,16 @@ def _subject(event_id: int) -> str:
     return f"event:{event_id}"
 
 
-def _fail(rt: Runtime, session: Session, event: InboundEvent, error: str) -> ExceptionRow:
+def _fail(rt: Runtime, uow: UnitOfWork, event: InboundEvent, error: str) -> ExceptionRow:
     """Mark ``event`` failed and open (or count again) its ``event_failed`` exception."""
-    mark_event(session, event.id, "failed", error)
-    ret = _return_of(session, event)
+    uow.events.mark(event.id, "failed", error)
+    ret = _return_of(uow, event)
     ref = ret.associated_ref if ret is not None else _ref_of(rt, event.source, event.source_ref)
     attempts = event.attempts or 0
     what = f"{event.source} event {event.id} ({event.topic or event.trigger or 'no topic'})"
     about = f" about {ref}" if ref else (f" about return {event.source_ref}"
                                           if event.source_ref else "")
-    row = ExceptionsRepository(session).raise_problem(Problem(
+    row = uow.exceptions.raise_problem(Problem(
             type=FAILED_TYPE,
             message=f"{what}{about} could not be processed after {attempts} attempt(s): "
             f"{error or 'no error was recorded'}",
@@ -347,19 +334,19 @@ def _fail(rt: Runtime, session: Session, event: InboundEvent, error: str) -> Exc
                      "topic": event.topic, "attempts": str(attempts), "error": error[:2000]},
         ),
         return_id=ret.id if ret is not None else None, associated_ref=ref)
-    row.next_action = (
+    uow.exceptions.set_next_action(row, (
         f"Read the error and the event: 'returnbridge events show {event.id}'. Fix the "
         "cause (database, configuration, a bug to report), then run 'returnbridge events "
         f"replay {event.id} --why \"what you fixed\"'. This exception resolves itself when "
-        "the replay succeeds.")
+        "the replay succeeds."))
     if ret is not None and row.return_id is None:
-        row.return_id = ret.id
+        uow.exceptions.link_to_return(row, ret.id, row.associated_ref)
     if ret is not None:
-        ReturnsRepository(session).add_timeline(ret, "event_failed",
+        uow.returns.add_timeline(ret, "event_failed",
                                   f"{what} failed after {attempts} attempt(s): "
                                   f"{error or 'no error was recorded'}",
                                   {"event_id": event.id, "exception_id": row.id})
-    session.flush()
+    uow.flush()
     return row
 
 
@@ -367,8 +354,8 @@ def record_failure(rt: Runtime, event_id: int, error: str) -> int | None:
     """The workflow gave up on ``event_id``: mark it failed, open ``event_failed``, count it.
     Returns the exception id (None when the event does not exist)."""
     source = ""
-    with rt.sessions() as session, session.begin():
-        event = get_event(session, event_id, for_update=True)
+    with rt.unit_of_work() as uow:
+        event = uow.events.get(event_id, for_update=True)
         if event is None:
             return None
         if event.status != "received":  # applied meanwhile (e.g. replayed): not a failure
@@ -376,7 +363,7 @@ def record_failure(rt: Runtime, event_id: int, error: str) -> int | None:
         source = event.source
         # The last try's own error (kept by process.note_failed_attempt) says more than
         # the workflow's "retries exceeded".
-        exception_id = _fail(rt, session, event, event.error or error).id
+        exception_id = _fail(rt, uow, event, event.error or error).id
     EVENTS_FAILED.labels(source).inc()
     return exception_id
 
@@ -407,9 +394,9 @@ class ReplayResult:
         return self.outcome not in ("failed", "invalid")
 
 
-def _audit(session: Session, event: InboundEvent, actor: str, why: str,
+def _audit(uow: UnitOfWork, event: InboundEvent, actor: str, why: str,
            result: ReplayResult) -> None:
-    AuditLog(session).record(actor=actor, action="event.replay", subject=_subject(event.id),
+    uow.audit.record(actor=actor, action="event.replay", subject=_subject(event.id),
                  details={"why": why, "source": event.source, "topic": event.topic,
                           "outcome": result.outcome, "status_before": result.status_before,
                           "status_after": result.status_after,
@@ -423,8 +410,8 @@ def replay_event(rt: Runtime, event_id: int, actor: str, why: str = "") -> Repla
     actor = actor.strip()[:120] or "cli"
     failed_source = ""
     mirror_kind = ""
-    with rt.sessions() as session, session.begin():
-        event = get_event(session, event_id, for_update=True)
+    with rt.unit_of_work() as uow:
+        event = uow.events.get(event_id, for_update=True)
         if event is None:
             raise EventNotFound(event_id)
         before = event.status
@@ -436,38 +423,36 @@ def replay_event(rt: Runtime, event_id: int, actor: str, why: str = "") -> Repla
                 "nothing, so it was not re-applied. To re-check its return use "
                 "'returnbridge returns show REF' or 'returnbridge exceptions retry ID'.",
                 _ref_of(rt, event.source, event.source_ref))
-            _audit(session, event, actor, why, result)
+            _audit(uow, event, actor, why, result)
             return result
         error = ""
         try:
-            with session.begin_nested():
-                event.status = "received"
-                event.attempts = (event.attempts or 0) + 1
-                session.flush()
-                outcome = apply_locked(rt, session, event)
+            with uow.savepoint():
+                uow.events.reopen(event)
+                outcome = apply_locked(rt, uow, event)
         except Exception as exc:
             error = error_text(exc)
             log.warning("event replay failed", event_id=event_id, error=error)
         if error:
-            session.refresh(event)
-            event.attempts = (event.attempts or 0) + 1
-            exc_row = _fail(rt, session, event, error)
+            uow.events.refresh(event)
+            uow.events.count_attempt(event)
+            exc_row = _fail(rt, uow, event, error)
             failed_source = event.source
             result = ReplayResult(
                 event_id, "failed", before, "failed",
                 f"the replay failed again: {error}. Exception {exc_row.id} stays open; fix "
                 f"the cause and replay again.", exc_row.associated_ref)
-            _audit(session, event, actor, why, result)
+            _audit(uow, event, actor, why, result)
         else:
-            session.refresh(event)
-            resolved = ExceptionsRepository(session).resolve_by_key(
+            uow.events.refresh(event)
+            resolved = uow.exceptions.resolve_by_key(
                 FAILED_TYPE, _subject(event_id), by=actor,
                 how=f"replayed by {actor} ({why}): {outcome.status}")
             if outcome.status != "invalid":
-                resolved += ExceptionsRepository(session).resolve_by_key(
+                resolved += uow.exceptions.resolve_by_key(
                     "payload_invalid", _subject(event_id), by=actor,
                     how=f"replayed by {actor} ({why}): the event could be read")
-            ret = _return_of(session, event)
+            ret = _return_of(uow, event)
             ref = ret.associated_ref if ret is not None else (
                 outcome.associated_ref or _ref_of(rt, event.source, event.source_ref))
             tail = {
@@ -485,11 +470,11 @@ def replay_event(rt: Runtime, event_id: int, actor: str, why: str = "") -> Repla
                 ref, ret.khaos_status if ret is not None else outcome.khaos_status,
                 tuple(r.id for r in resolved))
             if ret is not None:
-                ReturnsRepository(session).add_timeline(ret, "event_replay",
+                uow.returns.add_timeline(ret, "event_replay",
                                           f"event {event_id} replayed by {actor}: "
                                           f"{outcome.status} ({why})",
                                           {"event_id": event_id, "by": actor, "why": why})
-            _audit(session, event, actor, why, result)
+            _audit(uow, event, actor, why, result)
             if event.source == "khaos" and outcome.status in ("processed", "partial"):
                 mirror_kind = event.topic
     if failed_source:
@@ -502,7 +487,7 @@ def replay_event(rt: Runtime, event_id: int, actor: str, why: str = "") -> Repla
 
 def refresh_failed_gauge(rt: Runtime) -> None:
     """Set ``returnbridge_failed_events{source}`` from the database (for /metrics)."""
-    with rt.sessions() as session:
-        counts = failed_counts(session)
+    with rt.unit_of_work() as uow:
+        counts = uow.events.failed_counts()
     for source in set(event_sources(rt)) | set(counts):
         EVENTS_FAILED_NOW.labels(source).set(counts.get(source, 0))

@@ -23,15 +23,13 @@ import time
 from collections.abc import Callable, Sequence
 
 import structlog
-from sqlalchemy import Select, exists, or_, select, update
-from sqlalchemy.orm import aliased
 
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.flows.ingest.apply import apply_event, apply_locked, error_text
 from returnbridge.flows.ingest.events import record_failure
 from returnbridge.store.db import is_sqlite, write_gate
+from returnbridge.store.events import listen
 from returnbridge.store.inbox import NOTIFY_CHANNEL
-from returnbridge.store.models import InboundEvent
 
 log = structlog.get_logger(__name__)
 
@@ -44,23 +42,6 @@ RETRY_BACKOFF = 2.0
 # Called with n after the n-th event of a batch is applied, before the batch commits. Empty
 # in production; the crash tests' launcher (tests/e2e/crash_hooks.py) adds a pause there.
 AFTER_EVENT_IN_BATCH: list[Callable[[int], None]] = []
-
-
-def claim_query(limit: int, *, skip_locked: bool, not_ids: Sequence[int] = ()
-                ) -> Select[InboundEvent]:
-    """Received events, oldest first, that no older waiting event of the same return holds
-    back."""
-    e = InboundEvent
-    older = aliased(InboundEvent)
-    held_back = exists().where(older.source == e.source, older.source_ref == e.source_ref,
-                               older.status == "received", older.id < e.id)
-    stmt = (select(e).where(e.status == "received", or_(e.source_ref == "", ~held_back))
-            .order_by(e.id).limit(limit))
-    if not_ids:
-        stmt = stmt.where(e.id.notin_(list(not_ids)))
-    if skip_locked:
-        stmt = stmt.with_for_update(skip_locked=True, of=e)
-    return stmt
 
 
 class EventWorker:
@@ -120,17 +101,9 @@ class EventWorker:
 
     def _listen(self) -> None:
         """PostgreSQL: wake on NOTIFY from any process that stored events."""
-        import psycopg
-
-        url = self.rt.engine.url.set(drivername="postgresql")
-        conninfo = url.render_as_string(hide_password=False)
         while not self._stop.is_set():
             try:
-                with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as conn:
-                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=1.0, stop_after=1):
-                            self._wake.set()
+                listen(self.rt.engine, NOTIFY_CHANNEL, self._stop, self._wake)
             except Exception as exc:  # the slow poll still runs; try again shortly
                 log.warning("event notifications unavailable; polling", error=str(exc))
                 self._stop.wait(5.0)
@@ -154,19 +127,18 @@ class EventWorker:
         failed: list[tuple[int, BaseException]] = []
         ids: list[int] = []
         try:
-            with write_gate(self.rt.engine), self.rt.sessions() as session, session.begin():
-                events = session.scalars(claim_query(
-                    self._claim_limit(), skip_locked=not self.sqlite,
-                    not_ids=self._waiting_retries())).all()
+            with write_gate(self.rt.engine), self.rt.unit_of_work() as uow:
+                events = uow.events.claim(self._claim_limit(), skip_locked=not self.sqlite,
+                                          not_ids=self._waiting_retries())
                 started = time.monotonic()
                 for n, event in enumerate(events, start=1):
                     if n > 1 and time.monotonic() - started > self.batch_seconds:
                         break  # the rest stays received, for the next round
                     ids.append(event.id)
-                    event.attempts = (event.attempts or 0) + 1
+                    uow.events.count_attempt(event)
                     try:
-                        with session.begin_nested():
-                            apply_locked(self.rt, session, event)
+                        with uow.savepoint():
+                            apply_locked(self.rt, uow, event)
                     except Exception as event_exc:  # this event alone is rolled back
                         failed.append((event.id, event_exc))
                     for hook in AFTER_EVENT_IN_BATCH:
@@ -199,18 +171,16 @@ class EventWorker:
     def _failed_attempt(self, event_id: int, exc: BaseException) -> None:
         """The try is counted already (committed with the batch); keep its error."""
         try:
-            with self.rt.sessions() as session, session.begin():
-                session.execute(update(InboundEvent).where(InboundEvent.id == event_id)
-                                .values(error=error_text(exc)))
+            with self.rt.unit_of_work() as uow:
+                uow.events.note_error(event_id, error_text(exc), count_attempt=False)
         except Exception as db_exc:
             log.warning("could not record an event's error", event_id=event_id,
                         error=error_text(db_exc))
         self._after_failure(event_id, exc)
 
     def _after_failure(self, event_id: int, exc: BaseException) -> None:
-        with self.rt.sessions() as session:
-            attempts = session.scalar(select(InboundEvent.attempts)
-                                      .where(InboundEvent.id == event_id)) or 0
+        with self.rt.unit_of_work() as uow:
+            attempts = uow.events.attempts(event_id)
         if attempts >= self.max_attempts:
             self._not_before.pop(event_id, None)
             record_failure(self.rt, event_id, error_text(exc))

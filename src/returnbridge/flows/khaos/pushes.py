@@ -111,7 +111,7 @@ def apply_push(uow: UnitOfWork, kind: str, body: bytes, event_id: int, *,
         uow.exceptions.raise_problem(_problem(kind, event_id,
                                      f"had {len(problems)} unusable entries (the rest were "
                                      "stored)", problems))
-    uow.khaos.mark_push(event_id, "processed",
+    uow.events.mark(event_id, "processed",
                         "; ".join(problems[:_MAX_PROBLEMS]) if problems else "")
     return PushOutcome(kind, event_id, duplicate_body, "partial" if problems else "processed",
                        change, problems)
@@ -119,7 +119,7 @@ def apply_push(uow: UnitOfWork, kind: str, body: bytes, event_id: int, *,
 
 def _invalid(uow: UnitOfWork, kind: str, event_id: int, duplicate_body: bool,
              exc: PayloadInvalid) -> PushOutcome:
-    uow.khaos.mark_push(event_id, "invalid", str(exc))
+    uow.events.mark(event_id, "invalid", str(exc))
     uow.exceptions.raise_problem(
         _problem(kind, event_id, "could not be read", (str(exc),)))
     log.warning("khaos push invalid; kept with a payload_invalid exception", kind=kind,
@@ -132,13 +132,13 @@ def _upsert(uow: UnitOfWork, kind: str, body: bytes, content_type: str, now: dat
             ) -> tuple[catalogue.MirrorChange, tuple[str, ...]]:
     if kind == "stock":
         upload = parse_stock_upload(body, content_type)
-        change = uow.khaos.upsert_stock_items(upload.items, upload.deleted, now=now)
+        change = uow.catalogue.upsert_stock_items(upload.items, upload.deleted, now=now)
         return change, upload.problems
     if kind == "stock-status":
         levels = parse_stock_statuses(body, content_type)
-        return uow.khaos.upsert_stock_levels(levels.statuses, now=now), levels.problems
+        return uow.catalogue.upsert_stock_levels(levels.statuses, now=now), levels.problems
     orders = parse_order_statuses(body, content_type)
-    return uow.khaos.upsert_order_statuses(orders.statuses, now=now), orders.problems
+    return uow.catalogue.upsert_order_statuses(orders.statuses, now=now), orders.problems
 
 
 def reapply_event(uow: UnitOfWork, event: InboundEvent) -> PushOutcome:

@@ -67,8 +67,7 @@ def _credit_note(rt: Runtime, uow: UnitOfWork, row: ReturnRow,
                  stages: dict[str, str]) -> dict[str, Any] | None:
     if not row.credit_note_code:
         return None
-    # flows/decide/money.py still takes the transaction's session
-    basis = served_basis(rt, uow.session, row)
+    basis = served_basis(rt, uow.returns, row)
     stage = row.credit_note_stage or stages.get(row.associated_ref, "")
     # cleared: confirmed (only a cleared credit note confirms), or at a stage
     # [khaos] cleared_credit_note_stages names

@@ -22,18 +22,15 @@ from typing import Any
 
 import structlog
 from prometheus_client import Counter
-from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from returnbridge.adapters.values import ident, is_placeholder
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.metrics import REGISTRY
 from returnbridge.sources.loop.client import LoopClient, LoopError, ReturnPage, windows
 from returnbridge.sources.loop.settings import loop_settings
-from returnbridge.store.codec import case_from_json
-from returnbridge.store.events import StoredEvent, sha256, store_event
-from returnbridge.store.models import ExceptionRow, InboundEvent, ReturnRow, Watermark, utcnow
+from returnbridge.store.events import IntegrityError, StoredEvent, sha256
+from returnbridge.store.models import utcnow
+from returnbridge.store.unit_of_work import UnitOfWork
 
 log = structlog.get_logger(__name__)
 
@@ -57,11 +54,9 @@ def return_event_body(element: dict[str, Any]) -> bytes:
     return json.dumps(element, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def webhook_gap_count(session: Session) -> int:
+def webhook_gap_count(uow: UnitOfWork) -> int:
     """Loop returns whose first event came from the backstop, not a webhook."""
-    count = session.scalar(select(func.count()).select_from(ReturnRow).where(
-        ReturnRow.source == "loop", ReturnRow.first_seen_via == "backstop"))
-    return int(count or 0)
+    return uow.returns.count_first_seen_via("loop", "backstop")
 
 
 # --- shared page handling ----------------------------------------------------------------
@@ -82,12 +77,9 @@ def _known_refs(rt: Runtime, refs: Iterable[str]) -> set[str]:
     wanted = sorted({r for r in refs if r})
     if not wanted:
         return set()
-    with rt.sessions() as session:
-        rows = set(session.scalars(select(ReturnRow.source_return_id).where(
-            ReturnRow.source == "loop", ReturnRow.source_return_id.in_(wanted))))
-        hooks = set(session.scalars(select(InboundEvent.source_ref).where(
-            InboundEvent.source == "loop", InboundEvent.channel == "webhook",
-            InboundEvent.source_ref.in_(wanted))))
+    with rt.unit_of_work() as uow:
+        rows = uow.returns.known_source_ids("loop", wanted)
+        hooks = uow.events.refs_seen_on("loop", "webhook", wanted)
     return rows | hooks
 
 
@@ -115,12 +107,11 @@ def _named_already(rt: Runtime, refs: list[str]) -> set[str]:
     """Return ids whose stored return already has the customer's name."""
     if not refs:
         return set()
-    with rt.sessions() as session:
-        rows = session.execute(select(ReturnRow.source_return_id, ReturnRow.case_json).where(
-            ReturnRow.source == "loop", ReturnRow.source_return_id.in_(refs))).all()
+    with rt.unit_of_work() as uow:
+        rows = uow.returns.cases_by_source_id("loop", refs)
     named = set()
-    for ref, case_json in rows:
-        customer = case_from_json(case_json).customer
+    for ref, case in rows:
+        customer = case.customer
         if customer.first_name or customer.last_name:
             named.add(ref)
     return named
@@ -159,9 +150,8 @@ def _complete_customers(rt: Runtime, api: LoopClient | None,
     element as Loop sent it, so an unchanged element re-read later is still a duplicate
     and costs no further details call."""
     keys = [sha256(body) for _, body, _ in items]
-    with rt.sessions() as session:
-        stored = set(session.scalars(select(InboundEvent.dedupe_key).where(
-            InboundEvent.source == "loop", InboundEvent.dedupe_key.in_(keys))))
+    with rt.unit_of_work() as uow:
+        stored = uow.events.stored_keys("loop", keys)
     nameless = [ref for (ref, _, element), key in zip(items, keys, strict=True)
                 if ref and key not in stored and not _has_name(element)
                 and str(element.get("state", "")).casefold() not in _NEVER_SERVED]
@@ -186,15 +176,8 @@ def _complete_held(rt: Runtime, api: LoopClient, tally: _Tally) -> None:
     budget = loop_settings(rt.settings).details_calls_per_pass - tally.details_calls
     if budget <= 0:
         return
-    with rt.sessions() as session:
-        refs = list(dict.fromkeys(session.scalars(
-            select(ReturnRow.source_return_id)
-            .join(ExceptionRow, ExceptionRow.return_id == ReturnRow.id)
-            .where(ReturnRow.source == "loop", ReturnRow.state.not_in(_NEVER_SERVED),
-                   ExceptionRow.type == "unknown_customer",
-                   ExceptionRow.status == "open",
-                   ExceptionRow.dedupe_key.like("%:contact-name"))
-            .order_by(ReturnRow.id).limit(budget))))
+    with rt.unit_of_work() as uow:
+        refs = uow.returns.held_for_contact_name("loop", sorted(_NEVER_SERVED), budget)
     bodies: list[tuple[str, bytes, str]] = []
     for ref in refs:
         tally.details_calls += 1
@@ -216,25 +199,9 @@ def _store_batch(rt: Runtime, bodies: list[tuple[str, bytes, str]]) -> list[Stor
     keyed: dict[str, tuple[str, bytes]] = {}
     for ref, body, key in bodies:
         keyed.setdefault(key, (ref, body))
-    with rt.sessions() as session, session.begin():
-        existing = dict(session.execute(select(InboundEvent.dedupe_key, InboundEvent.id).where(
-            InboundEvent.source == "loop", InboundEvent.dedupe_key.in_(list(keyed)))).all())
-        rows: dict[str, InboundEvent] = {}
-        for digest, (ref, body) in keyed.items():
-            if digest in existing:
-                continue
-            rows[digest] = InboundEvent(
-                source="loop", channel=CHANNEL, topic="return", trigger=TRIGGER,
-                dedupe_key=digest, source_ref=ref, headers=dict(_HEADERS), body=body,
-                body_sha256=sha256(body), status="received")
-        session.add_all(rows.values())
-        if existing:
-            session.execute(update(InboundEvent).where(
-                InboundEvent.source == "loop",
-                InboundEvent.dedupe_key.in_(list(existing))).values(
-                duplicates=InboundEvent.duplicates + 1))
-        session.flush()
-        ids = {digest: row.id for digest, row in rows.items()} | existing
+    with rt.unit_of_work() as uow:
+        ids, rows = uow.events.store_many(source="loop", channel=CHANNEL, topic="return",
+                                          trigger=TRIGGER, headers=_HEADERS, bodies=keyed)
     out: list[StoredEvent] = []
     first_use: set[str] = set()
     for _, _, digest in bodies:
@@ -254,9 +221,7 @@ def _store_page(rt: Runtime, page: ReturnPage, tally: _Tally,
     try:
         stored = _store_batch(rt, bodies) if bodies else []
     except IntegrityError:  # a concurrent pass stored some of them: one by one instead
-        stored = [store_event(rt.sessions, source="loop", body=body, headers=dict(_HEADERS),
-                              topic="return", trigger=TRIGGER, source_ref=ref,
-                              channel=CHANNEL, dedupe_key=key) for ref, body, key in bodies]
+        stored = [_store_one(rt, ref, body, key) for ref, body, key in bodies]
     fresh: list[tuple[str, StoredEvent]] = []
     for (ref, _, _), event in zip(bodies, stored, strict=True):
         if event.duplicate:
@@ -274,23 +239,22 @@ def _store_page(rt: Runtime, page: ReturnPage, tally: _Tally,
         tally.new_events.extend(stored for _, stored in fresh)
 
 
+def _store_one(rt: Runtime, ref: str, body: bytes, key: str) -> StoredEvent:
+    """One event in its own transaction (dedupe by key, a duplicate counted)."""
+    with rt.unit_of_work() as uow:
+        return uow.events.store(source="loop", body=body, headers=dict(_HEADERS),
+                                topic="return", trigger=TRIGGER, source_ref=ref,
+                                channel=CHANNEL, dedupe_key=key)
+
+
 def _read_mark(rt: Runtime, name: str) -> str | None:
-    with rt.sessions() as session:
-        row = session.get(Watermark, name)
-        return row.value if row is not None else None
+    with rt.unit_of_work() as uow:
+        return uow.watermarks.get(name)
 
 
 def _write_mark(rt: Runtime, name: str, value: str | None) -> None:
-    with rt.sessions() as session, session.begin():
-        row = session.get(Watermark, name)
-        if value is None:
-            if row is not None:
-                session.delete(row)
-        elif row is None:
-            session.add(Watermark(name=name, value=value, updated_at=utcnow()))
-        else:
-            row.value = value
-            row.updated_at = utcnow()
+    with rt.unit_of_work() as uow:
+        uow.watermarks.set(name, value)
 
 
 def _client(rt: Runtime, client: LoopClient | None) -> tuple[LoopClient, bool]:

@@ -15,9 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import text
-
 from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.store.leases_repo import advisory_lease
 
 _LOCK_KEY = 0x4C4F4F50  # "LOOP"
 SKIPPED = "skipped: another process is calling the Loop API (one Loop job at a time)"
@@ -26,15 +25,5 @@ SKIPPED = "skipped: another process is calling the Loop API (one Loop job at a t
 @contextmanager
 def loop_api_lease(rt: Runtime) -> Iterator[bool]:
     """Yields True when this process may call the Loop API for the job now."""
-    if rt.engine.dialect.name != "postgresql":
-        yield True
-        return
-    with rt.engine.connect() as conn:
-        mine = bool(conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": _LOCK_KEY}))
-        conn.commit()
-        try:
-            yield mine
-        finally:
-            if mine:
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _LOCK_KEY})
-                conn.commit()
+    with advisory_lease(rt.engine, _LOCK_KEY) as mine:
+        yield mine

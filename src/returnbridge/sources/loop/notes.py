@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import structlog
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from returnbridge.domain.exceptions import Owner
 from returnbridge.domain.khaos_status import KhaosStatus
@@ -33,7 +31,7 @@ from returnbridge.sources.loop.client import (
     LoopHTTPError,
     LoopUnavailable,
 )
-from returnbridge.sources.loop.notes_table import LoopNote
+from returnbridge.sources.loop.notes_table import LoopNote, LoopNotes
 from returnbridge.sources.loop.settings import loop_settings
 from returnbridge.store.models import ExceptionRow, ReturnRow, utcnow
 
@@ -97,34 +95,22 @@ def plan(rt: Runtime) -> int:
     """Write the ``loop_notes`` rows for causes not yet noted; how many were written."""
     loop = loop_settings(rt.settings)
     written = 0
-    with rt.sessions() as session, session.begin():
-        held = session.execute(
-            select(ReturnRow, ExceptionRow)
-            .join(ExceptionRow, ExceptionRow.return_id == ReturnRow.id)
-            .where(ReturnRow.source == "loop", ReturnRow.khaos_status == KhaosStatus.HELD.value,
-                   ExceptionRow.status == "open", ExceptionRow.severity == "blocking")
-            .order_by(ReturnRow.id, ExceptionRow.id)).all()
-        for ret, exc in held:
-            written += _add(session, ret, f"held:{exc.type}:{exc.dedupe_key}"[:255],
+    with rt.unit_of_work() as uow:
+        notes = uow.repository(LoopNotes)
+        for ret, exc in notes.held_causes("loop"):
+            written += _add(notes, ret, f"held:{exc.type}:{exc.dedupe_key}"[:255],
                             exc.owner, exc.type, _detail(exc))
             if loop.write_back_flag:
-                written += _add(session, ret, "flag", "", "", "")
+                written += _add(notes, ret, "flag", "", "", "")
         if loop.write_back_credit_note:
             since = utcnow() - timedelta(days=7)
-            confirmed = session.scalars(select(ReturnRow).where(
-                ReturnRow.source == "loop", ReturnRow.credit_note_code != "",
-                ReturnRow.credit_confirmed_at >= since))
-            for ret in confirmed:
-                written += _add(session, ret, f"credit:{ret.credit_note_code}", "", "", "")
+            for ret in notes.credited_since("loop", since):
+                written += _add(notes, ret, f"credit:{ret.credit_note_code}", "", "", "")
     return written
 
 
-def _add(session: Session, ret: ReturnRow, cause: str, owner: str, type_: str,
+def _add(notes: LoopNotes, ret: ReturnRow, cause: str, owner: str, type_: str,
          detail: str) -> int:
-    exists = session.scalar(select(LoopNote.id).where(LoopNote.return_id == ret.id,
-                                                      LoopNote.cause == cause))
-    if exists is not None:
-        return 0
     if cause == "flag":
         content = ""
     elif cause.startswith("credit:"):
@@ -133,10 +119,7 @@ def _add(session: Session, ret: ReturnRow, cause: str, owner: str, type_: str,
     else:
         # the content of a held cause is composed per note at send time; keep its parts
         content = f"{type_}|{owner}|{detail}"[:255]
-    session.add(LoopNote(return_id=ret.id, loop_return_id=ret.source_return_id, cause=cause,
-                         content=content, status="pending", error="", created_at=utcnow()))
-    session.flush()
-    return 1
+    return 1 if notes.add(ret, cause, content) else 0
 
 
 def _client(rt: Runtime) -> LoopClient:
@@ -149,9 +132,8 @@ def send(rt: Runtime, client: LoopClient | None = None) -> tuple[int, int, int]:
     api = client or _client(rt)
     notes = flags = failed = 0
     try:
-        with rt.sessions() as session:
-            return_ids = sorted(set(session.scalars(select(LoopNote.return_id).where(
-                LoopNote.status.in_(("pending", "sending"))))))
+        with rt.unit_of_work() as uow:
+            return_ids = uow.repository(LoopNotes).returns_to_send()
         for return_id in return_ids:
             n, f, bad = _send_for_return(rt, api, return_id)
             notes, flags, failed = notes + n, flags + f, failed + bad
@@ -166,18 +148,17 @@ def send(rt: Runtime, client: LoopClient | None = None) -> tuple[int, int, int]:
 
 
 def _send_for_return(rt: Runtime, api: LoopClient, return_id: int) -> tuple[int, int, int]:
-    with rt.sessions() as session, session.begin():
-        ret = session.get(ReturnRow, return_id)
-        rows = list(session.scalars(select(LoopNote).where(
-            LoopNote.return_id == return_id,
-            LoopNote.status.in_(("pending", "sending"))).order_by(LoopNote.id)))
+    with rt.unit_of_work() as uow:
+        table = uow.repository(LoopNotes)
+        ret = uow.returns.get(return_id)
+        rows = table.to_send(return_id)
         if ret is None or not rows:
             return 0, 0, 0
         still_held = ret.khaos_status == KhaosStatus.HELD.value
         held_rows = [r for r in rows if r.cause.startswith("held:")]
         for row in held_rows if not still_held else []:
-            row.status = "dropped"  # released before the note went: nothing to say any more
-            row.error = "the return was released before the note was sent"
+            # released before the note went: nothing to say any more
+            table.drop(row, "the return was released before the note was sent")
         held_rows = held_rows if still_held else []
         # New causes become one note; rows already 'sending' (a crash after the POST, maybe)
         # keep the exact note they were sending, so it can be found on the return.
@@ -189,7 +170,7 @@ def _send_for_return(rt: Runtime, api: LoopClient, return_id: int) -> tuple[int,
                 causes.append((type_, owner, detail))
             note = held_note(ret.associated_ref, causes)
             for r in fresh:
-                r.content = note
+                table.set_content(r, note)
         by_content: dict[str, list[LoopNote]] = {}
         for r in held_rows:
             by_content.setdefault(r.content, []).append(r)
@@ -198,13 +179,13 @@ def _send_for_return(rt: Runtime, api: LoopClient, return_id: int) -> tuple[int,
         flag_rows = [r for r in rows if r.cause == "flag" and still_held]
         for r in rows:
             if r.cause == "flag" and not still_held:
-                r.status = "dropped"
+                table.drop(r)
         resend_check = any(r.status == "sending" for r in rows)
         for _content, group in groups:
             for r in group:
-                r.status = "sending"
+                table.sending(r)
         for r in flag_rows:
-            r.status = "sending"
+            table.sending(r)
         loop_id = ret.source_return_id
     notes = flags = failed = 0
     existing: list[str] = api.notes(loop_id) if resend_check else []
@@ -243,14 +224,8 @@ def _post(api: LoopClient, loop_id: str, content: str, existing: list[str]) -> s
 
 
 def _finish(rt: Runtime, ids: list[int], error: str) -> None:
-    with rt.sessions() as session, session.begin():
-        for row in session.scalars(select(LoopNote).where(LoopNote.id.in_(ids))):
-            if error:
-                row.status = "failed"
-                row.error = error
-            else:
-                row.status = "sent"
-                row.sent_at = utcnow()
+    with rt.unit_of_work() as uow:
+        uow.repository(LoopNotes).finish(ids, error)
 
 
 def write_back(rt: Runtime, client: LoopClient | None = None) -> NoteRun:

@@ -7,8 +7,6 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
-
 from returnbridge.domain.evidence import Interpretation
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.flows.exceptions.health import record_failure, record_success
@@ -24,7 +22,7 @@ from returnbridge.sources.loop.backstop import run_backstop
 from returnbridge.sources.loop.client import LoopClient, LoopError
 from returnbridge.sources.loop.lease import SKIPPED, loop_api_lease
 from returnbridge.sources.loop.notes import write_back
-from returnbridge.sources.loop.notes_table import LoopNote
+from returnbridge.sources.loop.notes_table import LoopNotes
 from returnbridge.sources.loop.parser import envelope
 from returnbridge.sources.loop.settings import LoopSettings, loop_settings
 from returnbridge.sources.loop.topics import interpret
@@ -124,9 +122,7 @@ class LoopPlatform(ReturnsPlatform[LoopSettings]):
         return listed
 
     def doctor_counts(self, session: Any) -> dict[str, Any]:
-        rows = session.execute(select(LoopNote.status, func.count())
-                               .group_by(LoopNote.status)).all()
-        return {"loop_notes_by_status": {str(s): int(n) for s, n in rows}}
+        return {"loop_notes_by_status": LoopNotes(session).counts_by_status()}
 
     def missing_returns_hint(self) -> str:
         return ("the Loop webhook subscriptions and the API key the backstop uses; "

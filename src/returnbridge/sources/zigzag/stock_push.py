@@ -23,8 +23,6 @@ from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal
 
 import structlog
-from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session
 
 from returnbridge.domain.exceptions import Problem
 from returnbridge.flows.engine.runtime import Runtime
@@ -37,15 +35,8 @@ from returnbridge.sources.zigzag.client import (
     ZigZagRejected,
 )
 from returnbridge.sources.zigzag.settings import zigzag_settings
-from returnbridge.store.exceptions_repo import ExceptionsRepository
-from returnbridge.store.models import (
-    ExceptionRow,
-    ReturnLineRow,
-    ReturnRow,
-    StockItem,
-    StockLevel,
-    utcnow,
-)
+from returnbridge.store.models import utcnow
+from returnbridge.store.unit_of_work import UnitOfWork
 
 log = structlog.get_logger(__name__)
 
@@ -72,12 +63,9 @@ class _Pending:
     line: StockLine
 
 
-def zigzag_skus(session: Session) -> set[str]:
+def zigzag_skus(uow: UnitOfWork) -> set[str]:
     """SKUs that appeared on ZigZag returns: ZigZag knows them from its order feed."""
-    rows = session.scalars(
-        select(ReturnLineRow.sku).join(ReturnRow, ReturnRow.id == ReturnLineRow.return_id)
-        .where(ReturnRow.source == "zigzag").distinct())
-    return {sku for sku in rows if sku}
+    return uow.returns.skus_of_source("zigzag")
 
 
 def _quantity(available: Decimal) -> int:
@@ -85,17 +73,10 @@ def _quantity(available: Decimal) -> int:
     return max(0, min(whole, MAX_QUANTITY))
 
 
-def changed_levels(session: Session, dc_codes: dict[str, str], allowed: Collection[str],
+def changed_levels(uow: UnitOfWork, dc_codes: dict[str, str], allowed: Collection[str],
                    max_lines: int) -> tuple[list[_Pending], int, int]:
     """(levels to push, how many changed levels of unknown SKUs, how many left over)."""
-    rows = session.execute(
-        select(StockLevel, StockItem.stock_code)
-        .outerjoin(StockItem, StockItem.stock_id == StockLevel.stock_id)
-        .where(StockLevel.site_id.in_(list(dc_codes)),
-               or_(StockLevel.pushed_available.is_(None),
-                   StockLevel.pushed_available != StockLevel.available))
-        .order_by(StockLevel.stock_id, StockLevel.site_id)
-    ).all()
+    rows = uow.catalogue.levels_to_push(list(dc_codes))
     pending: list[_Pending] = []
     unknown = 0
     for level, item_code in rows:
@@ -111,27 +92,23 @@ def changed_levels(session: Session, dc_codes: dict[str, str], allowed: Collecti
 
 def _mark_pushed(rt: Runtime, batch: list[_Pending]) -> None:
     now = utcnow()
-    with rt.sessions() as session, session.begin():
+    with rt.unit_of_work() as uow:
         for item in batch:
-            session.execute(
-                update(StockLevel)
-                .where(StockLevel.stock_id == item.stock_id, StockLevel.site_id == item.site_id)
-                .values(pushed_available=item.available, pushed_at=now))
+            uow.catalogue.mark_pushed(item.stock_id, item.site_id, item.available, now)
 
 
 def _rejected_key(line: StockLine) -> str:
     return f"{line.sku}@{line.warehouse_dc_code}"
 
 
-def _open_rejections(session: Session) -> set[str]:
-    return set(session.scalars(select(ExceptionRow.dedupe_key).where(
-        ExceptionRow.type == "stock_push_rejected", ExceptionRow.status == "open")))
+def _open_rejections(uow: UnitOfWork) -> set[str]:
+    return uow.exceptions.open_keys("stock_push_rejected")
 
 
 def _reject(rt: Runtime, item: _Pending, error: str) -> None:
     line = item.line
-    with rt.sessions() as session, session.begin():
-        ExceptionsRepository(session).raise_problem(Problem(
+    with rt.unit_of_work() as uow:
+        uow.exceptions.raise_problem(Problem(
             "stock_push_rejected",
             f"ZigZag refused the stock level of SKU {line.sku} at DC {line.warehouse_dc_code} "
             f"({line.available_quantity} available): {error}",
@@ -144,9 +121,9 @@ def _accepted(rt: Runtime, batch: list[_Pending], open_keys: set[str]) -> None:
     _mark_pushed(rt, batch)
     cleared = [p for p in batch if _rejected_key(p.line) in open_keys]
     if cleared:
-        with rt.sessions() as session, session.begin():
+        with rt.unit_of_work() as uow:
             for item in cleared:
-                ExceptionsRepository(session).resolve_by_key(
+                uow.exceptions.resolve_by_key(
                     "stock_push_rejected", _rejected_key(item.line),
                     by="returnbridge", how="ZigZag accepted the SKU's stock level")
                 open_keys.discard(_rejected_key(item.line))
@@ -190,11 +167,11 @@ def push_stock(rt: Runtime, client: ZigZagClient, *, skus: Collection[str] | Non
     dc_codes = dict(settings.warehouse_dc_codes)
     if not dc_codes:
         return PushResult(0, 0, 0, 0)
-    with rt.sessions() as session:
+    with rt.unit_of_work() as uow:
         allowed: Collection[str] = (set(skus) if skus is not None
-                                    else set(settings.stock_push_skus) or zigzag_skus(session))
-        pending, unknown, left = changed_levels(session, dc_codes, allowed, max_lines)
-        open_keys = _open_rejections(session)
+                                    else set(settings.stock_push_skus) or zigzag_skus(uow))
+        pending, unknown, left = changed_levels(uow, dc_codes, allowed, max_lines)
+        open_keys = _open_rejections(uow)
     size = settings.stock_push_batch_size
     # SKUs ZigZag refused before go on their own, so they cannot hold back a batch again.
     suspects = [p for p in pending if _rejected_key(p.line) in open_keys]

@@ -268,7 +268,8 @@ async def exception_detail(request: Request, exception_id: int, who: Who) -> Res
     live: list[dict[str, Any]] = []
     if view["type"] == "sku_mismatch" and view["status"] == "open" and view["details"].get(
             "sku"):
-        live = await db(runtime(request), sku_fix.candidates, str(view["details"]["sku"]))
+        live = await run_in_threadpool(sku_fix.candidates, runtime(request),
+                                       str(view["details"]["sku"]))
     return page(request, "exception.html", who, nav="exceptions", e=view,
                 may_act=who.identity.may_act_on(view["owner"]),
                 runbook=runbooks.render(view["type"]), live_candidates=live)
