@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, selectinload
 
@@ -21,6 +21,11 @@ from returnbridge.store.models import (
 
 # (order code, invoice code, order type, total, order id, stage, AssociatedRef)
 PushedStatus = tuple[str, str, str, Decimal | None, str, str, str]
+
+
+# A served return needs its document lines and exchange items: loaded with the page, not
+# one lazy query per return.
+_WITH_LINES = (selectinload(ReturnRow.lines), selectinload(ReturnRow.exchanges))
 
 
 class UnstorableValue(Exception):
@@ -42,7 +47,7 @@ class KhaosRepository:
             .where(ReturnRow.khaos_status == status)
             .order_by(ReturnRow.ready_at, ReturnRow.id)
             .limit(limit)
-            .options(selectinload(ReturnRow.lines))
+            .options(*_WITH_LINES)
             .with_for_update(skip_locked=True)
         )
         return list(self._session.scalars(stmt))
@@ -53,7 +58,7 @@ class KhaosRepository:
             select(ReturnRow)
             .where(ReturnRow.associated_ref.in_(list(refs)))
             .order_by(ReturnRow.ready_at, ReturnRow.id)
-            .options(selectinload(ReturnRow.lines))
+            .options(*_WITH_LINES)
             .with_for_update()
         )
         return list(self._session.scalars(stmt))
@@ -65,7 +70,7 @@ class KhaosRepository:
             .join(KhaosDeliveryItem, KhaosDeliveryItem.return_id == ReturnRow.id)
             .where(KhaosDeliveryItem.delivery_id == delivery_id)
             .order_by(ReturnRow.ready_at, ReturnRow.id)
-            .options(selectinload(ReturnRow.lines))
+            .options(*_WITH_LINES)
             .with_for_update()
         )
         return list(self._session.scalars(stmt))
@@ -95,12 +100,15 @@ class KhaosRepository:
     def set_response_continuation(self, delivery: KhaosDelivery, token: str) -> None:
         delivery.response_continuation = token
 
-    def add_delivery_item(self, delivery: KhaosDelivery, row: ReturnRow, *,
-                          redelivery: bool) -> None:
-        """``row`` was handed over in ``delivery`` (again, when ``redelivery``)."""
-        self._session.add(KhaosDeliveryItem(delivery_id=delivery.id, return_id=row.id,
-                                            associated_ref=row.associated_ref,
-                                            redelivery=redelivery))
+    def add_delivery_items(self, delivery: KhaosDelivery,
+                           rows: Sequence[tuple[ReturnRow, bool]]) -> None:
+        """Each ``(row, redelivery)`` was handed over in ``delivery`` (again, when
+        ``redelivery``); one multi-row INSERT."""
+        if rows:
+            self._session.execute(insert(KhaosDeliveryItem), [
+                {"delivery_id": delivery.id, "return_id": row.id,
+                 "associated_ref": row.associated_ref, "redelivery": redelivery}
+                for row, redelivery in rows])
 
     def pushed_statuses_of(self, khaos_statuses: Sequence[str]) -> list[PushedStatus]:
         """The order statuses Khaos pushed about our returns in these Khaos statuses,

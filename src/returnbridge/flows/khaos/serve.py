@@ -182,10 +182,10 @@ def serve_page(rt: Runtime, *, continuation: str = "", specific_ids: str | None 
             return_count=len(rows), document=body)
         next_token = f"d{delivery.id}" if more else ""
         uow.khaos.set_response_continuation(delivery, next_token)
-        for row in rows:
-            redelivery = KhaosStatus(row.khaos_status) in DELIVERED
-            uow.khaos.add_delivery_item(delivery, row, redelivery=redelivery)
-            evidence = {"delivery_id": delivery.id}
+        handed = [(row, KhaosStatus(row.khaos_status) in DELIVERED) for row in rows]
+        uow.khaos.add_delivery_items(delivery, handed)
+        evidence = {"delivery_id": delivery.id}
+        for row, redelivery in handed:
             if redelivery:
                 why = ("served again because Khaos asked for it by name (SpecificIDs)"
                        if refs_asked else
@@ -193,8 +193,6 @@ def serve_page(rt: Runtime, *, continuation: str = "", specific_ids: str | None 
                        f"our answer (delivery {repeated.id if repeated else '?'}) never "
                        "reached it")
                 uow.returns.add_timeline(row, "khaos_redelivery", why, evidence)
-            else:
-                uow.returns.set_khaos_status(row, KhaosStatus.SERVED,
-                                             f"fetched by Khaos in delivery {delivery.id}",
-                                             evidence)
+        uow.returns.mark_served([row for row, redelivery in handed if not redelivery],
+                                f"fetched by Khaos in delivery {delivery.id}", evidence)
         return Page(body, media_type, next_token, tuple(r.associated_ref for r in rows))

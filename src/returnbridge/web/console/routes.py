@@ -89,7 +89,7 @@ async def db(rt: Runtime, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> 
 
 
 async def in_uow(rt: Runtime, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """``fn(uow, *args, **kwargs)`` in one unit of work, off the event loop."""
+    """``fn(uow, *args, **kwargs)`` in one unit of work, in a worker thread."""
     def run() -> Any:
         with rt.unit_of_work() as uow:
             return fn(uow, *args, **kwargs)
