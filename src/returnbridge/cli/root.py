@@ -17,7 +17,15 @@ from returnbridge.cli.alerts import alerts_app, doctor
 from returnbridge.cli.audit import audit
 from returnbridge.cli.audit_log import app as audit_log_app
 from returnbridge.cli.backfill import backfill_app
-from returnbridge.cli.common import ConfigOpt, configure_logging, err, load, out, require_schema
+from returnbridge.cli.common import (
+    ConfigOpt,
+    configure_logging,
+    err,
+    load,
+    out,
+    require_schema,
+    settle_heap,
+)
 from returnbridge.cli.events import app as events_app
 from returnbridge.cli.exceptions import app as exceptions_app
 from returnbridge.cli.khaos import khaos_app
@@ -160,8 +168,10 @@ def serve(
     # The event worker is CPU-bound Python; hand the interpreter lock to the request thread
     # sooner (default 5 ms) so webhook answers do not queue behind a batch.
     sys.setswitchinterval(0.0005)
+    web = create_app(rt, None, wake=durable.wake)
+    settle_heap()
     try:
-        uvicorn.run(create_app(rt, None, wake=durable.wake), host=host or settings.server.host,
+        uvicorn.run(web, host=host or settings.server.host,
                     port=port or settings.server.port, log_config=None,
                     **uvicorn_options(settings))
     finally:
@@ -181,6 +191,7 @@ def worker(config: ConfigOpt = None) -> None:
     rt = Runtime.from_settings(settings)
     durable = Durable(rt, worker=True)
     durable.start()
+    settle_heap()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
