@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -12,7 +13,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from returnbridge.config import Settings
 from returnbridge.domain.policy import GoodsInOwner, PolicyConfig, ReleaseOn, SourcePolicy
 from returnbridge.domain.reasons import ReasonRule
+from returnbridge.erp.khaos.soap import KhaosSoapClient
+from returnbridge.payments.shopify.client import ShopifyClient
 from returnbridge.returns_platform import PlatformSettings, Registry
+from returnbridge.store.call_rates import SharedCallRate
 from returnbridge.store.console_mapping import MappingRules
 from returnbridge.store.db import make_engine, session_factory
 from returnbridge.store.unit_of_work import UnitOfWork
@@ -30,6 +34,11 @@ class Runtime:
     # a transaction would wait on it); else cached for CONSOLE_RULES_TTL seconds.
     _console_rules: tuple[ReasonRule, ...] | None = field(default=None, repr=False)
     _console_rules_at: float = field(default=0.0, repr=False)
+    # The wall clock and sleep the shared call rates pace with (tests pass fakes).
+    clock: Callable[[], float] = field(default=time.time, repr=False)
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    _call_rates: dict[tuple[str, int], SharedCallRate] = field(default_factory=dict,
+                                                               repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
@@ -99,6 +108,29 @@ class Runtime:
 
     def forget_console_rules(self) -> None:
         self._console_rules = None
+
+    def call_rate(self, name: str, limit: int) -> SharedCallRate:
+        """The pacing of one external API shared by every process on this database: at most
+        ``limit`` requests a minute, retries included (``store/call_rates.py``)."""
+        found = self._call_rates.get((name, limit))
+        if found is None:
+            found = SharedCallRate(self.engine, name, limit, 60.0, clock=self.clock,
+                                   sleep=self.sleep)
+            self._call_rates[(name, limit)] = found
+        return found
+
+    def shopify_client(self) -> ShopifyClient:
+        """A Shopify client paced by ``[shopify] calls_per_minute`` across every process."""
+        s = self.settings.shopify
+        return ShopifyClient(s, limiter=self.call_rate("shopify", s.calls_per_minute))
+
+    def khaos_soap_client(self) -> KhaosSoapClient:
+        """A desktop Khaos SOAP client paced by ``[khaos] soap_calls_per_minute`` across
+        every process, every attempt counted (the DBOS queue limiter only counts the
+        workflows it starts, not a step's retries nor a workflow recovered after a crash)."""
+        k = self.settings.khaos
+        return KhaosSoapClient(k.soap_url, timeout=k.soap_timeout_seconds,
+                               limiter=self.call_rate("khaos_soap", k.soap_calls_per_minute))
 
     def prefix(self, source: str) -> str:
         return self.platform_settings(source).associated_ref_prefix
