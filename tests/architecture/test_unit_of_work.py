@@ -94,12 +94,11 @@ def test_a_use_case_is_committed_whole_when_the_block_ends(runtime: Runtime) -> 
 
 
 def test_a_use_case_that_fails_part_way_leaves_nothing_behind(runtime: Runtime) -> None:
-    with pytest.raises(RuntimeError, match="Khaos went away"):
-        with runtime.unit_of_work() as uow:
-            uow.exceptions.raise_problem(_problem("UOW-2"))
-            uow.watermarks.set("uow-test", "half")
-            uow.flush()  # written inside the transaction ...
-            raise RuntimeError("Khaos went away")
+    with pytest.raises(RuntimeError, match="Khaos went away"), runtime.unit_of_work() as uow:
+        uow.exceptions.raise_problem(_problem("UOW-2"))
+        uow.watermarks.set("uow-test", "half")
+        uow.flush()  # written inside the transaction ...
+        raise RuntimeError("Khaos went away")
     with runtime.unit_of_work() as uow:  # ... and rolled back with it
         assert uow.exceptions.search(type="unknown_customer") == ([], 0)
         assert uow.watermarks.get("uow-test") is None
