@@ -242,7 +242,7 @@ class KhaosSettings(Section):
     soap_calls_per_minute: int = Field(
         60, ge=1, le=6000,
         description="Most SOAP calls returnbridge makes to desktop Khaos per minute (all "
-        "processes together), so that peaks never flood the ERP.",
+        "processes together, retries included), so that peaks never flood the ERP.",
     )
     soap_concurrency: int = Field(
         2, ge=1, le=50, description="Most SOAP calls in flight at once (all processes)."
@@ -449,6 +449,13 @@ class ShopifySettings(Section):
     max_attempts: int = Field(
         5, ge=1, le=20, description="Attempts per Shopify call when throttled or on 5xx "
         "and timeouts (backoff from the returned throttle status or Retry-After).")
+    calls_per_minute: int = Field(
+        600, ge=1, le=100_000,
+        description="Most requests returnbridge sends to the Shopify Admin API per minute, "
+        "all processes together and retries included. Shopify limits by query cost, not "
+        "requests: the Standard plan's bucket (2,000 points, 100 restored a second) admits "
+        "about 800 queries of 10 points a minute, so the default keeps a quarter in hand "
+        "for costlier queries; raise it on Shopify Plus (10 times the restore rate).")
     notify_customer: bool = Field(
         False, description="Ask Shopify to e-mail the customer about each refund.")
 

@@ -1,7 +1,13 @@
-"""A token bucket shared by every client of one API key in this process.
+"""Pacing calls to another system.
 
-Every call takes a token first; when the bucket is empty the caller waits for the next token
-instead of risking 429 (Loop, for one, allows 300 requests per minute per API key).
+:class:`CallLimiter` is what a client asks before *every* request it sends (first attempts
+and retries alike): ``acquire()`` returns once the request may go. Two implementations:
+
+- :class:`TokenBucket` here, shared by every client of one API key *in this process*: when
+  the bucket is empty the caller waits for the next token instead of risking 429 (Loop, for
+  one, allows 300 requests per minute per API key);
+- ``store/call_rates.py``: one pacing slot in the database, shared by *every process*
+  (Shopify, desktop Khaos SOAP).
 """
 
 from __future__ import annotations
@@ -10,6 +16,15 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
+
+
+class CallLimiter(Protocol):
+    """Asked before every request a client sends, retries included."""
+
+    def acquire(self) -> float:
+        """Wait until one more request may go; returns the seconds waited."""
+        ...
 
 
 class TokenBucket:

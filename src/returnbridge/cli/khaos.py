@@ -52,7 +52,6 @@ def import_credit_notes(
 def sweep(config: ConfigOpt = None) -> None:
     """Check every served return now: SOAP status export (when soap_url is set), pushed
     order statuses, and the confirmation SLA."""
-    from returnbridge.erp.khaos.soap import KhaosSoapClient
     from returnbridge.flows.confirm.order_statuses import confirm_from_order_statuses
     from returnbridge.flows.confirm.sla import check_sla
     from returnbridge.flows.confirm.soap_sweep import sweep_unconfirmed
@@ -64,8 +63,7 @@ def sweep(config: ConfigOpt = None) -> None:
         pushed = confirm_from_order_statuses(rt)
         out.print(f"order-status pushes moved {pushed} return(s)")
         if settings.khaos.soap_url:
-            with KhaosSoapClient(settings.khaos.soap_url,
-                                 timeout=settings.khaos.soap_timeout_seconds) as client:
+            with rt.khaos_soap_client() as client:
                 result = sweep_unconfirmed(rt, client)
             out.print(f"SOAP: {result.checked} checked in {result.calls} call(s), "
                       f"{result.imported} imported, {result.confirmed} credit-confirmed, "
@@ -89,7 +87,6 @@ def load_customers(
                                               "login name).")] = None,
 ) -> None:
     """Fill the customer mirror (email -> URN) and release the returns it unblocks."""
-    from returnbridge.erp.khaos.soap import KhaosSoapClient
     from returnbridge.flows.decide.customers import load_customers_csv, lookup_unknown_customers
     from returnbridge.flows.engine.runtime import Runtime
 
@@ -100,8 +97,7 @@ def load_customers(
         if file is not None:
             result = load_customers_csv(rt, file, actor=who)
         elif settings.khaos.soap_url:
-            with KhaosSoapClient(settings.khaos.soap_url,
-                                 timeout=settings.khaos.soap_timeout_seconds) as soap:
+            with rt.khaos_soap_client() as soap:
                 result = lookup_unknown_customers(rt, soap, actor=who)
         else:
             err.print("give a customer export file, or set [khaos].soap_url to ask desktop "

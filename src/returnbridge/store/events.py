@@ -51,29 +51,12 @@ def store_event(
     source_ref: str = "",
     channel: str = "webhook",
 ) -> StoredEvent:
-    """Insert the event, or count a duplicate of one already stored. Commits before returning."""
-    digest = sha256(body)
-    key = column_text(dedupe_key or digest)
-    topic, trigger, source_ref = column_text(topic), column_text(trigger), column_text(source_ref)
-    try:
-        with factory() as session, session.begin():
-            row = InboundEvent(
-                source=source, channel=channel, topic=topic[:80], trigger=trigger[:80],
-                dedupe_key=key, source_ref=source_ref[:80], headers=headers, body=body,
-                body_sha256=digest, status="received",
-            )
-            session.add(row)
-            session.flush()
-            return StoredEvent(row.id, source, key, duplicate=False)
-    except IntegrityError:
-        with factory() as session, session.begin():
-            existing = session.scalars(
-                select(InboundEvent).where(
-                    InboundEvent.source == source, InboundEvent.dedupe_key == key
-                )
-            ).one()
-            existing.duplicates += 1
-            return StoredEvent(existing.id, source, key, duplicate=True)
+    """Insert the event, or count a duplicate of one already stored, in a transaction of
+    its own (committed before returning)."""
+    with factory() as session, session.begin():
+        return EventsRepository(session).store(
+            source=source, body=body, headers=headers, dedupe_key=dedupe_key, topic=topic,
+            trigger=trigger, source_ref=source_ref, channel=channel)
 
 
 STATUSES = ("received", "processed", "unhandled", "deferred", "invalid", "failed")

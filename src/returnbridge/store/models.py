@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Double,
     ForeignKey,
     Index,
     Integer,
@@ -736,3 +737,16 @@ class SkuAlias(Base):
     stock_id: Mapped[str] = mapped_column(String(40), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     created_by: Mapped[str] = mapped_column(String(120), default="")
+
+
+class CallRate(Base):
+    """The next free call slot for one external API (0013), shared by every process:
+    ``store/call_rates.py`` keeps all of returnbridge's calls to Shopify and to desktop Khaos
+    SOAP, retries included, within their per-minute limits."""
+
+    __tablename__ = "call_rates"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    # Seconds since the epoch (wall clock, shared by processes and hosts) of the
+    # theoretical arrival time of the next call (GCRA).
+    next_slot: Mapped[float] = mapped_column(Double(), default=0.0)

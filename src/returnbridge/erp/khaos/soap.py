@@ -17,6 +17,7 @@ import httpx
 from lxml import etree
 
 from returnbridge.adapters.http import http_client
+from returnbridge.adapters.ratelimit import CallLimiter
 from returnbridge.erp.khaos.soap_faults import SoapFault, SoapTransportError, fault_from
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -240,11 +241,16 @@ class KhaosSoapClient:
     """Calls one desktop Khaos web-service executable (``…/Khaos<Name>.exe/soap/IKosWeb``)."""
 
     def __init__(self, url: str, *, timeout: float = 30.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None,
+                 limiter: CallLimiter | None = None) -> None:
+        """``limiter`` is asked before every request; the service passes the call rate
+        shared by all its processes (``[khaos] soap_calls_per_minute``, retries included:
+        ``Runtime.khaos_soap_client``)."""
         if not url:
             raise ValueError("the SOAP URL is empty ([khaos].soap_url)")
         self.url = url
         self._http = http_client(timeout=timeout, transport=transport)
+        self._limiter = limiter
 
     def __enter__(self) -> KhaosSoapClient:
         return self
@@ -262,6 +268,8 @@ class KhaosSoapClient:
         """POST one RPC call; the ``<…Response>`` element, or a typed error."""
         headers = {"Content-Type": "text/xml; charset=utf-8",
                    "SOAPAction": f'"{URN}#{operation}"'}
+        if self._limiter is not None:
+            self._limiter.acquire()
         try:
             response = self._http.post(self.url, content=envelope(operation, params),
                                        headers=headers)
@@ -298,6 +306,8 @@ class KhaosSoapClient:
     def operations(self) -> list[str]:
         """Operation names the service's WSDL (``…/wsdl/IKosWeb``) declares."""
         wsdl_url = self.url.replace("/soap/", "/wsdl/")
+        if self._limiter is not None:
+            self._limiter.acquire()
         try:
             response = self._http.get(wsdl_url)
             response.raise_for_status()

@@ -11,7 +11,6 @@ import structlog
 from dbos import DBOS, SetWorkflowID
 
 from returnbridge.config import Settings
-from returnbridge.erp.khaos.soap import KhaosSoapClient
 from returnbridge.erp.khaos.soap_faults import (
     ReturnAlreadyProcessed,
     ReturnCodeOrAuthMissing,
@@ -54,8 +53,7 @@ def soap_confirm_batch_step(refs: list[str]) -> dict[str, int]:
     rt = runtime()
     result = SweepResult(checked=len(refs), calls=1)
     try:
-        with KhaosSoapClient(rt.settings.khaos.soap_url,
-                             timeout=rt.settings.khaos.soap_timeout_seconds) as client:
+        with rt.khaos_soap_client() as client:
             records = client.export_order_status_by_ref(refs)
     except SoapTransportError as exc:
         record_failure(rt, "khaos_soap", str(exc))
@@ -98,9 +96,8 @@ def process_return_step(return_code: str, manual_auth_code: str) -> str:
     ``already_processed`` after a retry means our earlier call got through."""
 
     rt = runtime()
-    k = rt.settings.khaos
     try:
-        with KhaosSoapClient(k.soap_url, timeout=k.soap_timeout_seconds) as client:
+        with rt.khaos_soap_client() as client:
             client.process_return(return_code, manual_auth_code)
     except SoapTransportError as exc:
         record_failure(rt, "khaos_soap", str(exc))

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 from returnbridge.config import Settings
 from returnbridge.domain.policy import GoodsInOwner, PolicyConfig, ReleaseOn, SourcePolicy
 from returnbridge.domain.reasons import ReasonRule
+from returnbridge.erp.khaos.soap import KhaosSoapClient
+from returnbridge.payments.shopify.client import ShopifyClient
 from returnbridge.returns_platform import PlatformSettings, Registry
+from returnbridge.store.call_rates import SharedCallRate
 from returnbridge.store.console_mapping import MappingRules
 from returnbridge.store.db import make_engine, session_factory
 from returnbridge.store.unit_of_work import Database, DatabaseEngine, SessionFactory
@@ -28,6 +32,10 @@ class Runtime(Database):
         # transaction inside one would wait on it); else cached for CONSOLE_RULES_TTL s.
         self._console_rules: tuple[ReasonRule, ...] | None = None
         self._console_rules_at = 0.0
+        # The wall clock and sleep the shared call rates pace with (tests pass fakes).
+        self.clock: Callable[[], float] = time.time
+        self.sleep: Callable[[float], None] = time.sleep
+        self._call_rates: dict[tuple[str, int], SharedCallRate] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
@@ -92,6 +100,29 @@ class Runtime(Database):
 
     def forget_console_rules(self) -> None:
         self._console_rules = None
+
+    def call_rate(self, name: str, limit: int) -> SharedCallRate:
+        """The pacing of one external API shared by every process on this database: at most
+        ``limit`` requests a minute, retries included (``store/call_rates.py``)."""
+        found = self._call_rates.get((name, limit))
+        if found is None:
+            found = SharedCallRate(self.engine, name, limit, 60.0, clock=self.clock,
+                                   sleep=self.sleep)
+            self._call_rates[(name, limit)] = found
+        return found
+
+    def shopify_client(self) -> ShopifyClient:
+        """A Shopify client paced by ``[shopify] calls_per_minute`` across every process."""
+        s = self.settings.shopify
+        return ShopifyClient(s, limiter=self.call_rate("shopify", s.calls_per_minute))
+
+    def khaos_soap_client(self) -> KhaosSoapClient:
+        """A desktop Khaos SOAP client paced by ``[khaos] soap_calls_per_minute`` across
+        every process, every attempt counted (the DBOS queue limiter only counts the
+        workflows it starts, not a step's retries nor a workflow recovered after a crash)."""
+        k = self.settings.khaos
+        return KhaosSoapClient(k.soap_url, timeout=k.soap_timeout_seconds,
+                               limiter=self.call_rate("khaos_soap", k.soap_calls_per_minute))
 
     def prefix(self, source: str) -> str:
         return self.platform_settings(source).associated_ref_prefix

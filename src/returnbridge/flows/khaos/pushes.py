@@ -32,7 +32,7 @@ from returnbridge.erp.khaos.pushes import (
 )
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.store import catalogue
-from returnbridge.store.events import sha256, store_event
+from returnbridge.store.events import sha256
 from returnbridge.store.khaos_repo import UnstorableValue
 from returnbridge.store.models import InboundEvent, utcnow
 from returnbridge.store.unit_of_work import UnitOfWork
@@ -76,11 +76,11 @@ def receive_push(rt: Runtime, kind: PushKind, body: bytes, *, content_type: str 
     """Store ``body`` and upsert the mirror. Raises (e.g. SQLAlchemyError) when not persisted."""
     if kind not in PUSH_KINDS:
         raise ValueError(f"unknown Khaos push kind {kind!r}")
-    stored = store_event(
-        rt.sessions, source="khaos", body=body, headers=headers or {},
-        dedupe_key=f"{kind}:{sha256(body)}", topic=kind, channel="push",
-        trigger=body_format(body, content_type),
-    )
+    with rt.unit_of_work() as uow:  # stored (committed) before anything else is tried
+        stored = uow.events.store(
+            source="khaos", body=body, headers=headers or {},
+            dedupe_key=f"{kind}:{sha256(body)}", topic=kind, channel="push",
+            trigger=body_format(body, content_type))
     with rt.unit_of_work() as uow:
         outcome = apply_push(uow, kind, body, stored.event_id, content_type=content_type,
                              duplicate_body=stored.duplicate)

@@ -14,7 +14,6 @@ from returnbridge.domain.reconciliation import period_bounds
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.flows.reconcile import continuous, legs, pack, report_cache
 from returnbridge.flows.reconcile.scoping import scope
-from returnbridge.payments.shopify.client import ShopifyClient
 
 log = structlog.get_logger(__name__)
 
@@ -23,8 +22,7 @@ def _orders(rt: Runtime) -> Any:
     if not rt.settings.reconciliation.read_shopify_orders or not (
             s.shop_domain or s.base_url):
         return None
-
-    return ShopifyClient(s)
+    return rt.shopify_client()
 
 
 def refresh_legs(rt: Runtime, since: datetime) -> dict[str, int]:

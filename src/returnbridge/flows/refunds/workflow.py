@@ -17,7 +17,6 @@ from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.flows.refunds import gate as refund_gate
 from returnbridge.flows.refunds.gate import Action, Plan
 from returnbridge.payments.provider import PaymentsProvider
-from returnbridge.payments.shopify.client import ShopifyClient
 
 log = structlog.get_logger(__name__)
 
@@ -27,7 +26,8 @@ REFUNDS_QUEUE = "refunds"
 
 
 def provider(rt: Runtime) -> PaymentsProvider:
-    return ShopifyClient(rt.settings.shopify)
+    """Paced with every other Shopify call of every process (``[shopify] calls_per_minute``)."""
+    return rt.shopify_client()
 
 
 def _plan_json(plan: Plan) -> dict[str, Any]:

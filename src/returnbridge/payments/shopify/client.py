@@ -20,9 +20,12 @@ Every document here is valid against the Admin schema of the pinned API version 
 HTTP 200 does not mean success. Top-level GraphQL ``errors`` (a document Shopify refuses,
 e.g. a field that does not exist) raise :class:`ShopifyGraphQLError` at once, never retried.
 
-Throttling: cost-based; a ``THROTTLED`` error waits for the bucket to refill, computed
-from ``extensions.cost.throttleStatus``, then retries. HTTP 429/5xx and timeouts back
-off (``Retry-After`` honoured). Every call has the configured timeout.
+Throttling: every request (retries included) first asks the client's ``limiter`` (in the
+service: one pacing slot shared by every process, ``[shopify] calls_per_minute``), so
+returnbridge keeps under Shopify's cost bucket instead of discovering it. A ``THROTTLED``
+error still waits for the bucket to refill, computed from ``extensions.cost.throttleStatus``
+(at least the time to restore one query's cost), then retries. HTTP 429/5xx and timeouts
+back off (``Retry-After`` honoured). Every call has the configured timeout.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import httpx
 import structlog
 
 from returnbridge.adapters.http import Attempt, Retry, RetryPolicy, http_client, with_retries
+from returnbridge.adapters.ratelimit import CallLimiter
 from returnbridge.adapters.values import timestamp_or_none
 from returnbridge.config import ShopifySettings
 from returnbridge.domain.money import MoneyError, to_decimal
@@ -348,12 +352,17 @@ def throttle_wait(extensions: Any, attempt: int, policy: RetryPolicy = _BACKOFF)
         return policy.backoff(attempt)
     if rate <= 0:
         return policy.backoff(attempt)
-    return min(max((needed - available) / rate, 0.05), _MAX_WAIT)
+    # At least a whole query's cost: the points that trickle back in a few milliseconds go
+    # to whichever client asks first, and every THROTTLED answer is a request too.
+    return min(max((needed - available) / rate, needed / rate, 0.05), _MAX_WAIT)
 
 
 class ShopifyClient:
     def __init__(self, settings: ShopifySettings, *, http: httpx.Client | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 limiter: CallLimiter | None = None) -> None:
+        """``limiter`` is asked before every request (retries included); the service passes
+        the call rate shared by all its processes (``Runtime.shopify_client``)."""
         if not settings.base_url and not settings.shop_domain:
             raise ShopifyError("[shopify].shop_domain is not configured")
         base = settings.base_url.rstrip("/") or (
@@ -363,6 +372,7 @@ class ShopifyClient:
         self._http = http or http_client(timeout=settings.timeout_seconds)
         self._own_http = http is None
         self._sleep = sleep
+        self._limiter = limiter
 
     def __enter__(self) -> Self:
         return self
@@ -389,6 +399,8 @@ class ShopifyClient:
                              retry_after_cap=_MAX_WAIT)
 
         def step(attempt: Attempt) -> dict[str, Any] | Retry:
+            if self._limiter is not None:
+                self._limiter.acquire()
             try:
                 response = self._http.post(self.endpoint, json={"query": query,
                                                                 "variables": variables},
