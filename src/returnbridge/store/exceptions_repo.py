@@ -201,11 +201,6 @@ class ExceptionsRepository:
             ExceptionRow.type == exception_type, ExceptionRow.dedupe_key == dedupe_key,
             ExceptionRow.status != "resolved")) is not None
 
-    def by_key(self, exception_type: str, dedupe_key: str) -> ExceptionRow | None:
-        return self._session.scalars(select(ExceptionRow).where(
-            ExceptionRow.type == exception_type,
-            ExceptionRow.dedupe_key == dedupe_key)).first()
-
     def refresh_seen(self, row: ExceptionRow, problem: Problem) -> None:
         """The same problem seen again: its current figures and message, not counted again."""
         row.details = {**(row.details or {}), **problem.details}

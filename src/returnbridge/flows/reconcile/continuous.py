@@ -71,7 +71,7 @@ def _gap_problem(d: dict[str, Any], period: str) -> Problem:
 
 def _raise(uow: UnitOfWork, problem: Problem, ref: str, owner: str | None,
            out: Outcome) -> None:
-    row = uow.exceptions.by_key(problem.type, problem.dedupe_key)
+    row = uow.exceptions.find(problem.type, problem.dedupe_key)
     if row is not None and row.status in ("open", "ignored"):
         uow.exceptions.refresh_seen(row, problem)
         out.updated += 1
