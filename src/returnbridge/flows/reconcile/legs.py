@@ -84,7 +84,10 @@ def _credit_note(rt: Runtime, uow: UnitOfWork, row: ReturnRow,
 
 
 def refresh(rt: Runtime, since: datetime, *, orders: OrderReader | None = None) -> dict[str, int]:
-    """Rewrite the legs of every return touched since ``since``; returns counts."""
+    """Rewrite the legs of every return touched since ``since``; returns counts.
+
+    Read what the database knows, then (outside any transaction: a call to Shopify never
+    holds one open) the orders' refunds as Shopify lists them, then write the legs."""
     counts = {"platform": 0, "credit_notes": 0, "payments": 0, "orders_read": 0}
     with rt.unit_of_work() as uow:
         returns = uow.reconciliation.parents_touched_since(since)
@@ -92,21 +95,22 @@ def refresh(rt: Runtime, since: datetime, *, orders: OrderReader | None = None) 
         stages = uow.reconciliation.stages(refs)
         platform = [_platform(r) for r in returns]
         notes = [n for n in (_credit_note(rt, uow, r, stages) for r in returns) if n]
+        recorded = uow.reconciliation.refunds_since(since, refs)
+    payments = _from_refunds_table(recorded)
+    if orders is not None:
+        read, from_shopify = _from_orders(orders, returns, platform, recorded)
+        counts["orders_read"] = read
+        # the order's refunds as Shopify lists them replace what the table says for it
+        shopify_orders = {p["order_ref"] for p in from_shopify} | {
+            r.order_ref for r in returns if r.order_ref}
+        payments = [p for p in payments if p["kind"] != "refund"
+                    or p["order_ref"] not in shopify_orders] + from_shopify
+    with rt.unit_of_work() as uow:
         uow.reconciliation.replace_platform_legs(platform)
         uow.reconciliation.replace_credit_note_legs(notes)
-        counts["platform"], counts["credit_notes"] = len(platform), len(notes)
-        recorded = uow.reconciliation.refunds_since(since, refs)
-        payments = _from_refunds_table(recorded)
-        if orders is not None:
-            read, from_shopify = _from_orders(orders, returns, platform, recorded)
-            counts["orders_read"] = read
-            # the order's refunds as Shopify lists them replace what the table says for it
-            shopify_orders = {p["order_ref"] for p in from_shopify} | {
-                r.order_ref for r in returns if r.order_ref}
-            payments = [p for p in payments if p["kind"] != "refund"
-                        or p["order_ref"] not in shopify_orders] + from_shopify
         uow.reconciliation.replace_payment_legs(payments)
-        counts["payments"] = len(payments)
+    counts["platform"], counts["credit_notes"] = len(platform), len(notes)
+    counts["payments"] = len(payments)
     return counts
 
 
