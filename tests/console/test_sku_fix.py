@@ -15,6 +15,7 @@ from returnbridge.sandbox.loop.samples import Scenario, return_payload
 from returnbridge.store.events import store_event
 from returnbridge.store.models import AuditEntry, ExceptionRow
 from returnbridge.store.returns_repo import ReturnsRepository
+from returnbridge.store.unit_of_work import UnitOfWork
 from tests.conftest import start_live_app
 from tests.exceptions._seed import add_item
 
@@ -37,8 +38,8 @@ def test_applying_a_candidate_releases_the_return_with_the_khaos_code(
         with live.rt.sessions() as s, s.begin():
             add_item(s, "S1", "TEE-BLK-M1")
             add_item(s, "S2", "JEAN-IND-32")
-            accounts.add_user(s, "ada", "admin", PASSWORD, by="test")
-            accounts.add_user(s, "carol", "cx", PASSWORD, by="test")
+            accounts.add_user(UnitOfWork.over(s), "ada", "admin", PASSWORD, by="test")
+            accounts.add_user(UnitOfWork.over(s), "carol", "cx", PASSWORD, by="test")
         payload = return_payload(14, Scenario("refund", ("TEE-BLK-M",)))
         stored = store_event(live.rt.sessions, source="loop",
                              body=json.dumps(payload).encode(), headers={})

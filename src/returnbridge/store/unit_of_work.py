@@ -12,17 +12,21 @@ from types import TracebackType
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from returnbridge.store.accounts_repo import AccountsRepository
 from returnbridge.store.alerts_repo import AlertsRepository
 from returnbridge.store.audit import AuditLog
 from returnbridge.store.console_mapping import MappingRules
+from returnbridge.store.console_repo import ConsoleRepository
 from returnbridge.store.coverage_repo import CoverageRepository
 from returnbridge.store.doctor_repo import DoctorRepository
 from returnbridge.store.exceptions_repo import ExceptionsRepository
 from returnbridge.store.health_repo import HealthRepository
 from returnbridge.store.khaos_repo import KhaosRepository
 from returnbridge.store.login_failures_repo import LoginFailuresRepository
+from returnbridge.store.reason_coverage import ReasonCoverageRepository
 from returnbridge.store.reconciliation_repo import ReconciliationRepository
 from returnbridge.store.refunds_repo import RefundsRepository
+from returnbridge.store.return_search import ReturnSearchRepository
 from returnbridge.store.returns_repo import ReturnsRepository
 from returnbridge.store.suggestions_repo import SuggestionsRepository
 from returnbridge.store.watermarks import Watermarks
@@ -131,3 +135,20 @@ class UnitOfWork:
     @cached_property
     def login_failures(self) -> LoginFailuresRepository:
         return LoginFailuresRepository(self.session)
+    # --- console ---
+
+    @cached_property
+    def accounts(self) -> AccountsRepository:
+        return AccountsRepository(self.session)
+
+    @cached_property
+    def console(self) -> ConsoleRepository:
+        return ConsoleRepository(self.session)
+
+    @cached_property
+    def reason_coverage(self) -> ReasonCoverageRepository:
+        return ReasonCoverageRepository(self.session)
+
+    @cached_property
+    def return_search(self) -> ReturnSearchRepository:
+        return ReturnSearchRepository(self.session)
