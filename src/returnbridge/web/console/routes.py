@@ -81,7 +81,7 @@ def page(request: Request, name: str, who: SignedIn | None, status_code: int = 2
 
 
 async def db(rt: Runtime, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """``fn(session, *args, **kwargs)`` off the event loop, for the one flow that still
+    """``fn(session, *args, **kwargs)`` in a worker thread, for the one flow that still
     takes a session (``sku_fix.candidates``); everything else goes through ``in_uow``."""
     def run() -> Any:
         with rt.sessions() as session:
@@ -90,7 +90,7 @@ async def db(rt: Runtime, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> 
 
 
 async def in_uow(rt: Runtime, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """``fn(uow, *args, **kwargs)`` in one unit of work, off the event loop."""
+    """``fn(uow, *args, **kwargs)`` in one unit of work, in a worker thread."""
     def run() -> Any:
         with rt.unit_of_work() as uow:
             return fn(uow, *args, **kwargs)
