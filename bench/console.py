@@ -42,7 +42,6 @@ from returnbridge.flows.console import accounts
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.flows.reconcile import report_cache
 from returnbridge.sandbox.month import generate, load_legs
-from returnbridge.store import reason_coverage
 from returnbridge.store.codec import case_to_json
 from returnbridge.store.db import make_engine
 from returnbridge.store.migrate import upgrade
@@ -52,6 +51,7 @@ from returnbridge.store.models import (
     ReturnRow,
     TimelineEntry,
 )
+from returnbridge.store.reason_coverage import ReasonCoverageRepository
 from returnbridge.web.app import create_app
 
 PASSWORD = "bench password long enough"
@@ -193,8 +193,8 @@ def fill(url: str, n: int) -> None:
             for seq in ("returns", "return_lines", "timeline", "exceptions"):
                 conn.exec_driver_sql(f"SELECT setval(pg_get_serial_sequence('{seq}', 'id'), "
                                      f"(SELECT coalesce(max(id), 1) FROM {seq}))")
-    with Session(engine) as session:
-        reason_coverage.refresh(session)
+    with Session(engine) as session, session.begin():
+        ReasonCoverageRepository(session).refresh()
     # The Reconciliation page reads the month's legs (refreshed from the returns by the
     # schedule): a month's share of the N returns, with ~5% planted discrepancies.
     with engine.begin() as conn:
@@ -250,8 +250,8 @@ def measure(url: str, n: int, repeat: int, quiet: bool = False) -> dict[str, obj
         print(f"filled {n} returns in {filled:.1f}s ({make_url(url).get_backend_name()})",
               flush=True)
     rt = Runtime.from_settings(Settings(database={"url": url}, api={"tokens": ["bench"]}))
-    with rt.sessions() as s, s.begin():
-        accounts.add_user(s, "ada", "admin", PASSWORD, by="bench")
+    with rt.unit_of_work() as uow:
+        accounts.add_user(uow, "ada", "admin", PASSWORD, by="bench")
     # what the scheduled continuous reconciliation does after refreshing the legs
     report_cache.warm(rt, [period_of(datetime.now(UTC))])
     results: dict[str, tuple[float, float]] = {}

@@ -26,10 +26,11 @@ PASSWORD = "a long enough password"
 @pytest.fixture
 def app(runtime_factory: Any) -> Iterator[LiveApp]:
     live = start_live_app(runtime_factory, console={"login_attempts": 3})
-    with live.rt.sessions() as s, s.begin():
+    with live.rt.unit_of_work() as uow:
         for name, role in (("carol", "cx"), ("fiona", "finance"), ("ada", "admin"),
                            ("walt", "warehouse")):
-            accounts.add_user(s, name, role, PASSWORD, by="test")
+            accounts.add_user(uow, name, role, PASSWORD, by="test")
+    with live.rt.sessions() as s, s.begin():
         ret = add_return(s, "LR-9", [("TEE-BLK-M", "Too small", "", "restock")])
         add_problem(s, "credit_note_missing", "LR-9:refund", ret=ret)
         add_problem(s, "unknown_customer", "LR-9:customer", ret=ret)
@@ -93,8 +94,8 @@ def test_https_behind_a_proxy_marks_the_cookie_secure(app: LiveApp) -> None:
 
 
 def test_sign_in_is_rate_limited_and_disabled_users_cannot_sign_in(app: LiveApp) -> None:
-    with app.rt.sessions() as s, s.begin():
-        accounts.set_disabled(s, "walt", True, by="test")
+    with app.rt.unit_of_work() as uow:
+        accounts.set_disabled(uow, "walt", True, by="test")
     assert _login(app, "walt").headers["x-last-status"] == "401"
     assert _login(app, "carol", "wrong").headers["x-last-status"] == "401"
     assert _login(app, "carol", "wrong").headers["x-last-status"] == "401"
@@ -173,11 +174,11 @@ def test_roles_matrix_health_and_mapping_save_are_admin_only(app: LiveApp) -> No
 
 
 def test_named_tokens_have_scopes_and_the_shared_token_is_admin(app: LiveApp) -> None:
-    with app.rt.sessions() as s, s.begin():
-        _, read = accounts.create_token(s, "sheet", "read", by="test")
-        _, act = accounts.create_token(s, "bot", "act", by="test")
-        _, gone = accounts.create_token(s, "old", "read", by="test")
-        accounts.revoke_token(s, "old", by="test")
+    with app.rt.unit_of_work() as uow:
+        _, read = accounts.create_token(uow, "sheet", "read", by="test")
+        _, act = accounts.create_token(uow, "bot", "act", by="test")
+        _, gone = accounts.create_token(uow, "old", "read", by="test")
+        accounts.revoke_token(uow, "old", by="test")
     customer = _exception(app, "unknown_customer")
 
     def call(token: str, method: str, path: str, **kw: Any) -> int:
@@ -193,7 +194,8 @@ def test_named_tokens_have_scopes_and_the_shared_token_is_admin(app: LiveApp) ->
     assert call(API_TOKEN, "GET", "/api/v1/exceptions?status=all") == 200
     with app.rt.sessions() as s:
         row = s.get(ExceptionRow, customer)
-        stored = [t.token_sha256 for t in accounts.list_tokens(s)]
+    with app.rt.unit_of_work() as uow:
+        stored = [t.token_sha256 for t in accounts.list_tokens(uow)]
     assert row is not None and row.resolved_by == "token:bot (bob)"
     assert read not in str(stored) and accounts.sha256(read) in stored
 
@@ -258,28 +260,28 @@ def test_an_idle_session_ends_and_a_busy_one_has_a_ceiling(runtime: Any) -> None
 
     from returnbridge.store.models import utcnow
 
-    with runtime.sessions() as s, s.begin():
-        user = accounts.add_user(s, "ida", "cx", PASSWORD, by="test")
-        idle_cookie = accounts.open_session(s, user, "test")
-        busy_cookie = accounts.open_session(s, user, "test")
+    with runtime.unit_of_work() as uow:
+        user = accounts.add_user(uow, "ida", "cx", PASSWORD, by="test")
+        idle_cookie = accounts.open_session(uow, user, "test")
+        busy_cookie = accounts.open_session(uow, user, "test")
     idle, ceiling = timedelta(minutes=30), timedelta(hours=12)
     now = utcnow()
-    with runtime.sessions() as s, s.begin():
-        assert accounts.resume_session(s, idle_cookie, idle=idle, max_age=ceiling,
+    with runtime.unit_of_work() as uow:
+        assert accounts.resume_session(uow, idle_cookie, idle=idle, max_age=ceiling,
                                        now=now + timedelta(minutes=29)) is not None
-    with runtime.sessions() as s, s.begin():  # 29 minutes later it was used: idle restarts
-        assert accounts.resume_session(s, idle_cookie, idle=idle, max_age=ceiling,
+    with runtime.unit_of_work() as uow:  # 29 minutes later it was used: idle restarts
+        assert accounts.resume_session(uow, idle_cookie, idle=idle, max_age=ceiling,
                                        now=now + timedelta(minutes=58)) is not None
-    with runtime.sessions() as s, s.begin():
-        assert accounts.resume_session(s, idle_cookie, idle=idle, max_age=ceiling,
+    with runtime.unit_of_work() as uow:
+        assert accounts.resume_session(uow, idle_cookie, idle=idle, max_age=ceiling,
                                        now=now + timedelta(minutes=90)) is None
-    with runtime.sessions() as s, s.begin():  # gone for good, not only refused once
-        assert accounts.resume_session(s, idle_cookie, idle=idle, max_age=ceiling,
+    with runtime.unit_of_work() as uow:  # gone for good, not only refused once
+        assert accounts.resume_session(uow, idle_cookie, idle=idle, max_age=ceiling,
                                        now=now + timedelta(minutes=91)) is None
     alive = []
     for i in range(1, 26):  # active every 29 minutes, for more than 12 hours
-        with runtime.sessions() as s, s.begin():
+        with runtime.unit_of_work() as uow:
             alive.append(accounts.resume_session(
-                s, busy_cookie, idle=idle, max_age=ceiling,
+                uow, busy_cookie, idle=idle, max_age=ceiling,
                 now=now + timedelta(minutes=29 * i)) is not None)
     assert alive == [True] * 24 + [False]  # 24 x 29 = 696 minutes; 725 is past 12 hours

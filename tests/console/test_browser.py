@@ -34,6 +34,7 @@ from returnbridge.store.db import make_engine, session_factory
 from returnbridge.store.migrate import upgrade
 from returnbridge.store.models import ConsoleMappingRule, ExceptionRow, utcnow
 from returnbridge.store.returns_repo import ReturnsRepository
+from returnbridge.store.unit_of_work import UnitOfWork
 from tests.conftest import create_pg_database, drop_pg_database, pg_url
 from tests.exceptions._seed import add_problem
 
@@ -129,10 +130,10 @@ def _serve(tmp: Path, db_url: str, *, screenshots: bool = True) -> Iterator[Cons
     upgrade(engine)
     with engine.begin() as conn:  # a small sandbox month with planted differences
         load_legs(conn, generate(RECON_PERIOD, 80, seed=5))
-    with session_factory(engine)() as s, s.begin():
+    with UnitOfWork(session_factory(engine)) as uow:
         for name, role in USERS.items():
             if name != "ada":
-                add_user(s, name, role, PASSWORD, by="test", display_name=name.title())
+                add_user(uow, name, role, PASSWORD, by="test", display_name=name.title())
     engine.dispose()
     # The admin is added the way an operator does it: the CLI, password on stdin.
     _cli(config, "users", "add", "ada", "--role", "admin", "--password-stdin", "--name", "Ada",

@@ -54,8 +54,7 @@ def live(session: Session, config: Any, days: int) -> dict[str, Any]:
 
 
 def page(rt: Runtime, days: int) -> dict[str, Any]:
-    with rt.sessions() as session:
-        report = console_views.reason_coverage(session, rt.policy_config(), days)
+    report = console_views.reason_coverage(rt, days)
     groups = sorted((g.source, g.reason, g.condition, g.disposition, g.keep_item, g.returns,
                      g.lines, g.units, g.last_seen, g.example_ref, g.status)
                     for g in report["reasons"])

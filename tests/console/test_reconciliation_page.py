@@ -30,9 +30,9 @@ def test_finance_sees_the_month_and_builds_the_pack_cx_is_refused(
     out = tmp_path / "packs"
     app = start_live_app(runtime_factory, reconciliation={"out_dir": str(out)})
     try:
-        with app.rt.sessions() as s, s.begin():
+        with app.rt.unit_of_work() as uow:
             for name, role in (("carol", "cx"), ("fiona", "finance"), ("walt", "warehouse")):
-                accounts.add_user(s, name, role, PASSWORD, by="test")
+                accounts.add_user(uow, name, role, PASSWORD, by="test")
         month = generate("2026-10", 120, seed=9)
         assert month.planted
         with app.rt.engine.begin() as conn:

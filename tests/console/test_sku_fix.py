@@ -37,8 +37,9 @@ def test_applying_a_candidate_releases_the_return_with_the_khaos_code(
         with live.rt.sessions() as s, s.begin():
             add_item(s, "S1", "TEE-BLK-M1")
             add_item(s, "S2", "JEAN-IND-32")
-            accounts.add_user(s, "ada", "admin", PASSWORD, by="test")
-            accounts.add_user(s, "carol", "cx", PASSWORD, by="test")
+        with live.rt.unit_of_work() as uow:
+            accounts.add_user(uow, "ada", "admin", PASSWORD, by="test")
+            accounts.add_user(uow, "carol", "cx", PASSWORD, by="test")
         payload = return_payload(14, Scenario("refund", ("TEE-BLK-M",)))
         stored = store_event(live.rt.sessions, source="loop",
                              body=json.dumps(payload).encode(), headers={})

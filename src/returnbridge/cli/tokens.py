@@ -26,10 +26,10 @@ def create(
     """Create a token; it is printed once (only its SHA-256 is stored)."""
     from returnbridge.flows.console.accounts import AccountError, create_token
 
-    with runtime(config) as rt, rt.sessions() as session:
+    with runtime(config) as rt:
         try:
-            with session.begin():
-                row, token = create_token(session, name, scope, by="cli:" + default_actor(by))
+            with rt.unit_of_work() as uow:
+                row, token = create_token(uow, name, scope, by="cli:" + default_actor(by))
                 label = f"{row.name} ({row.scope})"
         except AccountError as exc:
             err.print(escape(str(exc)), style="red", soft_wrap=True, highlight=False)
@@ -45,12 +45,12 @@ def list_cmd(config: ConfigOpt = None,
     """List named tokens (never the tokens themselves)."""
     from returnbridge.flows.console.accounts import list_tokens
 
-    with runtime(config) as rt, rt.sessions() as session:
+    with runtime(config) as rt, rt.unit_of_work() as uow:
         rows = [{"name": t.name, "scope": t.scope, "prefix": t.prefix,
                  "created_at": t.created_at.isoformat(), "created_by": t.created_by,
                  "revoked_at": t.revoked_at.isoformat() if t.revoked_at else None,
                  "last_used_at": t.last_used_at.isoformat() if t.last_used_at else None}
-                for t in list_tokens(session)]
+                for t in list_tokens(uow)]
     if as_json:
         out.print_json(json.dumps(rows))
         return
@@ -68,10 +68,10 @@ def revoke(name: Annotated[str, typer.Argument()], config: ConfigOpt = None,
     """Revoke a token; it is refused from the next request on."""
     from returnbridge.flows.console.accounts import AccountError, revoke_token
 
-    with runtime(config) as rt, rt.sessions() as session:
+    with runtime(config) as rt:
         try:
-            with session.begin():
-                revoke_token(session, name, by="cli:" + default_actor(by))
+            with rt.unit_of_work() as uow:
+                revoke_token(uow, name, by="cli:" + default_actor(by))
         except AccountError as exc:
             err.print(escape(str(exc)), style="red", soft_wrap=True, highlight=False)
             raise typer.Exit(1) from None

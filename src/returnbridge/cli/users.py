@@ -30,10 +30,10 @@ def _password_from_stdin() -> str:
 def _run(config: Any, fn: Callable[[Any], str]) -> None:
     from returnbridge.flows.console.accounts import AccountError
 
-    with runtime(config) as rt, rt.sessions() as session:
+    with runtime(config) as rt:
         try:
-            with session.begin():
-                message = fn(session)
+            with rt.unit_of_work() as uow:
+                message = fn(uow)
         except AccountError as exc:
             err.print(escape(str(exc)), style="red", soft_wrap=True, highlight=False)
             raise typer.Exit(1) from None
@@ -74,11 +74,11 @@ def list_cmd(config: ConfigOpt = None,
     """List console users with their role and last sign-in."""
     from returnbridge.flows.console.accounts import list_users
 
-    with runtime(config) as rt, rt.sessions() as session:
+    with runtime(config) as rt, rt.unit_of_work() as uow:
         rows = [{"username": u.username, "name": u.display_name, "role": u.role,
                  "disabled": u.disabled,
                  "last_login_at": u.last_login_at.isoformat() if u.last_login_at else None}
-                for u in list_users(session)]
+                for u in list_users(uow)]
     if as_json:
         out.print_json(json.dumps(rows))
         return

@@ -6,6 +6,8 @@ defaults. Removing a rule marks it inactive, so the audit log and the table keep
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -31,3 +33,23 @@ class MappingRules:
 
     def rules(self) -> tuple[ReasonRule, ...]:
         return tuple(to_rule(r) for r in self.active_rows())
+
+    def add(self, rule: ReasonRule, *, note: str, by: str, at: datetime) -> int:
+        """Store ``rule`` as an active console rule; returns its id."""
+        row = ConsoleMappingRule(source=rule.source, reason=rule.reason,
+                                 condition=rule.condition, disposition=rule.disposition,
+                                 khaos_reason_id=rule.khaos_reason_id,
+                                 processing=rule.processing.value, note=note, active=True,
+                                 created_at=at, created_by=by)
+        self._session.add(row)
+        self._session.flush()
+        return row.id
+
+    def deactivate(self, rule_id: int) -> ConsoleMappingRule | None:
+        """Mark the active rule ``rule_id`` inactive (kept for the audit log); None when
+        there is no such active rule."""
+        row = self._session.get(ConsoleMappingRule, rule_id)
+        if row is None or not row.active:
+            return None
+        row.active = False
+        return row

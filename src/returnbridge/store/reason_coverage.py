@@ -25,7 +25,7 @@ one reader at a time rebuilds (a transaction advisory lock; the others group liv
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -108,25 +108,29 @@ def _in_day(day: str, since: datetime | None = None) -> ColumnElement[bool]:
                 ReturnRow.last_event_at < start + timedelta(days=1))
 
 
-def _rebuild_day(session: Session, day: str) -> None:
-    t = ReasonCoverageDay
-    session.execute(delete(t).where(t.day == day))
-    session.execute(insert(t).from_select(
-        [t.day, t.source, t.reason, t.condition, t.disposition, t.physical_return_expected,
-         t.returns, t.lines, t.units, t.last_seen, t.example_ref],
-        _aggregates(literal(day, String(10))).where(_in_day(day))))
+class ReasonCoverageRepository:
+    """The per-day coverage table, and the live grouping, in one unit of work's session."""
 
+    def __init__(self, session: Session) -> None:
+        self._session = session
 
-def refresh(session: Session) -> set[str]:
-    """Rebuild every dirty day in one transaction; returns the days still dirty (on
-    PostgreSQL, marks held by another transaction). ``session`` must not be inside a
-    transaction; it is left outside one."""
-    if session.scalar(select(ReasonCoverageDirty.day).limit(1)) is None:
-        session.rollback()
-        return set()
-    session.rollback()
-    pg = session.get_bind().dialect.name == "postgresql"
-    with session.begin():
+    def _rebuild_day(self, day: str) -> None:
+        t = ReasonCoverageDay
+        self._session.execute(delete(t).where(t.day == day))
+        self._session.execute(insert(t).from_select(
+            [t.day, t.source, t.reason, t.condition, t.disposition,
+             t.physical_return_expected, t.returns, t.lines, t.units, t.last_seen,
+             t.example_ref],
+            _aggregates(literal(day, String(10))).where(_in_day(day))))
+
+    def refresh(self) -> set[str]:
+        """Rebuild every dirty day in this unit of work; returns the days still dirty (on
+        PostgreSQL, marks held by another transaction). Use a unit of work of its own, so
+        the rebuilt days are committed (and the advisory lock let go) before the read."""
+        session = self._session
+        if session.scalar(select(ReasonCoverageDirty.day).limit(1)) is None:
+            return set()
+        pg = session.get_bind().dialect.name == "postgresql"
         marks: list[tuple[str, int]] = []
         if not pg or session.scalar(text("SELECT pg_try_advisory_xact_lock(:k)"),
                                     {"k": _ADVISORY_KEY}):
@@ -135,33 +139,57 @@ def refresh(session: Session) -> set[str]:
                 stmt = stmt.with_for_update(skip_locked=True)
             marks = [(str(d), int(r)) for d, r in session.execute(stmt)]
         for day in sorted({d for d, _ in marks}):
-            _rebuild_day(session, day)
+            self._rebuild_day(day)
         for i in range(0, len(marks), _CHUNK):
             session.execute(delete(ReasonCoverageDirty).where(
                 tuple_(ReasonCoverageDirty.day, ReasonCoverageDirty.return_id)
                 .in_(marks[i:i + _CHUNK])))
-    still = {str(d) for d in session.scalars(select(ReasonCoverageDirty.day).distinct())}
-    session.rollback()
-    return still
+        return {str(d) for d in session.scalars(select(ReasonCoverageDirty.day).distinct())}
 
+    def since(self, cutoff: datetime, still_dirty: Iterable[str] = ()) -> list[Group]:
+        """Coverage of the returns whose ``last_event_at >= cutoff``: whole days from the
+        table, the cut-off day and the ``still_dirty`` days grouped live. Sorted by key."""
+        first = day_of(cutoff)
+        live_days = sorted(d for d in set(still_dirty) if d > first)
+        t = ReasonCoverageDay
+        key = (t.source, t.reason, t.condition, t.disposition, t.physical_return_expected)
+        stored = (select(*key, func.sum(t.returns), func.sum(t.lines), func.sum(t.units),
+                         func.max(t.last_seen), func.max(t.example_ref))
+                  .where(t.day > first).group_by(*key))
+        if live_days:
+            stored = stored.where(t.day.not_in(live_days))
+        live = _aggregates().where(or_(_in_day(first, cutoff),
+                                       *(_in_day(d) for d in live_days)))
+        merged: dict[tuple[str, str, str, str, bool], Group] = {}
+        for row in [*self._session.execute(stored), *self._session.execute(live)]:
+            k = (str(row[0]), str(row[1]), str(row[2]), str(row[3]), bool(row[4]))
+            group = merged.setdefault(k, Group(*k))
+            group.add(int(row[5]), int(row[6]), int(row[7] or 0), row[8], str(row[9] or ""))
+        return [merged[k] for k in sorted(merged)]
 
-def since(session: Session, cutoff: datetime, still_dirty: Iterable[str] = ()
-          ) -> list[Group]:
-    """Coverage of the returns whose ``last_event_at >= cutoff``: whole days from the
-    table, the cut-off day and the ``still_dirty`` days grouped live. Sorted by key."""
-    first = day_of(cutoff)
-    live_days = sorted(d for d in set(still_dirty) if d > first)
-    t = ReasonCoverageDay
-    key = (t.source, t.reason, t.condition, t.disposition, t.physical_return_expected)
-    stored = (select(*key, func.sum(t.returns), func.sum(t.lines), func.sum(t.units),
-                     func.max(t.last_seen), func.max(t.example_ref))
-              .where(t.day > first).group_by(*key))
-    if live_days:
-        stored = stored.where(t.day.not_in(live_days))
-    live = _aggregates().where(or_(_in_day(first, cutoff), *(_in_day(d) for d in live_days)))
-    merged: dict[tuple[str, str, str, str, bool], Group] = {}
-    for row in [*session.execute(stored), *session.execute(live)]:
-        k = (str(row[0]), str(row[1]), str(row[2]), str(row[3]), bool(row[4]))
-        group = merged.setdefault(k, Group(*k))
-        group.add(int(row[5]), int(row[6]), int(row[7] or 0), row[8], str(row[9] or ""))
-    return [merged[k] for k in sorted(merged)]
+    def seen_since(self, cutoff: datetime) -> int:
+        """Returns whose ``last_event_at >= cutoff``."""
+        return self._count(ReturnRow.last_event_at >= cutoff)
+
+    # --- the returns still to be sent (a small set): grouped live ---
+
+    def in_status(self, statuses: Sequence[str]) -> list[Any]:
+        """(source, reason, condition, disposition, physical, returns, lines, units, last
+        seen, example ref) of the lines of the returns in ``statuses``, grouped."""
+        return list(self._session.execute(
+            select(ReturnRow.source, ReturnLineRow.reason, ReturnLineRow.condition,
+                   ReturnLineRow.disposition, ReturnLineRow.physical_return_expected,
+                   func.count(func.distinct(ReturnRow.id)), func.count(),
+                   func.sum(ReturnLineRow.quantity), func.max(ReturnRow.last_event_at),
+                   func.max(ReturnRow.associated_ref))
+            .join(ReturnRow, ReturnRow.id == ReturnLineRow.return_id)
+            .where(ReturnRow.khaos_status.in_(statuses))
+            .group_by(ReturnRow.source, ReturnLineRow.reason, ReturnLineRow.condition,
+                      ReturnLineRow.disposition, ReturnLineRow.physical_return_expected)))
+
+    def count_in_status(self, statuses: Sequence[str]) -> int:
+        return self._count(ReturnRow.khaos_status.in_(statuses))
+
+    def _count(self, scope: ColumnElement[bool]) -> int:
+        return int(self._session.scalar(
+            select(func.count()).select_from(ReturnRow).where(scope)) or 0)

@@ -15,10 +15,12 @@ from typing import TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
+from returnbridge.store.accounts_repo import AccountsRepository
 from returnbridge.store.alerts_repo import AlertsRepository
 from returnbridge.store.audit import AuditLog
 from returnbridge.store.catalogue import Catalogue
 from returnbridge.store.console_mapping import MappingRules
+from returnbridge.store.console_repo import ConsoleRepository
 from returnbridge.store.coverage_repo import CoverageRepository
 from returnbridge.store.doctor_repo import DoctorRepository
 from returnbridge.store.events import EventsRepository
@@ -26,9 +28,11 @@ from returnbridge.store.exceptions_repo import ExceptionsRepository
 from returnbridge.store.health_repo import HealthRepository
 from returnbridge.store.khaos_repo import KhaosRepository
 from returnbridge.store.login_failures_repo import LoginFailuresRepository
+from returnbridge.store.reason_coverage import ReasonCoverageRepository
 from returnbridge.store.reconciliation_items_repo import ReconciliationItemsRepository
 from returnbridge.store.reconciliation_repo import ReconciliationRepository
 from returnbridge.store.refunds_repo import RefundsRepository
+from returnbridge.store.return_search import ReturnSearchRepository
 from returnbridge.store.returns_repo import ReturnsRepository
 from returnbridge.store.sku_aliases import SkuAliases
 from returnbridge.store.suggestions_repo import SuggestionsRepository
@@ -160,6 +164,25 @@ class UnitOfWork:
         """A repository defined outside ``store/`` (a platform's own tables), bound to this
         unit of work's session: ``uow.repository(NotesTable)``."""
         return kind(self.session)
+
+
+    # --- console ---
+
+    @cached_property
+    def accounts(self) -> AccountsRepository:
+        return AccountsRepository(self.session)
+
+    @cached_property
+    def console(self) -> ConsoleRepository:
+        return ConsoleRepository(self.session)
+
+    @cached_property
+    def reason_coverage(self) -> ReasonCoverageRepository:
+        return ReasonCoverageRepository(self.session)
+
+    @cached_property
+    def return_search(self) -> ReturnSearchRepository:
+        return ReturnSearchRepository(self.session)
 
 
 # What a process's database is made of, named here so flows need no SQLAlchemy.

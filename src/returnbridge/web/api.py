@@ -22,8 +22,8 @@ async def _ctx(request: Request) -> AppContext:
     return ctx
 
 def _search(rt: Runtime, filters: ReturnFilters, limit: int, offset: int) -> dict[str, Any]:
-    with rt.sessions() as session:
-        page = search_returns(session, filters, limit=limit, offset=offset,
+    with rt.unit_of_work() as uow:
+        page = search_returns(uow, filters, limit=limit, offset=offset,
                               sources=rt.platforms.names())
     return {"total": page.total, "limit": page.limit, "offset": page.offset,
             "count": len(page.items), "filters": filters.as_query(), "returns": page.items}

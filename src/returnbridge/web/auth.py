@@ -97,8 +97,8 @@ def api_identity(request: Request, rt: Runtime, need: Scope = Scope.READ) -> Ide
     if matched:
         identity = shared_token_identity(presented)
     else:
-        with rt.sessions() as session, session.begin():
-            identity = token_identity(session, presented)
+        with rt.unit_of_work() as uow:
+            identity = token_identity(uow, presented)
     if identity is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown bearer token", challenge)
     if SCOPE_RANK[identity.scope] < SCOPE_RANK[need]:
@@ -126,5 +126,5 @@ def bearer_known(headers: dict[str, str], rt: Runtime) -> bool:
     scheme, _, presented = headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not presented.strip():
         return False
-    with rt.sessions() as session, session.begin():
-        return token_identity(session, presented.strip()) is not None
+    with rt.unit_of_work() as uow:
+        return token_identity(uow, presented.strip()) is not None

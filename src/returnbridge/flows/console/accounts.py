@@ -19,11 +19,9 @@ from enum import StrEnum
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
 
-from returnbridge.store.audit import AuditLog
-from returnbridge.store.models import ApiToken, ConsoleSession, ConsoleUser, utcnow
+from returnbridge.store.models import ApiToken, ConsoleUser, utcnow
+from returnbridge.store.unit_of_work import UnitOfWork
 
 
 class Role(StrEnum):
@@ -92,9 +90,8 @@ def _role(value: str) -> Role:
                            f"{', '.join(r.value for r in Role)}") from None
 
 
-def _user(session: Session, username: str) -> ConsoleUser:
-    row = session.scalars(select(ConsoleUser).where(
-        ConsoleUser.username == username.strip().lower())).first()
+def _user(uow: UnitOfWork, username: str) -> ConsoleUser:
+    row = uow.accounts.user_named(username.strip().lower())
     if row is None:
         raise AccountError(f"no console user {username!r}; see 'returnbridge users list'")
     return row
@@ -105,7 +102,7 @@ def check_password(password: str) -> None:
         raise AccountError(f"the password must be at least {MIN_PASSWORD} characters")
 
 
-def add_user(session: Session, username: str, role: str, password: str, *, by: str,
+def add_user(uow: UnitOfWork, username: str, role: str, password: str, *, by: str,
              display_name: str = "") -> ConsoleUser:
     name = username.strip().lower()
     if not USERNAME.match(name):
@@ -113,59 +110,52 @@ def add_user(session: Session, username: str, role: str, password: str, *, by: s
                            ". _ @ - (not first)")
     check_password(password)
     r = _role(role)
-    if session.scalars(select(ConsoleUser.id).where(ConsoleUser.username == name)).first():
+    if uow.accounts.user_exists(name):
         raise AccountError(f"console user {name!r} already exists")
-    now = utcnow()
-    row = ConsoleUser(username=name, display_name=display_name.strip()[:120] or name,
-                      role=r.value, password_hash=_hasher.hash(password), disabled=False,
-                      created_at=now, updated_at=now)
-    session.add(row)
-    session.flush()
-    AuditLog(session).record(actor=by, action="user.add", subject=f"user:{name}",
-                 details={"role": r.value})
+    row = uow.accounts.add_user(username=name, display_name=display_name.strip()[:120] or name,
+                                role=r.value, password_hash=_hasher.hash(password),
+                                at=utcnow())
+    uow.audit.record(actor=by, action="user.add", subject=f"user:{name}",
+                     details={"role": r.value})
     return row
 
 
-def list_users(session: Session) -> list[ConsoleUser]:
-    return list(session.scalars(select(ConsoleUser).order_by(ConsoleUser.username)))
+def list_users(uow: UnitOfWork) -> list[ConsoleUser]:
+    return uow.accounts.users()
 
 
-def set_role(session: Session, username: str, role: str, *, by: str) -> ConsoleUser:
-    row = _user(session, username)
+def set_role(uow: UnitOfWork, username: str, role: str, *, by: str) -> ConsoleUser:
+    row = _user(uow, username)
     r = _role(role)
     before = row.role
-    row.role = r.value
-    row.updated_at = utcnow()
-    AuditLog(session).record(actor=by, action="user.set_role", subject=f"user:{row.username}",
-                 details={"from": before, "to": r.value})
+    uow.accounts.set_role(row, r.value, utcnow())
+    uow.audit.record(actor=by, action="user.set_role", subject=f"user:{row.username}",
+                     details={"from": before, "to": r.value})
     return row
 
 
-def set_disabled(session: Session, username: str, disabled: bool, *, by: str) -> ConsoleUser:
-    row = _user(session, username)
-    row.disabled = disabled
-    row.updated_at = utcnow()
+def set_disabled(uow: UnitOfWork, username: str, disabled: bool, *, by: str) -> ConsoleUser:
+    row = _user(uow, username)
+    uow.accounts.set_disabled(row, disabled, utcnow())
     if disabled:  # signed-in browsers are signed out at once
-        session.execute(delete(ConsoleSession).where(ConsoleSession.user_id == row.id))
-    AuditLog(session).record(actor=by, action="user.disable" if disabled else "user.enable",
-                 subject=f"user:{row.username}")
+        uow.accounts.sign_out_everywhere(row.id)
+    uow.audit.record(actor=by, action="user.disable" if disabled else "user.enable",
+                     subject=f"user:{row.username}")
     return row
 
 
-def set_password(session: Session, username: str, password: str, *, by: str) -> ConsoleUser:
+def set_password(uow: UnitOfWork, username: str, password: str, *, by: str) -> ConsoleUser:
     check_password(password)
-    row = _user(session, username)
-    row.password_hash = _hasher.hash(password)
-    row.updated_at = utcnow()
-    session.execute(delete(ConsoleSession).where(ConsoleSession.user_id == row.id))
-    AuditLog(session).record(actor=by, action="user.set_password", subject=f"user:{row.username}")
+    row = _user(uow, username)
+    uow.accounts.set_password_hash(row, _hasher.hash(password), utcnow())
+    uow.accounts.sign_out_everywhere(row.id)
+    uow.audit.record(actor=by, action="user.set_password", subject=f"user:{row.username}")
     return row
 
 
-def verify_password(session: Session, username: str, password: str) -> ConsoleUser | None:
+def verify_password(uow: UnitOfWork, username: str, password: str) -> ConsoleUser | None:
     """The enabled user with this name and password, else None (same work either way)."""
-    row = session.scalars(select(ConsoleUser).where(
-        ConsoleUser.username == username.strip().lower())).first()
+    row = uow.accounts.user_named(username.strip().lower())
     try:
         _hasher.verify(row.password_hash if row is not None else _DUMMY_HASH, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
@@ -173,7 +163,7 @@ def verify_password(session: Session, username: str, password: str) -> ConsoleUs
     if row is None or row.disabled:
         return None
     if _hasher.check_needs_rehash(row.password_hash):
-        row.password_hash = _hasher.hash(password)
+        uow.accounts.upgrade_password_hash(row, _hasher.hash(password))
     return row
 
 
@@ -194,47 +184,45 @@ class SignedIn:
     session_id: str
 
 
-def open_session(session: Session, user: ConsoleUser, client: str) -> str:
+def open_session(uow: UnitOfWork, user: ConsoleUser, client: str) -> str:
     """A new session for ``user``; returns the cookie value (only its hash is stored)."""
     token = secrets.token_urlsafe(32)
-    now = utcnow()
-    session.add(ConsoleSession(id=sha256(token), user_id=user.id,
-                               csrf_token=secrets.token_urlsafe(32), created_at=now,
-                               last_seen_at=now, client=client[:255]))
-    user.last_login_at = now
-    AuditLog(session).record(actor=f"user:{user.username}", action="user.login",
-                 subject=f"user:{user.username}", details={"client": client[:255]})
+    uow.accounts.open_session(user, session_id=sha256(token),
+                              csrf_token=secrets.token_urlsafe(32), client=client[:255],
+                              at=utcnow())
+    uow.audit.record(actor=f"user:{user.username}", action="user.login",
+                     subject=f"user:{user.username}", details={"client": client[:255]})
     return token
 
 
-def resume_session(session: Session, cookie: str, *, idle: timedelta, max_age: timedelta,
+def resume_session(uow: UnitOfWork, cookie: str, *, idle: timedelta, max_age: timedelta,
                    now: datetime | None = None) -> SignedIn | None:
     """The signed-in user for a session cookie, or None when unknown, idle or expired."""
     if not cookie:
         return None
     now = now or utcnow()
-    row = session.get(ConsoleSession, sha256(cookie))
+    row = uow.accounts.session_by_id(sha256(cookie))
     if row is None:
         return None
-    user = session.get(ConsoleUser, row.user_id)
+    user = uow.accounts.user_by_id(row.user_id)
     if (user is None or user.disabled or now - row.last_seen_at > idle
             or now - row.created_at > max_age):
-        session.delete(row)
+        uow.accounts.close_session(row)
         return None
     if now - row.last_seen_at > timedelta(seconds=30):  # one write a minute, not per click
-        row.last_seen_at = now
+        uow.accounts.session_seen(row, now)
     return SignedIn(user_identity(user), row.csrf_token, row.id)
 
 
-def close_session(session: Session, cookie: str) -> None:
-    row = session.get(ConsoleSession, sha256(cookie)) if cookie else None
+def close_session(uow: UnitOfWork, cookie: str) -> None:
+    row = uow.accounts.session_by_id(sha256(cookie)) if cookie else None
     if row is None:
         return
-    user = session.get(ConsoleUser, row.user_id)
-    session.delete(row)
+    user = uow.accounts.user_by_id(row.user_id)
+    uow.accounts.close_session(row)
     if user is not None:
-        AuditLog(session).record(actor=f"user:{user.username}", action="user.logout",
-                     subject=f"user:{user.username}")
+        uow.audit.record(actor=f"user:{user.username}", action="user.logout",
+                         subject=f"user:{user.username}")
 
 
 def csrf_ok(expected: str, presented: str | None) -> bool:
@@ -253,46 +241,43 @@ def _scope(value: str) -> Scope:
                            f"{', '.join(s.value for s in Scope)}") from None
 
 
-def create_token(session: Session, name: str, scope: str, *, by: str) -> tuple[ApiToken, str]:
+def create_token(uow: UnitOfWork, name: str, scope: str, *, by: str) -> tuple[ApiToken, str]:
     """A new named token; the token itself is returned once and never stored."""
     clean = name.strip()
     if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$", clean):
         raise AccountError("a token name is 1-80 characters: letters, digits, . _ -")
     s = _scope(scope)
-    if session.scalars(select(ApiToken.id).where(ApiToken.name == clean)).first():
+    if uow.accounts.token_exists(clean):
         raise AccountError(f"a token named {clean!r} already exists; revoke it first")
     token = "rbt_" + secrets.token_urlsafe(32)
-    row = ApiToken(name=clean, scope=s.value, token_sha256=sha256(token), prefix=token[:10],
-                   created_at=utcnow(), created_by=by[:120])
-    session.add(row)
-    session.flush()
-    AuditLog(session).record(actor=by, action="token.create", subject=f"token:{clean}",
-                 details={"scope": s.value})
+    row = uow.accounts.add_token(name=clean, scope=s.value, token_sha256=sha256(token),
+                                 prefix=token[:10], at=utcnow(), by=by[:120])
+    uow.audit.record(actor=by, action="token.create", subject=f"token:{clean}",
+                     details={"scope": s.value})
     return row, token
 
 
-def list_tokens(session: Session) -> list[ApiToken]:
-    return list(session.scalars(select(ApiToken).order_by(ApiToken.name)))
+def list_tokens(uow: UnitOfWork) -> list[ApiToken]:
+    return uow.accounts.tokens()
 
 
-def revoke_token(session: Session, name: str, *, by: str) -> ApiToken:
-    row = session.scalars(select(ApiToken).where(ApiToken.name == name.strip())).first()
+def revoke_token(uow: UnitOfWork, name: str, *, by: str) -> ApiToken:
+    row = uow.accounts.token_named(name.strip())
     if row is None:
         raise AccountError(f"no token named {name!r}")
     if row.revoked_at is None:
-        row.revoked_at = utcnow()
-        AuditLog(session).record(actor=by, action="token.revoke", subject=f"token:{row.name}")
+        uow.accounts.revoke_token(row, utcnow())
+        uow.audit.record(actor=by, action="token.revoke", subject=f"token:{row.name}")
     return row
 
 
-def token_identity(session: Session, presented: str) -> Identity | None:
-    row = session.scalars(select(ApiToken).where(
-        ApiToken.token_sha256 == sha256(presented))).first()
+def token_identity(uow: UnitOfWork, presented: str) -> Identity | None:
+    row = uow.accounts.token_by_hash(sha256(presented))
     if row is None or row.revoked_at is not None:
         return None
     now = utcnow()
     if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=1):
-        row.last_used_at = now
+        uow.accounts.token_used(row, now)
     return Identity(actor=f"token:{row.name}", name=row.name, role=None,
                     scope=Scope(row.scope))
 

@@ -17,9 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from returnbridge.config import ReasonMappingEntry
 from returnbridge.domain.exceptions import Severity
 from returnbridge.domain.khaos_status import KhaosStatus
@@ -28,15 +25,8 @@ from returnbridge.domain.reasons import Processing, ReasonRule
 from returnbridge.flows.decide.reevaluate import ReevaluationResult, reevaluate_open
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.flows.exceptions.coverage import map_line
-from returnbridge.store.audit import AuditLog
-from returnbridge.store.console_mapping import MappingRules
-from returnbridge.store.models import (
-    ConsoleMappingRule,
-    ExceptionRow,
-    ReturnLineRow,
-    ReturnRow,
-    utcnow,
-)
+from returnbridge.store.models import utcnow
+from returnbridge.store.unit_of_work import UnitOfWork
 
 IN_FLIGHT = (KhaosStatus.PENDING.value, KhaosStatus.HELD.value, KhaosStatus.READY.value)
 PREVIEW_LIMIT = 500
@@ -90,31 +80,16 @@ def preview(rt: Runtime, rule: ReasonRule) -> Preview:
     current = rt.policy_config()
     proposed = _with_rule(current, rule, len(rt.console_rules()))
     result = Preview(rule=rule_dict(rule))
-    with rt.sessions() as session:
-        _held(session, current, proposed, result)
-        _changed(session, current, proposed, result)
+    with rt.unit_of_work() as uow:
+        _held(uow, current, proposed, result)
+        _changed(uow, current, proposed, result)
     return result
 
 
-def _lines_by_return(session: Session, return_ids: list[int]
-                     ) -> dict[int, list[ReturnLineRow]]:
-    found: dict[int, list[ReturnLineRow]] = {}
-    for i in range(0, len(return_ids), 500):
-        for line in session.scalars(select(ReturnLineRow).where(
-                ReturnLineRow.return_id.in_(return_ids[i:i + 500]))
-                .order_by(ReturnLineRow.return_id, ReturnLineRow.position)):
-            found.setdefault(line.return_id, []).append(line)
-    return found
-
-
-def _held(session: Session, current: PolicyConfig, proposed: PolicyConfig,
+def _held(uow: UnitOfWork, current: PolicyConfig, proposed: PolicyConfig,
           result: Preview) -> None:
-    blocked = session.execute(
-        select(ExceptionRow.return_id, ExceptionRow.type)
-        .join(ReturnRow, ReturnRow.id == ExceptionRow.return_id)
-        .where(ExceptionRow.status == "open",
-               ExceptionRow.severity == Severity.BLOCKING.value,
-               ReturnRow.khaos_status == KhaosStatus.HELD.value)).all()
+    blocked = uow.console.blocking_on_status(Severity.BLOCKING.value,
+                                             KhaosStatus.HELD.value)
     by_return: dict[int, set[str]] = {}
     for rid, type_ in blocked:
         if rid is not None:
@@ -122,9 +97,8 @@ def _held(session: Session, current: PolicyConfig, proposed: PolicyConfig,
     candidates = sorted(r for r, types in by_return.items() if "unmapped_return_reason" in types)
     if not candidates:
         return
-    returns = {r.id: r for r in session.scalars(select(ReturnRow).where(
-        ReturnRow.id.in_(candidates[:5000])))}
-    lines = _lines_by_return(session, list(returns))
+    returns = uow.console.returns_by_id(candidates[:5000])
+    lines = uow.console.lines_by_return(list(returns))
     for rid in candidates[:5000]:
         ret = returns.get(rid)
         if ret is None:
@@ -145,14 +119,9 @@ def _held(session: Session, current: PolicyConfig, proposed: PolicyConfig,
     _ = current
 
 
-def _changed(session: Session, current: PolicyConfig, proposed: PolicyConfig,
+def _changed(uow: UnitOfWork, current: PolicyConfig, proposed: PolicyConfig,
              result: Preview) -> None:
-    in_flight = ReturnRow.khaos_status.in_(IN_FLIGHT)
-    combos = session.execute(
-        select(ReturnRow.source, ReturnLineRow.reason, ReturnLineRow.condition,
-               ReturnLineRow.disposition, ReturnLineRow.physical_return_expected)
-        .join(ReturnRow, ReturnRow.id == ReturnLineRow.return_id)
-        .where(in_flight).distinct()).all()
+    combos = uow.console.line_combos(IN_FLIGHT)
     changed = []
     for source, reason, condition, disposition, physical in combos:
         before = map_line(current, source, reason, condition, disposition, not physical)
@@ -160,13 +129,8 @@ def _changed(session: Session, current: PolicyConfig, proposed: PolicyConfig,
         if before[0] != "unmapped" and before[1:3] != after[1:3]:
             changed.append((source, reason, condition, disposition, before, after))
     for source, reason, condition, disposition, before, after in changed:
-        refs = session.execute(
-            select(ReturnRow.associated_ref, ReturnRow.khaos_status)
-            .join(ReturnLineRow, ReturnLineRow.return_id == ReturnRow.id)
-            .where(in_flight, ReturnRow.source == source,
-                   ReturnLineRow.reason == reason, ReturnLineRow.condition == condition,
-                   ReturnLineRow.disposition == disposition).distinct()
-            .limit(PREVIEW_LIMIT)).all()
+        refs = uow.console.refs_with_combo(IN_FLIGHT, source, reason, condition,
+                                           disposition, PREVIEW_LIMIT)
         for ref, status in refs:
             if len(result.would_change) >= PREVIEW_LIMIT:
                 result.truncated = True
@@ -186,43 +150,35 @@ class Saved:
 
 
 def save(rt: Runtime, rule: ReasonRule, *, by: str, note: str = "") -> Saved:
-    with rt.sessions() as session, session.begin():
-        row = ConsoleMappingRule(source=rule.source, reason=rule.reason,
-                                 condition=rule.condition, disposition=rule.disposition,
-                                 khaos_reason_id=rule.khaos_reason_id,
-                                 processing=rule.processing.value, note=note[:2000],
-                                 active=True, created_at=utcnow(), created_by=by[:120])
-        session.add(row)
-        session.flush()
-        rule_id = row.id
-        AuditLog(session).record(actor=by, action="mapping.rule_add",
-                     subject=f"mapping_rule:{rule_id}",
-                     details={**rule_dict(rule), "note": note[:2000]})
+    with rt.unit_of_work() as uow:
+        rule_id = uow.mapping_rules.add(rule, note=note[:2000], by=by[:120], at=utcnow())
+        uow.audit.record(actor=by, action="mapping.rule_add",
+                         subject=f"mapping_rule:{rule_id}",
+                         details={**rule_dict(rule), "note": note[:2000]})
     rt.forget_console_rules()
     result = reevaluate_open(rt, by=by, why=f"mapping rule {rule_id} saved in the console")
     return Saved(rule_id, result)
 
 
 def remove(rt: Runtime, rule_id: int, *, by: str) -> bool:
-    with rt.sessions() as session, session.begin():
-        row = session.get(ConsoleMappingRule, rule_id)
-        if row is None or not row.active:
+    with rt.unit_of_work() as uow:
+        row = uow.mapping_rules.deactivate(rule_id)
+        if row is None:
             return False
-        row.active = False
-        AuditLog(session).record(actor=by, action="mapping.rule_remove",
-                     subject=f"mapping_rule:{rule_id}",
-                     details={"khaos_reason_id": row.khaos_reason_id, "reason": row.reason})
+        uow.audit.record(actor=by, action="mapping.rule_remove",
+                         subject=f"mapping_rule:{rule_id}",
+                         details={"khaos_reason_id": row.khaos_reason_id, "reason": row.reason})
     rt.forget_console_rules()
     reevaluate_open(rt, by=by, why=f"mapping rule {rule_id} removed in the console")
     return True
 
 
-def console_rules_view(session: Session) -> list[dict[str, Any]]:
+def console_rules_view(uow: UnitOfWork) -> list[dict[str, Any]]:
     return [{"id": r.id, **rule_dict(ReasonRule(
         source=r.source, reason=r.reason, disposition=r.disposition, condition=r.condition,
         khaos_reason_id=r.khaos_reason_id, processing=_processing(r.processing))),
         "note": r.note, "created_by": r.created_by, "created_at": r.created_at.isoformat()}
-        for r in MappingRules(session).active_rows()]
+        for r in uow.mapping_rules.active_rows()]
 
 
 def _processing(value: str) -> Any:

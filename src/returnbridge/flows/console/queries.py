@@ -5,17 +5,11 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
-
 from returnbridge.domain.money import quantize
-from returnbridge.flows.decide.money import items_for
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.store import returns_repo
 from returnbridge.store.codec import to_jsonable
-from returnbridge.store.exceptions_repo import ExceptionsRepository
-from returnbridge.store.models import ExceptionRow, KhaosDeliveryItem, RefundRow, ReturnRow
-from returnbridge.store.reconciliation_items_repo import ReconciliationItemsRepository
-from returnbridge.store.returns_repo import ReturnsRepository
+from returnbridge.store.models import ExceptionRow
 
 
 def _exception(row: ExceptionRow) -> dict[str, Any]:
@@ -36,15 +30,12 @@ def _money(value: Decimal) -> str:
 
 
 def return_view(rt: Runtime, associated_ref: str) -> dict[str, Any] | None:
-    with rt.sessions() as session:
-        row = ReturnsRepository(session).by_ref(associated_ref)
+    with rt.unit_of_work() as uow:
+        row = uow.returns.by_ref(associated_ref)
         if row is None:
             return None
         case = returns_repo.case_of(row)
-        deliveries = session.scalars(
-            select(KhaosDeliveryItem).where(KhaosDeliveryItem.return_id == row.id)
-            .order_by(KhaosDeliveryItem.id)
-        ).all()
+        deliveries = uow.console.delivery_items(row.id)
         return {
             "associated_ref": row.associated_ref,
             "source": row.source,
@@ -78,33 +69,27 @@ def return_view(rt: Runtime, associated_ref: str) -> dict[str, Any] | None:
             "timeline": [
                 {"at": t.at.isoformat(), "kind": t.kind, "message": t.message,
                  "evidence": t.evidence}
-                for t in ReturnsRepository(session).timeline(row.id)
+                for t in uow.returns.timeline(row.id)
             ],
             "open_exceptions": [_exception(e)
-                                for e in ExceptionsRepository(session).open_for_return(row.id)],
+                                for e in uow.exceptions.open_for_return(row.id)],
             "refunds": [
                 {"origin": r.origin, "provider": r.provider, "amount": _money(r.amount),
                  "currency": r.currency, "provider_refund_id": r.provider_refund_id,
                  "status": r.status, "note": r.note, "created_at": r.created_at.isoformat()}
-                for r in session.scalars(select(RefundRow).where(RefundRow.return_id == row.id)
-                                         .order_by(RefundRow.id))
+                for r in uow.console.refunds(row.id)
             ],
             "reconciliation_items": [
                 {"category": i.category, "amount": _money(i.amount), "currency": i.currency,
                  "status": i.status, "reference": i.reference, "note": i.note,
                  "created_at": i.created_at.isoformat()}
-                for i in items_for(ReconciliationItemsRepository(session), row.associated_ref)
+                for i in uow.reconciliation_items.for_ref(row.associated_ref)
             ],
-            "follow_up_of": session.scalar(select(ReturnRow.associated_ref).where(
-                ReturnRow.id == row.parent_id)) if row.parent_id else None,
-            "follow_ups": list(session.scalars(select(ReturnRow.associated_ref).where(
-                ReturnRow.parent_id == row.id).order_by(ReturnRow.id))),
+            "follow_up_of": uow.console.ref_of(row.parent_id) if row.parent_id else None,
+            "follow_ups": uow.console.follow_up_refs(row.id),
         }
 
 
 def exception_list(rt: Runtime, status: str = "open") -> list[dict[str, Any]]:
-    with rt.sessions() as session:
-        stmt = select(ExceptionRow).order_by(ExceptionRow.last_seen_at.desc(), ExceptionRow.id)
-        if status != "all":
-            stmt = stmt.where(ExceptionRow.status == status)
-        return [_exception(r) for r in session.scalars(stmt)]
+    with rt.unit_of_work() as uow:
+        return [_exception(r) for r in uow.console.exceptions_by_status(status)]

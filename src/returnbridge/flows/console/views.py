@@ -11,30 +11,18 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import case, func, select
-from sqlalchemy.orm import Session
-
 from returnbridge.domain.exceptions import CATALOGUE, Owner, Severity
 from returnbridge.domain.khaos_status import DELIVERED, KhaosStatus
 from returnbridge.domain.money import ZERO, quantize
 from returnbridge.erp.khaos.channel import customer_return_import
+from returnbridge.flows.console.mapping import console_rules_view
 from returnbridge.flows.console.queries import return_view
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.flows.exceptions.actions import exception_view
 from returnbridge.flows.exceptions.coverage import ReasonCoverage, map_line
 from returnbridge.flows.khaos.serve import channel_options, render, to_served
-from returnbridge.store import reason_coverage as by_day
-from returnbridge.store.models import (
-    ExceptionRow,
-    InboundEvent,
-    KhaosDelivery,
-    KhaosDeliveryItem,
-    RefundRow,
-    ReturnLineRow,
-    ReturnRow,
-    utcnow,
-)
-from returnbridge.store.returns_repo import ReturnsRepository
+from returnbridge.store.models import utcnow
+from returnbridge.store.unit_of_work import UnitOfWork
 
 MAX_DOCUMENT_CHARS = 200_000
 
@@ -77,30 +65,23 @@ def return_page(rt: Runtime, associated_ref: str) -> dict[str, Any] | None:
     view = return_view(rt, associated_ref)
     if view is None:
         return None
-    with rt.sessions() as session:
-        row = ReturnsRepository(session).by_ref(associated_ref)
+    with rt.unit_of_work() as uow:
+        row = uow.returns.by_ref(associated_ref)
         assert row is not None
-        deliveries = session.execute(
-            select(KhaosDelivery, KhaosDeliveryItem.redelivery)
-            .join(KhaosDeliveryItem, KhaosDeliveryItem.delivery_id == KhaosDelivery.id)
-            .where(KhaosDeliveryItem.return_id == row.id).order_by(KhaosDelivery.id)).all()
+        deliveries = uow.console.deliveries(row.id)
         view["documents"] = [{
             "delivery_id": d.id, "delivered_at": d.delivered_at.isoformat(),
             "format": d.format, "return_count": d.return_count, "redelivery": redelivery,
             "specific_ids": d.specific_ids, "document": _text(d.document),
         } for d, redelivery in deliveries]
-        events = session.scalars(
-            select(InboundEvent).where(InboundEvent.source == row.source,
-                                       InboundEvent.source_ref == row.source_return_id)
-            .order_by(InboundEvent.id).limit(200)).all()
+        events = uow.console.raw_events(row.source, row.source_return_id, 200)
         view["raw_events"] = [{
             "id": e.id, "channel": e.channel, "topic": e.topic, "trigger": e.trigger,
             "received_at": e.received_at.isoformat(), "status": e.status, "error": e.error,
             "duplicates": e.duplicates, "body": _text(e.body),
         } for e in events]
-        view["all_exceptions"] = [exception_view(e) for e in session.scalars(
-            select(ExceptionRow).where(ExceptionRow.return_id == row.id)
-            .order_by(ExceptionRow.id))]
+        view["all_exceptions"] = [exception_view(e)
+                                  for e in uow.console.all_exceptions(row.id)]
     view["waterfall"] = waterfall(view)
     return view
 
@@ -108,8 +89,8 @@ def return_page(rt: Runtime, associated_ref: str) -> dict[str, Any] | None:
 def dry_run(rt: Runtime, associated_ref: str) -> dict[str, Any] | None:
     """What Khaos would receive for this return if it polled now (nothing is recorded)."""
     k = rt.settings.khaos
-    with rt.sessions() as session:
-        row = ReturnsRepository(session).by_ref(associated_ref)
+    with rt.unit_of_work() as uow:
+        row = uow.returns.by_ref(associated_ref)
         if row is None:
             return None
         document = customer_return_import([to_served(row, k, rt.settings.policy)],
@@ -135,24 +116,17 @@ def dry_run(rt: Runtime, associated_ref: str) -> dict[str, Any] | None:
 _SEVERITY_ORDER = {Severity.BLOCKING.value: 0, Severity.WARNING.value: 1}
 
 
-def exception_queue(session: Session, owner: str, *, status: str = "open",
+def exception_queue(uow: UnitOfWork, owner: str, *, status: str = "open",
                     type: str = "", limit: int = 200) -> list[dict[str, Any]]:
     """An owning team's queue: blocking first, then oldest first."""
-    stmt = select(ExceptionRow).where(ExceptionRow.status == status)
-    if owner != "all":
-        stmt = stmt.where(ExceptionRow.owner == owner)
-    if type:
-        stmt = stmt.where(ExceptionRow.type == type)
-    severity_rank = case((ExceptionRow.severity == Severity.BLOCKING.value, 0), else_=1)
-    stmt = stmt.order_by(severity_rank, ExceptionRow.first_seen_at, ExceptionRow.id).limit(limit)
+    rows = uow.console.queue(owner, status=status, type=type,
+                             blocking=Severity.BLOCKING.value, limit=limit)
     now = utcnow()
-    return [exception_view(r, now) for r in session.scalars(stmt)]
+    return [exception_view(r, now) for r in rows]
 
 
-def queue_counts(session: Session) -> dict[str, int]:
-    rows = session.execute(select(ExceptionRow.owner, func.count())
-                           .where(ExceptionRow.status == "open")
-                           .group_by(ExceptionRow.owner)).all()
+def queue_counts(uow: UnitOfWork) -> dict[str, int]:
+    rows = uow.console.open_by_owner()
     counts = {o.value: 0 for o in Owner}
     for owner, n in rows:
         counts[str(owner)] = int(n)
@@ -174,21 +148,12 @@ class Bar:
     served: int
 
 
-def _flows(session: Session, periods: dict[str, datetime]) -> dict[str, dict[str, int]]:
+def _flows(uow: UnitOfWork, periods: dict[str, datetime]) -> dict[str, dict[str, int]]:
     """Every period's stage counts from one grouped pass over the longest period."""
     since = min(periods.values())
     names = list(periods)
-    flags = [(ReturnRow.first_seen_at >= periods[n]).label(f"p{i}")
-             for i, n in enumerate(names)]
-    imported = ReturnRow.imported_at.is_not(None).label("imported")
-    cleared = ReturnRow.credit_confirmed_at.is_not(None).label("cleared")
-    rows = session.execute(
-        select(ReturnRow.khaos_status, imported, cleared, *flags, func.count())
-        .where(ReturnRow.first_seen_at >= since)
-        .group_by(ReturnRow.khaos_status, imported, cleared, *flags)).all()
-    refunded_rows = session.execute(
-        select(ReturnRow.first_seen_at).join(RefundRow, RefundRow.return_id == ReturnRow.id)
-        .where(ReturnRow.first_seen_at >= since).distinct()).all()
+    rows = uow.console.stage_counts([periods[n] for n in names])
+    refunded_rows = uow.console.refunded_first_seen(since)
     delivered = {s.value for s in DELIVERED}
     result: dict[str, dict[str, int]] = {}
     for i, name in enumerate(names):
@@ -210,18 +175,16 @@ def _flows(session: Session, periods: dict[str, datetime]) -> dict[str, dict[str
     return result
 
 
-def overview(session: Session, now: datetime | None = None) -> dict[str, Any]:
+def overview(uow: UnitOfWork, now: datetime | None = None) -> dict[str, Any]:
     now = now or utcnow()
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     periods = {"today": today, "7 days": now - timedelta(days=7),
                "30 days": now - timedelta(days=30)}
-    flow = _flows(session, periods)
+    flow = _flows(uow, periods)
 
     ageing: dict[str, list[int]] = {o.value: [0] * len(AGE_BUCKETS) for o in Owner}
     by_type: dict[tuple[str, str], int] = defaultdict(int)
-    for owner, type_, first_seen in session.execute(
-            select(ExceptionRow.owner, ExceptionRow.type, ExceptionRow.first_seen_at)
-            .where(ExceptionRow.status == "open")):
+    for owner, type_, first_seen in uow.console.open_exception_ages():
         days = (now - first_seen).total_seconds() / 86400
         for i, (_, upper) in enumerate(AGE_BUCKETS):
             if upper is None or days < upper:
@@ -230,24 +193,17 @@ def overview(session: Session, now: datetime | None = None) -> dict[str, Any]:
         by_type[(str(type_), str(owner))] += 1
 
     stale = now - timedelta(hours=1)
-    served_not_imported = int(session.scalar(select(func.count()).select_from(ReturnRow).where(
-        ReturnRow.khaos_status == KhaosStatus.SERVED.value, ReturnRow.served_at <= stale)) or 0)
+    served_not_imported = uow.console.served_not_imported(KhaosStatus.SERVED.value, stale)
     # Later statuses (credit_confirmed, refund_recorded, done) have their credit cleared.
-    processed_not_cleared = int(session.scalar(select(func.count()).select_from(ReturnRow).where(
-        ReturnRow.process_return.is_(True), ReturnRow.credit_confirmed_at.is_(None),
-        ReturnRow.khaos_status.in_([KhaosStatus.SERVED.value,
-                                    KhaosStatus.IMPORTED.value]))) or 0)
+    processed_not_cleared = uow.console.processed_not_cleared(
+        [KhaosStatus.SERVED.value, KhaosStatus.IMPORTED.value])
 
     start = today - timedelta(days=29)
     received_days: dict[str, int] = defaultdict(int)
     served_days: dict[str, int] = defaultdict(int)
-    day = func.date(ReturnRow.first_seen_at)
-    for d, n in session.execute(select(day, func.count()).where(
-            ReturnRow.first_seen_at >= start).group_by(day)):
+    for d, n in uow.console.received_per_day(start):
         received_days[str(d)[:10]] = int(n)
-    sday = func.date(ReturnRow.served_at)
-    for d, n in session.execute(select(sday, func.count()).where(
-            ReturnRow.served_at >= start).group_by(sday)):
+    for d, n in uow.console.served_per_day(start):
         served_days[str(d)[:10]] = int(n)
     bars = []
     for i in range(30):
@@ -268,35 +224,47 @@ def overview(session: Session, now: datetime | None = None) -> dict[str, Any]:
 IN_FLIGHT = (KhaosStatus.PENDING.value, KhaosStatus.HELD.value, KhaosStatus.READY.value)
 
 
-def reason_coverage(session: Session, config: Any, days: int | None = None) -> dict[str, Any]:
+def reason_coverage(rt: Runtime, days: int | None = None) -> dict[str, Any]:
     """The Mapping page's coverage, grouped in the database and mapped exactly as
     ``returnbridge audit`` and the posting policy map.
 
     By default over the returns still to be sent to Khaos (pending, held, ready): the ones
     a mapping change can still affect, and a small set however large the history. With
     ``days``, over every return seen in that many days, from the per-day coverage table
-    (``store/reason_coverage.py``: its dirty days are rebuilt first, so ``session`` must
-    not be inside a transaction)."""
+    (``store/reason_coverage.py``: its dirty days are rebuilt first, in a unit of work of
+    their own)."""
+    still_dirty = _refresh(rt, days)
+    with rt.unit_of_work() as uow:
+        return _reason_coverage(uow, rt.policy_config(uow.mapping_rules), days, still_dirty)
 
+
+def mapping_page(rt: Runtime, days: int | None = None
+                 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``reason_coverage`` and the console's rules, read in one unit of work."""
+    still_dirty = _refresh(rt, days)
+    with rt.unit_of_work() as uow:
+        report = _reason_coverage(uow, rt.policy_config(uow.mapping_rules), days, still_dirty)
+        return report, console_rules_view(uow)
+
+
+def _refresh(rt: Runtime, days: int | None) -> set[str]:
+    """The per-day coverage table brought up to date (only needed with ``days``)."""
+    if not days:
+        return set()
+    with rt.unit_of_work() as uow:
+        return uow.reason_coverage.refresh()
+
+
+def _reason_coverage(uow: UnitOfWork, config: Any, days: int | None,
+                     still_dirty: set[str]) -> dict[str, Any]:
     cutoff = utcnow() - timedelta(days=days or 0)
-    scope = (ReturnRow.last_event_at >= cutoff if days
-             else ReturnRow.khaos_status.in_(IN_FLIGHT))
     if days:
-        groups = by_day.since(session, cutoff, by_day.refresh(session))
+        groups = uow.reason_coverage.since(cutoff, still_dirty)
         rows: list[Any] = [(g.source, g.reason, g.condition, g.disposition,
                             g.physical_return_expected, g.returns, g.lines, g.units,
                             g.last_seen, g.example_ref) for g in groups]
     else:
-        rows = list(session.execute(
-            select(ReturnRow.source, ReturnLineRow.reason, ReturnLineRow.condition,
-                   ReturnLineRow.disposition, ReturnLineRow.physical_return_expected,
-                   func.count(func.distinct(ReturnRow.id)), func.count(),
-                   func.sum(ReturnLineRow.quantity), func.max(ReturnRow.last_event_at),
-                   func.max(ReturnRow.associated_ref))
-            .join(ReturnRow, ReturnRow.id == ReturnLineRow.return_id)
-            .where(scope)
-            .group_by(ReturnRow.source, ReturnLineRow.reason, ReturnLineRow.condition,
-                      ReturnLineRow.disposition, ReturnLineRow.physical_return_expected)))
+        rows = uow.reason_coverage.in_status(IN_FLIGHT)
     reasons = []
     for source, reason, condition, disposition, physical, n_returns, n_lines, units, last, \
             example in rows:
@@ -310,7 +278,8 @@ def reason_coverage(session: Session, config: Any, days: int | None = None) -> d
             mapped_by=by, example_ref=str(example or "")))
     order = {"unmapped": 0, "unsafe": 1, "mapped": 2}
     reasons.sort(key=lambda r: (order[r.status], -r.returns, r.source, r.reason))
-    seen = int(session.scalar(select(func.count()).select_from(ReturnRow).where(scope)) or 0)
+    seen = (uow.reason_coverage.seen_since(cutoff) if days
+            else uow.reason_coverage.count_in_status(IN_FLIGHT))
     return {"days": days, "returns_seen": seen, "reasons": reasons,
             "unmapped": [r for r in reasons if r.status != "mapped"],
             "unmapped_lines": sum(r.lines for r in reasons if r.status != "mapped")}

@@ -34,11 +34,9 @@ from returnbridge.domain.settlement import (
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.store.models import (
     ExceptionRow,
-    ReconciliationItem,
     ReturnLineRow,
     ReturnRow,
 )
-from returnbridge.store.reconciliation_items_repo import ReconciliationItemsRepository
 from returnbridge.store.returns_repo import ReturnsRepository
 from returnbridge.store.unit_of_work import UnitOfWork
 
@@ -169,9 +167,3 @@ def sync_off_note(uow: UnitOfWork, row: ReturnRow, case: ReturnCase,
                                       f"{category} reconciliation item withdrawn: "
                                       f"{row.source} no longer reports it", evidence)
     repo.flush()
-
-
-def items_for(items: ReconciliationItemsRepository,
-              associated_ref: str) -> list[ReconciliationItem]:
-    """This return's reconciliation items; ``items``: ``uow.reconciliation_items``."""
-    return items.for_ref(associated_ref)

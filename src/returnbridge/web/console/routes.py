@@ -42,7 +42,6 @@ from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.flows.exceptions import actions
 from returnbridge.flows.reconcile import continuous, report_cache, scoping
 from returnbridge.flows.reconcile import service as recon_service
-from returnbridge.store.console_mapping import MappingRules
 from returnbridge.web.console import runbooks
 from returnbridge.web.console.health_view import health_data
 from returnbridge.web.console.security import (
@@ -79,13 +78,6 @@ def page(request: Request, name: str, who: SignedIn | None, status_code: int = 2
     context.setdefault("error", request.query_params.get("error", ""))
     return templates.TemplateResponse(request, name, {"who": who, **context},
                                       status_code=status_code)
-
-
-async def db(rt: Runtime, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    def run() -> Any:
-        with rt.sessions() as session:
-            return fn(session, *args, **kwargs)
-    return await run_in_threadpool(run)
 
 
 async def in_uow(rt: Runtime, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -141,11 +133,11 @@ async def login(request: Request) -> Response:
     rt = runtime(request)
 
     def attempt() -> str | None:
-        with rt.sessions() as session, session.begin():
-            user = check_credentials(session, username, password)
+        with rt.unit_of_work() as uow:
+            user = check_credentials(uow, username, password)
             if user is None:
                 return None
-            return open_session(session, user, client_of(request))
+            return open_session(uow, user, client_of(request))
 
     session_token = await run_in_threadpool(attempt)
     if session_token is None:
@@ -163,11 +155,7 @@ async def logout(request: Request, who: Who) -> Response:
     rt = runtime(request)
     cookie = request.cookies.get(SESSION_COOKIE, "")
 
-    def out() -> None:
-        with rt.sessions() as session, session.begin():
-            close_session(session, cookie)
-
-    await run_in_threadpool(out)
+    await in_uow(rt, close_session, cookie)
     response = redirect(f"{PREFIX}/login", msg="You are signed out.")
     clear_session(response)
     return response
@@ -183,7 +171,7 @@ async def home(who: Who) -> Response:
 
 @router.get("/overview", response_class=HTMLResponse)
 async def overview(request: Request, who: Who) -> Response:
-    data = await db(runtime(request), console_views.overview)
+    data = await in_uow(runtime(request), console_views.overview)
     return page(request, "overview.html", who, nav="overview", o=data)
 
 
@@ -200,7 +188,7 @@ async def returns_list(request: Request, who: Who, q: str = "", status: str = ""
                             min_age_days=min_age_days)
     error = ""
     try:
-        result = await db(runtime(request), search_returns, filters, limit=PAGE_SIZE,
+        result = await in_uow(runtime(request), search_returns, filters, limit=PAGE_SIZE,
                           offset=max(offset, 0), sources=runtime(request).platforms.names())
     except BadSearch as exc:
         error, result = str(exc), None
@@ -250,8 +238,8 @@ async def exceptions_queue(request: Request, who: Who, owner: str = "", type: st
     type = type if type in CATALOGUE else ""
     status = status if status in ("open", "resolved", "ignored") else "open"
     rt = runtime(request)
-    items = await db(rt, console_views.exception_queue, owner, status=status, type=type)
-    counts = await db(rt, console_views.queue_counts)
+    items = await in_uow(rt, console_views.exception_queue, owner, status=status, type=type)
+    counts = await in_uow(rt, console_views.queue_counts)
     for item in items:
         item["may_act"] = who.identity.may_act_on(item["owner"])
     return page(request, "exceptions.html", who, nav="exceptions", items=items, owner=owner,
@@ -373,10 +361,7 @@ async def exceptions_bulk(request: Request, who: Who) -> Response:
 
 
 def _mapping_data(rt: Runtime, days: int | None = None) -> dict[str, Any]:
-    with rt.sessions() as session:
-        report = console_views.reason_coverage(
-            session, rt.policy_config(MappingRules(session)), days)
-        console_rules = console_mapping.console_rules_view(session)
+    report, console_rules = console_views.mapping_page(rt, days)
     file_rules = [console_mapping.rule_dict(r) for r in rt.settings.mapping.rules()]
     return {"report": report, "console_rules": console_rules, "file_rules": file_rules,
             "defaults": rt.settings.mapping.defaults}

@@ -71,8 +71,8 @@ def client_of(request: Request) -> str:
 
 def _resume(rt: Runtime, cookie: str) -> SignedIn | None:
     c = rt.settings.console
-    with rt.sessions() as session, session.begin():
-        return resume_session(session, cookie, idle=timedelta(minutes=c.idle_timeout_minutes),
+    with rt.unit_of_work() as uow:
+        return resume_session(uow, cookie, idle=timedelta(minutes=c.idle_timeout_minutes),
                               max_age=timedelta(hours=c.session_max_hours))
 
 
