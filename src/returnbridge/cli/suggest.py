@@ -60,12 +60,11 @@ def suggest(
     unknown_customer, each with a confidence and why."""
     from returnbridge.flows.engine.runtime import Runtime
     from returnbridge.flows.exceptions.suggestions import customer_suggestions, sku_suggestions
-    from returnbridge.store.models import ExceptionRow
 
     rt = Runtime.from_settings(load(config))
     try:
-        with rt.sessions() as session:
-            row = session.get(ExceptionRow, exception_id)
+        with rt.unit_of_work() as uow:
+            row = uow.exceptions.get(exception_id)
             kind = row.type if row is not None else None
         if kind == "sku_mismatch":
             subject, candidates = sku_suggestions(rt, exception_id)

@@ -5,10 +5,20 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from returnbridge.store.models import ConnectionHealth, JobRun
+from returnbridge.store.models import (
+    ConnectionHealth,
+    ExceptionRow,
+    InboundEvent,
+    JobRun,
+    KhaosDelivery,
+    KhaosOrderStatus,
+    RefundRow,
+    StockItem,
+    Watermark,
+)
 
 
 class HealthRepository:
@@ -70,3 +80,38 @@ class HealthRepository:
 
     def job_runs(self) -> list[JobRun]:
         return list(self._session.scalars(select(JobRun)))
+
+    # --- the evidence the Health page shows for each connection ---
+
+    def last_event_received(self, source: str) -> datetime | None:
+        """When the last event from ``source`` that did not fail was received."""
+        return self._session.scalar(select(func.max(InboundEvent.received_at)).where(
+            InboundEvent.source == source, InboundEvent.status != "failed"))
+
+    def last_failed_event(self, source: str) -> InboundEvent | None:
+        return self._session.scalars(select(InboundEvent).where(
+            InboundEvent.source == source, InboundEvent.status == "failed")
+            .order_by(InboundEvent.id.desc()).limit(1)).first()
+
+    def newest_open_problem(self, types: tuple[str, ...]) -> ExceptionRow | None:
+        return self._session.scalars(select(ExceptionRow).where(
+            ExceptionRow.status == "open", ExceptionRow.type.in_(types))
+            .order_by(ExceptionRow.last_seen_at.desc()).limit(1)).first()
+
+    def last_khaos_poll(self) -> datetime | None:
+        return self._session.scalar(select(func.max(KhaosDelivery.delivered_at)))
+
+    def last_khaos_push(self) -> datetime | None:
+        """The newest stock item or order status Khaos pushed."""
+        seen = [d for d in (self._session.scalar(select(func.max(StockItem.updated_at))),
+                            self._session.scalar(select(func.max(KhaosOrderStatus.updated_at))))
+                if d]
+        return max(seen) if seen else None
+
+    def last_refund_made(self) -> datetime | None:
+        return self._session.scalar(select(func.max(RefundRow.created_at)).where(
+            RefundRow.origin == "returnbridge"))
+
+    def watermarks(self) -> list[Watermark]:
+        return list(self._session.scalars(select(Watermark).order_by(Watermark.name)))
+

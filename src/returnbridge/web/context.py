@@ -13,7 +13,6 @@ from fastapi.concurrency import run_in_threadpool
 from returnbridge.domain.exceptions import Problem
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.store.events import StoredEvent
-from returnbridge.store.exceptions_repo import ExceptionsRepository
 from returnbridge.web.inbox import Inbox
 
 log = structlog.get_logger(__name__)
@@ -41,8 +40,8 @@ class SignatureFailures:
             count = self._pending.pop(source)
             self._last_flush[source] = now
         try:
-            with self.rt.sessions() as session, session.begin():
-                ExceptionsRepository(session).raise_problem(Problem(type="signature_invalid",
+            with self.rt.unit_of_work() as uow:
+                uow.exceptions.raise_problem(Problem(type="signature_invalid",
                             message=f"{source} webhook deliveries were refused because their "
                             "signature matched no configured secret.",
                             dedupe_key=f"{source}:signature"),

@@ -9,22 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
-
 from returnbridge.checks import check_settings
 from returnbridge.flows.engine.jobs import jobs
 from returnbridge.flows.engine.runtime import Runtime
-from returnbridge.store.models import (
-    ExceptionRow,
-    InboundEvent,
-    JobRun,
-    KhaosDelivery,
-    KhaosOrderStatus,
-    RefundRow,
-    StockItem,
-    Watermark,
-)
+from returnbridge.store.health_repo import HealthRepository
+from returnbridge.store.models import JobRun
 
 
 def _last_run(run: JobRun) -> datetime | None:
@@ -42,40 +31,30 @@ def _iso(value: datetime | None) -> str:
     return value.isoformat()[:19].replace("T", " ") if value else ""
 
 
-def _source(session: Session, source: str) -> dict[str, str]:
-    last_ok = session.scalar(select(func.max(InboundEvent.received_at)).where(
-        InboundEvent.source == source, InboundEvent.status != "failed"))
-    failed = session.scalars(select(InboundEvent).where(
-        InboundEvent.source == source, InboundEvent.status == "failed")
-        .order_by(InboundEvent.id.desc()).limit(1)).first()
+def _source(health: HealthRepository, source: str) -> dict[str, str]:
+    last_ok = health.last_event_received(source)
+    failed = health.last_failed_event(source)
     return {"last_success": _iso(last_ok),
             "last_success_what": "last event received",
             "last_error": _iso(failed.received_at) if failed else "",
             "error": (failed.error[:300] if failed else "")}
 
 
-def _open_problem(session: Session, types: tuple[str, ...]) -> ExceptionRow | None:
-    return session.scalars(select(ExceptionRow).where(
-        ExceptionRow.status == "open", ExceptionRow.type.in_(types))
-        .order_by(ExceptionRow.last_seen_at.desc()).limit(1)).first()
-
-
 def health_data(rt: Runtime) -> dict[str, Any]:
     s = rt.settings
     findings = [{"level": f.level.value, "key": f.key, "message": f.message}
                 for f in check_settings(s)]
-    with rt.sessions() as session:
+    with rt.unit_of_work() as uow:
+        health = uow.health
         connections: list[dict[str, str]] = []
         for platform in rt.platforms:
             configured = platform.configured(platform.settings(s))
             row = {"name": platform.title, "configured": "yes" if configured else "no",
-                   **_source(session, platform.name)}
+                   **_source(health, platform.name)}
             connections.append(row)
-        last_poll = session.scalar(select(func.max(KhaosDelivery.delivered_at)))
-        last_push = max([d for d in (
-            session.scalar(select(func.max(StockItem.updated_at))),
-            session.scalar(select(func.max(KhaosOrderStatus.updated_at)))) if d] or [None])
-        soap = _open_problem(session, ("khaos_import_unconfirmed", "credit_note_missing"))
+        last_poll = health.last_khaos_poll()
+        last_push = health.last_khaos_push()
+        soap = health.newest_open_problem(("khaos_import_unconfirmed", "credit_note_missing"))
         connections.append({
             "name": "Khaos channel (polls and pushes)", "configured":
             "yes" if s.khaos.channel_password.get_secret_value() else "no",
@@ -87,18 +66,17 @@ def health_data(rt: Runtime) -> dict[str, Any]:
             "last_success": "", "last_success_what": "see credit notes confirmed on returns",
             "last_error": _iso(soap.last_seen_at) if soap else "",
             "error": soap.message[:300] if soap else ""})
-        last_refund = session.scalar(select(func.max(RefundRow.created_at)).where(
-            RefundRow.origin == "returnbridge"))
-        refund_problem = _open_problem(session, ("duplicate_refund_suspected",
-                                                 "refund_before_credit"))
+        last_refund = health.last_refund_made()
+        refund_problem = health.newest_open_problem(("duplicate_refund_suspected",
+                                                     "refund_before_credit"))
         connections.append({
             "name": "Shopify", "configured": "yes" if (s.shopify.shop_domain
                                                        or s.shopify.base_url) else "no",
             "last_success": _iso(last_refund), "last_success_what": "last refund made",
             "last_error": _iso(refund_problem.last_seen_at) if refund_problem else "",
             "error": refund_problem.message[:300] if refund_problem else ""})
-        all_marks = list(session.scalars(select(Watermark).order_by(Watermark.name)))
-        runs = {r.name: r for r in session.scalars(select(JobRun))}
+        all_marks = health.watermarks()
+        runs = {r.name: r for r in health.job_runs()}
     marks = [{"name": m.name, "value": m.value[:80], "updated_at": _iso(m.updated_at)}
              for m in all_marks]
     job_rows = []
