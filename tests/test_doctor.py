@@ -78,6 +78,8 @@ def test_the_bundle_has_everything_but_the_secrets(db_url: str, tmp_path: Path,
     assert bundle["versions"]["returnbridge"] and bundle["versions"]["sqlalchemy"]
     assert bundle["schema"]["up_to_date"] is True
     assert bundle["counts"]["open_exceptions_by_type"] == {"connection_failing": 1}
+    # a platform's own table, counted through the unit of work (none written back yet)
+    assert bundle["counts"]["loop_notes_by_status"] == {}
     assert bundle["recent"]["failed_events"][0]["error"] == "401 with key [redacted]"
     jobs = {j["job"]: j for j in bundle["schedules"]}
     assert jobs["khaos-confirm"]["last_summary"] == "0 confirmed"

@@ -93,6 +93,14 @@ class PlatformJob:
 
 
 S = TypeVar("S", bound=BaseModel)
+R = TypeVar("R")
+
+
+class Repositories(Protocol):
+    """What a platform gets of the unit of work in hand: its own repositories (for its own
+    tables) bound to the transaction (``store.unit_of_work.UnitOfWork`` is one)."""
+
+    def repository(self, kind: Callable[[Any], R]) -> R: ...
 # A problem with a platform's settings for ``check-config``: (level, key, message), level
 # one of "error", "warning", "note".
 ConfigFinding = tuple[str, str, str]
@@ -154,8 +162,9 @@ class ReturnsPlatform(ABC, Generic[S]):
         """A cheap live call for ``returnbridge doctor`` (None: nothing to call)."""
         return None
 
-    def doctor_counts(self, session: Any) -> dict[str, Any]:
-        """Figures of its own tables for ``returnbridge doctor``."""
+    def doctor_counts(self, uow: Repositories) -> dict[str, Any]:
+        """Figures of its own tables for ``returnbridge doctor``, read through the unit of
+        work in hand (``uow.repository(MyTable)``)."""
         return {}
 
     def check_config(self, section: S, settings: Any) -> list[ConfigFinding]:

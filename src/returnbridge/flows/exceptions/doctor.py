@@ -73,8 +73,7 @@ def _counts(rt: Runtime) -> dict[str, Any]:
     with rt.unit_of_work() as uow:
         out.update(uow.doctor.counts())
         for source in rt.platforms:
-            # the platform port still takes the transaction's session
-            out.update(source.doctor_counts(uow.session))
+            out.update(source.doctor_counts(uow))
     return out
 
 

@@ -14,6 +14,7 @@ from returnbridge.returns_platform import (
     ConfigFinding,
     PlatformJob,
     RefundRules,
+    Repositories,
     ReturnsPlatform,
     Routing,
 )
@@ -121,8 +122,8 @@ class LoopPlatform(ReturnsPlatform[LoopSettings]):
             return f"listed returns ({len(page.returns)} on the first page)"
         return listed
 
-    def doctor_counts(self, session: Any) -> dict[str, Any]:
-        return {"loop_notes_by_status": LoopNotes(session).counts_by_status()}
+    def doctor_counts(self, uow: Repositories) -> dict[str, Any]:
+        return {"loop_notes_by_status": uow.repository(LoopNotes).counts_by_status()}
 
     def missing_returns_hint(self) -> str:
         return ("the Loop webhook subscriptions and the API key the backstop uses; "
