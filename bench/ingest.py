@@ -21,7 +21,6 @@ import json
 import multiprocessing
 import os
 import queue
-import secrets
 import signal
 import sqlite3
 import subprocess
@@ -30,20 +29,18 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-import psycopg
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 
 from returnbridge.sandbox.demo import KHAOS_PASSWORD, KHAOS_USER, LOOP_SECRET, write_demo_config
 from returnbridge.sandbox.loop.samples import DEMO_SCENARIOS, return_payload
 from returnbridge.sandbox.loop.sender import php_json
+from returnbridge.sandbox.scratch import scratch_database
 from returnbridge.sandbox.service import ServiceProcess, free_port
 from returnbridge.sources.loop.signature import HEADER, sign
 from returnbridge.store.db import make_engine
@@ -193,22 +190,6 @@ def baseline(db_path: str, deliveries: list[Delivery]) -> tuple[float, int]:
 
 
 # --------------------------------------------------------------------------- service side
-
-
-@contextmanager
-def postgres_database(admin_url: str) -> Iterator[str]:
-    """A fresh database for the run; yields its SQLAlchemy URL and drops it afterwards."""
-    name = f"rb_bench_{secrets.token_hex(4)}"
-    admin = make_url(admin_url).set(drivername="postgresql")
-    conninfo = admin.render_as_string(hide_password=False)
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin.set(drivername="postgresql+psycopg", database=name).render_as_string(
-            hide_password=False)
-    finally:
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def write_config(directory: Path, port: int, database_url: str | None) -> tuple[Path, str]:
@@ -412,7 +393,7 @@ def main() -> None:
         # The baseline runs first, on an otherwise idle machine (no service, no workflows).
         baseline_rate = run_baseline(mp, directory, deliveries)
         if args.postgres:
-            with postgres_database(args.postgres) as url:
+            with scratch_database(args.postgres, prefix="rb_bench") as url:
                 run_service(mp, directory, deliveries, args.concurrency, url, baseline_rate,
                             args.workers, args.rate)
         else:

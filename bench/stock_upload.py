@@ -23,12 +23,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import secrets
 import sqlite3
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +35,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
 from returnbridge.sandbox.demo import KHAOS_PASSWORD, KHAOS_USER, write_demo_config
+from returnbridge.sandbox.scratch import scratch_database
 from returnbridge.sandbox.service import ServiceProcess, free_port
 from returnbridge.store.db import make_engine
 from returnbridge.store.migrate import upgrade
@@ -126,21 +124,6 @@ def baseline_postgres(url: str, body: bytes) -> float:
 
 
 # --------------------------------------------------------------------------- service
-
-@contextmanager
-def postgres_database(admin_url: str) -> Iterator[str]:
-    name = f"rb_bench_{secrets.token_hex(4)}"
-    admin = make_url(admin_url).set(drivername="postgresql")
-    conninfo = admin.render_as_string(hide_password=False)
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin.set(drivername="postgresql+psycopg", database=name).render_as_string(
-            hide_password=False)
-    finally:
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
 
 def write_config(directory: Path, port: int, database_url: str | None) -> tuple[Path, str]:
     config = write_demo_config(directory, port)
@@ -233,7 +216,7 @@ def main() -> None:
         parser.error("--items must be at least 1")
     with tempfile.TemporaryDirectory(prefix="rb-stock-bench-") as tmp:
         if args.postgres:
-            with postgres_database(args.postgres) as url:
+            with scratch_database(args.postgres, prefix="rb_bench") as url:
                 run(args.items, Path(tmp), url)
         else:
             run(args.items, Path(tmp), None)

@@ -45,19 +45,16 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, cast
 
 import httpx
-import psycopg
 from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
 
 from returnbridge.sandbox.demo import (
     FALLBACK_URN,
@@ -78,6 +75,7 @@ from returnbridge.sandbox.loop.samples import CATALOGUE, Scenario
 from returnbridge.sandbox.loop.sender import LoopSender
 from returnbridge.sandbox.loop.server import LoopSandboxApp
 from returnbridge.sandbox.loop.world import LoopWorld
+from returnbridge.sandbox.scratch import scratch_database
 from returnbridge.sandbox.service import ManagedProcess, ServiceProcess, free_port
 from returnbridge.sandbox.shopify.api import SandboxOrder, ShopifySandbox
 from returnbridge.sandbox.threaded import ThreadedServer
@@ -239,23 +237,6 @@ class ChaosResult:
 
 
 # --------------------------------------------------------------------------- infrastructure
-
-
-@contextmanager
-def scratch_database(admin_url: str, keep: bool = False) -> Iterator[str]:
-    """A fresh PostgreSQL database; yields its SQLAlchemy URL and drops it afterwards."""
-    name = f"rb_chaos_{uuid.uuid4().hex[:8]}"
-    admin = make_url(admin_url).set(drivername="postgresql")
-    conninfo = admin.render_as_string(hide_password=False)
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin.set(drivername="postgresql+psycopg", database=name).render_as_string(
-            hide_password=False)
-    finally:
-        if not keep:
-            with psycopg.connect(conninfo, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 class WorkerProcess(ManagedProcess):
@@ -670,7 +651,7 @@ def run_campaign(opts: ChaosOptions, log: Callable[[str], None] = print) -> Chao
 
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="returnbridge-chaos-") as tmp, \
-            scratch_database(opts.admin_url, opts.keep_database) as db_url:
+            scratch_database(opts.admin_url, prefix="rb_chaos", keep=opts.keep_database) as db_url:
         directory = opts.work_dir or Path(tmp)
         directory.mkdir(parents=True, exist_ok=True)
         engine = make_engine(db_url)
