@@ -90,9 +90,15 @@ def _data_item(parent: etree._Element, tag: str, value: Mapping[str, Any]) -> No
         el.text = text_of(value["Name"])
 
 
+_SCALARS = frozenset({str, int, bool, float, Decimal})
+
+
 def _write(parent: etree._Element, tag: str, value: Any) -> None:
     if value is None:
         raise ValueError(f"null for {tag}: Khaos fails on null, omit the property instead")
+    if type(value) in _SCALARS:  # most values; skips the slower abstract-class checks below
+        etree.SubElement(parent, tag).text = text_of(value)
+        return
     if tag in _DATA_ITEMS and isinstance(value, Mapping):
         _data_item(parent, tag, value)
     elif tag in _REPEATED and isinstance(value, Sequence) and not isinstance(value, str):
