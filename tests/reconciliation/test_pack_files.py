@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import zipfile
+from decimal import Decimal
 from pathlib import Path
 
 import openpyxl
@@ -21,6 +22,7 @@ from returnbridge.store.unit_of_work import UnitOfWork
 
 PERIOD = "2026-10"
 EVIL = ("=HYPERLINK(\"http://evil\",\"x\")", "+1+2", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd")
+QUOTED = ("Smith, Jane <jane@example.com>", 'Jo "JJ" Bloggs', "line\nbreak@example.com")
 
 
 @pytest.fixture
@@ -35,6 +37,10 @@ def written(tmp_path: Path) -> tuple[pack.PackResult, Path]:
     store_credit = [p for p in month.platform if p["store_credit"]][:len(EVIL)]
     for p, evil in zip(store_credit, EVIL, strict=True):
         p["customer"] = evil
+    # texts the CSV must quote: a comma, a double quote, a line break
+    plain = [p for p in month.platform if not p["store_credit"]][:len(QUOTED)]
+    for p, text in zip(plain, QUOTED, strict=True):
+        p["customer"] = text
     with engine.begin() as conn:
         load_legs(conn, month)
         assert conn.execute(sa.select(sa.func.count()).select_from(
@@ -125,3 +131,31 @@ def test_html_renders_in_a_real_browser(written: tuple[pack.PackResult, Path]) -
             assert all(u.startswith("file://") for u in requests)
         finally:
             browser.close()
+
+
+def test_matched_returns_csv_holds_every_return_exactly(
+        written: tuple[pack.PackResult, Path]) -> None:
+    """Every return once, texts quoted or neutralised as the csv module would, money as the
+    legs' pence in pounds, the status of each row."""
+    result, out = written
+    with (out / f"reconciliation-{PERIOD}-matched-returns.csv").open(newline="",
+                                                                    encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == result.summary["returns"] == 400
+    assert len({r["Return"] for r in rows}) == 400
+    customers = {r["Customer"] for r in rows}
+    assert set(QUOTED) <= customers
+    assert {"'" + evil for evil in EVIL} <= customers
+    assert not any(c.startswith(("=", "+", "-", "@", "\t", "\r")) for c in customers)
+    goods = sum((Decimal(r["Platform goods"]) for r in rows), Decimal(0))
+    assert str(goods) == result.summary["legs"]["platform_goods"]
+    paid = sum((Decimal(r["Money paid"]) for r in rows), Decimal(0))
+    orphans = sum((d["amount"] for d in result.differences if not d["associated_ref"]),
+                  Decimal(0))
+    assert paid + orphans == Decimal(result.summary["legs"]["money_paid"])
+    statuses = {r["Status"] for r in rows}
+    assert "matched" in statuses
+    assert any(s.startswith("differences: ") for s in statuses)
+    matched = sum(1 for r in rows if r["Status"] == "matched")
+    assert matched == result.summary["matched"]
+    assert {r["Cleared"] for r in rows} <= {"True", "False"}

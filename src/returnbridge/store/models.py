@@ -433,7 +433,8 @@ class ReconPlatformLeg(Base):
     """Leg 1: what the returns platform settled for a return (refreshed from ``returns``)."""
 
     __tablename__ = "recon_platform"
-    __table_args__ = (Index("ix_recon_platform_outcome", "outcome_at"),)
+    # covering: a month's returns are read from the index alone (issue #13's 1M bench)
+    __table_args__ = (Index("ix_recon_platform_outcome", "outcome_at", "associated_ref"),)
 
     associated_ref: Mapped[str] = mapped_column(String(50), primary_key=True)
     source: Mapped[str] = mapped_column(String(20), index=True)
@@ -458,7 +459,7 @@ class ReconCreditNoteLeg(Base):
     """Leg 2: the Khaos credit note for a return (code, value, VAT, lines, stage)."""
 
     __tablename__ = "recon_credit_notes"
-    __table_args__ = (Index("ix_recon_credit_notes_raised", "raised_at"),)
+    __table_args__ = (Index("ix_recon_credit_notes_raised", "raised_at", "associated_ref"),)
 
     associated_ref: Mapped[str] = mapped_column(String(50), primary_key=True)
     code: Mapped[str] = mapped_column(String(50), default="")
@@ -478,11 +479,13 @@ class ReconPaymentLeg(Base):
     __tablename__ = "recon_payments"
     __table_args__ = (
         UniqueConstraint("provider", "provider_ref", name="uq_recon_payments_provider_ref"),
-        Index("ix_recon_payments_created", "created_at"),
+        Index("ix_recon_payments_created", "created_at", "associated_ref"),
+        # the engine's per-return payment totals come from this index alone
+        Index("ix_recon_payments_totals", "associated_ref", "kind", "amount"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    associated_ref: Mapped[str] = mapped_column(String(50), default="", index=True)
+    associated_ref: Mapped[str] = mapped_column(String(50), default="")
     order_ref: Mapped[str] = mapped_column(String(80), default="")
     kind: Mapped[str] = mapped_column(String(20), default="refund")  # refund | store_credit
     provider: Mapped[str] = mapped_column(String(20), default="shopify")

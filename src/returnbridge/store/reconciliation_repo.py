@@ -10,14 +10,18 @@ streams the rows to the writers. Each difference is signed as its contribution t
 
 from __future__ import annotations
 
+import itertools
+import queue
+import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, CursorResult
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -39,6 +43,9 @@ from returnbridge.store.models import (
 P = ReconPlatformLeg.__table__
 C = ReconCreditNoteLeg.__table__
 PAY = ReconPaymentLeg.__table__
+
+# What a spreadsheet reads as a formula when a cell starts with it.
+SPREADSHEET_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 # The difference columns the statement computes, in the order they are reported.
 DIFF_COLUMNS: tuple[Category, ...] = (
@@ -88,17 +95,20 @@ def _refs(scope: Scope) -> sa.Subquery:
 
 def _pay() -> sa.Subquery:
     is_refund = PAY.c.kind == "refund"
+
+    def total(expr: Any) -> Any:  # SUM(bigint) is numeric on PostgreSQL: keep it integer
+        return sa.cast(sa.func.sum(expr), sa.BigInteger)
+
     return (sa.select(
         PAY.c.associated_ref.label("ref"),
-        sa.func.sum(sa.case((is_refund, PAY.c.amount), else_=0)).label("refunded"),
-        sa.func.sum(sa.case((is_refund, 1), else_=0)).label("n_refunds"),
+        total(sa.case((is_refund, PAY.c.amount), else_=0)).label("refunded"),
+        total(sa.case((is_refund, 1), else_=0)).label("n_refunds"),
         sa.func.max(sa.case((is_refund, PAY.c.amount), else_=0)).label("max_refund"),
-        sa.func.sum(sa.case((is_refund, 0), else_=PAY.c.amount)).label("sc_issued"),
-        sa.func.max(sa.case((PAY.c.ours, 1), else_=0)).label("ours"),
+        total(sa.case((is_refund, 0), else_=PAY.c.amount)).label("sc_issued"),
     ).where(PAY.c.associated_ref != "").group_by(PAY.c.associated_ref).subquery("pay"))
 
 
-def statement(scope: Scope) -> sa.Select[Any]:
+def statement(scope: Scope, ordered: bool = True) -> sa.Select[Any]:
     refs, pay = _refs(scope), _pay()
     z = sa.literal(0)
     co = sa.func.coalesce
@@ -140,13 +150,14 @@ def statement(scope: Scope) -> sa.Select[Any]:
                                       (sa.and_(both, sa.not_(has_p)), money - C.c.value),
                                       else_=0),
     }
+    # The pack's matched-returns CSV columns first, in its order, then what the differences
+    # need, then the differences (``pack._check_columns`` holds the pack to this order).
     cols = [
         refs.c.ref.label("associated_ref"),
         co(P.c.source, "").label("source"), co(P.c.order_ref, "").label("order_ref"),
         co(P.c.customer, "").label("customer"), co(P.c.currency, "").label("currency"),
-        co(P.c.state, "").label("platform_state"), P.c.outcome_at,
-        co(P.c.units, z).label("units"),
-        co(P.c.goods, z).label("platform_goods"), co(P.c.tax, z).label("platform_tax"),
+        co(P.c.state, "").label("platform_state"),
+        co(P.c.goods, z).label("platform_goods"),
         co(P.c.refund, z).label("platform_refund"),
         co(P.c.store_credit, z).label("platform_store_credit"),
         exchange.label("exchange_credit"),
@@ -154,11 +165,16 @@ def statement(scope: Scope) -> sa.Select[Any]:
         co(P.c.handling_fee, z).label("handling_fee"), co(P.c.bonus, z).label("bonus"),
         co(P.c.upsell, z).label("upsell"),
         co(C.c.code, "").label("credit_note_code"), co(C.c.value, z).label("credit_value"),
-        co(C.c.tax, z).label("credit_tax"), co(C.c.stage, "").label("credit_stage"),
-        co(C.c.cleared, sa.false()).label("credit_cleared"), C.c.raised_at,
-        refunded.label("refunded"), co(pay.c.n_refunds, z).label("n_refunds"),
-        sc_issued.label("store_credit_issued"), money.label("money_paid"),
-        has_p.label("has_platform"), has_c.label("has_credit_note"),
+        co(C.c.stage, "").label("credit_stage"),
+        co(C.c.cleared, sa.false()).label("credit_cleared"),
+        refunded.label("refunded"), sc_issued.label("store_credit_issued"),
+        money.label("money_paid"),
+        co(P.c.tax, z).label("platform_tax"), co(C.c.tax, z).label("credit_tax"),
+        has_c.label("has_credit_note"),
+        # a text a spreadsheet would run (= + - @ tab CR first): the pack neutralises it
+        sa.or_(*(sa.func.substr(col, 1, 1).in_(SPREADSHEET_FORMULA_STARTS) for col in (
+            refs.c.ref, P.c.source, P.c.order_ref, P.c.customer, P.c.currency, P.c.state,
+            C.c.code, C.c.stage))).label("formula_like"),
         *(expr.label(f"d_{cat.value}") for cat, expr in diffs.items()),
     ]
     stmt = (sa.select(*cols).select_from(
@@ -169,7 +185,82 @@ def statement(scope: Scope) -> sa.Select[Any]:
         by_prefix = [refs.c.ref.startswith(p) for p in scope.prefixes]
         stmt = stmt.where(sa.or_(P.c.source == scope.source,
                                  sa.and_(P.c.source.is_(None), sa.or_(sa.false(), *by_prefix))))
-    return stmt.order_by(refs.c.ref)
+    return stmt.order_by(refs.c.ref) if ordered else stmt
+
+
+def _tune_for_a_month(conn: Connection) -> list[str]:
+    """Settings for one read of a whole month; returns the statements that undo them."""
+    if conn.dialect.name == "postgresql":
+        # SET LOCAL ends with the transaction. A server-side cursor is planned for its
+        # first rows (cursor_tuple_fraction 0.1: nested loops) and the pack reads every
+        # row; the union of a month's references is hashed and sorted in memory, not on
+        # disk; JIT compiling costs more than it saves on this plan.
+        for setting in ("cursor_tuple_fraction = 1.0", "work_mem = '256MB'", "jit = off"):
+            conn.exec_driver_sql(f"SET LOCAL {setting}")
+        return []
+    if conn.dialect.name == "sqlite":
+        # a page cache the size of a month's legs (256 MB at most, given back after)
+        before = conn.exec_driver_sql("PRAGMA cache_size").scalar_one()
+        conn.exec_driver_sql("PRAGMA cache_size = -262144")
+        return [f"PRAGMA cache_size = {int(before)}"]
+    return []
+
+
+def _plain_batches(cursor: Any, size: int) -> Iterator[list[Sequence[Any]]]:
+    while batch := cursor.fetchmany(size):
+        yield batch
+
+
+class _Prefetch:
+    """Reads the driver's cursor one batch ahead on a thread, so that the database works
+    out the next batch (PostgreSQL's server, or SQLite's C code, which lets go of the GIL)
+    while the pack writes this one: the month's read and its writing share the cores."""
+
+    def __init__(self, cursor: Any, size: int, ahead: int = 4) -> None:
+        self._cursor = cursor
+        self._size = size
+        self._queue: queue.Queue[list[Sequence[Any]] | BaseException | None] = queue.Queue(
+            maxsize=ahead)
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="recon-prefetch", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: list[Sequence[Any]] | BaseException | None) -> bool:
+        while not self._stopped.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _read(self) -> None:
+        try:
+            while not self._stopped.is_set():
+                batch = self._cursor.fetchmany(self._size)
+                if not batch:
+                    break
+                if not self._put(batch):
+                    return
+            self._put(None)
+        except BaseException as exc:  # handed to the reader, raised there
+            self._put(exc)
+
+    def __iter__(self) -> Iterator[list[Sequence[Any]]]:
+        while (item := self._queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def stop(self) -> None:
+        """Stop reading (the pack is done or failed) and wait for the thread."""
+        self._stopped.set()
+        self._thread.join()
+
+
+def _untune(conn: Connection, undo: list[str]) -> None:
+    for stmt in undo:
+        conn.exec_driver_sql(stmt)
 
 
 class ReportStoredMeanwhile(Exception):
@@ -188,26 +279,38 @@ class ReconciliationRepository:
 
     # --- the engine ---
 
-    def rows(self, scope: Scope, batch: int = 5000) -> Iterator[Row]:
-        """Every return in the period with its legs and differences, streamed."""
-        # per statement: Connection.execution_options would change the whole connection
-        result = self._conn.execute(statement(scope).execution_options(stream_results=True,
-                                                                       yield_per=batch))
-        for rec in result.mappings():
-            values = dict(rec)
-            diffs = {cat: int(values.pop(f"d_{cat.value}") or 0) for cat in DIFF_COLUMNS}
-            yield Row(str(values["associated_ref"]), values,
-                      {c: v for c, v in diffs.items() if v != 0})
+    @contextmanager
+    def batches(self, scope: Scope,
+                size: int = 5000) -> Iterator[tuple[list[str], Iterator[list[Sequence[Any]]]]]:
+        """The engine's rows for ``scope`` as (column names, batches of plain tuples).
 
-    def stream(self, scope: Scope) -> CursorResult[Any]:
-        """The engine's statement for ``scope``, streamed in batches, planned for every row."""
+        The driver's cursor is read directly: a month is a million rows, and a result row
+        object per row costs more than the matching. Columns come in ``statement``'s order;
+        values are what the driver returns (booleans are 0/1 on SQLite)."""
         conn = self._conn
-        if conn.dialect.name == "postgresql":
-            # A server-side cursor is planned for its first rows (cursor_tuple_fraction 0.1:
-            # nested loops); the pack reads every row, so plan for all of them.
-            conn.exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1.0")
-        return conn.execute(statement(scope).execution_options(stream_results=True,
-                                                               yield_per=5000))
+        tuned = _tune_for_a_month(conn)
+        result = conn.execute(statement(scope).execution_options(stream_results=True,
+                                                                 yield_per=size))
+        # SQLAlchemy's streamed result has read the first row ahead (into its own buffer):
+        # take it from there, then read the driver's cursor for the rest.
+        cursor = result.cursor
+        first = result.fetchone()
+        head: list[Sequence[Any]] = [tuple(first)] if first is not None else []
+        # PostgreSQL: read one batch ahead on a thread (waiting on the socket lets go of the
+        # GIL, so the server works out the next batch while this one is written). SQLite
+        # works out the whole sorted month in the first step; a thread would only contend
+        # for the GIL on every row after that.
+        reader = (_Prefetch(cursor, size) if first is not None
+                  and conn.dialect.name == "postgresql" else None)
+        try:
+            rest = (iter(reader) if reader else _plain_batches(cursor, size)
+                    if first is not None else iter(()))
+            yield list(result.keys()), itertools.chain([head] if head else [], rest)
+        finally:
+            if reader is not None:
+                reader.stop()
+            result.close()
+            _untune(conn, tuned)
 
     def unattributed_payments(self, scope: Scope) -> Iterator[dict[str, Any]]:
         """Refunds nothing ties to a return (made by hand, goodwill): orphans."""

@@ -4,6 +4,11 @@ read it through ``uow.reconciliation``. The engine's row and scope types, for th
 
 from __future__ import annotations
 
-from returnbridge.store.reconciliation_repo import DIFF_COLUMNS, Row, Scope
+from returnbridge.store.reconciliation_repo import (
+    DIFF_COLUMNS,
+    SPREADSHEET_FORMULA_STARTS,
+    Row,
+    Scope,
+)
 
-__all__ = ["DIFF_COLUMNS", "Row", "Scope"]
+__all__ = ["DIFF_COLUMNS", "SPREADSHEET_FORMULA_STARTS", "Row", "Scope"]

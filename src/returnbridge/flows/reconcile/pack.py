@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import csv
 import html
+import io
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any
 
@@ -28,14 +30,14 @@ from returnbridge.domain.reconciliation import (
     from_minor,
 )
 from returnbridge.flows.reconcile.engine import DIFF_COLUMNS as ENGINE_DIFFS
-from returnbridge.flows.reconcile.engine import Row, Scope
+from returnbridge.flows.reconcile.engine import SPREADSHEET_FORMULA_STARTS, Row, Scope
 from returnbridge.store.unit_of_work import UnitOfWork
 
 FORMATS = ("xlsx", "csv", "html", "json")
-XLSX_ROW_CAP = 20_000  # per sheet; the CSV holds everything
+XLSX_ROW_CAP = 10_000  # per sheet: what a person reads; the CSV holds everything
 XLSX_EXCHANGES_CAP = 5_000
 HTML_ROW_CAP = 500
-_DANGEROUS = ("=", "+", "-", "@", "\t", "\r")
+_DANGEROUS = SPREADSHEET_FORMULA_STARTS
 
 Progress = Callable[[int], None]
 
@@ -173,8 +175,14 @@ class _Csv:
     def write(self, rec: dict[str, Any]) -> None:
         self._w.writerow([_plain(safe_cell(rec.get(k))) for k, _, _ in self.columns])
 
-    def write_raw(self, cells: list[Any]) -> None:
-        self._w.writerow(cells)
+    def write_rows(self, rows: list[tuple[Any, ...]]) -> None:
+        self._w.writerows(rows)
+
+    def write_lines(self, lines: list[str]) -> None:
+        """Rows already joined (``_plain_line``), each without its line end."""
+        if lines:
+            self._fh.write("\r\n".join(lines))
+            self._fh.write("\r\n")
 
     def close(self) -> None:
         self._fh.close()
@@ -196,8 +204,12 @@ class _Sheet:
             self.ws.set_column(i, i, 16 if money else 22)
         self.ws.freeze_panes(1, 0)
 
+    @property
+    def full(self) -> bool:
+        return self.cap is not None and self.n >= self.cap
+
     def write(self, rec: dict[str, Any]) -> None:
-        if self.cap is not None and self.n >= self.cap:
+        if self.full:
             self.dropped += 1
             return
         self.n += 1
@@ -243,6 +255,107 @@ def _summary(scope: Scope, t: Totals, n_orphan_payments: int) -> dict[str, Any]:
         "residual_unexplained_count": unexplained[0],
         "identity_breaks": t.identity_breaks,
     }
+
+
+def _quoted(text: str) -> str:
+    """A CSV cell as the csv module writes it (quoted only when it must be)."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="").writerow([text])
+    return buf.getvalue()
+
+
+_BOOL_TEXT = {True: "True", False: "False"}  # 0 and 1 (SQLite) hash as False and True
+
+
+class _PenceText(dict[int, str]):
+    """Integer pence -> decimal text, remembered (a month repeats the same prices)."""
+
+    def __missing__(self, pence: int) -> str:
+        text = _pence(pence)
+        if len(self) < 100_000:
+            self[pence] = text
+        return text
+
+
+_MONEY_TEXT = _PenceText()
+
+
+def _csv_cells(r: Sequence[Any], status: str, m: _PenceText = _MONEY_TEXT,
+               b: dict[Any, str] = _BOOL_TEXT) -> tuple[Any, ...]:
+    """One matched-returns CSV row from the engine's row: ``RETURN_COLUMNS`` in order
+    (``_check_columns`` keeps the statement's columns and these positions in step). Only
+    for rows whose texts the statement found plain (``formula_like`` false)."""
+    return (r[0], r[1], r[2], r[3], r[4], r[5], m[r[6]], m[r[7]], m[r[8]], m[r[9]], m[r[10]],
+            m[r[11]], m[r[12]], m[r[13]], r[14], m[r[15]], r[16], b[r[17]], m[r[18]],
+            m[r[19]], m[r[20]], status)
+
+
+_NEEDS_QUOTES = (",", '"', "\n", "\r")
+_STATUS_CELL = {status: _quoted(status) for status in (
+    "matched", "open: no credit note, nothing paid yet")}
+
+
+def _plain_line(r: Sequence[Any], status: str) -> str | None:
+    """The row as one CSV line when none of its texts needs quoting (the common case),
+    else None. Texts are the statement's plain ones (``formula_like`` false)."""
+    texts = r[0] + r[1] + r[2] + r[3] + r[4] + r[5] + r[14] + r[16]
+    if any(q in texts for q in _NEEDS_QUOTES):
+        return None
+    cells = _csv_cells(r, _STATUS_CELL[status])
+    return ",".join(cells)
+
+
+def _csv_cells_neutralised(r: Sequence[Any], status: str) -> tuple[Any, ...]:
+    return tuple(safe_cell(c) for c in _csv_cells(r, status))
+
+
+def _exchange_cells(r: Sequence[Any], m: _PenceText = _MONEY_TEXT) -> tuple[Any, ...]:
+    """One exchanges CSV row (``EXCHANGE_COLUMNS``) from the engine's row."""
+    return (r[0], r[2], r[3], m[r[9]], m[r[13]], r[14], m[r[15]])
+
+
+_MONEY_AT = tuple(i for i, (_, _, money) in enumerate(RETURN_COLUMNS) if money)
+assert _MONEY_AT == (6, 7, 8, 9, 10, 11, 12, 13, 15, 18, 19, 20), "update _csv_cells"
+assert RETURN_COLUMNS[17][0] == "credit_cleared" and RETURN_COLUMNS[-1][0] == "status"
+assert [k for k, _, _ in EXCHANGE_COLUMNS] == [RETURN_COLUMNS[i][0] for i in (
+    0, 2, 3, 9, 13, 14, 15)], "update _exchange_cells"
+
+
+def _check_columns(keys: list[str]) -> dict[str, int]:
+    """The statement's columns by name, checked against what the writers assume."""
+    stream = [k for k, _, _ in RETURN_COLUMNS[:-1]]
+    if keys[:len(stream)] != stream or keys[-len(ENGINE_DIFFS):] != [
+            f"d_{c.value}" for c in ENGINE_DIFFS]:
+        raise RuntimeError(f"the engine's columns changed: {keys}")
+    return {k: i for i, k in enumerate(keys)}
+
+
+def _row(keys: list[str], r: Sequence[Any], first_diff: int) -> Row:
+    values = dict(zip(keys, r, strict=True))
+    values["credit_cleared"] = bool(values["credit_cleared"])
+    values["has_credit_note"] = bool(values["has_credit_note"])
+    diffs = {cat: int(v) for cat, v in zip(ENGINE_DIFFS, r[first_diff:], strict=True) if v}
+    return Row(str(r[0]), values, diffs)
+
+
+def _attention(row: Row, status: str, totals: Totals, differences: list[dict[str, Any]],
+               writers: dict[str, list[Any]], sheet_returns: list[Any]) -> None:
+    """A return with differences: the tables a person reads."""
+    rec = _return_record(row)
+    rec["status"] = status
+    if row.diffs:
+        for w in sheet_returns:
+            w.write(rec)
+    for d in _diff_records(row):
+        totals.add_diff(d["category"], row.diffs[Category(d["category"])])
+        differences.append(d)
+        for w in writers["differences"]:
+            w.write(d)
+        if d["category"] == Category.TAX.value:
+            t = {**rec, "platform_tax": row.money("platform_tax"),
+                 "credit_tax": row.money("credit_tax"), "amount": d["amount"]}
+            for w in writers["tax"]:
+                w.write(t)
 
 
 def build(uow: UnitOfWork, scope: Scope, out_dir: Path | None = None,
@@ -295,72 +408,69 @@ def build(uow: UnitOfWork, scope: Scope, out_dir: Path | None = None,
     totals = Totals()
     differences: list[dict[str, Any]] = []
     owed: dict[tuple[str, str], list[int]] = {}
-    result = uow.reconciliation.stream(scope)
-    keys = list(result.keys())
-    ix = {k: i for i, k in enumerate(keys)}
-    diff_ix = [(cat, ix[f"d_{cat.value}"]) for cat in ENGINE_DIFFS]
-    leg_names = list(totals.legs)
-    leg_ix = [ix[k] for k in leg_names]
-    legs = [0] * len(leg_ix)
-    paid_i, value_i = ix["money_paid"], ix["credit_value"]
-    has_c_i, exch_i, ups_i = ix["has_credit_note"], ix["exchange_credit"], ix["upsell"]
-    psc_i, isc_i = ix["platform_store_credit"], ix["store_credit_issued"]
-    cust_i, cur_i = ix["customer"], ix["currency"]
-    fast = [(ix[k], money) for k, _, money in RETURN_COLUMNS if k != "status"]
     csv_returns = [w for w in writers["returns"] if isinstance(w, _Csv)]
+    exchange_csvs = [w for w in writers["exchanges"] if isinstance(w, _Csv)]
+    exchange_sheets = [w for w in writers["exchanges"] if isinstance(w, _Sheet)]
     sheet_returns = [w for w in writers["returns"] if not isinstance(w, _Csv)]
+    leg_names = list(totals.legs)
+    legs = [0] * len(leg_names)
     n = 0
-    for r in result:
-        n += 1
-        for j, i in enumerate(leg_ix):
-            legs[j] += r[i] or 0
-        found = [(cat, r[i]) for cat, i in diff_ix if r[i]]
-        if found:
-            row = Row(str(r[0]), dict(zip(keys, r, strict=True)), dict(found))
-            if sum(row.diffs.values()) != (r[paid_i] or 0) - (r[value_i] or 0):
-                totals.identity_breaks += 1  # cannot happen by construction; checked anyway
-            status = _status(row)
-        elif r[has_c_i] or r[paid_i]:
-            totals.matched += 1
-            row = None
-            status = "matched"
-        else:
-            row = None
-            status = "open: no credit note, nothing paid yet"
-        for w in csv_returns:
-            w.write_raw([_pence(r[i]) if money else safe_cell(r[i]) for i, money in fast]
-                        + [status])
-        if r[psc_i] or r[isc_i]:
-            entry = owed.setdefault((r[cust_i], r[cur_i]), [0, 0, 0])
-            entry[0] += r[psc_i] or 0
-            entry[1] += r[isc_i] or 0
-            entry[2] += 1
-        if row is None and not (r[exch_i] or r[ups_i]):
-            if progress is not None and n % 1000 == 0:
-                progress(1000)
-            continue
-        if row is None:
-            row = Row(str(r[0]), dict(zip(keys, r, strict=True)), {})
-        rec = _return_record(row)
-        rec["status"] = status
-        if row.diffs:
-            for w in sheet_returns:
-                w.write(rec)
-        for d in _diff_records(row):
-            totals.add_diff(d["category"], row.diffs[Category(d["category"])])
-            differences.append(d)
-            for w in writers["differences"]:
-                w.write(d)
-            if d["category"] == Category.TAX.value:
-                t = {**rec, "platform_tax": row.money("platform_tax"),
-                     "credit_tax": row.money("credit_tax"), "amount": d["amount"]}
-                for w in writers["tax"]:
-                    w.write(t)
-        if r[exch_i] or r[ups_i]:
-            for w in writers["exchanges"]:
-                w.write(rec)
-        if progress is not None and n % 1000 == 0:
-            progress(1000)
+    with uow.reconciliation.batches(scope) as (keys, batches):
+        ix = _check_columns(keys)
+        formula_i = ix["formula_like"]
+        first_diff = ix[f"d_{ENGINE_DIFFS[0].value}"]
+        leg_get = [itemgetter(ix[k]) for k in leg_names]
+        paid_i, value_i = ix["money_paid"], ix["credit_value"]
+        has_c_i, exch_i, ups_i = ix["has_credit_note"], ix["exchange_credit"], ix["upsell"]
+        psc_i, isc_i = ix["platform_store_credit"], ix["store_credit_issued"]
+        cust_i, cur_i = ix["customer"], ix["currency"]
+        for batch in batches:
+            n += len(batch)
+            for j, get in enumerate(leg_get):
+                legs[j] += sum(map(get, batch))
+            plain: list[str] = []  # matched-returns lines joined here
+            lines: list[tuple[Any, ...]] = []  # the others, written by the csv module
+            exchanges: list[tuple[Any, ...]] = []
+            for r in batch:
+                row: Row | None = None
+                if any(r[first_diff:]):
+                    row = _row(keys, r, first_diff)
+                    if sum(row.diffs.values()) != r[paid_i] - r[value_i]:
+                        totals.identity_breaks += 1  # cannot happen by construction; checked
+                    status = _status(row)
+                    _attention(row, status, totals, differences, writers, sheet_returns)
+                elif r[has_c_i] or r[paid_i]:
+                    totals.matched += 1
+                    status = "matched"
+                else:
+                    status = "open: no credit note, nothing paid yet"
+                line = None if (row is not None or r[formula_i]) else _plain_line(r, status)
+                if line is not None:
+                    plain.append(line)
+                elif r[formula_i]:
+                    lines.append(_csv_cells_neutralised(r, status))
+                else:
+                    lines.append(_csv_cells(r, status))
+                if r[psc_i] or r[isc_i]:
+                    entry = owed.setdefault((r[cust_i], r[cur_i]), [0, 0, 0])
+                    entry[0] += r[psc_i]
+                    entry[1] += r[isc_i]
+                    entry[2] += 1
+                if r[exch_i] or r[ups_i]:
+                    cells = _exchange_cells(r)
+                    exchanges.append(tuple(map(safe_cell, cells)) if r[formula_i] else cells)
+                    for sheet in exchange_sheets:
+                        if sheet.full:
+                            sheet.dropped += 1
+                        else:
+                            sheet.write(_return_record(row or _row(keys, r, first_diff)))
+            for w in csv_returns:
+                w.write_lines(plain)
+                w.write_rows(lines)
+            for w in exchange_csvs:
+                w.write_rows(exchanges)
+            if progress is not None:
+                progress(len(batch))
     totals.returns = n
     for name, v in zip(leg_names, legs, strict=True):
         totals.legs[name] = int(v)
@@ -381,8 +491,6 @@ def build(uow: UnitOfWork, scope: Scope, out_dir: Path | None = None,
         for w in writers["liability"]:
             w.write(rec)
     summary = _summary(scope, totals, orphan_payments)
-    if progress is not None:
-        progress(totals.returns % 1000)
     for writer in (w for table in writers.values() for w in table):
         if isinstance(writer, _Csv):
             writer.close()
@@ -393,7 +501,8 @@ def build(uow: UnitOfWork, scope: Scope, out_dir: Path | None = None,
         book.close()
     if out_dir is not None and "json" in formats:
         path = out_dir / f"{stem}.json"
-        path.write_text(json.dumps(to_json(summary, differences), indent=1), encoding="utf-8")
+        # no indent: the C encoder (a month's differences are tens of thousands)
+        path.write_text(json.dumps(to_json(summary, differences)), encoding="utf-8")
         files.append(path)
     if out_dir is not None and "html" in formats:
         path = out_dir / f"{stem}.html"
