@@ -159,3 +159,17 @@ def test_matched_returns_csv_holds_every_return_exactly(
     matched = sum(1 for r in rows if r["Status"] == "matched")
     assert matched == result.summary["matched"]
     assert {r["Cleared"] for r in rows} <= {"True", "False"}
+
+
+def test_the_joined_line_is_what_the_csv_module_writes() -> None:
+    """The matched-returns CSV joins plain rows itself; it must write what csv would."""
+    import io
+
+    row = ("LR-1", "loop", "#1001", "jo@example.com", "GBP", "closed", 2450, -5, 0, 1, 99,
+           100, 0, 12345678, "CN-1", 2450, "Processed", 1, 2450, 0, 2450)
+    for status in ("matched", "open: no credit note, nothing paid yet"):
+        buf = io.StringIO()
+        csv.writer(buf).writerow(pack._csv_cells(row, status))
+        assert pack._plain_line(row, status) + "\r\n" == buf.getvalue()
+    assert pack._plain_line(("a,b", *row[1:]), "matched") is None  # the csv module quotes it
+    assert pack._csv_cells(row, "matched")[7] == "-0.05"

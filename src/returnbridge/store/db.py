@@ -14,6 +14,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Execution option of a connection that only reads: on SQLite its transaction is a plain
+# (deferred) BEGIN, a snapshot that takes no write lock.
+READ_ONLY = "returnbridge_read_only"
 
 
 def normalise_url(url: str) -> str:
@@ -79,7 +82,11 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # a connection that only reads (``READ_ONLY``) takes no write lock: a snapshot
+        if conn.get_execution_options().get(READ_ONLY):
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def session_factory(engine: Engine, info: dict[str, Any] | None = None

@@ -9,6 +9,7 @@ from returnbridge.store.reconciliation_repo import (
     SPREADSHEET_FORMULA_STARTS,
     Row,
     Scope,
+    split_differences,
 )
 
-__all__ = ["DIFF_COLUMNS", "SPREADSHEET_FORMULA_STARTS", "Row", "Scope"]
+__all__ = ["DIFF_COLUMNS", "SPREADSHEET_FORMULA_STARTS", "Row", "Scope", "split_differences"]

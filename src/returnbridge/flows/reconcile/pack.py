@@ -29,13 +29,18 @@ from returnbridge.domain.reconciliation import (
     Category,
     from_minor,
 )
-from returnbridge.flows.reconcile.engine import DIFF_COLUMNS as ENGINE_DIFFS
-from returnbridge.flows.reconcile.engine import SPREADSHEET_FORMULA_STARTS, Row, Scope
+from returnbridge.flows.reconcile.engine import (
+    SPREADSHEET_FORMULA_STARTS,
+    Row,
+    Scope,
+    split_differences,
+)
 from returnbridge.store.unit_of_work import UnitOfWork
 
 FORMATS = ("xlsx", "csv", "html", "json")
 XLSX_ROW_CAP = 10_000  # per sheet: what a person reads; the CSV holds everything
 XLSX_EXCHANGES_CAP = 5_000
+XLSX_RETURNS_CAP = 5_000  # "Returns to check": a return per row, every column
 HTML_ROW_CAP = 500
 _DANGEROUS = SPREADSHEET_FORMULA_STARTS
 
@@ -147,12 +152,13 @@ def _return_record(row: Row) -> dict[str, Any]:
 
 
 def _diff_records(row: Row) -> Iterator[dict[str, Any]]:
+    credit_value, money_paid = row.money("credit_value"), row.money("money_paid")
     for cat, pence in row.diffs.items():
         yield {"associated_ref": row.associated_ref, "category": cat.value,
                "amount": from_minor(pence), "currency": row.values["currency"],
                "order_ref": row.values["order_ref"],
                "credit_note_code": row.values["credit_note_code"],
-               "credit_value": row.money("credit_value"), "money_paid": row.money("money_paid"),
+               "credit_value": credit_value, "money_paid": money_paid,
                "provider_ref": "", "next_action": INFO[cat].next_action}
 
 
@@ -290,19 +296,21 @@ def _csv_cells(r: Sequence[Any], status: str, m: _PenceText = _MONEY_TEXT,
             m[r[19]], m[r[20]], status)
 
 
-_NEEDS_QUOTES = (",", '"', "\n", "\r")
 _STATUS_CELL = {status: _quoted(status) for status in (
     "matched", "open: no credit note, nothing paid yet")}
 
 
-def _plain_line(r: Sequence[Any], status: str) -> str | None:
+def _plain_line(r: Sequence[Any], status: str, m: _PenceText = _MONEY_TEXT,
+                b: dict[Any, str] = _BOOL_TEXT) -> str | None:
     """The row as one CSV line when none of its texts needs quoting (the common case),
-    else None. Texts are the statement's plain ones (``formula_like`` false)."""
+    else None. Texts are the statement's plain ones (``formula_like`` false). The cells
+    are ``_csv_cells``' (a test holds the two to the same output)."""
     texts = r[0] + r[1] + r[2] + r[3] + r[4] + r[5] + r[14] + r[16]
-    if any(q in texts for q in _NEEDS_QUOTES):
+    if "," in texts or '"' in texts or "\n" in texts or "\r" in texts:
         return None
-    cells = _csv_cells(r, _STATUS_CELL[status])
-    return ",".join(cells)
+    return ",".join((r[0], r[1], r[2], r[3], r[4], r[5], m[r[6]], m[r[7]], m[r[8]], m[r[9]],
+                     m[r[10]], m[r[11]], m[r[12]], m[r[13]], r[14], m[r[15]], r[16], b[r[17]],
+                     m[r[18]], m[r[19]], m[r[20]], _STATUS_CELL[status]))
 
 
 def _csv_cells_neutralised(r: Sequence[Any], status: str) -> tuple[Any, ...]:
@@ -324,35 +332,40 @@ assert [k for k, _, _ in EXCHANGE_COLUMNS] == [RETURN_COLUMNS[i][0] for i in (
 def _check_columns(keys: list[str]) -> dict[str, int]:
     """The statement's columns by name, checked against what the writers assume."""
     stream = [k for k, _, _ in RETURN_COLUMNS[:-1]]
-    if keys[:len(stream)] != stream or keys[-len(ENGINE_DIFFS):] != [
-            f"d_{c.value}" for c in ENGINE_DIFFS]:
+    if keys[:len(stream)] != stream or keys[-1] != "differences":
         raise RuntimeError(f"the engine's columns changed: {keys}")
     return {k: i for i, k in enumerate(keys)}
 
 
-def _row(keys: list[str], r: Sequence[Any], first_diff: int) -> Row:
+def _row(keys: list[str], r: Sequence[Any]) -> Row:
     values = dict(zip(keys, r, strict=True))
     values["credit_cleared"] = bool(values["credit_cleared"])
     values["has_credit_note"] = bool(values["has_credit_note"])
-    diffs = {cat: int(v) for cat, v in zip(ENGINE_DIFFS, r[first_diff:], strict=True) if v}
+    diffs, values["platform_tax"], values["credit_tax"] = split_differences(r[-1])
     return Row(str(r[0]), values, diffs)
 
 
 def _attention(row: Row, status: str, totals: Totals, differences: list[dict[str, Any]],
                writers: dict[str, list[Any]], sheet_returns: list[Any]) -> None:
     """A return with differences: the tables a person reads."""
-    rec = _return_record(row)
-    rec["status"] = status
-    if row.diffs:
-        for w in sheet_returns:
+    room = [w for w in sheet_returns if not w.full]
+    if room:
+        rec = _return_record(row)
+        rec["status"] = status
+        for w in room:
             w.write(rec)
+    else:
+        for w in sheet_returns:
+            w.dropped += 1
     for d in _diff_records(row):
         totals.add_diff(d["category"], row.diffs[Category(d["category"])])
         differences.append(d)
         for w in writers["differences"]:
             w.write(d)
         if d["category"] == Category.TAX.value:
-            t = {**rec, "platform_tax": row.money("platform_tax"),
+            t = {"associated_ref": row.associated_ref,
+                 "credit_note_code": row.values["credit_note_code"],
+                 "platform_tax": row.money("platform_tax"),
                  "credit_tax": row.money("credit_tax"), "amount": d["amount"]}
             for w in writers["tax"]:
                 w.write(t)
@@ -397,7 +410,7 @@ def build(uow: UnitOfWork, scope: Scope, out_dir: Path | None = None,
                                                  XLSX_ROW_CAP))
             # returns needing attention; every return is in the matched-returns CSV
             writers["returns"].append(_Sheet(book, "Returns to check", RETURN_COLUMNS, fmt,
-                                             XLSX_ROW_CAP))
+                                             XLSX_RETURNS_CAP))
             writers["liability"].append(_Sheet(book, "Store credit liability",
                                                LIABILITY_COLUMNS, fmt, XLSX_ROW_CAP))
             writers["tax"].append(_Sheet(book, "Tax drift", TAX_COLUMNS, fmt, XLSX_ROW_CAP))
@@ -418,7 +431,7 @@ def build(uow: UnitOfWork, scope: Scope, out_dir: Path | None = None,
     with uow.reconciliation.batches(scope) as (keys, batches):
         ix = _check_columns(keys)
         formula_i = ix["formula_like"]
-        first_diff = ix[f"d_{ENGINE_DIFFS[0].value}"]
+        diff_i = ix["differences"]
         leg_get = [itemgetter(ix[k]) for k in leg_names]
         paid_i, value_i = ix["money_paid"], ix["credit_value"]
         has_c_i, exch_i, ups_i = ix["has_credit_note"], ix["exchange_credit"], ix["upsell"]
@@ -433,8 +446,8 @@ def build(uow: UnitOfWork, scope: Scope, out_dir: Path | None = None,
             exchanges: list[tuple[Any, ...]] = []
             for r in batch:
                 row: Row | None = None
-                if any(r[first_diff:]):
-                    row = _row(keys, r, first_diff)
+                if r[diff_i] is not None:
+                    row = _row(keys, r)
                     if sum(row.diffs.values()) != r[paid_i] - r[value_i]:
                         totals.identity_breaks += 1  # cannot happen by construction; checked
                     status = _status(row)
@@ -463,7 +476,7 @@ def build(uow: UnitOfWork, scope: Scope, out_dir: Path | None = None,
                         if sheet.full:
                             sheet.dropped += 1
                         else:
-                            sheet.write(_return_record(row or _row(keys, r, first_diff)))
+                            sheet.write(_return_record(row or _row(keys, r)))
             for w in csv_returns:
                 w.write_lines(plain)
                 w.write_rows(lines)
