@@ -38,9 +38,7 @@ from returnbridge.flows.reconcile.engine import (
 from returnbridge.store.unit_of_work import UnitOfWork
 
 FORMATS = ("xlsx", "csv", "html", "json")
-XLSX_ROW_CAP = 10_000  # per sheet: what a person reads; the CSV holds everything
-XLSX_EXCHANGES_CAP = 5_000
-XLSX_RETURNS_CAP = 5_000  # "Returns to check": a return per row, every column
+XLSX_ROW_CAP = 5_000  # per sheet: what a person reads; the CSV holds everything
 HTML_ROW_CAP = 500
 _DANGEROUS = SPREADSHEET_FORMULA_STARTS
 
@@ -263,13 +261,6 @@ def _summary(scope: Scope, t: Totals, n_orphan_payments: int) -> dict[str, Any]:
     }
 
 
-def _quoted(text: str) -> str:
-    """A CSV cell as the csv module writes it (quoted only when it must be)."""
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="").writerow([text])
-    return buf.getvalue()
-
-
 _BOOL_TEXT = {True: "True", False: "False"}  # 0 and 1 (SQLite) hash as False and True
 
 
@@ -296,7 +287,23 @@ def _csv_cells(r: Sequence[Any], status: str, m: _PenceText = _MONEY_TEXT,
             m[r[19]], m[r[20]], status)
 
 
-_STATUS_CELL = {status: _quoted(status) for status in (
+class _LineWriter:
+    """CSV lines (no line end) as the csv module writes them: quoted where needed. One per
+    pack (not shared between threads)."""
+
+    def __init__(self) -> None:
+        self._buffer = io.StringIO()
+        # the default line end, so that a cell holding CR or LF is quoted
+        self._writer = csv.writer(self._buffer)
+
+    def line(self, cells: Sequence[Any]) -> str:
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        self._writer.writerow(cells)
+        return self._buffer.getvalue()[:-2]
+
+
+_STATUS_CELL = {status: _LineWriter().line([status]) for status in (
     "matched", "open: no credit note, nothing paid yet")}
 
 
@@ -410,12 +417,12 @@ def build(uow: UnitOfWork, scope: Scope, out_dir: Path | None = None,
                                                  XLSX_ROW_CAP))
             # returns needing attention; every return is in the matched-returns CSV
             writers["returns"].append(_Sheet(book, "Returns to check", RETURN_COLUMNS, fmt,
-                                             XLSX_RETURNS_CAP))
+                                             XLSX_ROW_CAP))
             writers["liability"].append(_Sheet(book, "Store credit liability",
                                                LIABILITY_COLUMNS, fmt, XLSX_ROW_CAP))
             writers["tax"].append(_Sheet(book, "Tax drift", TAX_COLUMNS, fmt, XLSX_ROW_CAP))
             writers["exchanges"].append(_Sheet(book, "Exchanges", EXCHANGE_COLUMNS, fmt,
-                                               XLSX_EXCHANGES_CAP))
+                                               XLSX_ROW_CAP))
             files.append(path)
 
     totals = Totals()
@@ -432,6 +439,7 @@ def build(uow: UnitOfWork, scope: Scope, out_dir: Path | None = None,
         ix = _check_columns(keys)
         formula_i = ix["formula_like"]
         diff_i = ix["differences"]
+        to_line = _LineWriter().line
         leg_get = [itemgetter(ix[k]) for k in leg_names]
         paid_i, value_i = ix["money_paid"], ix["credit_value"]
         has_c_i, exch_i, ups_i = ix["has_credit_note"], ix["exchange_credit"], ix["upsell"]
@@ -441,8 +449,7 @@ def build(uow: UnitOfWork, scope: Scope, out_dir: Path | None = None,
             n += len(batch)
             for j, get in enumerate(leg_get):
                 legs[j] += sum(map(get, batch))
-            plain: list[str] = []  # matched-returns lines joined here
-            lines: list[tuple[Any, ...]] = []  # the others, written by the csv module
+            lines: list[str] = []  # matched-returns CSV lines, in the month's order
             exchanges: list[tuple[Any, ...]] = []
             for r in batch:
                 row: Row | None = None
@@ -458,12 +465,10 @@ def build(uow: UnitOfWork, scope: Scope, out_dir: Path | None = None,
                 else:
                     status = "open: no credit note, nothing paid yet"
                 line = None if (row is not None or r[formula_i]) else _plain_line(r, status)
-                if line is not None:
-                    plain.append(line)
-                elif r[formula_i]:
-                    lines.append(_csv_cells_neutralised(r, status))
-                else:
-                    lines.append(_csv_cells(r, status))
+                if line is None:
+                    line = to_line(_csv_cells_neutralised(r, status) if r[formula_i]
+                                   else _csv_cells(r, status))
+                lines.append(line)
                 if r[psc_i] or r[isc_i]:
                     entry = owed.setdefault((r[cust_i], r[cur_i]), [0, 0, 0])
                     entry[0] += r[psc_i]
@@ -478,8 +483,7 @@ def build(uow: UnitOfWork, scope: Scope, out_dir: Path | None = None,
                         else:
                             sheet.write(_return_record(row or _row(keys, r)))
             for w in csv_returns:
-                w.write_lines(plain)
-                w.write_rows(lines)
+                w.write_lines(lines)
             for w in exchange_csvs:
                 w.write_rows(exchanges)
             if progress is not None:
