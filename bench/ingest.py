@@ -21,6 +21,7 @@ import json
 import multiprocessing
 import os
 import queue
+import re
 import signal
 import sqlite3
 import subprocess
@@ -37,6 +38,9 @@ from pathlib import Path
 import httpx
 from sqlalchemy import func, select
 
+from returnbridge.composition import load_settings
+from returnbridge.flows.engine.runtime import Runtime
+from returnbridge.flows.khaos.serve import serve_page
 from returnbridge.sandbox.demo import KHAOS_PASSWORD, KHAOS_USER, LOOP_SECRET, write_demo_config
 from returnbridge.sandbox.loop.samples import DEMO_SCENARIOS, return_payload
 from returnbridge.sandbox.loop.sender import php_json
@@ -325,8 +329,9 @@ def run_baseline(mp: multiprocessing.context.SpawnContext, directory: Path,
 KHAOS_PAGE = 1000
 
 
-def time_khaos_page(base_url: str) -> None:
-    """Khaos's first poll after the run: one page of up to KHAOS_PAGE ready returns."""
+def time_khaos_page(base_url: str, config: Path) -> None:
+    """Khaos's first poll after the run: one page of up to KHAOS_PAGE ready returns (JSON,
+    the demo's format, over HTTP); then the same returns asked for by name as XML."""
     started = time.perf_counter()
     r = httpx.get(f"{base_url}/khaos/returns", auth=(KHAOS_USER, KHAOS_PASSWORD), timeout=60)
     elapsed_ms = (time.perf_counter() - started) * 1000
@@ -334,6 +339,29 @@ def time_khaos_page(base_url: str) -> None:
     print(f"khaos page: {served} returns in {elapsed_ms:.0f} ms (HTTP {r.status_code}, "
           f"{len(r.content)} bytes)")
     FIGURES.update(khaos_page_ms=elapsed_ms, khaos_page_returns=served)
+    if served:
+        time_khaos_page_xml(config, sorted(set(re.findall(
+            r'"AssociatedRef":\s*"([^"]+)"', r.text))))
+
+
+def time_khaos_page_xml(config: Path, refs: list[str]) -> None:
+    """The same returns served again as XML by the service's own code (``serve_page``, in
+    this process: the HTTP route answers in the configured format only), asked for by name
+    as Khaos does with SpecificIDs, so each gets its redelivery note too: a heavier path
+    than a first poll. Warmed once on a few returns, as the service is after its first
+    poll."""
+    rt = Runtime.from_settings(load_settings(config))
+    try:
+        serve_page(rt, specific_ids=",".join(refs[:5]), fmt="XML")
+        started = time.perf_counter()
+        page = serve_page(rt, specific_ids=",".join(refs), fmt="XML")
+        elapsed_ms = (time.perf_counter() - started) * 1000
+    finally:
+        rt.engine.dispose()
+    returns = len(page.refs) if page.document.lstrip().startswith(b"<") else 0
+    print(f"khaos page XML: {returns} returns in {elapsed_ms:.0f} ms (in process, "
+          f"{len(page.document)} bytes)")
+    FIGURES.update(khaos_page_xml_ms=elapsed_ms, khaos_page_xml_returns=returns)
 
 
 def start_workers(config: Path, directory: Path, count: int) -> list[subprocess.Popen[bytes]]:
@@ -368,7 +396,7 @@ def run_service(mp: multiprocessing.context.SpawnContext, directory: Path,
         if workers >= 1:
             state, waited = wait_processed(url, result.accepted, PROCESS_WAIT_S)
             report_processing(state, waited, result.accepted, result.first_send_wall)
-            time_khaos_page(service.base_url)
+            time_khaos_page(service.base_url, config)
     finally:
         for proc in extra:
             proc.send_signal(signal.SIGTERM)
