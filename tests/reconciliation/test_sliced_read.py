@@ -1,5 +1,5 @@
 """A large month on SQLite is read in slices by return reference, on threads of their own
-(``reconciliation_repo._sliced``): the pack it writes is the one the whole read writes."""
+(``reconciliation_read._sliced``): the pack it writes is the one the whole read writes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from returnbridge.flows.reconcile import pack
 from returnbridge.flows.reconcile.engine import Scope
 from returnbridge.sandbox.month import generate, load_legs
-from returnbridge.store import reconciliation_repo
+from returnbridge.store import reconciliation_read
 from returnbridge.store.db import make_engine, session_factory
 from returnbridge.store.migrate import upgrade
 from returnbridge.store.unit_of_work import UnitOfWork
@@ -38,17 +38,17 @@ def test_sliced_month_writes_the_same_pack(tmp_path: Path,
 
     whole = _build(url, tmp_path / "whole")
 
-    monkeypatch.setattr(reconciliation_repo, "SLICE_FROM_RETURNS", 100)
-    monkeypatch.setattr(reconciliation_repo.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(reconciliation_read, "SLICE_FROM_RETURNS", 100)
+    monkeypatch.setattr(reconciliation_read.os, "cpu_count", lambda: 2)
     seen: list[int] = []
-    slices = reconciliation_repo._slices
+    slices = reconciliation_read._slices
 
     def spy(conn: object, scope: Scope) -> list[tuple[str | None, str | None]]:
         found = slices(conn, scope)  # type: ignore[arg-type]
         seen.append(len(found))
         return found
 
-    monkeypatch.setattr(reconciliation_repo, "_slices", spy)
+    monkeypatch.setattr(reconciliation_read, "_slices", spy)
     sliced = _build(url, tmp_path / "sliced")
 
     assert seen and seen[0] >= 3, "the month was read in slices"

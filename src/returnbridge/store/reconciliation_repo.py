@@ -10,13 +10,9 @@ streams the rows to the writers. Each difference is signed as its contribution t
 
 from __future__ import annotations
 
-import itertools
-import os
-import queue
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -27,7 +23,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from returnbridge.domain.reconciliation import Category, from_minor, period_bounds
-from returnbridge.store.db import READ_ONLY
 from returnbridge.store.models import (
     KhaosOrderStatus,
     ReconciliationReport,
@@ -41,6 +36,7 @@ from returnbridge.store.models import (
     table_of,
     utcnow,
 )
+from returnbridge.store.reconciliation_read import read_month
 
 P = ReconPlatformLeg.__table__
 C = ReconCreditNoteLeg.__table__
@@ -142,7 +138,7 @@ def split_differences(text: str | None) -> tuple[dict[Category, int], int, int]:
             values[n], values[n + 1])
 
 
-def statement(scope: Scope, ordered: bool = True) -> sa.Select[Any]:
+def statement(scope: Scope) -> sa.Select[Any]:
     refs, pay = _refs(scope), _pay(scope)
     z = sa.literal(0)
     co = sa.func.coalesce
@@ -224,206 +220,7 @@ def statement(scope: Scope, ordered: bool = True) -> sa.Select[Any]:
         by_prefix = [refs.c.ref.startswith(p) for p in scope.prefixes]
         stmt = stmt.where(sa.or_(P.c.source == scope.source,
                                  sa.and_(P.c.source.is_(None), sa.or_(sa.false(), *by_prefix))))
-    return stmt.order_by(refs.c.ref) if ordered else stmt
-
-
-def _tune_for_a_month(conn: Connection) -> list[str]:
-    """Settings for one read of a whole month; returns the statements that undo them."""
-    if conn.dialect.name == "postgresql":
-        # SET LOCAL ends with the transaction. A server-side cursor is planned for its
-        # first rows (cursor_tuple_fraction 0.1: nested loops) and the pack reads every
-        # row; the union of a month's references is hashed and sorted in memory, not on
-        # disk; JIT compiling costs more than it saves on this plan.
-        for setting in ("cursor_tuple_fraction = 1.0", "work_mem = '256MB'", "jit = off"):
-            conn.exec_driver_sql(f"SET LOCAL {setting}")
-        return []
-    if conn.dialect.name == "sqlite":
-        # a page cache the size of a month's legs (256 MB at most, given back after)
-        before = conn.exec_driver_sql("PRAGMA cache_size").scalar_one()
-        conn.exec_driver_sql("PRAGMA cache_size = -262144")
-        return [f"PRAGMA cache_size = {int(before)}"]
-    return []
-
-
-def _plain_batches(cursor: Any, size: int) -> Iterator[list[Sequence[Any]]]:
-    while batch := cursor.fetchmany(size):
-        yield batch
-
-
-class _Prefetch:
-    """Reads the driver's cursor one batch ahead on a thread, so that the database works
-    out the next batch (PostgreSQL's server, or SQLite's C code, which lets go of the GIL)
-    while the pack writes this one: the month's read and its writing share the cores."""
-
-    def __init__(self, cursor: Any, size: int, ahead: int = 4) -> None:
-        self._cursor = cursor
-        self._size = size
-        self._queue: queue.Queue[list[Sequence[Any]] | BaseException | None] = queue.Queue(
-            maxsize=ahead)
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._read, name="recon-prefetch", daemon=True)
-        self._thread.start()
-
-    def _put(self, item: list[Sequence[Any]] | BaseException | None) -> bool:
-        while not self._stopped.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _read(self) -> None:
-        try:
-            while not self._stopped.is_set():
-                batch = self._cursor.fetchmany(self._size)
-                if not batch:
-                    break
-                if not self._put(batch):
-                    return
-            self._put(None)
-        except BaseException as exc:  # handed to the reader, raised there
-            self._put(exc)
-
-    def __iter__(self) -> Iterator[list[Sequence[Any]]]:
-        while (item := self._queue.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    def stop(self) -> None:
-        """Stop reading (the pack is done or failed) and wait for the thread."""
-        self._stopped.set()
-        self._thread.join()
-
-
-# A month this large on SQLite is read in slices by AssociatedRef, one connection and one
-# thread each: SQLite works out each slice's sorted rows in C without the GIL, so the
-# slices share the cores; the pack then reads them in order.
-SLICE_FROM_RETURNS = 100_000
-
-
-def _slices(conn: Connection, scope: Scope) -> list[tuple[str | None, str | None]]:
-    """The month's slices by AssociatedRef (none: read it whole)."""
-    cores = min(4, os.cpu_count() or 1)
-    pieces = 4 * cores  # pipelined two at a time (``_sliced``)
-    database = conn.engine.url.database or ""
-    if (conn.dialect.name != "sqlite" or cores < 2 or database in ("", ":memory:")
-            or database.startswith("file:") or scope.refs_from or scope.refs_to):
-        return []
-    start, end = scope.bounds
-    in_month = _in(P.c.outcome_at, start, end)
-    n = conn.execute(sa.select(sa.func.count()).where(in_month)).scalar_one()
-    if n < SLICE_FROM_RETURNS:
-        return []
-    # boundaries from a sample of the month's references (they balance the slices; every
-    # reference falls in one slice whatever they are)
-    sample = sorted(conn.execute(sa.select(P.c.associated_ref).where(
-        in_month, sa.func.abs(sa.func.random() % 64) == 0)).scalars())
-    cuts = sorted({sample[len(sample) * i // pieces] for i in range(1, pieces)} - {""})
-    if not cuts:
-        return []
-    bounds: list[str | None] = [None, *cuts, None]
-    return list(itertools.pairwise(bounds))
-
-
-class _Slice:
-    """One slice of the month, opened on a thread of its own: a read-only connection (a
-    snapshot, no write lock), the statement executed (SQLite sorts the slice in its first
-    step, without the GIL) and its first row read."""
-
-    def __init__(self, engine: sa.Engine, scope: Scope, size: int) -> None:
-        self._engine, self._scope, self._size = engine, scope, size
-        self._conn: Connection | None = None
-        self._result: Any = None
-        self.keys: list[str] = []
-        self.version: int | None = None
-        self._first: Sequence[Any] | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._open, name="recon-slice", daemon=True)
-        self._thread.start()
-
-    def _open(self) -> None:
-        try:
-            conn = self._conn = self._engine.connect().execution_options(**{READ_ONLY: True})
-            conn.exec_driver_sql("PRAGMA cache_size = -65536")
-            self.version = conn.scalar(sa.select(ReconLegsVersion.n).where(
-                ReconLegsVersion.id == 1))
-            self._result = conn.execute(statement(self._scope).execution_options(
-                stream_results=True, yield_per=self._size))
-            self.keys = list(self._result.keys())
-            first = self._result.fetchone()
-            self._first = None if first is None else tuple(first)
-        except BaseException as exc:  # raised in the reading thread
-            self._error = exc
-
-    def wait(self) -> None:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-
-    def batches(self) -> Iterator[list[Sequence[Any]]]:
-        self.wait()
-        if self._first is None:
-            return
-        cursor = self._result.cursor  # read ahead by one row (``fetchone`` above)
-        yield [self._first]
-        yield from _plain_batches(cursor, self._size)
-
-    def close(self) -> None:
-        self._thread.join()
-        if self._result is not None:
-            self._result.close()
-            self._result = None
-        if self._conn is not None:
-            self._conn.exec_driver_sql("PRAGMA cache_size = -2000")
-            self._conn.close()
-            self._conn = None
-
-
-class LegsChangedWhileReading(RuntimeError):
-    """A slice of the month saw other legs than the first (cannot happen while the unit of
-    work holds SQLite's write lock; a guard)."""
-
-
-@contextmanager
-def _sliced(conn: Connection, scope: Scope, slices: list[tuple[str | None, str | None]],
-            size: int) -> Iterator[tuple[list[str], Iterator[list[Sequence[Any]]]]]:
-    """The month read in ``slices``, pipelined: two slices are worked out at once, and
-    while the pack writes one slice's rows the database works out the one after next.
-    ``conn``'s transaction holds SQLite's write lock, so no leg changes meanwhile."""
-    version = conn.scalar(sa.select(ReconLegsVersion.n).where(ReconLegsVersion.id == 1))
-    scopes = [replace(scope, refs_from=a, refs_to=b) for a, b in slices]
-    parts: list[_Slice] = []
-
-    def start(i: int) -> None:
-        if i < len(scopes):
-            parts.append(_Slice(conn.engine, scopes[i], size))
-
-    start(0)
-    start(1)
-    try:
-        parts[0].wait()
-
-        def read() -> Iterator[list[Sequence[Any]]]:
-            for i in range(len(scopes)):
-                part = parts[i]
-                part.wait()
-                if part.version != version:
-                    raise LegsChangedWhileReading(scope.period)
-                start(i + 2)
-                yield from part.batches()
-                part.close()
-
-        yield parts[0].keys, read()
-    finally:
-        for part in parts:
-            part.close()
-
-
-def _untune(conn: Connection, undo: list[str]) -> None:
-    for stmt in undo:
-        conn.exec_driver_sql(stmt)
+    return stmt.order_by(refs.c.ref)
 
 
 class ReportStoredMeanwhile(Exception):
@@ -445,40 +242,10 @@ class ReconciliationRepository:
     @contextmanager
     def batches(self, scope: Scope,
                 size: int = 5000) -> Iterator[tuple[list[str], Iterator[list[Sequence[Any]]]]]:
-        """The engine's rows for ``scope`` as (column names, batches of plain tuples).
-
-        The driver's cursor is read directly: a month is a million rows, and a result row
-        object per row costs more than the matching. Columns come in ``statement``'s order;
-        values are what the driver returns (booleans are 0/1 on SQLite)."""
-        conn = self._conn
-        slices = _slices(conn, scope)
-        if slices:
-            with _sliced(conn, scope, slices, size) as read:
-                yield read
-            return
-        tuned = _tune_for_a_month(conn)
-        result = conn.execute(statement(scope).execution_options(stream_results=True,
-                                                                 yield_per=size))
-        # SQLAlchemy's streamed result has read the first row ahead (into its own buffer):
-        # take it from there, then read the driver's cursor for the rest.
-        cursor = result.cursor
-        first = result.fetchone()
-        head: list[Sequence[Any]] = [tuple(first)] if first is not None else []
-        # PostgreSQL: read one batch ahead on a thread (waiting on the socket lets go of the
-        # GIL, so the server works out the next batch while this one is written). SQLite
-        # works out the whole sorted month in the first step; a thread would only contend
-        # for the GIL on every row after that.
-        reader = (_Prefetch(cursor, size) if first is not None
-                  and conn.dialect.name == "postgresql" else None)
-        try:
-            rest = (iter(reader) if reader else _plain_batches(cursor, size)
-                    if first is not None else iter(()))
-            yield list(result.keys()), itertools.chain([head] if head else [], rest)
-        finally:
-            if reader is not None:
-                reader.stop()
-            result.close()
-            _untune(conn, tuned)
+        """The engine's rows for ``scope`` as (column names, batches of plain tuples), in
+        ``statement``'s column order; how a month is read: ``reconciliation_read``."""
+        with read_month(self._conn, scope, statement, size) as read:
+            yield read
 
     def unattributed_payments(self, scope: Scope) -> Iterator[dict[str, Any]]:
         """Refunds nothing ties to a return (made by hand, goodwill): orphans."""
