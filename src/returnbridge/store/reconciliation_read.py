@@ -14,8 +14,8 @@ import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -23,28 +23,28 @@ from sqlalchemy.engine import Connection
 from returnbridge.store.db import READ_ONLY
 from returnbridge.store.models import ReconLegsVersion, ReconPlatformLeg, table_of
 
-if TYPE_CHECKING:
-    from returnbridge.store.reconciliation_repo import Scope
-
 P = table_of(ReconPlatformLeg)
-Build = Callable[["Scope"], sa.Select[Any]]
+# The engine's statement for the month's references in [refs_from, refs_to) (None, None:
+# all of them)
+Build = Callable[[str | None, str | None], sa.Select[Any]]
 Read = tuple[list[str], Iterator[list[Sequence[Any]]]]  # column names, batches of rows
 
 
 @contextmanager
-def read_month(conn: Connection, scope: Scope, build: Build,
-               size: int = 5000) -> Iterator[Read]:
-    """The rows of ``build(scope)`` (the engine's statement) as (column names, batches of
-    plain tuples). The driver's cursor is read directly: a month is a million rows, and a
-    result row object per row costs more than the matching. Values are what the driver
-    returns (booleans are 0/1 on SQLite)."""
-    slices = _slices(conn, scope)
+def read_month(conn: Connection, bounds: tuple[datetime, datetime], build: Build,
+               size: int = 5000, *, may_slice: bool = True) -> Iterator[Read]:
+    """The rows of ``build(None, None)`` (the engine's statement for the month ``bounds``)
+    as (column names, batches of plain tuples). The driver's cursor is read directly: a
+    month is a million rows, and a result row object per row costs more than the matching.
+    Values are what the driver returns (booleans are 0/1 on SQLite)."""
+    slices = _slices(conn, bounds) if may_slice else []
     if slices:
-        with _sliced(conn, scope, build, slices, size) as read:
+        with _sliced(conn, build, slices, size) as read:
             yield read
         return
     tuned = _tune_for_a_month(conn)
-    result = conn.execute(build(scope).execution_options(stream_results=True, yield_per=size))
+    result = conn.execute(build(None, None).execution_options(stream_results=True,
+                                                             yield_per=size))
     # SQLAlchemy's streamed result has read the first row ahead (into its own buffer):
     # take it from there, then read the driver's cursor for the rest.
     cursor = result.cursor
@@ -144,15 +144,16 @@ class _Prefetch:
 SLICE_FROM_RETURNS = 100_000
 
 
-def _slices(conn: Connection, scope: Scope) -> list[tuple[str | None, str | None]]:
+def _slices(conn: Connection,
+            bounds: tuple[datetime, datetime]) -> list[tuple[str | None, str | None]]:
     """The month's slices by AssociatedRef (none: read it whole)."""
     cores = min(4, os.cpu_count() or 1)
     pieces = 4 * cores  # pipelined two at a time (``_sliced``)
     database = conn.engine.url.database or ""
     if (conn.dialect.name != "sqlite" or cores < 2 or database in ("", ":memory:")
-            or database.startswith("file:") or scope.refs_from or scope.refs_to):
+            or database.startswith("file:")):
         return []
-    start, end = scope.bounds
+    start, end = bounds
     in_month = sa.and_(P.c.outcome_at >= start, P.c.outcome_at < end)
     n = conn.execute(sa.select(sa.func.count()).where(in_month)).scalar_one()
     if n < SLICE_FROM_RETURNS:
@@ -164,8 +165,8 @@ def _slices(conn: Connection, scope: Scope) -> list[tuple[str | None, str | None
     cuts = sorted({sample[len(sample) * i // pieces] for i in range(1, pieces)} - {""})
     if not cuts:
         return []
-    bounds: list[str | None] = [None, *cuts, None]
-    return list(itertools.pairwise(bounds))
+    edges: list[str | None] = [None, *cuts, None]
+    return list(itertools.pairwise(edges))
 
 
 class _Slice:
@@ -173,8 +174,9 @@ class _Slice:
     snapshot, no write lock), the statement executed (SQLite sorts the slice in its first
     step, without the GIL) and its first row read."""
 
-    def __init__(self, engine: sa.Engine, scope: Scope, build: Build, size: int) -> None:
-        self._engine, self._scope, self._build, self._size = engine, scope, build, size
+    def __init__(self, engine: sa.Engine, refs: tuple[str | None, str | None], build: Build,
+                 size: int) -> None:
+        self._engine, self._refs, self._build, self._size = engine, refs, build, size
         self._conn: Connection | None = None
         self._result: Any = None
         self.keys: list[str] = []
@@ -190,7 +192,7 @@ class _Slice:
             conn.exec_driver_sql("PRAGMA cache_size = -65536")
             self.version = conn.scalar(sa.select(ReconLegsVersion.n).where(
                 ReconLegsVersion.id == 1))
-            self._result = conn.execute(self._build(self._scope).execution_options(
+            self._result = conn.execute(self._build(*self._refs).execution_options(
                 stream_results=True, yield_per=self._size))
             self.keys = list(self._result.keys())
             first = self._result.fetchone()
@@ -228,18 +230,17 @@ class LegsChangedWhileReading(RuntimeError):
 
 
 @contextmanager
-def _sliced(conn: Connection, scope: Scope, build: Build,
+def _sliced(conn: Connection, build: Build,
             slices: list[tuple[str | None, str | None]], size: int) -> Iterator[Read]:
     """The month read in ``slices``, pipelined: two slices are worked out at once, and
     while the pack writes one slice's rows the database works out the one after next.
     ``conn``'s transaction holds SQLite's write lock, so no leg changes meanwhile."""
     version = conn.scalar(sa.select(ReconLegsVersion.n).where(ReconLegsVersion.id == 1))
-    scopes = [replace(scope, refs_from=a, refs_to=b) for a, b in slices]
     parts: list[_Slice] = []
 
     def start(i: int) -> None:
-        if i < len(scopes):
-            parts.append(_Slice(conn.engine, scopes[i], build, size))
+        if i < len(slices):
+            parts.append(_Slice(conn.engine, slices[i], build, size))
 
     start(0)
     start(1)
@@ -247,11 +248,11 @@ def _sliced(conn: Connection, scope: Scope, build: Build,
         parts[0].wait()
 
         def read() -> Iterator[list[Sequence[Any]]]:
-            for i in range(len(scopes)):
+            for i in range(len(slices)):
                 part = parts[i]
                 part.wait()
                 if part.version != version:
-                    raise LegsChangedWhileReading(scope.period)
+                    raise LegsChangedWhileReading(f"slice {i + 1} of {len(slices)}")
                 start(i + 2)
                 yield from part.batches()
                 part.close()

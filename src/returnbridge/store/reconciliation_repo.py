@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -244,7 +244,13 @@ class ReconciliationRepository:
                 size: int = 5000) -> Iterator[tuple[list[str], Iterator[list[Sequence[Any]]]]]:
         """The engine's rows for ``scope`` as (column names, batches of plain tuples), in
         ``statement``'s column order; how a month is read: ``reconciliation_read``."""
-        with read_month(self._conn, scope, statement, size) as read:
+        def build(refs_from: str | None, refs_to: str | None) -> sa.Select[Any]:
+            if refs_from is None and refs_to is None:
+                return statement(scope)
+            return statement(replace(scope, refs_from=refs_from, refs_to=refs_to))
+
+        unsliced = scope.refs_from is None and scope.refs_to is None
+        with read_month(self._conn, scope.bounds, build, size, may_slice=unsliced) as read:
             yield read
 
     def unattributed_payments(self, scope: Scope) -> Iterator[dict[str, Any]]:
