@@ -47,35 +47,67 @@ def _insert(conn: Connection) -> Insert:
         index_elements=["source", "dedupe_key"])
 
 
+def _row(e: NewEvent, received_at: object) -> dict[str, object]:
+    digest = sha256(e.body)
+    return dict(source=e.source, channel=e.channel, topic=column_text(e.topic)[:80],
+                trigger=column_text(e.trigger)[:80],
+                dedupe_key=column_text(e.dedupe_key or digest),
+                source_ref=column_text(e.source_ref)[:80], headers=e.headers, body=e.body,
+                body_sha256=digest, status="received", received_at=received_at, error="",
+                duplicates=0, attempts=0)
+
+
 def store_events(factory: sessionmaker[Session], events: Sequence[NewEvent]) -> list[StoredEvent]:
     """Store ``events`` in one transaction, in order; one result each. Commits before
-    returning; raises (and stores none of them) if the transaction fails."""
-    out: list[StoredEvent] = []
-    with write_gate(factory.kw.get("bind")), factory() as session, session.begin():
+    returning; raises (and stores none of them) if the transaction fails.
+
+    One multi-row INSERT for the batch, not one per event: the request thread holds the
+    interpreter most of the time under load, and every statement this thread runs costs it
+    a hand-back of the interpreter lock, so statements, not rows, are what a batch pays for.
+    A copy already stored (or earlier in the same batch) is a duplicate: its row's
+    ``duplicates`` counts it and its answer names the stored event."""
+    if not events:
+        return []
+    received_at = utcnow()
+    rows = [_row(e, received_at) for e in events]
+    engine = factory.kw.get("bind")
+    with write_gate(engine), factory() as session, session.begin():
         conn = session.connection()
-        insert = _insert(conn).returning(TABLE.c.id)
-        table = TABLE
-        fresh = False
-        for e in events:
-            digest = sha256(e.body)
-            key = column_text(e.dedupe_key or digest)
-            new_id = conn.execute(insert.values(
-                source=e.source, channel=e.channel, topic=column_text(e.topic)[:80],
-                trigger=column_text(e.trigger)[:80], dedupe_key=key,
-                source_ref=column_text(e.source_ref)[:80], headers=e.headers, body=e.body,
-                body_sha256=digest, status="received", received_at=utcnow(), error="",
-                duplicates=0, attempts=0)).scalar()
-            if new_id is not None:
-                out.append(StoredEvent(int(new_id), e.source, key, duplicate=False))
-                fresh = True
-                continue
-            conn.execute(update(table).where(table.c.source == e.source,
-                                             table.c.dedupe_key == key)
-                         .values(duplicates=table.c.duplicates + 1))
-            existing = conn.execute(select(table.c.id).where(
-                table.c.source == e.source, table.c.dedupe_key == key)).scalar_one()
-            out.append(StoredEvent(int(existing), e.source, key, duplicate=True))
-        if fresh and conn.dialect.name == "postgresql":
+        # executemany with RETURNING: compiled once and cached, sent as multi-row VALUES.
+        inserted = {(str(r.source), str(r.dedupe_key)): int(r.id) for r in conn.execute(
+            _insert(conn).returning(TABLE.c.id, TABLE.c.source, TABLE.c.dedupe_key), rows)}
+        out: list[StoredEvent] = []
+        repeats: dict[tuple[str, str], int] = {}
+        answered: set[tuple[str, str]] = set()
+        for row in rows:
+            key = (str(row["source"]), str(row["dedupe_key"]))
+            if key in inserted and key not in answered:
+                answered.add(key)
+                out.append(StoredEvent(inserted[key], key[0], key[1], duplicate=False))
+            else:
+                repeats[key] = repeats.get(key, 0) + 1
+                out.append(StoredEvent(0, key[0], key[1], duplicate=True))
+        if repeats:
+            existing = _count_duplicates(conn, repeats)
+            out = [StoredEvent(existing[(s.source, s.dedupe_key)], s.source, s.dedupe_key,
+                               duplicate=True) if s.duplicate else s for s in out]
+        if inserted and conn.dialect.name == "postgresql":
             # Delivered at commit, to every worker listening (any host).
             conn.exec_driver_sql(f"NOTIFY {NOTIFY_CHANNEL}")
     return out
+
+
+def _count_duplicates(conn: Connection, repeats: dict[tuple[str, str], int]
+                      ) -> dict[tuple[str, str], int]:
+    """Count each repeat on its stored event; the stored ids by (source, key)."""
+    table = TABLE
+    for (source, key), times in repeats.items():
+        conn.execute(update(table).where(table.c.source == source, table.c.dedupe_key == key)
+                     .values(duplicates=table.c.duplicates + times))
+    found: dict[tuple[str, str], int] = {}
+    for source in {s for s, _ in repeats}:
+        keys = [k for s, k in repeats if s == source]
+        for r in conn.execute(select(table.c.id, table.c.dedupe_key).where(
+                table.c.source == source, table.c.dedupe_key.in_(keys))):
+            found[(source, str(r.dedupe_key))] = int(r.id)
+    return found

@@ -27,6 +27,7 @@ from returnbridge.web.console.routes import install as install_console
 from returnbridge.web.context import AppContext, Enqueue, SignatureFailures, Wake
 from returnbridge.web.inbox import Inbox
 from returnbridge.web.limits import RequestGuard
+from returnbridge.web.webhooks import WebhookFastPath
 
 log = structlog.get_logger(__name__)
 
@@ -55,6 +56,8 @@ def create_app(rt: Runtime, enqueue: Enqueue | None, wake: Wake | None = None) -
                   docs_url="/api/docs" if docs else None,
                   openapi_url="/api/openapi.json" if docs else None, redoc_url=None)
     install_console(app)  # before the guard, so that the guard stays outermost
+    # Webhook deliveries skip FastAPI's routing, inside the guard (web/webhooks.py).
+    app.add_middleware(WebhookFastPath, context=lambda: app.state.ctx)
     # Outermost: nothing reads a body before its size and (for /api) its credentials pass.
     app.add_middleware(RequestGuard, settings=rt.settings,
                        authorize={"api": lambda headers: bearer_known(headers, rt)})

@@ -29,7 +29,7 @@ async def _receive(request: Request, background: BackgroundTasks, kind: PushKind
     ctx = khaos_ctx(request)
     limit = ctx.rt.settings.khaos.max_push_bytes
     try:
-        body = await read_body(request, limit)
+        body = await read_body(request.stream(), request.headers.get("content-length"), limit)
     except BodyTooLarge:
         return JSONResponse({"error": f"body larger than {limit} bytes ([khaos].max_push_bytes)"},
                             status_code=413)
