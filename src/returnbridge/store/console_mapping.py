@@ -26,13 +26,18 @@ class MappingRules:
 
     def __init__(self, session: Session) -> None:
         self._session = session
+        # Read once per unit of work: the event worker decides many returns in one
+        # transaction, and the rules change only through add/deactivate below.
+        self._rules: tuple[ReasonRule, ...] | None = None
 
     def active_rows(self) -> list[ConsoleMappingRule]:
         return list(self._session.scalars(select(ConsoleMappingRule).where(
             ConsoleMappingRule.active.is_(True)).order_by(ConsoleMappingRule.id)))
 
     def rules(self) -> tuple[ReasonRule, ...]:
-        return tuple(to_rule(r) for r in self.active_rows())
+        if self._rules is None:
+            self._rules = tuple(to_rule(r) for r in self.active_rows())
+        return self._rules
 
     def add(self, rule: ReasonRule, *, note: str, by: str, at: datetime) -> int:
         """Store ``rule`` as an active console rule; returns its id."""
@@ -43,6 +48,7 @@ class MappingRules:
                                  created_at=at, created_by=by)
         self._session.add(row)
         self._session.flush()
+        self._rules = None
         return row.id
 
     def deactivate(self, rule_id: int) -> ConsoleMappingRule | None:
@@ -52,4 +58,5 @@ class MappingRules:
         if row is None or not row.active:
             return None
         row.active = False
+        self._rules = None
         return row

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import hashlib
 import threading
 from collections.abc import Sequence
@@ -66,6 +68,14 @@ def claim_query(limit: int, *, skip_locked: bool, not_ids: Sequence[int] = ()
                 ) -> Select[InboundEvent]:
     """Received events, oldest first, that no older waiting event of the same return holds
     back."""
+    return _claim_query(limit, skip_locked, tuple(not_ids))
+
+
+@functools.lru_cache(maxsize=512)
+def _claim_query(limit: int, skip_locked: bool, not_ids: tuple[int, ...]
+                 ) -> Select[InboundEvent]:
+    # Built once per shape: the worker claims before every batch, and building the
+    # statement (an aliased correlated EXISTS) costs more than running it.
     e = InboundEvent
     older = aliased(InboundEvent)
     held_back = exists().where(older.source == e.source, older.source_ref == e.source_ref,

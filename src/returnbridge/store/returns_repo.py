@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from returnbridge.domain.khaos_status import KhaosStatus, move
 from returnbridge.domain.model import ReturnCase
@@ -153,7 +154,10 @@ class ReturnsRepository:
         self._session.execute(
             update(ReturnRow).where(ReturnRow.id.in_([rid for rid, _ in before]))
             .values(khaos_status=KhaosStatus.SERVED.value, served_at=now)
-            .execution_options(synchronize_session="evaluate"))
+            .execution_options(synchronize_session=False))
+        for row in rows:  # what the UPDATE wrote, without the ORM matching every row again
+            set_committed_value(row, "khaos_status", KhaosStatus.SERVED.value)
+            set_committed_value(row, "served_at", now)
         why = why.strip()
         self._session.execute(insert(TimelineEntry), [
             {"return_id": rid, "at": now, "kind": "khaos_status", "evidence": evidence,
