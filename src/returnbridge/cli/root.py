@@ -169,6 +169,7 @@ def serve(
     # sooner (default 5 ms) so webhook answers do not queue behind a batch.
     sys.setswitchinterval(0.0005)
     web = create_app(rt, None, wake=durable.wake)
+    durable.defer_to_requests(web.state.ctx.in_flight.busy)
     settle_heap()
     try:
         uvicorn.run(web, host=host or settings.server.host,

@@ -52,6 +52,16 @@ class SignatureFailures:
 
 
 @dataclass
+class InFlight:
+    """Webhook deliveries being answered right now (event loop thread only)."""
+
+    count: int = 0
+
+    def busy(self) -> bool:
+        return self.count > 0
+
+
+@dataclass
 class AppContext:
     rt: Runtime
     enqueue: Enqueue | None
@@ -60,6 +70,7 @@ class AppContext:
     # Tells this process's event worker that events were stored (no database round trip);
     # workers elsewhere hear it from the database (PostgreSQL NOTIFY) or their slow poll.
     wake: Wake | None = None
+    in_flight: InFlight = field(default_factory=InFlight)
 
     async def after_store(self, stored: StoredEvent) -> None:
         """A new event was committed: wake the worker, or (tests) apply it right away."""

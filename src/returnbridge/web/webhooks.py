@@ -161,8 +161,13 @@ class WebhookFastPath:
                 if not message.get("more_body", False):
                     return
 
-        answer = await accept(self.context(), match.group(1), headers, chunks)
-        await _send_json(send, answer)
+        ctx = self.context()
+        ctx.in_flight.count += 1
+        try:
+            answer = await accept(ctx, match.group(1), headers, chunks)
+            await _send_json(send, answer)
+        finally:
+            ctx.in_flight.count -= 1
 
 
 async def _send_json(send: Send, answer: Answer) -> None:

@@ -14,6 +14,7 @@ already applied).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
@@ -94,6 +95,12 @@ class Durable:
         """Events were stored by this process: apply them now (no database round trip)."""
         if self.worker:
             self.events.wake()
+
+    def defer_to_requests(self, busy: Callable[[], bool]) -> None:
+        """Between batches, the event worker lets this process's webhook answers go first
+        while ``busy()`` (flows/ingest/worker.py)."""
+        if self.worker:
+            self.events.requests_waiting = busy
 
     def start(self) -> None:
         install(self.rt)

@@ -38,6 +38,7 @@ BATCH_SECONDS_SQLITE = 0.02
 BATCH_SECONDS_POSTGRES = 0.5
 RETRY_INTERVAL_S = 1.0
 RETRY_BACKOFF = 2.0
+YIELD_SECONDS = 0.02  # at most this long between batches while requests are answered
 
 # Called with n after the n-th event of a batch is applied, before the batch commits. Empty
 # in production; the crash tests' launcher (tests/e2e/crash_hooks.py) adds a pause there.
@@ -61,6 +62,11 @@ class EventWorker:
         self._threads: list[threading.Thread] = []
         self._not_before: dict[int, float] = {}  # event id -> monotonic time of next try
         self._per_event_s = 0.002  # recent time to apply one event (moving average)
+        # In `serve`, whether webhook requests are being answered in this process right now
+        # (web/webhooks.py). The worker and the request handlers share one interpreter lock;
+        # between batches the worker lets waiting requests finish first (up to
+        # YIELD_SECONDS), so a burst is acknowledged fast and applied right after.
+        self.requests_waiting: Callable[[], bool] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -89,9 +95,18 @@ class EventWorker:
                 log.warning("event batch failed; will retry", error=error_text(exc))
                 claimed = 0
             if claimed:
+                self._let_requests_through()
                 continue  # more may be waiting: no sleep while there is a backlog
             self._wake.wait(self._idle_wait())
             self._wake.clear()
+
+    def _let_requests_through(self) -> None:
+        waiting = self.requests_waiting
+        if waiting is None:
+            return
+        until = time.monotonic() + YIELD_SECONDS
+        while waiting() and time.monotonic() < until and not self._stop.is_set():
+            time.sleep(0.001)
 
     def _idle_wait(self) -> float:
         if not self._not_before:
