@@ -29,6 +29,7 @@ from typing import Any
 
 import structlog
 from starlette.requests import ClientDisconnect
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from returnbridge.config import Settings
 
@@ -176,13 +177,46 @@ class _State:
     size: int = 0
 
 
+MAX_HEAD_BYTES = 32 * 1024  # request line and headers together
+
+
+class HeadTooLarge(Exception):
+    """The request line and headers are longer than MAX_HEAD_BYTES."""
+
+
+class BoundedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol (a C parser: about half the interpreter time h11 takes
+    per request) with a limit on the request head, which it does not have: without one a
+    client could make the server hold megabytes of headers. Over the limit the parser stops
+    and uvicorn answers 400 and closes the connection."""
+
+    _head_bytes = 0
+
+    def on_message_begin(self) -> None:
+        self._head_bytes = 0
+        super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value))
+        super().on_header(name, value)
+
+    def _count(self, size: int) -> None:
+        self._head_bytes += size
+        if self._head_bytes > MAX_HEAD_BYTES:
+            raise HeadTooLarge
+
+
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """The uvicorn server options from [server] (timeouts and connection limits)."""
     server = settings.server
     return {
+        "http": BoundedHttpToolsProtocol,
         "timeout_keep_alive": server.timeout_keep_alive_seconds,
         "limit_concurrency": server.limit_concurrency,
         "timeout_graceful_shutdown": 10,
-        "h11_max_incomplete_event_size": 16 * 1024,
         "server_header": False,
     }
