@@ -53,7 +53,7 @@ class SignatureFailures:
 
 @dataclass
 class InFlight:
-    """Webhook deliveries being answered right now (event loop thread only)."""
+    """Webhook deliveries being answered right now (counted on the request thread only)."""
 
     count: int = 0
 
