@@ -151,6 +151,10 @@ class ServerSettings(Section):
     body_read_deadline_seconds: float = Field(
         600.0, gt=0, le=86400, description="Longest time a whole request body may take to "
         "arrive (large Khaos stock uploads over slow links need minutes).")
+    access_log: bool = Field(
+        True, description="One log line per HTTP request (uvicorn's access log). Turn it off "
+        "behind a reverse proxy that logs requests itself: under a burst of webhooks it costs "
+        "about a sixth of the request thread.")
     timeout_keep_alive_seconds: int = Field(
         5, ge=1, le=600, description="Idle keep-alive connections are closed after this many "
         "seconds (uvicorn timeout_keep_alive).")

@@ -215,6 +215,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     server = settings.server
     return {
         "http": BoundedHttpToolsProtocol,
+        "access_log": server.access_log,
         "timeout_keep_alive": server.timeout_keep_alive_seconds,
         "limit_concurrency": server.limit_concurrency,
         "timeout_graceful_shutdown": 10,
