@@ -9,7 +9,6 @@ from typing import Any
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, selectinload
-from sqlalchemy.orm.attributes import set_committed_value
 
 from returnbridge.domain.khaos_status import KhaosStatus, move
 from returnbridge.domain.model import ReturnCase
@@ -140,14 +139,25 @@ class ReturnsRepository:
             .order_by(TimelineEntry.id)
         ).all()
 
-    def mark_served(self, rows: Sequence[ReturnRow], why: str,
+    def add_timeline_entries(self, entries: Sequence[tuple[int, str, str, dict[str, Any]]]
+                             ) -> None:
+        """``(return id, kind, message, evidence)`` each, in one multi-row INSERT."""
+        if entries:
+            now = utcnow()
+            self._session.execute(insert(TimelineEntry), [
+                {"return_id": rid, "at": now, "kind": kind, "message": message,
+                 "evidence": evidence} for rid, kind, message, evidence in entries])
+
+    def mark_served(self, returns: Sequence[tuple[int, str]], why: str,
                     evidence: dict[str, Any]) -> None:
-        """Hand a page of returns over: each row ``served`` with its timeline entry (as
-        ``set_khaos_status`` writes it), in one UPDATE and one multi-row INSERT. A page holds
-        up to a thousand returns; row by row, this was most of the page's time."""
-        if not rows:
+        """Hand a page of returns over: each ``(return id, its current Khaos status)`` moves
+        to ``served`` with its timeline entry (as ``set_khaos_status`` writes it), in one
+        UPDATE and one multi-row INSERT. A page holds up to a thousand returns; row by row,
+        this was most of the page's time. The page was read as plain rows, so no ORM
+        object of these returns is in the session to bring up to date."""
+        if not returns:
             return
-        before = [(row.id, KhaosStatus(row.khaos_status)) for row in rows]
+        before = [(rid, KhaosStatus(status)) for rid, status in returns]
         for _, current in before:
             move(current, KhaosStatus.SERVED)  # refuses a move the lifecycle does not allow
         now = utcnow()
@@ -155,14 +165,11 @@ class ReturnsRepository:
             update(ReturnRow).where(ReturnRow.id.in_([rid for rid, _ in before]))
             .values(khaos_status=KhaosStatus.SERVED.value, served_at=now)
             .execution_options(synchronize_session=False))
-        for row in rows:  # what the UPDATE wrote, without the ORM matching every row again
-            set_committed_value(row, "khaos_status", KhaosStatus.SERVED.value)
-            set_committed_value(row, "served_at", now)
         why = why.strip()
-        self._session.execute(insert(TimelineEntry), [
-            {"return_id": rid, "at": now, "kind": "khaos_status", "evidence": evidence,
-             "message": f"{current.value} -> {KhaosStatus.SERVED.value}"
-                        + (f": {why}" if why else "")}
+        self.add_timeline_entries([
+            (rid, "khaos_status",
+             f"{current.value} -> {KhaosStatus.SERVED.value}" + (f": {why}" if why else ""),
+             evidence)
             for rid, current in before])
 
     def set_khaos_status(self, row: ReturnRow, target: KhaosStatus, why: str,

@@ -185,12 +185,26 @@ def endpoint_config(base_url: str, fmt: str, poll_minutes: int) -> dict[str, Any
 
 
 def assert_no_null(value: Any, path: str = "$") -> None:
-    """Raise NullInDocument naming the first null found."""
+    """Raise NullInDocument naming the first null found. A page is tens of thousands of
+    values: they are walked without building paths, and the path is worked out only for a
+    document that has a null."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if item is None:
+            _raise_at_null(value, path)
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def _raise_at_null(value: Any, path: str) -> None:
     if value is None:
         raise NullInDocument(f"null at {path}")
     if isinstance(value, dict):
         for key, item in value.items():
-            assert_no_null(item, f"{path}.{key}")
+            _raise_at_null(item, f"{path}.{key}")
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            assert_no_null(item, f"{path}[{i}]")
+            _raise_at_null(item, f"{path}[{i}]")

@@ -21,6 +21,7 @@ from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.flows.exceptions.actions import exception_view
 from returnbridge.flows.exceptions.coverage import ReasonCoverage, map_line
 from returnbridge.flows.khaos.serve import channel_options, render, to_served
+from returnbridge.store.khaos_repo import page_row_of
 from returnbridge.store.models import utcnow
 from returnbridge.store.unit_of_work import UnitOfWork
 
@@ -93,7 +94,7 @@ def dry_run(rt: Runtime, associated_ref: str) -> dict[str, Any] | None:
         row = uow.returns.by_ref(associated_ref)
         if row is None:
             return None
-        document = customer_return_import([to_served(row, k, rt.settings.policy)],
+        document = customer_return_import([to_served(page_row_of(row), k, rt.settings.policy)],
                                           channel_options(rt))
         body, media_type = render(document, k.format)
         status = KhaosStatus(row.khaos_status)

@@ -29,8 +29,9 @@ from returnbridge.erp.khaos.channel import (
 )
 from returnbridge.erp.khaos.xml import customer_return_import_xml
 from returnbridge.flows.engine.runtime import Runtime
-from returnbridge.store import returns_repo
-from returnbridge.store.models import KhaosDelivery, ReturnRow
+from returnbridge.store.codec import case_from_json
+from returnbridge.store.khaos_repo import PageRow
+from returnbridge.store.models import KhaosDelivery
 from returnbridge.store.unit_of_work import UnitOfWork
 
 
@@ -60,9 +61,9 @@ def fallback_address(policy: PolicySettings, customer: Customer) -> Address | No
                    country_code=policy.fallback_address_country_code)
 
 
-def to_served(row: ReturnRow, k: KhaosSettings | None = None,
+def to_served(row: PageRow, k: KhaosSettings | None = None,
               policy: PolicySettings | None = None) -> ServedReturn:
-    case = returns_repo.case_of(row)
+    case = case_from_json(row.case_json)
     lines = tuple(
         ServedLine(sku=lr.sku, quantity=lr.quantity, khaos_reason_id=lr.khaos_reason_id,
                    unit_net=lr.unit_net, unit_gross=lr.unit_gross)
@@ -77,7 +78,7 @@ def to_served(row: ReturnRow, k: KhaosSettings | None = None,
         customer = replace(customer, first_name=policy.fallback_contact_forename.strip(),
                            last_name=policy.fallback_contact_surname.strip())
     # Exchange items sent without a SKU go out under the StockCode the policy resolved.
-    stored = sorted(row.exchanges, key=lambda e: e.position)
+    stored = row.exchanges  # in position order
     exchanges = tuple(
         replace(ex, sku=stored[i].sku) if not ex.sku and i < len(stored) else ex
         for i, ex in enumerate(case.exchanges))
@@ -117,11 +118,11 @@ def source_order(khaos_order_code: str, order_ref: str, ref_format: str
     return None
 
 
-def _select_ready(uow: UnitOfWork, limit: int) -> list[ReturnRow]:
+def _select_ready(uow: UnitOfWork, limit: int) -> list[PageRow]:
     return uow.khaos.ready_for_update(KhaosStatus.READY.value, limit)
 
 
-def _select_specific(uow: UnitOfWork, refs: list[str]) -> list[ReturnRow]:
+def _select_specific(uow: UnitOfWork, refs: list[str]) -> list[PageRow]:
     servable = {KhaosStatus.READY, *DELIVERED}
     return [r for r in uow.khaos.by_refs_for_update(refs)
             if KhaosStatus(r.khaos_status) in servable]
@@ -143,7 +144,7 @@ def _unanswered(uow: UnitOfWork, continuation: str) -> KhaosDelivery | None:
     return uow.khaos.answer_to(continuation.strip())
 
 
-def _select_delivered(uow: UnitOfWork, delivery_id: int) -> list[ReturnRow]:
+def _select_delivered(uow: UnitOfWork, delivery_id: int) -> list[PageRow]:
     # Only what Khaos cannot have imported yet (no import evidence since).
     return [r for r in uow.khaos.delivered_for_update(delivery_id)
             if r.khaos_status == KhaosStatus.SERVED.value]
@@ -185,14 +186,13 @@ def serve_page(rt: Runtime, *, continuation: str = "", specific_ids: str | None 
         handed = [(row, KhaosStatus(row.khaos_status) in DELIVERED) for row in rows]
         uow.khaos.add_delivery_items(delivery, handed)
         evidence = {"delivery_id": delivery.id}
-        for row, redelivery in handed:
-            if redelivery:
-                why = ("served again because Khaos asked for it by name (SpecificIDs)"
-                       if refs_asked else
-                       f"served again because Khaos repeated its request {continuation!r}: "
-                       f"our answer (delivery {repeated.id if repeated else '?'}) never "
-                       "reached it")
-                uow.returns.add_timeline(row, "khaos_redelivery", why, evidence)
-        uow.returns.mark_served([row for row, redelivery in handed if not redelivery],
+        why = ("served again because Khaos asked for it by name (SpecificIDs)"
+               if refs_asked else
+               f"served again because Khaos repeated its request {continuation!r}: "
+               f"our answer (delivery {repeated.id if repeated else '?'}) never reached it")
+        uow.returns.add_timeline_entries([(row.id, "khaos_redelivery", why, evidence)
+                                          for row, redelivery in handed if redelivery])
+        uow.returns.mark_served([(row.id, row.khaos_status) for row, redelivery in handed
+                                 if not redelivery],
                                 f"fetched by Khaos in delivery {delivery.id}", evidence)
         return Page(body, media_type, next_token, tuple(r.associated_ref for r in rows))
