@@ -77,6 +77,33 @@ def test_cursor_pagination_with_next_page_url(loop: LoopSandboxServer) -> None:
     assert len(seen) == 7 and len({str(s) for s in seen}) == 7
 
 
+def test_updated_at_pages_follow_changes_made_between_pages() -> None:
+    """Keyset paging by updated_at sees the world as it is at each page: a return changed
+    after it was listed moves behind the cursor and is listed again; one changed before
+    its turn is listed once, at its new place; the window's end still bounds the list."""
+    clock = [NOW - timedelta(hours=5)]
+    world = LoopWorld(clock=lambda: clock[0])
+    with LoopSandboxServer(world, api_key=KEY) as loop:
+        ids = [world.create(at=NOW - timedelta(hours=4, minutes=50 - i), notify=False)
+               for i in range(6)]
+        window = {"from": (NOW - timedelta(hours=6)).isoformat(),
+                  "to": (NOW - timedelta(hours=1)).isoformat(),
+                  "filter": "updated_at", "state": "open", "paginate": "true",
+                  "pageSize": "2"}
+        page = get(loop, "/warehouse/return/list", **window).json()
+        seen = [int(r["id"]) for r in page["returns"]]
+        assert seen == ids[:2]
+        clock[0] = NOW - timedelta(hours=3)
+        world.label(ids[0])  # listed already, changed after: moves past the cursor
+        world.label(ids[3])  # not listed yet, changed before its turn
+        clock[0] = NOW  # beyond the window's end: not listed again
+        world.label(ids[4])  # changed after the window
+        while page["nextPageUrl"]:
+            page = httpx.get(page["nextPageUrl"], headers={"X-Authorization": KEY}).json()
+            seen += [int(r["id"]) for r in page["returns"]]
+    assert seen == [ids[0], ids[1], ids[2], ids[5], ids[0], ids[3]]
+
+
 def test_rate_limit_answers_429() -> None:
     with LoopSandboxServer(LoopWorld(clock=lambda: NOW), api_key=KEY, rate_limit=3,
                            rate_period=60) as server:

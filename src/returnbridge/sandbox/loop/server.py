@@ -155,22 +155,23 @@ class LoopSandboxApp:
         if not 1 <= size <= MAX_PAGE_SIZE:
             return _error(422, "The page size may not be greater than 750.", "VALIDATION")
 
-        def key(ret: SandboxReturn) -> datetime:
-            return ret.updated_at if filter_by == "updated_at" else ret.created_at
-
+        after = None
+        cursor = q.get("cursor", "") if paginate else ""
+        if cursor:
+            try:
+                after = _decode_cursor(cursor)
+            except (ValueError, KeyError, binascii.Error, json.JSONDecodeError):
+                return _error(422, "The cursor is invalid.", "VALIDATION")
         with self.world.lock:
-            chosen = sorted(((key(r), r.id, r) for r in self.world.returns.values()
-                             if r.state in states and start <= key(r) <= end),
-                            key=lambda t: (t[0], t[1]))
+            chosen: list[tuple[datetime, int, SandboxReturn]] = []
+            for k, rid in self.world.in_key_order(filter_by, after, start):
+                if k > end or (paginate and len(chosen) > size):
+                    break
+                ret = self.world.returns[rid]
+                if ret.state in states:
+                    chosen.append((k, rid, ret))
             if not paginate:
                 return JSONResponse([self.world.list_view(r) for _, _, r in chosen])
-            cursor = q.get("cursor", "")
-            if cursor:
-                try:
-                    after = _decode_cursor(cursor)
-                except (ValueError, KeyError, binascii.Error, json.JSONDecodeError):
-                    return _error(422, "The cursor is invalid.", "VALIDATION")
-                chosen = [t for t in chosen if (t[0], t[1]) > after]
             page = chosen[:size]
             body = [self.world.list_view(r) for _, _, r in page]
         next_url = None

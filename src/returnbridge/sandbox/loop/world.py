@@ -9,6 +9,7 @@ with and without zones).
 
 from __future__ import annotations
 
+import bisect
 import copy
 import threading
 from collections.abc import Callable
@@ -60,6 +61,27 @@ class LoopWorld:
         self.next_id = first_id
         self.third_party_gift_cards = third_party_gift_cards
         self.lock = threading.RLock()
+        # (key, id) in order, per list filter, rebuilt after a change of either key: a page
+        # of the list API costs its own size, not a sort of the whole world
+        self._orders: dict[str, list[tuple[datetime, int]]] = {}
+
+    def in_key_order(self, filter_by: str, after: tuple[datetime, int] | None,
+                     start: datetime) -> list[tuple[datetime, int]]:
+        """(key, id) of every return in ``filter_by`` (created_at or updated_at) order,
+        from the first one past ``after`` (a cursor) or at ``start``. Call holding
+        ``lock``; the list is the world's own, not to be changed."""
+        order = self._orders.get(filter_by)
+        if order is None:
+            order = self._orders[filter_by] = sorted(
+                (getattr(r, filter_by), r.id) for r in self.returns.values())
+        if after is not None and after >= (start, -1):
+            at = bisect.bisect_right(order, after)
+        else:
+            at = bisect.bisect_left(order, (start, -1))
+        return order[at:]
+
+    def _reordered(self) -> None:
+        self._orders.clear()
 
     # --- creating and reading -----------------------------------------------------------
 
@@ -78,6 +100,7 @@ class LoopWorld:
             payload["state"] = state
             ret = SandboxReturn(rid, scenario, payload, when, when)
             self.returns[rid] = ret
+            self._reordered()
         if notify:
             self._emit_return(ret, "return.created")
         return rid
@@ -93,6 +116,7 @@ class LoopWorld:
                 rid, Scenario("refund", skus or ("",), state=str(element.get("state", ""))),
                 copy.deepcopy(element), when, when, listed_as_is=True)
             self.next_id = max(self.next_id, rid + 1)
+            self._reordered()
         return rid
 
     def get(self, rid: int | str) -> SandboxReturn:
@@ -165,7 +189,9 @@ class LoopWorld:
 
     def _touch(self, ret: SandboxReturn) -> None:
         now = self.clock()
-        ret.updated_at = max(now, ret.updated_at)
+        if now > ret.updated_at:
+            ret.updated_at = now
+            self._reordered()
         ret.data["edited_at"] = _iso(ret.updated_at)
 
     def _emit_return(self, ret: SandboxReturn, trigger: str) -> None:
