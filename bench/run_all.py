@@ -44,21 +44,12 @@ class Row:
 
 def ingest(events: int, *, postgres: bool = False, workers: int = 1, rate: float = 0.0
            ) -> dict[str, float]:
-    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
-        path = Path(out.name)
-    cmd = [sys.executable, str(HERE / "ingest.py"), "--events", str(events),
-           "--workers", str(workers), "--json", str(path)]
+    args = ["--events", str(events), "--workers", str(workers)]
     if postgres:
-        cmd.append("--postgres")
+        args.append("--postgres")
     if rate:
-        cmd += ["--rate", str(rate)]
-    print("$", " ".join(cmd[1:]), flush=True)
-    subprocess.run(cmd, check=False)
-    try:
-        figures: dict[str, float] = json.loads(path.read_text(encoding="utf-8") or "{}")
-    except (OSError, ValueError):
-        figures = {}
-    path.unlink(missing_ok=True)
+        args += ["--rate", str(rate)]
+    figures: dict[str, float] = _figures_of("ingest.py", *args)
     return figures
 
 
@@ -86,6 +77,33 @@ def _cpu_seconds(pid: int) -> float:
     """utime + stime of the process and its threads, in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _figures_of(script: str, *args: str, empty: str = "{}") -> Any:
+    """Run ``bench/<script> <args> --json F`` and read F (``empty`` when it wrote nothing)."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
+        path = Path(out.name)
+    cmd = [sys.executable, str(HERE / script), *args, "--json", str(path)]
+    print("$", " ".join(cmd[1:]), flush=True)
+    subprocess.run(cmd, check=False)
+    try:
+        figures = json.loads(path.read_text(encoding="utf-8") or empty)
+    except (OSError, ValueError):
+        figures = json.loads(empty)
+    path.unlink(missing_ok=True)
+    return figures
+
+
+def backfill_budget() -> dict[str, float]:
+    """bench/backfill.py --budget: a 120-day backfill against the rate-limited sandbox."""
+    figures: dict[str, float] = _figures_of("backfill.py", "--budget")
+    return figures
+
+
+def soak(minutes: float) -> dict[str, float]:
+    """bench/soak.py: serve under a steady load, its RSS sampled."""
+    figures: dict[str, float] = _figures_of("soak.py", "--minutes", str(minutes))
+    return figures
 
 
 def xml_push_memory() -> tuple[float, float]:
@@ -116,18 +134,7 @@ def suggester_rows() -> list[Row]:
 def console_pages(*, postgres: bool = False) -> dict[str, Any]:
     """bench/console.py's figures: every console page with 100,000 returns, and the same
     pages with 1,000 returns measured in the same run (the baseline)."""
-    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
-        path = Path(out.name)
-    cmd = [sys.executable, str(HERE / "console.py"), "--json", str(path)]
-    if postgres:
-        cmd.append("--postgres")
-    print("$", " ".join(cmd[1:]), flush=True)
-    subprocess.run(cmd, check=False)
-    try:
-        figures: dict[str, Any] = json.loads(path.read_text(encoding="utf-8") or "{}")
-    except (OSError, ValueError):
-        figures = {}
-    path.unlink(missing_ok=True)
+    figures: dict[str, Any] = _figures_of("console.py", *(["--postgres"] if postgres else []))
     return figures
 
 
@@ -146,19 +153,9 @@ def console_row(figures: dict[str, Any], db: str) -> Row:
 def reconcile_rows(returns: int, *, postgres: bool) -> list[Row]:
     """bench/reconcile.py's figures: a month of ``returns`` reconciled into the full pack,
     against reading the same rows (the baseline, same run)."""
-    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as out:
-        path = Path(out.name)
-    cmd = [sys.executable, str(HERE / "reconcile.py"), "--returns", str(returns),
-           "--json", str(path)]
-    if not postgres:
-        cmd.append("--sqlite")
-    print("$", " ".join(cmd[1:]), flush=True)
-    subprocess.run(cmd, check=False)
-    try:
-        figures: list[dict[str, Any]] = json.loads(path.read_text(encoding="utf-8") or "[]")
-    except (OSError, ValueError):
-        figures = []
-    path.unlink(missing_ok=True)
+    figures: list[dict[str, Any]] = _figures_of(
+        "reconcile.py", "--returns", str(returns), *([] if postgres else ["--sqlite"]),
+        empty="[]")
     rows = []
     for f in figures:
         secs, base = float(f["seconds"]), float(f["baseline_seconds"])
@@ -188,6 +185,8 @@ def main() -> None:
     parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--recon-returns", type=int, default=1_000_000,
                         help="returns in the reconciliation month (the target is 1,000,000)")
+    parser.add_argument("--soak-minutes", type=float, default=10.0,
+                        help="how long serve runs under steady load for the RSS row")
     args = parser.parse_args()
     load_start = load()
     rows: list[Row] = []
@@ -243,9 +242,23 @@ def main() -> None:
     streamed, whole = xml_push_memory()
     rows.append(Row("XML push peak RSS", "<= 4x body", fmt(streamed, "x", 1),
                     f"whole tree {fmt(whole, 'x', 1)}", "", streamed <= 4))
-    rows.append(Row("backfill share of Loop's rate budget", ">= 90%",
-                    "not measured by make bench (bench/backfill.py lifts the limit)"))
-    rows.append(Row("RSS flat over 10 minutes", "flat", "not measured by make bench"))
+    budget = backfill_budget()
+    share = budget.get("share")
+    rows.append(Row("backfill share of Loop's rate budget (120 days, 100k returns)", ">= 90%",
+                    fmt(share * 100 if share else None, "%", 1),
+                    f"{fmt(budget.get('steady_per_minute'), '/min')} of 300/min",
+                    f"429s {int(budget.get('rate_limited', -1))}",
+                    bool(share and share >= 0.9 and budget.get("rate_limited") == 0
+                         and budget.get("new_events") == budget.get("returns"))))
+    soaked = soak(args.soak_minutes)
+    growth = soaked.get("growth")
+    rows.append(Row(f"serve RSS over {args.soak_minutes:g} minutes of steady load",
+                    "flat (last minute within 10% of the second)",
+                    fmt(growth * 100 if growth is not None else None, "%", 1),
+                    f"{fmt(soaked.get('warm_mb'), ' MB')} -> {fmt(soaked.get('end_mb'), ' MB')}",
+                    f"slope {fmt(soaked.get('slope_mb_per_min'), ' MB/min', 2)}",
+                    bool(growth is not None and growth <= 0.10
+                         and soaked.get("accepted") == soaked.get("sent"))))
     rows.extend(suggester_rows())
 
     print(f"\nreturnbridge bench: {args.events} webhooks per run; load average at start "
