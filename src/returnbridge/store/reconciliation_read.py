@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from returnbridge.adapters.prefetch import Prefetch
 from returnbridge.store.db import READ_ONLY
 from returnbridge.store.models import ReconLegsVersion, ReconPlatformLeg, table_of
 
@@ -54,8 +54,8 @@ def read_month(conn: Connection, bounds: tuple[datetime, datetime], build: Build
     # GIL, so the server works out the next batch while this one is written). SQLite
     # works out the whole sorted month in the first step; a thread would only contend
     # for the GIL on every row after that.
-    reader = (_Prefetch(cursor, size) if first is not None
-              and conn.dialect.name == "postgresql" else None)
+    reader = (Prefetch(_plain_batches(cursor, size), ahead=4, name="recon-prefetch")
+              if first is not None and conn.dialect.name == "postgresql" else None)
     try:
         rest = (iter(reader) if reader else _plain_batches(cursor, size)
                 if first is not None else iter(()))
@@ -89,53 +89,6 @@ def _tune_for_a_month(conn: Connection) -> list[str]:
 def _plain_batches(cursor: Any, size: int) -> Iterator[list[Sequence[Any]]]:
     while batch := cursor.fetchmany(size):
         yield batch
-
-
-class _Prefetch:
-    """Reads the driver's cursor one batch ahead on a thread, so that the database works
-    out the next batch (PostgreSQL's server, or SQLite's C code, which lets go of the GIL)
-    while the pack writes this one: the month's read and its writing share the cores."""
-
-    def __init__(self, cursor: Any, size: int, ahead: int = 4) -> None:
-        self._cursor = cursor
-        self._size = size
-        self._queue: queue.Queue[list[Sequence[Any]] | BaseException | None] = queue.Queue(
-            maxsize=ahead)
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._read, name="recon-prefetch", daemon=True)
-        self._thread.start()
-
-    def _put(self, item: list[Sequence[Any]] | BaseException | None) -> bool:
-        while not self._stopped.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _read(self) -> None:
-        try:
-            while not self._stopped.is_set():
-                batch = self._cursor.fetchmany(self._size)
-                if not batch:
-                    break
-                if not self._put(batch):
-                    return
-            self._put(None)
-        except BaseException as exc:  # handed to the reader, raised there
-            self._put(exc)
-
-    def __iter__(self) -> Iterator[list[Sequence[Any]]]:
-        while (item := self._queue.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    def stop(self) -> None:
-        """Stop reading (the pack is done or failed) and wait for the thread."""
-        self._stopped.set()
-        self._thread.join()
 
 
 # A month this large on SQLite is read in slices by AssociatedRef, one connection and one

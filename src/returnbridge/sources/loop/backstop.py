@@ -23,6 +23,7 @@ from typing import Any
 import structlog
 from prometheus_client import Counter
 
+from returnbridge.adapters.prefetch import Prefetch
 from returnbridge.adapters.values import ident, is_placeholder
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.metrics import REGISTRY
@@ -412,23 +413,28 @@ def run_backfill(rt: Runtime, since: datetime, until: datetime | None = None, *,
             window, state = slices[index]
             status.state, status.window = state, window
             start_cursor, cursor = cursor, ""
-            for page in api.iter_state(start=window[0], end=window[1], state=state,
-                                       cursor=start_cursor):
-                _store_page(rt, page, tally, api)
-                if page.next_cursor:
-                    _write_mark(rt, BACKFILL_WATERMARK,
-                                _position(since, until, index, page.next_cursor))
-                else:
-                    _write_mark(rt, BACKFILL_WATERMARK, _position(since, until, index + 1, ""))
-                    status.slices_done = index + 1
-                status.pages, status.returns_seen = tally.pages, tally.returns_seen
-                status.new_events, status.already_known = len(tally.new_events), \
-                    tally.already_known
-                status.gaps = tally.gaps
-                status.rate_limited = api.stats.rate_limited - before[0]
-                status.throttled = api.stats.throttled - before[1]
-                if progress is not None:
-                    progress(status)
+            # the next page is asked for while this one is stored: the rate limit, not
+            # the storing, sets the pace
+            pages = Prefetch(api.iter_state(start=window[0], end=window[1], state=state,
+                                            cursor=start_cursor), name="backfill-prefetch")
+            with pages:
+                for page in pages:
+                    _store_page(rt, page, tally, api)
+                    if page.next_cursor:
+                        _write_mark(rt, BACKFILL_WATERMARK,
+                                    _position(since, until, index, page.next_cursor))
+                    else:
+                        _write_mark(rt, BACKFILL_WATERMARK,
+                                    _position(since, until, index + 1, ""))
+                        status.slices_done = index + 1
+                    status.pages, status.returns_seen = tally.pages, tally.returns_seen
+                    status.new_events = len(tally.new_events)
+                    status.already_known = tally.already_known
+                    status.gaps = tally.gaps
+                    status.rate_limited = api.stats.rate_limited - before[0]
+                    status.throttled = api.stats.throttled - before[1]
+                    if progress is not None:
+                        progress(status)
             status.slices_done = index + 1
     finally:
         if owned:
