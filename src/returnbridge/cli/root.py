@@ -152,12 +152,11 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Override [server].port.")] = None,
 ) -> None:
     """Run the HTTP service (webhooks, Khaos channel, API) and, by default, the worker."""
-    import uvicorn
-
     from returnbridge.flows.engine.durable import Durable
     from returnbridge.flows.engine.runtime import Runtime
     from returnbridge.web.app import create_app
     from returnbridge.web.limits import uvicorn_options
+    from returnbridge.web.server import run as run_server
 
     settings = load(config)
     configure_logging(settings)
@@ -172,9 +171,9 @@ def serve(
     durable.defer_to_requests(web.state.ctx.in_flight.busy)
     settle_heap()
     try:
-        uvicorn.run(web, host=host or settings.server.host,
-                    port=port or settings.server.port, log_config=None,
-                    **uvicorn_options(settings))
+        run_server(web, host=host or settings.server.host,
+                   port=port or settings.server.port, log_config=None,
+                   **uvicorn_options(settings))
     finally:
         durable.stop()
         rt.close()
