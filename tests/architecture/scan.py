@@ -13,9 +13,10 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 PACKAGE = SRC / "returnbridge"
 PLATFORM_WORD = re.compile(r"(?<![a-z])(loop|zig ?zag)(?![a-z])", re.IGNORECASE)
 CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
-# asyncio's event loop is not the returns platform.
+# asyncio's event loop (and uvicorn's Server.main_loop, which runs it) is not the returns
+# platform.
 EVENT_LOOP = re.compile(r"get_running_loop|get_event_loop|new_event_loop|AbstractEventLoop|"
-                        r"event_loop", re.IGNORECASE)
+                        r"event_loop|main_loop", re.IGNORECASE)
 
 
 def module_name(path: Path) -> str:

@@ -1,10 +1,10 @@
 """The HTTP server ``serve`` runs: uvicorn, waking once a second when idle.
 
-uvicorn's main loop wakes ten times a second to refresh the Date header (which it does
-once a second) and to see whether it should stop. An idle ``serve`` should cost next to
-nothing (issue #12: at most 2% of a core), so this server's loop ticks once a second: the
-Date header is refreshed as often as before, and a stop (SIGTERM, Ctrl-C) is seen within a
-second instead of a tenth."""
+uvicorn's server (``Server.main_loop``) wakes ten times a second to refresh the Date header
+(which it does once a second) and to see whether it should stop. An idle ``serve`` should
+cost next to nothing (issue #12: at most 2% of a core), so this server ticks once a second:
+the Date header is refreshed as often as before, and a stop (SIGTERM, Ctrl-C) is seen
+within a second instead of a tenth."""
 
 from __future__ import annotations
 
