@@ -24,11 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from returnbridge.sandbox.demo import write_demo_config
-from returnbridge.sandbox.service import ServiceProcess, free_port
-from returnbridge.store.db import make_engine
-from returnbridge.store.migrate import upgrade
-
 HERE = Path(__file__).resolve().parent
 
 
@@ -55,14 +50,11 @@ def ingest(events: int, *, postgres: bool = False, workers: int = 1, rate: float
 
 def idle_cpu(seconds: float = 30.0) -> float:
     """Share of one core an idle ``serve`` (SQLite, demo config) uses after warming up."""
+    sys.path.insert(0, str(HERE))
+    from soak import demo_service  # bench/soak.py
+
     with tempfile.TemporaryDirectory() as tmp:
-        port = free_port()
-        config = write_demo_config(Path(tmp), port)
-        engine = make_engine(f"sqlite:///{Path(tmp) / 'returnbridge.db'}")
-        upgrade(engine)
-        engine.dispose()
-        service = ServiceProcess(config, port, Path(tmp) / "idle.log")
-        service.start()
+        service = demo_service(Path(tmp), "idle.log")
         try:
             assert service.proc is not None
             time.sleep(10)  # startup work (imports, first scheduler ticks) is not idle

@@ -82,15 +82,23 @@ def slope_mb_per_min(samples: list[tuple[float, float]]) -> float:
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den if den else 0.0
 
 
+def demo_service(directory: Path, log_name: str) -> ServiceProcess:
+    """``returnbridge serve`` on the demo config and a fresh SQLite database in
+    ``directory``, started."""
+    port = free_port()
+    config = write_demo_config(directory, port)
+    engine = make_engine(f"sqlite:///{directory / 'returnbridge.db'}")
+    upgrade(engine)
+    engine.dispose()
+    service = ServiceProcess(config, port, directory / log_name)
+    service.start()
+    assert service.proc is not None
+    return service
+
+
 def soak(minutes: float, rate: float) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="rb-soak-") as tmp:
-        port = free_port()
-        config = write_demo_config(Path(tmp), port)
-        engine = make_engine(f"sqlite:///{Path(tmp) / 'returnbridge.db'}")
-        upgrade(engine)
-        engine.dispose()
-        service = ServiceProcess(config, port, Path(tmp) / "soak.log")
-        service.start()
+        service = demo_service(Path(tmp), "soak.log")
         assert service.proc is not None
         pid = service.proc.pid
         stop = threading.Event()

@@ -15,6 +15,7 @@ from sqlalchemy import Select, insert, select
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
+from returnbridge.erp.khaos.channel import ServedLine
 from returnbridge.store.models import (
     ExchangeLineRow,
     KhaosDelivery,
@@ -32,17 +33,6 @@ PushedStatus = tuple[str, str, str, Decimal | None, str, str, str]
 R = table_of(ReturnRow)
 L = table_of(ReturnLineRow)
 X = table_of(ExchangeLineRow)
-
-
-@dataclass(frozen=True)
-class PageLine:
-    """A return line as the CustomerReturn document needs it."""
-
-    sku: str
-    quantity: int
-    khaos_reason_id: str
-    unit_net: Decimal
-    unit_gross: Decimal
 
 
 @dataclass(frozen=True)
@@ -67,7 +57,7 @@ class PageRow:
     khaos_order_code: str
     first_seen_at: datetime
     case_json: dict[str, Any]
-    lines: tuple[PageLine, ...]
+    lines: tuple[ServedLine, ...]
     exchanges: tuple[PageExchange, ...]
 
 
@@ -75,7 +65,7 @@ def page_row_of(row: ReturnRow) -> PageRow:
     """A loaded return as a page row (what Khaos would receive for it, one at a time)."""
     return PageRow(row.id, row.associated_ref, row.khaos_status, row.khaos_urn,
                    row.process_return, row.khaos_order_code, row.first_seen_at, row.case_json,
-                   tuple(PageLine(x.sku, x.quantity, x.khaos_reason_id, x.unit_net,
+                   tuple(ServedLine(x.sku, x.quantity, x.khaos_reason_id, x.unit_net,
                                   x.unit_gross) for x in row.lines),
                    tuple(PageExchange(x.position, x.sku) for x in row.exchanges))
 
@@ -120,14 +110,14 @@ class KhaosRepository:
         each for the whole page)."""
         heads = self._session.execute(stmt).all()
         ids = [h.id for h in heads]
-        lines: dict[int, list[PageLine]] = defaultdict(list)
+        lines: dict[int, list[ServedLine]] = defaultdict(list)
         exchanges: dict[int, list[PageExchange]] = defaultdict(list)
         if ids:
             for r in self._session.execute(
                     select(L.c.return_id, L.c.sku, L.c.quantity, L.c.khaos_reason_id,
                            L.c.unit_net, L.c.unit_gross)
                     .where(L.c.return_id.in_(ids)).order_by(L.c.return_id, L.c.position)):
-                lines[r[0]].append(PageLine(r[1], r[2], r[3], r[4], r[5]))
+                lines[r[0]].append(ServedLine(r[1], r[2], r[3], r[4], r[5]))
             for x in self._session.execute(
                     select(X.c.return_id, X.c.position, X.c.sku)
                     .where(X.c.return_id.in_(ids)).order_by(X.c.return_id, X.c.position)):

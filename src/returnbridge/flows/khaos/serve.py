@@ -23,7 +23,6 @@ from returnbridge.domain.model import Address, Customer, ReturnCase
 from returnbridge.domain.money import ZERO, quantize
 from returnbridge.erp.khaos.channel import (
     ChannelOptions,
-    ServedLine,
     ServedReturn,
     customer_return_import,
 )
@@ -64,11 +63,6 @@ def fallback_address(policy: PolicySettings, customer: Customer) -> Address | No
 def to_served(row: PageRow, k: KhaosSettings | None = None,
               policy: PolicySettings | None = None) -> ServedReturn:
     case = case_from_json(row.case_json)
-    lines = tuple(
-        ServedLine(sku=lr.sku, quantity=lr.quantity, khaos_reason_id=lr.khaos_reason_id,
-                   unit_net=lr.unit_net, unit_gross=lr.unit_gross)
-        for lr in row.lines
-    )
     created: datetime = case.created_at or row.first_seen_at
     customer = case.customer
     if customer.address is None and policy is not None:
@@ -84,7 +78,7 @@ def to_served(row: PageRow, k: KhaosSettings | None = None,
         for i, ex in enumerate(case.exchanges))
     return ServedReturn(
         associated_ref=row.associated_ref, created_at=created, urn=row.khaos_urn,
-        customer=customer, lines=lines, exchanges=exchanges,
+        customer=customer, lines=row.lines, exchanges=exchanges,
         process_return=row.process_return, order_ref=case.order_ref,
         notes=served_notes(case),
         source_order=source_order(row.khaos_order_code, case.order_ref,
