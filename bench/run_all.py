@@ -66,9 +66,18 @@ def idle_cpu(seconds: float = 30.0) -> float:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """utime + stime of the process and its threads, in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """utime + stime of the process, its threads and its children (serve's worker child,
+    when it has one), in seconds."""
+    from returnbridge.sandbox.service import process_tree
+
+    total = 0
+    for member in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def _figures_of(script: str, *args: str, empty: str = "{}") -> Any:

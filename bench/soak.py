@@ -28,7 +28,7 @@ import httpx
 from returnbridge.sandbox.demo import KHAOS_PASSWORD, KHAOS_USER, LOOP_SECRET, write_demo_config
 from returnbridge.sandbox.loop.samples import DEMO_SCENARIOS, return_payload
 from returnbridge.sandbox.loop.sender import php_json
-from returnbridge.sandbox.service import ServiceProcess, free_port
+from returnbridge.sandbox.service import ServiceProcess, free_port, process_tree
 from returnbridge.sources.loop.signature import HEADER, sign
 from returnbridge.store.db import make_engine
 from returnbridge.store.migrate import upgrade
@@ -40,10 +40,16 @@ FLAT_WITHIN = 0.10
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024.0
-    raise RuntimeError(f"no VmRSS for {pid}")
+    """Resident memory of ``pid`` and its children (serve's worker child, when it has one)."""
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            lines = Path(f"/proc/{member}/status").read_text().splitlines()
+        except OSError:
+            continue  # ended meanwhile
+        total += sum(int(line.split()[1]) / 1024.0 for line in lines
+                     if line.startswith("VmRSS:"))
+    return total
 
 
 def _send(base_url: str, rate: float, stop: threading.Event, counts: dict[str, int]) -> None:

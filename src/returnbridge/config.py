@@ -127,6 +127,13 @@ class ServerSettings(Section):
         description="How often this process looks for queued durable work (scheduled jobs, "
         "refunds, Khaos SOAP calls), in seconds. Lower reacts faster and costs idle CPU.",
     )
+    worker_mode: Literal["auto", "process", "thread"] = Field(
+        "auto",
+        description="Where 'serve' runs the event worker, scheduled jobs and durable queues. "
+        "process: a child process (restarted if it dies, stopped with serve), so webhook "
+        "answers never wait for the interpreter lock of a batch; about 100 MB more memory. "
+        "thread: threads of the serve process. auto: process on PostgreSQL, thread on "
+        "SQLite (one writer at a time: a second process only queues for the write lock).")
     event_batch_size: int = Field(
         100, ge=1, le=1000,
         description="Most stored events the worker applies in one transaction. Events of one "

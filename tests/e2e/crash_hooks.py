@@ -3,11 +3,15 @@
 The product has no fault switch; this launcher, which only the tests run, hangs its faults
 on the product's hooks and then runs the normal command line:
 
-- ``RB_TEST_KILL_AFTER_PAYMENT=1``: SIGKILL right after a payment call succeeded, before
-  it is stored (refund_gate.AFTER_PAYMENT_CALL).
+- ``RB_TEST_KILL_AFTER_PAYMENT=1`` (and ``RB_TEST_MARKER=path``): SIGKILL right after a
+  payment call succeeded, before it is stored (refund_gate.AFTER_PAYMENT_CALL); once: the
+  process that does it writes its id to the marker first.
 - ``RB_TEST_PAUSE_MID_BATCH_AFTER=N`` (and ``RB_TEST_MARKER=path``): after the N-th event
   of a batch is applied and before the batch commits, write the process id to the marker
   and wait forever, so the test can SIGKILL it mid-batch (event_worker.AFTER_EVENT_IN_BATCH).
+
+When ``serve`` runs its worker in a child process ([server].worker_mode), the child is this
+launcher too (flows/engine/worker_child.py), so the faults fire where the work runs.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from returnbridge.flows.ingest import worker as event_worker
@@ -26,8 +31,16 @@ MARKER = "RB_TEST_MARKER"
 MODULE = "tests.e2e.crash_hooks"
 
 
-def _kill(_ref: str) -> None:
-    os.kill(os.getpid(), signal.SIGKILL)
+def _kill_once(marker: str) -> Callable[[str], None]:
+    """SIGKILL this process the first time; with a marker, only if the marker does not
+    exist yet (a worker child that ``serve`` restarts inherits the environment)."""
+    def kill(_ref: str) -> None:
+        if marker:
+            if Path(marker).exists():
+                return
+            Path(marker).write_text(str(os.getpid()), encoding="utf-8")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return kill
 
 
 def _pause_after(count: int, marker: str) -> None:
@@ -45,7 +58,7 @@ def _pause_after(count: int, marker: str) -> None:
 
 def install() -> None:
     if os.environ.get(KILL_AFTER_PAYMENT) == "1":
-        refund_gate.AFTER_PAYMENT_CALL.append(_kill)
+        refund_gate.AFTER_PAYMENT_CALL.append(_kill_once(os.environ.get(MARKER, "")))
     pause = os.environ.get(PAUSE_MID_BATCH_AFTER, "")
     if pause.isdigit():
         _pause_after(int(pause), os.environ.get(MARKER, ""))

@@ -1,6 +1,10 @@
-"""A worker killed in the middle of a batch: nothing lost, nothing applied twice."""
+"""A worker killed in the middle of a batch: nothing lost, nothing applied twice; the
+worker in threads of ``serve`` and in its child process ([server].worker_mode)."""
 
+import os
+import signal
 import time
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -39,8 +43,9 @@ def _state(db_url: str) -> tuple[dict[str, int], int, dict[int, int], list[int]]
     return statuses, returns, timeline, attempts
 
 
+@pytest.mark.parametrize("worker_mode", ["thread", "process"])
 def test_sigkill_in_the_middle_of_a_batch_loses_nothing_and_applies_nothing_twice(
-        db_url: str, tmp_path: Path) -> None:
+        db_url: str, tmp_path: Path, worker_mode: str) -> None:
     port = free_port()
     config = write_demo_config(tmp_path, port, db_url)
     # 1. Store the events without applying them, so the next worker takes them as one batch.
@@ -60,7 +65,8 @@ def test_sigkill_in_the_middle_of_a_batch_loses_nothing_and_applies_nothing_twic
     marker = tmp_path / "paused"
     service = ServiceProcess(config, port, tmp_path / "service.log", module=MODULE)
     # (Not waiting for readiness: on SQLite the open batch holds the only write lock.)
-    service.start(env={PAUSE_MID_BATCH_AFTER: "3", MARKER: str(marker)}, wait=False)
+    mode = {"RB_SERVER__WORKER_MODE": worker_mode}
+    service.start(env={PAUSE_MID_BATCH_AFTER: "3", MARKER: str(marker), **mode}, wait=False)
     try:
         deadline = time.monotonic() + 120
         while not marker.exists():
@@ -71,10 +77,15 @@ def test_sigkill_in_the_middle_of_a_batch_loses_nothing_and_applies_nothing_twic
         assert statuses == {"received": len(RETURN_IDS)} and returns == 0
         assert attempts == [0] * len(RETURN_IDS)
     finally:
-        service.kill()  # SIGKILL mid-batch (and never leave the paused process behind)
+        # SIGKILL mid-batch: the process that paused (serve, or its worker child) and
+        # serve itself (never leave a paused process behind).
+        if marker.exists():
+            with suppress(ProcessLookupError):
+                os.kill(int(marker.read_text()), signal.SIGKILL)
+        service.kill()
 
     # 3. Restart: every event applied exactly once.
-    service.start()
+    service.start(env=mode)
     try:
         deadline = time.monotonic() + 120
         while (statuses := _state(db_url)[0]) != {"processed": len(RETURN_IDS)}:

@@ -1,6 +1,7 @@
 """SIGKILL between the Shopify refund call and storing its result, then restart: still
-exactly one refund. A real ``returnbridge serve`` process (DBOS) against the Shopify
-sandbox; the Shopify sandbox's log shows the second call was a replay of the same key."""
+exactly one refund, with the worker in threads of ``serve`` and in its child process. A
+real ``returnbridge serve`` process (DBOS) against the Shopify sandbox; the Shopify
+sandbox's log shows the second call was a replay of the same key."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from returnbridge.sandbox.shopify.api import ShopifySandbox
 from returnbridge.sandbox.zigzag.samples import SampleItem, journey
 from returnbridge.sandbox.zigzag.sender import ZigZagSender
 from returnbridge.sources.zigzag.settings import ZigZagSettings
-from tests.e2e.crash_hooks import KILL_AFTER_PAYMENT, MODULE
+from tests.e2e.crash_hooks import KILL_AFTER_PAYMENT, MARKER, MODULE
 from tests.e2e.test_real_process import wait_for_status
 
 pytestmark = pytest.mark.slow
@@ -36,17 +37,20 @@ def _config(tmp_path: Path, db_url: str, port: int, shopify: ShopifySandbox) -> 
     return write_demo_config(tmp_path, port, db_url, shopify=shopify.settings())
 
 
-def test_sigkill_between_refund_call_and_store_still_pays_once(db_url: str,
-                                                              tmp_path: Path) -> None:
+@pytest.mark.parametrize("worker_mode", ["thread", "process"])
+def test_sigkill_between_refund_call_and_store_still_pays_once(db_url: str, tmp_path: Path,
+                                                              worker_mode: str) -> None:
     shopify = ShopifySandbox().start()
     shopify.add_order("100085875", "44.99")
     port = free_port()
     service = ServiceProcess(_config(tmp_path, db_url, port, shopify), port,
                              tmp_path / "service.log", module=MODULE)
+    marker = tmp_path / "killed"
     ref = "ZZ-RTN-900"
     key = refund_key(ref)
     try:
-        service.start(env={KILL_AFTER_PAYMENT: "1"})
+        mode = {"RB_SERVER__WORKER_MODE": worker_mode}
+        service.start(env={KILL_AFTER_PAYMENT: "1", MARKER: str(marker), **mode})
         sender = ZigZagSender.for_settings(f"{service.base_url}/webhooks/zigzag",
                                            ZigZagSettings(webhook_secret=ZIGZAG_SECRET))
         items = [SampleItem("30D24LRED", unit_price="44.99", unit_tax="7.50")]
@@ -63,16 +67,21 @@ def test_sigkill_between_refund_call_and_store_still_pays_once(db_url: str,
                          json={"credit_note_code": "CN000900", "value": "44.99", "by": "finance",
                                "reason": "seen in Khaos"})
             assert r.status_code == 200, r.text
-        # The refund gate runs, calls Shopify, and the process dies before storing it.
+        # The refund gate runs, calls Shopify, and the process running it dies before it
+        # stores the refund.
         deadline = time.monotonic() + 60
-        assert service.proc is not None
-        while service.proc.poll() is None and time.monotonic() < deadline:
+        while not marker.exists() and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert service.proc.poll() is not None, "the fault hook did not fire"
-        assert len(shopify.refund_calls(key)) == 1
+        assert marker.exists(), "the fault hook did not fire"
         assert len(shopify.order("#100085875").refunds) == 1
-
-        service.start()  # DBOS recovers the workflow and repeats the call with the same key
+        assert service.proc is not None
+        if worker_mode == "thread":  # the whole service died: start it again
+            service.proc.wait(30)
+            assert len(shopify.refund_calls(key)) == 1
+            service.start(env=mode)  # DBOS recovers the workflow, repeats the same key
+        else:  # serve kept answering and starts another worker child, which recovers it
+            assert int(marker.read_text()) != service.proc.pid
+            assert service.proc.poll() is None
         view = wait_for_status(service.base_url, ref, "done", timeout=90)
         calls = shopify.refund_calls(key)
         assert len(calls) == 2 and calls[1].replayed

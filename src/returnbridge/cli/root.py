@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -37,6 +37,9 @@ from returnbridge.cli.tokens import app as tokens_app
 from returnbridge.cli.users import app as users_app
 from returnbridge.composition import load_settings
 from returnbridge.config import ConfigError
+
+if TYPE_CHECKING:
+    from returnbridge.flows.engine.runtime import Runtime
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Returns platforms (Loop Returns, ZigZag) to Khaos Control.")
@@ -151,9 +154,11 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Override [server].host.")] = None,
     port: Annotated[int | None, typer.Option(help="Override [server].port.")] = None,
 ) -> None:
-    """Run the HTTP service (webhooks, Khaos channel, API) and, by default, the worker."""
+    """Run the HTTP service (webhooks, Khaos channel, API) and, by default, the worker
+    (in a child process or in threads: [server].worker_mode)."""
     from returnbridge.flows.engine.durable import Durable
     from returnbridge.flows.engine.runtime import Runtime
+    from returnbridge.flows.engine.worker_child import worker_in_child
     from returnbridge.web.app import create_app
     from returnbridge.web.limits import uvicorn_options
     from returnbridge.web.server import run as run_server
@@ -162,6 +167,9 @@ def serve(
     configure_logging(settings)
     require_schema(settings)
     rt = Runtime.from_settings(settings)
+    if worker and worker_in_child(settings):
+        _serve_with_worker_child(rt, config, host, port)
+        return
     durable = Durable(rt, worker=worker)
     durable.start()
     # The event worker is CPU-bound Python; hand the interpreter lock to the request thread
@@ -179,8 +187,37 @@ def serve(
         rt.close()
 
 
+def _serve_with_worker_child(rt: Runtime, config: ConfigOpt, host: str | None,
+                             port: int | None) -> None:
+    """The HTTP server here; the event worker, jobs and queues in a child process
+    (flows/engine/worker_child.py). This process runs no workflows, so it starts no
+    workflow engine: the request path never waits for one."""
+    from returnbridge.flows.engine.worker_child import WorkerChild, worker_command
+    from returnbridge.web.app import create_app
+    from returnbridge.web.limits import uvicorn_options
+    from returnbridge.web.server import run as run_server
+
+    settings = rt.settings
+    child = WorkerChild(worker_command(str(config) if config else None))
+    child.start()
+    web = create_app(rt, None, wake=child.wake)
+    settle_heap()
+    try:
+        run_server(web, host=host or settings.server.host,
+                   port=port or settings.server.port, log_config=None,
+                   **uvicorn_options(settings))
+    finally:
+        child.stop()
+        rt.close()
+
+
 @app.command()
-def worker(config: ConfigOpt = None) -> None:
+def worker(
+    config: ConfigOpt = None,
+    parent_pipe: Annotated[bool, typer.Option(
+        hidden=True, help="Started by 'serve': wake on each byte of standard input, stop at "
+        "its end (the parent is gone).")] = False,
+) -> None:
     """Run workflows without the HTTP server (scale out next to 'serve --no-worker')."""
     from returnbridge.flows.engine.durable import Durable
     from returnbridge.flows.engine.runtime import Runtime
@@ -195,7 +232,13 @@ def worker(config: ConfigOpt = None) -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    out.print("worker running; Ctrl-C to stop")
+    if parent_pipe:
+        from returnbridge.flows.engine.worker_child import follow_parent
+
+        threading.Thread(target=follow_parent, args=(durable.wake, stop), name="parent-pipe",
+                         daemon=True).start()
+    else:
+        out.print("worker running; Ctrl-C to stop")
     stop.wait()
     durable.stop()
     rt.close()

@@ -20,6 +20,40 @@ def free_port() -> int:
         return port
 
 
+def children(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (Linux /proc), e.g. ``serve``'s worker child."""
+    found: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return [c for c in found if alive(c)]
+
+
+def alive(pid: int) -> bool:
+    """``pid`` runs (not gone, not a zombie waiting to be reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its live descendants."""
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        todo += children(current)
+    return out
+
+
 class ManagedProcess:
     """A returnbridge process this harness started: SIGKILL it as a crash, or stop it."""
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -101,20 +100,3 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any error."""
     with factory() as session, session.begin():
         yield session
-
-
-_WRITE_GATES: dict[str, threading.Lock] = {}
-_GATES_LOCK = threading.Lock()
-
-
-def write_gate(engine: Engine | None) -> AbstractContextManager[object]:
-    """SQLite has one writer at a time; threads of this process that write often (the
-    inbox's group commit, the event worker) queue here, woken as soon as the other
-    commits, instead of in SQLite's busy handler, which sleeps in steps of up to 100 ms.
-    PostgreSQL: no gate (row locks)."""
-    if engine is None or engine.dialect.name != "sqlite":
-        return nullcontext()
-    key = str(engine.url)
-    with _GATES_LOCK:
-        gate = _WRITE_GATES.setdefault(key, threading.Lock())
-    return gate

@@ -16,9 +16,9 @@ from sqlalchemy import Connection, Insert, Table, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from returnbridge.store.db import write_gate
 from returnbridge.store.events import StoredEvent, column_text, sha256
 from returnbridge.store.models import InboundEvent, utcnow
+from returnbridge.store.write_gate import write_gate
 
 # Workers on other processes or hosts LISTEN on this channel (PostgreSQL only).
 NOTIFY_CHANNEL = "returnbridge_events"
@@ -71,7 +71,7 @@ def store_events(factory: sessionmaker[Session], events: Sequence[NewEvent]) -> 
     received_at = utcnow()
     rows = [_row(e, received_at) for e in events]
     engine = factory.kw.get("bind")
-    with write_gate(engine), factory() as session, session.begin():
+    with write_gate(engine, priority=True), factory() as session, session.begin():
         conn = session.connection()
         # executemany with RETURNING: compiled once and cached, sent as multi-row VALUES.
         inserted = {(str(r.source), str(r.dedupe_key)): int(r.id) for r in conn.execute(

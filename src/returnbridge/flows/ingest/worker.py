@@ -27,9 +27,10 @@ import structlog
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.flows.ingest.apply import apply_event, apply_locked, error_text
 from returnbridge.flows.ingest.events import record_failure
-from returnbridge.store.db import is_sqlite, write_gate
+from returnbridge.store.db import is_sqlite
 from returnbridge.store.events import listen
 from returnbridge.store.inbox import NOTIFY_CHANNEL
+from returnbridge.store.write_gate import priority_waiting, write_gate
 
 log = structlog.get_logger(__name__)
 
@@ -147,7 +148,8 @@ class EventWorker:
                                           not_ids=self._waiting_retries())
                 started = time.monotonic()
                 for n, event in enumerate(events, start=1):
-                    if n > 1 and time.monotonic() - started > self.batch_seconds:
+                    if n > 1 and (time.monotonic() - started > self.batch_seconds
+                                  or priority_waiting(self.rt.engine)):
                         break  # the rest stays received, for the next round
                     ids.append(event.id)
                     uow.events.count_attempt(event)
@@ -171,8 +173,11 @@ class EventWorker:
             per_event = (time.monotonic() - started) / len(ids)
             self._per_event_s = 0.8 * self._per_event_s + 0.2 * per_event
             log.info("events applied", count=len(ids) - len(failed), failed=len(failed))
-        if self.sqlite:
-            time.sleep(0.0005)  # let a waiting inbox commit take the write gate first
+        if self.sqlite:  # let a waiting inbox commit (any process) take the gate first
+            until = time.monotonic() + YIELD_SECONDS
+            time.sleep(0.0005)
+            while priority_waiting(self.rt.engine) and time.monotonic() < until:
+                time.sleep(0.0005)
         return len(ids)
 
     def _one_by_one(self, ids: Sequence[int]) -> int:
