@@ -108,6 +108,9 @@ class EventsRepository:
 
     def __init__(self, session: Session) -> None:
         self._session = session
+        # Whether any event may be deferred, asked once per unit of work (a batch of the
+        # event worker): most returns have none waiting, and the question costs a query.
+        self._maybe_deferred: bool | None = None
 
     def get(self, event_id: int, *, for_update: bool = False) -> InboundEvent | None:
         stmt = select(InboundEvent).where(InboundEvent.id == event_id)
@@ -144,13 +147,26 @@ class EventsRepository:
             existing.duplicates += 1
             return StoredEvent(existing.id, source, key, duplicate=True)
 
-    def mark(self, event_id: int, status: str, error: str = "") -> None:
-        """The event's outcome: its status, the error (if any) and when it was processed."""
-        self._session.execute(
-            update(InboundEvent)
-            .where(InboundEvent.id == event_id)
-            .values(status=status, error=error[:4000], processed_at=utcnow())
-        )
+    def mark(self, event_id: int, status: str, error: str = "", *,
+             attempted: bool = False) -> None:
+        """The event's outcome: its status, the error (if any) and when it was processed.
+        ``attempted`` (the event worker) counts this try in the same UPDATE and leaves the
+        event's object in the session as it was (the worker does not read it again)."""
+        if status == "deferred":
+            self._maybe_deferred = True
+        values: dict[str, Any] = {"status": status, "error": error[:4000],
+                                  "processed_at": utcnow()}
+        stmt = update(InboundEvent).where(InboundEvent.id == event_id)
+        if attempted:
+            values["attempts"] = InboundEvent.attempts + 1
+            stmt = stmt.execution_options(synchronize_session=False)
+        self._session.execute(stmt.values(**values))
+
+    def add_attempt(self, event_id: int) -> None:
+        """Count one more try of the event (its status unchanged)."""
+        self._session.execute(update(InboundEvent).where(InboundEvent.id == event_id)
+                              .values(attempts=InboundEvent.attempts + 1)
+                              .execution_options(synchronize_session=False))
 
     def count_attempt(self, event: InboundEvent) -> None:
         """One more try of ``event`` (locked by the caller)."""
@@ -187,7 +203,18 @@ class EventsRepository:
                                                  not_ids=not_ids)).all()
 
     def deferred_for_update(self, source: str, source_ref: str) -> Sequence[InboundEvent]:
-        """Events kept waiting for this return, oldest first, locked."""
+        """Events kept waiting for this return, oldest first, locked.
+
+        Whether any event at all is deferred is read once per unit of work (events deferred
+        later in it are noted by :meth:`mark`). That is enough: the worker claims an event
+        only when every older event of its return is settled and committed
+        (:func:`claim_query`), so what this return's snapshot must release is visible."""
+        if self._maybe_deferred is None:
+            self._maybe_deferred = self._session.scalar(
+                select(InboundEvent.id).where(InboundEvent.status == "deferred").limit(1)
+            ) is not None
+        if not self._maybe_deferred:
+            return []
         return self._session.scalars(
             select(InboundEvent)
             .where(InboundEvent.source == source, InboundEvent.status == "deferred",

@@ -52,12 +52,14 @@ class ReturnsRepository:
         ).first()
 
     def save_case(self, row: ReturnRow | None, case: ReturnCase, *,
-                  keep_lines: bool = False) -> ReturnRow:
+                  keep_lines: bool = False, lines_decided_next: bool = False) -> ReturnRow:
         """Create or update the row and its line tables from ``case``.
 
         The line tables hold the *effective* lines (split by receipts); once the policy has
         decided, ``apply_decision`` replaces them with the Khaos document lines. With
-        ``keep_lines`` (after delivery) the stored document lines are left as served."""
+        ``keep_lines`` (after delivery) the stored document lines are left as served. With
+        ``lines_decided_next`` the caller runs the policy at once and ``apply_decision``
+        (given ``effective=case``) writes the lines, once, instead of twice."""
         if row is None:
             row = ReturnRow(
                 associated_ref=case.associated_ref, source=case.source,
@@ -74,9 +76,16 @@ class ReturnsRepository:
         row.source_updated_at = case.updated_at
         row.last_event_at = utcnow()
         row.case_json = case_to_json(case)
-        if keep_lines and row.id is not None:
+        if lines_decided_next and row.id is None:
+            row.lines, row.exchanges = [], []  # new: nothing to load or delete later
+        if lines_decided_next or (keep_lines and row.id is not None):
             self._session.flush()
             return row
+        self._write_effective_lines(row, case)
+        self._session.flush()
+        return row
+
+    def _write_effective_lines(self, row: ReturnRow, case: ReturnCase) -> None:
         row.lines = [
             ReturnLineRow(
                 position=i, sku=line.sku[:100], quantity=line.quantity, unit_net=line.unit_net,
@@ -95,16 +104,19 @@ class ReturnsRepository:
             )
             for i, ex in enumerate(case.exchanges)
         ]
-        self._session.flush()
-        return row
 
-    def apply_decision(self, row: ReturnRow, decision: Decision) -> None:
+    def apply_decision(self, row: ReturnRow, decision: Decision,
+                       effective: ReturnCase | None = None) -> None:
         """Store the policy's answer: the Khaos document lines once released, the URN,
-        ProcessReturn and why the return waits."""
+        ProcessReturn and why the return waits. ``effective``: the case whose lines
+        ``save_case`` left to this call (``lines_decided_next``); stored as they are when
+        the return is not released."""
         row.khaos_urn = decision.urn[:50]
         row.process_return = decision.process_return
         row.wait_reason = decision.wait_reason[:255]
         if not decision.release:
+            if effective is not None:
+                self._write_effective_lines(row, effective)
             return
         row.lines = [
             ReturnLineRow(

@@ -32,13 +32,18 @@ from returnbridge.store.unit_of_work import UnitOfWork
 
 
 def evaluate(rt: Runtime, uow: UnitOfWork, row: ReturnRow, case: ReturnCase,
-             evidence: dict[str, Any], *, cause: str, recount: bool = True) -> str:
+             evidence: dict[str, Any], *, cause: str, recount: bool = True,
+             lines_pending: bool = False) -> str:
     """Decide and persist; returns the new Khaos status. No-op for delivered returns.
 
     ``recount`` False (a re-evaluation with no new news from the source) refreshes the
-    exceptions' last-seen time without counting the same problem again."""
+    exceptions' last-seen time without counting the same problem again. ``lines_pending``:
+    ``case`` was just saved with ``lines_decided_next``; its lines are written here."""
     if KhaosStatus(row.khaos_status) in DELIVERED:
+        if lines_pending:
+            raise ValueError(f"{row.associated_ref}: lines left for a delivered return")
         return row.khaos_status
+    saved = case
     case = uow.sku_aliases.apply(case)  # SKU candidates a person chose in the console
     known = facts.gather(rt, uow, case)
     decision = decide(case, rt.policy_config(uow.mapping_rules),
@@ -46,7 +51,7 @@ def evaluate(rt: Runtime, uow: UnitOfWork, row: ReturnRow, case: ReturnCase,
     problems = tuple(
         replace(p, details={**p.details, "origin": "policy"}) for p in decision.problems
     )
-    uow.returns.apply_decision(row, decision)
+    uow.returns.apply_decision(row, decision, effective=saved if lines_pending else None)
     sync_off_note(uow, row, case, decision.off_note, evidence)
     for problem in problems:
         uow.exceptions.raise_problem(problem, return_id=row.id,
@@ -132,7 +137,7 @@ def _open_child(rt: Runtime, uow: UnitOfWork, row: ReturnRow, case: ReturnCase,
         lines=lines, exchanges=(), receipts=(), settlement=Settlement(),
         totals=SourceTotals(), events=(),
     )
-    child = uow.returns.save_case(None, doc)
+    child = uow.returns.save_case(None, doc, lines_decided_next=True)
     uow.returns.link_follow_up(child, row)
     units = sum(ln.quantity for ln in lines)
     uow.returns.add_timeline(child, "follow_up",
@@ -141,7 +146,8 @@ def _open_child(rt: Runtime, uow: UnitOfWork, row: ReturnRow, case: ReturnCase,
     uow.returns.add_timeline(row, "follow_up",
                               parent_note.format(units=units, child=child.associated_ref),
                               evidence)
-    evaluate(rt, uow, child, doc, evidence, cause=f"{cause} {row.associated_ref}")
+    evaluate(rt, uow, child, doc, evidence, cause=f"{cause} {row.associated_ref}",
+             lines_pending=True)
     return child
 
 

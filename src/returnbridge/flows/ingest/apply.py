@@ -72,6 +72,32 @@ def apply_locked(rt: Runtime, uow: UnitOfWork, event: InboundEvent) -> Outcome:
     return outcome
 
 
+def apply_in_batch(rt: Runtime, uow: UnitOfWork, event: InboundEvent) -> Outcome:
+    """The event worker's path (flows/ingest/worker.py): ``event`` is ``received`` and
+    locked, and the caller holds one savepoint around this call. The try is counted with
+    the outcome, in one UPDATE; if this raises, the caller rolls the savepoint back, counts
+    the try, and hands a :class:`PayloadInvalid` (or a value the database refused) to
+    :func:`record_invalid`. One savepoint per event instead of two: a batch applies many."""
+    if event.source == "khaos":
+        uow.events.count_attempt(event)
+        return Outcome(reapply_event(uow, event).status)
+    outcome = _apply(rt, uow, event)
+    uow.events.mark(event.id, outcome.status,
+                    "" if outcome.status == "processed" else outcome.note, attempted=True)
+    EVENTS_APPLIED.labels(event.source, outcome.status).inc()
+    return outcome
+
+
+def unreadable(exc: Exception) -> PayloadInvalid | None:
+    """``exc`` as the reason an event can never be applied, or None (worth retrying)."""
+    if isinstance(exc, PayloadInvalid):
+        return exc
+    if isinstance(exc, DataError):  # a value the database cannot hold
+        return PayloadInvalid("a value in the event cannot be stored "
+                              f"({str(exc.orig or exc).splitlines()[0][:200]})")
+    return None
+
+
 def error_text(exc: BaseException) -> str:
     """What went wrong, for the event's error and the exception message. For a database
     error only the database's own words: the statement and its parameters (customer data)
@@ -93,31 +119,33 @@ def note_failed_attempt(rt: Runtime, event_id: int, exc: BaseException) -> None:
 
 def _apply_and_mark(rt: Runtime, uow: UnitOfWork, event: InboundEvent) -> Outcome:
     try:
-        try:
-            with uow.savepoint():
-                outcome = _apply(rt, uow, event)
-        except DataError as exc:  # a value the database cannot hold: retrying never helps
-            raise PayloadInvalid("a value in the event cannot be stored "
-                                 f"({str(exc.orig or exc).splitlines()[0][:200]})") from None
-    except PayloadInvalid as exc:
-        uow.events.mark(event.id, "invalid", str(exc))
-        row = uow.exceptions.raise_problem(Problem(
-                type="payload_invalid",
-                message=f"{event.source} event {event.id} ({event.topic or 'no topic'}) "
-                f"could not be read: {exc}",
-                dedupe_key=f"event:{event.id}",
-                details={"event_id": str(event.id), "error": str(exc)},
-            ),
-        )
-        # Name this event, so the command can be copied as it is.
-        uow.exceptions.set_next_action(
-            row, row.next_action.replace("events show ID", f"events show {event.id}"))
-        log.warning("event payload invalid; kept with a payload_invalid exception",
-                    event_id=event.id, source=event.source, error=str(exc)[:300])
-        return Outcome("invalid", note=str(exc))
+        with uow.savepoint():
+            outcome = _apply(rt, uow, event)
+    except (PayloadInvalid, DataError) as exc:  # retrying never helps
+        invalid = unreadable(exc)
+        assert invalid is not None
+        return record_invalid(uow, event, invalid)
     uow.events.mark(event.id, outcome.status,
-               "" if outcome.status == "processed" else outcome.note)
+                    "" if outcome.status == "processed" else outcome.note)
     return outcome
+
+
+def record_invalid(uow: UnitOfWork, event: InboundEvent, exc: PayloadInvalid) -> Outcome:
+    """The event can never be applied: ``invalid``, with a ``payload_invalid`` exception."""
+    uow.events.mark(event.id, "invalid", str(exc))
+    row = uow.exceptions.raise_problem(Problem(
+        type="payload_invalid",
+        message=f"{event.source} event {event.id} ({event.topic or 'no topic'}) "
+        f"could not be read: {exc}",
+        dedupe_key=f"event:{event.id}",
+        details={"event_id": str(event.id), "error": str(exc)},
+    ))
+    # Name this event, so the command can be copied as it is.
+    uow.exceptions.set_next_action(
+        row, row.next_action.replace("events show ID", f"events show {event.id}"))
+    log.warning("event payload invalid; kept with a payload_invalid exception",
+                event_id=event.id, source=event.source, error=str(exc)[:300])
+    return Outcome("invalid", note=str(exc))
 
 
 def interpret(rt: Runtime, event: InboundEvent) -> Interpretation:
@@ -244,7 +272,7 @@ def _merge_snapshot(rt: Runtime, uow: UnitOfWork, incoming: ReturnCase, event: I
     current = returns_repo.case_of(row) if row is not None else None
     result = merge(current, incoming, key)
     if row is None:
-        row = uow.returns.save_case(None, result.case)
+        row = uow.returns.save_case(None, result.case, lines_decided_next=True)
         uow.returns.note_first_seen_via(
             row, "backstop" if event.channel == "backstop" else "webhook")
     elif KhaosStatus(row.khaos_status) in DELIVERED and current is not None:
@@ -252,12 +280,12 @@ def _merge_snapshot(rt: Runtime, uow: UnitOfWork, incoming: ReturnCase, event: I
                                     result.content_applied,
                                     event, evidence, result.note)
     else:
-        uow.returns.save_case(row, result.case)
+        uow.returns.save_case(row, result.case, lines_decided_next=True)
     uow.returns.add_timeline(row, "event",
                               f"{event.trigger or event.topic or 'event'}: {result.note}",
                               evidence)
     status = evaluate(rt, uow, row, result.case, evidence,
-                      cause=f"{event.source} event {event.id}")
+                      cause=f"{event.source} event {event.id}", lines_pending=True)
     return row, Outcome("processed", row.associated_ref, status, result.note)
 
 
@@ -276,10 +304,11 @@ def _fold_evidence(rt: Runtime, uow: UnitOfWork, row: ReturnRow, found: Evidence
         if child is not None:
             return Outcome("processed", child.associated_ref, child.khaos_status, summary)
         return Outcome("processed", row.associated_ref, row.khaos_status, summary)
-    uow.returns.save_case(row, updated)
+    uow.returns.save_case(row, updated, lines_decided_next=True)
     uow.returns.add_timeline(row, "evidence", summary, evidence)
     status = evaluate(rt, uow, row, updated, evidence,
-                      cause=f"{row.source} evidence event {evidence['event_id']}")
+                      cause=f"{row.source} evidence event {evidence['event_id']}",
+                      lines_pending=True)
     return Outcome("processed", row.associated_ref, status, summary)
 
 

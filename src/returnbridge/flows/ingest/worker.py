@@ -1,7 +1,8 @@
 """The event worker: stored events applied in micro-batches (ARCHITECTURE 5).
 
 Each round claims up to ``batch_size`` received events, oldest first, and applies them in ONE
-transaction, each inside its own savepoint, then commits. The event's status changes in the
+transaction, each inside its own savepoint (the try counted with its outcome, in one
+UPDATE), then commits. The event's status changes in the
 same transaction as its effects, so the transaction is the exactly-once unit: a crash
 anywhere in a batch rolls the whole batch back, and the next round applies every event of it
 once. An event that raises is rolled back to its savepoint alone, counted, and retried with
@@ -25,7 +26,13 @@ from collections.abc import Callable, Sequence
 import structlog
 
 from returnbridge.flows.engine.runtime import Runtime
-from returnbridge.flows.ingest.apply import apply_event, apply_locked, error_text
+from returnbridge.flows.ingest.apply import (
+    apply_event,
+    apply_in_batch,
+    error_text,
+    record_invalid,
+    unreadable,
+)
 from returnbridge.flows.ingest.events import record_failure
 from returnbridge.store.db import is_sqlite
 from returnbridge.store.events import listen
@@ -152,12 +159,16 @@ class EventWorker:
                                   or priority_waiting(self.rt.engine)):
                         break  # the rest stays received, for the next round
                     ids.append(event.id)
-                    uow.events.count_attempt(event)
                     try:
                         with uow.savepoint():
-                            apply_locked(self.rt, uow, event)
+                            apply_in_batch(self.rt, uow, event)
                     except Exception as event_exc:  # this event alone is rolled back
-                        failed.append((event.id, event_exc))
+                        uow.events.add_attempt(event.id)
+                        invalid = unreadable(event_exc)
+                        if invalid is None:
+                            failed.append((event.id, event_exc))
+                        else:  # never readable: kept as invalid, no retry
+                            record_invalid(uow, event, invalid)
                     for hook in AFTER_EVENT_IN_BATCH:
                         hook(n)
         except Exception as exc:
