@@ -16,11 +16,19 @@ class SkuAliases:
 
     def __init__(self, session: Session) -> None:
         self._session = session
+        # Whether any alias exists, asked once per unit of work (the event worker applies a
+        # batch in one): most deployments have none or few, and the question costs a query
+        # per return otherwise.
+        self._any: bool | None = None
 
     def apply(self, case: ReturnCase) -> ReturnCase:
         """``case`` with every aliased SKU (returned and exchange lines) replaced."""
         skus = {ln.sku for ln in case.lines} | {ex.sku for ex in case.exchanges}
         if not skus:
+            return case
+        if self._any is None:
+            self._any = self._session.scalar(select(SkuAlias.source_sku).limit(1)) is not None
+        if not self._any:
             return case
         aliases = {str(source): str(target) for source, target in self._session.execute(
             select(SkuAlias.source_sku, SkuAlias.khaos_sku).where(
@@ -36,6 +44,7 @@ class SkuAliases:
     def set(self, source_sku: str, khaos_sku: str, *, stock_id: str, by: str) -> None:
         """Send ``source_sku`` to Khaos as ``khaos_sku`` from now on (replacing an earlier
         choice)."""
+        self._any = True
         existing = self._session.get(SkuAlias, source_sku)
         if existing is None:
             self._session.add(SkuAlias(source_sku=source_sku, khaos_sku=khaos_sku,
