@@ -123,7 +123,7 @@ class ServerSettings(Section):
         "once while it finishes them after an upgrade (DBOS queue worker concurrency).",
     )
     queue_poll_seconds: float = Field(
-        2.0, gt=0, le=10,
+        3.0, gt=0, le=10,
         description="How often this process looks for queued durable work (scheduled jobs, "
         "refunds, Khaos SOAP calls), in seconds. Lower reacts faster and costs idle CPU.",
     )
