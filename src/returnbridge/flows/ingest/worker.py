@@ -186,7 +186,6 @@ class EventWorker:
             log.info("events applied", count=len(ids) - len(failed), failed=len(failed))
         if self.sqlite:  # let a waiting inbox commit (any process) take the gate first
             until = time.monotonic() + YIELD_SECONDS
-            time.sleep(0.0005)
             while priority_waiting(self.rt.engine) and time.monotonic() < until:
                 time.sleep(0.0005)
         return len(ids)

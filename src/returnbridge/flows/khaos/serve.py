@@ -27,6 +27,7 @@ from returnbridge.erp.khaos.channel import (
     customer_return_import,
 )
 from returnbridge.erp.khaos.xml import customer_return_import_xml
+from returnbridge.flows.engine import collector
 from returnbridge.flows.engine.runtime import Runtime
 from returnbridge.store.codec import case_from_json
 from returnbridge.store.khaos_repo import PageRow
@@ -157,7 +158,7 @@ def serve_page(rt: Runtime, *, continuation: str = "", specific_ids: str | None 
     refs_asked = parse_specific_ids(specific_ids)
     k = rt.settings.khaos
     fmt = fmt or k.format
-    with rt.unit_of_work() as uow:
+    with collector.paused(), rt.unit_of_work() as uow:
         repeated = None if refs_asked else _unanswered(uow, continuation)
         if refs_asked:
             rows = _select_specific(uow, refs_asked)
