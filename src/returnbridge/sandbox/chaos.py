@@ -18,7 +18,8 @@ Faults:
   answer, sent again later (out of order), like every ZigZag delivery refused while ``serve``
   is down.
 - ``kills`` SIGKILLs (every process in turn, serve and each worker, in a random order each
-  round), each restarted, at random points of the campaign's progress (sending, Khaos
+  round; serve together with its worker child on PostgreSQL, ``[server].worker_mode``), each
+  restarted, at random points of the campaign's progress (sending, Khaos
   imports, refunds).
 - sandboxes: ``fault_rate`` of the calls returnbridge makes to the Loop API, the Khaos SOAP
   service, the ZigZag API and Shopify are answered 5xx, 429 or time out (held past the
@@ -41,6 +42,7 @@ import os
 import queue
 import random
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -76,7 +78,7 @@ from returnbridge.sandbox.loop.sender import LoopSender
 from returnbridge.sandbox.loop.server import LoopSandboxApp
 from returnbridge.sandbox.loop.world import LoopWorld
 from returnbridge.sandbox.scratch import scratch_database
-from returnbridge.sandbox.service import ManagedProcess, ServiceProcess, free_port
+from returnbridge.sandbox.service import ManagedProcess, ServiceProcess, children, free_port
 from returnbridge.sandbox.shopify.api import SandboxOrder, ShopifySandbox
 from returnbridge.sandbox.threaded import ThreadedServer
 from returnbridge.sandbox.zigzag.api import ZigZagApiSandbox
@@ -475,7 +477,11 @@ class _Campaign:
             self.rng.shuffle(self.targets)
         name = self.targets.pop()
         downtime = self.rng.uniform(0.2, 2.0)
-        if name == "serve":
+        if name == "serve":  # with its worker child ([server].worker_mode): the whole unit
+            doomed = children(self.serve.proc.pid) if self.serve.proc is not None else []
+            for pid in doomed:
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             self.serve.kill()
             time.sleep(downtime)
             self.serve.start(timeout=120)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
+from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
@@ -40,6 +42,8 @@ class ExceptionsRepository:
         no action, but its count and last-seen time still move so the decision can be revisited.
         """
         kind = CATALOGUE[problem.type]
+        problem = _storable(problem)
+        associated_ref = _no_nul(associated_ref)
         row = self._session.scalars(
             select(ExceptionRow).where(
                 ExceptionRow.type == problem.type, ExceptionRow.dedupe_key == problem.dedupe_key
@@ -234,3 +238,23 @@ class ExceptionsRepository:
         """The dedupe keys of the open exceptions of this type."""
         return set(self._session.scalars(select(ExceptionRow.dedupe_key).where(
             ExceptionRow.type == exception_type, ExceptionRow.status == "open")))
+
+
+def _no_nul(value: Any) -> Any:
+    """``value`` with NUL characters taken out of every text in it (keys too):
+    PostgreSQL refuses them in text and JSON, and a problem often quotes what a source
+    sent, which may hold one (a push answered 500 for it would be sent again forever)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_no_nul(k): _no_nul(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_no_nul(v) for v in value]
+    return value
+
+
+def _storable(problem: Problem) -> Problem:
+    return replace(problem, message=_no_nul(problem.message),
+                   dedupe_key=_no_nul(problem.dedupe_key),
+                   next_action=_no_nul(problem.next_action),
+                   details=_no_nul(dict(problem.details)))
