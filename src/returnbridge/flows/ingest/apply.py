@@ -88,6 +88,14 @@ def apply_in_batch(rt: Runtime, uow: UnitOfWork, event: InboundEvent) -> Outcome
     return outcome
 
 
+def invalid_in_batch(uow: UnitOfWork, event: InboundEvent, exc: PayloadInvalid) -> Outcome:
+    """The worker's end for an event that can never be applied (its savepoint rolled
+    back): ``invalid`` with its exception, counted in the metrics like any outcome."""
+    outcome = record_invalid(uow, event, exc)
+    EVENTS_APPLIED.labels(event.source, outcome.status).inc()
+    return outcome
+
+
 def unreadable(exc: Exception) -> PayloadInvalid | None:
     """``exc`` as the reason an event can never be applied, or None (worth retrying)."""
     if isinstance(exc, PayloadInvalid):

@@ -30,7 +30,7 @@ from returnbridge.flows.ingest.apply import (
     apply_event,
     apply_in_batch,
     error_text,
-    record_invalid,
+    invalid_in_batch,
     unreadable,
 )
 from returnbridge.flows.ingest.events import record_failure
@@ -168,7 +168,7 @@ class EventWorker:
                         if invalid is None:
                             failed.append((event.id, event_exc))
                         else:  # never readable: kept as invalid, no retry
-                            record_invalid(uow, event, invalid)
+                            invalid_in_batch(uow, event, invalid)
                     for hook in AFTER_EVENT_IN_BATCH:
                         hook(n)
         except Exception as exc:
