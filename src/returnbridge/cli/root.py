@@ -39,6 +39,10 @@ from returnbridge.composition import load_settings
 from returnbridge.config import ConfigError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from fastapi import FastAPI
+
     from returnbridge.flows.engine.runtime import Runtime
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -160,8 +164,6 @@ def serve(
     from returnbridge.flows.engine.runtime import Runtime
     from returnbridge.flows.engine.worker_child import worker_in_child
     from returnbridge.web.app import create_app
-    from returnbridge.web.limits import uvicorn_options
-    from returnbridge.web.server import run as run_server
 
     settings = load(config)
     configure_logging(settings)
@@ -177,14 +179,7 @@ def serve(
     sys.setswitchinterval(0.0005)
     web = create_app(rt, None, wake=durable.wake)
     durable.defer_to_requests(web.state.ctx.in_flight.busy)
-    settle_heap()
-    try:
-        run_server(web, host=host or settings.server.host,
-                   port=port or settings.server.port, log_config=None,
-                   **uvicorn_options(settings))
-    finally:
-        durable.stop()
-        rt.close()
+    _run_http(rt, web, host, port, then=durable.stop)
 
 
 def _serve_with_worker_child(rt: Runtime, config: ConfigOpt, host: str | None,
@@ -194,20 +189,27 @@ def _serve_with_worker_child(rt: Runtime, config: ConfigOpt, host: str | None,
     workflow engine: the request path never waits for one."""
     from returnbridge.flows.engine.worker_child import WorkerChild, worker_command
     from returnbridge.web.app import create_app
+
+    child = WorkerChild(worker_command(str(config) if config else None))
+    child.start()
+    web = create_app(rt, None, wake=child.wake)
+    _run_http(rt, web, host, port, then=child.stop)
+
+
+def _run_http(rt: Runtime, web: FastAPI, host: str | None, port: int | None, *,
+              then: Callable[[], None]) -> None:
+    """Serve ``web`` until stopped; then ``then`` (stop the workflows) and close ``rt``."""
     from returnbridge.web.limits import uvicorn_options
     from returnbridge.web.server import run as run_server
 
     settings = rt.settings
-    child = WorkerChild(worker_command(str(config) if config else None))
-    child.start()
-    web = create_app(rt, None, wake=child.wake)
     settle_heap()
     try:
         run_server(web, host=host or settings.server.host,
                    port=port or settings.server.port, log_config=None,
                    **uvicorn_options(settings))
     finally:
-        child.stop()
+        then()
         rt.close()
 
 
