@@ -69,21 +69,14 @@ def worker_command(config: str | None) -> list[str]:
 class WorkerChild:
     """Start, wake, supervise and stop the worker child of ``serve``."""
 
-    def __init__(self, command: Sequence[str], *, restart_delay: float = RESTART_DELAY_S,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(self, command: Sequence[str], *,
+                 restart_delay: float = RESTART_DELAY_S) -> None:
         self.command = list(command)
         self.restart_delay = restart_delay
-        self.env = env
-        self.restarts = 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._supervisor: threading.Thread | None = None
-
-    @property
-    def pid(self) -> int | None:
-        proc = self._proc
-        return proc.pid if proc is not None and proc.poll() is None else None
 
     def start(self) -> None:
         self._spawn()
@@ -94,7 +87,7 @@ class WorkerChild:
     def _spawn(self) -> None:
         with self._lock:
             proc = subprocess.Popen(  # noqa: S603 - this interpreter and this program
-                self.command, stdin=subprocess.PIPE, env=self.env)
+                self.command, stdin=subprocess.PIPE)
             assert proc.stdin is not None
             os.set_blocking(proc.stdin.fileno(), False)  # a wake never blocks a request
             self._proc = proc
@@ -123,7 +116,6 @@ class WorkerChild:
                       exit_code=code, restart_in_s=self.restart_delay)
             if self._stop.wait(self.restart_delay):
                 return
-            self.restarts += 1
             self._spawn()
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
