@@ -28,6 +28,7 @@ from returnbridge.store.models import (
     StockLevel,
     utcnow,
 )
+from returnbridge.store.reads import reading
 
 _CHUNK = 500
 MappingType = Literal["StockCode", "OtherRef", "Barcode", "WebCode", "Automatic"]
@@ -127,6 +128,7 @@ class Catalogue:
 
     def __init__(self, session: Session) -> None:
         self._session = session
+        self._loaded: bool | None = None  # loaded(), asked once per unit of work
 
     def upsert_stock_items(self, items: Sequence[StockItemRecord],
                            deleted: Sequence[str] = (), *, now: datetime | None = None
@@ -164,6 +166,7 @@ class Catalogue:
                 unchanged += 1
         if inserts:
             self._session.execute(insert(StockItem), inserts)
+            self._loaded = None  # ask again
         if updates:
             self._session.execute(update(StockItem), updates)
         self._replace_barcodes(barcode_changes)
@@ -375,15 +378,22 @@ class Catalogue:
         key = _email_key(email)
         if not key:
             return None
-        urn: str | None = self._session.scalars(
-            select(CustomerMirror.urn).where(CustomerMirror.email == key)).first()
+        with reading(self._session, CustomerMirror):
+            urn: str | None = self._session.scalars(
+                select(CustomerMirror.urn).where(CustomerMirror.email == key)).first()
         return urn or None
 
     # --- what the posting policy looks up ---
 
     def loaded(self) -> bool:
-        """Has Khaos pushed any catalogue item yet?"""
-        return self._session.scalar(select(StockItem.stock_id).limit(1)) is not None
+        """Has Khaos pushed any catalogue item yet? Asked once per unit of work (the event
+        worker asks for every return of a batch); a push in the same unit of work (through
+        ``upsert_stock_items``) makes it ask again."""
+        if self._loaded is None:
+            with reading(self._session, StockItem):
+                self._loaded = self._session.scalar(
+                    select(StockItem.stock_id).limit(1)) is not None
+        return self._loaded
 
     def item(self, stock_id: str) -> StockItem | None:
         return self._session.get(StockItem, stock_id)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from returnbridge.domain.exceptions import CATALOGUE, Problem
 from returnbridge.store.models import ExceptionRow, utcnow
+from returnbridge.store.reads import reading
 
 STATUSES = ("open", "resolved", "ignored")
 
@@ -76,11 +77,12 @@ class ExceptionsRepository:
         return row
 
     def open_for_return(self, return_id: int) -> list[ExceptionRow]:
-        return list(self._session.scalars(
-            select(ExceptionRow)
-            .where(ExceptionRow.return_id == return_id, ExceptionRow.status == "open")
-            .order_by(ExceptionRow.id)
-        ))
+        with reading(self._session, ExceptionRow):
+            return list(self._session.scalars(
+                select(ExceptionRow)
+                .where(ExceptionRow.return_id == return_id, ExceptionRow.status == "open")
+                .order_by(ExceptionRow.id)
+            ))
 
     def resolve_missing(self, return_id: int, still_present: Iterable[Problem],
                         *, by: str, how: str) -> list[ExceptionRow]:

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from returnbridge.store.models import ReconciliationItem, ReturnRow, utcnow
+from returnbridge.store.reads import reading
 
 
 class ReconciliationItemsRepository:
@@ -25,9 +26,11 @@ class ReconciliationItemsRepository:
     def by_category(self, associated_ref: str, categories: Sequence[str]
                     ) -> dict[str, ReconciliationItem]:
         """This return's items in ``categories``, by category."""
-        return {i.category: i for i in self._session.scalars(select(ReconciliationItem).where(
-            ReconciliationItem.associated_ref == associated_ref,
-            ReconciliationItem.category.in_(list(categories))))}
+        with reading(self._session, ReconciliationItem):
+            return {i.category: i for i in self._session.scalars(
+                select(ReconciliationItem).where(
+                    ReconciliationItem.associated_ref == associated_ref,
+                    ReconciliationItem.category.in_(list(categories))))}
 
     def open_item(self, row: ReturnRow, category: str, amount: Decimal, currency: str,
                   note: str) -> ReconciliationItem:
