@@ -23,3 +23,10 @@ EVENTS_FAILED = Counter("returnbridge_events_failed_total",
 EVENTS_FAILED_NOW = Gauge("returnbridge_failed_events",
                           "Stored events in status failed right now, read from the database "
                           "when /metrics is scraped, by source", ["source"], registry=REGISTRY)
+WORKER_PROCESS_UP = Gauge("returnbridge_worker_process_up",
+                          "1 while the worker child of 'serve' runs ([server].worker_mode "
+                          "process), 0 while it is down; absent in thread mode",
+                          registry=REGISTRY)
+WORKER_PROCESS_EXITS = Counter("returnbridge_worker_process_exits_total",
+                               "Times the worker child of 'serve' died and was restarted",
+                               registry=REGISTRY)

@@ -10,6 +10,10 @@ on the product's hooks and then runs the normal command line:
   of a batch is applied and before the batch commits, write the process id to the marker
   and wait forever, so the test can SIGKILL it mid-batch (event_worker.AFTER_EVENT_IN_BATCH).
 
+- ``RB_TEST_WORKER_EXIT_WHILE=path``: the ``worker`` command (the child of ``serve``) exits
+  at once with code 70 while ``path`` exists: a worker that keeps dying. With
+  ``RB_TEST_WORKER_STABLE_AFTER=S``, ``serve`` counts a child up for S seconds as back.
+
 When ``serve`` runs its worker in a child process ([server].worker_mode), the child is this
 launcher too (flows/engine/worker_child.py), so the faults fire where the work runs.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +33,8 @@ from returnbridge.flows.refunds import gate as refund_gate
 KILL_AFTER_PAYMENT = "RB_TEST_KILL_AFTER_PAYMENT"
 PAUSE_MID_BATCH_AFTER = "RB_TEST_PAUSE_MID_BATCH_AFTER"
 MARKER = "RB_TEST_MARKER"
+WORKER_EXIT_WHILE = "RB_TEST_WORKER_EXIT_WHILE"
+WORKER_STABLE_AFTER = "RB_TEST_WORKER_STABLE_AFTER"
 MODULE = "tests.e2e.crash_hooks"
 
 
@@ -57,6 +64,13 @@ def _pause_after(count: int, marker: str) -> None:
 
 
 def install() -> None:
+    exit_while = os.environ.get(WORKER_EXIT_WHILE, "")
+    if exit_while and sys.argv[1:2] == ["worker"] and Path(exit_while).exists():
+        sys.exit(70)
+    stable_after = os.environ.get(WORKER_STABLE_AFTER, "")
+    if stable_after:
+        from returnbridge.flows.engine import worker_child
+        worker_child.STABLE_AFTER_S = float(stable_after)
     if os.environ.get(KILL_AFTER_PAYMENT) == "1":
         refund_gate.AFTER_PAYMENT_CALL.append(_kill_once(os.environ.get(MARKER, "")))
     pause = os.environ.get(PAUSE_MID_BATCH_AFTER, "")

@@ -188,9 +188,16 @@ def _serve_with_worker_child(rt: Runtime, config: ConfigOpt, host: str | None,
     (flows/engine/worker_child.py). This process runs no workflows, so it starts no
     workflow engine: the request path never waits for one."""
     from returnbridge.flows.engine.worker_child import WorkerChild, worker_command
+    from returnbridge.flows.exceptions.worker_health import (
+        report_worker_down,
+        resolve_worker_down,
+    )
     from returnbridge.web.app import create_app
 
-    child = WorkerChild(worker_command(str(config) if config else None))
+    child = WorkerChild(worker_command(str(config) if config else None),
+                        on_down=lambda exits, minutes, code: report_worker_down(
+                            rt, exits, minutes, code),
+                        on_stable=lambda minutes: resolve_worker_down(rt, minutes))
     child.start()
     web = create_app(rt, None, wake=child.wake)
     _run_http(rt, web, host, port, then=child.stop)

@@ -207,6 +207,17 @@ CATALOGUE: dict[str, ExceptionType] = {
             "platform accepts it.",
         ),
         ExceptionType(
+            "worker_down", Owner.OPS, Severity.WARNING,
+            "The worker process of 'returnbridge serve' keeps dying: it was restarted "
+            "several times in a few minutes. Webhooks are still received and stored (nothing "
+            "is lost), but nothing is applied to returns, no scheduled job runs and no other "
+            "alert goes out until it stays up.",
+            "Read the service log for 'worker process exited' and the error printed just "
+            "before it (database unreachable, out of memory, a bad configuration value); "
+            "fix it and the worker catches up by itself (see docs/runbooks/worker_down.md). "
+            "Resolves by itself once a worker process has stayed up for five minutes.",
+        ),
+        ExceptionType(
             "schedule_not_running", Owner.OPS, Severity.WARNING,
             "A scheduled job has not completed for three times its interval.",
             "Check that a 'returnbridge worker' process is running and look at its log for "

@@ -20,6 +20,11 @@ same configuration and environment. Its standard input is a pipe from the parent
 
 If the child dies, the parent logs it and starts another after a short pause; the new child
 resumes the unfinished durable work (same executor id). Stopping the parent stops the child.
+A child that keeps dying (``DOWN_AFTER_EXITS`` exits within ``DOWN_WINDOW_S``) is
+reported through ``on_down`` (``serve``: the ``worker_down`` exception for ops, and an alert
+sent from the parent, since alerts are sent by the worker); once a child has stayed up for
+``STABLE_AFTER_S``, ``on_stable`` (resolves it). ``/metrics`` shows whether the child is up
+and how often it died.
 """
 
 from __future__ import annotations
@@ -34,12 +39,16 @@ from collections.abc import Callable, Sequence
 import structlog
 
 from returnbridge.config import Settings
+from returnbridge.metrics import WORKER_PROCESS_EXITS, WORKER_PROCESS_UP
 from returnbridge.store.db import is_sqlite
 
 log = structlog.get_logger(__name__)
 
 RESTART_DELAY_S = 1.0
 STOP_TIMEOUT_S = 30.0
+DOWN_AFTER_EXITS = 3  # this many exits ...
+DOWN_WINDOW_S = 600.0  # ... within this long: report the worker down
+STABLE_AFTER_S = 300.0  # up this long: the worker is back (resolve the report)
 
 
 def worker_in_child(settings: Settings) -> bool:
@@ -70,9 +79,18 @@ class WorkerChild:
     """Start, wake, supervise and stop the worker child of ``serve``."""
 
     def __init__(self, command: Sequence[str], *,
-                 restart_delay: float = RESTART_DELAY_S) -> None:
+                 restart_delay: float = RESTART_DELAY_S,
+                 on_down: Callable[[int, float, int], None] | None = None,
+                 on_stable: Callable[[float], None] | None = None) -> None:
+        """``on_down(exits, window minutes, last exit code)`` when the child keeps dying;
+        ``on_stable(minutes up)`` when a child has stayed up after starting or after a
+        report. Both run on the supervisor thread."""
         self.command = list(command)
         self.restart_delay = restart_delay
+        self.on_down = on_down
+        self.on_stable = on_stable
+        self._exits: list[float] = []  # monotonic times of recent unexpected exits
+        self._reported = False
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -91,6 +109,7 @@ class WorkerChild:
             assert proc.stdin is not None
             os.set_blocking(proc.stdin.fileno(), False)  # a wake never blocks a request
             self._proc = proc
+        WORKER_PROCESS_UP.set(1)
         log.info("worker process started", pid=proc.pid)
 
     def wake(self) -> None:
@@ -105,18 +124,41 @@ class WorkerChild:
             return
 
     def _supervise(self) -> None:
+        stable_known = False  # on_stable already called for the current child
         while not self._stop.is_set():
             proc = self._proc
             assert proc is not None
-            code = proc.wait()
+            try:
+                code = proc.wait(timeout=None if stable_known else STABLE_AFTER_S)
+            except subprocess.TimeoutExpired:  # up long enough: it is back
+                stable_known = True
+                self._exits.clear()
+                self._reported = False
+                if self.on_stable is not None:
+                    self.on_stable(STABLE_AFTER_S / 60)
+                continue
             if self._stop.is_set():
                 return
+            WORKER_PROCESS_UP.set(0)
+            WORKER_PROCESS_EXITS.inc()
             self._close_pipe(proc)
             log.error("worker process exited; starting another", pid=proc.pid,
                       exit_code=code, restart_in_s=self.restart_delay)
+            self._note_exit(code)
             if self._stop.wait(self.restart_delay):
                 return
             self._spawn()
+            stable_known = False
+
+    def _note_exit(self, code: int) -> None:
+        now = time.monotonic()
+        self._exits = [t for t in self._exits if now - t <= DOWN_WINDOW_S] + [now]
+        if len(self._exits) >= DOWN_AFTER_EXITS and not self._reported:
+            self._reported = True
+            log.error("worker process keeps dying; reported as worker_down",
+                      exits=len(self._exits), window_s=DOWN_WINDOW_S)
+            if self.on_down is not None:
+                self.on_down(len(self._exits), DOWN_WINDOW_S / 60, code)
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
         """End of file on the child's pipe: it finishes its batch and exits; killed if it
