@@ -96,7 +96,8 @@ class ExceptionsRepository:
                 row.resolved_by = by
                 row.resolution = how
                 resolved.append(row)
-        self._session.flush()
+        if resolved:  # else the session's other changes are written together later
+            self._session.flush()
         return resolved
 
     def resolve_by_key(self, exception_type: str, dedupe_key: str, *, by: str,

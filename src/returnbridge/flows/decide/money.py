@@ -147,6 +147,7 @@ def sync_off_note(uow: UnitOfWork, row: ReturnRow, case: ReturnCase,
     current = repo.by_category(row.associated_ref, _OFF_NOTE_CATEGORIES)
     wanted = {i.category.value: i for i in items}
     cur = case.currency
+    changed = False
     for category, item in wanted.items():
         label = category.replace("_", " ")
         note = (f"{label} {item.amount} {cur} is not on the Khaos credit note; account for it "
@@ -155,15 +156,19 @@ def sync_off_note(uow: UnitOfWork, row: ReturnRow, case: ReturnCase,
         if found is None:
             repo.open_item(row, category, item.amount, cur, note)
             uow.returns.add_timeline(row, "reconciliation", note, evidence)
+            changed = True
         elif found.status == "done":
             continue  # finance booked it; a person re-opens if the figure changed
         elif found.amount != item.amount or found.status != "open":
             repo.reopen(found, item.amount, note)
             uow.returns.add_timeline(row, "reconciliation", note, evidence)
+            changed = True
     for category, found in current.items():
         if category not in wanted and found.status == "open":
             repo.withdraw(found, f"{row.source} no longer reports it")
             uow.returns.add_timeline(row, "reconciliation",
                                       f"{category} reconciliation item withdrawn: "
                                       f"{row.source} no longer reports it", evidence)
-    repo.flush()
+            changed = True
+    if changed:  # else what is pending (the return's own changes) is written together later
+        repo.flush()
