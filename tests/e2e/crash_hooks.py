@@ -27,9 +27,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from returnbridge.flows.ingest import worker as event_worker
-from returnbridge.flows.refunds import gate as refund_gate
-
 KILL_AFTER_PAYMENT = "RB_TEST_KILL_AFTER_PAYMENT"
 PAUSE_MID_BATCH_AFTER = "RB_TEST_PAUSE_MID_BATCH_AFTER"
 MARKER = "RB_TEST_MARKER"
@@ -51,6 +48,8 @@ def _kill_once(marker: str) -> Callable[[str], None]:
 
 
 def _pause_after(count: int, marker: str) -> None:
+    from returnbridge.flows.ingest import worker as event_worker
+
     def pause(n: int) -> None:
         if n != count:
             return
@@ -66,7 +65,9 @@ def _pause_after(count: int, marker: str) -> None:
 def install() -> None:
     exit_while = os.environ.get(WORKER_EXIT_WHILE, "")
     if exit_while and sys.argv[1:2] == ["worker"] and Path(exit_while).exists():
-        sys.exit(70)
+        sys.exit(70)  # before importing the product: a worker that dies at once
+    from returnbridge.flows.refunds import gate as refund_gate
+
     stable_after = os.environ.get(WORKER_STABLE_AFTER, "")
     if stable_after:
         from returnbridge.flows.engine import worker_child

@@ -55,7 +55,7 @@ urls = ["{mailbox.url('ops@example.com')}"]
     dying.write_text("while this file exists", encoding="utf-8")
     service = ServiceProcess(config, port, tmp_path / "service.log", module=MODULE)
     service.start(env={"RB_SERVER__WORKER_MODE": "process", WORKER_EXIT_WHILE: str(dying),
-                       WORKER_STABLE_AFTER: "20"})
+                       WORKER_STABLE_AFTER: "8"})
     sender = LoopSender(f"{service.base_url}/webhooks/loop", LOOP_SECRET)
     api = httpx.Client(base_url=service.base_url, timeout=10,
                        headers={"Authorization": f"Bearer {API_TOKEN}"})
