@@ -13,6 +13,8 @@ on the product's hooks and then runs the normal command line:
 - ``RB_TEST_WORKER_EXIT_WHILE=path``: the ``worker`` command (the child of ``serve``) exits
   at once with code 70 while ``path`` exists: a worker that keeps dying. With
   ``RB_TEST_WORKER_STABLE_AFTER=S``, ``serve`` counts a child up for S seconds as back.
+- ``RB_TEST_SCHEDULE_WATCH_SECONDS=S``: ``serve`` checks the schedules every S seconds
+  instead of every minute (flows/engine/schedule_watch.py).
 
 When ``serve`` runs its worker in a child process ([server].worker_mode), the child is this
 launcher too (flows/engine/worker_child.py), so the faults fire where the work runs.
@@ -32,6 +34,7 @@ PAUSE_MID_BATCH_AFTER = "RB_TEST_PAUSE_MID_BATCH_AFTER"
 MARKER = "RB_TEST_MARKER"
 WORKER_EXIT_WHILE = "RB_TEST_WORKER_EXIT_WHILE"
 WORKER_STABLE_AFTER = "RB_TEST_WORKER_STABLE_AFTER"
+SCHEDULE_WATCH_SECONDS = "RB_TEST_SCHEDULE_WATCH_SECONDS"
 MODULE = "tests.e2e.crash_hooks"
 
 
@@ -72,6 +75,10 @@ def install() -> None:
     if stable_after:
         from returnbridge.flows.engine import worker_child
         worker_child.STABLE_AFTER_S = float(stable_after)
+    watch_seconds = os.environ.get(SCHEDULE_WATCH_SECONDS, "")
+    if watch_seconds:
+        from returnbridge.flows.engine import schedule_watch
+        schedule_watch.WATCH_SECONDS = float(watch_seconds)
     if os.environ.get(KILL_AFTER_PAYMENT) == "1":
         refund_gate.AFTER_PAYMENT_CALL.append(_kill_once(os.environ.get(MARKER, "")))
     pause = os.environ.get(PAUSE_MID_BATCH_AFTER, "")

@@ -162,6 +162,7 @@ def serve(
     (in a child process or in threads: [server].worker_mode)."""
     from returnbridge.flows.engine.durable import Durable
     from returnbridge.flows.engine.runtime import Runtime
+    from returnbridge.flows.engine.schedule_watch import ScheduleWatch
     from returnbridge.flows.engine.worker_child import worker_in_child
     from returnbridge.web.app import create_app
 
@@ -179,7 +180,17 @@ def serve(
     sys.setswitchinterval(0.0005)
     web = create_app(rt, None, wake=durable.wake)
     durable.defer_to_requests(web.state.ctx.in_flight.busy)
-    _run_http(rt, web, host, port, then=durable.stop)
+    if worker:
+        _run_http(rt, web, host, port, then=durable.stop)
+        return
+    watch = ScheduleWatch(rt)  # no jobs here: notice when no worker runs them either
+    watch.start()
+
+    def stop_all() -> None:
+        watch.stop()
+        durable.stop()
+
+    _run_http(rt, web, host, port, then=stop_all)
 
 
 def _serve_with_worker_child(rt: Runtime, config: ConfigOpt, host: str | None,
@@ -187,6 +198,7 @@ def _serve_with_worker_child(rt: Runtime, config: ConfigOpt, host: str | None,
     """The HTTP server here; the event worker, jobs and queues in a child process
     (flows/engine/worker_child.py). This process runs no workflows, so it starts no
     workflow engine: the request path never waits for one."""
+    from returnbridge.flows.engine.schedule_watch import ScheduleWatch
     from returnbridge.flows.engine.worker_child import WorkerChild, worker_command
     from returnbridge.flows.exceptions.worker_health import (
         report_worker_down,
@@ -199,8 +211,15 @@ def _serve_with_worker_child(rt: Runtime, config: ConfigOpt, host: str | None,
                             rt, exits, minutes, code),
                         on_stable=lambda minutes: resolve_worker_down(rt, minutes))
     child.start()
+    watch = ScheduleWatch(rt)  # the jobs run in the child: notice if they stop
+    watch.start()
     web = create_app(rt, None, wake=child.wake)
-    _run_http(rt, web, host, port, then=child.stop)
+
+    def stop_all() -> None:
+        watch.stop()
+        child.stop()
+
+    _run_http(rt, web, host, port, then=stop_all)
 
 
 def _run_http(rt: Runtime, web: FastAPI, host: str | None, port: int | None, *,

@@ -94,12 +94,13 @@ def record_job(rt: Runtime, name: str, *, ok: bool | None, summary: str = "",
 
 
 def check_schedules(rt: Runtime, intervals: dict[str, float],
-                    now: datetime | None = None, *, started_at: datetime | None = None) -> int:
+                    now: datetime | None = None, *, started_at: datetime | None = None
+                    ) -> list[str]:
     """Open ``schedule_not_running`` for each job (name -> interval seconds, 0 = off) with no
     success for three intervals; a job never run counts from ``started_at`` (this process's
-    start). Returns how many are late."""
+    start). Returns the names of the late jobs."""
     now = now or utcnow()
-    late = 0
+    late: list[str] = []
     with rt.unit_of_work() as uow:
         for name, interval in intervals.items():
             if interval <= 0:
@@ -109,7 +110,7 @@ def check_schedules(rt: Runtime, intervals: dict[str, float],
                      else started_at)
             if since is None or now - since < timedelta(seconds=3 * interval):
                 continue
-            late += 1
+            late.append(name)
             error = row.last_error if row is not None else ""
             if uow.exceptions.not_resolved_exists("schedule_not_running", f"job:{name}"):
                 continue  # already open (or ignored): do not count it again on every check
