@@ -33,12 +33,14 @@ from returnbridge.store.unit_of_work import UnitOfWork
 
 def evaluate(rt: Runtime, uow: UnitOfWork, row: ReturnRow, case: ReturnCase,
              evidence: dict[str, Any], *, cause: str, recount: bool = True,
-             lines_pending: bool = False) -> str:
+             lines_pending: bool = False, new_return: bool = False) -> str:
     """Decide and persist; returns the new Khaos status. No-op for delivered returns.
 
     ``recount`` False (a re-evaluation with no new news from the source) refreshes the
     exceptions' last-seen time without counting the same problem again. ``lines_pending``:
-    ``case`` was just saved with ``lines_decided_next``; its lines are written here."""
+    ``case`` was just saved with ``lines_decided_next``; its lines are written here.
+    ``new_return``: the row was created in this same step, so no exception of it can be
+    open but the ones this call raises (the query for them is skipped)."""
     if KhaosStatus(row.khaos_status) in DELIVERED:
         if lines_pending:
             raise ValueError(f"{row.associated_ref}: lines left for a delivered return")
@@ -57,7 +59,8 @@ def evaluate(rt: Runtime, uow: UnitOfWork, row: ReturnRow, case: ReturnCase,
         uow.exceptions.raise_problem(problem, return_id=row.id,
                                       associated_ref=row.associated_ref,
                                       times=1 if recount else 0)
-    for gone in uow.exceptions.resolve_missing(row.id, problems, by="returnbridge",
+    for gone in () if new_return else uow.exceptions.resolve_missing(
+        row.id, problems, by="returnbridge",
         how=f"re-evaluated after {cause}: the problem is gone",
     ):
         uow.returns.add_timeline(row, "exception_resolved",
@@ -147,7 +150,7 @@ def _open_child(rt: Runtime, uow: UnitOfWork, row: ReturnRow, case: ReturnCase,
                               parent_note.format(units=units, child=child.associated_ref),
                               evidence)
     evaluate(rt, uow, child, doc, evidence, cause=f"{cause} {row.associated_ref}",
-             lines_pending=True)
+             lines_pending=True, new_return=True)
     return child
 
 

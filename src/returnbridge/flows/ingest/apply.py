@@ -279,6 +279,7 @@ def _merge_snapshot(rt: Runtime, uow: UnitOfWork, incoming: ReturnCase, event: I
     row = uow.returns.find_for_update(incoming.source, incoming.source_return_id)
     current = returns_repo.case_of(row) if row is not None else None
     result = merge(current, incoming, key)
+    new_return = row is None
     if row is None:
         row = uow.returns.save_case(None, result.case, lines_decided_next=True)
         uow.returns.note_first_seen_via(
@@ -293,7 +294,8 @@ def _merge_snapshot(rt: Runtime, uow: UnitOfWork, incoming: ReturnCase, event: I
                               f"{event.trigger or event.topic or 'event'}: {result.note}",
                               evidence)
     status = evaluate(rt, uow, row, result.case, evidence,
-                      cause=f"{event.source} event {event.id}", lines_pending=True)
+                      cause=f"{event.source} event {event.id}", lines_pending=True,
+                      new_return=new_return)
     return row, Outcome("processed", row.associated_ref, status, result.note)
 
 
