@@ -89,3 +89,14 @@ class WebhookReceiver:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def mail_routes_toml(mailbox: Mailbox, owners: tuple[str, ...] = ("ops",),
+                     interval_seconds: int | None = None) -> str:
+    """Configuration to append to a ``returnbridge.toml``: one e-mail route per owner team
+    (to ``{owner}@example.com`` at ``mailbox``), and the alert cycle's interval if given."""
+    text = f"\n[alerts]\ninterval_seconds = {interval_seconds}\n" if interval_seconds else ""
+    for owner in owners:
+        text += (f'\n[[alerts.routes]]\nname = "{owner}-mail"\nowner = "{owner}"\n'
+                 f'urls = ["{mailbox.url(f"{owner}@example.com")}"]\n')
+    return text

@@ -15,7 +15,7 @@ from returnbridge.sandbox.loop.sender import LoopSender
 from returnbridge.sandbox.service import ServiceProcess, free_port
 from returnbridge.store.db import make_engine
 from returnbridge.store.models import JobRun, utcnow
-from tests.alerts._receivers import Mailbox
+from tests.alerts._receivers import Mailbox, mail_routes_toml
 from tests.e2e.test_real_process import write_config
 
 pytestmark = pytest.mark.slow
@@ -43,20 +43,7 @@ def test_the_worker_mails_a_new_exception_to_its_owner_once(db_url: str,
     port = free_port()
     config = write_config(tmp_path, db_url, port)
     with config.open("a") as fh:
-        fh.write(f"""
-[alerts]
-interval_seconds = 5
-
-[[alerts.routes]]
-name = "ops-mail"
-owner = "ops"
-urls = ["{mailbox.url('ops@example.com')}"]
-
-[[alerts.routes]]
-name = "cx-mail"
-owner = "cx"
-urls = ["{mailbox.url('cx@example.com')}"]
-""")
+        fh.write(mail_routes_toml(mailbox, ("ops", "cx"), interval_seconds=5))
     service = ServiceProcess(config, port, tmp_path / "service.log")
     sender = LoopSender(f"{service.base_url}/webhooks/loop", "not-the-secret")
     try:

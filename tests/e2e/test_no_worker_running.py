@@ -13,7 +13,7 @@ import pytest
 
 from returnbridge.sandbox.demo import API_TOKEN, write_demo_config
 from returnbridge.sandbox.service import ServiceProcess, free_port
-from tests.alerts._receivers import Mailbox
+from tests.alerts._receivers import Mailbox, mail_routes_toml
 from tests.e2e.crash_hooks import MODULE, SCHEDULE_WATCH_SECONDS
 
 pytestmark = pytest.mark.slow
@@ -33,15 +33,7 @@ def test_serve_reports_and_alerts_when_no_worker_runs_the_jobs(db_url: str,
     port = free_port()
     config = write_demo_config(tmp_path, port, db_url)
     with config.open("a") as fh:
-        fh.write(f"""
-[alerts]
-interval_seconds = 5
-
-[[alerts.routes]]
-name = "ops-mail"
-owner = "ops"
-urls = ["{mailbox.url('ops@example.com')}"]
-""")
+        fh.write(mail_routes_toml(mailbox, interval_seconds=5))
     service = ServiceProcess(config, port, tmp_path / "service.log", "--no-worker",
                              module=MODULE)
     service.start(env={SCHEDULE_WATCH_SECONDS: "1"})

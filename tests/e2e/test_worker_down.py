@@ -16,7 +16,7 @@ from returnbridge.sandbox.demo import API_TOKEN, LOOP_SECRET, write_demo_config
 from returnbridge.sandbox.loop.samples import Scenario, return_payload
 from returnbridge.sandbox.loop.sender import LoopSender
 from returnbridge.sandbox.service import ServiceProcess, free_port
-from tests.alerts._receivers import Mailbox
+from tests.alerts._receivers import Mailbox, mail_routes_toml
 from tests.e2e.crash_hooks import MODULE, WORKER_EXIT_WHILE, WORKER_STABLE_AFTER
 from tests.e2e.test_real_process import wait_for_status
 
@@ -45,12 +45,7 @@ def test_a_worker_that_keeps_dying_is_reported_and_resolves_when_it_stays_up(
     port = free_port()
     config = write_demo_config(tmp_path, port, db_url)
     with config.open("a") as fh:
-        fh.write(f"""
-[[alerts.routes]]
-name = "ops-mail"
-owner = "ops"
-urls = ["{mailbox.url('ops@example.com')}"]
-""")
+        fh.write(mail_routes_toml(mailbox))
     dying = tmp_path / "worker-dies"
     dying.write_text("while this file exists", encoding="utf-8")
     service = ServiceProcess(config, port, tmp_path / "service.log", module=MODULE)
