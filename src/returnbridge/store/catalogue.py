@@ -122,6 +122,10 @@ def _email_key(email: str) -> str:
     return email.strip().casefold()
 
 
+# The mirror tables: a read of them flushes only when one of them has unsaved changes.
+_MIRROR = (StockItem, StockBarcode, StockLevel, KhaosOrderStatus, CustomerMirror)
+
+
 class Catalogue:
     """The mirrors of Khaos (catalogue, stock levels, order statuses, customers) in one
     unit of work's session."""
@@ -286,8 +290,9 @@ class Catalogue:
             else:
                 stmt = stmt.join(StockBarcode, StockBarcode.stock_id == StockItem.stock_id).where(
                     StockBarcode.barcode == sku)
-            found = self._session.scalars(stmt.order_by(StockItem.deleted, StockItem.discontinued,
-                                                  StockItem.stock_id).limit(1)).first()
+            with reading(self._session, *_MIRROR):
+                found = self._session.scalars(stmt.order_by(
+                    StockItem.deleted, StockItem.discontinued, StockItem.stock_id).limit(1)).first()
             if found is not None and not found.deleted:
                 return found
             deleted = deleted or found
@@ -378,7 +383,7 @@ class Catalogue:
         key = _email_key(email)
         if not key:
             return None
-        with reading(self._session, CustomerMirror):
+        with reading(self._session, *_MIRROR):
             urn: str | None = self._session.scalars(
                 select(CustomerMirror.urn).where(CustomerMirror.email == key)).first()
         return urn or None
@@ -390,7 +395,7 @@ class Catalogue:
         worker asks for every return of a batch); a push in the same unit of work (through
         ``upsert_stock_items``) makes it ask again."""
         if self._loaded is None:
-            with reading(self._session, StockItem):
+            with reading(self._session, *_MIRROR):
                 self._loaded = self._session.scalar(
                     select(StockItem.stock_id).limit(1)) is not None
         return self._loaded
@@ -400,8 +405,9 @@ class Catalogue:
 
     def first_barcode(self, stock_id: str) -> str:
         """The item's first barcode in sort order, or ""."""
-        return self._session.scalar(select(StockBarcode.barcode).where(
-            StockBarcode.stock_id == stock_id).order_by(StockBarcode.barcode).limit(1)) or ""
+        with reading(self._session, *_MIRROR):
+            return self._session.scalar(select(StockBarcode.barcode).where(
+                StockBarcode.stock_id == stock_id).order_by(StockBarcode.barcode).limit(1)) or ""
 
     def total_level(self, stock_id: str, site_id: str) -> tuple[Decimal, datetime] | None:
         """The item's available stock summed over its levels (at ``site_id`` only, when
@@ -410,13 +416,14 @@ class Catalogue:
             StockLevel.stock_id == stock_id)
         if site_id:
             stmt = stmt.where(StockLevel.site_id == site_id)
-        count, oldest = self._session.execute(stmt).one()
-        if not count:
-            return None
-        levels = select(StockLevel.available).where(StockLevel.stock_id == stock_id)
-        if site_id:
-            levels = levels.where(StockLevel.site_id == site_id)
-        total = sum((a for (a,) in self._session.execute(levels).all()), Decimal(0))
+        with reading(self._session, *_MIRROR):
+            count, oldest = self._session.execute(stmt).one()
+            if not count:
+                return None
+            levels = select(StockLevel.available).where(StockLevel.stock_id == stock_id)
+            if site_id:
+                levels = levels.where(StockLevel.site_id == site_id)
+            total = sum((a for (a,) in self._session.execute(levels).all()), Decimal(0))
         return total, oldest
 
     # --- stock pushed on to a returns platform ---

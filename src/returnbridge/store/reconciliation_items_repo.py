@@ -35,6 +35,8 @@ class ReconciliationItemsRepository:
     def open_item(self, row: ReturnRow, category: str, amount: Decimal, currency: str,
                   note: str) -> ReconciliationItem:
         now = utcnow()
+        if row.id is None:  # a new return not written yet
+            self._session.flush()
         item = ReconciliationItem(
             return_id=row.id, associated_ref=row.associated_ref, category=category,
             amount=amount, currency=currency, status="open", note=note,

@@ -7,8 +7,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import Connection, Table, event, func, insert, select, update
+from sqlalchemy.orm import Mapper, Session, selectinload
 
 from returnbridge.domain.khaos_status import KhaosStatus, move
 from returnbridge.domain.model import ReturnCase
@@ -31,6 +31,16 @@ def case_of(row: ReturnRow) -> ReturnCase:
 
 
 _TIMELINE = cast(Table, TimelineEntry.__table__)
+_WAITING_TIMELINE = "_timeline_waiting"  # entries of a row not written yet
+
+
+@event.listens_for(ReturnRow, "after_insert")
+def _write_waiting_timeline(_mapper: Mapper[ReturnRow], connection: Connection,
+                            row: ReturnRow) -> None:
+    """The timeline entries added while the row was new, right after its INSERT, in order."""
+    waiting = row.__dict__.pop(_WAITING_TIMELINE, None)
+    if waiting:
+        connection.execute(_TIMELINE.insert(), [{"return_id": row.id, **e} for e in waiting])
 
 
 class ReturnsRepository:
@@ -62,7 +72,8 @@ class ReturnsRepository:
         decided, ``apply_decision`` replaces them with the Khaos document lines. With
         ``keep_lines`` (after delivery) the stored document lines are left as served. With
         ``lines_decided_next`` the caller runs the policy at once and ``apply_decision``
-        (given ``effective=case``) writes the lines, once, instead of twice."""
+        (given ``effective=case``) writes the lines, once, instead of twice; a new row is
+        then not written yet (its ``id`` is None) until ``write_new``."""
         if row is None:
             row = ReturnRow(
                 associated_ref=case.associated_ref, source=case.source,
@@ -80,7 +91,10 @@ class ReturnsRepository:
         row.last_event_at = utcnow()
         row.case_json = case_to_json(case)
         if lines_decided_next and row.id is None:
-            row.lines, row.exchanges = [], []  # new: nothing to load or delete later
+            # New, and decided next: written once, decision and all, by ``write_new`` (or
+            # the next flush); its timeline entries wait on the object until then.
+            row.lines, row.exchanges = [], []
+            return row
         if lines_decided_next or (keep_lines and row.id is not None):
             self._session.flush()
             return row
@@ -148,11 +162,19 @@ class ReturnsRepository:
         """One timeline entry, written at once with a plain INSERT: an entry is never changed
         after, so it needs no ORM object (which cost the event worker a flush's work for
         each of a return's two or three entries). Entries are numbered in call order."""
-        if row.id is None:  # a new return not written yet
+        entry = {"at": utcnow(), "kind": kind, "message": message, "evidence": evidence or {}}
+        if row.id is None:  # a new return not written yet: written right after it
+            waiting: list[dict[str, Any]] = row.__dict__.setdefault(_WAITING_TIMELINE, [])
+            waiting.append(entry)
+            return
+        self._session.connection().execute(_TIMELINE.insert(), {"return_id": row.id, **entry})
+
+    def write_new(self, row: ReturnRow) -> int:
+        """Write a new row (``save_case`` with ``lines_decided_next`` left it unwritten) and
+        what waits for it; its id. Call before anything needs the id."""
+        if row.id is None:
             self._session.flush()
-        self._session.connection().execute(_TIMELINE.insert(), {
-            "return_id": row.id, "at": utcnow(), "kind": kind, "message": message,
-            "evidence": evidence or {}})
+        return row.id
 
     def timeline(self, return_id: int) -> Sequence[TimelineEntry]:
         return self._session.scalars(
