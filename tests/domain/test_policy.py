@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from returnbridge.domain.identity import IdentityError, associated_ref
@@ -314,6 +314,10 @@ ALL_DISPOSITIONS = PolicyConfig(rules=(
 @given(cases_st(), st.sampled_from([POLICY, PLATFORM]))
 def test_lines_sum_to_source_totals_or_an_exception_is_open(c: ReturnCase,
                                                              p: SourcePolicy) -> None:
+    # A header of all zeros means "the source gave no totals" (domain/settlement.py,
+    # tests/domain/test_settlement.py): there is nothing to compare the lines with, by
+    # design (hypothesis found the case: one 0.01 VAT-only line, its header jittered to 0).
+    assume(c.totals.total != ZERO or c.totals.product != ZERO)
     d = decide(c, ALL_DISPOSITIONS, p, NO_FACTS)
     if d.release and p is POLICY:
         gap = abs(d.credit_value - c.totals.total)
