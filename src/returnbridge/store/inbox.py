@@ -9,11 +9,12 @@ is unique, a second copy only counts ``duplicates``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import Connection, Insert, Table, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Dialect, Engine, Table
+from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlalchemy.orm import Session, sessionmaker
 
 from returnbridge.store.events import StoredEvent, column_text, sha256
@@ -39,14 +40,6 @@ class NewEvent:
 TABLE: Table = InboundEvent.__table__  # type: ignore[assignment]
 
 
-def _insert(conn: Connection) -> Insert:
-    if conn.dialect.name == "postgresql":
-        return postgresql.insert(TABLE).on_conflict_do_nothing(
-            index_elements=["source", "dedupe_key"])
-    return sqlite.insert(TABLE).on_conflict_do_nothing(
-        index_elements=["source", "dedupe_key"])
-
-
 def _row(e: NewEvent, received_at: object) -> dict[str, object]:
     digest = sha256(e.body)
     return dict(source=e.source, channel=e.channel, topic=column_text(e.topic)[:80],
@@ -57,57 +50,133 @@ def _row(e: NewEvent, received_at: object) -> dict[str, object]:
                 duplicates=0, attempts=0)
 
 
+COLUMNS = ("source", "channel", "topic", "trigger", "dedupe_key", "source_ref", "headers",
+           "body", "body_sha256", "status", "received_at", "error", "duplicates", "attempts")
+
+
+class _Statements:
+    """The inbox's SQL for one database dialect, as plain DBAPI text, and SQLAlchemy's own
+    bind processors for its columns (so a row is written exactly as the ORM writes it)."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.mark = "?" if dialect.paramstyle == "qmark" else "%s"
+        self.postgres = dialect.name == "postgresql"
+        self.processors: list[tuple[int, Callable[[Any], Any]]] = []
+        for i, name in enumerate(COLUMNS):
+            process = TABLE.c[name].type._cached_bind_processor(dialect)
+            if process is not None:
+                self.processors.append((i, process))
+        self._inserts: dict[int, str] = {}
+        # Identifiers are the model's own, quoted by the dialect; every value is a parameter.
+        quote = dialect.identifier_preparer.quote
+        self.table = quote(TABLE.name)
+        self.columns = ", ".join(quote(name) for name in COLUMNS)
+        m = self.mark
+        self.count_copies = (f"UPDATE {self.table} SET duplicates = duplicates + {m} "  # noqa: S608
+                             f"WHERE source = {m} AND dedupe_key = {m}")
+        self.find = f"SELECT id FROM {self.table} WHERE source = {m} AND dedupe_key = {m}"  # noqa: S608
+
+    def insert(self, rows: int) -> str:
+        """Multi-row INSERT of ``rows`` events that skips a key already stored and returns
+        the stored ids (one text per batch size, kept)."""
+        sql = self._inserts.get(rows)
+        if sql is None:
+            one = "(" + ", ".join([self.mark] * len(COLUMNS)) + ")"
+            sql = self._inserts[rows] = (
+                f"INSERT INTO {self.table} ({self.columns}) VALUES "  # noqa: S608
+                f"{', '.join([one] * rows)} ON CONFLICT (source, dedupe_key) DO NOTHING "
+                "RETURNING id, source, dedupe_key")
+        return sql
+
+    def values(self, rows: Sequence[dict[str, object]]) -> list[object]:
+        out: list[object] = []
+        for row in rows:
+            values = [row[name] for name in COLUMNS]
+            for i, process in self.processors:
+                values[i] = process(values[i])
+            out.extend(values)
+        return out
+
+
+_STATEMENTS: dict[str, _Statements] = {}
+
+
+def _statements(dialect: Dialect) -> _Statements:
+    found = _STATEMENTS.get(dialect.name)
+    if found is None:
+        found = _STATEMENTS[dialect.name] = _Statements(dialect)
+    return found
+
+
 def store_events(factory: sessionmaker[Session], events: Sequence[NewEvent]) -> list[StoredEvent]:
     """Store ``events`` in one transaction, in order; one result each. Commits before
     returning; raises (and stores none of them) if the transaction fails.
 
-    One ``executemany`` for the batch: SQLAlchemy compiles the single-row INSERT once and
-    sends the rows as multi-row VALUES. (A ``values([...])`` INSERT is compiled afresh for
-    every batch: 0.6 ms an event, more than storing it.) A copy already stored, or earlier
-    in the same batch, is a duplicate: its row's ``duplicates`` counts it and its answer
-    names the stored event."""
+    One multi-row INSERT for the batch, sent as plain SQL on the pool's DBAPI connection:
+    the request path waits for this, and SQLAlchemy's statement machinery cost four times
+    the database's own work for a batch of a few events (docs/operations.md, "Ingest").
+    A copy already stored, or earlier in the same batch, is a duplicate: its row's
+    ``duplicates`` counts it and its answer names the stored event."""
     if not events:
         return []
     received_at = utcnow()
     rows = [_row(e, received_at) for e in events]
-    engine = factory.kw.get("bind")
-    with write_gate(engine, priority=True), factory() as session, session.begin():
-        conn = session.connection()
-        # executemany with RETURNING: compiled once and cached, sent as multi-row VALUES.
-        inserted = {(str(r.source), str(r.dedupe_key)): int(r.id) for r in conn.execute(
-            _insert(conn).returning(TABLE.c.id, TABLE.c.source, TABLE.c.dedupe_key), rows)}
-        out: list[StoredEvent] = []
-        repeats: dict[tuple[str, str], int] = {}
-        answered: set[tuple[str, str]] = set()
-        for row in rows:
-            key = (str(row["source"]), str(row["dedupe_key"]))
-            if key in inserted and key not in answered:
-                answered.add(key)
-                out.append(StoredEvent(inserted[key], key[0], key[1], duplicate=False))
-            else:
-                repeats[key] = repeats.get(key, 0) + 1
-                out.append(StoredEvent(0, key[0], key[1], duplicate=True))
-        if repeats:
-            existing = _count_duplicates(conn, repeats)
-            out = [StoredEvent(existing[(s.source, s.dedupe_key)], s.source, s.dedupe_key,
-                               duplicate=True) if s.duplicate else s for s in out]
-        if inserted and conn.dialect.name == "postgresql":
-            # Delivered at commit, to every worker listening (any host).
-            conn.exec_driver_sql(f"NOTIFY {NOTIFY_CHANNEL}")
+    engine: Engine = factory.kw["bind"]
+    sql = _statements(engine.dialect)
+    with write_gate(engine, priority=True):
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            try:
+                if not sql.postgres:  # the connection runs in autocommit mode (store/db.py)
+                    cursor.execute("BEGIN IMMEDIATE")
+                out = _store(cursor, sql, rows)
+                if sql.postgres and not all(s.duplicate for s in out):
+                    # Delivered at commit, to every worker listening (any host).
+                    cursor.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+                raw.commit()
+            except BaseException:
+                raw.rollback()
+                raise
+            finally:
+                cursor.close()
+        finally:
+            raw.close()  # back to the pool
     return out
 
 
-def _count_duplicates(conn: Connection, repeats: dict[tuple[str, str], int]
-                      ) -> dict[tuple[str, str], int]:
+def _store(cursor: DBAPICursor, sql: _Statements, rows: list[dict[str, object]]
+           ) -> list[StoredEvent]:
+    cursor.execute(sql.insert(len(rows)), sql.values(rows))
+    inserted = {(str(source), str(key)): int(event_id)
+                for event_id, source, key in cursor.fetchall()}
+    out: list[StoredEvent] = []
+    repeats: dict[tuple[str, str], int] = {}
+    answered: set[tuple[str, str]] = set()
+    for row in rows:
+        key = (str(row["source"]), str(row["dedupe_key"]))
+        if key in inserted and key not in answered:
+            answered.add(key)
+            out.append(StoredEvent(inserted[key], key[0], key[1], duplicate=False))
+        else:
+            repeats[key] = repeats.get(key, 0) + 1
+            out.append(StoredEvent(0, key[0], key[1], duplicate=True))
+    if repeats:
+        existing = _count_duplicates(cursor, sql, repeats)
+        out = [StoredEvent(existing[(s.source, s.dedupe_key)], s.source, s.dedupe_key,
+                           duplicate=True) if s.duplicate else s for s in out]
+    return out
+
+
+def _count_duplicates(cursor: DBAPICursor, sql: _Statements,
+                      repeats: dict[tuple[str, str], int]) -> dict[tuple[str, str], int]:
     """Count each repeat on its stored event; the stored ids by (source, key)."""
-    table = TABLE
-    for (source, key), times in repeats.items():
-        conn.execute(update(table).where(table.c.source == source, table.c.dedupe_key == key)
-                     .values(duplicates=table.c.duplicates + times))
     found: dict[tuple[str, str], int] = {}
-    for source in {s for s, _ in repeats}:
-        keys = [k for s, k in repeats if s == source]
-        for r in conn.execute(select(table.c.id, table.c.dedupe_key).where(
-                table.c.source == source, table.c.dedupe_key.in_(keys))):
-            found[(source, str(r.dedupe_key))] = int(r.id)
+    for (source, key), times in repeats.items():
+        cursor.execute(sql.count_copies, (times, source, key))
+        cursor.execute(sql.find, (source, key))
+        row = cursor.fetchone()
+        if row is None:  # not stored, and not inserted: the INSERT would have said so
+            raise RuntimeError(f"event {source}/{key} is neither new nor stored")
+        found[(source, key)] = int(row[0])
     return found
