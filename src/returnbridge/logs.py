@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+import time
 from collections.abc import Iterable, MutableMapping
 from typing import Any
 
@@ -82,6 +84,60 @@ class _CurrentStderr:
         return sys.stderr.isatty()
 
 
+class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The root handler. Most records are written at once; the access log's (one per HTTP
+    request) are kept and written together every ``BATCH_SECONDS``, or before the next
+    record that is written at once, so the file keeps their order.
+
+    A write is a system call that lets go of the interpreter lock, and under a burst of
+    webhooks taking it back behind the event worker cost more than the line itself
+    (docs/operations.md, "Ingest"). The price: a process killed outright (SIGKILL) loses
+    up to ``BATCH_SECONDS`` of access-log lines; a normal stop writes them."""
+
+    BATCHED = frozenset({"uvicorn.access"})
+    BATCH_SECONDS = 0.25
+
+    def __init__(self) -> None:
+        super().__init__(_CurrentStderr())
+        self._kept: list[str] = []
+        self._writer: threading.Thread | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name not in self.BATCHED:
+            self._write_kept()
+            super().emit(record)
+            return
+        try:
+            self._kept.append(self.format(record) + self.terminator)
+        except Exception:
+            self.handleError(record)
+            return
+        if self._writer is None or not self._writer.is_alive():  # also after a fork
+            self._writer = threading.Thread(target=self._write_every_batch,
+                                            name="log-writer", daemon=True)
+            self._writer.start()
+
+    def flush(self) -> None:
+        self._write_kept()
+        super().flush()
+
+    def _write_kept(self) -> None:
+        if not self._kept:
+            return
+        with self.lock:  # type: ignore[union-attr]
+            kept, self._kept = self._kept, []
+            if kept:
+                try:
+                    self.stream.write("".join(kept))
+                except Exception:  # like StreamHandler: a log line must not break a request
+                    return
+
+    def _write_every_batch(self) -> None:
+        while True:
+            time.sleep(self.BATCH_SECONDS)
+            self.flush()
+
+
 def configure(level: str = "INFO", fmt: str = "auto", secrets: Iterable[str] = ()) -> Redactor:
     redactor = Redactor(secrets)
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
@@ -102,7 +158,7 @@ def configure(level: str = "INFO", fmt: str = "auto", secrets: Iterable[str] = (
     )
     root = logging.getLogger()
     root.setLevel(level)
-    handler = logging.StreamHandler(_CurrentStderr())
+    handler = _Handler()
     handler.addFilter(_RedactingFilter(redactor))
     handler.setFormatter(_RedactingFormatter(
         redactor, "%(asctime)s %(levelname)s %(name)s: %(message)s"))
