@@ -10,10 +10,25 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, Select, and_, exc, exists, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Select,
+    Table,
+    Update,
+    and_,
+    bindparam,
+    exc,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from returnbridge.store.models import InboundEvent, utcnow
+from returnbridge.store.reads import reading
 
 # The database errors applying an event tells apart (named here so flows need no SQLAlchemy):
 # a value the database cannot hold, and any error with a statement behind it.
@@ -103,6 +118,14 @@ def listen(engine: Engine, channel: str, stop: threading.Event,
                 wake.set()
 
 
+_EVENTS: Table = InboundEvent.__table__  # type: ignore[assignment]
+# The event worker's outcome of one try: built once, run as a plain (Core) statement.
+_MARK_ATTEMPTED: Update = (
+    update(_EVENTS).where(_EVENTS.c.id == bindparam("event_id"))
+    .values(status=bindparam("status"), error=bindparam("error"),
+            processed_at=bindparam("processed_at"), attempts=_EVENTS.c.attempts + 1))
+
+
 class EventsRepository:
     """Stored inbound events in one unit of work's session."""
 
@@ -154,13 +177,13 @@ class EventsRepository:
         event's object in the session as it was (the worker does not read it again)."""
         if status == "deferred":
             self._maybe_deferred = True
-        values: dict[str, Any] = {"status": status, "error": error[:4000],
-                                  "processed_at": utcnow()}
-        stmt = update(InboundEvent).where(InboundEvent.id == event_id)
         if attempted:
-            values["attempts"] = InboundEvent.attempts + 1
-            stmt = stmt.execution_options(synchronize_session=False)
-        self._session.execute(stmt.values(**values))
+            self._session.connection().execute(_MARK_ATTEMPTED, {
+                "event_id": event_id, "status": status, "error": error[:4000],
+                "processed_at": utcnow()})
+            return
+        self._session.execute(update(InboundEvent).where(InboundEvent.id == event_id).values(
+            status=status, error=error[:4000], processed_at=utcnow()))
 
     def add_attempt(self, event_id: int) -> None:
         """Count one more try of the event (its status unchanged)."""
@@ -210,9 +233,10 @@ class EventsRepository:
         only when every older event of its return is settled and committed
         (:func:`claim_query`), so what this return's snapshot must release is visible."""
         if self._maybe_deferred is None:
-            self._maybe_deferred = self._session.scalar(
-                select(InboundEvent.id).where(InboundEvent.status == "deferred").limit(1)
-            ) is not None
+            with reading(self._session, InboundEvent):
+                self._maybe_deferred = self._session.scalar(
+                    select(InboundEvent.id).where(InboundEvent.status == "deferred").limit(1)
+                ) is not None
         if not self._maybe_deferred:
             return []
         return self._session.scalars(

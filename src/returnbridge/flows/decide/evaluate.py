@@ -39,8 +39,9 @@ def evaluate(rt: Runtime, uow: UnitOfWork, row: ReturnRow, case: ReturnCase,
     ``recount`` False (a re-evaluation with no new news from the source) refreshes the
     exceptions' last-seen time without counting the same problem again. ``lines_pending``:
     ``case`` was just saved with ``lines_decided_next``; its lines are written here.
-    ``new_return``: the row was created in this same step, so no exception of it can be
-    open but the ones this call raises (the query for them is skipped). A new row left
+    ``new_return``: the row was created in this same step, so no exception or
+    reconciliation item of it can be open but the ones this call opens (the queries for
+    them are skipped). A new row left
     unwritten by ``save_case`` is written before its id is first needed, at the latest
     before this returns."""
     if KhaosStatus(row.khaos_status) in DELIVERED:
@@ -56,7 +57,7 @@ def evaluate(rt: Runtime, uow: UnitOfWork, row: ReturnRow, case: ReturnCase,
         replace(p, details={**p.details, "origin": "policy"}) for p in decision.problems
     )
     uow.returns.apply_decision(row, decision, effective=saved if lines_pending else None)
-    sync_off_note(uow, row, case, decision.off_note, evidence)
+    sync_off_note(uow, row, case, decision.off_note, evidence, new_return=new_return)
     if problems:
         uow.returns.write_new(row)  # the exceptions name it
     for problem in problems:

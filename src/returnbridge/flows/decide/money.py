@@ -140,11 +140,14 @@ def resolve_closed_gaps(uow: UnitOfWork, row: ReturnRow, present: tuple[Problem,
 
 
 def sync_off_note(uow: UnitOfWork, row: ReturnRow, case: ReturnCase,
-                  items: tuple[OffNote, ...], evidence: dict[str, Any] | None = None) -> None:
+                  items: tuple[OffNote, ...], evidence: dict[str, Any] | None = None, *,
+                  new_return: bool = False) -> None:
     """Keep one open reconciliation item per off-note component; withdraw those the
-    source no longer reports. Idempotent."""
+    source no longer reports. Idempotent. ``new_return``: ``row`` was created in this
+    step, so it has no items yet (the query is skipped)."""
     repo = uow.reconciliation_items
-    current = repo.by_category(row.associated_ref, _OFF_NOTE_CATEGORIES)
+    current = {} if new_return else repo.by_category(row.associated_ref,
+                                                     _OFF_NOTE_CATEGORIES)
     wanted = {i.category.value: i for i in items}
     cur = case.currency
     changed = False
