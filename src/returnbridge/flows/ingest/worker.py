@@ -1,12 +1,14 @@
 """The event worker: stored events applied in micro-batches (ARCHITECTURE 5).
 
 Each round claims up to ``batch_size`` received events, oldest first, and applies them in ONE
-transaction, each inside its own savepoint (the try counted with its outcome, in one
-UPDATE), then commits. The event's status changes in the
-same transaction as its effects, so the transaction is the exactly-once unit: a crash
-anywhere in a batch rolls the whole batch back, and the next round applies every event of it
-once. An event that raises is rolled back to its savepoint alone, counted, and retried with
-backoff; after ``max_attempts`` it becomes ``failed`` with an ``event_failed`` exception.
+transaction (the try counted with its outcome, in one UPDATE), then commits. The event's
+status changes in the same transaction as its effects, so the transaction is the
+exactly-once unit: a crash anywhere in a batch rolls the whole batch back, and the next
+round applies every event of it once. If an event raises, the batch is rolled back and
+applied again at once with a savepoint per event: the event that raised is rolled back to
+its savepoint alone, counted, and retried with backoff; after ``max_attempts`` it becomes
+``failed`` with an ``event_failed`` exception. (Savepoints for every batch cost two
+statements and a flush an event; events rarely raise.)
 
 Order per return: an event is claimed only when no older event about the same return is
 still waiting, so two workers never apply one return's events out of order. On PostgreSQL
@@ -53,6 +55,10 @@ YIELD_SECONDS = 0.02  # at most this long between batches while requests are ans
 AFTER_EVENT_IN_BATCH: list[Callable[[int], None]] = []
 
 
+class _EventRaised(Exception):
+    """An event raised in a batch applied without savepoints (the batch is redone with)."""
+
+
 class EventWorker:
     def __init__(self, rt: Runtime, *, batch_size: int = 100, idle_poll_seconds: float = 1.0,
                  max_attempts: int = MAX_ATTEMPTS, batch_seconds: float | None = None) -> None:
@@ -70,6 +76,7 @@ class EventWorker:
         self._threads: list[threading.Thread] = []
         self._not_before: dict[int, float] = {}  # event id -> monotonic time of next try
         self._per_event_s = 0.002  # recent time to apply one event (moving average)
+        self._careful_next = False  # the next batch: a savepoint per event
         # In `serve`, whether webhook requests are being answered in this process right now
         # (web/webhooks.py). The worker and the request handlers share one interpreter lock;
         # between batches the worker lets waiting requests finish first (up to
@@ -146,7 +153,21 @@ class EventWorker:
         return list(self._not_before)
 
     def run_batch(self) -> int:
-        """Claim and apply one batch; returns how many events were claimed."""
+        """Claim and apply one batch; returns how many events were claimed.
+
+        A batch is first applied without a savepoint per event (two statements and a
+        flush fewer an event). If an event raises, that pass is rolled back whole and the
+        same events are applied again at once, each in its own savepoint, so the event
+        that raised is rolled back alone and the others commit."""
+        if not self._careful_next:
+            try:
+                return self._run_batch(savepoints=False)
+            except _EventRaised:
+                pass  # nothing of that pass was committed
+        self._careful_next = False
+        return self._run_batch(savepoints=True)
+
+    def _run_batch(self, *, savepoints: bool) -> int:
         failed: list[tuple[int, BaseException]] = []
         ids: list[int] = []
         try:
@@ -159,18 +180,27 @@ class EventWorker:
                                   or priority_waiting(self.rt.engine)):
                         break  # the rest stays received, for the next round
                     ids.append(event.id)
-                    try:
-                        with uow.savepoint():
+                    if not savepoints:
+                        try:
                             apply_in_batch(self.rt, uow, event)
-                    except Exception as event_exc:  # this event alone is rolled back
-                        uow.events.add_attempt(event.id)
-                        invalid = unreadable(event_exc)
-                        if invalid is None:
-                            failed.append((event.id, event_exc))
-                        else:  # never readable: kept as invalid, no retry
-                            invalid_in_batch(uow, event, invalid)
+                        except Exception as event_exc:
+                            raise _EventRaised from event_exc
+                    else:
+                        try:
+                            with uow.savepoint():
+                                apply_in_batch(self.rt, uow, event)
+                        except Exception as event_exc:  # this event alone is rolled back
+                            uow.events.add_attempt(event.id)
+                            invalid = unreadable(event_exc)
+                            if invalid is None:
+                                failed.append((event.id, event_exc))
+                            else:  # never readable: kept as invalid, no retry
+                                invalid_in_batch(uow, event, invalid)
                     for hook in AFTER_EVENT_IN_BATCH:
                         hook(n)
+        except _EventRaised:
+            self._careful_next = True
+            raise
         except Exception as exc:
             if not ids:
                 raise
