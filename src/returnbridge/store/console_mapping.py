@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from returnbridge.domain.reasons import Processing, ReasonRule
 from returnbridge.store.models import ConsoleMappingRule
+from returnbridge.store.reads import reading
 
 
 def to_rule(row: ConsoleMappingRule) -> ReasonRule:
@@ -31,8 +32,9 @@ class MappingRules:
         self._rules: tuple[ReasonRule, ...] | None = None
 
     def active_rows(self) -> list[ConsoleMappingRule]:
-        return list(self._session.scalars(select(ConsoleMappingRule).where(
-            ConsoleMappingRule.active.is_(True)).order_by(ConsoleMappingRule.id)))
+        with reading(self._session, ConsoleMappingRule):
+            return list(self._session.scalars(select(ConsoleMappingRule).where(
+                ConsoleMappingRule.active.is_(True)).order_by(ConsoleMappingRule.id)))
 
     def rules(self) -> tuple[ReasonRule, ...]:
         if self._rules is None:

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from returnbridge.domain.model import ReturnCase
 from returnbridge.store.models import SkuAlias, utcnow
+from returnbridge.store.reads import reading
 
 
 class SkuAliases:
@@ -27,7 +28,9 @@ class SkuAliases:
         if not skus:
             return case
         if self._any is None:
-            self._any = self._session.scalar(select(SkuAlias.source_sku).limit(1)) is not None
+            with reading(self._session, SkuAlias):
+                self._any = self._session.scalar(
+                    select(SkuAlias.source_sku).limit(1)) is not None
         if not self._any:
             return case
         aliases = {str(source): str(target) for source, target in self._session.execute(
