@@ -15,15 +15,19 @@ SECRET = "whsec-test-0123456789"
 
 @pytest.fixture
 def configured() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
+    root, access = logging.getLogger(), logging.getLogger("uvicorn.access")
+    saved = root.handlers[:], root.level, access.level, access.propagate, access.disabled
     logs.configure("INFO", "json", [SECRET])
+    # as `serve` leaves it (a uvicorn server started by another test may have set a level)
+    access.setLevel(logging.NOTSET)
+    access.disabled = False
     try:
         yield
     finally:
         for handler in root.handlers:
             handler.flush()
-        root.handlers, root.level = handlers, level
+        root.handlers, root.level = saved[0], saved[1]
+        access.level, access.propagate, access.disabled = saved[2], saved[3], saved[4]
 
 
 def _access(path: str) -> None:
@@ -58,6 +62,8 @@ def test_a_normal_stop_writes_what_is_kept(configured: None,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     for n in range(50):
         _access(f"/webhooks/loop/{n}")
-    logging.shutdown()  # what the interpreter runs at exit
+    for handler in logging.getLogger().handlers:  # what logging.shutdown() does at exit
+        handler.flush()
+        handler.close()
     err = capsys.readouterr().err
     assert all(f"/webhooks/loop/{n} " in err for n in range(50))
