@@ -35,6 +35,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -269,6 +270,77 @@ def baseline(db_path: str, deliveries: list[Delivery]) -> tuple[float, int]:
     return elapsed, stored
 
 
+def _http_baseline_server(db_path: str, port: int) -> None:
+    """Runs in its own process: the least a Python HTTP service can do per webhook, for
+    comparison only. uvicorn on httptools and uvloop (as ``serve``), a bare ASGI callable
+    that reads the body, checks the HMAC and commits one INSERT, then answers 200. No
+    routing, no middleware, no group commit, no access log, no workflows."""
+    import uvicorn
+
+    conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("""CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, dedupe_key TEXT NOT NULL,
+        received_at TEXT NOT NULL, body BLOB NOT NULL, body_sha256 TEXT NOT NULL,
+        status TEXT NOT NULL, UNIQUE (source, dedupe_key))""")
+    header = HEADER.lower().encode("latin-1")
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        body = b"".join(chunks)
+        presented = dict(scope["headers"]).get(header, b"").decode()
+        status = 401
+        if _verify(body, presented, LOOP_SECRET):
+            digest = hashlib.sha256(body).hexdigest()
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO events (source, dedupe_key, received_at, body, "
+                         "body_sha256, status) VALUES (?, ?, ?, ?, ?, ?)",
+                         ("loop", digest, datetime.now(UTC).isoformat(), body, digest,
+                          "received"))
+            conn.execute("COMMIT")
+            status = 200
+        answer = b'{"status":"stored"}'
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(answer)).encode())]})
+        await send({"type": "http.response.body", "body": answer})
+
+    uvicorn.run(app, host="127.0.0.1", port=port, http="httptools", loop="uvloop",
+                access_log=False, log_level="warning", lifespan="off")
+
+
+def run_http_baseline(mp: multiprocessing.context.SpawnContext, directory: Path,
+                      deliveries: list[Delivery], concurrency: int) -> float:
+    """Accepted/s of :func:`_http_baseline_server`, driven like the service."""
+    port = free_port()
+    server = mp.Process(target=_http_baseline_server,
+                        args=(str(directory / "http-baseline.db"), port), daemon=True)
+    server.start()
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            if time.monotonic() > deadline or not server.is_alive():
+                raise RuntimeError("the HTTP baseline server did not start")
+            time.sleep(0.1)
+        with mp.Pool(1) as pool:
+            result = pool.apply(drive, (f"http://127.0.0.1:{port}/webhooks/loop", deliveries,
+                                        concurrency))
+    finally:
+        server.terminate()
+        server.join(10)
+    return result.accepted / result.elapsed_s if result.elapsed_s else 0.0
+
+
 # --------------------------------------------------------------------------- service side
 
 
@@ -350,6 +422,9 @@ def report_drive(result: DriveResult, baseline_rate: float) -> float:
         print(f"  responses: {dict(result.statuses)}")
     print(f"baseline events/s: {baseline_rate:.1f}")
     print(f"ratio service/baseline: {rate / baseline_rate:.3f}")
+    http_rate = FIGURES.get("http_baseline_per_s")
+    if http_rate:
+        print(f"ratio service/HTTP baseline: {rate / http_rate:.3f}")
     return rate
 
 
@@ -496,6 +571,11 @@ def main() -> None:
         directory = Path(tmp)
         # The baseline runs first, on an otherwise idle machine (no service, no workflows).
         baseline_rate = run_baseline(mp, directory, deliveries)
+        if not args.rate:
+            http_rate = run_http_baseline(mp, directory, deliveries, args.concurrency)
+            FIGURES.update(http_baseline_per_s=http_rate)
+            print(f"HTTP baseline events/s (bare ASGI app on uvicorn, HMAC + one INSERT each, "
+                  f"same driver): {http_rate:.1f}")
         if args.postgres:
             with scratch_database(args.postgres, prefix="rb_bench") as url:
                 run_service(mp, directory, deliveries, args.concurrency, url, baseline_rate,
