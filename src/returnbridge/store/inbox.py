@@ -9,6 +9,7 @@ is unique, a second copy only counts ``duplicates``.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,9 +18,10 @@ from sqlalchemy import Dialect, Engine, Table
 from sqlalchemy.engine.interfaces import DBAPICursor
 from sqlalchemy.orm import Session, sessionmaker
 
+from returnbridge.store.db import SQLITE_BUSY_TIMEOUT_MS
 from returnbridge.store.events import StoredEvent, column_text, sha256
 from returnbridge.store.models import InboundEvent, utcnow
-from returnbridge.store.write_gate import write_gate
+from returnbridge.store.write_gate import write_gate, write_gate_within
 
 # Workers on other processes or hosts LISTEN on this channel (PostgreSQL only).
 NOTIFY_CHANNEL = "returnbridge_events"
@@ -119,30 +121,74 @@ def store_events(factory: sessionmaker[Session], events: Sequence[NewEvent]) -> 
     ``duplicates`` counts it and its answer names the stored event."""
     if not events:
         return []
+    engine: Engine = factory.kw["bind"]
+    with write_gate(engine, priority=True):
+        return _store_committed(engine, events)
+
+
+def store_events_soon(factory: sessionmaker[Session], events: Sequence[NewEvent],
+                      wait_s: float) -> list[StoredEvent] | None:
+    """:func:`store_events` if SQLite's write gate comes free within ``wait_s`` (the event
+    worker ends its batch after the current event for it), else None (nothing stored): for
+    a caller that must not wait for a long transaction of another writer."""
+    if not events:
+        return []
+    engine: Engine = factory.kw["bind"]
+    with write_gate_within(engine, wait_s) as held:
+        if not held:
+            return None
+        try:
+            return _store_committed(engine, events, busy_ms=IF_FREE_BUSY_MS)
+        except _Busy:
+            return None
+
+
+IF_FREE_BUSY_MS = 20  # a writer outside the gate (another program) holds SQLite's lock
+
+
+class _Busy(Exception):
+    pass
+
+
+def _store_committed(engine: Engine, events: Sequence[NewEvent], busy_ms: int = 0
+                     ) -> list[StoredEvent]:
     received_at = utcnow()
     rows = [_row(e, received_at) for e in events]
-    engine: Engine = factory.kw["bind"]
     sql = _statements(engine.dialect)
-    with write_gate(engine, priority=True):
-        raw = engine.raw_connection()
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
         try:
-            cursor = raw.cursor()
-            try:
-                if not sql.postgres:  # the connection runs in autocommit mode (store/db.py)
-                    cursor.execute("BEGIN IMMEDIATE")
-                out = _store(cursor, sql, rows)
-                if sql.postgres and not all(s.duplicate for s in out):
-                    # Delivered at commit, to every worker listening (any host).
-                    cursor.execute(f"NOTIFY {NOTIFY_CHANNEL}")
-                raw.commit()
-            except BaseException:
-                raw.rollback()
-                raise
-            finally:
-                cursor.close()
+            if not sql.postgres:  # the connection runs in autocommit mode (store/db.py)
+                _begin_immediate(cursor, busy_ms)
+            out = _store(cursor, sql, rows)
+            if sql.postgres and not all(s.duplicate for s in out):
+                # Delivered at commit, to every worker listening (any host).
+                cursor.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+            raw.commit()
+        except BaseException:
+            raw.rollback()
+            raise
         finally:
-            raw.close()  # back to the pool
+            cursor.close()
+    finally:
+        raw.close()  # back to the pool
     return out
+
+
+def _begin_immediate(cursor: DBAPICursor, busy_ms: int) -> None:
+    """SQLite's BEGIN IMMEDIATE; with ``busy_ms``, waiting at most that long for a writer
+    (then :class:`_Busy`) instead of the connection's usual ``busy_timeout``."""
+    if not busy_ms:
+        cursor.execute("BEGIN IMMEDIATE")
+        return
+    cursor.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
+    try:
+        cursor.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        raise _Busy from exc
+    finally:
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
 
 def _store(cursor: DBAPICursor, sql: _Statements, rows: list[dict[str, object]]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
@@ -68,6 +69,38 @@ class _Gate:
                 fcntl.flock(self._gate_fd, fcntl.LOCK_UN)
             self.lock.release()
 
+    def take_within(self, seconds: float) -> bool:
+        """Take the gate, as a priority writer, if it comes free within ``seconds``;
+        False (not taken) otherwise. :meth:`give_back` after a True."""
+        deadline = time.monotonic() + seconds
+        wanted = self._want_fd >= 0
+        if wanted:
+            fcntl.flock(self._want_fd, fcntl.LOCK_SH)
+        try:
+            if not self.lock.acquire(timeout=max(seconds, 0.0)):
+                return False
+            while self._gate_fd >= 0:
+                try:
+                    fcntl.flock(self._gate_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:  # another process writes: wait a little
+                    if time.monotonic() >= deadline:
+                        self.lock.release()
+                        return False
+                    time.sleep(0.0005)
+                except BaseException:
+                    self.lock.release()
+                    raise
+            return True
+        finally:
+            if wanted:
+                fcntl.flock(self._want_fd, fcntl.LOCK_UN)
+
+    def give_back(self) -> None:
+        if self._gate_fd >= 0:
+            fcntl.flock(self._gate_fd, fcntl.LOCK_UN)
+        self.lock.release()
+
     def priority_waiting(self) -> bool:
         if self._probe_fd < 0:
             return False
@@ -103,6 +136,24 @@ def write_gate(engine: Engine | None, *, priority: bool = False
     if engine is None or engine.dialect.name != "sqlite":
         return nullcontext()
     return _gate(engine).hold(priority)
+
+
+@contextmanager
+def write_gate_within(engine: Engine, seconds: float) -> Iterator[bool]:
+    """``with write_gate_within(engine, s) as held:`` holds the gate for the block if it came
+    free within ``s`` seconds (asking the event worker, as a priority writer, to end its
+    batch); ``held`` False: it did not, nothing is held, do the write elsewhere.
+    PostgreSQL has no gate: always True at once."""
+    if engine.dialect.name != "sqlite":
+        yield True
+        return
+    gate = _gate(engine)
+    held = gate.take_within(seconds)
+    try:
+        yield held
+    finally:
+        if held:
+            gate.give_back()
 
 
 def priority_waiting(engine: Engine) -> bool:

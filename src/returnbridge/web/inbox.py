@@ -1,9 +1,13 @@
 """The request side of group commit (store/inbox.py).
 
 A webhook handler awaits :meth:`Inbox.store`; events that arrive while a batch is being
-committed wait together and go in the next transaction. One thread writes, so SQLite sees
-a single writer on the request path and PostgreSQL one WAL flush per batch. A request is
-answered only after the commit that holds its event.
+committed wait together and go in the next transaction, so PostgreSQL sees one WAL flush per
+batch. A request is answered only after the commit that holds its event.
+
+On SQLite a batch is committed on the event loop's thread when the write gate comes free
+within ``INLINE_WAIT_S`` (a long transaction elsewhere must not stall every request,
+health checks included, for longer); otherwise, and always on PostgreSQL, the inbox thread
+commits it and waits for the gate with priority.
 """
 
 from __future__ import annotations
@@ -14,14 +18,25 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy.orm import Session, sessionmaker
 
 from returnbridge.store.events import StoredEvent
-from returnbridge.store.inbox import NewEvent, store_events
+from returnbridge.store.inbox import NewEvent, store_events, store_events_soon
 
 MAX_BATCH = 256
+# SQLite: how long the event loop itself waits for the write gate before handing the batch
+# to the inbox thread. The event worker lets go after its current event (a few ms); a long
+# transaction of anything else must not stall every request for longer than this.
+INLINE_WAIT_S = 0.025
 
 
 class Inbox:
     def __init__(self, sessions: sessionmaker[Session], max_batch: int = MAX_BATCH) -> None:
         self.sessions = sessions
+        # SQLite: commit on the event loop's own thread when the write gate comes free
+        # within INLINE_WAIT_S (a commit is tens of microseconds; handing it to another
+        # thread and back costs two waits for the interpreter lock behind the event
+        # worker); else, and always on PostgreSQL (a network round trip and a WAL flush),
+        # in the inbox thread.
+        bind = sessions.kw.get("bind")
+        self.inline = bind is not None and bind.dialect.name == "sqlite"
         self.max_batch = max_batch
         self._pending: list[tuple[NewEvent, asyncio.Future[StoredEvent]]] = []
         self._flushing = False
@@ -43,11 +58,17 @@ class Inbox:
         batch: list[tuple[NewEvent, asyncio.Future[StoredEvent]]] = []
         try:
             while self._pending:
+                if self.inline:
+                    await asyncio.sleep(0)  # requests read in this turn join the batch
                 batch = self._pending[:self.max_batch]
                 del self._pending[:self.max_batch]
+                events = [e for e, _ in batch]
                 try:
-                    stored = await event_loop.run_in_executor(
-                        self._executor, store_events, self.sessions, [e for e, _ in batch])
+                    stored = store_events_soon(self.sessions, events, INLINE_WAIT_S) \
+                        if self.inline else None
+                    if stored is None:
+                        stored = await event_loop.run_in_executor(
+                            self._executor, store_events, self.sessions, events)
                 except Exception as exc:
                     if len(batch) == 1:
                         if not batch[0][1].done():
