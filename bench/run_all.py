@@ -200,6 +200,9 @@ def main() -> None:
     rows.append(Row("ingest vs baseline, SQLite", ">= 0.50", fmt(acc / base if acc and base
                     else None, "", 3), fmt(base, "/s"), "",
                     bool(acc and base and acc / base >= 0.5)))
+    http = sq.get("http_baseline_per_s")
+    rows.append(Row("ingest vs HTTP baseline, SQLite (bare ASGI app: HMAC + INSERT)", "(info)",
+                    fmt(acc / http if acc and http else None, "", 3), fmt(http, "/s"), ""))
     e2e = sq.get("processed_per_s")
     rows.append(Row("end to end, SQLite", ">= 300 returns/s", fmt(e2e, "/s", 1), "", "",
                     bool(e2e and e2e >= 300)))
