@@ -134,6 +134,20 @@ class EventsRepository:
         # Whether any event may be deferred, asked once per unit of work (a batch of the
         # event worker): most returns have none waiting, and the question costs a query.
         self._maybe_deferred: bool | None = None
+        # The event worker's outcomes kept for one statement at the end of its batch
+        # (:meth:`keep_marks`, :meth:`write_kept_marks`); None: written at once.
+        self._kept_marks: list[dict[str, Any]] | None = None
+
+    def keep_marks(self) -> None:
+        """From now on, keep the worker's outcomes (``mark(..., attempted=True)``) and
+        write them together in :meth:`write_kept_marks`, one round trip for a batch. Only
+        for a batch without savepoints: a kept outcome is not rolled back with one."""
+        self._kept_marks = []
+
+    def write_kept_marks(self) -> None:
+        kept, self._kept_marks = self._kept_marks, None
+        if kept:
+            self._session.connection().execute(_MARK_ATTEMPTED, kept)
 
     def get(self, event_id: int, *, for_update: bool = False) -> InboundEvent | None:
         stmt = select(InboundEvent).where(InboundEvent.id == event_id)
@@ -178,9 +192,12 @@ class EventsRepository:
         if status == "deferred":
             self._maybe_deferred = True
         if attempted:
-            self._session.connection().execute(_MARK_ATTEMPTED, {
-                "event_id": event_id, "status": status, "error": error[:4000],
-                "processed_at": utcnow()})
+            outcome = {"event_id": event_id, "status": status, "error": error[:4000],
+                       "processed_at": utcnow()}
+            if self._kept_marks is not None:
+                self._kept_marks.append(outcome)
+            else:
+                self._session.connection().execute(_MARK_ATTEMPTED, outcome)
             return
         self._session.execute(update(InboundEvent).where(InboundEvent.id == event_id).values(
             status=status, error=error[:4000], processed_at=utcnow()))

@@ -174,6 +174,8 @@ class EventWorker:
             with write_gate(self.rt.engine), self.rt.unit_of_work() as uow:
                 events = uow.events.claim(self._claim_limit(), skip_locked=not self.sqlite,
                                           not_ids=self._waiting_retries())
+                if not savepoints:  # outcomes in one statement at the end of the batch
+                    uow.events.keep_marks()
                 started = time.monotonic()
                 for n, event in enumerate(events, start=1):
                     if n > 1 and (time.monotonic() - started > self.batch_seconds
@@ -198,6 +200,7 @@ class EventWorker:
                                 invalid_in_batch(uow, event, invalid)
                     for hook in AFTER_EVENT_IN_BATCH:
                         hook(n)
+                uow.events.write_kept_marks()
         except _EventRaised:
             self._careful_next = True
             raise
