@@ -243,27 +243,36 @@ def _verify(body: bytes, presented: str, secret: str) -> bool:
     return hmac.compare_digest(expected, presented.encode("ascii"))
 
 
-def baseline(db_path: str, deliveries: list[Delivery]) -> tuple[float, int]:
-    """Runs in its own process: verify + one committed INSERT per event. (seconds, stored)."""
-    conn = sqlite3.connect(db_path)
+def _baseline_database(db_path: str) -> sqlite3.Connection:
+    """The baselines' table, in WAL mode with synchronous=NORMAL (as the service's)."""
+    conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("""CREATE TABLE events (
         id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, dedupe_key TEXT NOT NULL,
         received_at TEXT NOT NULL, body BLOB NOT NULL, body_sha256 TEXT NOT NULL,
         status TEXT NOT NULL, UNIQUE (source, dedupe_key))""")
-    conn.commit()
+    return conn
+
+
+def _insert_committed(conn: sqlite3.Connection, body: bytes) -> None:
+    digest = hashlib.sha256(body).hexdigest()
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("INSERT INTO events (source, dedupe_key, received_at, body, body_sha256,"
+                 " status) VALUES (?, ?, ?, ?, ?, ?)",
+                 ("loop", digest, datetime.now(UTC).isoformat(), body, digest, "received"))
+    conn.execute("COMMIT")
+
+
+def baseline(db_path: str, deliveries: list[Delivery]) -> tuple[float, int]:
+    """Runs in its own process: verify + one committed INSERT per event. (seconds, stored)."""
+    conn = _baseline_database(db_path)
     stored = 0
     started = time.perf_counter()
     for d in deliveries:
         if not _verify(d.body, d.signature, LOOP_SECRET):
             continue
-        digest = hashlib.sha256(d.body).hexdigest()
-        conn.execute("INSERT INTO events (source, dedupe_key, received_at, body, body_sha256,"
-                     " status) VALUES (?, ?, ?, ?, ?, ?)",
-                     ("loop", digest, datetime.now(UTC).isoformat(), d.body, digest,
-                      "received"))
-        conn.commit()
+        _insert_committed(conn, d.body)
         stored += 1
     elapsed = time.perf_counter() - started
     conn.close()
@@ -277,13 +286,7 @@ def _http_baseline_server(db_path: str, port: int) -> None:
     routing, no middleware, no group commit, no access log, no workflows."""
     import uvicorn
 
-    conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("""CREATE TABLE events (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, source TEXT NOT NULL, dedupe_key TEXT NOT NULL,
-        received_at TEXT NOT NULL, body BLOB NOT NULL, body_sha256 TEXT NOT NULL,
-        status TEXT NOT NULL, UNIQUE (source, dedupe_key))""")
+    conn = _baseline_database(db_path)
     header = HEADER.lower().encode("latin-1")
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -299,13 +302,7 @@ def _http_baseline_server(db_path: str, port: int) -> None:
         presented = dict(scope["headers"]).get(header, b"").decode()
         status = 401
         if _verify(body, presented, LOOP_SECRET):
-            digest = hashlib.sha256(body).hexdigest()
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("INSERT INTO events (source, dedupe_key, received_at, body, "
-                         "body_sha256, status) VALUES (?, ?, ?, ?, ?, ?)",
-                         ("loop", digest, datetime.now(UTC).isoformat(), body, digest,
-                          "received"))
-            conn.execute("COMMIT")
+            _insert_committed(conn, body)
             status = 200
         answer = b'{"status":"stored"}'
         await send({"type": "http.response.start", "status": status,
