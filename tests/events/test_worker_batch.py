@@ -49,3 +49,30 @@ def test_a_batch_applies_the_good_and_keeps_the_unreadable(
     assert problem.details["event_id"] == str(ids[1])
     assert f"events show {ids[1]}" in problem.next_action
     assert _invalid_count() == invalid_before + 1
+
+
+def test_a_batch_finds_returns_stored_earlier_and_creates_new_ones_once(
+        runtime_factory: Callable[..., Runtime]) -> None:
+    """The worker reads a batch's returns in one query: a later event of a stored return
+    updates that row, a new return gets one row, and nothing is applied twice."""
+    rt = runtime_factory()
+    first = return_payload(4201, Scenario("refund", ("TEE-BLK-M",)))
+    store_event(rt.sessions, source="loop", body=json.dumps(first).encode(), headers={})
+    worker = EventWorker(rt, batch_seconds=60.0)
+    assert worker.run_batch() == 1
+    closed = return_payload(4201, Scenario("refund", ("TEE-BLK-M",), state="closed"),
+                            trigger="return.closed")
+    closed["updated_at"] = "2099-01-01T00:00:00+00:00"
+    bodies = [closed, return_payload(4202, Scenario("refund", ("TEE-BLK-M",)))]
+    ids = [store_event(rt.sessions, source="loop", body=json.dumps(b).encode(),
+                       headers={}).event_id for b in bodies]
+    assert worker.run_batch() == 2
+
+    with rt.unit_of_work() as uow:
+        statuses = list(uow.session.scalars(select(InboundEvent.status).where(
+            InboundEvent.id.in_(ids)).order_by(InboundEvent.id)))
+        rows = {r.associated_ref: r for r in uow.session.scalars(select(ReturnRow))}
+    assert statuses == ["processed", "processed"]
+    assert sorted(rows) == ["LR-4201", "LR-4202"]
+    assert rows["LR-4201"].state == "closed"
+    assert rows["LR-4202"].state == "requested"

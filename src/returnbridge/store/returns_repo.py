@@ -7,7 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, event, func, insert, select, update
+from sqlalchemy import Connection, Table, event, func, insert, select, tuple_, update
 from sqlalchemy.orm import Mapper, Session, selectinload
 
 from returnbridge.domain.khaos_status import KhaosStatus, move
@@ -24,6 +24,7 @@ from returnbridge.store.models import (
     TimelineEntry,
     utcnow,
 )
+from returnbridge.store.reads import reading
 
 
 def case_of(row: ReturnRow) -> ReturnCase:
@@ -48,8 +49,31 @@ class ReturnsRepository:
 
     def __init__(self, session: Session) -> None:
         self._session = session
+        # (source, source_return_id) -> the row, or None when it does not exist: what
+        # ``prefetch_for_update`` read for a batch (and rows created since), so that
+        # ``find_for_update`` needs no query of its own for those keys.
+        self._known: dict[tuple[str, str], ReturnRow | None] = {}
+
+    def prefetch_for_update(self, keys: Sequence[tuple[str, str]]) -> None:
+        """Read and lock, in one query, the returns ``keys`` name (the event worker's batch:
+        one round trip instead of one per event); absent ones are remembered as absent."""
+        wanted = sorted({k for k in keys if k[1]} - set(self._known))
+        if not wanted:
+            return
+        with reading(self._session, ReturnRow):
+            rows = self._session.scalars(
+                select(ReturnRow)
+                .where(tuple_(ReturnRow.source, ReturnRow.source_return_id).in_(wanted))
+                .with_for_update()).all()
+        self._known.update(dict.fromkeys(wanted))
+        self._known.update({(row.source, row.source_return_id): row for row in rows})
 
     def find_for_update(self, source: str, source_return_id: str) -> ReturnRow | None:
+        key = (source, source_return_id)
+        if key in self._known:
+            known = self._known[key]
+            if known is None or known in self._session:  # (not one a savepoint rolled back)
+                return known
         stmt = (
             select(ReturnRow)
             .where(ReturnRow.source == source, ReturnRow.source_return_id == source_return_id)
@@ -81,6 +105,7 @@ class ReturnsRepository:
                 khaos_status=KhaosStatus.PENDING.value, first_seen_at=utcnow(),
             )
             self._session.add(row)
+            self._known[(row.source, row.source_return_id)] = row
         row.order_ref = case.order_ref[:80]
         row.customer_email = case.customer.email[:255]
         row.currency = case.currency[:3]

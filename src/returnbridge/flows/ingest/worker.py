@@ -176,6 +176,8 @@ class EventWorker:
                                           not_ids=self._waiting_retries())
                 if not savepoints:  # outcomes in one statement at the end of the batch
                     uow.events.keep_marks()
+                # the batch's returns read (and locked) in one query, not one per event
+                uow.returns.prefetch_for_update([(e.source, e.source_ref) for e in events])
                 started = time.monotonic()
                 for n, event in enumerate(events, start=1):
                     if n > 1 and (time.monotonic() - started > self.batch_seconds
