@@ -4,7 +4,7 @@ A webhook handler awaits :meth:`Inbox.store`; events that arrive while a batch i
 committed wait together and go in the next transaction, so PostgreSQL sees one WAL flush per
 batch. A request is answered only after the commit that holds its event.
 
-On SQLite a batch is committed on the event loop's thread when the write gate comes free
+On SQLite a batch is committed on the HTTP (asyncio) thread when the write gate comes free
 within ``INLINE_WAIT_S`` (a long transaction elsewhere must not stall every request,
 health checks included, for longer); otherwise, and always on PostgreSQL, the inbox thread
 commits it and waits for the gate with priority.
@@ -21,7 +21,7 @@ from returnbridge.store.events import StoredEvent
 from returnbridge.store.inbox import NewEvent, store_events, store_events_soon
 
 MAX_BATCH = 256
-# SQLite: how long the event loop itself waits for the write gate before handing the batch
+# SQLite: how long the HTTP thread itself waits for the write gate before handing the batch
 # to the inbox thread. The event worker lets go after its current event (a few ms); a long
 # transaction of anything else must not stall every request for longer than this.
 INLINE_WAIT_S = 0.025
@@ -30,7 +30,7 @@ INLINE_WAIT_S = 0.025
 class Inbox:
     def __init__(self, sessions: sessionmaker[Session], max_batch: int = MAX_BATCH) -> None:
         self.sessions = sessions
-        # SQLite: commit on the event loop's own thread when the write gate comes free
+        # SQLite: commit on the HTTP thread itself when the write gate comes free
         # within INLINE_WAIT_S (a commit is tens of microseconds; handing it to another
         # thread and back costs two waits for the interpreter lock behind the event
         # worker); else, and always on PostgreSQL (a network round trip and a WAL flush),
