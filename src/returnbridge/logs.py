@@ -91,8 +91,9 @@ class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
 
     A write is a system call that lets go of the interpreter lock, and under a burst of
     webhooks taking it back behind the event worker cost more than the line itself
-    (docs/operations.md, "Ingest"). The price: a process killed outright (SIGKILL) loses
-    up to ``BATCH_SECONDS`` of access-log lines; a normal stop writes them."""
+    (docs/operations.md, "Sizing", session 11). The price: a process killed outright
+    (SIGKILL) loses up to ``BATCH_SECONDS`` of access-log lines; a normal stop writes
+    them."""
 
     BATCHED = frozenset({"uvicorn.access"})
     BATCH_SECONDS = 0.25

@@ -40,6 +40,13 @@ class NewEvent:
 
 
 TABLE: Table = InboundEvent.__table__  # type: ignore[assignment]
+# store_events_soon: how long SQLite's own lock may keep it waiting once the gate is held
+# (only a writer outside returnbridge's gate, another program, can hold it then).
+SOON_BUSY_MS = 20
+
+
+class _Busy(Exception):
+    """SQLite stayed locked for ``SOON_BUSY_MS``."""
 
 
 def _row(e: NewEvent, received_at: object) -> dict[str, object]:
@@ -116,7 +123,8 @@ def store_events(factory: sessionmaker[Session], events: Sequence[NewEvent]) -> 
 
     One multi-row INSERT for the batch, sent as plain SQL on the pool's DBAPI connection:
     the request path waits for this, and SQLAlchemy's statement machinery cost four times
-    the database's own work for a batch of a few events (docs/operations.md, "Ingest").
+    the database's own work for a batch of a few events (docs/operations.md, "Sizing",
+    session 11).
     A copy already stored, or earlier in the same batch, is a duplicate: its row's
     ``duplicates`` counts it and its answer names the stored event."""
     if not events:
@@ -138,16 +146,9 @@ def store_events_soon(factory: sessionmaker[Session], events: Sequence[NewEvent]
         if not held:
             return None
         try:
-            return _store_committed(engine, events, busy_ms=IF_FREE_BUSY_MS)
+            return _store_committed(engine, events, busy_ms=SOON_BUSY_MS)
         except _Busy:
             return None
-
-
-IF_FREE_BUSY_MS = 20  # a writer outside the gate (another program) holds SQLite's lock
-
-
-class _Busy(Exception):
-    pass
 
 
 def _store_committed(engine: Engine, events: Sequence[NewEvent], busy_ms: int = 0

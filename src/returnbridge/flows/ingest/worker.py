@@ -56,7 +56,7 @@ AFTER_EVENT_IN_BATCH: list[Callable[[int], None]] = []
 
 
 class _EventRaised(Exception):
-    """An event raised in a batch applied without savepoints (the batch is redone with)."""
+    """An event raised in a batch applied without savepoints: apply it again with them."""
 
 
 class EventWorker:
