@@ -134,8 +134,14 @@ class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
                     return
 
     def _write_every_batch(self) -> None:
+        """Runs while access-log lines keep coming; ends after a quiet interval (the next
+        line starts it again), so a replaced handler leaves no thread behind."""
         while True:
             time.sleep(self.BATCH_SECONDS)
+            with self.lock:  # type: ignore[union-attr]
+                if not self._kept:
+                    self._writer = None  # emit (under this lock) starts a new one
+                    return
             self.flush()
 
 

@@ -3,6 +3,7 @@ operator reading the log sees every line within a second, in the order things ha
 with secrets redacted, and nothing is lost when the process stops normally."""
 
 import logging
+import threading
 import time
 from collections.abc import Iterator
 
@@ -67,3 +68,23 @@ def test_a_normal_stop_writes_what_is_kept(configured: None,
         handler.close()
     err = capsys.readouterr().err
     assert all(f"/webhooks/loop/{n} " in err for n in range(50))
+
+
+def test_the_writer_stops_when_the_lines_stop(configured: None,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A quiet service keeps no thread waking four times a second for nothing, and a
+    handler replaced by a new configuration leaves none behind; the next line is still
+    written."""
+    _access("/webhooks/loop/early")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(
+            t.name == "log-writer" for t in threading.enumerate()):
+        time.sleep(0.05)
+    assert not any(t.name == "log-writer" for t in threading.enumerate())
+    _access("/webhooks/loop/late")
+    deadline = time.monotonic() + 5
+    seen = ""
+    while time.monotonic() < deadline and "/late" not in seen:
+        time.sleep(0.05)
+        seen += capsys.readouterr().err
+    assert "/late" in seen
