@@ -37,6 +37,7 @@ bench: sync
 # The individual bench scripts, each with its own detailed output.
 bench-detail: sync
 	$(UV) run --frozen python bench/ingest.py
+	$(UV) run --frozen python bench/ingest.py --postgres --backlog --workers 2 --events 4000
 	$(UV) run --frozen python bench/stock_upload.py
 	$(UV) run --frozen python bench/backfill.py
 	$(UV) run --frozen python bench/reconcile.py

@@ -451,6 +451,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1,
                         help="event workers: 1 = serve alone; N > 1 adds N-1 'returnbridge "
                         "worker' processes; 0 = serve --no-worker (ingest only)")
+    parser.add_argument("--backlog", action="store_true",
+                        help="store every webhook first (serve --no-worker), then start "
+                        "--workers 'returnbridge worker' processes on the backlog and report "
+                        "their steady processing rate (a catch-up after an outage or a bulk "
+                        "close: what extra workers add, without the webhooks' own CPU)")
     parser.add_argument("--rate", type=float, default=0.0,
                         help="offered load in requests/s (default: as fast as answered)")
     parser.add_argument("--json", default="", metavar="PATH",
@@ -462,6 +467,8 @@ def parse_args() -> argparse.Namespace:
     args = parser.parse_args()
     if args.events < 1 or args.concurrency < 1:
         parser.error("--events and --concurrency must be at least 1")
+    if args.backlog and (args.workers < 1 or args.rate):
+        parser.error("--backlog needs --workers 1 or more and no --rate")
     return args
 
 
@@ -556,8 +563,68 @@ def run_service(mp: multiprocessing.context.SpawnContext, directory: Path,
         service.stop()
 
 
+BACKLOG_WINDOW = (0.1, 0.9)  # the steady part of a catch-up: worker start-up and tail left out
+
+
+def steady_rate(url: str) -> tuple[float, float]:
+    """(events/s between the 10th and 90th percentile of processed_at, whole span in s)."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            stamps = sorted(t.timestamp() for t in conn.execute(
+                select(InboundEvent.processed_at)
+                .where(InboundEvent.processed_at.is_not(None))).scalars())
+    finally:
+        engine.dispose()
+    if len(stamps) < 10:
+        return 0.0, 0.0
+    low, high = (stamps[int(q * (len(stamps) - 1))] for q in BACKLOG_WINDOW)
+    inside = sum(1 for t in stamps if low <= t <= high)
+    return (inside / (high - low) if high > low else 0.0), stamps[-1] - stamps[0]
+
+
+def run_backlog(mp: multiprocessing.context.SpawnContext, directory: Path,
+                deliveries: list[Delivery], concurrency: int, database_url: str | None,
+                workers: int) -> None:
+    """Webhooks stored by ``serve --no-worker``; then ``workers`` worker processes, started
+    together, work the backlog off while serve stays up (idle)."""
+    port = free_port()
+    config, url = write_config(directory, port, database_url)
+    migrate(url)
+    service = ServiceProcess(config, port, directory / "service.log", "--no-worker")
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        service.start()
+        with mp.Pool(1) as pool:
+            result = pool.apply(drive, (f"{service.base_url}/webhooks/loop", deliveries,
+                                        concurrency))
+        print(f"backlog stored: {result.accepted} webhooks ({result.errors} errors)")
+        procs = start_workers(config, directory, workers)
+        state, waited = wait_processed(url, result.accepted, PROCESS_WAIT_S)
+        if state.done < result.accepted:
+            print(f"backlog: only {state.done}/{result.accepted} processed after "
+                  f"{waited:.0f}s; statuses {state.statuses}")
+            return
+        rate, span = steady_rate(url)
+        FIGURES.update(backlog_per_s=rate, backlog_span_s=span)
+        print(f"backlog processed by {workers} worker(s): {rate:.1f} events/s steady "
+              f"(middle 80%), all {state.done} in {span:.1f}s; statuses {state.statuses}")
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        service.stop()
+
+
 def main() -> None:
     args = parse_args()
+    if args.backlog:
+        main_backlog(args)
+        return
     mp = multiprocessing.get_context("spawn")
     deliveries = make_deliveries(args.events)
     backend = "postgresql" if args.postgres else "sqlite"
@@ -580,6 +647,22 @@ def main() -> None:
         else:
             run_service(mp, directory, deliveries, args.concurrency, None, baseline_rate,
                         args.workers, args.rate)
+    if args.json:
+        Path(args.json).write_text(json.dumps(FIGURES), encoding="utf-8")
+
+
+def main_backlog(args: argparse.Namespace) -> None:
+    mp = multiprocessing.get_context("spawn")
+    deliveries = make_deliveries(args.events)
+    backend = "postgresql" if args.postgres else "sqlite"
+    print(f"returnbridge backlog bench: {args.events} signed Loop webhooks stored, then "
+          f"{args.workers} worker process(es) on {backend}")
+    with tempfile.TemporaryDirectory(prefix="returnbridge-bench-") as tmp:
+        if args.postgres:
+            with scratch_database(args.postgres, prefix="rb_bench") as url:
+                run_backlog(mp, Path(tmp), deliveries, args.concurrency, url, args.workers)
+        else:
+            run_backlog(mp, Path(tmp), deliveries, args.concurrency, None, args.workers)
     if args.json:
         Path(args.json).write_text(json.dumps(FIGURES), encoding="utf-8")
 
