@@ -531,6 +531,16 @@ def start_workers(config: Path, directory: Path, count: int) -> list[subprocess.
     return procs
 
 
+def stop_workers(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def run_service(mp: multiprocessing.context.SpawnContext, directory: Path,
                 deliveries: list[Delivery], concurrency: int, database_url: str | None,
                 baseline_rate: float, workers: int = 1, rate: float = 0.0) -> None:
@@ -553,13 +563,7 @@ def run_service(mp: multiprocessing.context.SpawnContext, directory: Path,
             report_processing(state, waited, result.accepted, result.first_send_wall)
             time_khaos_page(service.base_url, config)
     finally:
-        for proc in extra:
-            proc.send_signal(signal.SIGTERM)
-        for proc in extra:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_workers(extra)
         service.stop()
 
 
@@ -610,13 +614,7 @@ def run_backlog(mp: multiprocessing.context.SpawnContext, directory: Path,
         print(f"backlog processed by {workers} worker(s): {rate:.1f} events/s steady "
               f"(middle 80%), all {state.done} in {span:.1f}s; statuses {state.statuses}")
     finally:
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_workers(procs)
         service.stop()
 
 
