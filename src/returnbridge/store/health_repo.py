@@ -3,6 +3,7 @@ and each scheduled job's last run."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, select
@@ -19,6 +20,16 @@ from returnbridge.store.models import (
     StockItem,
     Watermark,
 )
+
+
+@dataclass(frozen=True)
+class EventQueue:
+    """Stored events not applied: waiting for a worker, deferred, failed."""
+
+    waiting: int
+    oldest_waiting: datetime | None
+    deferred: int
+    failed: int
 
 
 class HealthRepository:
@@ -87,6 +98,19 @@ class HealthRepository:
         """When the last event from ``source`` that did not fail was received."""
         return self._session.scalar(select(func.max(InboundEvent.received_at)).where(
             InboundEvent.source == source, InboundEvent.status != "failed"))
+
+    def event_queue(self) -> EventQueue:
+        """How many stored events wait for a worker (and since when), are deferred, failed:
+        one query on the status index (applied events are not counted)."""
+        rows = self._session.execute(
+            select(InboundEvent.status, func.count(), func.min(InboundEvent.received_at))
+            .where(InboundEvent.status.in_(("received", "deferred", "failed")))
+            .group_by(InboundEvent.status)).all()
+        found = {str(r[0]): (int(r[1]), r[2]) for r in rows}
+        waiting, oldest = found.get("received", (0, None))
+        return EventQueue(waiting=waiting, oldest_waiting=oldest,
+                          deferred=found.get("deferred", (0, None))[0],
+                          failed=found.get("failed", (0, None))[0])
 
     def last_failed_event(self, source: str) -> InboundEvent | None:
         return self._session.scalars(select(InboundEvent).where(

@@ -1,4 +1,5 @@
-"""The Health page's data: configuration checks, what each connection last did, schedules.
+"""The Health page's data: configuration checks, whether stored events are being applied,
+what each connection last did, schedules.
 
 "Last success" is evidence the database already holds (the last event received from a
 source, the last Khaos poll answered, the last push from Khaos, the last refund made); "last
@@ -6,14 +7,19 @@ error" is the newest failed event or open exception about that connection."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from returnbridge.checks import check_settings
 from returnbridge.flows.engine.jobs import jobs
 from returnbridge.flows.engine.runtime import Runtime
-from returnbridge.store.health_repo import HealthRepository
+from returnbridge.store.health_repo import EventQueue, HealthRepository
 from returnbridge.store.models import JobRun
+
+# A worker applies a stored event within seconds (it is woken when one is stored, and polls
+# every [server].event_poll_seconds); one that has waited this long means no worker runs,
+# or the workers cannot keep up.
+EVENTS_BEHIND_AFTER = timedelta(minutes=10)
 
 
 def _last_run(run: JobRun) -> datetime | None:
@@ -29,6 +35,50 @@ def _last_result(run: JobRun) -> str:
 
 def _iso(value: datetime | None) -> str:
     return value.isoformat()[:19].replace("T", " ") if value else ""
+
+
+def _duration(delta: timedelta) -> str:
+    minutes = max(int(delta.total_seconds() // 60), 0)
+    if minutes < 1:
+        return "less than a minute"
+    if minutes < 60:
+        return f"{minutes} min"
+    if minutes < 48 * 60:
+        return f"{minutes // 60} h {minutes % 60} min"
+    return f"{minutes // 1440} days {(minutes // 60) % 24} h"
+
+
+def event_processing(queue: EventQueue, now: datetime) -> dict[str, Any]:
+    """The Event processing section: the figures, a verdict and, when something is wrong,
+    what to do about it."""
+    waited = now - queue.oldest_waiting if queue.oldest_waiting else None
+    if not queue.waiting:
+        verdict, level = "Every stored event has been applied.", "ok"
+    elif waited is None or waited < EVENTS_BEHIND_AFTER:
+        verdict = (f"{queue.waiting} event(s) waiting to be applied; the oldest arrived "
+                   f"{_duration(waited or timedelta())} ago. Normal during a burst.")
+        level = "ok"
+    else:
+        verdict = (f"{queue.waiting} event(s) waiting; the oldest has waited "
+                   f"{_duration(waited)}. Check that a worker is running ('returnbridge "
+                   "worker' processes, or the worker child of 'serve': an open worker_down "
+                   "exception says it keeps dying) and read its log. If it runs but cannot "
+                   "keep up, add workers (docs/operations.md, Sizing).")
+        level = "error"
+    actions: list[str] = []
+    if queue.failed:
+        actions.append(f"{queue.failed} event(s) failed after their retries: each has an "
+                       "event_failed exception (runbook docs/runbooks/event_failed.md); "
+                       "'returnbridge events list --status failed' lists them.")
+    if queue.deferred:
+        actions.append(f"{queue.deferred} event(s) deferred: about a return returnbridge "
+                       "has not received yet; applied as soon as it arrives (a status_drift "
+                       "exception opens for ops when one waits too long).")
+    return {"waiting": queue.waiting,
+            "oldest_waiting": _iso(queue.oldest_waiting),
+            "waited": _duration(waited) if waited is not None else "",
+            "deferred": queue.deferred, "failed": queue.failed,
+            "verdict": verdict, "level": level, "actions": actions}
 
 
 def _source(health: HealthRepository, source: str) -> dict[str, str]:
@@ -75,6 +125,7 @@ def health_data(rt: Runtime) -> dict[str, Any]:
             "last_success": _iso(last_refund), "last_success_what": "last refund made",
             "last_error": _iso(refund_problem.last_seen_at) if refund_problem else "",
             "error": refund_problem.message[:300] if refund_problem else ""})
+        events = event_processing(health.event_queue(), datetime.now(UTC))
         all_marks = health.watermarks()
         runs = {r.name: r for r in health.job_runs()}
     marks = [{"name": m.name, "value": m.value[:80], "updated_at": _iso(m.updated_at)}
@@ -87,7 +138,8 @@ def health_data(rt: Runtime) -> dict[str, Any]:
                      "every": f"{seconds / 60:g} min" if seconds > 0 else "off (not configured)",
                      "last_run": _iso(_last_run(last)) if last else "",
                      "last_result": _last_result(last) if last else ""})
-    return {"findings": findings, "connections": connections, "jobs": job_rows,
+    return {"findings": findings, "events": events, "connections": connections,
+            "jobs": job_rows,
             "watermarks": marks,
             "errors": sum(1 for f in findings if f["level"] == "error"),
             "warnings": sum(1 for f in findings if f["level"] == "warning")}
