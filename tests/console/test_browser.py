@@ -218,6 +218,9 @@ def test_each_role_signs_in_and_sees_its_name_and_role(console: Console) -> None
             console.shot(page, "overview.png")
             page.goto("/console/health")
             expect(page.get_by_role("heading", name="Connections")).to_be_visible()
+            expect(page.get_by_role("heading", name="Event processing")).to_be_visible()
+            expect(page.get_by_test_id("events-verdict")).to_have_text(
+                re.compile(r"applied|waiting"))
             console.shot(page, "health.png")
         page.get_by_role("button", name="Sign out").click()
         expect(page.get_by_role("heading", name="Sign in")).to_be_visible()

@@ -153,6 +153,12 @@ class CycleResult:
     soap_batches: int = 0
     late: int = 0
 
+    def __str__(self) -> str:
+        """As the Health page and the job log show it."""
+        return (f"{self.pushed} return(s) confirmed from Khaos order statuses, "
+                f"{self.soap_batches} SOAP check(s) queued, "
+                f"{self.late} past the import deadline")
+
 
 def run_confirm_cycle(rt: Runtime, *, durable: bool) -> CycleResult:
     """One scheduled pass: order-status pushes, SOAP sweep (queued when ``durable``), SLA."""
