@@ -43,6 +43,13 @@ def test_events_waiting_too_long_name_the_worker_and_the_sizing_guide() -> None:
     assert "worker_down" in shown["verdict"] and "Sizing" in shown["verdict"]
 
 
+def test_the_verdict_turns_when_the_prometheus_rule_would_page() -> None:
+    # deploy/prometheus/alerts.yml pages when the oldest stored event waits over 900 s.
+    levels = [event_processing(EventQueue(1, NOW - timedelta(minutes=m), 0, 0), NOW)["level"]
+              for m in (14, 16)]
+    assert levels == ["ok", "error"]
+
+
 def test_failed_and_deferred_events_say_where_to_look() -> None:
     shown = event_processing(EventQueue(0, None, 2, 3), NOW)
     assert shown["level"] == "ok"  # nothing waits for a worker

@@ -19,7 +19,7 @@ from returnbridge.store.models import JobRun
 # A worker applies a stored event within seconds (it is woken when one is stored, and polls
 # every [server].event_poll_seconds); one that has waited this long means no worker runs,
 # or the workers cannot keep up.
-EVENTS_BEHIND_AFTER = timedelta(minutes=10)
+EVENTS_BEHIND_AFTER = timedelta(minutes=15)  # as deploy/prometheus/alerts.yml pages
 
 
 def _last_run(run: JobRun) -> datetime | None:
