@@ -76,3 +76,38 @@ def test_a_batch_finds_returns_stored_earlier_and_creates_new_ones_once(
     assert sorted(rows) == ["LR-4201", "LR-4202"]
     assert rows["LR-4201"].state == "closed"
     assert rows["LR-4202"].state == "requested"
+
+
+def _lines(rt: Runtime, ref: str) -> list[tuple[int, str, int]]:
+    with rt.unit_of_work() as uow:
+        row = uow.session.scalars(select(ReturnRow).where(
+            ReturnRow.associated_ref == ref)).one()
+        return [(line.id, line.sku, line.quantity) for line in row.lines]
+
+
+def test_an_update_keeps_unchanged_lines_and_replaces_changed_ones(
+        runtime_factory: Callable[..., Runtime]) -> None:
+    """Most updates of a return (a label, a note) leave its lines as they were: they are not
+    rewritten. An update that changes them writes the new ones."""
+    rt = runtime_factory()
+    worker = EventWorker(rt, batch_seconds=60.0)
+
+    def apply(skus: tuple[str, ...], edited: str) -> None:
+        body = return_payload(4301, Scenario("refund", skus),
+                              trigger="return.updated" if edited else "return.created")
+        body["edited_at"] = edited or None
+        store_event(rt.sessions, source="loop", body=json.dumps(body).encode(), headers={})
+        assert worker.run_batch() == 1
+
+    apply(("TEE-BLK-M",), "")
+    created = _lines(rt, "LR-4301")
+    assert [(sku, qty) for _, sku, qty in created] == [("TEE-BLK-M", 1)]
+    apply(("TEE-BLK-M",), "2026-11-21T12:00:00+00:00")  # nothing about the items changed
+    assert _lines(rt, "LR-4301") == created
+    apply(("TEE-BLK-M", "JEAN-IND-32"), "2026-11-22T12:00:00+00:00")  # an item added
+    changed = _lines(rt, "LR-4301")
+    assert sorted((sku, qty) for _, sku, qty in changed) == [("JEAN-IND-32", 1),
+                                                             ("TEE-BLK-M", 1)]
+    with rt.unit_of_work() as uow:
+        statuses = set(uow.session.scalars(select(InboundEvent.status)))
+    assert statuses == {"processed"}

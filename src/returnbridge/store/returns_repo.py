@@ -7,7 +7,17 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, event, func, insert, select, tuple_, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    Table,
+    event,
+    func,
+    insert,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import Mapper, Session, selectinload
 
 from returnbridge.domain.khaos_status import KhaosStatus, move
@@ -32,6 +42,8 @@ def case_of(row: ReturnRow) -> ReturnCase:
 
 
 _TIMELINE = cast(Table, TimelineEntry.__table__)
+_LINES = cast(Table, ReturnLineRow.__table__)
+_EXCHANGES = cast(Table, ExchangeLineRow.__table__)
 _WAITING_TIMELINE = "_timeline_waiting"  # entries of a row not written yet
 
 
@@ -42,6 +54,40 @@ def _write_waiting_timeline(_mapper: Mapper[ReturnRow], connection: Connection,
     waiting = row.__dict__.pop(_WAITING_TIMELINE, None)
     if waiting:
         connection.execute(_TIMELINE.insert(), [{"return_id": row.id, **e} for e in waiting])
+
+
+def _column_value(row: object, column: Column[Any]) -> Any:
+    """``column``'s value on ``row``: set, or what its INSERT would write by default."""
+    if column.key in row.__dict__:
+        return row.__dict__[column.key]
+    default = column.default
+    if default is None:
+        return None
+    arg = getattr(default, "arg", None)
+    return arg(None) if callable(arg) else arg
+
+
+def _same_children(stored: Sequence[object], wanted: Sequence[object], table: Table) -> bool:
+    """Whether ``wanted`` (new objects) would write what ``stored`` (rows) already hold, in
+    the same order: every column but the keys."""
+    if len(stored) != len(wanted):
+        return False
+    columns = [c for c in table.columns if not c.primary_key and not c.foreign_keys]
+    return all(getattr(old, c.key) == _column_value(new, c)
+               for old, new in zip(stored, wanted, strict=True) for c in columns)
+
+
+def _set_lines(row: ReturnRow, lines: list[ReturnLineRow]) -> None:
+    """Replace the return's lines, unless they are already these: an update of a return
+    (a label, a note, a state) mostly leaves its lines as they were, and replacing them
+    costs a DELETE and an INSERT of every line."""
+    if row.id is None or not _same_children(row.lines, lines, _LINES):
+        row.lines = lines
+
+
+def _set_exchanges(row: ReturnRow, exchanges: list[ExchangeLineRow]) -> None:
+    if row.id is None or not _same_children(row.exchanges, exchanges, _EXCHANGES):
+        row.exchanges = exchanges
 
 
 class ReturnsRepository:
@@ -64,6 +110,9 @@ class ReturnsRepository:
             rows = self._session.scalars(
                 select(ReturnRow)
                 .where(tuple_(ReturnRow.source, ReturnRow.source_return_id).in_(wanted))
+                # An update compares and may replace a return's lines: read them with the
+                # batch (one query each) rather than one lazy load per event.
+                .options(selectinload(ReturnRow.lines), selectinload(ReturnRow.exchanges))
                 .with_for_update()).all()
         self._known.update(dict.fromkeys(wanted))
         self._known.update({(row.source, row.source_return_id): row for row in rows})
@@ -128,7 +177,7 @@ class ReturnsRepository:
         return row
 
     def _write_effective_lines(self, row: ReturnRow, case: ReturnCase) -> None:
-        row.lines = [
+        _set_lines(row, [
             ReturnLineRow(
                 position=i, sku=line.sku[:100], quantity=line.quantity, unit_net=line.unit_net,
                 unit_tax=line.unit_tax, unit_gross=line.unit_gross, discount=line.discount,
@@ -138,14 +187,14 @@ class ReturnsRepository:
                 received_at=line.received_at, source_unit_ids=list(line.source_unit_ids),
             )
             for i, line in enumerate(effective_lines(case))
-        ]
-        row.exchanges = [
+        ])
+        _set_exchanges(row, [
             ExchangeLineRow(
                 position=i, sku=ex.sku[:100], quantity=ex.quantity, unit_net=ex.unit_net,
                 unit_tax=ex.unit_tax, unit_gross=ex.unit_gross, out_of_stock=ex.out_of_stock,
             )
             for i, ex in enumerate(case.exchanges)
-        ]
+        ])
 
     def apply_decision(self, row: ReturnRow, decision: Decision,
                        effective: ReturnCase | None = None) -> None:
@@ -160,7 +209,7 @@ class ReturnsRepository:
             if effective is not None:
                 self._write_effective_lines(row, effective)
             return
-        row.lines = [
+        _set_lines(row, [
             ReturnLineRow(
                 position=i, sku=d.line.sku[:100], quantity=d.line.quantity,
                 unit_net=d.line.unit_net, unit_tax=d.line.unit_tax, unit_gross=d.line.unit_gross,
@@ -172,15 +221,15 @@ class ReturnsRepository:
                 khaos_reason_id=d.khaos_reason_id, processing=d.processing.value,
             )
             for i, d in enumerate(decision.document)
-        ]
+        ])
         if decision.exchanges:  # items sent without a SKU carry their resolved StockCode now
-            row.exchanges = [
+            _set_exchanges(row, [
                 ExchangeLineRow(
                     position=i, sku=ex.sku[:100], quantity=ex.quantity, unit_net=ex.unit_net,
                     unit_tax=ex.unit_tax, unit_gross=ex.unit_gross, out_of_stock=ex.out_of_stock,
                 )
                 for i, ex in enumerate(decision.exchanges)
-            ]
+            ])
 
     def add_timeline(self, row: ReturnRow, kind: str, message: str,
                      evidence: dict[str, Any] | None = None) -> None:
