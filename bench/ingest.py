@@ -32,7 +32,7 @@ import threading
 import time
 from collections import Counter
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -73,14 +73,33 @@ class Delivery:
     signature: str
 
 
-def make_deliveries(count: int) -> list[Delivery]:
-    """``count`` distinct return webhooks, as Loop would send them, signed with the demo secret."""
+# A return's life in Loop's ``return`` topic, one webhook each: created, then updated (a
+# label, a note), then closed. ``--events-per-return K`` sends the first K of these.
+LIFECYCLE = (("return.created", "open"), ("return.updated", "open"),
+             ("return.updated", "open"), ("return.updated", "open"), ("return.closed", "closed"))
+
+
+def make_deliveries(count: int, per_return: int = 1) -> list[Delivery]:
+    """``count`` return webhooks as Loop would send them, signed with the demo secret: one
+    per return (each new), or ``per_return`` per return (created, updates, closed), every
+    return's first event before any return's second, as a day's traffic comes in."""
+    returns = -(-count // per_return)
     out = []
-    for i in range(count):
-        payload = return_payload(FIRST_ID + i, DEMO_SCENARIOS[i % len(DEMO_SCENARIOS)],
-                                 order=2000 + i % 1000)
-        body = php_json(payload)
-        out.append(Delivery(body, sign(body, LOOP_SECRET)))
+    for step in range(per_return):
+        trigger, state = LIFECYCLE[min(step, len(LIFECYCLE) - 1)]
+        if per_return > 1 and step == per_return - 1:
+            trigger, state = LIFECYCLE[-1]
+        for r in range(returns):
+            if len(out) == count:
+                break
+            base = DEMO_SCENARIOS[r % len(DEMO_SCENARIOS)]
+            scenario = base if per_return == 1 else replace(base, state=state)
+            payload = return_payload(FIRST_ID + r, scenario, trigger=trigger,
+                                     order=2000 + r % 1000)
+            if step:  # an update carries something new, so it is not a duplicate
+                payload["edited_at"] = f"2026-11-2{min(step, 9)}T12:00:00+00:00"
+            body = php_json(payload)
+            out.append(Delivery(body, sign(body, LOOP_SECRET)))
     return out
 
 
@@ -451,6 +470,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1,
                         help="event workers: 1 = serve alone; N > 1 adds N-1 'returnbridge "
                         "worker' processes; 0 = serve --no-worker (ingest only)")
+    parser.add_argument("--events-per-return", type=int, default=1, metavar="K",
+                        help="K webhooks per return (created, updates, closed; 1 = every "
+                        "event a new return, the dearest kind; real returns have 3-6)")
     parser.add_argument("--backlog", action="store_true",
                         help="store every webhook first (serve --no-worker), then start "
                         "--workers 'returnbridge worker' processes on the backlog and report "
@@ -465,8 +487,8 @@ def parse_args() -> argparse.Namespace:
                         help="run the service on PostgreSQL; URL of a server database to "
                              f"create a scratch database from (default {DEFAULT_POSTGRES})")
     args = parser.parse_args()
-    if args.events < 1 or args.concurrency < 1:
-        parser.error("--events and --concurrency must be at least 1")
+    if args.events < 1 or args.concurrency < 1 or args.events_per_return < 1:
+        parser.error("--events, --concurrency and --events-per-return must be at least 1")
     if args.backlog and (args.workers < 1 or args.rate):
         parser.error("--backlog needs --workers 1 or more and no --rate")
     return args
@@ -624,7 +646,7 @@ def main() -> None:
         main_backlog(args)
         return
     mp = multiprocessing.get_context("spawn")
-    deliveries = make_deliveries(args.events)
+    deliveries = make_deliveries(args.events, args.events_per_return)
     backend = "postgresql" if args.postgres else "sqlite"
     print(f"returnbridge ingest bench: {args.events} signed Loop webhooks, "
           f"concurrency {args.concurrency}, service on {backend}, workers {args.workers}, "
@@ -651,7 +673,7 @@ def main() -> None:
 
 def main_backlog(args: argparse.Namespace) -> None:
     mp = multiprocessing.get_context("spawn")
-    deliveries = make_deliveries(args.events)
+    deliveries = make_deliveries(args.events, args.events_per_return)
     backend = "postgresql" if args.postgres else "sqlite"
     print(f"returnbridge backlog bench: {args.events} signed Loop webhooks stored, then "
           f"{args.workers} worker process(es) on {backend}")
